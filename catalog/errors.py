@@ -1,0 +1,102 @@
+"""The project's exceptions and the exit codes they map to.
+
+One place, so the CLI's exit-code table, the README and the tests cannot disagree.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # the run could not complete (API or database failure mid-run)
+    USAGE = 2  # a wrong flag or value (click's own code)
+    PARTIAL = 3  # the run completed, but some entities failed and were recorded in sync_errors
+    CONFIG = 4  # missing credentials, bad database URL, bad config file
+    API_UNREACHABLE = 5  # the API could not be reached, or rejected the credentials
+    DATABASE = 6  # the database could not be reached or its schema is wrong for this code
+    LOCKED = 7  # another sync holds the lock
+    MASS_DELETE = 8  # the delete guard tripped; nothing was deleted
+    INTERRUPTED = 9  # SIGINT/SIGTERM: stopped after the current batch
+
+
+class CatalogError(Exception):
+    """Base for errors that end a command with a one-line message and a known exit code."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class ConfigError(CatalogError):
+    exit_code = ExitCode.CONFIG
+
+
+class DatabaseError(CatalogError):
+    exit_code = ExitCode.DATABASE
+
+
+class LockTimeout(CatalogError):
+    exit_code = ExitCode.LOCKED
+
+
+class ApiError(CatalogError):
+    """Any failed API call, whatever shape the service used to say so.
+
+    ``code`` is the service's error code as text (``"AccessDenied"``, ``"18"``), ``status`` the HTTP
+    status (200 for the /wenxinworkshop shape, which reports errors inside a 200), ``call`` names the
+    action or path so a message says which call failed. Never carries credentials.
+    """
+
+    exit_code = ExitCode.API_UNREACHABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        call: str = "",
+        code: str = "",
+        status: int | None = None,
+        request_id: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.call = call
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.call}: " if self.call else ""
+        code = f" [{self.code}]" if self.code else ""
+        status = f" (HTTP {self.status})" if self.status else ""
+        rid = f" request id {self.request_id}" if self.request_id else ""
+        return f"{where}{self.message}{code}{status}{rid}".strip()
+
+    @property
+    def is_auth(self) -> bool:
+        return self.status in (401, 403) or self.code in AUTH_CODES
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404 or self.code in NOT_FOUND_CODES
+
+
+class MalformedResponse(ApiError):
+    """The service answered, but not with what its documents promise (not JSON, no ``result``...)."""
+
+
+class PaginationError(ApiError):
+    """A listing that would loop or lose items: repeated marker, truncated page without a marker."""
+
+
+AUTH_CODES = frozenset(
+    {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "RequestExpired",
+     "InvalidAuthorization", "AccessDeniedException"}
+)
+#: Codes that mean "that entity does not exist (any more)" rather than "the call failed".
+NOT_FOUND_CODES = frozenset({"ResourceNotFound", "NotFound", "ModelNotExist", "ModelSetNotExist",
+                             "ExportTaskNotExist"})
