@@ -1,0 +1,155 @@
+"""Connecting to the database and keeping its schema current.
+
+Every way in (CLI, tests, Alembic's env.py) goes through ``create_engine_for`` so SQLite gets the
+same pragmas everywhere and a bad URL gets the same one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from catalog.errors import ConfigError, DatabaseError
+
+DEFAULT_DATABASE_URL = "sqlite:///catalog.db"
+DATABASE_URL_ENV = "CATALOG_DATABASE_URL"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def resolve_database_url(url: str | None) -> str:
+    return url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+def describe_url(url: str) -> str:
+    """The URL as it may be shown: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (BI tools) read while a sync writes; busy_timeout rides out short locks.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_engine_for(url: str, **kwargs: Any) -> Engine:
+    """An engine for a checked URL; a wrong URL is a ``ConfigError`` that says how to fix it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"cannot parse database URL {url[:60]!r}: use e.g. sqlite:///catalog.db or "
+            "postgresql+psycopg://user:password@host:5432/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED:
+        raise ConfigError(
+            f"unsupported database {backend!r} in {describe_url(url)}: use sqlite:/// or "
+            "postgresql+psycopg://"
+        )
+    if backend == "postgresql" and parsed.get_driver_name() in ("psycopg2", "pg8000", "asyncpg"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"folder {folder} for the SQLite database does not exist: create it or change "
+                "--database-url"
+            )
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigError(f"cannot use database URL {describe_url(url)}: {exc}") from None
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def connect(engine: Engine) -> Connection:
+    try:
+        return engine.connect()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(
+            f"cannot connect to {describe_url(engine.url.render_as_string(hide_password=False))}: "
+            f"{reason}"
+        ) from None
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def schema_state(connection: Connection) -> str:
+    """``current``, ``behind`` (migrations pending, incl. an empty database) or ``ahead``."""
+    current = current_revision(connection)
+    head = head_revision()
+    if current == head:
+        return "current"
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        return "ahead"
+    return "behind"
+
+
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Apply migrations on the caller's connection; commits them."""
+    try:
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+    except SQLAlchemyError as exc:
+        connection.rollback()
+        raise DatabaseError(f"migration failed: {str(exc).splitlines()[0]}") from None
+
+
+def downgrade(connection: Connection, revision: str) -> None:
+    command.downgrade(alembic_config(connection), revision)
+    connection.commit()
+
+
+def ensure_schema(connection: Connection, migrate: bool) -> None:
+    """Bring the schema to head, or refuse clearly when told not to migrate or it is newer."""
+    state = schema_state(connection)
+    if state == "ahead":
+        raise DatabaseError(
+            f"database schema revision {current_revision(connection)} is newer than this "
+            "qianfan-catalog knows: upgrade qianfan-catalog"
+        )
+    if state == "behind":
+        if not migrate:
+            raise DatabaseError(
+                "database schema is behind this version: run `qianfan-catalog db upgrade` "
+                "or drop --no-migrate"
+            )
+        upgrade(connection)
