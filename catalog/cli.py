@@ -1,0 +1,205 @@
+"""The command line: click only. Each command parses options, calls one function, maps errors."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from catalog import __version__, db
+from catalog.errors import CatalogError, ExitCode
+
+CONTEXT = {"auto_envvar_prefix": "CATALOG", "help_option_names": ["-h", "--help"],
+           "show_default": True}
+
+
+class CatalogGroup(click.Group):
+    """Turns the project's errors into one line on stderr and their exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CatalogError as exc:
+            _fail(ctx, str(exc), exc.exit_code)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            _fail(ctx, f"database error: {reason}", ExitCode.DATABASE)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            _fail(ctx, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
+                  ExitCode.FAILED)
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> None:
+    if ctx.find_root().params.get("debug"):
+        traceback.print_exc()
+    click.echo(f"Error: {message}", err=True)
+    ctx.exit(int(code))
+
+
+@click.group(cls=CatalogGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="qianfan-catalog")
+@click.option("--database-url", envvar=db.DATABASE_URL_ENV, default=db.DEFAULT_DATABASE_URL,
+              show_envvar=True, help="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str, debug: bool) -> None:
+    """Sync a Baidu Qianfan model catalog into SQL tables, with full history."""
+    ctx.ensure_object(dict)
+    ctx.obj["database_url"] = database_url
+    ctx.obj["debug"] = debug
+
+
+def _api_options(f: Any) -> Any:
+    options = [
+        click.option("--access-key", envvar="QIANFAN_ACCESS_KEY", show_envvar=True, default="",
+                     show_default=False, help="Qianfan access key id."),
+        click.option("--secret-key", envvar="QIANFAN_SECRET_KEY", show_envvar=True, default="",
+                     show_default=False, help="Qianfan secret key (prefer the env var)."),
+        click.option("--base-url", envvar="QIANFAN_CONSOLE_API_BASE_URL", show_envvar=True,
+                     default="https://qianfan.baidubce.com", help="Console API base URL."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _sync_options(f: Any) -> Any:
+    options = [
+        click.option("--model-set", "model_sets", multiple=True, metavar="NAME_OR_ID",
+                     help="Limit the walk to this model set (repeatable)."),
+        click.option("--include-system", is_flag=True, help="Also walk the platform's preset model sets."),
+        click.option("--eval-export-id", "eval_export_ids", multiple=True, metavar="ID",
+                     help="Track this evaluation-result export (96 or amemt-...; repeatable)."),
+        click.option("--no-migrate", is_flag=True, help="Refuse instead of applying pending migrations."),
+        click.option("--workers", type=click.IntRange(1, 64), default=8, help="Concurrent API calls."),
+        click.option("--qps", type=click.FloatRange(0), default=10.0,
+                     help="Client-side rate limit for all calls of a run (0: none)."),
+        click.option("--batch-size", type=click.IntRange(1, 10000), default=500,
+                     help="Rows per database transaction."),
+        click.option("--lock-timeout", type=click.FloatRange(0), default=0.0,
+                     help="Seconds to wait for another running sync."),
+        click.option("--max-delete-share", type=click.FloatRange(0, 1), default=0.5,
+                     help="Refuse a run that would delete more than this share of a kind."),
+        click.option("--allow-mass-delete", is_flag=True, help="Delete even past --max-delete-share."),
+        click.option("--timeout", type=click.FloatRange(0.1), default=30.0,
+                     help="Read timeout per API call, seconds."),
+        click.option("--max-attempts", type=click.IntRange(1, 20), default=6,
+                     help="Tries per API call, retries included."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> Any:
+    from catalog.sync import SyncOptions
+
+    return SyncOptions(
+        database_url=ctx.obj["database_url"],
+        access_key=kw["access_key"],
+        secret_key=kw["secret_key"],
+        base_url=kw["base_url"],
+        model_sets=kw["model_sets"],
+        include_system=kw["include_system"],
+        eval_export_ids=kw["eval_export_ids"],
+        migrate=not kw["no_migrate"],
+        lock_timeout=kw["lock_timeout"],
+        workers=kw["workers"],
+        qps=kw["qps"],
+        batch_size=kw["batch_size"],
+        max_delete_share=kw["max_delete_share"],
+        allow_mass_delete=kw["allow_mass_delete"],
+        dry_run=kw.get("dry_run", False),
+        timeout=(min(5.0, kw["timeout"]), kw["timeout"]),
+        max_attempts=kw["max_attempts"],
+    )
+
+
+@cli.command()
+@_api_options
+@_sync_options
+@click.option("--dry-run", is_flag=True, help="Walk the API, write nothing, print what would change.")
+@click.pass_context
+def sync(ctx: click.Context, **kw: Any) -> None:
+    """Walk the catalog through the API and upsert it into the database."""
+    from catalog.sync import run_sync
+
+    summary = run_sync(_sync_options_from(ctx, kw))
+    click.echo(summary.line())
+    ctx.exit(int(summary.exit_code))
+
+
+@cli.group(name="db")
+def db_group() -> None:
+    """Manage the database schema."""
+
+
+@db_group.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Apply pending schema migrations."""
+    engine = db.create_engine_for(ctx.obj["database_url"])
+    with db.connect(engine) as conn:
+        state = db.schema_state(conn)
+        if state == "ahead":
+            db.ensure_schema(conn, migrate=False)  # raises with the fix
+        db.upgrade(conn)
+        click.echo(f"schema at revision {db.current_revision(conn)} ({state} before)")
+    engine.dispose()
+
+
+@db_group.command()
+@click.pass_context
+def current(ctx: click.Context) -> None:
+    """Show the schema revision and whether migrations are pending."""
+    engine = db.create_engine_for(ctx.obj["database_url"])
+    with db.connect(engine) as conn:
+        click.echo(f"revision {db.current_revision(conn) or 'none'} (head {db.head_revision()}): "
+                   f"{db.schema_state(conn)}")
+    engine.dispose()
+
+
+@cli.command(name="fake-server")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, help="Port on 127.0.0.1.")
+@click.option("--seed", type=int, default=0, help="Seed of the generated catalog.")
+@click.option("--model-sets", type=click.IntRange(0), default=20, help="Custom model sets.")
+@click.option("--versions-per-set", type=click.IntRange(0), default=2, help="Versions per set.")
+@click.option("--comp-tasks", type=click.IntRange(0), default=60, help="Compression tasks.")
+@click.option("--eval-exports", type=click.IntRange(0), default=3, help="Evaluation exports.")
+@click.option("--system-sets", type=click.IntRange(0), default=2, help="Preset model sets.")
+@click.option("--access-key", default="fake-ak", help="Access key the server accepts.")
+@click.option("--secret-key", default="fake-sk", help="Secret key the server accepts.")
+@click.option("--latency", type=click.FloatRange(0), default=0.0, help="Seconds added per answer.")
+@click.option("--rate-limit", type=click.FloatRange(0), default=0.0,
+              help="Server-side calls/s before 429 (0: none).")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
+              help="Share of calls that get a random fault.")
+def fake_server(**kw: Any) -> None:
+    """Serve a generated catalog on 127.0.0.1, as the console API would."""
+    from catalog.fake.server import serve
+
+    serve(**kw)
+
+
+@cli.command()
+@click.option("--model-sets", type=click.IntRange(1), default=12, help="Size of the demo catalog.")
+@click.pass_context
+def demo(ctx: click.Context, model_sets: int) -> None:
+    """Sync a built-in fake catalog into the database and show what landed."""
+    from catalog.demo import run_demo
+
+    for line in run_demo(ctx.obj["database_url"], model_sets):
+        click.echo(line)
+
+
+def main() -> None:
+    cli(prog_name="qianfan-catalog")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

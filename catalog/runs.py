@@ -1,0 +1,178 @@
+"""The run ledger (``sync_runs``, ``sync_errors``) and the one-writer lock.
+
+A run's row is written first and committed, so a run killed at any point leaves a ``running`` row
+behind; the next run, holding the lock, knows no other writer exists and marks it ``aborted``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Connection, func, select, text, update
+
+from catalog.errors import LockTimeout
+from catalog.schema import KINDS, sync_errors, sync_runs
+
+#: PostgreSQL advisory lock id: a constant of this project ("qfcat" in ASCII).
+ADVISORY_LOCK_ID = 0x7166636174
+FINAL_STATUSES = ("success", "partial", "failed", "aborted", "interrupted")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def repair_aborted(conn: Connection) -> int:
+    """Mark runs left ``running`` by a dead process as ``aborted``; call only under the lock."""
+    result = conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.status == "running")
+        .values(
+            status="aborted",
+            finished_at=utcnow(),
+            error="the process ended before the run finished (killed or crashed)",
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+def start_run(conn: Connection, scope: Mapping[str, Any]) -> tuple[int, dt.datetime]:
+    """Insert the run's row; its timestamp is strictly later than every earlier run's.
+
+    History validity uses run timestamps as boundaries, so two runs must never share one, even
+    when the clock steps back or two runs start within a microsecond.
+    """
+    now = utcnow()
+    last = conn.execute(select(func.max(sync_runs.c.started_at))).scalar_one_or_none()
+    if last is not None and now <= last:
+        now = last + dt.timedelta(microseconds=1)
+    run_id = conn.execute(
+        sync_runs.insert()
+        .values(
+            started_at=now,
+            status="running",
+            scope=dict(scope),
+            pid=os.getpid(),
+            hostname=socket.gethostname()[:255],
+            api_calls=0,
+            api_retries=0,
+            errors=0,
+            **{f"{k}_{w}": 0 for k in KINDS for w in ("seen", "inserted", "updated", "deleted")},
+        )
+        .returning(sync_runs.c.run_id)
+    ).scalar_one()
+    return int(run_id), now
+
+
+def finish_run(
+    conn: Connection,
+    run_id: int,
+    status: str,
+    counts: Mapping[str, int],
+    api_calls: int,
+    api_retries: int,
+    errors: int,
+    error: str | None,
+) -> None:
+    assert status in FINAL_STATUSES
+    conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.run_id == run_id)
+        .values(
+            status=status,
+            finished_at=utcnow(),
+            api_calls=api_calls,
+            api_retries=api_retries,
+            errors=errors,
+            error=error[:2000] if error else None,
+            **dict(counts),
+        )
+    )
+
+
+def record_error(
+    conn: Connection,
+    run_id: int,
+    call: str,
+    message: str,
+    kind: str | None = None,
+    entity_id: str | None = None,
+    code: str | None = None,
+) -> None:
+    conn.execute(
+        sync_errors.insert().values(
+            run_id=run_id,
+            call=call[:128],
+            message=message[:4000],
+            kind=kind,
+            entity_id=entity_id,
+            code=(code or None) and code[:64],
+            occurred_at=utcnow(),
+        )
+    )
+
+
+# -- the lock ------------------------------------------------------------------------------------
+
+
+def _sqlite_lock_path(conn: Connection) -> Path | None:
+    database = conn.engine.url.database
+    if not database or database == ":memory:":
+        return None
+    return Path(database).expanduser().resolve().with_name(Path(database).name + ".lock")
+
+
+@contextmanager
+def writer_lock(conn: Connection, timeout: float, poll: float = 0.2) -> Iterator[None]:
+    """Hold the one-writer lock for the database behind ``conn``, waiting up to ``timeout`` s.
+
+    PostgreSQL: a session advisory lock on this connection. SQLite: ``flock`` on a file beside
+    the database; the kernel drops it when the process dies, so a crashed run never leaves it held.
+    """
+    deadline = time.monotonic() + max(timeout, 0.0)
+    if conn.dialect.name == "postgresql":
+        while not conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": ADVISORY_LOCK_ID}).scalar():
+            conn.rollback()
+            if time.monotonic() >= deadline:
+                raise LockTimeout(_locked_message(timeout))
+            time.sleep(poll)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": ADVISORY_LOCK_ID})
+            conn.commit()
+        return
+    path = _sqlite_lock_path(conn)
+    if path is None:
+        yield
+        return
+    handle: IO[str] = open(path, "a")  # noqa: SIM115 - held for the whole run
+    try:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(_locked_message(timeout)) from None
+                time.sleep(poll)
+        yield
+    finally:
+        handle.close()
+
+
+def _locked_message(timeout: float) -> str:
+    return (
+        f"another sync is running on this database (waited {timeout:g}s): let it finish, "
+        "or raise --lock-timeout"
+    )

@@ -1,0 +1,440 @@
+"""One sync run: the walk's workers feed a bounded queue, one writer drains it in batches.
+
+Fetching is concurrent because the API's latency and rate limit set the pace; writing is not,
+because SQLite has one writer and history is simplest when one thread decides what changed.
+Every batch is one transaction, so a run killed at any point leaves whole batches behind, and
+deletions happen only at the end, in one transaction, inside scopes whose walk completed.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, String, cast, or_, select, true
+
+from catalog import db, normalize, runs
+from catalog.api.client import ConsoleClient
+from catalog.api.retry import RateLimiter, RetryPolicy
+from catalog.errors import CatalogError, ConfigError, ExitCode
+from catalog.schema import (
+    KINDS,
+    compression_tasks,
+    eval_result_exports,
+    model_exports,
+    model_sets,
+    model_versions,
+    tracked_eval_exports,
+)
+from catalog.store import Store
+from catalog.walk import (
+    ALL_COMPRESSION_TASKS,
+    CUSTOM_SETS,
+    SYSTEM_SETS,
+    Event,
+    Failure,
+    Record,
+    ScopeDone,
+    Walker,
+)
+
+DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
+#: Deleting in this order lets each scope refer to the not-yet-deleted parents it depends on.
+DELETE_ORDER = ("model_export", "model_version", "compression_task", "eval_result_export", "model_set")
+
+
+class MassDeleteRefused(CatalogError):
+    exit_code = ExitCode.MASS_DELETE
+
+
+class Interrupted(CatalogError):
+    exit_code = ExitCode.INTERRUPTED
+
+
+class RunFailed(CatalogError):
+    """The run started but could not finish; its row in sync_runs says why."""
+
+
+@dataclass
+class SyncOptions:
+    database_url: str
+    access_key: str
+    secret_key: str
+    base_url: str = DEFAULT_BASE_URL
+    model_sets: Sequence[str] = ()
+    include_system: bool = False
+    eval_export_ids: Sequence[str] = ()
+    migrate: bool = True
+    lock_timeout: float = 0.0
+    workers: int = 8
+    qps: float = 10.0
+    batch_size: int = 500
+    max_delete_share: float = 0.5
+    allow_mass_delete: bool = False
+    dry_run: bool = False
+    timeout: tuple[float, float] = (5.0, 30.0)
+    max_attempts: int = 6
+    verify_tls: bool = True
+    page_size: int = 100
+
+
+@dataclass
+class RunSummary:
+    run_id: int | None
+    status: str
+    counts: dict[str, int] = field(default_factory=dict)
+    api_calls: int = 0
+    api_retries: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    message: str | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PARTIAL if self.status == "partial" else ExitCode.OK
+
+    def line(self) -> str:
+        """The one summary line a cron mail or a log shipper gets per run."""
+        parts = []
+        for kind in KINDS:
+            c = self.counts
+            parts.append(
+                f"{kind} {c.get(f'{kind}_seen', 0)} seen/{c.get(f'{kind}_inserted', 0)} new/"
+                f"{c.get(f'{kind}_updated', 0)} changed/{c.get(f'{kind}_deleted', 0)} deleted"
+            )
+        head = "dry run (nothing written)" if self.dry_run else f"run {self.run_id} {self.status}"
+        tail = f"; {self.errors} errors" if self.errors else ""
+        return (
+            f"{head}: " + ", ".join(parts)
+            + f"; {self.api_calls} API calls ({self.api_retries} retries); {self.seconds:.1f}s{tail}"
+        )
+
+
+Observer = Callable[[str, dict[str, Any]], None]
+_DONE = object()
+
+
+def validate(options: SyncOptions) -> list[str]:
+    """Check what can be checked before touching anything; returns the eval refs, normalised."""
+    if not options.access_key or not options.secret_key:
+        raise ConfigError(
+            "missing credentials: set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY "
+            "(or --access-key / --secret-key)"
+        )
+    if not 0 <= options.max_delete_share <= 1:
+        raise ConfigError("--max-delete-share must be between 0 and 1")
+    try:
+        return [normalize.eval_export_ref(ref) for ref in options.eval_export_ids]
+    except normalize.NormalizeError as exc:
+        raise ConfigError(f"--eval-export-id: {exc}") from None
+
+
+def build_client(options: SyncOptions, observer: Observer | None = None) -> ConsoleClient:
+    try:
+        return ConsoleClient(
+            options.base_url,
+            options.access_key,
+            options.secret_key,
+            timeout=options.timeout,
+            retry=RetryPolicy(max_attempts=options.max_attempts),
+            limiter=RateLimiter(options.qps) if options.qps > 0 else None,
+            pool_size=max(options.workers, 1),
+            verify=options.verify_tls,
+            on_event=observer,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--base-url: {exc}") from None
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the writer to stop after its current batch instead of dying mid-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Run:
+    """The state of one run while it lasts: queue, worker pool, batches, counters."""
+
+    def __init__(self, options: SyncOptions, conn: Connection, client: ConsoleClient,
+                 observer: Observer | None, stop: threading.Event) -> None:
+        self.options = options
+        self.conn = conn
+        self.client = client
+        self.observer = observer
+        self.stop = stop
+        self.events: queue.Queue[object] = queue.Queue(maxsize=max(options.batch_size * 4, 1000))
+        self.pool = ThreadPoolExecutor(max_workers=max(options.workers, 1), thread_name_prefix="walk")
+        self.pending = 0
+        self.pending_lock = threading.Lock()
+        self.aborting = False
+        self.counts: Counter[str] = Counter()
+        self.failures = 0
+        self.first_fatal: Failure | None = None
+        self.whole_listings: set[tuple[str, str]] = set()
+        self.walker = Walker(client, self.submit, self.emit, include_system=options.include_system,
+                             page_size=options.page_size)
+
+    # -- worker side ---------------------------------------------------------------------------------
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self.pending_lock:
+            self.pending += 1
+        self.pool.submit(self._run_task, task)
+
+    def _run_task(self, task: Callable[[], None]) -> None:
+        try:
+            if not self.aborting:
+                task()
+        except Exception as exc:  # a bug in a task must end the run visibly, not hang it
+            self.emit(Failure(None, "internal", None, f"{type(exc).__name__}: {exc}", fatal=True))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        with self.pending_lock:
+            self.pending -= 1
+            done = self.pending == 0
+        if done:
+            self.emit(_DONE)
+
+    def emit(self, event: object) -> None:
+        while not self.aborting:
+            try:
+                self.events.put(event, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    # -- writer side ---------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        if not self.options.dry_run:
+            self.conn.commit()
+
+    def notify(self, name: str, **data: Any) -> None:
+        if self.observer is not None:
+            self.observer(name, data)
+
+    def drive(self, store: Store, scoped: Sequence[dict[str, Any]] | None, eval_refs: Sequence[str],
+              listing: Iterator[list[dict[str, Any]]] | None) -> None:
+        """Run the walk to its end, writing batches; returns when every task has finished."""
+        batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+        scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
+        errors: list[Failure] = []
+
+        def flush(kinds: Sequence[str]) -> None:
+            for kind in kinds:
+                rows, batches[kind] = batches[kind], []
+                if rows:
+                    result = store.write_batch(kind, rows)
+                    self.counts[f"{kind}_inserted"] += len(result.inserted) + len(result.restored)
+                    self.counts[f"{kind}_updated"] += len(result.updated)
+            for kind in KINDS:
+                store.add_scopes(kind, scope_buf[kind])
+                scope_buf[kind] = []
+            for f in errors:
+                runs.record_error(self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code)
+            errors.clear()
+            self.commit()
+
+        with self.pending_lock:
+            self.pending += 1  # held until start() has submitted everything
+        try:
+            self.walker.start(scoped, eval_refs, first_listing=listing)
+        finally:
+            self.release()
+        while True:
+            try:
+                event = self.events.get(timeout=0.2)
+            except queue.Empty:
+                event = None
+            if self.stop.is_set():
+                flush(KINDS)
+                raise Interrupted("interrupted: stopped after the current batch; nothing was deleted")
+            if event is None:
+                continue
+            if event is _DONE:
+                break
+            if isinstance(event, Record):
+                batches[event.kind].append(event.row)
+                self.notify("record", kind=event.kind)
+                if len(batches[event.kind]) >= self.options.batch_size:
+                    flush((event.kind,))
+            elif isinstance(event, ScopeDone):
+                if event.kind == "model_set" or event.key == ALL_COMPRESSION_TASKS:
+                    self.whole_listings.add((event.kind, event.key))
+                else:
+                    scope_buf[event.kind].append(event.key)
+            elif isinstance(event, Failure):
+                self.failures += 1
+                errors.append(event)
+                self.notify("error", call=event.call, entity_id=event.entity_id, message=event.message)
+                if event.fatal:
+                    self.first_fatal = event
+                    flush(KINDS)
+                    raise RunFailed(event.message, )
+        flush(KINDS)
+
+    def shutdown(self) -> None:
+        self.aborting = True
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- deletes ---------------------------------------------------------------------------------
+
+    def delete_scopes(self, store: Store, scoped: bool) -> dict[str, ColumnElement[bool]]:
+        """Per kind, the SQL condition for 'inside a scope whose walk completed in this run'."""
+        out: dict[str, ColumnElement[bool]] = {}
+        listed = [flag for flag, key in ((False, CUSTOM_SETS), (True, SYSTEM_SETS))
+                  if ("model_set", key) in self.whole_listings]
+        set_scope = None
+        if not scoped and listed:
+            set_scope = model_sets.c.is_system.in_(listed)
+            out["model_set"] = set_scope
+        version_scope: ColumnElement[bool] = model_versions.c.model_set_id.in_(store.scope_keys("model_version"))
+        if set_scope is not None:
+            gone_sets = select(model_sets.c.model_set_id).where(store.unseen("model_set", set_scope))
+            version_scope = or_(version_scope, model_versions.c.model_set_id.in_(gone_sets))
+        out["model_version"] = version_scope
+        gone_versions = select(model_versions.c.model_id).where(store.unseen("model_version", version_scope))
+        out["model_export"] = or_(
+            model_exports.c.model_id.in_(store.scope_keys("model_export")),
+            model_exports.c.model_id.in_(gone_versions),
+        )
+        if ("compression_task", ALL_COMPRESSION_TASKS) in self.whole_listings:
+            out["compression_task"] = true()
+        else:
+            out["compression_task"] = compression_tasks.c.source_model_id.in_(
+                store.scope_keys("compression_task")
+            )
+        refs = store.scope_keys("eval_result_export")
+        out["eval_result_export"] = or_(
+            cast(eval_result_exports.c.export_id, String).in_(refs),
+            eval_result_exports.c.export_id_str.in_(refs),
+        )
+        return out
+
+    def apply_deletes(self, store: Store, scoped: bool) -> None:
+        conditions = self.delete_scopes(store, scoped)
+        share = self.options.max_delete_share
+        too_many = []
+        for kind in DELETE_ORDER:
+            if kind not in conditions:
+                continue
+            doomed, alive = store.count_unseen(kind, conditions[kind])
+            if doomed and doomed > share * alive:
+                too_many.append(f"{kind} {doomed} of {alive}")
+        if too_many and not self.options.allow_mass_delete:
+            raise MassDeleteRefused(
+                f"refusing to delete more than {share:.0%} of an entity kind ({', '.join(too_many)}); "
+                "nothing was deleted. If this is intended, run again with --allow-mass-delete"
+            )
+        for kind in DELETE_ORDER:
+            if kind in conditions:
+                self.counts[f"{kind}_deleted"] += store.delete_unseen(kind, conditions[kind])
+
+
+def _tracked_refs(conn: Connection) -> list[str]:
+    return list(conn.execute(select(tracked_eval_exports.c.export_ref)).scalars())
+
+
+def run_sync(options: SyncOptions, observer: Observer | None = None,
+             stop: threading.Event | None = None) -> RunSummary:
+    """Run one sync; raise a ``CatalogError`` for anything that is not a success or partial run."""
+    started = time.monotonic()
+    new_refs = validate(options)
+    stop = stop or threading.Event()
+    engine = db.create_engine_for(options.database_url)
+    conn = db.connect(engine)
+    client = build_client(options, observer)
+    try:
+        with runs.writer_lock(conn, options.lock_timeout), _stop_on_signals(stop):
+            if options.dry_run and db.schema_state(conn) != "current":
+                raise CatalogError(
+                    "a dry run needs an up-to-date schema: run `qianfan-catalog db upgrade` first"
+                )
+            db.ensure_schema(conn, options.migrate)
+            if runs.repair_aborted(conn):
+                conn.commit()
+            run = _Run(options, conn, client, observer, stop)
+            # The first call doubles as the check of credentials and reachability, made before
+            # the run is recorded: a wrong key or a dead network leaves the database as it was.
+            scoped = run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
+            listing = None if scoped is not None else run.walker.open_set_listing(system=False)
+            refs = list(dict.fromkeys([*_tracked_refs(conn), *new_refs]))
+            scope = {"model_sets": list(options.model_sets), "include_system": options.include_system,
+                     "eval_export_ids": refs, "dry_run": options.dry_run}
+            run_id, run_ts = runs.start_run(conn, scope)
+            run.commit()
+            run.notify("run_start", run_id=run_id, dry_run=options.dry_run)
+            summary = RunSummary(run_id, "running", dry_run=options.dry_run)
+            try:
+                store = Store(conn, run_id, run_ts)
+                known = set(_tracked_refs(conn))
+                for ref in new_refs:
+                    if ref not in known:
+                        conn.execute(tracked_eval_exports.insert().values(export_ref=ref, added_at=run_ts))
+                run.drive(store, scoped, refs, listing)
+                run.shutdown()
+                for kind in KINDS:
+                    run.counts[f"{kind}_seen"] = store.seen_count(kind)
+                run.apply_deletes(store, scoped=scoped is not None)
+                summary.status = "partial" if run.failures else "success"
+                error = f"{run.failures} entities failed; see sync_errors" if run.failures else None
+                _finish(run, summary, error)
+            except CatalogError as exc:
+                run.shutdown()
+                conn.rollback()
+                summary.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+                _finish(run, summary, str(exc))
+                raise
+            except BaseException as exc:
+                run.shutdown()
+                conn.rollback()
+                summary.status = "failed"
+                _finish(run, summary, f"{type(exc).__name__}: {exc}")
+                raise
+            summary.seconds = time.monotonic() - started
+            run.notify("summary", line=summary.line(), status=summary.status)
+            return summary
+    finally:
+        client.close()
+        conn.close()
+        engine.dispose()
+
+
+def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:
+    summary.counts = dict(run.counts)
+    summary.api_calls = run.client.calls_made
+    summary.api_retries = run.client.retries
+    summary.errors = run.failures
+    summary.message = error
+    assert summary.run_id is not None
+    runs.finish_run(run.conn, summary.run_id, summary.status, run.counts, summary.api_calls,
+                    summary.api_retries, run.failures, error)
+    if run.options.dry_run:
+        run.conn.rollback()
+    else:
+        run.conn.commit()
