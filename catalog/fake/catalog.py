@@ -1,0 +1,653 @@
+"""The fake console's data: a deterministic, mutable catalog of API-shaped objects.
+
+Every object is stored exactly as the console API serves it (the vendor's camelCase field names,
+its several time formats, absent-vs-empty fields), so the sync code is exercised against the same
+irregularities the real service has. The one exception is a model export's ``downloadUrl``: the
+catalog stores its stable part and the server appends a freshly signed query string on every call,
+as the real service does with its pre-signed object-store links.
+
+Tests change the catalog between syncs through the mutation API (``add`` / ``change`` / ``remove``
+/ ``restore``); every method takes :attr:`FakeCatalog.lock`, the same lock the server reads under,
+so a sync never sees a half-applied mutation.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+KINDS: tuple[str, ...] = (
+    "model_set",
+    "model_version",
+    "compression_task",
+    "model_export",
+    "eval_result_export",
+)
+
+#: Go's zero ``time.Time``: the service's way of saying "no value".
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+CST = timezone(timedelta(hours=8))
+
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+MODEL_VERSION_STATUSES = ("Ready", "Creating", "Fail")
+COMP_TASK_STATUSES = ("creating", "running", "succeeded", "failed", "stopping", "stopped")
+#: Statuses of a compression task that has ended; only these carry a real ``finishTime``.
+COMP_TASK_FINISHED = ("succeeded", "failed", "stopped")
+EXPORT_STATES = ("Doing", "Done")  # "Fail" exists but the API does not return failed exports
+EVAL_EXPORT_STATES = ("Pending", "Uploading", "Fail", "Done")
+SOURCE_TYPES = ("Train", "Acceleration", "Import")
+APPLICATION_TYPES = ("chat", "completion", "reranker")
+QUANT_WEIGHTS = ("W8A8C4", "W8A8C8", "W8A8C16", "W8A16C16", "W4A16C16")
+QUANT_CONFS = ("wint8", "wint4", "W8A16C16", "W4A16C16")
+SAMPLING_STRATEGIES = ("multinomialSampling", "beamSearch", "greedySearch")
+
+_BASE_MODELS = (
+    "ERNIE-Speed-8K",
+    "ERNIE-Lite-8K",
+    "ERNIE-3.5-8K",
+    "Llama-2-7b-chat",
+    "ChatGLM3-6B-32K",
+    "Qwen1.5-7B-Chat",
+    "bge-reranker-large",
+)
+_SET_NAMES = (
+    "cl_test_hf",
+    "客服助手",
+    "summary_bot",
+    "法律问答",
+    "chatglm32k_v",
+    "代码补全-内部",
+    "rerank_faq",
+    "医疗问诊_ERNIE",
+    "Café-assistant",
+)
+_SYSTEM_SET_NAMES = ("ERNIE-Speed", "ERNIE-Lite", "Llama-2", "ChatGLM3", "Qwen1.5", "BGE")
+_TASK_NAMES = (
+    "BLOOM_摘要生成_量化压缩INT8",
+    "demo",
+    "压缩任务",
+    "sparsify-run",
+    "量化 W4 测试",
+    "nightly_comp",
+    "Ünïcode-täsk",
+    "稀疏化🚀实验",
+)
+_DESCRIPTIONS = ("压缩模型", "test", "", "夜间批量压缩", "for the FAQ bot", "评测用")
+_LABELS = ("faq", "客服", "prod", "staging", "法律", "eval", "hf")
+
+TIME_STYLES = ("offset", "fraction", "utc", "cst")
+
+
+def format_time(moment: datetime, style: str) -> str:
+    """Render ``moment`` the way one of the service's back ends does.
+
+    ``offset``: ``2024-03-22T17:13:33+08:00``; ``fraction``: Go's RFC 3339 with nanoseconds,
+    trailing zeros trimmed (``...33.1234+08:00``); ``utc``: ``...Z``; ``cst``: Go's default
+    ``String()``, ``2023-06-24 22:19:40 +0800 CST``.
+    """
+    local = moment.astimezone(CST)
+    if style == "offset":
+        return local.strftime("%Y-%m-%dT%H:%M:%S+08:00")
+    if style == "fraction":
+        nanos = f"{local.microsecond * 1000 + (local.second * 7919) % 1000:09d}".rstrip("0")
+        fraction = f".{nanos}" if nanos else ""
+        return local.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "+08:00"
+    if style == "utc":
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == "cst":
+        return local.strftime("%Y-%m-%d %H:%M:%S +0800 CST")
+    raise ValueError(f"unknown time style {style!r}")
+
+
+def time_style(text: str) -> str:
+    """The style ``text`` was written in, so an update keeps an entity's back end consistent."""
+    if text.endswith(" CST"):
+        return "cst"
+    if text.endswith("Z"):
+        return "utc"
+    return "fraction" if "." in text else "offset"
+
+
+def _pick_style(rng: random.Random, weights: dict[str, int]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+class FakeCatalog:
+    """The fake account's model catalog, keyed per kind as in ``docs/architecture.md``.
+
+    Keys: ``model_set`` -> ``modelSetId``; ``model_version`` -> ``modelId``; ``compression_task``
+    -> ``id``; ``model_export`` -> the version's ``modelId``; ``eval_result_export`` -> ``exportID``
+    (int). Iteration order of each kind is the order the listings page through.
+    """
+
+    KINDS = KINDS
+
+    def __init__(self, seed: int = 0) -> None:
+        self.lock = threading.RLock()
+        self._items: dict[str, dict[Any, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        self._used_ids: set[str] = set()
+        self._rng = random.Random(seed)
+        # A logical clock, so mutations get later times without depending on the wall clock.
+        self._clock = datetime(2024, 6, 1, 9, 0, 0, tzinfo=CST)
+
+    # ------------------------------------------------------------------ generation
+
+    @classmethod
+    def generate(
+        cls,
+        seed: int = 0,
+        model_sets: int = 5,
+        versions_per_set: int = 2,
+        comp_tasks: int = 30,
+        eval_exports: int = 3,
+        system_sets: int = 2,
+        export_share: float = 0.6,
+    ) -> FakeCatalog:
+        """A catalog that is identical for the same arguments (ids, names, times, states)."""
+        catalog = cls(seed)
+        rng = catalog._rng
+        start = datetime(2023, 6, 1, 8, 0, 0, tzinfo=CST)
+        catalog._clock = start
+        for index in range(system_sets):
+            catalog._new_model_set(rng, versions_per_set, system=True, index=index)
+        for index in range(model_sets):
+            catalog._new_model_set(rng, versions_per_set, system=False, index=index)
+        version_ids = list(catalog._items["model_version"])
+        for _ in range(comp_tasks):
+            source = rng.choice(version_ids) if version_ids and rng.random() < 0.9 else None
+            catalog._new_comp_task(rng, source)
+        exported = rng.sample(version_ids, round(len(version_ids) * export_share))
+        for model_id in sorted(exported, key=version_ids.index):
+            catalog._new_export(rng, model_id)
+        for _ in range(eval_exports):
+            catalog._new_eval_export(rng)
+        return catalog
+
+    def _new_id(self, rng: random.Random, prefix: str) -> str:
+        while True:
+            candidate = prefix + "".join(rng.choices(_ID_ALPHABET, k=12))
+            if candidate not in self._used_ids:
+                self._used_ids.add(candidate)
+                return candidate
+
+    def _tick(self, rng: random.Random) -> datetime:
+        """Advance the logical clock by a random amount; entities created later are newer."""
+        self._clock += timedelta(
+            minutes=rng.randint(1, 600),
+            seconds=rng.randint(0, 59),
+            microseconds=rng.randint(0, 999_999),
+        )
+        return self._clock
+
+    def _new_model_set(self, rng: random.Random, versions: int, *, system: bool, index: int) -> str:
+        created = self._tick(rng)
+        style = _pick_style(rng, {"offset": 7, "utc": 3})
+        set_id = self._new_id(rng, "am-")
+        names = _SYSTEM_SET_NAMES if system else _SET_NAMES
+        base, cycle = names[index % len(names)], index // len(names) + 1
+        name = f"{base}-{cycle}" if system and cycle > 1 else base if system else f"{base}{cycle}"
+        while any(s["modelSetName"] == name for s in self._items["model_set"].values()):
+            name = f"{name}_{rng.randint(2, 99)}"
+        item: dict[str, Any] = {
+            "modelSetId": set_id,
+            "modelSetName": name,
+            "source": "System" if system else "UserCreate",
+            "modelType": rng.choice(("Text2Text", "Text2Text", "Text2Text", "Reranker")),
+            "labels": sorted(rng.sample(_LABELS, rng.randint(0, 2))),
+            "createTime": format_time(created, style),
+            "modifyTime": ZERO_TIME
+            if rng.random() < 0.3
+            else format_time(created + timedelta(hours=rng.randint(1, 200)), style),
+            "modelIds": [],
+        }
+        if system:
+            item["description"] = f"{name} 平台预置模型"
+        elif rng.random() < 0.5:
+            item["description"] = ""  # the vendor's own example shows an empty description
+        self._items["model_set"][set_id] = item
+        for _ in range(versions):
+            self._new_version(rng, set_id)
+        return set_id
+
+    def _new_version(self, rng: random.Random, set_id: str) -> str:
+        model_set = self._items["model_set"][set_id]
+        created = self._tick(rng)
+        style = _pick_style(rng, {"offset": 5, "fraction": 3, "utc": 2})
+        model_id = self._new_id(rng, "amv-")
+        system = model_set["source"] == "System"
+        app_type = (
+            "reranker"
+            if model_set["modelType"] == "Reranker"
+            else rng.choice(("chat", "chat", "completion"))
+        )
+        item: dict[str, Any] = {
+            "modelSetId": set_id,
+            "modelSetName": model_set["modelSetName"],
+            "modelId": model_id,
+            "modelName": f"V{len(model_set['modelIds']) + 1}",
+            "model": "bge-reranker-large"
+            if app_type == "reranker"
+            else rng.choice(_BASE_MODELS[:-1]),
+        }
+        if rng.random() < 0.7:
+            item["description"] = rng.choice(("clc_test_publish", "上线版本", "nightly", "α测试"))
+        item["status"] = "Ready" if system else rng.choice(("Ready", "Ready", "Creating", "Fail"))
+        item["sourceInfo"] = self._source_info(rng, system)
+        item["modelApplicationType"] = app_type
+        item["tokenLimitations"] = self._token_limits(rng, app_type)
+        item["isSupportDeploy"] = rng.random() < 0.8
+        item["isSupportModelComp"] = rng.random() < 0.5
+        item["isSupportEvaluation"] = rng.random() < 0.7
+        if rng.random() < 0.4:
+            item["advancedSettings"] = self._advanced_settings(rng)
+        item["modelCompConfigs"] = self._comp_configs(rng)
+        item["createTime"] = format_time(created, style)
+        item["modifyTime"] = (
+            ZERO_TIME
+            if rng.random() < 0.15
+            else format_time(created + timedelta(minutes=rng.randint(1, 9000)), style)
+        )
+        self._items["model_version"][model_id] = item
+        model_set["modelIds"].append(model_id)
+        return model_id
+
+    def _source_info(self, rng: random.Random, system: bool) -> dict[str, Any]:
+        if system:
+            return {"sourceType": "PlatformPreset"}
+        source_type = rng.choice(SOURCE_TYPES)
+        if source_type == "Train":
+            return {"sourceType": "Train", "trainTaskId": str(rng.randint(100, 99999))}
+        if source_type == "Acceleration":
+            return {"sourceType": "Acceleration", "accelerationTaskId": self._new_id(rng, "amva-")}
+        bucket_path = "".join(rng.choices(_ID_ALPHABET, k=8))
+        return {
+            "sourceType": "Import",
+            "importModelVersionBosUrl": f"bos:/qianfan-import/{bucket_path}/model/",
+        }
+
+    @staticmethod
+    def _token_limits(rng: random.Random, app_type: str) -> dict[str, Any]:
+        if app_type == "reranker":
+            return {
+                "reranker": {
+                    "queryTokens": rng.choice((512, 1024)),
+                    "queryCharacterLimit": rng.choice((1600, 3200)),
+                    "documentTokens": rng.choice((512, 2048)),
+                    "documentCharacterLimit": rng.choice((4096, 8192)),
+                }
+            }
+        inputs = rng.choice((2048, 4096, 7168, 11200))
+        return {
+            "trivial": {
+                "inputTokens": inputs,
+                "outputTokens": rng.choice((1024, 2048, 4096)),
+                "characterLimit": inputs * 4,
+            }
+        }
+
+    @staticmethod
+    def _advanced_settings(rng: random.Random) -> dict[str, Any]:
+        settings: dict[str, Any] = {"samplingStrategy": rng.choice(SAMPLING_STRATEGIES)}
+        if settings["samplingStrategy"] == "beamSearch":
+            settings["numBeams"] = rng.randint(2, 15)
+        settings["topLogprobs"] = rng.randint(1, 20)
+        return settings
+
+    @staticmethod
+    def _comp_configs(rng: random.Random) -> list[dict[str, Any]]:
+        configs: list[dict[str, Any]] = [
+            {"strategy": "Quantization", "weight": weight}
+            for weight in rng.sample(QUANT_WEIGHTS, rng.randint(0, 2))
+        ]
+        if rng.random() < 0.4:
+            configs.append({"strategy": "Sparsity", "sparsityRatio": rng.choice((0.3, 0.5, 0.7))})
+        return configs
+
+    def _comp_times(
+        self, rng: random.Random, status: str, created: datetime, style: str
+    ) -> dict[str, str]:
+        """``finishTime`` only for tasks that ended; a live task has none or the zero time."""
+        if status in COMP_TASK_FINISHED:
+            finished = created + timedelta(minutes=rng.randint(5, 300), seconds=rng.randint(0, 59))
+            return {"finishTime": format_time(finished, style)}
+        return {"finishTime": ZERO_TIME} if rng.random() < 0.5 else {}
+
+    def _new_comp_task(self, rng: random.Random, source_model_id: str | None) -> str:
+        created = self._tick(rng)
+        style = _pick_style(rng, {"offset": 6, "cst": 4})
+        task_id = self._new_id(rng, "amva-")
+        status = rng.choice(COMP_TASK_STATUSES)
+        if rng.random() < 0.5:
+            config: dict[str, Any] = {
+                "strategy": "Quantization",
+                "quantConf": rng.choice(QUANT_CONFS),
+            }
+        else:
+            config = {"strategy": "Sparsity", "sparsityRatio": rng.choice((0.3, 0.5, 0.7))}
+        item: dict[str, Any] = {
+            "id": task_id,
+            "name": rng.choice(_TASK_NAMES),
+            "description": rng.choice(_DESCRIPTIONS),
+            "status": status,
+            "sourceModelId": source_model_id or self._new_id(rng, "amv-"),
+            "modelId": self._new_id(rng, "amv-") if status == "succeeded" else "",
+            "config": config,
+            "createTime": format_time(created, style),
+        }
+        item.update(self._comp_times(rng, status, created, style))
+        self._items["compression_task"][task_id] = item
+        return task_id
+
+    def _export_done_fields(
+        self, rng: random.Random, model_id: str, export_id: str
+    ) -> dict[str, Any]:
+        md5 = "".join(rng.choices("0123456789abcdef", k=32))
+        version = self._items["model_version"].get(model_id, {})
+        stem = str(version.get("modelSetName", "model")).encode("ascii", "ignore").decode() or "m"
+        file_name = f"{stem}_model_{md5}.tar"
+        return {
+            "fileName": file_name,
+            "fileType": "Model",
+            "md5": md5,
+            # Model archives are often far over 2 GiB: sizes must survive as 64-bit integers.
+            "fileSize": rng.choice(
+                (rng.randint(10_000_000, 2_000_000_000), rng.randint(2**31, 300_000_000_000))
+            ),
+            "downloadUrl": f"https://qianfan-export.bj.bcebos.com/v1/export/{export_id}/{file_name}",
+        }
+
+    def _new_export(self, rng: random.Random, model_id: str) -> str:
+        export_id = self._new_id(rng, "amve-")
+        state = rng.choice(EXPORT_STATES)
+        item: dict[str, Any] = {"exportId": export_id, "hasRecord": True, "state": state}
+        if state == "Done":
+            item.update(self._export_done_fields(rng, model_id, export_id))
+        self._items["model_export"][model_id] = item
+        return model_id
+
+    def _eval_download(self, item: dict[str, Any]) -> str:
+        if item["exportType"] == "local" and item["state"] == "Done":
+            return f"https://aipe-dragonboat.bj.bcebos.com/{item['exportPath']}"
+        return ""
+
+    def _new_eval_export(self, rng: random.Random) -> int:
+        existing = self._items["eval_result_export"]
+        export_num = max(existing, default=95) + 1
+        row_id = max((e["id"] for e in existing.values()), default=300) + rng.randint(1, 9)
+        export_type = rng.choice(("local", "storage"))
+        stamp = int(self._tick(rng).timestamp() * 1000)
+        suffix = "zip" if export_type == "local" else "csv"
+        root = "qianfan_modelrepo" if export_type == "local" else "qianfan_modelrepo_offline"
+        item: dict[str, Any] = {
+            "id": row_id,
+            "idStr": self._new_id(rng, "ame-"),
+            "exportID": export_num,
+            "exportIDStr": self._new_id(rng, "amemt-"),
+            "state": rng.choice(EVAL_EXPORT_STATES),
+            "exportType": export_type,
+        }
+        if export_type == "storage":
+            item["volumeId"] = rng.choice(("modelrepo-test", "my-eval-bucket"))
+        item["exportPath"] = (
+            f"{root}/workspace/model_eval_result_export/eval_{row_id}_{stamp}.{suffix}"
+        )
+        item["downloadUrl"] = self._eval_download(item)
+        existing[export_num] = item
+        return export_num
+
+    # ------------------------------------------------------------------ reading
+
+    def keys(self, kind: str) -> list[Any]:
+        with self.lock:
+            return list(self._store(kind))
+
+    def get(self, kind: str, key: Any) -> dict[str, Any]:
+        """A deep copy of one object as stored; ``KeyError`` if there is none."""
+        with self.lock:
+            return copy.deepcopy(self._store(kind)[key])
+
+    def find(self, kind: str, key: Any) -> dict[str, Any] | None:
+        """The live stored object (not a copy) or ``None``; callers must hold :attr:`lock`."""
+        return self._store(kind).get(key)
+
+    def items(self, kind: str) -> list[dict[str, Any]]:
+        """Live stored objects in listing order; callers must hold :attr:`lock` and not mutate."""
+        return list(self._store(kind).values())
+
+    def snapshot(self) -> dict[str, dict[Any, dict[str, Any]]]:
+        with self.lock:
+            return copy.deepcopy(self._items)
+
+    def _store(self, kind: str) -> dict[Any, dict[str, Any]]:
+        try:
+            return self._items[kind]
+        except KeyError:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}") from None
+
+    # ------------------------------------------------------------------ mutations
+
+    def add(self, kind: str, rng: random.Random, parent: str | None = None) -> Any:
+        """Create one new object of ``kind`` and return its key.
+
+        ``parent``: the model set of a new version, the source version of a new compression
+        task, the version of a new export (which must not have one yet). Picked with ``rng`` when
+        ``None``.
+        """
+        with self.lock:
+            self._store(kind)
+            if kind == "model_set":
+                index = len(self._items["model_set"]) + rng.randint(0, 1000)
+                return self._new_model_set(rng, 1, system=False, index=index)
+            if kind == "model_version":
+                set_id = parent or rng.choice(sorted(self._items["model_set"]))
+                if set_id not in self._items["model_set"]:
+                    raise KeyError(set_id)
+                model_id = self._new_version(rng, set_id)
+                self._touch(self._items["model_set"][set_id])
+                return model_id
+            if kind == "compression_task":
+                versions = list(self._items["model_version"])
+                source = parent or (rng.choice(versions) if versions else None)
+                return self._new_comp_task(rng, source)
+            if kind == "model_export":
+                candidates = [
+                    m for m in self._items["model_version"] if m not in self._items["model_export"]
+                ]
+                if parent is None:
+                    if not candidates:
+                        raise ValueError("every model version already has an export")
+                    parent = rng.choice(candidates)
+                elif parent not in candidates:
+                    raise ValueError(f"{parent} is not a version without an export")
+                return self._new_export(rng, parent)
+            return self._new_eval_export(rng)
+
+    def _touch(self, item: dict[str, Any]) -> None:
+        """Move ``modifyTime`` forward, in the style of the entity's ``createTime``."""
+        self._clock += timedelta(minutes=7)
+        item["modifyTime"] = format_time(self._clock, time_style(item["createTime"]))
+
+    def change(self, kind: str, key: Any, rng: random.Random) -> dict[str, Any]:
+        """Change 1-3 documented fields of one object to new values.
+
+        Returns ``{apiField: newValue}`` for the meaningful fields changed (``None`` for a field
+        that is now absent). ``modifyTime`` moves forward too where the entity has one; it is not
+        in the returned dict because it is bookkeeping, not the change itself.
+        """
+        with self.lock:
+            item = self._store(kind)[key]
+            changers = self._CHANGERS[kind]
+            picks = rng.sample(changers, rng.randint(1, min(3, len(changers))))
+            changed: dict[str, Any] = {}
+            for changer in picks:
+                changed.update(changer(self, item, rng))
+            if "modifyTime" in item:
+                self._touch(item)
+            return copy.deepcopy(changed)
+
+    # Each changer returns the fields it changed; it always picks a value different from the old.
+
+    @staticmethod
+    def _other(rng: random.Random, choices: tuple[Any, ...], old: Any) -> Any:
+        return rng.choice([c for c in choices if c != old])
+
+    def _change_labels(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        old = item.get("labels", [])
+        new = old
+        while new == old:
+            new = sorted(rng.sample(_LABELS, rng.randint(1, 3)))
+        item["labels"] = new
+        return {"labels": new}
+
+    def _change_description(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        new = f"{rng.choice(('更新于', 'updated', '修订'))} #{rng.randint(1, 10**6)}"
+        item["description"] = new
+        return {"description": new}
+
+    def _change_version_status(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        item["status"] = self._other(rng, MODEL_VERSION_STATUSES, item["status"])
+        return {"status": item["status"]}
+
+    def _change_support_flag(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        flag = rng.choice(("isSupportDeploy", "isSupportModelComp", "isSupportEvaluation"))
+        item[flag] = not item[flag]
+        return {flag: item[flag]}
+
+    def _change_token_limits(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        limits = item["tokenLimitations"]
+        inner = next(iter(limits.values()))
+        field = rng.choice(sorted(inner))
+        inner[field] = inner[field] + rng.randint(1, 64) * 64
+        return {"tokenLimitations": limits}
+
+    def _change_comp_configs(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        old = item["modelCompConfigs"]
+        new = old
+        while new == old:
+            new = self._comp_configs(rng)
+        item["modelCompConfigs"] = new
+        return {"modelCompConfigs": new}
+
+    def _change_task_status(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        status = self._other(rng, COMP_TASK_STATUSES, item["status"])
+        item["status"] = status
+        changed: dict[str, Any] = {"status": status}
+        model_id = self._new_id(rng, "amv-") if status == "succeeded" else ""
+        if model_id != item["modelId"]:
+            item["modelId"] = model_id
+            changed["modelId"] = model_id
+        self._clock += timedelta(minutes=rng.randint(1, 90))
+        old_finish = item.get("finishTime")
+        if status in COMP_TASK_FINISHED:
+            item["finishTime"] = format_time(self._clock, time_style(item["createTime"]))
+        elif old_finish not in (None, ZERO_TIME):
+            item.pop("finishTime")  # back to live: no finish time (a live one keeps its form)
+        if item.get("finishTime") != old_finish:
+            changed["finishTime"] = item.get("finishTime")
+        return changed
+
+    def _change_task_name(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        item["name"] = f"{rng.choice(_TASK_NAMES)}-{rng.randint(2, 10**6)}"
+        return {"name": item["name"]}
+
+    def _change_export_state(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        """Doing -> Done gains the file fields; Done -> Doing is a re-export with a new id."""
+        model_id = next(k for k, v in self._items["model_export"].items() if v is item)
+        if item["state"] == "Doing":
+            fields = self._export_done_fields(rng, model_id, item["exportId"])
+            item["state"] = "Done"
+            item.update(fields)
+            return {"state": "Done", **fields}
+        removed = {f: None for f in ("fileName", "fileType", "md5", "fileSize", "downloadUrl")}
+        for field in removed:
+            item.pop(field, None)
+        item["exportId"] = self._new_id(rng, "amve-")
+        item["state"] = "Doing"
+        return {"exportId": item["exportId"], "state": "Doing", **removed}
+
+    def _change_eval_state(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        item["state"] = self._other(rng, EVAL_EXPORT_STATES, item["state"])
+        changed: dict[str, Any] = {"state": item["state"]}
+        url = self._eval_download(item)
+        if url != item["downloadUrl"]:
+            item["downloadUrl"] = url
+            changed["downloadUrl"] = url
+        return changed
+
+    def _change_eval_path(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        stem, _, suffix = item["exportPath"].rpartition(".")
+        item["exportPath"] = f"{stem}_{rng.randint(1, 10**6)}.{suffix}"
+        changed: dict[str, Any] = {"exportPath": item["exportPath"]}
+        url = self._eval_download(item)
+        if url != item["downloadUrl"]:
+            item["downloadUrl"] = url
+            changed["downloadUrl"] = url
+        return changed
+
+    _CHANGERS: dict[
+        str, list[Callable[[FakeCatalog, dict[str, Any], random.Random], dict[str, Any]]]
+    ] = {
+        "model_set": [_change_labels, _change_description],
+        "model_version": [
+            _change_version_status,
+            _change_description,
+            _change_support_flag,
+            _change_token_limits,
+            _change_comp_configs,
+        ],
+        "compression_task": [_change_task_status, _change_task_name, _change_description],
+        "model_export": [_change_export_state],
+        "eval_result_export": [_change_eval_state, _change_eval_path],
+    }
+
+    def remove(self, kind: str, key: Any) -> dict[str, Any]:
+        """Delete one object (and what cannot exist without it); the result feeds :meth:`restore`.
+
+        A model set takes its versions and their exports with it; a version leaves its set's
+        ``modelIds`` and takes its export. Compression tasks stay: the service keeps task history
+        after the source version is gone.
+        """
+        with self.lock:
+            store = self._store(kind)
+            removed: dict[str, Any] = {
+                "kind": kind,
+                "key": key,
+                "position": list(store).index(key),
+                "item": store.pop(key),
+                "children": [],
+            }
+            if kind == "model_set":
+                for model_id in removed["item"]["modelIds"]:
+                    removed["children"].append(self.remove("model_version", model_id))
+            elif kind == "model_version":
+                set_id = removed["item"]["modelSetId"]
+                model_set = self._items["model_set"].get(set_id)
+                if model_set is not None and key in model_set["modelIds"]:
+                    removed["set_position"] = model_set["modelIds"].index(key)
+                    model_set["modelIds"].remove(key)
+                if key in self._items["model_export"]:
+                    removed["children"].append(self.remove("model_export", key))
+            return removed
+
+    def restore(self, kind: str, removed: dict[str, Any]) -> None:
+        """Undo :meth:`remove`: the object and its children come back at their old positions."""
+        with self.lock:
+            if removed["kind"] != kind:
+                raise ValueError(f"{removed['kind']} removal given to restore({kind!r})")
+            store = self._store(kind)
+            entries = list(store.items())
+            entries.insert(removed["position"], (removed["key"], removed["item"]))
+            store.clear()
+            store.update(entries)
+            if kind == "model_version" and "set_position" in removed:
+                model_set = self._items["model_set"].get(removed["item"]["modelSetId"])
+                if model_set is not None and removed["key"] not in model_set["modelIds"]:
+                    model_set["modelIds"].insert(removed["set_position"], removed["key"])
+            for child in removed["children"]:
+                self.restore(child["kind"], child)
