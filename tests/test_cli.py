@@ -1,0 +1,70 @@
+"""The command line: every command has help, the version, and the basic flows."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from catalog import __version__
+from catalog.cli import cli
+from catalog.fake.catalog import FakeCatalog
+from tests.helpers import AK, SK, fake_console
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, command in group.commands.items():
+        out.append((*prefix, name))
+        if isinstance(command, click.Group):
+            out.extend(_commands(command, (*prefix, name)))
+    return out
+
+
+@pytest.mark.parametrize("path", _commands(cli), ids=lambda p: " ".join(p))
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "-h"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    assert command.get_short_help_str().strip(), f"{path} has no one-line help"
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_sync_then_db_current(db_url: str) -> None:
+    with fake_console(FakeCatalog.generate(seed=2, model_sets=2, comp_tasks=5)) as server:
+        env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK,
+               "QIANFAN_CONSOLE_API_BASE_URL": server.url}
+        result = CliRunner().invoke(cli, ["--database-url", db_url, "sync", "--qps", "0"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "run 1 success" in result.output
+    assert SK not in result.output
+    result = CliRunner().invoke(cli, ["--database-url", db_url, "db", "current"])
+    assert result.exit_code == 0
+    assert ": current" in result.output
+
+
+def test_no_migrate_refuses_on_an_empty_database(db_url: str) -> None:
+    with fake_console() as server:
+        env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK,
+               "QIANFAN_CONSOLE_API_BASE_URL": server.url}
+        result = CliRunner().invoke(cli, ["--database-url", db_url, "sync", "--no-migrate"], env=env)
+    assert result.exit_code == 6
+    assert "db upgrade" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_demo(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    result = CliRunner().invoke(cli, ["demo", "--model-sets", "3"])
+    assert result.exit_code == 0, result.output
+    assert "run 1 success" in result.output
+    assert "model_sets" in result.output

@@ -1,0 +1,104 @@
+"""Time formats, field variants and bad values, as the documents and the live API give them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from catalog import normalize
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-22T17:13:33+08:00", dt.datetime(2024, 3, 22, 9, 13, 33, tzinfo=UTC)),
+        ("2024-03-22T17:13:33.5+08:00", dt.datetime(2024, 3, 22, 9, 13, 33, 500000, tzinfo=UTC)),
+        ("2024-03-22T17:13:33.123456789+08:00",
+         dt.datetime(2024, 3, 22, 9, 13, 33, 123456, tzinfo=UTC)),
+        ("2024-03-22T09:13:33Z", dt.datetime(2024, 3, 22, 9, 13, 33, tzinfo=UTC)),
+        ("2024-03-22T09:13:33.25Z", dt.datetime(2024, 3, 22, 9, 13, 33, 250000, tzinfo=UTC)),
+        ("2023-06-24 22:19:40 +0800 CST", dt.datetime(2023, 6, 24, 14, 19, 40, tzinfo=UTC)),
+        ("2023-09-07 11:11:11", dt.datetime(2023, 9, 7, 3, 11, 11, tzinfo=UTC)),
+        ("2024-01-01T00:30:00-05:00", dt.datetime(2024, 1, 1, 5, 30, tzinfo=UTC)),
+    ],
+)
+def test_documented_time_formats(text: str, expected: dt.datetime) -> None:
+    parsed = normalize.parse_time(text)
+    assert parsed == expected
+    assert parsed is not None and parsed.utcoffset() == dt.timedelta(0)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00Z", "", "  ", None])
+def test_no_value_forms(text: str | None) -> None:
+    assert normalize.parse_time(text) is None
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2024-13-01", "2024-03-22T17:13", 1700000000])
+def test_bad_times_name_the_field(text: object) -> None:
+    with pytest.raises(normalize.NormalizeError, match="createTime"):
+        normalize.parse_time(text, "createTime")
+
+
+def test_export_state_and_status_are_the_same_field() -> None:
+    a = normalize.model_export_row("amv-1", {"hasRecord": True, "state": "Done"})
+    b = normalize.model_export_row("amv-1", {"hasRecord": True, "status": "Done"})
+    assert a is not None and b is not None
+    assert a["state"] == b["state"] == "Done"
+    assert normalize.model_export_row("amv-1", {"hasRecord": False}) is None
+
+
+def test_download_url_query_is_not_tracked() -> None:
+    row = normalize.model_export_row(
+        "amv-1", {"hasRecord": True, "state": "Done",
+                  "downloadUrl": "https://b.example/x/model.tar?authorization=abc&expires=1"})
+    assert row is not None
+    assert row["download_url"] == "https://b.example/x/model.tar"
+    assert "authorization=abc" in row["raw"]["downloadUrl"]
+
+
+def test_version_row_flattens_nested_objects() -> None:
+    row = normalize.model_version_row({
+        "modelId": "amv-1", "modelSetId": "am-1", "status": "Ready",
+        "sourceInfo": {"sourceType": "Train", "trainTaskId": 423},
+        "tokenLimitations": {"trivial": {"inputTokens": 4096, "outputTokens": 1024}},
+        "advancedSettings": {"numBeams": 4},
+        "isSupportDeploy": True, "isSupportModelComp": "false",
+        "createTime": "2023-12-15T16:30:06+08:00", "modifyTime": "0001-01-01T00:00:00Z",
+    })
+    assert row["train_task_id"] == "423"
+    assert row["input_tokens"] == 4096 and row["output_tokens"] == 1024
+    assert row["num_beams"] == 4
+    assert row["is_support_deploy"] is True and row["is_support_model_comp"] is False
+    assert row["modify_time"] is None
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"modelSetId": "am-1", "modelIds": "amv-1"},
+        {"modelSetId": None},
+        {"modelSetId": "am-1", "createTime": 5},
+    ],
+)
+def test_malformed_model_sets_are_refused(obj: dict[str, object]) -> None:
+    with pytest.raises(normalize.NormalizeError):
+        normalize.model_set_row(obj, is_system=False)
+
+
+@pytest.mark.parametrize("ref", ["96", "amemt-hkkf5y9e64j8", " 7 "])
+def test_eval_refs(ref: str) -> None:
+    assert normalize.eval_export_ref(ref) == ref.strip()
+
+
+@pytest.mark.parametrize("ref", ["", "abc", "amemt-", "96; drop table", "-1"])
+def test_bad_eval_refs(ref: str) -> None:
+    with pytest.raises(normalize.NormalizeError, match="evaluation export id"):
+        normalize.eval_export_ref(ref)
+
+
+def test_eval_body_types() -> None:
+    assert normalize.eval_ref_body("96") == {"exportID": 96}
+    assert normalize.eval_ref_body("amemt-x1") == {"exportID": "amemt-x1"}

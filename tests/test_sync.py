@@ -1,0 +1,106 @@
+"""The full walk against the fake console, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import func, select
+
+from catalog import db
+from catalog.fake.catalog import FakeCatalog
+from catalog.schema import SPECS, changes, sync_runs
+from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+
+
+def _count(db_url: str, table: object) -> int:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        n = int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+    engine.dispose()
+    return n
+
+
+def test_full_walk_stores_every_entity_with_its_fields(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=3, model_sets=6, comp_tasks=40, eval_exports=3)
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server)
+    assert summary.status == "success"
+    expected = tracked_only(expected_rows(catalog))
+    stored = stored_rows(db_url)
+    for kind in SPECS:
+        assert stored[kind] == expected[kind], kind
+        assert summary.counts[f"{kind}_seen"] == len(expected[kind])
+        assert summary.counts[f"{kind}_inserted"] == len(expected[kind])
+    # every kind is represented, so the comparison above is not vacuous
+    assert all(len(expected[kind]) > 0 for kind in SPECS)
+
+
+def test_second_sync_without_change_writes_nothing(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=4, model_sets=4, comp_tasks=20)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        before = {spec.history.name: _count(db_url, spec.history) for spec in SPECS.values()}
+        before_changes = _count(db_url, changes)
+        again = sync(db_url, server)
+    assert again.status == "success"
+    for kind in SPECS:
+        assert again.counts[f"{kind}_inserted"] == 0
+        assert again.counts[f"{kind}_updated"] == 0
+        assert again.counts[f"{kind}_deleted"] == 0
+    assert {spec.history.name: _count(db_url, spec.history) for spec in SPECS.values()} == before
+    assert _count(db_url, changes) == before_changes
+    assert _count(db_url, sync_runs) == 2
+
+
+def test_a_change_in_the_catalog_shows_up_as_an_update(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=5, model_sets=4, comp_tasks=20)
+    rng = random.Random(9)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        version = catalog.keys("model_version")[0]
+        task = catalog.keys("compression_task")[0]
+        catalog.change("model_version", version, rng)
+        catalog.change("compression_task", task, rng)
+        summary = sync(db_url, server)
+    assert summary.counts["model_version_updated"] == 1
+    assert summary.counts["compression_task_updated"] == 1
+    assert summary.counts["model_set_updated"] == 0
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
+
+
+def test_many_pages_of_compression_tasks(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=6, model_sets=2, comp_tasks=260, eval_exports=0)
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server)
+        pages = server.call_count("DescribeModelCompTasks")
+    assert summary.counts["compression_task_seen"] == 260
+    assert pages == 3  # 100 + 100 + 60
+    assert len(stored_rows(db_url)["compression_task"]) == 260
+
+
+def test_call_count_is_the_documented_minimum(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=8, model_sets=5, system_sets=2, comp_tasks=30,
+                                   eval_exports=2)
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server)
+        made = len(server.calls)
+    sets = len(catalog.keys("model_set"))
+    versions = len(catalog.keys("model_version"))
+    minimum = 1 + 1 + sets + 2 * versions + 1 + 2  # two set listings, one task page, two evals
+    assert made == minimum
+    assert summary.api_calls == minimum
+
+
+def test_scoped_sync_walks_only_that_model_set(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=10, model_sets=4, system_sets=0, comp_tasks=30,
+                                   eval_exports=0)
+    target = catalog.keys("model_set")[0]
+    name = catalog.get("model_set", target)["modelSetName"]
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server, model_sets=[name], include_system=False)
+    stored = stored_rows(db_url)
+    assert set(stored["model_set"]) == {target}
+    versions = set(catalog.get("model_set", target)["modelIds"])
+    assert set(stored["model_version"]) == versions
+    assert {r["source_model_id"] for r in stored["compression_task"].values()} <= versions
+    assert summary.status == "success"
