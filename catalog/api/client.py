@@ -1,0 +1,262 @@
+"""The one HTTP client for the Qianfan console API.
+
+Everything that talks to the service goes through ``ConsoleClient`` so that signing, timeouts,
+rate limiting, retries and the service's three ways of reporting an error are handled once. The
+secret key is handed to ``BceAuth`` and never kept, formatted or logged here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from catalog.api.auth import BceAuth
+from catalog.api.retry import RateLimiter, RetryPolicy, classify, parse_retry_after
+from catalog.errors import ApiError, MalformedResponse
+
+EventHook = Callable[[str, dict[str, Any]], None]
+
+#: How much of an unreadable body to quote in an error: enough to recognise an HTML error page.
+_SNIPPET = 120
+#: urllib3 prefixes causes with the connection object, e.g. "HTTPSConnection(host='h', port=443): ".
+_POOL_PREFIX = re.compile(r"^\w*Connection(?:Pool)?\([^)]*\):\s*")
+
+
+def build_session(
+    access_key: str, secret_key: str, *, pool_size: int = 10, verify: bool = True
+) -> requests.Session:
+    """The only place a ``requests.Session`` is configured, so every request is signed the same way.
+
+    urllib3's own retries are off (``max_retries=0``): retrying is ``RetryPolicy``'s job, and two
+    layers retrying would multiply attempts and hide them from the counters and the rate limiter.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.auth = BceAuth(access_key, secret_key)
+    session.verify = verify
+    session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+    return session
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    """Case-insensitive lookup that also works for a plain ``dict`` in tests."""
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return str(value).strip()
+    return ""
+
+
+def _json_kind(value: Any) -> str:
+    """JSON's own name for a decoded value's type, for messages read by people who know JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    names = {list: "array", str: "string", int: "number", float: "number", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def parse_answer(
+    call: str, status: int, headers: Mapping[str, str], content: bytes
+) -> dict[str, Any]:
+    """Turn one HTTP answer into its ``result`` object, or raise the one ``ApiError`` it means.
+
+    The service reports failure three ways: IAM in ``X-Bce-Error-*`` headers (body optional), /v2
+    routes as ``{requestId, code, message}`` with HTTP >= 400, and /wenxinworkshop routes as
+    ``{error_code, error_msg, log_id}`` inside an HTTP 200. All become the same ``ApiError`` so
+    callers decide on ``code``/``status``/``retryable`` without knowing which route they used.
+    """
+    payload: Any
+    try:
+        payload = json.loads(content) if content.strip() else None
+        parsed = True
+    except (ValueError, UnicodeDecodeError):
+        payload, parsed = None, False
+    body = payload if isinstance(payload, dict) else {}
+
+    request_id = (
+        _text(body.get("requestId"))
+        or _text(body.get("log_id"))
+        or _header(headers, "x-bce-request-id")
+    )
+    retry_after = parse_retry_after(_header(headers, "Retry-After") or None)
+
+    def fail(message: str, code: str) -> ApiError:
+        return ApiError(
+            message,
+            call=call,
+            code=code,
+            status=status,
+            request_id=request_id,
+            retryable=classify(status=status, code=code),
+            retry_after=retry_after,
+        )
+
+    iam_code = _header(headers, "X-Bce-Error-Code")
+    if iam_code:
+        message = (
+            _header(headers, "X-Bce-Error-Message")
+            or _text(body.get("message"))
+            or f"rejected with HTTP {status}"
+        )
+        raise fail(message, iam_code)
+
+    error_code = body.get("error_code")
+    if error_code not in (None, 0, "0", ""):
+        raise fail(_text(body.get("error_msg")) or "error without a message", _text(error_code))
+
+    if status >= 400:
+        if body:
+            message = _text(body.get("message")) or f"HTTP {status} without a message"
+            raise fail(message, _text(body.get("code")))
+        snippet = content[:_SNIPPET].decode("utf-8", "replace").strip()
+        raise fail(f"HTTP {status}" + (f": {snippet}" if snippet else ""), "")
+
+    if not parsed or not content.strip():
+        snippet = content[:_SNIPPET].decode("utf-8", "replace").strip()
+        what = f"answer is not JSON: {snippet!r}" if snippet else "answer is empty"
+        raise MalformedResponse(what, call=call, status=status, request_id=request_id)
+    if not isinstance(payload, dict):
+        raise MalformedResponse(
+            f"answer is a JSON {_json_kind(payload)}, not an object",
+            call=call, status=status, request_id=request_id,
+        )
+    if "result" not in payload:
+        raise MalformedResponse(
+            "answer has no 'result'", call=call, status=status, request_id=request_id
+        )
+    result = payload["result"]
+    if not isinstance(result, dict):
+        raise MalformedResponse(
+            f"'result' is a JSON {_json_kind(result)}, not an object",
+            call=call, status=status, request_id=request_id,
+        )
+    return result
+
+
+def _transport_reason(exc: requests.RequestException) -> str:
+    """The root cause of a transport failure, without urllib3's pool and object-address noise."""
+    inner: Any = exc.args[0] if exc.args else exc
+    reason = getattr(inner, "reason", None) or inner
+    text = str(reason)
+    text = text.split(">: ", 1)[-1] if ">: " in text else text
+    return _POOL_PREFIX.sub("", text)
+
+
+class ConsoleClient:
+    """Signed, rate-limited, retried calls to the console API; safe to share between threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        access_key: str,
+        secret_key: str,
+        *,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        pool_size: int = 10,
+        verify: bool = True,
+        on_event: EventHook | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base URL must be http(s)://host[:port], got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.access_key = access_key
+        #: Only scheme and host appear in messages: enough to say what could not be reached.
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.limiter = limiter
+        self.on_event = on_event
+        self._session = build_session(access_key, secret_key, pool_size=pool_size, verify=verify)
+        self._lock = threading.Lock()
+        self._calls_made = 0
+        self._retries = 0
+
+    def __repr__(self) -> str:
+        return f"ConsoleClient(base_url={self.base_url!r}, access_key={self.access_key!r})"
+
+    def __enter__(self) -> ConsoleClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def calls_made(self) -> int:
+        with self._lock:
+            return self._calls_made
+
+    @property
+    def retries(self) -> int:
+        with self._lock:
+            return self._retries
+
+    def call(self, action: str, body: dict[str, Any], route: str = "/v2/model") -> dict[str, Any]:
+        """POST ``{route}?Action={action}`` and return the answer's ``result`` object."""
+        return self._post(action, route, {"Action": action}, body)
+
+    def call_v1(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``{path}`` (the /wenxinworkshop shape) and return the answer's ``result`` object."""
+        return self._post(path, path, None, body)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _post(
+        self, name: str, path: str, params: dict[str, str] | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        url = self.base_url + (path if path.startswith("/") else "/" + path)
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+        def attempt(number: int) -> dict[str, Any]:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            with self._lock:
+                self._calls_made += 1
+                if number > 1:
+                    self._retries += 1
+            try:
+                response = self._session.post(url, params=params, data=data, timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise self._transport_error(name, exc) from exc
+            return parse_answer(name, response.status_code, response.headers, response.content)
+
+        def announce(number: int, delay: float, error: ApiError) -> None:
+            if self.on_event is not None:
+                self.on_event(
+                    "retry", {"call": name, "attempt": number, "delay": delay, "error": str(error)}
+                )
+
+        return self.retry.run(attempt, announce)
+
+    def _transport_error(self, call: str, exc: requests.RequestException) -> ApiError:
+        """No answer at all; the message names the host, never the URL's query or any header."""
+        connect, read = self.timeout
+        if isinstance(exc, requests.exceptions.SSLError):
+            why = f"TLS failure: {_transport_reason(exc)}"
+        elif isinstance(exc, requests.exceptions.ConnectTimeout):
+            why = f"no connection within {connect:g}s"
+        elif isinstance(exc, requests.exceptions.ReadTimeout):
+            why = f"no answer within {read:g}s (read timeout)"
+        else:
+            why = _transport_reason(exc)
+        return ApiError(
+            f"cannot reach {self.origin}: {why}", call=call, retryable=classify(exc=exc)
+        )

@@ -1,0 +1,226 @@
+"""Which failures are worth another attempt, how long to wait, and how fast to send at all.
+
+Retrying is only safe here because every call the catalog makes is a read (``Describe*``, the eval
+export ``info``): a request that timed out after the server acted on it does no harm when repeated.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC
+from typing import TypeVar
+
+import requests
+
+from catalog.errors import AUTH_CODES, ApiError
+
+T = TypeVar("T")
+
+#: Never wait less than this between attempts, even when told ``Retry-After: 0``: a server that
+#: sheds load with "retry now" must not be answered with a busy loop.
+MIN_RETRY_AFTER = 0.05
+
+#: /wenxinworkshop ``error_code`` values that mean "busy, try again". From the Qianfan error table
+#: (cloud.baidu.com/doc/WENXINWORKSHOP/s/tlmyncueh) and the Qianfan SDK's ``APIErrorCode`` /
+#: ``ConsoleRetryErrCodes`` (baidubce/bce-qianfan-sdk python/qianfan/consts.py):
+#: 1 Unknown error and 2 Service temporarily unavailable ("please request again"), 4 cluster request
+#: limit reached, 18 QPS limit reached, 336000 internal error, 336100 server high load, 500000
+#: console internal error. Deliberately NOT 17 (daily quota) or 19 (total quota): those last until
+#: billing is changed or the day rolls over, so retrying only burns the time budget.
+RETRYABLE_V1_CODES = frozenset({"1", "2", "4", "18", "336000", "336100", "500000"})
+
+#: /v2 ``code`` values that mean the same. ``InternalError`` and ``ServiceUnavailable`` are BCE's
+#: common error codes; the throttling names are the spellings BCE services use for HTTP 429. The
+#: status check catches these anyway when they arrive with 429/5xx; the names matter when a gateway
+#: reports them with an unexpected status.
+RETRYABLE_V2_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "QpsLimitReached",
+        "QPSLimitReached",
+        "Throttling",
+        "ServerHighLoad",
+    }
+)
+
+
+def classify(
+    *, status: int | None = None, code: str = "", exc: BaseException | None = None
+) -> bool:
+    """The single answer to "is this failure transient?", so client and tests cannot disagree.
+
+    ``exc`` is a transport exception (no answer was received); ``status``/``code`` describe an
+    answer. Credential and signature problems are never transient, whatever status carries them.
+    """
+    if exc is not None:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return False  # a certificate problem does not fix itself between attempts
+        return isinstance(
+            exc,
+            requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError,
+        )
+    if code in AUTH_CODES:
+        return False
+    if code in RETRYABLE_V1_CODES or code in RETRYABLE_V2_CODES:
+        return True
+    return status is not None and (status == 429 or 500 <= status <= 599)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else ``None``.
+
+    A date in the past yields 0.0 (the policy applies its floor); garbage yields ``None`` so the
+    normal backoff applies instead of trusting a header we could not read.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if seconds == seconds else None  # NaN is not a delay
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(when.timestamp() - current, 0.0)
+
+
+class RetryPolicy:
+    """Bounded retries: at most ``max_attempts`` tries and ``max_total`` seconds per call.
+
+    Full jitter (a uniform draw from ``[0, min(max_delay, base * 2**(n-1))]``) keeps many workers
+    that failed together from retrying together. ``sleep``, ``rng`` and ``clock`` are injectable
+    so tests assert on the delays chosen instead of on wall time.
+    """
+
+    def __init__(
+        self,
+        max_attempts: int = 6,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        max_total: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if base_delay < 0 or max_delay < 0 or max_total < 0:
+            raise ValueError("delays must not be negative")
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_total = max_total
+        self.sleep = sleep
+        # A fresh generator per policy: a shared default instance would couple unrelated clients.
+        self.rng = rng if rng is not None else random.Random()
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryPolicy(max_attempts={self.max_attempts}, base_delay={self.base_delay}, "
+            f"max_delay={self.max_delay}, max_total={self.max_total})"
+        )
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+        The server's ``Retry-After`` wins over our own guess, but is floored (no busy loop on 0)
+        and capped by ``max_delay`` (a server asking for an hour should fail the call, not hang it).
+        """
+        if retry_after is not None:
+            return min(max(retry_after, MIN_RETRY_AFTER), self.max_delay)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(attempt - 1, 0))
+        return self.rng.uniform(0.0, ceiling)
+
+    def run(
+        self,
+        attempt_fn: Callable[[int], T],
+        on_retry: Callable[[int, float, ApiError], None] | None = None,
+    ) -> T:
+        """Call ``attempt_fn(n)`` until it returns, raises a non-retryable error, or a bound is hit.
+
+        ``on_retry(n, delay, error)`` runs before each sleep. A sleep that would carry the call past
+        ``max_total`` is not taken: the last error is raised at once, marked with the attempt count.
+        """
+        start = self.clock()
+        attempt = 1
+        while True:
+            try:
+                return attempt_fn(attempt)
+            except ApiError as err:
+                if not err.retryable:
+                    raise
+                wait = self.delay(attempt, err.retry_after)
+                out_of_attempts = attempt >= self.max_attempts
+                out_of_time = self.clock() - start + wait > self.max_total
+                if out_of_attempts or out_of_time:
+                    tries = f"{attempt} attempt{'' if attempt == 1 else 's'}"
+                    why = "" if out_of_attempts else (
+                        f": the next wait would pass the {self.max_total:g}s budget"
+                    )
+                    err.message = f"{err.message} (gave up after {tries}{why})"
+                    err.args = (str(err),)
+                    raise
+                if on_retry is not None:
+                    on_retry(attempt, wait, err)
+                self.sleep(wait)
+                attempt += 1
+
+
+class RateLimiter:
+    """A token bucket shared by every worker thread, so the account's QPS quota is respected as a
+    whole rather than per thread.
+
+    ``acquire`` reserves a token under the lock (the bucket may go into debt) and sleeps off the
+    debt outside it, so waiters are served roughly in arrival order and never hold the lock asleep.
+    """
+
+    def __init__(
+        self,
+        qps: float,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.qps = qps
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(qps={self.qps}, burst={self.burst})"
+
+    def acquire(self) -> float:
+        """Block until a request may be sent; returns the seconds slept (0.0 when unlimited)."""
+        if self.qps <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            elapsed = max(now - self._last, 0.0)
+            self._last = now
+            self._tokens = min(float(self.burst), self._tokens + elapsed * self.qps) - 1.0
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait

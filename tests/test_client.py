@@ -1,0 +1,372 @@
+"""ConsoleClient against scripted local HTTP stubs: every error shape, malformed answers,
+transport failures, counters, and that the secret key never leaks into anything printable."""
+
+from __future__ import annotations
+
+import random
+import threading
+import traceback
+from typing import Any
+
+import pytest
+import requests
+
+from catalog.api import auth
+from catalog.api.client import ConsoleClient, build_session, parse_answer
+from catalog.api.paging import iter_pages
+from catalog.api.retry import MIN_RETRY_AFTER, RateLimiter, RetryPolicy
+from catalog.errors import ApiError, MalformedResponse
+from tests._stub_http import Reply, Seen, StubServer, ok, refused_url
+
+AK = "AK-test-0001"
+SK = "SK-do-not-leak-7f3a9c2e51b84d06"
+EVAL = "/wenxinworkshop/modelrepo/eval/result/export/info"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    def event(self, name: str, data: dict[str, Any]) -> None:
+        self.events.append((name, data))
+
+
+def make_client(
+    url: str, rec: Recorder | None = None, *, attempts: int = 4,
+    timeout: tuple[float, float] = (2.0, 5.0), limiter: RateLimiter | None = None,
+) -> ConsoleClient:
+    rec = rec or Recorder()
+    policy = RetryPolicy(max_attempts=attempts, sleep=rec.sleep, rng=random.Random(0))
+    return ConsoleClient(url, AK, SK, timeout=timeout, retry=policy, limiter=limiter,
+                         on_event=rec.event)
+
+
+def assert_no_secret(*things: object) -> None:
+    for thing in things:
+        if isinstance(thing, BaseException):
+            texts = [str(thing), repr(thing), *map(str, thing.args),
+                     "".join(traceback.format_exception(thing))]
+        else:
+            texts = [str(thing), repr(thing)]
+        for text in texts:
+            assert SK not in text
+
+
+# --- success and what goes on the wire -------------------------------------------------------
+
+
+def test_call_posts_signed_json_and_returns_result() -> None:
+    stub = StubServer([ok({"modelId": "amv-1", "name": "m"})])
+    with stub, make_client(stub.url) as client:
+        result = client.call("DescribeModel", {"modelId": "amv-1"})
+    assert result == {"modelId": "amv-1", "name": "m"}
+    (seen,) = stub.seen
+    assert seen.method == "POST"
+    assert seen.path == "/v2/model"
+    assert seen.query == {"Action": "DescribeModel"}
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.json() == {"modelId": "amv-1"}
+    # verify the signature the way the server would, from what it received
+    parsed = auth.parse_authorization(seen.headers["Authorization"])
+    assert parsed is not None and parsed.access_key == AK
+    assert seen.headers["Host"] == stub.url.removeprefix("http://")
+    expected = auth.signature(SK, parsed.prefix, "POST", seen.path, list(seen.query.items()),
+                              seen.headers, parsed.signed_headers)
+    assert parsed.signature == expected
+
+
+def test_call_with_another_route() -> None:
+    with StubServer([ok({})]) as stub, make_client(stub.url) as client:
+        client.call("DescribeFineTuningTasks", {}, route="/v2/finetuning")
+    assert stub.seen[0].path == "/v2/finetuning"
+    assert stub.seen[0].query == {"Action": "DescribeFineTuningTasks"}
+
+
+def test_call_v1_posts_to_the_path_without_action() -> None:
+    answer = Reply(200, {"log_id": "2340692759", "result": {"exportID": 96, "state": "Done"}})
+    with StubServer([answer]) as stub, make_client(stub.url + "/") as client:
+        result = client.call_v1(EVAL, {"exportID": 96})
+    assert result == {"exportID": 96, "state": "Done"}
+    assert stub.seen[0].path == EVAL
+    assert stub.seen[0].query == {}
+    assert stub.seen[0].json() == {"exportID": 96}
+
+
+def test_error_code_zero_is_success() -> None:
+    answer = Reply(200, {"log_id": 1, "error_code": 0, "result": {"a": 1}})
+    with StubServer([answer]) as stub, make_client(stub.url) as client:
+        assert client.call_v1(EVAL, {}) == {"a": 1}
+
+
+# --- the three error shapes --------------------------------------------------------------------
+
+
+def test_v2_error_body() -> None:
+    body = {"requestId": "rid-404", "code": "ResourceNotFound", "message": "model not found"}
+    with StubServer([Reply(404, body)]) as stub, make_client(stub.url) as client:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModel", {"modelId": "amv-x"})
+        assert client.calls_made == 1 and client.retries == 0
+    err = info.value
+    assert type(err) is ApiError
+    assert (err.call, err.code, err.status, err.request_id) == (
+        "DescribeModel", "ResourceNotFound", 404, "rid-404")
+    assert err.message == "model not found"
+    assert err.is_not_found and not err.retryable
+    assert "DescribeModel" in str(err) and "rid-404" in str(err)
+
+
+def test_v1_error_inside_http_200() -> None:
+    body = {"log_id": 987654, "error_code": 500002, "error_msg": "export task not exist"}
+    stub = StubServer([Reply(200, body)])
+    with stub, make_client(stub.url) as client, pytest.raises(ApiError) as info:
+        client.call_v1(EVAL, {"exportID": 1})
+    err = info.value
+    assert (err.call, err.code, err.status, err.request_id) == (EVAL, "500002", 200, "987654")
+    assert err.message == "export task not exist"
+    assert not err.retryable
+
+
+@pytest.mark.parametrize("body", [None, {"requestId": "rid-body", "code": "AccessDenied",
+                                         "message": "body message"}])
+def test_iam_header_error(body: dict[str, str] | None) -> None:
+    headers = {"X-Bce-Error-Code": "SignatureDoesNotMatch",
+               "X-Bce-Error-Message": "The request signature we calculated does not match",
+               "x-bce-request-id": "rid-header"}
+    with StubServer([Reply(403, body, headers)]) as stub, make_client(stub.url) as client:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModel", {})
+        assert client.calls_made == 1  # auth failures are not retried
+    err = info.value
+    assert err.code == "SignatureDoesNotMatch"
+    assert err.message == "The request signature we calculated does not match"
+    assert err.status == 403
+    assert err.request_id == ("rid-body" if body else "rid-header")
+    assert err.is_auth and not err.retryable
+
+
+def test_iam_header_without_message_falls_back() -> None:
+    headers = {"X-Bce-Error-Code": "InvalidAccessKeyId"}
+    with pytest.raises(ApiError) as info:
+        parse_answer("DescribeModel", 403, headers, b"")
+    assert info.value.code == "InvalidAccessKeyId"
+    assert "403" in info.value.message
+
+
+def test_v2_error_without_json_body_is_still_an_api_error() -> None:
+    with pytest.raises(ApiError) as info:
+        parse_answer("DescribeModel", 502, {}, b"<html>Bad Gateway</html>")
+    err = info.value
+    assert type(err) is ApiError  # an error answer, not a malformed success
+    assert err.status == 502 and err.retryable
+    assert "Bad Gateway" in err.message
+
+
+# --- malformed answers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("<html>maintenance</html>", "not JSON"),
+        ("", "answer is empty"),
+        ("null", "JSON null, not an object"),
+        ('{"result": ', "not JSON"),
+        ({"requestId": "r"}, "no 'result'"),
+        ({"requestId": "r", "result": ["a"]}, "'result' is a JSON array"),
+        ({"requestId": "r", "result": "text"}, "'result' is a JSON string"),
+        ({"requestId": "r", "result": None}, "'result' is a JSON null"),
+        ([1, 2], "JSON array, not an object"),
+    ],
+)
+def test_malformed_answers(body: Any, words: str) -> None:
+    with StubServer([Reply(200, body)]) as stub, make_client(stub.url) as client:
+        with pytest.raises(MalformedResponse) as info:
+            client.call("DescribeModelSet", {})
+        assert client.calls_made == 1
+    assert info.value.call == "DescribeModelSet"
+    assert "DescribeModelSet" in str(info.value)
+    assert words in str(info.value)
+
+
+# --- retries -----------------------------------------------------------------------------------
+
+
+def test_rate_limited_v1_code_is_retried_then_succeeds() -> None:
+    busy = Reply(200, {"log_id": 5, "error_code": 18, "error_msg": "qps limit reached"})
+    rec = Recorder()
+    script = [busy, busy, Reply(200, {"log_id": 6, "result": {"ok": True}})]
+    with StubServer(script) as stub, make_client(stub.url, rec) as client:
+        assert client.call_v1(EVAL, {"exportID": 3}) == {"ok": True}
+        assert (client.calls_made, client.retries) == (3, 2)
+    assert len(stub.seen) == 3
+    assert [e[0] for e in rec.events] == ["retry", "retry"]
+    first = rec.events[0][1]
+    assert set(first) == {"call", "attempt", "delay", "error"}
+    assert first["call"] == EVAL and first["attempt"] == 1
+    assert first["delay"] == rec.sleeps[0]
+    assert "qps limit reached" in first["error"]
+    assert rec.events[1][1]["attempt"] == 2
+
+
+def test_5xx_retried_until_attempts_run_out() -> None:
+    failing = Reply(503, {"requestId": "r5", "code": "ServiceUnavailable", "message": "busy"})
+    rec = Recorder()
+    with StubServer([failing]) as stub, make_client(stub.url, rec, attempts=3) as client:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModel", {})
+        assert (client.calls_made, client.retries) == (3, 2)
+    assert len(stub.seen) == 3 and len(rec.sleeps) == 2
+    assert info.value.retryable and info.value.status == 503
+    assert "gave up after 3 attempts" in str(info.value)
+
+
+@pytest.mark.parametrize(("header", "expected"), [("0", MIN_RETRY_AFTER), ("2", 2.0)])
+def test_429_honours_retry_after(header: str, expected: float) -> None:
+    throttled = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow down"},
+                      {"Retry-After": header})
+    rec = Recorder()
+    with StubServer([throttled, ok({"x": 1})]) as stub, make_client(stub.url, rec) as client:
+        assert client.call("DescribeModel", {}) == {"x": 1}
+    assert rec.sleeps == [expected]
+
+
+def test_limiter_is_asked_before_every_attempt() -> None:
+    class CountingLimiter(RateLimiter):
+        count = 0
+
+        def acquire(self) -> float:
+            self.count += 1
+            return 0.0
+
+    limiter = CountingLimiter(qps=0)
+    busy = Reply(500, {"requestId": "r", "code": "InternalError", "message": "oops"})
+    with StubServer([busy, busy, ok({})]) as stub, make_client(stub.url, limiter=limiter) as c:
+        c.call("DescribeModel", {})
+    assert limiter.count == 3 == len(stub.seen)
+
+
+def test_read_timeout_is_retried_then_fails() -> None:
+    rec = Recorder()
+    stub = StubServer([Reply(hang=True)])
+    with stub, make_client(stub.url, rec, attempts=2, timeout=(2.0, 0.2)) as client:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModel", {"modelId": "amv-1"})
+        assert (client.calls_made, client.retries) == (2, 1)
+    err = info.value
+    assert err.retryable and err.status is None
+    assert err.call == "DescribeModel"
+    assert f"cannot reach {stub.url}: no answer within 0.2s" in str(err)
+    assert len(stub.seen) == 2
+    assert len(rec.events) == 1
+    assert_no_secret(err, *[e[1] for e in rec.events])
+
+
+def test_connection_refused_is_retried_then_fails() -> None:
+    url = refused_url()
+    rec = Recorder()
+    with make_client(url, rec, attempts=3) as client:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModelSet", {})
+        assert (client.calls_made, client.retries) == (3, 2)
+    err = info.value
+    assert str(err).startswith(f"DescribeModelSet: cannot reach {url}: ")
+    assert "refused" in str(err).lower()
+    assert err.retryable
+    assert len(rec.sleeps) == 2
+    assert_no_secret(err, client, *[e[1] for e in rec.events])
+
+
+# --- secrets, counters, session ----------------------------------------------------------------
+
+
+def test_secret_never_appears_in_errors_repr_or_events() -> None:
+    errors: list[BaseException] = []
+    script = [
+        Reply(403, None, {"X-Bce-Error-Code": "AccessDenied", "X-Bce-Error-Message": "denied"}),
+        Reply(404, {"requestId": "r", "code": "ResourceNotFound", "message": "gone"}),
+        Reply(200, {"log_id": 1, "error_code": 500001, "error_msg": "param invalid"}),
+        Reply(200, "not json"),
+        Reply(500, "<html>oops</html>"),
+    ]
+    rec = Recorder()
+    with StubServer(script) as stub, make_client(stub.url, rec, attempts=1) as client:
+        for _ in script:
+            with pytest.raises(ApiError) as info:
+                client.call("DescribeModel", {"modelId": "amv-1"})
+            errors.append(info.value)
+        assert_no_secret(*errors, client, client.retry, vars(client), rec.events)
+    assert [type(e) for e in errors].count(MalformedResponse) == 1
+
+
+def test_counters_are_thread_safe() -> None:
+    with StubServer(lambda seen: ok({"n": 1})) as stub:
+        client = ConsoleClient(stub.url, AK, SK, pool_size=8)
+        try:
+            def worker() -> None:
+                for _ in range(20):
+                    client.call("DescribeModel", {})
+
+            threads = [threading.Thread(target=worker) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert client.calls_made == 160
+            assert client.retries == 0
+        finally:
+            client.close()
+    assert len(stub.seen) == 160
+
+
+def test_session_is_built_as_promised() -> None:
+    session = build_session(AK, SK, pool_size=7)
+    adapter = session.get_adapter("https://qianfan.baidubce.com")
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    assert adapter.max_retries.total == 0
+    assert adapter._pool_connections == 7 and adapter._pool_maxsize == 7  # type: ignore[attr-defined]
+    assert session.verify is True
+    assert session.headers["Content-Type"] == "application/json"
+    assert isinstance(session.auth, auth.BceAuth)
+    assert build_session(AK, SK, verify=False).verify is False
+
+
+def test_client_defaults() -> None:
+    client = ConsoleClient("https://qianfan.baidubce.com", AK, SK)
+    try:
+        assert client.timeout == (5.0, 30.0)
+        assert client.retry.max_attempts == 6
+        assert client.limiter is None
+        assert (client.calls_made, client.retries) == (0, 0)
+        assert SK not in repr(client) and AK in repr(client)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("url", ["qianfan.baidubce.com", "ftp://x", "https://"])
+def test_bad_base_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        ConsoleClient(url, AK, SK)
+
+
+def test_paging_over_http() -> None:
+    def pages(seen: Seen) -> Reply:
+        marker = seen.json().get("marker", "")
+        start = int(marker or 0)
+        items = [{"id": f"t{i}"} for i in range(start, min(start + 2, 5))]
+        more = start + 2 < 5
+        info = {"marker": marker, "maxKeys": 2, "isTruncated": more}
+        if more:
+            info["nextMarker"] = str(start + 2)
+        return ok({"modelCompTaskList": items, "pageInfo": info})
+
+    with StubServer(pages) as stub, make_client(stub.url) as client:
+        got = [item["id"] for page in iter_pages(client, "DescribeModelCompTasks", {},
+                                                  max_keys=2) for item in page]
+        assert client.calls_made == 3
+    assert got == ["t0", "t1", "t2", "t3", "t4"]
+    assert [s.json().get("marker") for s in stub.seen] == [None, "2", "4"]

@@ -1,0 +1,186 @@
+"""iter_pages against an in-process scripted client: the guards that stop loops and lost items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from catalog.api.paging import iter_pages
+from catalog.errors import MalformedResponse, PaginationError
+
+ACTION = "DescribeModelCompTasks"
+
+
+class ScriptedClient:
+    """Answers ``call`` with the scripted results in order and records each body sent."""
+
+    def __init__(self, results: list[dict[str, Any]]) -> None:
+        self.results = results
+        self.bodies: list[dict[str, Any]] = []
+        self.actions: list[str] = []
+
+    def call(self, action: str, body: dict[str, Any], route: str = "/v2/model") -> dict[str, Any]:
+        self.actions.append(action)
+        self.bodies.append(dict(body))
+        return self.results[len(self.bodies) - 1]
+
+
+def page(ids: list[str], *, truncated: bool, next_marker: str | None = None,
+         key: str = "modelCompTaskList") -> dict[str, Any]:
+    info: dict[str, Any] = {"marker": "", "maxKeys": 100, "isTruncated": truncated}
+    if next_marker is not None:
+        info["nextMarker"] = next_marker
+    return {key: [{"id": i, "name": f"n-{i}"} for i in ids], "pageInfo": info}
+
+
+class ListingClient:
+    """A well-behaved server over ``total`` items, honouring marker and maxKeys."""
+
+    def __init__(self, total: int) -> None:
+        self.items = [{"id": f"amva-{n:04d}"} for n in range(total)]
+        self.bodies: list[dict[str, Any]] = []
+
+    def call(self, action: str, body: dict[str, Any], route: str = "/v2/model") -> dict[str, Any]:
+        self.bodies.append(dict(body))
+        size = min(int(body.get("maxKeys", 10)), 100)
+        marker = body.get("marker", "")
+        start = next(i for i, it in enumerate(self.items) if it["id"] == marker) if marker else 0
+        chunk = self.items[start:start + size]
+        more = start + size < len(self.items)
+        info: dict[str, Any] = {"marker": marker, "maxKeys": size, "isTruncated": more}
+        if more:
+            info["nextMarker"] = self.items[start + size]["id"]
+        return {"modelCompTaskList": chunk, "pageInfo": info}
+
+
+def test_many_pages_are_followed_to_the_end() -> None:
+    client = ListingClient(275)
+    pages = list(iter_pages(client, ACTION, {"sourceModelId": "amv-1"}, max_keys=100))
+    assert [len(p) for p in pages] == [100, 100, 75]
+    assert [it["id"] for p in pages for it in p] == [it["id"] for it in client.items]
+    first, second, third = client.bodies
+    assert first == {"sourceModelId": "amv-1", "maxKeys": 100, "pageReverse": False}
+    assert second["marker"] == "amva-0100" and third["marker"] == "amva-0200"
+    assert all(b["sourceModelId"] == "amv-1" and b["maxKeys"] == 100 for b in client.bodies)
+
+
+def test_page_reverse_and_a_starting_marker_are_passed_through() -> None:
+    client = ListingClient(30)
+    pages = list(iter_pages(client, ACTION, {"pageReverse": True, "marker": "amva-0010"},
+                            max_keys=7))
+    assert sum(len(p) for p in pages) == 20
+    assert client.bodies[0] == {"pageReverse": True, "marker": "amva-0010", "maxKeys": 7}
+
+
+def test_a_single_unpaged_result() -> None:
+    client = ScriptedClient([page(["a", "b"], truncated=False)])
+    assert list(iter_pages(client, ACTION, {})) == [[{"id": "a", "name": "n-a"},
+                                                    {"id": "b", "name": "n-b"}]]
+    assert client.actions == [ACTION]
+
+
+def test_empty_listing_yields_one_empty_page() -> None:
+    client = ScriptedClient([page([], truncated=False)])
+    assert list(iter_pages(client, ACTION, {})) == [[]]
+
+
+def test_repeated_marker_is_an_error() -> None:
+    client = ScriptedClient([
+        page(["a"], truncated=True, next_marker="m1"),
+        page(["b"], truncated=True, next_marker="m2"),
+        page(["c"], truncated=True, next_marker="m1"),
+    ])
+    pages = iter_pages(client, ACTION, {})
+    assert [it["id"] for it in next(pages)] == ["a"]
+    assert [it["id"] for it in next(pages)] == ["b"]
+    with pytest.raises(PaginationError) as info:
+        next(pages)
+    assert info.value.call == ACTION
+    assert ACTION in str(info.value) and "'m1'" in str(info.value)
+    assert len(client.bodies) == 3
+
+
+def test_marker_pointing_back_at_the_start_marker_is_an_error() -> None:
+    client = ScriptedClient([page(["a"], truncated=True, next_marker="start")])
+    with pytest.raises(PaginationError):
+        list(iter_pages(client, ACTION, {"marker": "start"}))
+
+
+@pytest.mark.parametrize("next_marker", [None, ""])
+def test_truncated_without_marker_is_an_error(next_marker: str | None) -> None:
+    client = ScriptedClient([page(["a"], truncated=True, next_marker=next_marker)])
+    with pytest.raises(PaginationError) as info:
+        list(iter_pages(client, ACTION, {}))
+    assert "nextMarker" in str(info.value) and ACTION in str(info.value)
+
+
+def test_empty_page_claiming_more_is_an_error() -> None:
+    client = ScriptedClient([
+        page(["a"], truncated=True, next_marker="m1"),
+        page([], truncated=True, next_marker="m2"),
+    ])
+    with pytest.raises(PaginationError) as info:
+        list(iter_pages(client, ACTION, {}))
+    assert "empty" in str(info.value)
+    assert len(client.bodies) == 2
+
+
+def test_missing_page_info_is_an_error() -> None:
+    client = ScriptedClient([{"modelCompTaskList": [{"id": "a"}]}])
+    with pytest.raises(PaginationError):
+        list(iter_pages(client, ACTION, {}))
+
+
+def test_duplicates_across_pages_are_dropped() -> None:
+    client = ScriptedClient([
+        page(["a", "b", "c"], truncated=True, next_marker="m1"),
+        page(["c", "d", "a"], truncated=True, next_marker="m2"),
+        page(["d", "e"], truncated=False),
+    ])
+    pages = list(iter_pages(client, ACTION, {}))
+    assert [[it["id"] for it in p] for p in pages] == [["a", "b", "c"], ["d"], ["e"]]
+
+
+def test_duplicates_by_a_custom_item_key() -> None:
+    result = {"systemModelSetList": [{"modelSetId": "s1"}, {"modelSetId": "s1"},
+                                     {"modelSetId": "s2"}],
+              "pageInfo": {"isTruncated": False}}
+    client = ScriptedClient([result])
+    pages = list(iter_pages(client, "DescribeSystemModelSets", {}, item_key="modelSetId"))
+    assert pages == [[{"modelSetId": "s1"}, {"modelSetId": "s2"}]]
+
+
+def test_item_without_its_key_is_malformed() -> None:
+    client = ScriptedClient([{"modelCompTaskList": [{"name": "x"}],
+                              "pageInfo": {"isTruncated": False}}])
+    with pytest.raises(MalformedResponse) as info:
+        list(iter_pages(client, ACTION, {}))
+    assert "'id'" in str(info.value)
+
+
+def test_list_key_is_found_or_given() -> None:
+    result = {"customModelSetList": [{"id": "x"}], "tags": ["t"], "pageInfo": {}}
+    with pytest.raises(MalformedResponse) as info:
+        list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {}))
+    assert "customModelSetList" in str(info.value) and "tags" in str(info.value)
+    pages = list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {},
+                            list_key="customModelSetList"))
+    assert pages == [[{"id": "x"}]]
+    with pytest.raises(MalformedResponse):
+        list(iter_pages(ScriptedClient([{"pageInfo": {}}]), ACTION, {}))
+
+
+def test_string_is_truncated_is_understood() -> None:
+    client = ScriptedClient([
+        {"modelCompTaskList": [{"id": "a"}],
+         "pageInfo": {"isTruncated": "true", "nextMarker": "m"}},
+        page(["b"], truncated=False),
+    ])
+    assert sum(len(p) for p in iter_pages(client, ACTION, {})) == 2
+
+
+@pytest.mark.parametrize("bad", [0, 101, -5])
+def test_max_keys_must_be_within_the_documented_range(bad: int) -> None:
+    with pytest.raises(ValueError):
+        next(iter_pages(ScriptedClient([]), ACTION, {}, max_keys=bad))

@@ -1,0 +1,299 @@
+"""Retry classification, backoff and the rate limiter, on fake clocks: no test waits for real."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from catalog.api.retry import (
+    MIN_RETRY_AFTER,
+    RateLimiter,
+    RetryPolicy,
+    classify,
+    parse_retry_after,
+)
+from catalog.errors import ApiError
+
+
+class FakeTime:
+    """A clock that only moves when something sleeps on it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class MaxRandom(random.Random):
+    """Always draws the top of the range, to check the ceilings exactly."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (429, "", True),
+        (500, "", True),
+        (502, "", True),
+        (503, "ServiceUnavailable", True),
+        (504, "", True),
+        (400, "", False),
+        (400, "InvalidParameter", False),
+        (404, "ResourceNotFound", False),
+        (409, "", False),
+        (200, "", False),
+        (None, "", False),
+        # auth problems are never retried, whatever status carries them
+        (401, "", False),
+        (403, "AccessDenied", False),
+        (403, "SignatureDoesNotMatch", False),
+        (500, "SignatureDoesNotMatch", False),
+        (400, "RequestExpired", False),
+        (403, "InvalidAccessKeyId", False),
+        # /v2 throttling and overload names, even with an unexpected status
+        (400, "RequestLimitExceeded", True),
+        (400, "TooManyRequests", True),
+        (400, "QpsLimitReached", True),
+        (400, "InternalError", True),
+        # /wenxinworkshop codes arrive inside HTTP 200
+        (200, "4", True),
+        (200, "18", True),
+        (200, "336100", True),
+        (200, "500000", True),
+        (200, "1", True),
+        (200, "2", True),
+        (200, "17", False),  # daily quota: does not recover within a retry budget
+        (200, "19", False),  # total quota
+        (200, "110", False),
+        (200, "336003", False),
+        (200, "500001", False),
+        (200, "500002", False),
+    ],
+)
+def test_classify_answers(status: int | None, code: str, expected: bool) -> None:
+    assert classify(status=status, code=code) is expected
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (requests.ConnectionError("refused"), True),
+        (requests.ConnectTimeout("slow connect"), True),
+        (requests.ReadTimeout("slow answer"), True),
+        (requests.exceptions.ChunkedEncodingError("cut short"), True),
+        (requests.exceptions.SSLError("bad certificate"), False),
+        (requests.exceptions.InvalidURL("nope"), False),
+        (ValueError("not transport"), False),
+    ],
+)
+def test_classify_transport_errors(exc: BaseException, expected: bool) -> None:
+    assert classify(exc=exc) is expected
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_backoff_stays_within_full_jitter_bounds(seed: int) -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=8.0, rng=random.Random(seed))
+    for attempt in range(1, 12):
+        ceiling = min(8.0, 0.5 * 2 ** (attempt - 1))
+        for _ in range(20):
+            assert 0.0 <= policy.delay(attempt) <= ceiling
+
+
+def test_backoff_ceiling_doubles_then_caps() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=5.0, rng=MaxRandom())
+    assert [policy.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_jitter_is_full_not_partial() -> None:
+    """Full jitter draws from [0, ceiling]: over many draws some land in the lower half."""
+    policy = RetryPolicy(base_delay=1.0, max_delay=100.0, rng=random.Random(7))
+    draws = [policy.delay(4) for _ in range(200)]
+    assert min(draws) < 2.0 < 4.0 < max(draws) <= 8.0
+    assert len(set(draws)) > 150
+
+
+def test_retry_after_wins_floored_and_capped() -> None:
+    policy = RetryPolicy(max_delay=30.0, rng=MaxRandom())
+    assert policy.delay(1, retry_after=7.0) == 7.0
+    assert policy.delay(5, retry_after=0.0) == MIN_RETRY_AFTER
+    assert policy.delay(1, retry_after=0.001) == MIN_RETRY_AFTER
+    assert policy.delay(1, retry_after=3600.0) == 30.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("3", 3.0), (" 1.5 ", 1.5), ("0", 0.0), ("-4", 0.0), (None, None), ("", None),
+     ("soon", None), ("nan", None)],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    future = email.utils.formatdate(now + 30, usegmt=True)
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert parse_retry_after(future, now=now) == pytest.approx(30.0)
+    assert parse_retry_after(past, now=now) == 0.0
+
+
+def _failing(errors: list[ApiError], calls: list[int]) -> Callable[[int], str]:
+    def attempt(number: int) -> str:
+        calls.append(number)
+        if errors:
+            raise errors.pop(0)
+        return "done"
+
+    return attempt
+
+
+def transient(retry_after: float | None = None) -> ApiError:
+    return ApiError("busy", call="DescribeModel", code="18", status=200, retryable=True,
+                    retry_after=retry_after)
+
+
+def test_run_sleeps_the_seeded_delays_then_succeeds() -> None:
+    fake = FakeTime()
+    policy = RetryPolicy(sleep=fake.sleep, clock=fake.clock, rng=random.Random(42))
+    calls: list[int] = []
+    result = policy.run(_failing([transient(), transient(), transient()], calls))
+    assert result == "done"
+    assert calls == [1, 2, 3, 4]
+    reference = random.Random(42)
+    expected = [reference.uniform(0, 0.5 * 2 ** (n - 1)) for n in (1, 2, 3)]
+    assert fake.sleeps == expected
+
+
+def test_run_gives_up_after_max_attempts() -> None:
+    fake = FakeTime()
+    policy = RetryPolicy(max_attempts=4, sleep=fake.sleep, clock=fake.clock, rng=random.Random(1))
+    calls: list[int] = []
+    with pytest.raises(ApiError) as info:
+        policy.run(_failing([transient() for _ in range(10)], calls))
+    assert calls == [1, 2, 3, 4]
+    assert len(fake.sleeps) == 3
+    assert "gave up after 4 attempts" in str(info.value)
+
+
+def test_run_does_not_retry_permanent_errors() -> None:
+    fake = FakeTime()
+    policy = RetryPolicy(sleep=fake.sleep, clock=fake.clock)
+    denied = ApiError("no", code="AccessDenied", status=403, retryable=False)
+    calls: list[int] = []
+    with pytest.raises(ApiError) as info:
+        policy.run(_failing([denied], calls))
+    assert info.value is denied
+    assert calls == [1]
+    assert fake.sleeps == []
+
+
+def test_run_respects_the_total_time_budget() -> None:
+    fake = FakeTime()
+    policy = RetryPolicy(max_attempts=50, base_delay=4.0, max_delay=100.0, max_total=10.0,
+                         sleep=fake.sleep, clock=fake.clock, rng=MaxRandom())
+    calls: list[int] = []
+    with pytest.raises(ApiError) as info:
+        policy.run(_failing([transient() for _ in range(50)], calls))
+    # 4s after the first failure fits; 8s more would end at 12s > 10s, so it stops there
+    assert fake.sleeps == [4.0]
+    assert calls == [1, 2]
+    assert "budget" in str(info.value)
+
+
+def test_retry_after_zero_never_busy_loops() -> None:
+    fake = FakeTime()
+    policy = RetryPolicy(max_attempts=6, sleep=fake.sleep, clock=fake.clock)
+    calls: list[int] = []
+    with pytest.raises(ApiError):
+        policy.run(_failing([transient(retry_after=0.0) for _ in range(6)], calls))
+    assert len(fake.sleeps) == 5
+    assert all(s >= MIN_RETRY_AFTER for s in fake.sleeps)
+
+
+def test_on_retry_is_told_before_each_sleep() -> None:
+    log: list[tuple[str, object]] = []
+    policy = RetryPolicy(sleep=lambda s: log.append(("sleep", s)), rng=MaxRandom())
+    calls: list[int] = []
+
+    def on_retry(attempt: int, delay: float, err: ApiError) -> None:
+        log.append(("retry", (attempt, delay, err.code)))
+
+    policy.run(_failing([transient(), transient(2.0)], calls), on_retry)
+    assert log == [("retry", (1, 0.5, "18")), ("sleep", 0.5), ("retry", (2, 2.0, "18")),
+                   ("sleep", 2.0)]
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(base_delay=-1)
+
+
+def test_rate_limiter_spaces_requests_by_qps() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(qps=2.0, burst=1, clock=fake.clock, sleep=fake.sleep)
+    waits = [limiter.acquire() for _ in range(4)]
+    assert waits == [0.0, 0.5, 0.5, 0.5]
+    assert fake.now == pytest.approx(1001.5)
+
+
+def test_rate_limiter_allows_a_burst_then_throttles() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(qps=4.0, burst=3, clock=fake.clock, sleep=fake.sleep)
+    assert [limiter.acquire() for _ in range(5)] == [0.0, 0.0, 0.0, 0.25, 0.25]
+
+
+def test_rate_limiter_refills_while_idle_but_not_past_burst() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(qps=1.0, burst=2, clock=fake.clock, sleep=fake.sleep)
+    assert [limiter.acquire() for _ in range(2)] == [0.0, 0.0]
+    fake.now += 100.0  # a long idle spell refills only up to the burst
+    assert [limiter.acquire() for _ in range(3)] == [0.0, 0.0, 1.0]
+
+
+def test_rate_limiter_unlimited_never_sleeps() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(qps=0, clock=fake.clock, sleep=fake.sleep)
+    assert all(limiter.acquire() == 0.0 for _ in range(100))
+    assert fake.sleeps == []
+
+
+def test_rate_limiter_loses_no_reservation_across_threads() -> None:
+    """With a frozen clock every acquire takes one more token of debt: the waits must be exactly
+    0, 1/qps, 2/qps, ... whatever the interleaving; a lost update would repeat a value."""
+    qps = 10.0
+    limiter = RateLimiter(qps=qps, burst=1, clock=lambda: 0.0, sleep=lambda s: None)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(25):
+            wait = limiter.acquire()
+            with lock:
+                waits.append(wait)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(waits) == pytest.approx([k / qps for k in range(200)])
+
+
+def test_rate_limiter_rejects_zero_burst() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(qps=1.0, burst=0)
