@@ -63,9 +63,8 @@ def create_engine_for(url: str, **kwargs: Any) -> Engine:
             f"unsupported database {backend!r} in {describe_url(url)}: use sqlite:/// or "
             "postgresql+psycopg://"
         )
-    if backend == "postgresql" and parsed.get_driver_name() in ("psycopg2", "pg8000", "asyncpg"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    elif backend == "postgresql" and parsed.drivername == "postgresql":
+    # Only psycopg 3 is installed; a plain postgresql:// URL would ask SQLAlchemy for psycopg2.
+    if backend == "postgresql" and parsed.get_driver_name() != "psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
         folder = Path(parsed.database).expanduser().resolve().parent

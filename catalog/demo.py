@@ -41,7 +41,9 @@ def run_demo(database_url: str, model_sets: int = 12) -> Iterator[str]:
         yield f"in {db.describe_url(database_url)}:"
         for kind, spec in SPECS.items():
             alive = conn.execute(
-                select(func.count()).select_from(spec.table).where(spec.table.c.deleted_at.is_(None))
+                select(func.count())
+                .select_from(spec.table)
+                .where(spec.table.c.deleted_at.is_(None))
             ).scalar_one()
             yield f"  {spec.table.name:<22} {alive:>6} current rows   (kind {kind})"
         runs = conn.execute(select(func.count()).select_from(sync_runs)).scalar_one()

@@ -42,9 +42,9 @@ class LockTimeout(CatalogError):
 class ApiError(CatalogError):
     """Any failed API call, whatever shape the service used to say so.
 
-    ``code`` is the service's error code as text (``"AccessDenied"``, ``"18"``), ``status`` the HTTP
-    status (200 for the /wenxinworkshop shape, which reports errors inside a 200), ``call`` names the
-    action or path so a message says which call failed. Never carries credentials.
+    ``code`` is the service's error code as text (``"AccessDenied"``, ``"18"``), ``status`` the
+    HTTP status (200 for the /wenxinworkshop shape, which reports errors inside a 200), ``call``
+    names the action or path so a message says which call failed. Never carries credentials.
     """
 
     exit_code = ExitCode.API_UNREACHABLE
@@ -82,11 +82,12 @@ class ApiError(CatalogError):
 
     @property
     def is_not_found(self) -> bool:
-        return self.status == 404 or self.code in NOT_FOUND_CODES
+        # Not "any 404": a wrong base URL also answers 404, and must not read as "all deleted".
+        return self.code in NOT_FOUND_CODES
 
 
 class MalformedResponse(ApiError):
-    """The service answered, but not with what its documents promise (not JSON, no ``result``...)."""
+    """The service answered, but not as its documents promise (not JSON, no ``result``...)."""
 
 
 class PaginationError(ApiError):
@@ -94,9 +95,16 @@ class PaginationError(ApiError):
 
 
 AUTH_CODES = frozenset(
-    {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "RequestExpired",
-     "InvalidAuthorization", "AccessDeniedException"}
+    {
+        "AccessDenied",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "RequestExpired",
+        "InvalidAuthorization",
+        "AccessDeniedException",
+    }
 )
 #: Codes that mean "that entity does not exist (any more)" rather than "the call failed".
-NOT_FOUND_CODES = frozenset({"ResourceNotFound", "NotFound", "ModelNotExist", "ModelSetNotExist",
-                             "ExportTaskNotExist"})
+NOT_FOUND_CODES = frozenset(
+    {"ResourceNotFound", "ModelNotExist", "ModelSetNotExist", "ExportTaskNotExist", "500002"}
+)

@@ -139,7 +139,9 @@ def writer_lock(conn: Connection, timeout: float, poll: float = 0.2) -> Iterator
     """
     deadline = time.monotonic() + max(timeout, 0.0)
     if conn.dialect.name == "postgresql":
-        while not conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": ADVISORY_LOCK_ID}).scalar():
+        while not conn.execute(
+            text("SELECT pg_try_advisory_lock(:id)"), {"id": ADVISORY_LOCK_ID}
+        ).scalar():
             conn.rollback()
             if time.monotonic() >= deadline:
                 raise LockTimeout(_locked_message(timeout))

@@ -61,7 +61,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -135,7 +137,9 @@ sync_runs = Table(
     "sync_runs",
     metadata,
     Column("run_id", Integer, primary_key=True, autoincrement=True),
-    Column("started_at", UTCDateTime, nullable=False, comment="the run's timestamp: history bounds"),
+    Column(
+        "started_at", UTCDateTime, nullable=False, comment="the run's timestamp: history bounds"
+    ),
     Column("finished_at", UTCDateTime, nullable=True),
     Column(
         "status",
@@ -143,7 +147,9 @@ sync_runs = Table(
         nullable=False,
         comment="running, success, partial, failed, aborted, interrupted",
     ),
-    Column("scope", JsonValue, nullable=True, comment="model sets and options the run was limited to"),
+    Column(
+        "scope", JsonValue, nullable=True, comment="model sets and options the run was limited to"
+    ),
     Column("api_calls", Integer, nullable=False, default=0),
     Column("api_retries", Integer, nullable=False, default=0),
     Column("errors", Integer, nullable=False, default=0),

@@ -85,7 +85,9 @@ def _upsert_statement(spec: KindSpec, dialect: str) -> Insert:
     stmt = insert(spec.table)
     excluded = stmt.excluded
     t = spec.table
-    set_: dict[str, Any] = {name: excluded[name] for name in (*spec.tracked, "raw", "last_seen_run_id")}
+    set_: dict[str, Any] = {
+        name: excluded[name] for name in (*spec.tracked, "raw", "last_seen_run_id")
+    }
     set_["deleted_at"] = None
     set_["deleted_run_id"] = None
     changed = or_(
@@ -104,9 +106,11 @@ class Store:
         self.run_ts = run_ts
         self.dialect = conn.dialect.name
         _temp.create_all(conn, checkfirst=True)
-        self._upserts = {kind: _upsert_statement(spec, self.dialect) for kind, spec in SPECS.items()}
+        self._upserts = {
+            kind: _upsert_statement(spec, self.dialect) for kind, spec in SPECS.items()
+        }
 
-    # -- batches -------------------------------------------------------------------------------
+    # -- batches ------------------------------------------------------------
 
     def write_batch(self, kind: str, rows: Sequence[dict[str, Any]]) -> BatchResult:
         """Upsert rows of one kind; history and change rows for what changed; mark them seen."""
@@ -125,10 +129,14 @@ class Store:
             old = stored.get(key)
             if old is None:
                 result.inserted.append(str(key))
-                change_rows.append(self._change(kind, key, "insert", None, None, self._tracked(spec, row)))
+                change_rows.append(
+                    self._change(kind, key, "insert", None, None, self._tracked(spec, row))
+                )
             elif old["deleted_at"] is not None:
                 result.restored.append(str(key))
-                change_rows.append(self._change(kind, key, "restore", None, None, self._tracked(spec, row)))
+                change_rows.append(
+                    self._change(kind, key, "restore", None, None, self._tracked(spec, row))
+                )
             else:
                 diff = [name for name in spec.tracked if old[name] != row.get(name)]
                 if not diff:
@@ -137,18 +145,21 @@ class Store:
                 result.updated.append(str(key))
                 close_keys.append(key)
                 change_rows.extend(
-                    self._change(kind, key, "update", name, old[name], row.get(name)) for name in diff
+                    self._change(kind, key, "update", name, old[name], row.get(name))
+                    for name in diff
                 )
             to_write.append(row)
         if to_write:
             self._write(spec, to_write, close_keys, change_rows)
-        self.conn.execute(
-            seen.insert(), [{"kind": kind, "entity_key": str(key)} for key in latest]
-        )
+        self.conn.execute(seen.insert(), [{"kind": kind, "entity_key": str(key)} for key in latest])
         return result
 
     def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, dict[str, Any]]:
-        cols = [spec.table.c[spec.key], *(spec.table.c[n] for n in spec.tracked), spec.table.c.deleted_at]
+        cols = [
+            spec.table.c[spec.key],
+            *(spec.table.c[n] for n in spec.tracked),
+            spec.table.c.deleted_at,
+        ]
         found = self.conn.execute(select(*cols).where(spec.key_column.in_(keys))).mappings()
         return {row[spec.key]: dict(row) for row in found}
 
@@ -215,7 +226,7 @@ class Store:
         )
         self.conn.execute(stmt, [{"k": key} for key in keys])
 
-    # -- scopes and deletes --------------------------------------------------------------------
+    # -- scopes and deletes ------------------------------------------------------------
 
     def add_scopes(self, kind: str, keys: Iterable[str]) -> None:
         rows = [{"kind": kind, "scope_key": key} for key in keys]
@@ -242,8 +253,12 @@ class Store:
         """(entities this run would delete in ``scope``, entities of the kind not deleted)."""
         spec = SPECS[kind]
         t = spec.table
-        doomed = self.conn.execute(select(func.count()).select_from(t).where(self.unseen_in(spec, scope)))
-        alive = self.conn.execute(select(func.count()).select_from(t).where(t.c.deleted_at.is_(None)))
+        doomed = self.conn.execute(
+            select(func.count()).select_from(t).where(self.unseen_in(spec, scope))
+        )
+        alive = self.conn.execute(
+            select(func.count()).select_from(t).where(t.c.deleted_at.is_(None))
+        )
         return int(doomed.scalar_one()), int(alive.scalar_one())
 
     def delete_unseen(self, kind: str, scope: ColumnElement[bool], chunk: int = 1000) -> int:
@@ -251,7 +266,10 @@ class Store:
         spec = SPECS[kind]
         t = spec.table
         cols = [t.c[spec.key], *(t.c[n] for n in spec.tracked)]
-        doomed = [dict(r) for r in self.conn.execute(select(*cols).where(self.unseen_in(spec, scope))).mappings()]
+        doomed = [
+            dict(r)
+            for r in self.conn.execute(select(*cols).where(self.unseen_in(spec, scope))).mappings()
+        ]
         for start in range(0, len(doomed), chunk):
             part = doomed[start : start + chunk]
             keys = [row[spec.key] for row in part]
@@ -264,7 +282,9 @@ class Store:
             self.conn.execute(
                 changes.insert(),
                 [
-                    self._change(kind, row[spec.key], "delete", None, self._tracked(spec, row), None)
+                    self._change(
+                        kind, row[spec.key], "delete", None, self._tracked(spec, row), None
+                    )
                     for row in part
                 ],
             )

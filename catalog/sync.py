@@ -39,7 +39,6 @@ from catalog.walk import (
     ALL_COMPRESSION_TASKS,
     CUSTOM_SETS,
     SYSTEM_SETS,
-    Event,
     Failure,
     Record,
     ScopeDone,
@@ -48,7 +47,13 @@ from catalog.walk import (
 
 DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
 #: Deleting in this order lets each scope refer to the not-yet-deleted parents it depends on.
-DELETE_ORDER = ("model_export", "model_version", "compression_task", "eval_result_export", "model_set")
+DELETE_ORDER = (
+    "model_export",
+    "model_version",
+    "compression_task",
+    "eval_result_export",
+    "model_set",
+)
 
 
 class MassDeleteRefused(CatalogError):
@@ -114,8 +119,10 @@ class RunSummary:
         head = "dry run (nothing written)" if self.dry_run else f"run {self.run_id} {self.status}"
         tail = f"; {self.errors} errors" if self.errors else ""
         return (
-            f"{head}: " + ", ".join(parts)
-            + f"; {self.api_calls} API calls ({self.api_retries} retries); {self.seconds:.1f}s{tail}"
+            f"{head}: "
+            + ", ".join(parts)
+            + f"; {self.api_calls} API calls ({self.api_retries} retries)"
+            + f"; {self.seconds:.1f}s{tail}"
         )
 
 
@@ -178,15 +185,23 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 class _Run:
     """The state of one run while it lasts: queue, worker pool, batches, counters."""
 
-    def __init__(self, options: SyncOptions, conn: Connection, client: ConsoleClient,
-                 observer: Observer | None, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        options: SyncOptions,
+        conn: Connection,
+        client: ConsoleClient,
+        observer: Observer | None,
+        stop: threading.Event,
+    ) -> None:
         self.options = options
         self.conn = conn
         self.client = client
         self.observer = observer
         self.stop = stop
         self.events: queue.Queue[object] = queue.Queue(maxsize=max(options.batch_size * 4, 1000))
-        self.pool = ThreadPoolExecutor(max_workers=max(options.workers, 1), thread_name_prefix="walk")
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(options.workers, 1), thread_name_prefix="walk"
+        )
         self.pending = 0
         self.pending_lock = threading.Lock()
         self.aborting = False
@@ -194,10 +209,15 @@ class _Run:
         self.failures = 0
         self.first_fatal: Failure | None = None
         self.whole_listings: set[tuple[str, str]] = set()
-        self.walker = Walker(client, self.submit, self.emit, include_system=options.include_system,
-                             page_size=options.page_size)
+        self.walker = Walker(
+            client,
+            self.submit,
+            self.emit,
+            include_system=options.include_system,
+            page_size=options.page_size,
+        )
 
-    # -- worker side ---------------------------------------------------------------------------------
+    # -- worker side ------------------------------------------------------------
 
     def submit(self, task: Callable[[], None]) -> None:
         with self.pending_lock:
@@ -228,7 +248,7 @@ class _Run:
             except queue.Full:
                 continue
 
-    # -- writer side ---------------------------------------------------------------------------------
+    # -- writer side ------------------------------------------------------------
 
     def commit(self) -> None:
         if not self.options.dry_run:
@@ -238,8 +258,13 @@ class _Run:
         if self.observer is not None:
             self.observer(name, data)
 
-    def drive(self, store: Store, scoped: Sequence[dict[str, Any]] | None, eval_refs: Sequence[str],
-              listing: Iterator[list[dict[str, Any]]] | None) -> None:
+    def drive(
+        self,
+        store: Store,
+        scoped: Sequence[dict[str, Any]] | None,
+        eval_refs: Sequence[str],
+        listing: Iterator[list[dict[str, Any]]] | None,
+    ) -> None:
         """Run the walk to its end, writing batches; returns when every task has finished."""
         batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
         scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
@@ -256,7 +281,9 @@ class _Run:
                 store.add_scopes(kind, scope_buf[kind])
                 scope_buf[kind] = []
             for f in errors:
-                runs.record_error(self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code)
+                runs.record_error(
+                    self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code
+                )
             errors.clear()
             self.commit()
 
@@ -273,14 +300,17 @@ class _Run:
                 event = None
             if self.stop.is_set():
                 flush(KINDS)
-                raise Interrupted("interrupted: stopped after the current batch; nothing was deleted")
+                raise Interrupted(
+                    "interrupted: stopped after the current batch; nothing was deleted"
+                )
             if event is None:
                 continue
             if event is _DONE:
                 break
             if isinstance(event, Record):
                 batches[event.kind].append(event.row)
-                self.notify("record", kind=event.kind)
+                self.notify("record", kind=event.kind, row=event.row,
+                            api_calls=self.client.calls_made)
                 if len(batches[event.kind]) >= self.options.batch_size:
                     flush((event.kind,))
             elif isinstance(event, ScopeDone):
@@ -291,34 +321,47 @@ class _Run:
             elif isinstance(event, Failure):
                 self.failures += 1
                 errors.append(event)
-                self.notify("error", call=event.call, entity_id=event.entity_id, message=event.message)
+                self.notify(
+                    "error", call=event.call, entity_id=event.entity_id, message=event.message
+                )
                 if event.fatal:
                     self.first_fatal = event
                     flush(KINDS)
-                    raise RunFailed(event.message, )
+                    raise RunFailed(
+                        event.message,
+                    )
         flush(KINDS)
 
     def shutdown(self) -> None:
         self.aborting = True
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    # -- deletes ---------------------------------------------------------------------------------
+    # -- deletes ------------------------------------------------------------
 
     def delete_scopes(self, store: Store, scoped: bool) -> dict[str, ColumnElement[bool]]:
         """Per kind, the SQL condition for 'inside a scope whose walk completed in this run'."""
         out: dict[str, ColumnElement[bool]] = {}
-        listed = [flag for flag, key in ((False, CUSTOM_SETS), (True, SYSTEM_SETS))
-                  if ("model_set", key) in self.whole_listings]
+        listed = [
+            flag
+            for flag, key in ((False, CUSTOM_SETS), (True, SYSTEM_SETS))
+            if ("model_set", key) in self.whole_listings
+        ]
         set_scope = None
         if not scoped and listed:
             set_scope = model_sets.c.is_system.in_(listed)
             out["model_set"] = set_scope
-        version_scope: ColumnElement[bool] = model_versions.c.model_set_id.in_(store.scope_keys("model_version"))
+        version_scope: ColumnElement[bool] = model_versions.c.model_set_id.in_(
+            store.scope_keys("model_version")
+        )
         if set_scope is not None:
-            gone_sets = select(model_sets.c.model_set_id).where(store.unseen("model_set", set_scope))
+            gone_sets = select(model_sets.c.model_set_id).where(
+                store.unseen("model_set", set_scope)
+            )
             version_scope = or_(version_scope, model_versions.c.model_set_id.in_(gone_sets))
         out["model_version"] = version_scope
-        gone_versions = select(model_versions.c.model_id).where(store.unseen("model_version", version_scope))
+        gone_versions = select(model_versions.c.model_id).where(
+            store.unseen("model_version", version_scope)
+        )
         out["model_export"] = or_(
             model_exports.c.model_id.in_(store.scope_keys("model_export")),
             model_exports.c.model_id.in_(gone_versions),
@@ -348,7 +391,8 @@ class _Run:
                 too_many.append(f"{kind} {doomed} of {alive}")
         if too_many and not self.options.allow_mass_delete:
             raise MassDeleteRefused(
-                f"refusing to delete more than {share:.0%} of an entity kind ({', '.join(too_many)}); "
+                f"refusing to delete more than {share:.0%} of an entity kind "
+                f"({', '.join(too_many)}); "
                 "nothing was deleted. If this is intended, run again with --allow-mass-delete"
             )
         for kind in DELETE_ORDER:
@@ -360,8 +404,9 @@ def _tracked_refs(conn: Connection) -> list[str]:
     return list(conn.execute(select(tracked_eval_exports.c.export_ref)).scalars())
 
 
-def run_sync(options: SyncOptions, observer: Observer | None = None,
-             stop: threading.Event | None = None) -> RunSummary:
+def run_sync(
+    options: SyncOptions, observer: Observer | None = None, stop: threading.Event | None = None
+) -> RunSummary:
     """Run one sync; raise a ``CatalogError`` for anything that is not a success or partial run."""
     started = time.monotonic()
     new_refs = validate(options)
@@ -381,11 +426,17 @@ def run_sync(options: SyncOptions, observer: Observer | None = None,
             run = _Run(options, conn, client, observer, stop)
             # The first call doubles as the check of credentials and reachability, made before
             # the run is recorded: a wrong key or a dead network leaves the database as it was.
-            scoped = run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
+            scoped = (
+                run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
+            )
             listing = None if scoped is not None else run.walker.open_set_listing(system=False)
             refs = list(dict.fromkeys([*_tracked_refs(conn), *new_refs]))
-            scope = {"model_sets": list(options.model_sets), "include_system": options.include_system,
-                     "eval_export_ids": refs, "dry_run": options.dry_run}
+            scope = {
+                "model_sets": list(options.model_sets),
+                "include_system": options.include_system,
+                "eval_export_ids": refs,
+                "dry_run": options.dry_run,
+            }
             run_id, run_ts = runs.start_run(conn, scope)
             run.commit()
             run.notify("run_start", run_id=run_id, dry_run=options.dry_run)
@@ -395,7 +446,9 @@ def run_sync(options: SyncOptions, observer: Observer | None = None,
                 known = set(_tracked_refs(conn))
                 for ref in new_refs:
                     if ref not in known:
-                        conn.execute(tracked_eval_exports.insert().values(export_ref=ref, added_at=run_ts))
+                        conn.execute(
+                            tracked_eval_exports.insert().values(export_ref=ref, added_at=run_ts)
+                        )
                 run.drive(store, scoped, refs, listing)
                 run.shutdown()
                 for kind in KINDS:
@@ -432,8 +485,16 @@ def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:
     summary.errors = run.failures
     summary.message = error
     assert summary.run_id is not None
-    runs.finish_run(run.conn, summary.run_id, summary.status, run.counts, summary.api_calls,
-                    summary.api_retries, run.failures, error)
+    runs.finish_run(
+        run.conn,
+        summary.run_id,
+        summary.status,
+        run.counts,
+        summary.api_calls,
+        summary.api_retries,
+        run.failures,
+        error,
+    )
     if run.options.dry_run:
         run.conn.rollback()
     else:

@@ -16,6 +16,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from catalog import normalize
@@ -27,7 +28,9 @@ EVAL_EXPORT_PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
 
 
 class Client(Protocol):
-    def call(self, action: str, body: dict[str, Any], route: str = "/v2/model") -> dict[str, Any]: ...
+    def call(
+        self, action: str, body: dict[str, Any], route: str = "/v2/model"
+    ) -> dict[str, Any]: ...
 
     def call_v1(self, path: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -85,7 +88,7 @@ class Walker:
         self.include_system = include_system
         self.page_size = page_size
 
-    # -- entry points ----------------------------------------------------------------------------
+    # -- entry points ------------------------------------------------------------
 
     def resolve_model_sets(self, refs: Sequence[str]) -> list[dict[str, Any]]:
         """DescribeModelSet for each ``--model-set`` (an ``am-`` id or a name), before the run.
@@ -131,11 +134,11 @@ class Walker:
             self.submit(lambda: self._list_compression_tasks(None))
         else:
             for obj in scoped_sets:
-                self.submit(lambda obj=obj: self._model_set(obj, scoped=True))
+                self.submit(partial(self._model_set, obj, scoped=True))
         for ref in eval_refs:
-            self.submit(lambda ref=ref: self._eval_export(ref))
+            self.submit(partial(self._eval_export, ref))
 
-    # -- tasks ---------------------------------------------------------------------------------------
+    # -- tasks ------------------------------------------------------------
 
     def _fail(self, kind: str | None, call: str, entity: str | None, exc: Exception) -> None:
         if isinstance(exc, ApiError):
@@ -150,7 +153,7 @@ class Walker:
             for page in pages if pages is not None else self._set_pages(system):
                 for item in page:
                     set_id = str(item["modelSetId"])
-                    self.submit(lambda set_id=set_id: self._describe_set(set_id, system))
+                    self.submit(partial(self._describe_set, set_id, system))
         except (ApiError, normalize.NormalizeError) as exc:
             self._fail("model_set", action, None, exc)
             return
@@ -180,10 +183,10 @@ class Walker:
             return
         progress = _SetProgress(pending=len(model_ids))
         for model_id in model_ids:
-            self.submit(lambda m=model_id: self._describe_version(set_id, m, progress))
-            self.submit(lambda m=model_id: self._export(m))
+            self.submit(partial(self._describe_version, set_id, model_id, progress))
+            self.submit(partial(self._export, model_id))
             if scoped:
-                self.submit(lambda m=model_id: self._list_compression_tasks(m))
+                self.submit(partial(self._list_compression_tasks, model_id))
 
     def _describe_version(self, set_id: str, model_id: str, progress: _SetProgress) -> None:
         ok = True
@@ -225,7 +228,9 @@ class Walker:
         action = "DescribeModelCompTasks"
         complete = True
         try:
-            for page in iter_pages(self.client, action, body, item_key="id", max_keys=self.page_size):
+            for page in iter_pages(
+                self.client, action, body, item_key="id", max_keys=self.page_size
+            ):
                 for item in page:
                     try:
                         row = normalize.compression_task_row(item)

@@ -27,8 +27,15 @@ def fake_console(catalog: FakeCatalog | None = None, **kw: Any) -> Iterator[Fake
 
 def options(db_url: str, server: FakeServer, **kw: Any) -> SyncOptions:
     defaults: dict[str, Any] = dict(
-        database_url=db_url, access_key=AK, secret_key=SK, base_url=server.url,
-        include_system=True, qps=0, workers=4, max_attempts=3, timeout=(2.0, 5.0),
+        database_url=db_url,
+        access_key=AK,
+        secret_key=SK,
+        base_url=server.url,
+        include_system=True,
+        qps=0,
+        workers=4,
+        max_attempts=3,
+        timeout=(2.0, 5.0),
         eval_export_ids=[str(k) for k in server.catalog.keys("eval_result_export")],
     )
     defaults.update(kw)
@@ -79,12 +86,23 @@ def stored_rows(db_url: str, current_only: bool = True) -> dict[str, dict[str, d
     return out
 
 
-def tracked_only(rows: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+def tracked_only(
+    rows: dict[str, dict[str, dict[str, Any]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
     return {
         kind: {k: {c: v for c, v in row.items() if c != "raw"} for k, row in by_key.items()}
         for kind, by_key in rows.items()
     }
 
 
-__all__ = ["AK", "SK", "FaultPlan", "expected_rows", "fake_console", "options", "stored_rows",
-           "sync", "tracked_only"]
+__all__ = [
+    "AK",
+    "SK",
+    "FaultPlan",
+    "expected_rows",
+    "fake_console",
+    "options",
+    "stored_rows",
+    "sync",
+    "tracked_only",
+]

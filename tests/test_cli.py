@@ -41,8 +41,11 @@ def test_version() -> None:
 
 def test_sync_then_db_current(db_url: str) -> None:
     with fake_console(FakeCatalog.generate(seed=2, model_sets=2, comp_tasks=5)) as server:
-        env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK,
-               "QIANFAN_CONSOLE_API_BASE_URL": server.url}
+        env = {
+            "QIANFAN_ACCESS_KEY": AK,
+            "QIANFAN_SECRET_KEY": SK,
+            "QIANFAN_CONSOLE_API_BASE_URL": server.url,
+        }
         result = CliRunner().invoke(cli, ["--database-url", db_url, "sync", "--qps", "0"], env=env)
     assert result.exit_code == 0, result.output
     assert "run 1 success" in result.output
@@ -54,9 +57,14 @@ def test_sync_then_db_current(db_url: str) -> None:
 
 def test_no_migrate_refuses_on_an_empty_database(db_url: str) -> None:
     with fake_console() as server:
-        env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK,
-               "QIANFAN_CONSOLE_API_BASE_URL": server.url}
-        result = CliRunner().invoke(cli, ["--database-url", db_url, "sync", "--no-migrate"], env=env)
+        env = {
+            "QIANFAN_ACCESS_KEY": AK,
+            "QIANFAN_SECRET_KEY": SK,
+            "QIANFAN_CONSOLE_API_BASE_URL": server.url,
+        }
+        result = CliRunner().invoke(
+            cli, ["--database-url", db_url, "sync", "--no-migrate"], env=env
+        )
     assert result.exit_code == 6
     assert "db upgrade" in result.output
     assert "Traceback" not in result.output

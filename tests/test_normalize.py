@@ -16,8 +16,10 @@ UTC = dt.UTC
     [
         ("2024-03-22T17:13:33+08:00", dt.datetime(2024, 3, 22, 9, 13, 33, tzinfo=UTC)),
         ("2024-03-22T17:13:33.5+08:00", dt.datetime(2024, 3, 22, 9, 13, 33, 500000, tzinfo=UTC)),
-        ("2024-03-22T17:13:33.123456789+08:00",
-         dt.datetime(2024, 3, 22, 9, 13, 33, 123456, tzinfo=UTC)),
+        (
+            "2024-03-22T17:13:33.123456789+08:00",
+            dt.datetime(2024, 3, 22, 9, 13, 33, 123456, tzinfo=UTC),
+        ),
         ("2024-03-22T09:13:33Z", dt.datetime(2024, 3, 22, 9, 13, 33, tzinfo=UTC)),
         ("2024-03-22T09:13:33.25Z", dt.datetime(2024, 3, 22, 9, 13, 33, 250000, tzinfo=UTC)),
         ("2023-06-24 22:19:40 +0800 CST", dt.datetime(2023, 6, 24, 14, 19, 40, tzinfo=UTC)),
@@ -52,22 +54,33 @@ def test_export_state_and_status_are_the_same_field() -> None:
 
 def test_download_url_query_is_not_tracked() -> None:
     row = normalize.model_export_row(
-        "amv-1", {"hasRecord": True, "state": "Done",
-                  "downloadUrl": "https://b.example/x/model.tar?authorization=abc&expires=1"})
+        "amv-1",
+        {
+            "hasRecord": True,
+            "state": "Done",
+            "downloadUrl": "https://b.example/x/model.tar?authorization=abc&expires=1",
+        },
+    )
     assert row is not None
     assert row["download_url"] == "https://b.example/x/model.tar"
     assert "authorization=abc" in row["raw"]["downloadUrl"]
 
 
 def test_version_row_flattens_nested_objects() -> None:
-    row = normalize.model_version_row({
-        "modelId": "amv-1", "modelSetId": "am-1", "status": "Ready",
-        "sourceInfo": {"sourceType": "Train", "trainTaskId": 423},
-        "tokenLimitations": {"trivial": {"inputTokens": 4096, "outputTokens": 1024}},
-        "advancedSettings": {"numBeams": 4},
-        "isSupportDeploy": True, "isSupportModelComp": "false",
-        "createTime": "2023-12-15T16:30:06+08:00", "modifyTime": "0001-01-01T00:00:00Z",
-    })
+    row = normalize.model_version_row(
+        {
+            "modelId": "amv-1",
+            "modelSetId": "am-1",
+            "status": "Ready",
+            "sourceInfo": {"sourceType": "Train", "trainTaskId": 423},
+            "tokenLimitations": {"trivial": {"inputTokens": 4096, "outputTokens": 1024}},
+            "advancedSettings": {"numBeams": 4},
+            "isSupportDeploy": True,
+            "isSupportModelComp": "false",
+            "createTime": "2023-12-15T16:30:06+08:00",
+            "modifyTime": "0001-01-01T00:00:00Z",
+        }
+    )
     assert row["train_task_id"] == "423"
     assert row["input_tokens"] == 4096 and row["output_tokens"] == 1024
     assert row["num_beams"] == 4

@@ -79,8 +79,9 @@ def test_many_pages_of_compression_tasks(db_url: str) -> None:
 
 
 def test_call_count_is_the_documented_minimum(db_url: str) -> None:
-    catalog = FakeCatalog.generate(seed=8, model_sets=5, system_sets=2, comp_tasks=30,
-                                   eval_exports=2)
+    catalog = FakeCatalog.generate(
+        seed=8, model_sets=5, system_sets=2, comp_tasks=30, eval_exports=2
+    )
     with fake_console(catalog) as server:
         summary = sync(db_url, server)
         made = len(server.calls)
@@ -92,8 +93,9 @@ def test_call_count_is_the_documented_minimum(db_url: str) -> None:
 
 
 def test_scoped_sync_walks_only_that_model_set(db_url: str) -> None:
-    catalog = FakeCatalog.generate(seed=10, model_sets=4, system_sets=0, comp_tasks=30,
-                                   eval_exports=0)
+    catalog = FakeCatalog.generate(
+        seed=10, model_sets=4, system_sets=0, comp_tasks=30, eval_exports=0
+    )
     target = catalog.keys("model_set")[0]
     name = catalog.get("model_set", target)["modelSetName"]
     with fake_console(catalog) as server:

@@ -1,9 +1,9 @@
 """BCE authentication v1 signing.
 
 The signing rules are the vendor's (bce-auth-v1): a signing key derived from the secret key and the
-auth-string prefix, then an HMAC-SHA256 over the canonical request. The same pure functions serve the
-client (to sign) and the fake server (to verify), and the test suite checks them against the vendor's
-own signer, so the fake cannot drift from what the real service expects.
+auth-string prefix, then an HMAC-SHA256 over the canonical request. The same pure functions
+serve the client (to sign) and the fake server (to verify), and the test suite checks them
+against the vendor's own signer, so the fake cannot drift from what the real service expects.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hmac
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, parse_qsl
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
@@ -40,9 +40,7 @@ def canonical_uri(path: str) -> str:
 
 
 def canonical_query(params: Iterable[tuple[str, str]]) -> str:
-    pairs = [
-        f"{uri_encode(k)}={uri_encode(v)}" for k, v in params if k.lower() != "authorization"
-    ]
+    pairs = [f"{uri_encode(k)}={uri_encode(v)}" for k, v in params if k.lower() != "authorization"]
     return "&".join(sorted(pairs))
 
 
@@ -71,7 +69,7 @@ def signature(
     headers: Mapping[str, str],
     signed_headers: Iterable[str],
 ) -> str:
-    """Hex signature of one request; ``auth_prefix`` is ``bce-auth-v1/{ak}/{timestamp}/{expiry}``."""
+    """Hex signature of a request; ``auth_prefix`` is ``bce-auth-v1/{ak}/{timestamp}/{expiry}``."""
     signing_key = hmac.new(secret_key.encode(), auth_prefix.encode(), hashlib.sha256).hexdigest()
     string_to_sign = "\n".join(
         [
@@ -127,7 +125,7 @@ def parse_authorization(header: str) -> ParsedAuthorization | None:
 
 
 class BceAuth(requests.auth.AuthBase):
-    """Signs every prepared request; the secret lives only here and is never rendered by ``repr``."""
+    """Signs every prepared request; the secret lives only here and ``repr`` never shows it."""
 
     def __init__(self, access_key: str, secret_key: str, expiry: int = DEFAULT_EXPIRY_SECONDS):
         self.access_key = access_key
