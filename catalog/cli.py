@@ -11,6 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from catalog import __version__, db
 from catalog.errors import CatalogError, ExitCode
+from catalog.queries import REPORT_NAMES
+from catalog.schema import KINDS as SPEC_KINDS
 
 CONTEXT = {"auto_envvar_prefix": "CATALOG", "help_option_names": ["-h", "--help"],
            "show_default": True}
@@ -195,6 +197,122 @@ def demo(ctx: click.Context, model_sets: int) -> None:
 
     for line in run_demo(ctx.obj["database_url"], model_sets):
         click.echo(line)
+
+
+# -- reading the history: runs, changes, as-of, history, report --------------------------------
+
+
+class _Timestamp(click.ParamType):  # type: ignore[type-arg]  # generic only in click>=8.2
+    """ISO 8601 on the command line; a bad one is a one-line usage error."""
+
+    name = "TIMESTAMP"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from catalog.queries import QueryError, parse_timestamp
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_timestamp(value)
+        except QueryError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _format_option(f: Any) -> Any:
+    return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]),
+                        default="table", help="Output format.")(f)
+
+
+def _show(ctx: click.Context, query: Any, fmt: str) -> None:
+    """Run one read-only query on the configured database and print it in ``fmt``."""
+    from catalog.output import render
+    from catalog.queries import QueryError
+
+    engine = db.create_engine_for(ctx.obj["database_url"])
+    try:
+        with db.connect(engine) as conn:
+            if db.schema_state(conn) != "current":
+                raise CatalogError(
+                    "the database has no up-to-date catalog schema: run `qianfan-catalog sync` "
+                    "or `qianfan-catalog db upgrade` first"
+                )
+            try:
+                columns, rows = query(conn)
+            except QueryError as exc:
+                raise click.BadParameter(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(render(columns, rows, fmt))
+
+
+_KIND_CHOICE = click.Choice(list(SPEC_KINDS))
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1), default=20, help="How many recent runs.")
+@_format_option
+@click.pass_context
+def runs(ctx: click.Context, limit: int, fmt: str) -> None:
+    """Recent sync runs, newest first, with status and counts."""
+    from catalog import queries
+
+    _show(ctx, lambda conn: queries.runs(conn, limit), fmt)
+
+
+@cli.command()
+@click.option("--run", "run_id", type=click.IntRange(1), default=None, help="Only this run.")
+@click.option("--since", type=_Timestamp(), default=None,
+              help="Only runs at or after this time (ISO 8601; no zone = UTC).")
+@click.option("--until", type=_Timestamp(), default=None, help="Only runs before this time.")
+@click.option("--kind", type=_KIND_CHOICE, default=None, help="Only this entity kind.")
+@_format_option
+@click.pass_context
+def changes(ctx: click.Context, run_id: int | None, since: Any, until: Any, kind: str | None,
+            fmt: str) -> None:
+    """Field-level changes recorded by sync runs, oldest first."""
+    from catalog import queries
+
+    if run_id is not None and (since is not None or until is not None):
+        raise click.UsageError("use either --run or --since/--until, not both")
+    _show(ctx, lambda conn: queries.changes_query(conn, run_id=run_id, since=since,
+                                                  until=until, kind=kind), fmt)
+
+
+@cli.command(name="as-of")
+@click.argument("timestamp", type=_Timestamp())
+@click.argument("kind", type=_KIND_CHOICE)
+@_format_option
+@click.pass_context
+def as_of(ctx: click.Context, timestamp: Any, kind: str, fmt: str) -> None:
+    """The entities of KIND as they were at TIMESTAMP (ISO 8601; no zone = UTC)."""
+    from catalog import queries
+
+    _show(ctx, lambda conn: queries.as_of(conn, kind, timestamp), fmt)
+
+
+@cli.command()
+@click.argument("kind", type=_KIND_CHOICE)
+@click.argument("entity_id", metavar="ID")
+@_format_option
+@click.pass_context
+def history(ctx: click.Context, kind: str, entity_id: str, fmt: str) -> None:
+    """Every stored version of one entity, oldest first."""
+    from catalog import queries
+
+    _show(ctx, lambda conn: queries.history(conn, kind, entity_id), fmt)
+
+
+@cli.command()
+@click.argument("name", required=False, type=click.Choice(list(REPORT_NAMES)))
+@_format_option
+@click.pass_context
+def report(ctx: click.Context, name: str | None, fmt: str) -> None:
+    """Show one report view: versions_by_model_set, compression_tasks_by_status, ..."""
+    from catalog import queries
+
+    if name is None:
+        raise click.UsageError(f"name a report: one of {', '.join(REPORT_NAMES)}")
+    _show(ctx, lambda conn: queries.report(conn, name), fmt)
 
 
 def main() -> None:

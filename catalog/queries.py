@@ -1,0 +1,274 @@
+"""Read-only SQL shared by the CLI and the HTML report: each function returns ``(columns, rows)``.
+
+Nothing here writes. Rows are plain tuples whose values are Python objects (timestamps are
+timezone-aware UTC ``datetime``s on both SQLite and PostgreSQL, because the report views are
+declared below with the project's ``UTCDateTime`` type), so the renderers in ``catalog.output``
+and the HTML report format them one way whatever the backend.
+
+The report views themselves are created by migration 0002; the ``Table`` objects here live on
+their own ``MetaData`` so Alembic's autogenerate never mistakes them for tables to create.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    and_,
+    literal,
+    or_,
+    select,
+)
+
+from catalog.schema import KINDS, SPECS, UTCDateTime, changes, sync_runs
+
+Result = tuple[list[str], list[tuple[Any, ...]]]
+
+_views = MetaData()
+
+report_versions_by_model_set = Table(
+    "report_versions_by_model_set",
+    _views,
+    Column("model_set_id", String),
+    Column("model_set_name", Text),
+    Column("is_system", Boolean),
+    Column("versions", Integer),
+    Column("model_id", String),
+    Column("model_name", Text),
+    Column("status", String),
+    Column("source_type", String),
+    Column("version_create_time", UTCDateTime),
+    Column("export_id", String),
+    Column("export_state", String),
+    Column("export_file_size", BigInteger),
+)
+report_compression_tasks_by_status = Table(
+    "report_compression_tasks_by_status",
+    _views,
+    Column("status", String),
+    Column("strategy", String),
+    Column("tasks", Integer),
+    Column("finished", Integer),
+    Column("avg_duration_seconds", Float),
+)
+report_exports = Table(
+    "report_exports",
+    _views,
+    Column("model_id", String),
+    Column("model_name", Text),
+    Column("model_set_id", String),
+    Column("model_set_name", Text),
+    Column("export_id", String),
+    Column("state", String),
+    Column("file_name", Text),
+    Column("file_type", String),
+    Column("file_size", BigInteger),
+    Column("md5", String),
+    Column("download_url", Text),
+)
+report_latest_changes = Table(
+    "report_latest_changes",
+    _views,
+    Column("run_id", Integer),
+    Column("run_started_at", UTCDateTime),
+    Column("run_status", String),
+    Column("kind", String),
+    Column("entity_id", Text),
+    Column("operation", String),
+    Column("field", String),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Column("change_id", BigInteger),
+)
+
+#: Report name -> (view, ORDER BY columns). Names are what ``qianfan-catalog report NAME`` takes.
+REPORTS: dict[str, tuple[Table, tuple[str, ...]]] = {
+    "versions_by_model_set": (report_versions_by_model_set, ("model_set_name", "model_set_id",
+                                                             "model_id")),
+    "compression_tasks_by_status": (report_compression_tasks_by_status, ("status", "strategy")),
+    "exports": (report_exports, ("model_set_name", "model_name", "model_id")),
+    "latest_changes": (report_latest_changes, ("change_id",)),
+}
+REPORT_NAMES = tuple(REPORTS)
+
+
+class QueryError(ValueError):
+    """A bad argument to a query (unknown kind, report or timestamp); the message is one line."""
+
+
+def _result(conn: Connection, stmt: Select[Any]) -> Result:
+    res = conn.execute(stmt)
+    columns = list(res.keys())
+    return columns, [tuple(row) for row in res]
+
+
+def check_kind(kind: str) -> str:
+    if kind not in SPECS:
+        raise QueryError(f"unknown kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    return kind
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """ISO 8601 to an aware UTC datetime; a time without a zone is taken as UTC, as stored.
+
+    Accepts ``2024-06-01``, ``2024-06-01T12:00:00``, ``2024-06-01 12:00:00+08:00`` and a
+    trailing ``Z``. Anything else is a ``QueryError`` naming the accepted forms.
+    """
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(
+            f"cannot parse timestamp {text!r}: use ISO 8601, e.g. 2024-06-01, "
+            "2024-06-01T12:00:00Z or 2024-06-01T20:00:00+08:00"
+        ) from None
+    if _DATE_ONLY.match(value) or parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+# -- runs and changes -------------------------------------------------------------------------
+
+
+def runs(conn: Connection, limit: int = 20) -> Result:
+    """Recent runs, newest first, with their totals over all entity kinds."""
+    r = sync_runs.c
+
+    def total(what: str) -> Any:
+        expr: Any = literal(0)
+        for kind in KINDS:
+            expr = expr + r[f"{kind}_{what}"]
+        return expr
+
+    stmt = (
+        select(
+            r.run_id, r.started_at, r.finished_at, r.status,
+            total("seen").label("seen"), total("inserted").label("inserted"),
+            total("updated").label("updated"), total("deleted").label("deleted"),
+            r.errors, r.api_calls, r.error,
+        )
+        .order_by(r.run_id.desc())
+        .limit(limit)
+    )
+    return _result(conn, stmt)
+
+
+def changes_query(
+    conn: Connection,
+    *,
+    run_id: int | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    kind: str | None = None,
+) -> Result:
+    """Change rows, oldest first; ``since``/``until`` compare with the run timestamp (``since``
+    inclusive, ``until`` exclusive), so two dates give exactly the changes between them."""
+    c = changes.c
+    stmt = select(
+        c.run_id, c.changed_at, c.kind, c.entity_id, c.operation, c.field, c.old_value,
+        c.new_value,
+    ).order_by(c.change_id)
+    if run_id is not None:
+        stmt = stmt.where(c.run_id == run_id)
+    if since is not None:
+        stmt = stmt.where(c.changed_at >= since)
+    if until is not None:
+        stmt = stmt.where(c.changed_at < until)
+    if kind is not None:
+        stmt = stmt.where(c.kind == check_kind(kind))
+    return _result(conn, stmt)
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+def as_of(conn: Connection, kind: str, moment: dt.datetime) -> Result:
+    """The entities of ``kind`` as they were at ``moment``: the history versions valid then.
+
+    A version is valid on ``[valid_from, valid_to)``; ``moment`` equal to a run's timestamp
+    therefore shows the state that run left behind.
+    """
+    spec = SPECS[check_kind(kind)]
+    h = spec.history
+    stmt = (
+        select(h.c[spec.key], *(h.c[name] for name in spec.tracked))
+        .where(
+            h.c.valid_from <= moment,
+            or_(h.c.valid_to.is_(None), h.c.valid_to > moment),
+        )
+        .order_by(h.c[spec.key])
+    )
+    return _result(conn, stmt)
+
+
+def _key_value(kind: str, entity_id: str) -> Any:
+    spec = SPECS[kind]
+    if isinstance(spec.key_column.type, BigInteger | Integer):
+        try:
+            return int(entity_id)
+        except ValueError:
+            raise QueryError(f"{kind} ids are integers, not {entity_id!r}") from None
+    return entity_id
+
+
+def history(conn: Connection, kind: str, entity_id: str) -> Result:
+    """Every version of one entity, oldest first, with the runs that opened and closed it."""
+    spec = SPECS[check_kind(kind)]
+    h = spec.history
+    stmt = (
+        select(
+            h.c.valid_from, h.c.valid_to, h.c.valid_from_run_id, h.c.valid_to_run_id,
+            h.c[spec.key], *(h.c[name] for name in spec.tracked),
+        )
+        .where(h.c[spec.key] == _key_value(kind, entity_id))
+        .order_by(h.c.valid_from, h.c.history_id)
+    )
+    return _result(conn, stmt)
+
+
+def entity_changes(conn: Connection, kind: str, entity_id: str) -> Result:
+    """The change rows of one entity, oldest first (what ``history`` shows as whole versions)."""
+    c = changes.c
+    stmt = (
+        select(c.run_id, c.changed_at, c.operation, c.field, c.old_value, c.new_value)
+        .where(and_(c.kind == check_kind(kind), c.entity_id == str(_key_value(kind, entity_id))))
+        .order_by(c.change_id)
+    )
+    return _result(conn, stmt)
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def report_view(name: str) -> Table:
+    if name not in REPORTS:
+        raise QueryError(f"unknown report {name!r}; expected one of: {', '.join(REPORT_NAMES)}")
+    return REPORTS[name][0]
+
+
+def report(conn: Connection, name: str, columns: Sequence[str] | None = None) -> Result:
+    """All rows of one report view in a stable order (optionally only some columns)."""
+    view = report_view(name)
+    order = REPORTS[name][1]
+    cols = [view.c[c] for c in columns] if columns else list(view.c)
+    stmt = select(*cols).order_by(*(view.c[c].asc().nulls_last() for c in order))
+    return _result(conn, stmt)
