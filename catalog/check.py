@@ -1,0 +1,205 @@
+"""`check`: is everything in place for a sync? One line per check, with the fix for a failure.
+
+Made to run first on a new machine or in a monitoring probe, so it is quick (short timeouts, one
+attempt per call, a few seconds at worst) and read-only: one cheap signed call
+(``DescribeCustomModelSets`` with ``maxKeys=1``) proves both that the API is reachable and that
+the credentials are accepted, and the database is only connected to and asked its schema
+revision. A SQLite file that does not exist is reported, not created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from catalog import db
+from catalog.errors import ApiError, CatalogError
+
+#: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
+API_TIMEOUT = (2.0, 2.0)
+DB_CONNECT_TIMEOUT = 2
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    skipped: bool = False
+
+    def line(self) -> str:
+        mark = "SKIP" if self.skipped else ("ok" if self.ok else "FAIL")
+        fix = f" -> fix: {self.fix}" if self.fix and not self.ok else ""
+        return f"{mark:<4} {self.name:<12} {self.detail}{fix}"
+
+
+def check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckResult]:
+    """Credentials and connectivity, from one signed call."""
+    from catalog.api.client import ConsoleClient
+    from catalog.api.retry import RetryPolicy
+
+    if not access_key or not secret_key:
+        return [
+            CheckResult(
+                "credentials",
+                False,
+                "access key or secret key not set",
+                "set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY (or access_key/secret_key "
+                "in the config file)",
+            ),
+            CheckResult("api", False, "not tried without credentials", skipped=True),
+        ]
+    try:
+        client = ConsoleClient(
+            base_url,
+            access_key,
+            secret_key,
+            timeout=API_TIMEOUT,
+            retry=RetryPolicy(max_attempts=1),
+            pool_size=1,
+        )
+    except ValueError as exc:
+        return [
+            CheckResult(
+                "api",
+                False,
+                str(exc),
+                "set --base-url / QIANFAN_CONSOLE_API_BASE_URL "
+                "to e.g. https://qianfan.baidubce.com",
+            ),
+            CheckResult("credentials", False, "not tried without a usable base URL", skipped=True),
+        ]
+    try:
+        client.call("DescribeCustomModelSets", {"maxKeys": 1})
+    except ApiError as exc:
+        if exc.status is None:
+            return [
+                CheckResult(
+                    "api",
+                    False,
+                    str(exc),
+                    f"check the network, proxy and firewall towards {client.origin}, and "
+                    "the base URL",
+                ),
+                CheckResult(
+                    "credentials", False, "not tried: the API was not reached", skipped=True
+                ),
+            ]
+        reached = CheckResult("api", True, f"{client.origin} answered")
+        if exc.is_auth:
+            return [
+                reached,
+                CheckResult(
+                    "credentials",
+                    False,
+                    f"rejected: {exc}",
+                    "check QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY (a key pair of this account, "
+                    "not expired) and that the machine's clock is right (signatures expire)",
+                ),
+            ]
+        return [
+            reached,
+            CheckResult(
+                "credentials",
+                False,
+                f"signed call failed: {exc}",
+                "see the error code in the Qianfan console API documents; retry later if it is "
+                "a throttling or server error",
+            ),
+        ]
+    finally:
+        client.close()
+    return [
+        CheckResult("api", True, f"{client.origin} answered"),
+        CheckResult("credentials", True, "accepted (DescribeCustomModelSets)"),
+    ]
+
+
+def check_database(database_url: str) -> list[CheckResult]:
+    """Connectivity of the database, then whether its schema matches this code."""
+    shown = db.describe_url(database_url)
+    schema_skipped = CheckResult("schema", False, "not checked without a database", skipped=True)
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        url = None
+    if (
+        url is not None
+        and url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+    ):
+        assert url.database is not None
+        if not Path(url.database).expanduser().is_file():
+            return [
+                CheckResult(
+                    "database",
+                    False,
+                    f"{shown}: the file does not exist",
+                    "run `qianfan-catalog db upgrade` (or a first sync) to create it, "
+                    "or fix --database-url / CATALOG_DATABASE_URL",
+                ),
+                schema_skipped,
+            ]
+    kwargs = {}
+    if url is not None and url.get_backend_name() == "postgresql":
+        kwargs = {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
+    try:
+        engine = db.create_engine_for(database_url, **kwargs)
+    except CatalogError as exc:
+        return [
+            CheckResult("database", False, str(exc), "fix --database-url / CATALOG_DATABASE_URL"),
+            schema_skipped,
+        ]
+    try:
+        with db.connect(engine) as conn:
+            conn.execute(text("SELECT 1"))
+            results = [CheckResult("database", True, f"{shown} reachable")]
+            state = db.schema_state(conn)
+            current = db.current_revision(conn) or "none"
+            head = db.head_revision()
+            if state == "current":
+                results.append(CheckResult("schema", True, f"revision {current} (up to date)"))
+            elif state == "behind":
+                results.append(
+                    CheckResult(
+                        "schema",
+                        False,
+                        f"revision {current}, this version needs {head}",
+                        "run `qianfan-catalog db upgrade` (or a sync, unless --no-migrate)",
+                    )
+                )
+            else:
+                results.append(
+                    CheckResult(
+                        "schema",
+                        False,
+                        f"revision {current} is newer than this version knows ({head})",
+                        "upgrade qianfan-catalog to the version that wrote this database",
+                    )
+                )
+            return results
+    except (CatalogError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return [
+            CheckResult(
+                "database",
+                False,
+                reason,
+                "check that the server runs, the URL's host, port, user and password, "
+                "and network access",
+            ),
+            schema_skipped,
+        ]
+    finally:
+        engine.dispose()
+
+
+def run_checks(
+    database_url: str, access_key: str, secret_key: str, base_url: str
+) -> list[CheckResult]:
+    return [*check_api(access_key, secret_key, base_url), *check_database(database_url)]

@@ -1,0 +1,190 @@
+"""Logs on stderr: plain text for people, one JSON object per line for log shippers.
+
+A run logs its start, each retry, each entity error and its summary (``--log-format json``), each
+with the run id and a UTC timestamp. Text mode logs the start, retries and errors; the summary
+already goes to stdout. ``--quiet`` leaves only errors in text mode; JSON mode is for machines and
+keeps every event.
+
+Secrets: a filter on the handler replaces every registered secret (the secret key, a database
+password) wherever it appears in a record, message or fields. The code never logs them on
+purpose; the filter is there for the day an upstream error message quotes one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterable
+from typing import IO, Any
+
+LOGGER_NAME = "qianfan_catalog"
+MASK = "****"
+FORMATS = ("text", "json")
+#: Secrets shorter than this are not masked: replacing every "a" would wreck messages, and no
+#: real secret key is that short.
+MIN_SECRET_LENGTH = 4
+
+
+class SecretMask(logging.Filter):
+    """Replaces registered secret values in a record's message and structured fields."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            with self._lock:
+                self._secrets.add(secret)
+
+    def scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            with self._lock:
+                secrets = sorted(self._secrets, key=len, reverse=True)
+            for secret in secrets:
+                value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub(v) for v in value]
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.scrub(record.getMessage())
+        record.args = None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = self.scrub(fields)
+        return True
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    when = dt.datetime.fromtimestamp(record.created, dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: ts, level, event, run_id, message, fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "log"),
+            "run_id": getattr(record, "run_id", None),
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                obj.setdefault(key, value)
+        return json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        run_id = getattr(record, "run_id", None)
+        run = f" run {run_id}" if run_id is not None else ""
+        return f"{_timestamp(record)} {record.levelname.lower()}{run}: {record.getMessage()}"
+
+
+_mask = SecretMask()
+_state: dict[str, Any] = {"format": "text"}
+
+
+def logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def add_secret(secret: str | None) -> None:
+    """Register a value that must never appear in a log line."""
+    _mask.add(secret)
+
+
+def setup(
+    log_format: str = "text", quiet: bool = False, stream: IO[str] | None = None
+) -> logging.Logger:
+    """(Re)configure the project's logger: one handler on ``stream`` (stderr by default)."""
+    if log_format not in FORMATS:
+        raise ValueError(f"log format must be one of {FORMATS}")
+    log = logger()
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.addFilter(_mask)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    if log_format == "json":
+        handler.setLevel(logging.INFO)
+    else:
+        handler.setLevel(logging.ERROR if quiet else logging.INFO)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    _state["format"] = log_format
+    return log
+
+
+def log_format() -> str:
+    return str(_state["format"])
+
+
+def event(level: int, name: str, message: str, run_id: int | None = None, **fields: Any) -> None:
+    logger().log(level, message, extra={"event": name, "run_id": run_id, "fields": fields})
+
+
+def report_fatal(message: str, exit_code: int) -> bool:
+    """JSON mode: log a command's fatal error as one JSON line and say so; text mode: no-op."""
+    if log_format() != "json":
+        return False
+    event(logging.ERROR, "fatal", message, exit_code=exit_code)
+    return True
+
+
+class RunLog:
+    """The sync observer's logging half: turns run events into log records."""
+
+    def __init__(self) -> None:
+        self.run_id: int | None = None
+
+    def __call__(self, name: str, data: dict[str, Any]) -> None:
+        if name == "run_start":
+            self.run_id = data.get("run_id")
+            what = "dry run" if data.get("dry_run") else "run"
+            event(
+                logging.INFO,
+                "run_start",
+                f"{what} {self.run_id} started",
+                self.run_id,
+                dry_run=bool(data.get("dry_run")),
+            )
+        elif name == "retry":
+            message = (
+                f"retry {data.get('call')} (attempt {data.get('attempt')} failed, "
+                f"next in {float(data.get('delay') or 0):.1f}s): {data.get('error')}"
+            )
+            event(logging.WARNING, "retry", message, self.run_id, **data)
+        elif name == "error":
+            event(logging.ERROR, "error", str(data.get("message")), self.run_id, **data)
+        # "summary" is logged by finished(), which has the whole RunSummary, not just its line.
+
+    def finished(self, summary: Any) -> None:
+        """Log a run's summary (JSON mode only: text mode prints it on stdout already)."""
+        if log_format() != "json":
+            return
+        fields: dict[str, Any] = {
+            "status": summary.status,
+            "dry_run": summary.dry_run,
+            "api_calls": summary.api_calls,
+            "api_retries": summary.api_retries,
+            "errors": summary.errors,
+            "seconds": round(summary.seconds, 3),
+            "counts": dict(summary.counts),
+        }
+        event(logging.INFO, "summary", summary.line(), summary.run_id, **fields)

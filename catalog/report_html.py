@@ -1,0 +1,383 @@
+"""`report --html FILE`: the catalog at a glance, as one self-contained HTML page.
+
+Self-contained means it opens from a mail attachment or a file share with no network: charts
+are inline SVG drawn here, the style and the few lines of script are inline, and the page's
+Content-Security-Policy forbids every fetch, so a stray external reference would fail loudly (a
+console error the test looks for) instead of leaking the reader's IP to a CDN.
+
+All data comes from read-only queries: the report views through ``catalog.queries`` and a few
+aggregates of the base tables here. Every value from the database is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from catalog import db, queries
+from catalog.errors import CatalogError, ConfigError
+from catalog.schema import KINDS, SPECS, changes, eval_result_exports, sync_runs
+
+RECENT_RUNS = 30
+TOP_SETS = 25
+MAX_CHANGES = 200
+PALETTE = ("#3b6fd8", "#e07b39", "#3aa17e", "#b04fc2", "#c9a227", "#d6455d", "#5b6475", "#2bb3c0")
+STATUS_COLORS = {
+    "succeeded": "#3aa17e",
+    "Done": "#3aa17e",
+    "failed": "#d6455d",
+    "Fail": "#d6455d",
+    "running": "#3b6fd8",
+    "Doing": "#3b6fd8",
+    "Uploading": "#3b6fd8",
+    "creating": "#8fb0ef",
+    "Pending": "#8fb0ef",
+    "stopping": "#c9a227",
+    "stopped": "#5b6475",
+}
+LABELS = {
+    "model_set": "model sets",
+    "model_version": "versions",
+    "compression_task": "compression tasks",
+    "model_export": "model exports",
+    "eval_result_export": "eval exports",
+}
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def human_size(size: float | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
+
+
+def _fmt_time(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return esc(value)
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{esc(text)}</p>'
+
+
+def _legend(items: Sequence[tuple[str, str]]) -> str:
+    spans = "".join(f'<span style="--c:{color}">{esc(label)}</span>' for label, color in items)
+    return f'<div class="legend">{spans}</div>'
+
+
+# -- charts ----------------------------------------------------------------------------------------
+
+
+def hbar_chart(items: Sequence[tuple[str, float, str]], width: int = 560, unit: str = "") -> str:
+    """Horizontal bars: (label, value, value text). One SVG, labels left, values right."""
+    if not items:
+        return _empty("nothing stored yet")
+    bar_h, gap, label_w = 18, 6, 190
+    value_w = 16 + 7 * max(len(text) for _, _, text in items)
+    height = len(items) * (bar_h + gap) + gap
+    top = max((v for _, v, _ in items), default=0) or 1
+    span = width - label_w - value_w
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">'
+    ]
+    for i, (label, value, text) in enumerate(items):
+        y = gap + i * (bar_h + gap)
+        w = max(1.0, span * value / top) if value else 0
+        short = label if len(label) <= 28 else label[:27] + "…"
+        out.append(
+            f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end" font-size="12">{esc(short)}'
+            f"<title>{esc(label)}</title></text>"
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="2" '
+            f'fill="{PALETTE[0]}">'
+            f"<title>{esc(label)}: {esc(text)}{esc(unit)}</title></rect>"
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 13}" font-size="12">{esc(text)}</text>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def stacked_chart(rows: dict[str, dict[str, int]], width: int = 560) -> str:
+    """One horizontal bar per group, split by status, with a legend of the statuses."""
+    if not rows:
+        return _empty("nothing stored yet")
+    statuses = sorted({s for parts in rows.values() for s in parts})
+    colors = {
+        s: STATUS_COLORS.get(s, PALETTE[(i + 3) % len(PALETTE)]) for i, s in enumerate(statuses)
+    }
+    bar_h, gap, label_w, value_w = 22, 8, 130, 60
+    height = len(rows) * (bar_h + gap) + gap
+    top = max(sum(p.values()) for p in rows.values()) or 1
+    span = width - label_w - value_w
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">'
+    ]
+    for i, (group, parts) in enumerate(sorted(rows.items())):
+        y = gap + i * (bar_h + gap)
+        x = float(label_w)
+        out.append(
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" font-size="12">'
+            f"{esc(group)}</text>"
+        )
+        for status in statuses:
+            n = parts.get(status, 0)
+            if not n:
+                continue
+            w = span * n / top
+            out.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" '
+                f'fill="{colors[status]}"><title>{esc(group)} {esc(status)}: {n}</title></rect>'
+            )
+            if w > 22:
+                out.append(
+                    f'<text x="{x + w / 2:.1f}" y="{y + 15}" text-anchor="middle" '
+                    f'font-size="11" style="fill:#fff">{n}</text>'
+                )
+            x += w
+        out.append(
+            f'<text x="{x + 6:.1f}" y="{y + 15}" font-size="12">{sum(parts.values())}</text>'
+        )
+    out.append("</svg>")
+    return "".join(out) + _legend([(s, colors[s]) for s in statuses])
+
+
+def line_chart(
+    run_ids: Sequence[int],
+    series: Mapping[str, Sequence[int]],
+    width: int = 1180,
+    height: int = 260,
+) -> str:
+    """Counts per kind (one line each) over runs (x axis, oldest left)."""
+    if not run_ids:
+        return _empty("no finished runs yet")
+    left, right, top_pad, bottom = 50, 20, 12, 30
+    top = max((max(v) for v in series.values() if v), default=0) or 1
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    n = len(run_ids)
+
+    def x(i: int) -> float:
+        return left + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
+
+    def y(v: float) -> float:
+        return top_pad + plot_h - plot_h * v / top
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">'
+    ]
+    for k in range(5):
+        v = top * k / 4
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+            f'stroke="#e3e6ec"/><text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" '
+            f'font-size="11">{v:.0f}</text>'
+        )
+    step = max(1, n // 12)
+    for i, run_id in enumerate(run_ids):
+        if i % step == 0 or i == n - 1:
+            out.append(
+                f'<text x="{x(i):.1f}" y="{height - 10}" text-anchor="middle" '
+                f'font-size="11">#{run_id}</text>'
+            )
+    legend = []
+    for j, (kind, values) in enumerate(series.items()):
+        color = PALETTE[j % len(PALETTE)]
+        legend.append((LABELS.get(kind, kind), color))
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for i, v in enumerate(values):
+            out.append(
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
+                f"<title>run {run_ids[i]}: {v} {esc(LABELS.get(kind, kind))}</title></circle>"
+            )
+    out.append("</svg>")
+    return "".join(out) + _legend(legend)
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def _current_counts(conn: Connection) -> dict[str, int]:
+    out = {}
+    for kind, spec in SPECS.items():
+        stmt = select(func.count()).select_from(spec.table).where(spec.table.c.deleted_at.is_(None))
+        out[kind] = int(conn.execute(stmt).scalar_one())
+    return out
+
+
+def _recent_runs(conn: Connection) -> tuple[list[int], dict[str, list[int]]]:
+    r = sync_runs.c
+    stmt = (
+        select(r.run_id, *(r[f"{k}_seen"] for k in KINDS))
+        .where(r.status.in_(("success", "partial")))
+        .order_by(r.run_id.desc())
+        .limit(RECENT_RUNS)
+    )
+    rows = list(reversed(conn.execute(stmt).all()))
+    return [int(row[0]) for row in rows], {
+        k: [int(row[i + 1] or 0) for row in rows] for i, k in enumerate(KINDS)
+    }
+
+
+def _versions_per_set(conn: Connection) -> list[tuple[str, float, str]]:
+    _, rows = queries.report(
+        conn, "versions_by_model_set", ["model_set_id", "model_set_name", "versions"]
+    )
+    per_set: dict[str, tuple[str, int]] = {}
+    for set_id, name, versions in rows:
+        per_set[str(set_id)] = (str(name or set_id), int(versions or 0))
+    top = sorted(per_set.items(), key=lambda kv: (-kv[1][1], kv[1][0]))[:TOP_SETS]
+    return [(name, float(n), str(n)) for _, (name, n) in top]
+
+
+def _tasks_by_strategy(conn: Connection) -> dict[str, dict[str, int]]:
+    _, rows = queries.report(conn, "compression_tasks_by_status", ["status", "strategy", "tasks"])
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for status, strategy, tasks in rows:
+        out[str(strategy or "unknown")][str(status or "unknown")] = int(tasks or 0)
+    return dict(out)
+
+
+def _exports_by_state(conn: Connection) -> list[tuple[str, float, str]]:
+    _, rows = queries.report(conn, "exports", ["state", "file_size"])
+    count: dict[str, int] = defaultdict(int)
+    size: dict[str, int] = defaultdict(int)
+    for state, file_size in rows:
+        count[str(state or "unknown")] += 1
+        size[str(state or "unknown")] += int(file_size or 0)
+    return [
+        (state, float(count[state]), f"{count[state]} · {human_size(size[state])}")
+        for state in sorted(count)
+    ]
+
+
+def _eval_by_state(conn: Connection) -> list[tuple[str, float, str]]:
+    e = eval_result_exports.c
+    stmt = (
+        select(e.state, func.count())
+        .where(e.deleted_at.is_(None))
+        .group_by(e.state)
+        .order_by(e.state)
+    )
+    return [(str(state or "unknown"), float(n), str(n)) for state, n in conn.execute(stmt)]
+
+
+def _latest_changes(conn: Connection) -> list[tuple[Any, ...]]:
+    """The newest change rows over all runs (a no-op latest run must not leave this empty)."""
+    c = changes.c
+    stmt = (
+        select(
+            c.run_id,
+            c.changed_at,
+            c.kind,
+            c.entity_id,
+            c.operation,
+            c.field,
+            c.old_value,
+            c.new_value,
+        )
+        .order_by(c.change_id.desc())
+        .limit(MAX_CHANGES)
+    )
+    return [tuple(row) for row in conn.execute(stmt)]
+
+
+def _changes_table(rows: Sequence[tuple[Any, ...]]) -> str:
+    if not rows:
+        return _empty("no changes recorded by the latest run")
+    head = "".join(
+        f"<th>{h}</th>" for h in ("run", "at", "kind", "id", "operation", "field", "old", "new")
+    )
+    body = []
+    for run_id, at, kind, entity, op, field, old, new in rows:
+        body.append(
+            f'<tr data-kind="{esc(kind)}"><td class="num">{esc(run_id)}</td>'
+            f"<td>{_fmt_time(at)}</td><td>{esc(kind)}</td><td>{esc(entity)}</td>"
+            f"<td>{esc(op)}</td><td>{esc(field or '')}</td>"
+            f'<td class="val">{esc(_cut(old))}</td><td class="val">{esc(_cut(new))}</td></tr>'
+        )
+    return (
+        f'<table id="changes"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def _cut(value: Any, limit: int = 200) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render(conn: Connection, database_label: str, now: dt.datetime | None = None) -> str:
+    """The whole page as a string (no file, no network)."""
+    now = now or dt.datetime.now(dt.UTC)
+    counts = _current_counts(conn)
+    run_ids, series = _recent_runs(conn)
+    change_rows = _latest_changes(conn)
+    last = conn.execute(
+        select(sync_runs.c.run_id, sync_runs.c.status, sync_runs.c.started_at)
+        .order_by(sync_runs.c.run_id.desc())
+        .limit(1)
+    ).first()
+    run_note = (
+        f"last run {last[0]} ({esc(last[1])}, {_fmt_time(last[2])})" if last else "no runs yet"
+    )
+    total_changes = int(conn.execute(select(func.count()).select_from(changes)).scalar_one())
+    tiles = "".join(f'<div class="tile"><b>{counts[k]}</b>{esc(LABELS[k])}</div>' for k in KINDS)
+    tiles += f'<div class="tile"><b>{total_changes}</b>changes recorded</div>'
+    kinds_present = sorted({str(r[2]) for r in change_rows})
+    template = Template(
+        resources.files("catalog").joinpath("report_template.html").read_text(encoding="utf-8")
+    )
+    return template.substitute(
+        generated=_fmt_time(now),
+        database=esc(database_label),
+        run_note=run_note,
+        tiles=tiles,
+        run_count=len(run_ids),
+        runs_chart=line_chart(run_ids, series),
+        versions_chart=hbar_chart(_versions_per_set(conn)),
+        tasks_chart=stacked_chart(_tasks_by_strategy(conn)),
+        exports_chart=hbar_chart(_exports_by_state(conn)),
+        eval_chart=hbar_chart(_eval_by_state(conn)),
+        changes_shown=len(change_rows),
+        kind_options="".join(f'<option value="{esc(k)}">{esc(k)}</option>' for k in kinds_present),
+        changes_table=_changes_table(change_rows),
+    )
+
+
+def write_report(database_url: str, path: str | Path) -> str:
+    """Render from the database and write ``path``; returns the line the CLI prints."""
+    engine = db.create_engine_for(database_url)
+    try:
+        with db.connect(engine) as conn:
+            if db.schema_state(conn) != "current":
+                raise CatalogError(
+                    "the database has no up-to-date catalog schema: run `qianfan-catalog sync` "
+                    "or `qianfan-catalog db upgrade` first"
+                )
+            page = render(conn, db.describe_url(database_url))
+    finally:
+        engine.dispose()
+    target = Path(path)
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror}") from None
+    return f"wrote {target} ({len(page.encode()) // 1024 + 1} KiB)"

@@ -1,0 +1,266 @@
+"""The configuration file: TOML that gives any command-line option a value.
+
+Precedence is flag > environment variable > file > built-in default. That is exactly click's own
+order for a context's ``default_map`` (command line, then env var, then ``default_map``, then the
+option's default), so the file is loaded into ``default_map`` by an eager ``--config`` option of the
+group, before any other option (the group's own included) takes its value.
+
+File layout: top-level keys name options by their long name, with dashes or underscores
+(``workers = 4``, ``database-url = "..."``); a key sets that option wherever it exists (the
+group or any command). A table named after a command sets options of that command only
+(``[sync] workers = 4``, ``[fake-server] port = 9000``). A key that names no option is an error
+that names the key, because a silently ignored typo in a cron job's config is worse than a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from catalog.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "qianfan-catalog.toml"
+#: Options whose values are never shown, in full or in part.
+SECRET_PARAMS = frozenset({"secret_key"})
+#: Options shown with only their first characters: identifying, but not enough to use.
+PARTLY_SECRET_PARAMS = frozenset({"access_key"})
+URL_PARAMS = frozenset({"database_url"})
+
+
+def _key(name: str) -> str:
+    return name.strip().lstrip("-").replace("-", "_").lower()
+
+
+def _option_names(param: click.Parameter) -> set[str]:
+    """Every spelling a file may use for ``param``: its long flags and its parameter name."""
+    names = {_key(opt) for opt in [*param.opts, *param.secondary_opts] if opt.startswith("--")}
+    if param.name:
+        names.add(_key(param.name))
+    return names
+
+
+def _options(command: click.Command) -> list[click.Option]:
+    return [
+        p
+        for p in command.params
+        if isinstance(p, click.Option)
+        and not p.hidden
+        and p.name not in ("help", "version", "config")
+    ]
+
+
+def _walk(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from _walk(sub, (*path, name))
+
+
+def _index(root: click.Command) -> dict[tuple[str, ...], dict[str, str]]:
+    """Per command path, file key spelling -> parameter name."""
+    out: dict[tuple[str, ...], dict[str, str]] = {}
+    for path, command in _walk(root):
+        names: dict[str, str] = {}
+        for param in _options(command):
+            assert param.name is not None
+            for spelling in _option_names(param):
+                names[spelling] = param.name
+        out[path] = names
+    return out
+
+
+def _place(default_map: dict[str, Any], path: tuple[str, ...], name: str, value: Any) -> None:
+    node = default_map
+    for part in path:
+        node = node.setdefault(part, {})
+    node[name] = value
+
+
+def _check_type(where: str, param: click.Option, value: Any) -> Any:
+    """A list for a repeatable option, a scalar otherwise; click converts and validates the rest."""
+    if param.multiple:
+        if not isinstance(value, list):
+            value = [value]
+        return [
+            str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in value
+        ]
+    if isinstance(value, list | dict):
+        raise ConfigError(f"config file: {where} must be a single value, not a list or table")
+    return value
+
+
+def build_default_map(root: click.Command, data: dict[str, Any]) -> dict[str, Any]:
+    """Turn a parsed file into click's nested ``default_map``; unknown keys are a ConfigError."""
+    index = _index(root)
+    commands = {path[-1].replace("-", "_"): path for path in index if path}
+    params = {path: {p.name: p for p in _options(cmd)} for path, cmd in _walk(root)}
+    default_map: dict[str, Any] = {}
+
+    def apply(scope: list[tuple[str, ...]], key: str, value: Any, where: str) -> None:
+        hits = [(path, index[path][_key(key)]) for path in scope if _key(key) in index[path]]
+        if not hits:
+            raise ConfigError(f"config file: unknown key {where!r}: it names no option")
+        for path, name in hits:
+            _place(default_map, path, name, _check_type(where, params[path][name], value))
+
+    for key, value in data.items():
+        section = commands.get(_key(key))
+        if isinstance(value, dict) and section is not None:
+            below = [p for p in index if p[: len(section)] == section]
+            for sub_key, sub_value in value.items():
+                if isinstance(sub_value, dict):
+                    raise ConfigError(
+                        f"config file: unknown key '{key}.{sub_key}': only one level of tables"
+                    )
+                apply(below, sub_key, sub_value, f"{key}.{sub_key}")
+        elif isinstance(value, dict):
+            raise ConfigError(f"config file: unknown key {key!r}: it names no command")
+        else:
+            apply(list(index), key, value, key)
+    return default_map
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist: fix --config or create it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def config_path(given: str | None) -> Path | None:
+    """The file to load: the one given, else ./qianfan-catalog.toml when it exists, else none."""
+    if given:
+        return Path(given)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_into(ctx: click.Context, given: str | None) -> Path | None:
+    """The eager ``--config`` callback's work: fill ``ctx.default_map`` from the file."""
+    path = config_path(given)
+    if path is None:
+        return None
+    loaded = build_default_map(ctx.command, read_file(path))
+    ctx.default_map = _merge(dict(ctx.default_map or {}), loaded)
+    return path
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# -- config show ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    command: str  # "" for the group's own options
+    name: str
+    value: str
+    source: str
+
+
+def mask(name: str, value: Any) -> str:
+    """A value as it may be printed: secrets hidden, URL passwords masked."""
+    if value is None or value == "" or value == ():
+        return "(not set)"
+    if name in SECRET_PARAMS:
+        return "****"
+    if name in PARTLY_SECRET_PARAMS:
+        text = str(value)
+        return text[:4] + "****" if len(text) > 8 else "****"
+    if name in URL_PARAMS:
+        from catalog.db import describe_url
+
+        return describe_url(str(value))
+    if isinstance(value, tuple | list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _source(ctx: click.Context, name: str, file: Path | None) -> str:
+    source = ctx.get_parameter_source(name)
+    if source is ParameterSource.COMMANDLINE:
+        return "flag"
+    if source is ParameterSource.ENVIRONMENT:
+        param = next(p for p in ctx.command.params if p.name == name)
+        envvar = _envvar_name(param, ctx)
+        return f"env {envvar}" if envvar else "env"
+    if source is ParameterSource.DEFAULT_MAP:
+        return f"file {file}" if file else "file"
+    return "default"
+
+
+def _envvar_name(param: click.Parameter, ctx: click.Context) -> str | None:
+    names: list[str] = []
+    if isinstance(param.envvar, str):
+        names = [param.envvar]
+    elif param.envvar:
+        names = list(param.envvar)
+    elif ctx.auto_envvar_prefix and param.name:
+        names = [f"{ctx.auto_envvar_prefix}_{param.name.upper()}"]
+    return next((n for n in names if os.environ.get(n)), None)
+
+
+def display_name(param: click.Parameter) -> str:
+    """The key a config file would use: the first long flag, with underscores."""
+    longs = [o for o in param.opts if o.startswith("--")]
+    return _key(longs[0]) if longs else _key(param.name or "")
+
+
+def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
+    """Every option's value and where it came from, resolved by click itself.
+
+    Each command's context is built with no arguments (resilient parsing, so nothing runs), which
+    gives exactly the value and source that command would see if run now with this environment.
+    """
+    out: list[Setting] = []
+    for name, value in root_ctx.params.items():
+        if name in ("config",):
+            continue
+        param = next(p for p in root_ctx.command.params if p.name == name)
+        out.append(
+            Setting("", display_name(param), mask(name, value), _source(root_ctx, name, file))
+        )
+    for path, command in _walk(root_ctx.command):
+        if not path or isinstance(command, click.Group) or not _options(command):
+            continue
+        parent = root_ctx
+        for part in path[:-1]:
+            group = parent.command
+            assert isinstance(group, click.Group)
+            sub = group.get_command(parent, part)
+            assert sub is not None
+            parent = sub.make_context(part, [], parent=parent, resilient_parsing=True)
+        ctx = command.make_context(path[-1], [], parent=parent, resilient_parsing=True)
+        for param in _options(command):
+            assert param.name is not None
+            out.append(
+                Setting(
+                    " ".join(path),
+                    display_name(param),
+                    mask(param.name, ctx.params.get(param.name)),
+                    _source(ctx, param.name, file),
+                )
+            )
+    return out
