@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from catalog import db
-from catalog.errors import ApiError, CatalogError
+from catalog.errors import ApiError, CatalogError, ExitCode
 
 #: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
 API_TIMEOUT = (2.0, 2.0)
@@ -203,3 +203,22 @@ def run_checks(
     database_url: str, access_key: str, secret_key: str, base_url: str
 ) -> list[CheckResult]:
     return [*check_api(access_key, secret_key, base_url), *check_database(database_url)]
+
+
+#: The exit code of a failed check, so a probe can tell a config problem from an outage.
+CHECK_CODES = {
+    "credentials": ExitCode.API_UNREACHABLE,
+    "api": ExitCode.API_UNREACHABLE,
+    "database": ExitCode.DATABASE,
+    "schema": ExitCode.DATABASE,
+}
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    """0 when every check passed, else the code of the first real failure."""
+    for r in results:
+        if not r.ok and not r.skipped:
+            if r.name == "credentials" and "not set" in r.detail:
+                return int(ExitCode.CONFIG)
+            return int(CHECK_CODES.get(r.name, ExitCode.FAILED))
+    return int(ExitCode.OK) if all(r.ok for r in results) else int(ExitCode.FAILED)

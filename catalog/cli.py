@@ -39,7 +39,10 @@ class CatalogGroup(click.Group):
 def _fail(ctx: click.Context, message: str, code: int) -> None:
     if ctx.find_root().params.get("debug"):
         traceback.print_exc()
-    click.echo(f"Error: {message}", err=True)
+    from catalog import logs
+
+    if not logs.report_fatal(message, int(code)):  # JSON logs: the error as one JSON line
+        click.echo(f"Error: {message}", err=True)
     ctx.exit(int(code))
 
 
@@ -48,12 +51,44 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
 @click.option("--database-url", envvar=db.DATABASE_URL_ENV, default=db.DEFAULT_DATABASE_URL,
               show_envvar=True, help="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True,
+              expose_value=False, callback=lambda ctx, _p, v: _load_config(ctx, v),
+              help="TOML file giving options values [default: ./qianfan-catalog.toml if present]")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display and no routine log lines.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              help="Logs on stderr: plain text, or one JSON object per line.")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str, debug: bool) -> None:
+def cli(ctx: click.Context, database_url: str, debug: bool, quiet: bool, log_format: str) -> None:
     """Sync a Baidu Qianfan model catalog into SQL tables, with full history."""
+    from catalog import logs
+
     ctx.ensure_object(dict)
     ctx.obj["database_url"] = database_url
     ctx.obj["debug"] = debug
+    ctx.obj["quiet"] = quiet
+    logs.setup(log_format, quiet)
+    logs.add_secret(_url_password(database_url))
+
+
+def _load_config(ctx: click.Context, value: str | None) -> None:
+    """Eager: fills ``default_map`` from the config file before any other option is read."""
+    from catalog import settings
+
+    try:
+        ctx.meta["config_file"] = settings.load_into(ctx, value)
+    except CatalogError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(int(exc.exit_code))
+
+
+def _url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
 
 
 def _api_options(f: Any) -> Any:
@@ -129,11 +164,59 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> Any:
 @click.pass_context
 def sync(ctx: click.Context, **kw: Any) -> None:
     """Walk the catalog through the API and upsert it into the database."""
+    from catalog import logs, progress
     from catalog.sync import run_sync
 
-    summary = run_sync(_sync_options_from(ctx, kw))
+    logs.add_secret(kw["secret_key"])
+    run_log = logs.RunLog()
+    observer = progress.RunObserver(
+        progress.Progress.for_stream(progress.stderr_stream(), ctx.obj.get("quiet", False)),
+        run_log,
+    )
+    try:
+        summary = run_sync(_sync_options_from(ctx, kw), observer=observer)
+    finally:
+        observer.close()
+    run_log.finished(summary)
+    if summary.dry_run:
+        for line in progress.plan_lines(summary):
+            click.echo(line)
     click.echo(summary.line())
     ctx.exit(int(summary.exit_code))
+
+
+@cli.command()
+@_api_options
+@click.pass_context
+def check(ctx: click.Context, access_key: str, secret_key: str, base_url: str) -> None:
+    """Check credentials, connectivity, the database and its schema; exit 0 only if all pass."""
+    from catalog import logs
+    from catalog.check import exit_code, run_checks
+
+    logs.add_secret(secret_key)
+    results = run_checks(ctx.obj["database_url"], access_key, secret_key, base_url)
+    for result in results:
+        click.echo(result.line())
+    ctx.exit(exit_code(results))
+
+
+@cli.group(name="config")
+def config_group() -> None:
+    """Inspect the configuration (file, environment, flags)."""
+
+
+@config_group.command(name="show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print every effective setting, where it came from, secrets masked."""
+    from catalog import settings
+
+    root = ctx.find_root()
+    file = root.meta.get("config_file")
+    click.echo(f"config file: {file if file else 'none'} (precedence: flag > env > file > default)")
+    for s in settings.effective(root, file):
+        name = f"{s.command} {s.name}".strip() if s.command else s.name
+        click.echo(f"{name:<36} = {s.value:<40} ({s.source})")
 
 
 @cli.group(name="db")
@@ -305,11 +388,18 @@ def history(ctx: click.Context, kind: str, entity_id: str, fmt: str) -> None:
 @cli.command()
 @click.argument("name", required=False, type=click.Choice(list(REPORT_NAMES)))
 @_format_option
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the whole catalog at a glance to this self-contained HTML file.")
 @click.pass_context
-def report(ctx: click.Context, name: str | None, fmt: str) -> None:
+def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None) -> None:
     """Show one report view: versions_by_model_set, compression_tasks_by_status, ..."""
     from catalog import queries
 
+    if html_file is not None:
+        from catalog.report_html import write_report
+
+        click.echo(write_report(ctx.obj["database_url"], html_file))
+        return
     if name is None:
         raise click.UsageError(f"name a report: one of {', '.join(REPORT_NAMES)}")
     _show(ctx, lambda conn: queries.report(conn, name), fmt)
