@@ -135,7 +135,9 @@ def log_format() -> str:
     return str(_state["format"])
 
 
-def event(level: int, name: str, message: str, run_id: int | None = None, **fields: Any) -> None:
+def event(
+    level: int, name: str, message: str, run_id: int | None = None, /, **fields: Any
+) -> None:
     logger().log(level, message, extra={"event": name, "run_id": run_id, "fields": fields})
 
 

@@ -1,0 +1,237 @@
+"""Progress (TTY only), --quiet, the one summary line, JSON/text logs, secrets and the dry run."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from catalog import logs, progress
+from catalog.cli import cli
+from catalog.fake.server import FakeServer
+from catalog.schema import KINDS
+from tests.helpers import AK, SK, FaultPlan, fake_console, stored_rows
+
+
+class FakeTTY(io.StringIO):
+    """A stream that says it is a terminal, so the progress display draws on it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    logs.setup("text")  # later tests must not inherit a JSON handler on a closed stream
+
+
+def _env(server: FakeServer | None, db_url: str) -> dict[str, str | None]:
+    return {
+        "CATALOG_DATABASE_URL": db_url,
+        "QIANFAN_ACCESS_KEY": AK if server else None,
+        "QIANFAN_SECRET_KEY": SK if server else None,
+        "QIANFAN_CONSOLE_API_BASE_URL": server.url if server else None,
+        "CATALOG_CONFIG": None,
+    }
+
+
+def _sync(server: FakeServer, db_url: str, *args: str, group: tuple[str, ...] = ()) -> Result:
+    argv = [*group, "sync", "--qps", "0", "--workers", "4", "--max-attempts", "3", *args]
+    return CliRunner().invoke(cli, argv, env=_env(server, db_url))
+
+
+# -- the progress display on its own ---------------------------------------------------------------
+
+
+def test_progress_only_on_a_terminal_and_not_when_quiet() -> None:
+    assert progress.Progress.for_stream(io.StringIO()) is None
+    assert progress.Progress.for_stream(FakeTTY(), quiet=True) is None
+    assert isinstance(progress.Progress.for_stream(FakeTTY()), progress.Progress)
+
+
+def test_progress_line_counts_totals_rate_and_eta() -> None:
+    clock = Clock()
+    stream = FakeTTY()
+    display = progress.Progress(stream, clock=clock, width=300)
+    display("run_start", {"run_id": 1})
+    display("record", {"kind": "model_set", "row": {"model_ids": ["a", "b", "c", "d"]},
+                       "api_calls": 2})
+    clock.now += 2.0
+    display("record", {"kind": "model_version", "row": {}, "api_calls": 6})
+    line = display.line()
+    assert "sets 1" in line
+    assert "versions 1/4" in line  # total known from the set's modelIds
+    assert "3.0 calls/s" in line  # 6 calls in 2 s
+    assert "ETA 0:06" in line  # 3 versions left at 0.5 versions/s
+    display("retry", {"call": "DescribeModel", "attempt": 1, "delay": 0.1, "error": "x"})
+    assert "1 retries" in stream.getvalue()
+    assert stream.getvalue().startswith("\r")
+    display.clear()
+    assert stream.getvalue().endswith("\r\x1b[K")
+
+
+def test_progress_redraws_are_throttled() -> None:
+    clock = Clock()
+    stream = FakeTTY()
+    display = progress.Progress(stream, clock=clock, width=200)
+    for _ in range(50):
+        display("record", {"kind": "compression_task"})
+    assert stream.getvalue().count("\r") == 1  # same instant: drawn once
+    clock.now += 1.0
+    display("record", {"kind": "compression_task"})
+    assert stream.getvalue().count("\r") == 2
+    assert "tasks 51" in stream.getvalue()
+
+
+# -- the sync command: TTY split, quiet, summary ---------------------------------------------------
+
+
+def test_sync_not_a_tty_no_progress_one_summary_line(db_url: str) -> None:
+    with fake_console() as server:
+        result = _sync(server, db_url)
+    assert result.exit_code == 0, result.output
+    out = result.stdout.splitlines()
+    assert len(out) == 1 and out[0].startswith("run 1 success:")
+    assert "\r" not in result.stderr and "calls/s" not in result.stderr
+    assert SK not in result.stdout + result.stderr
+
+
+def test_sync_on_a_tty_draws_progress_and_clears_it(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tty = FakeTTY()
+    monkeypatch.setattr(progress, "stderr_stream", lambda: tty)
+    with fake_console() as server:
+        result = _sync(server, db_url)
+    assert result.exit_code == 0, result.output
+    drawn = tty.getvalue()
+    assert "calls/s" in drawn and "versions" in drawn
+    assert drawn.endswith("\r\x1b[K")  # the summary starts on a clean line
+    assert len(result.stdout.splitlines()) == 1  # summary on stdout either way
+
+
+def test_sync_quiet_on_a_tty_draws_nothing(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tty = FakeTTY()
+    monkeypatch.setattr(progress, "stderr_stream", lambda: tty)
+    with fake_console() as server:
+        result = _sync(server, db_url, group=("--quiet",))
+    assert result.exit_code == 0, result.output
+    assert tty.getvalue() == ""
+    assert result.stdout.startswith("run 1 success:")
+    assert result.stderr == ""  # quiet text mode: nothing routine on stderr
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_json_logs_parse_line_by_line_with_run_id_and_timestamps(db_url: str) -> None:
+    plan = FaultPlan().once("DescribeModelSet", "429", times=1, retry_after=0)
+    plan.once("DescribeModel", "429", times=1, retry_after=0)
+    plan.once("DescribeModel", "malformed")  # not retryable: one version fails for good
+    with fake_console(faults=plan) as server:
+        result = _sync(server, db_url, group=("--log-format", "json"))
+    assert result.exit_code == 3, result.output  # partial: one entity failed
+    records = _json_lines(result.stderr)  # every line is JSON, or this raises
+    events = [r["event"] for r in records]
+    assert events[0] == "run_start" and events[-1] == "summary"
+    assert events.count("retry") >= 2 and events.count("error") == 1
+    for r in records:
+        assert r["ts"].endswith("Z") and "T" in r["ts"]
+        assert {"level", "message", "run_id"} <= set(r)
+    after_start = [r for r in records if r["event"] != "retry" or r["run_id"] is not None]
+    assert all(r["run_id"] == 1 for r in after_start if r["event"] != "retry")
+    summary = records[-1]
+    assert summary["status"] == "partial" and summary["errors"] == 1
+    custom = [o for o in server.catalog.items("model_set") if o.get("source") != "System"]
+    assert summary["counts"]["model_set_seen"] == len(custom)
+    assert SK not in result.stderr and SK not in result.stdout
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_text_logs_show_retries_not_the_summary_twice(db_url: str) -> None:
+    plan = FaultPlan().once("DescribeModel", "429", times=1, retry_after=0)
+    with fake_console(faults=plan) as server:
+        result = _sync(server, db_url)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any("run 1 started" in line for line in lines)
+    assert any("warning run 1: retry DescribeModel" in line for line in lines)
+    assert "success:" not in result.stderr  # the summary is on stdout only
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(lines[0])
+
+
+def test_json_mode_fatal_error_is_one_json_line(tmp_path: Any) -> None:
+    env = _env(None, f"sqlite:///{tmp_path}/c.db")
+    result = CliRunner().invoke(cli, ["--log-format", "json", "sync"], env=env)
+    assert result.exit_code == 4
+    (record,) = _json_lines(result.stderr)
+    assert record["event"] == "fatal" and record["exit_code"] == 4
+    assert "missing credentials" in record["message"]
+
+
+def test_secret_mask_filter_scrubs_messages_and_fields() -> None:
+    stream = io.StringIO()
+    logs.setup("json", stream=stream)
+    logs.add_secret("s3cr3t-value-xyz")
+    logs.event(logging.ERROR, "error", "upstream said: bad key s3cr3t-value-xyz", 7,
+               detail={"echo": ["s3cr3t-value-xyz"]})
+    logs.logger().warning("plain %s", "s3cr3t-value-xyz")
+    text = stream.getvalue()
+    assert "s3cr3t-value-xyz" not in text
+    first, second = _json_lines(text)
+    assert first["message"] == "upstream said: bad key ****"
+    assert first["detail"] == {"echo": ["****"]} and first["run_id"] == 7
+    assert second["message"] == "plain ****"
+
+
+def test_database_password_is_masked_in_logs() -> None:
+    stream = io.StringIO()
+    result = CliRunner().invoke(
+        cli, ["--database-url", "postgresql+psycopg://u:hunter2-pw@127.0.0.1:1/x", "--log-format",
+              "json", "runs"], env={"CATALOG_CONFIG": None})
+    del stream
+    assert result.exit_code != 0
+    assert "hunter2-pw" not in result.stderr + result.stdout
+    assert _json_lines(result.stderr)[0]["event"] == "fatal"
+
+
+# -- dry run --------------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(db_url: str) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"], env=_env(None, db_url)).exit_code == 0
+    with fake_console() as server:
+        result = _sync(server, db_url, "--include-system", "--dry-run")
+        expected = {k: len(server.catalog.keys(k)) for k in ("model_set", "model_version",
+                                                             "compression_task")}
+    assert result.exit_code == 0, result.output
+    out = result.stdout.splitlines()
+    assert out[0].startswith("planned changes (dry run")
+    table = {line.split()[0]: line.split()[1:] for line in out[2:2 + len(KINDS)]}
+    for kind, n in expected.items():
+        seen, insert, update, delete = map(int, table[kind])
+        assert (seen, insert, update, delete) == (n, n, 0, 0), kind
+    assert out[-1].startswith("dry run (nothing written)")
+    assert all(not rows for rows in stored_rows(db_url).values())
+    runs = runner.invoke(cli, ["runs", "--format", "json"], env=_env(None, db_url))
+    assert runs.exit_code == 0 and json.loads(runs.stdout) == []
