@@ -1,0 +1,129 @@
+"""The TOML config file: every option, precedence flag > env > file > default, `config show`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from catalog import logs
+from catalog.cli import cli
+from tests.helpers import AK, SK, fake_console, stored_rows
+
+CLEAN_ENV: dict[str, str | None] = {
+    "CATALOG_DATABASE_URL": None, "QIANFAN_ACCESS_KEY": None, "QIANFAN_SECRET_KEY": None,
+    "QIANFAN_CONSOLE_API_BASE_URL": None, "CATALOG_CONFIG": None, "CATALOG_SYNC_WORKERS": None,
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.chdir(tmp_path)  # no stray ./qianfan-catalog.toml from elsewhere
+    yield
+    logs.setup("text")
+
+
+def run(*args: str, **env: str | None) -> Result:
+    return CliRunner().invoke(cli, list(args), env={**CLEAN_ENV, **env})
+
+
+def shown(result: Result) -> dict[str, tuple[str, str]]:
+    """`config show` output -> {name: (value, source)}."""
+    out = {}
+    for line in result.stdout.splitlines()[1:]:
+        name, rest = line.split(" = ", 1)
+        value, source = rest.rsplit(" (", 1)
+        out[name.strip()] = (value.strip(), source.rstrip(")"))
+    return out
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('database_url = "sqlite:///from-file.db"\nworkers = 3\n')
+    s = shown(run("--config", str(cfg), "config", "show"))
+    assert s["database_url"] == ("sqlite:///from-file.db", f"file {cfg}")
+    assert s["sync workers"] == ("3", f"file {cfg}")
+    assert s["sync qps"] == ("10.0", "default")
+
+    s = shown(run("--config", str(cfg), "config", "show",
+                  CATALOG_DATABASE_URL="sqlite:///from-env.db", CATALOG_SYNC_WORKERS="5"))
+    assert s["database_url"] == ("sqlite:///from-env.db", "env CATALOG_DATABASE_URL")
+    assert s["sync workers"] == ("5", "env CATALOG_SYNC_WORKERS")
+
+    s = shown(run("--config", str(cfg), "--database-url", "sqlite:///from-flag.db", "config",
+                  "show", CATALOG_DATABASE_URL="sqlite:///from-env.db"))
+    assert s["database_url"] == ("sqlite:///from-flag.db", "flag")
+
+
+def test_default_file_in_the_working_directory_is_used(tmp_path: Path) -> None:
+    result = run("config", "show")
+    assert result.stdout.startswith("config file: none")
+    (tmp_path / "qianfan-catalog.toml").write_text("[sync]\nbatch-size = 42\n")
+    result = run("config", "show")
+    assert result.exit_code == 0, result.output
+    assert shown(result)["sync batch_size"] == ("42", "file qianfan-catalog.toml")
+
+
+def test_secrets_are_masked_in_config_show(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'access_key = "{AK}-long"\nsecret_key = "{SK}"\n'
+                   'database_url = "postgresql+psycopg://me:pw-in-file@db:5432/cat"\n')
+    result = run("--config", str(cfg), "config", "show")
+    assert result.exit_code == 0, result.output
+    assert SK not in result.output and "pw-in-file" not in result.output
+    s = shown(result)
+    assert s["sync secret_key"][0] == "****"
+    assert s["sync access_key"][0] == AK[:4] + "****"
+    assert s["database_url"][0] == "postgresql+psycopg://me:***@db:5432/cat"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("wrokers = 3\n", "'wrokers'"),
+        ("[sync]\nbogus = 1\n", "'sync.bogus'"),
+        ("[nosuchcommand]\nworkers = 1\n", "'nosuchcommand'"),
+    ],
+)
+def test_unknown_keys_are_one_line_errors_naming_the_key(tmp_path: Path, text: str,
+                                                         named: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    result = run("--config", str(cfg), "config", "show")
+    assert result.exit_code == 4
+    assert result.stderr.count("\n") == 1 and named in result.stderr
+
+
+def test_bad_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("workers = = 3\n")
+    result = run("--config", str(cfg), "config", "show")
+    assert result.exit_code == 4 and "not valid TOML" in result.stderr
+    result = run("--config", str(tmp_path / "nope.toml"), "config", "show")
+    assert result.exit_code == 4 and "does not exist" in result.stderr
+
+
+def test_file_values_are_validated_by_click(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[sync]\nworkers = 0\n")
+    with fake_console() as server:
+        result = run("--config", str(cfg), "sync", "--base-url", server.url,
+                     QIANFAN_ACCESS_KEY=AK, QIANFAN_SECRET_KEY=SK)
+    assert result.exit_code == 2 and "workers" in result.stderr
+
+
+def test_a_sync_configured_only_by_the_file(db_url: str, tmp_path: Path) -> None:
+    with fake_console() as server:
+        (tmp_path / "qianfan-catalog.toml").write_text(
+            f'database-url = "{db_url}"\naccess_key = "{AK}"\nsecret_key = "{SK}"\n'
+            f'base_url = "{server.url}"\nqps = 0\ninclude-system = true\n'
+            f"[sync]\nworkers = 2\neval-export-id = {server.catalog.keys('eval_result_export')}\n"
+        )
+        result = run("sync")
+        expected = {k: len(server.catalog.keys(k)) for k in ("model_set", "eval_result_export")}
+    assert result.exit_code == 0, result.output
+    stored = stored_rows(db_url)
+    assert {k: len(stored[k]) for k in expected} == expected
+    assert SK not in result.output
