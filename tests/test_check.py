@@ -1,0 +1,115 @@
+"""`check`: one line per check, a fix for each failure, exit 0 only when everything passes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from catalog import logs
+from catalog.cli import cli
+from tests.helpers import AK, SK, fake_console
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    logs.setup("text")
+
+
+def run_check(db_url: str, base_url: str, ak: str | None = AK, sk: str | None = SK) -> Result:
+    env = {"CATALOG_DATABASE_URL": db_url, "QIANFAN_ACCESS_KEY": ak, "QIANFAN_SECRET_KEY": sk,
+           "QIANFAN_CONSOLE_API_BASE_URL": base_url, "CATALOG_CONFIG": None}
+    return CliRunner().invoke(cli, ["check"], env=env)
+
+
+def lines(result: Result) -> dict[str, str]:
+    return {line.split()[1]: line for line in result.stdout.splitlines()}
+
+
+def upgrade(db_url: str) -> None:
+    result = CliRunner().invoke(cli, ["--database-url", db_url, "db", "upgrade"],
+                                env={"CATALOG_CONFIG": None})
+    assert result.exit_code == 0, result.output
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends
+
+
+def test_all_checks_pass(db_url: str) -> None:
+    upgrade(db_url)
+    with fake_console() as server:
+        result = run_check(db_url, server.url)
+    assert result.exit_code == 0, result.output
+    got = lines(result)
+    assert set(got) == {"api", "credentials", "database", "schema"}
+    assert all(line.startswith("ok ") for line in got.values())
+    assert "fix:" not in result.stdout
+    assert SK not in result.output
+
+
+def test_rejected_credentials_say_how_to_fix(db_url: str) -> None:
+    upgrade(db_url)
+    with fake_console() as server:
+        result = run_check(db_url, server.url, sk="wrong-secret-key-value")
+    assert result.exit_code == 5
+    got = lines(result)
+    assert got["api"].startswith("ok ")
+    assert got["credentials"].startswith("FAIL") and "fix: check QIANFAN_ACCESS_KEY" in got[
+        "credentials"]
+    assert "wrong-secret-key-value" not in result.output
+
+
+def test_unreachable_api(db_url: str) -> None:
+    upgrade(db_url)
+    result = run_check(db_url, f"http://127.0.0.1:{closed_port()}")
+    assert result.exit_code == 5
+    got = lines(result)
+    assert got["api"].startswith("FAIL") and "fix: check the network" in got["api"]
+    assert got["credentials"].startswith("SKIP")
+    assert got["database"].startswith("ok ") and got["schema"].startswith("ok ")
+
+
+def test_missing_credentials_is_a_config_failure(db_url: str) -> None:
+    upgrade(db_url)
+    result = run_check(db_url, "http://127.0.0.1:1", ak=None, sk=None)
+    assert result.exit_code == 4
+    assert "fix: set QIANFAN_ACCESS_KEY" in lines(result)["credentials"]
+
+
+def test_schema_behind_is_reported_with_the_upgrade_command(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        Path(db_url.removeprefix("sqlite:///")).touch()  # an empty database file
+    with fake_console() as server:
+        result = run_check(db_url, server.url)
+    assert result.exit_code == 6
+    got = lines(result)
+    assert got["database"].startswith("ok ")
+    assert got["schema"].startswith("FAIL") and "qianfan-catalog db upgrade" in got["schema"]
+
+
+def test_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "nope.db"
+    with fake_console() as server:
+        result = run_check(f"sqlite:///{path}", server.url)
+    assert result.exit_code == 6
+    assert "does not exist" in lines(result)["database"]
+    assert not path.exists()
+
+
+def test_unreachable_postgresql_hides_the_password() -> None:
+    url = f"postgresql+psycopg://me:pw-secret-1@127.0.0.1:{closed_port()}/cat"
+    with fake_console() as server:
+        result = run_check(url, server.url)
+    assert result.exit_code == 6
+    got = lines(result)
+    assert got["database"].startswith("FAIL") and "fix: check that the server runs" in got[
+        "database"]
+    assert got["schema"].startswith("SKIP")
+    assert "pw-secret-1" not in result.output
