@@ -100,7 +100,8 @@ def mutate(catalog: FakeCatalog, rng: random.Random, removed: list[dict[str, Any
                 removed.append(removal)
                 step.removed.update(_keys_of(removal))
             else:
-                candidates = [r for r in removed if r["kind"] == kind and _parent_present(catalog, r)]
+                candidates = [r for r in removed
+                              if r["kind"] == kind and _parent_present(catalog, r)]
                 if not candidates:
                     continue
                 removal = rng.choice(candidates)

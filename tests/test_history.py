@@ -1,0 +1,216 @@
+"""History and deletion rules: what a run may delete, what it must not write, what it records.
+
+Each test syncs the fake console into a real database (SQLite and PostgreSQL) and reads the
+result back through ``catalog.queries`` -- the same functions the CLI uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from catalog import db, queries
+from catalog.errors import CatalogError
+from catalog.fake.catalog import FakeCatalog
+from catalog.fake.faults import FaultPlan
+from catalog.schema import SPECS, changes, sync_runs
+from catalog.sync import MassDeleteRefused
+from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+
+
+def _counts(db_url: str) -> dict[str, int]:
+    """Rows in every history table and in ``changes``."""
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        out = {
+            spec.history.name: int(
+                conn.execute(select(func.count()).select_from(spec.history)).scalar_one()
+            )
+            for spec in SPECS.values()
+        }
+        out["changes"] = int(conn.execute(select(func.count()).select_from(changes)).scalar_one())
+    engine.dispose()
+    return out
+
+
+def _query(db_url: str, fn: Any, *args: Any, **kw: Any) -> list[dict[str, Any]]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        columns, rows = fn(conn, *args, **kw)
+    engine.dispose()
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def _run(db_url: str, run_id: int) -> dict[str, Any]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        row = conn.execute(select(sync_runs).where(sync_runs.c.run_id == run_id)).mappings().one()
+    engine.dispose()
+    return dict(row)
+
+
+def _last_run(db_url: str) -> dict[str, Any]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        run_id = conn.execute(select(func.max(sync_runs.c.run_id))).scalar_one()
+    engine.dispose()
+    return _run(db_url, int(run_id))
+
+
+def test_unchanged_resync_writes_no_history_or_change_rows(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=21, model_sets=3, comp_tasks=10, eval_exports=2)
+    with fake_console(catalog) as server:
+        first = sync(db_url, server, workers=2)
+        before = _counts(db_url)
+        again = sync(db_url, server, workers=2)
+    assert again.status == "success" and again.run_id is not None
+    assert _counts(db_url) == before
+    assert _query(db_url, queries.changes_query, run_id=again.run_id) == []
+    # the latest run changed nothing, so the report of the latest run's changes is empty
+    assert _query(db_url, queries.report, "latest_changes") == []
+    # the first run's rows are all inserts, one per entity, with every tracked column
+    inserted = _query(db_url, queries.changes_query, run_id=first.run_id)
+    assert {r["operation"] for r in inserted} == {"insert"}
+    assert len(inserted) == sum(len(v) for v in expected_rows(catalog).values())
+    for row in inserted:
+        assert row["field"] is None and row["old_value"] is None
+        assert set(json.loads(row["new_value"])) == set(SPECS[row["kind"]].tracked)
+
+
+def test_rotating_signed_url_is_not_a_change(db_url: str) -> None:
+    """The export's download URL is signed per call; only its stable part is tracked."""
+    catalog = FakeCatalog.generate(seed=22, model_sets=3, comp_tasks=4, export_share=1.0)
+    with fake_console(catalog) as server:
+        sync(db_url, server, workers=2)
+        signed = server.signed_download_url("https://example.invalid/x")
+        before = _counts(db_url)
+        sync(db_url, server, workers=2)
+    assert "?" in signed  # the fake does sign, so the test below is not vacuous
+    assert _counts(db_url) == before
+    urls = [r["download_url"] for r in stored_rows(db_url)["model_export"].values()]
+    assert any(urls) and all("?" not in u for u in urls if u)
+
+
+def test_partial_walk_deletes_nothing(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=23, model_sets=3, system_sets=0, comp_tasks=6,
+                                   eval_exports=1)
+    with fake_console(catalog) as server:
+        sync(db_url, server, workers=2)
+        before_rows = stored_rows(db_url)
+        version = catalog.keys("model_version")[0]
+        catalog.remove("model_version", version)
+        server.faults = FaultPlan().once("DescribeModel", "5xx", times=1000)
+        partial = sync(db_url, server, workers=2, max_attempts=1, allow_mass_delete=True)
+    assert partial.status == "partial" and partial.run_id is not None
+    assert all(partial.counts.get(f"{kind}_deleted", 0) == 0 for kind in SPECS)
+    ops = {r["operation"] for r in _query(db_url, queries.changes_query, run_id=partial.run_id)}
+    assert "delete" not in ops
+    after = stored_rows(db_url)
+    assert version in after["model_version"]
+    assert after["model_version"] == before_rows["model_version"]
+    assert after["model_export"] == before_rows["model_export"]
+
+
+def test_failed_walk_deletes_nothing(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=24, model_sets=3, system_sets=0, comp_tasks=6)
+    with fake_console(catalog) as server:
+        sync(db_url, server, workers=2)
+        before_rows = stored_rows(db_url)
+        before = _counts(db_url)
+        catalog.remove("model_set", catalog.keys("model_set")[0])
+        catalog.remove("compression_task", catalog.keys("compression_task")[0])
+        server.faults = FaultPlan().once("DescribeModelCompTasks", "malformed", times=1000)
+        try:
+            summary = sync(db_url, server, workers=2, max_attempts=1, allow_mass_delete=True)
+        except CatalogError:
+            summary = None
+    if summary is not None:  # the run may finish as partial instead of failing outright
+        assert summary.status == "partial"
+    assert stored_rows(db_url)["compression_task"] == before_rows["compression_task"]
+    deletes = [r for r in _query(db_url, queries.changes_query) if r["operation"] == "delete"]
+    assert [r for r in deletes if r["kind"] == "compression_task"] == []
+    assert _counts(db_url)["compression_tasks_history"] == before["compression_tasks_history"]
+
+
+def test_mass_delete_guard_trips_and_deletes_nothing(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=25, model_sets=4, system_sets=0, comp_tasks=6)
+    with fake_console(catalog) as server:
+        sync(db_url, server, workers=2)
+        before_rows = stored_rows(db_url)
+        before = _counts(db_url)
+        for key in catalog.keys("model_set")[:3]:
+            catalog.remove("model_set", key)
+        with pytest.raises(MassDeleteRefused) as refused:
+            sync(db_url, server, workers=2)
+        assert refused.value.exit_code == 8
+        assert "--allow-mass-delete" in str(refused.value)
+        assert stored_rows(db_url) == before_rows
+        assert _counts(db_url) == before
+        assert _last_run(db_url)["status"] == "failed"
+        allowed = sync(db_url, server, workers=2, allow_mass_delete=True)
+    assert allowed.counts["model_set_deleted"] == 3
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
+
+
+def test_removed_then_back_is_deleted_then_restored_in_history(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=26, model_sets=3, system_sets=0, comp_tasks=6)
+    rng = random.Random(1)
+    task = catalog.keys("compression_task")[0]
+    with fake_console(catalog) as server:
+        r1 = sync(db_url, server, workers=2)
+        removal = catalog.remove("compression_task", task)
+        r2 = sync(db_url, server, workers=2, allow_mass_delete=True)
+        catalog.restore("compression_task", removal)
+        r3 = sync(db_url, server, workers=2)
+        catalog.change("compression_task", task, rng)
+        r4 = sync(db_url, server, workers=2)
+    assert None not in (r1.run_id, r2.run_id, r3.run_id, r4.run_id)
+    ts = {r.run_id: _run(db_url, int(r.run_id))["started_at"] for r in (r1, r2, r3, r4)}
+    ops = [(r["run_id"], r["operation"])
+           for r in _query(db_url, queries.entity_changes, "compression_task", task)]
+    assert [op for _, op in ops[:3]] == ["insert", "delete", "restore"]
+    assert {op for _, op in ops[3:]} == {"update"}
+    versions = _query(db_url, queries.history, "compression_task", task)
+    assert len(versions) == 3
+    first, back, changed = versions
+    assert first["valid_from"] == ts[r1.run_id] and first["valid_to"] == ts[r2.run_id]
+    assert first["valid_to_run_id"] == r2.run_id
+    assert back["valid_from"] == ts[r3.run_id] and back["valid_to"] == ts[r4.run_id]
+    assert changed["valid_from"] == ts[r4.run_id] and changed["valid_to"] is None
+    # as-of: there before, gone in the gap, back after; the current row says so too
+    def present(moment: dt.datetime) -> bool:
+        return any(r["task_id"] == task
+                   for r in _query(db_url, queries.as_of, "compression_task", moment))
+
+    assert present(ts[r1.run_id])
+    assert not present(ts[r2.run_id])
+    assert present(ts[r3.run_id])
+    assert not present(ts[r1.run_id] - dt.timedelta(seconds=1))
+    assert stored_rows(db_url)["compression_task"][task]["name"] == changed["name"]
+
+
+def test_scoped_sync_deletes_only_inside_its_scope(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=27, model_sets=3, system_sets=0, comp_tasks=4)
+    sets = catalog.keys("model_set")
+    inside, outside = sets[0], sets[1]
+    name = catalog.get("model_set", inside)["modelSetName"]
+    with fake_console(catalog) as server:
+        sync(db_url, server, workers=2)
+        gone_in = catalog.get("model_set", inside)["modelIds"][0]
+        gone_out = catalog.get("model_set", outside)["modelIds"][0]
+        catalog.remove("model_version", gone_in)
+        catalog.remove("model_version", gone_out)
+        scoped = sync(db_url, server, workers=2, model_sets=[name], include_system=False,
+                      allow_mass_delete=True)
+    assert scoped.run_id is not None
+    deleted = {(r["kind"], r["entity_id"])
+               for r in _query(db_url, queries.changes_query, run_id=scoped.run_id)
+               if r["operation"] == "delete"}
+    assert ("model_version", gone_in) in deleted
+    assert ("model_version", gone_out) not in deleted
+    assert gone_out in stored_rows(db_url)["model_version"]
