@@ -134,7 +134,7 @@ class Walker:
             self.submit(lambda: self._list_compression_tasks(None))
         else:
             for obj in scoped_sets:
-                self.submit(partial(self._model_set, obj, scoped=True))
+                self.submit(partial(self._scoped_set, obj))
         for ref in eval_refs:
             self.submit(partial(self._eval_export, ref))
 
@@ -149,44 +149,70 @@ class Walker:
 
     def _list_sets(self, system: bool, pages: Iterator[list[dict[str, Any]]] | None = None) -> None:
         action = LIST_ACTIONS[system]
+        # The listing's scope completes only when the listing AND every listed set's
+        # DescribeModelSet succeeded: a set whose describe failed was not recorded as seen, and
+        # must not be marked deleted for it. The listing itself holds one count until it ends.
+        progress = _SetProgress(pending=1)
+        done = ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS)
+        ok = True
         try:
             for page in pages if pages is not None else self._set_pages(system):
                 for item in page:
                     set_id = str(item["modelSetId"])
-                    self.submit(partial(self._describe_set, set_id, system))
+                    with progress.lock:
+                        progress.pending += 1
+                    self.submit(partial(self._describe_set, set_id, system, progress, done))
         except (ApiError, normalize.NormalizeError) as exc:
+            ok = False
             self._fail("model_set", action, None, exc)
-            return
-        self.emit(ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS))
+        self._settle(progress, ok, done)
 
-    def _describe_set(self, set_id: str, system: bool) -> None:
+    def _settle(self, progress: _SetProgress, ok: bool, done: ScopeDone) -> None:
+        """Count one part of a scope finished; emit ``done`` when all finished and none failed."""
+        with progress.lock:
+            progress.pending -= 1
+            progress.failed = progress.failed or not ok
+            complete = progress.pending == 0 and not progress.failed
+        if complete:
+            self.emit(done)
+
+    def _describe_set(self, set_id: str, system: bool, progress: _SetProgress,
+                      done: ScopeDone) -> None:
+        ok = True
         try:
             obj = self.client.call("DescribeModelSet", {"modelSetId": set_id})
         except ApiError as exc:
             if not exc.is_not_found:  # gone since it was listed: nothing to record
+                ok = False
                 self._fail("model_set", "DescribeModelSet", set_id, exc)
-            return
-        self._model_set(obj, scoped=False, system=system)
+        else:
+            ok = self._model_set(obj, scoped=False, system=system)
+        self._settle(progress, ok, done)
 
-    def _model_set(self, obj: dict[str, Any], scoped: bool, system: bool | None = None) -> None:
+    def _scoped_set(self, obj: dict[str, Any]) -> None:
+        self._model_set(obj, scoped=True)
+
+    def _model_set(self, obj: dict[str, Any], scoped: bool, system: bool | None = None) -> bool:
+        """Record one set and submit its versions; False when its answer could not be used."""
         is_system = system if system is not None else obj.get("source") == "System"
         try:
             row = normalize.model_set_row(obj, is_system=is_system)
         except normalize.NormalizeError as exc:
             self._fail("model_set", "DescribeModelSet", str(obj.get("modelSetId")), exc)
-            return
+            return False
         self.emit(Record("model_set", row))
         set_id = row["model_set_id"]
         model_ids: list[str] = row["model_ids"]
         if not model_ids:
             self.emit(ScopeDone("model_version", set_id))
-            return
+            return True
         progress = _SetProgress(pending=len(model_ids))
         for model_id in model_ids:
             self.submit(partial(self._describe_version, set_id, model_id, progress))
             self.submit(partial(self._export, model_id))
             if scoped:
                 self.submit(partial(self._list_compression_tasks, model_id))
+        return True
 
     def _describe_version(self, set_id: str, model_id: str, progress: _SetProgress) -> None:
         ok = True

@@ -1,0 +1,146 @@
+"""Support for the resilience tests: real ``sync`` subprocesses, table dumps, consistency checks.
+
+The crash, concurrency, bad-input and secret tests run the product the way cron does (a separate
+``python -m catalog`` process), because signal handling, exit codes, stderr and lock release by a
+dying process cannot be tested in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import inspect, select, text
+
+from catalog import db
+from catalog.fake.server import FakeServer
+from catalog.schema import SPECS, changes, sync_runs
+from tests.helpers import AK, SK
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_env(access_key: str | None = AK, secret_key: str | None = SK) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QIANFAN_", "CATALOG_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    if access_key is not None:
+        env["QIANFAN_ACCESS_KEY"] = access_key
+    if secret_key is not None:
+        env["QIANFAN_SECRET_KEY"] = secret_key
+    return env
+
+
+def sync_argv(db_url: str, server: FakeServer | str, *extra: str, debug: bool = False) -> list[str]:
+    """``python -m catalog sync`` against ``server``, with fast, test-friendly defaults."""
+    base_url = server if isinstance(server, str) else server.url
+    argv = [sys.executable, "-m", "catalog", "--database-url", db_url]
+    if debug:
+        argv.append("--debug")
+    argv += ["sync", "--base-url", base_url, "--qps", "0", "--workers", "4",
+             "--max-attempts", "2", "--timeout", "5", "--include-system"]
+    if not isinstance(server, str):
+        for key in server.catalog.keys("eval_result_export"):
+            argv += ["--eval-export-id", str(key)]
+    return [*argv, *extra]
+
+
+def run_cli(argv: Sequence[str], env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), env=env or cli_env(), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, check=False)
+
+
+def popen_cli(argv: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(list(argv), env=env or cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def dump_db(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (sorted), to show that a command changed nothing."""
+    engine = db.create_engine_for(db_url)
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    try:
+        with engine.connect() as conn:
+            for name in sorted(inspect(conn).get_table_names()):
+                rows = conn.execute(text(f'SELECT * FROM "{name}"')).all()  # noqa: S608 - own names
+                out[name] = sorted((tuple(r) for r in rows), key=repr)
+    finally:
+        engine.dispose()
+    return out
+
+
+def run_statuses(db_url: str) -> list[tuple[int, str]]:
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            stmt = select(sync_runs.c.run_id, sync_runs.c.status).order_by(sync_runs.c.run_id)
+            return [(int(r[0]), str(r[1])) for r in conn.execute(stmt)]
+    finally:
+        engine.dispose()
+
+
+def consistency_problems(db_url: str) -> list[str]:
+    """Where current state and history disagree; empty when the database is consistent.
+
+    Per entity: alive -> exactly one open history version, equal to the current row; deleted ->
+    none open. Per key, versions do not overlap, and a gap between two versions is exactly a
+    deletion (a ``delete`` change at the end of the first, an ``insert``/``restore`` at the start
+    of the next).
+    """
+    problems: list[str] = []
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            for kind, spec in SPECS.items():
+                t, h = spec.table, spec.history
+                current = {r[spec.key]: r for r in conn.execute(select(t)).mappings()}
+                versions: dict[Any, list[Any]] = {}
+                ordered = select(h).order_by(h.c.valid_from, h.c.history_id)
+                for r in conn.execute(ordered).mappings():
+                    versions.setdefault(r[spec.key], []).append(r)
+                ops = {
+                    (r.entity_id, r.run_id, r.operation)
+                    for r in conn.execute(
+                        select(changes.c.entity_id, changes.c.run_id, changes.c.operation)
+                        .where(changes.c.kind == kind)
+                    )
+                }
+                for key in set(versions) - set(current):
+                    problems.append(f"{kind} {key}: history without a current row")
+                for key, row in current.items():
+                    hist = versions.get(key, [])
+                    open_ = [v for v in hist if v["valid_to"] is None]
+                    if row["deleted_at"] is None:
+                        if len(open_) != 1:
+                            problems.append(f"{kind} {key}: alive with {len(open_)} open versions")
+                        else:
+                            diff = [c for c in spec.tracked if open_[0][c] != row[c]]
+                            if diff:
+                                problems.append(f"{kind} {key}: open version differs in {diff}")
+                    elif open_:
+                        problems.append(f"{kind} {key}: deleted but {len(open_)} open versions")
+                    for a, b in zip(hist, hist[1:], strict=False):
+                        if a["valid_to"] is None or a["valid_to"] > b["valid_from"]:
+                            problems.append(f"{kind} {key}: versions overlap")
+                        elif a["valid_to"] < b["valid_from"]:
+                            gap_ok = (str(key), a["valid_to_run_id"], "delete") in ops and (
+                                (str(key), b["valid_from_run_id"], "restore") in ops
+                                or (str(key), b["valid_from_run_id"], "insert") in ops
+                            )
+                            if not gap_ok:
+                                problems.append(f"{kind} {key}: gap in history not a deletion")
+                    for v in hist:
+                        if v["valid_to"] is not None and v["valid_to"] <= v["valid_from"]:
+                            problems.append(f"{kind} {key}: empty or negative validity")
+    finally:
+        engine.dispose()
+    return problems
+
+
+def assert_consistent(db_url: str) -> None:
+    problems = consistency_problems(db_url)
+    assert not problems, "\n".join(problems[:20])

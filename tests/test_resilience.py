@@ -1,0 +1,290 @@
+"""API faults through a whole sync: retried ones leave no trace, the others fail one entity or one
+listing (a ``partial`` run that deletes nothing in that scope), and never corrupt the database.
+
+Also the chaos test: many syncs with random faults and catalog mutations in between; a final clean
+sync must leave the database equal to the catalog with a gap-free, overlap-free history.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from catalog import db
+from catalog.api.retry import RetryPolicy
+from catalog.errors import CatalogError, ExitCode
+from catalog.fake.catalog import FakeCatalog
+from catalog.fake.faults import FaultPlan, chaos_plan
+from catalog.schema import sync_errors
+from tests._proc import assert_consistent, dump_db
+from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff delays of milliseconds: these tests count retries, they do not time them."""
+    monkeypatch.setattr("catalog.sync.RetryPolicy",
+                        functools.partial(RetryPolicy, base_delay=0.01, max_delay=0.05))
+
+
+def _errors(db_url: str) -> list[dict[str, Any]]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(sync_errors)).mappings()]
+    engine.dispose()
+    return rows
+
+
+def _assert_equals_catalog(db_url: str, catalog: FakeCatalog) -> None:
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
+    assert_consistent(db_url)
+
+
+def _deleted_keys(db_url: str) -> dict[str, set[str]]:
+    all_rows = stored_rows(db_url, current_only=False)
+    alive = stored_rows(db_url)
+    return {kind: set(all_rows[kind]) - set(alive[kind]) for kind in all_rows}
+
+
+def _assert_no_live_entity_deleted(db_url: str, catalog: FakeCatalog,
+                                   before: dict[str, set[str]] | None = None) -> None:
+    """A fault may leave the database behind the catalog, never mark a live entity deleted.
+
+    ``before``: what was deleted before the run; an entity deleted earlier and back in the
+    catalog since may stay deleted through a faulty run (stale, not wrong).
+    """
+    expected = expected_rows(catalog)
+    for kind, keys in _deleted_keys(db_url).items():
+        wrongly = (keys - (before or {}).get(kind, set())) & set(expected[kind])
+        assert not wrongly, f"live {kind} marked deleted: {sorted(wrongly)[:5]}"
+
+
+@pytest.mark.parametrize(
+    ("target", "fault", "params"),
+    [
+        ("*", "429", {"retry_after": 0}),
+        ("DescribeModel", "429", {"retry_after": "http-date"}),
+        ("DescribeModel", "5xx", {"status": 503}),
+        ("DescribeModelExportTask", "drop", {}),
+        ("DescribeCustomModelSets", "drop", {}),
+        ("/wenxinworkshop/modelrepo/eval/result/export/info", "v1_rate_limit", {}),
+        ("DescribeModel", "slow", {"seconds": 1.5}),
+    ],
+)
+def test_retryable_faults_leave_no_trace(db_url: str, target: str, fault: str,
+                                         params: dict[str, Any]) -> None:
+    plan = FaultPlan(seed=3).once(target, fault, times=2 if fault != "slow" else 1, **params)
+    with fake_console(faults=plan) as server:
+        summary = sync(db_url, server, max_attempts=4, timeout=(1.0, 1.0), page_size=3)
+        assert summary.status == "success"
+        assert summary.api_retries >= 1
+        assert plan.pending() == 0
+        _assert_equals_catalog(db_url, server.catalog)
+    assert _errors(db_url) == []
+
+
+def test_retries_exhausted_fail_that_entity_only(db_url: str) -> None:
+    with fake_console() as server:
+        sync(db_url, server)
+        catalog = server.catalog
+        victim = catalog.keys("model_version")[0]
+        catalog.remove("model_version", victim)
+        server.faults = FaultPlan().once("DescribeModel", "5xx", times=3)
+        summary = sync(db_url, server, max_attempts=3, workers=1)  # one worker: 3 in a row
+        assert summary.status == "partial" and summary.exit_code == ExitCode.PARTIAL
+        errors = _errors(db_url)
+        assert len(errors) == 1
+        assert errors[0]["call"] == "DescribeModel" and errors[0]["kind"] == "model_version"
+        assert "gave up after 3 attempts" in errors[0]["message"]
+        _assert_no_live_entity_deleted(db_url, catalog)
+        server.faults = None
+        assert sync(db_url, server).status == "success"
+        _assert_equals_catalog(db_url, catalog)
+        assert victim in _deleted_keys(db_url)["model_version"]
+
+
+def test_a_set_whose_describe_fails_is_not_deleted(db_url: str) -> None:
+    with fake_console() as server:
+        sync(db_url, server)
+        server.faults = FaultPlan().once("DescribeModelSet", "5xx", times=1)
+        summary = sync(db_url, server, max_attempts=1)
+        assert summary.status == "partial"
+        assert _deleted_keys(db_url)["model_set"] == set()
+        _assert_no_live_entity_deleted(db_url, server.catalog)
+        assert_consistent(db_url)
+
+
+def test_malformed_answers_fail_the_entity_and_delete_nothing_in_its_scope(db_url: str) -> None:
+    with fake_console() as server:
+        sync(db_url, server)
+        catalog = server.catalog
+        gone = catalog.keys("model_version")[0]
+        catalog.remove("model_version", gone)  # its set still has other versions
+        server.faults = FaultPlan().once("DescribeModel", "malformed", times=1000)
+        summary = sync(db_url, server)
+        assert summary.status == "partial"
+        describe = [e for e in _errors(db_url) if e["call"] == "DescribeModel"]
+        assert len(describe) == len(catalog.keys("model_version"))
+        assert all("not JSON" in e["message"] and e["entity_id"] for e in describe)
+        assert _deleted_keys(db_url)["model_version"] == set()  # no set's walk completed
+        assert_consistent(db_url)
+        server.faults = None
+        assert sync(db_url, server).status == "success"
+        _assert_equals_catalog(db_url, catalog)
+        assert _deleted_keys(db_url)["model_version"] == {gone}
+
+
+@pytest.mark.parametrize("fault", ["page_loop", "truncated_no_marker", "empty_page_more"])
+def test_broken_pagination_fails_the_listing_and_deletes_nothing(db_url: str, fault: str) -> None:
+    with fake_console() as server:
+        sync(db_url, server, page_size=2)
+        catalog = server.catalog
+        for task_id in catalog.keys("compression_task")[:10]:
+            catalog.remove("compression_task", task_id)
+        custom = [k for k in catalog.keys("model_set")
+                  if catalog.get("model_set", k)["source"] == "UserCreate"]
+        catalog.remove("model_set", custom[0])
+        plan = FaultPlan()
+        for action in ("DescribeModelCompTasks", "DescribeCustomModelSets"):
+            # a harmless fault first, so the real one hits page 2 (a loop needs a page to repeat)
+            plan.once(action, "dup_items").once(action, fault)
+        server.faults = plan
+        summary = sync(db_url, server, page_size=2)
+        assert summary.status == "partial"
+        calls = {e["call"] for e in _errors(db_url)}
+        assert calls == {"DescribeModelCompTasks", "DescribeCustomModelSets"}
+        assert _deleted_keys(db_url)["compression_task"] == set()
+        assert _deleted_keys(db_url)["model_set"] == set()
+        _assert_no_live_entity_deleted(db_url, catalog)
+        assert_consistent(db_url)
+        server.faults = None
+        assert sync(db_url, server, page_size=2).status == "success"
+        _assert_equals_catalog(db_url, catalog)
+
+
+def test_items_repeated_across_pages_count_once(db_url: str) -> None:
+    plan = FaultPlan().once("DescribeModelCompTasks", "dup_items", times=3)
+    with fake_console(faults=plan) as server:
+        summary = sync(db_url, server, page_size=4)
+        assert summary.status == "success"
+        n = len(server.catalog.keys("compression_task"))
+        assert summary.counts["compression_task_seen"] == n
+        assert summary.counts["compression_task_inserted"] == n
+        _assert_equals_catalog(db_url, server.catalog)
+
+
+def test_failing_first_call_leaves_the_database_untouched(db_url: str) -> None:
+    with fake_console() as server:
+        sync(db_url, server)
+        before = dump_db(db_url)
+        server.faults = FaultPlan().once("DescribeCustomModelSets", "malformed")
+        with pytest.raises(CatalogError, match="DescribeCustomModelSets"):
+            sync(db_url, server)
+        assert dump_db(db_url) == before
+
+
+# ---------------------------------------------------------------------- odd values
+
+
+ODD = ["it's \"quoted\"; DROP TABLE model_sets; --", "名字🚀 Ünïcode \u200b\u0301",
+       "\\x00 '%s' %(a)s"]
+
+
+def test_odd_ids_names_and_10kb_strings_are_stored_as_is(db_url: str) -> None:
+    rng = random.Random(5)
+    catalog = FakeCatalog.generate(seed=2)
+    big = "".join(rng.choice("abc名字'\"\\ 🚀") for _ in range(10_000))
+    with catalog.lock:
+        sets = catalog.items("model_set")
+        sets[0]["modelSetName"] = ODD[0]
+        sets[1]["description"] = big
+        sets[2]["modelSetName"] = ODD[1]
+        tasks = catalog._store("compression_task")  # noqa: SLF001 - ids the fake cannot make
+        for i, odd in enumerate(ODD):
+            key = next(iter(tasks))
+            item = tasks.pop(key)
+            item["id"] = f"{odd[:40]}-{i}"
+            item["name"] = odd
+            item["description"] = big if i == 0 else odd
+            tasks[item["id"]] = item
+    with fake_console(catalog) as server:
+        assert sync(db_url, server, page_size=2).status == "success"
+        _assert_equals_catalog(db_url, catalog)
+        # again: nothing changed, nothing written, the odd keys match themselves
+        summary = sync(db_url, server, page_size=2)
+        assert summary.status == "success"
+        assert sum(v for k, v in summary.counts.items() if k.endswith(("_inserted", "_updated",
+                                                                         "_deleted"))) == 0
+        stored = stored_rows(db_url)
+        assert stored["model_set"][sets[1]["modelSetId"]]["description"] == big
+        for i, odd in enumerate(ODD):
+            assert stored["compression_task"][f"{odd[:40]}-{i}"]["name"] == odd
+        # and deleting an odd id works too
+        catalog.remove("compression_task", f"{ODD[0][:40]}-0")
+        assert sync(db_url, server, page_size=2).status == "success"
+        _assert_equals_catalog(db_url, catalog)
+
+
+# ---------------------------------------------------------------------- chaos
+
+
+def _mutate(catalog: FakeCatalog, rng: random.Random, removed: list[tuple[str, Any]]) -> None:
+    """A few random adds, changes, removals and restores, as between two cron runs."""
+    for _ in range(rng.randint(1, 6)):
+        op = rng.choice(["add", "change", "change", "change", "remove", "restore"])
+        kind = rng.choice(["model_set", "model_version", "compression_task", "model_export",
+                           "eval_result_export"])
+        keys = catalog.keys(kind)
+        try:
+            if op == "add" and kind != "eval_result_export":
+                catalog.add(kind, rng)
+            elif op == "change" and keys:
+                catalog.change(kind, rng.choice(keys), rng)
+            elif op == "remove" and keys and kind != "eval_result_export":
+                removed.append((kind, catalog.remove(kind, rng.choice(keys))))
+            elif op == "restore" and removed:
+                kind, item = removed.pop(rng.randrange(len(removed)))
+                parent_ok = (kind != "model_version"
+                             or item["item"]["modelSetId"] in catalog.keys("model_set"))
+                export_ok = kind != "model_export" or item["key"] in catalog.keys("model_version")
+                if parent_ok and export_ok and item["key"] not in catalog.keys(kind):
+                    catalog.restore(kind, item)
+        except (ValueError, KeyError):
+            continue
+
+
+@pytest.mark.slow
+def test_chaos_many_syncs_with_faults_and_mutations(db_url: str) -> None:
+    rng = random.Random(20240601)
+    catalog = FakeCatalog.generate(seed=7, model_sets=6, comp_tasks=25)
+    removed: list[tuple[str, Any]] = []
+    outcomes: dict[str, int] = {}
+    with fake_console(catalog) as server:
+        sync(db_url, server, page_size=4)
+        for round_ in range(10):
+            plan = chaos_plan(0.25, seed=round_)
+            plan.rate("malformed", 0.03)
+            plan.rate("page_loop", 0.1)
+            plan.rate("truncated_no_marker", 0.05)
+            plan.rate("empty_page_more", 0.05)
+            plan.rate("dup_items", 0.1)
+            server.faults = plan
+            deleted_before = _deleted_keys(db_url)
+            try:
+                status = sync(db_url, server, page_size=4, max_attempts=4,
+                              allow_mass_delete=True).status
+            except CatalogError as exc:
+                status = type(exc).__name__
+            outcomes[status] = outcomes.get(status, 0) + 1
+            assert_consistent(db_url)
+            _assert_no_live_entity_deleted(db_url, catalog, deleted_before)
+            _mutate(catalog, rng, removed)
+        server.faults = None
+        final = sync(db_url, server, page_size=4, allow_mass_delete=True)
+        assert final.status == "success", final.message
+        _assert_equals_catalog(db_url, catalog)
+    assert outcomes.get("partial", 0) >= 1, outcomes  # the faults did bite
