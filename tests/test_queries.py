@@ -1,0 +1,332 @@
+"""Report views, read-only queries, output formats, the reading CLI commands and the SQL examples
+of docs/schema.md, on a known catalog, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import random
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select, table, text
+
+from catalog import db, output, queries
+from catalog.cli import cli
+from catalog.fake.catalog import FakeCatalog
+from catalog.schema import sync_runs
+from tests.helpers import expected_rows, fake_console, sync
+from tests.pg import PostgresServer
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+    ids=["sqlite", "postgresql"],
+)
+def known_db(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One database per backend for this module's read-only tests (like ``db_url``, shared)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('queries')}/catalog.db"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    name = f"test_{uuid.uuid4().hex}"
+    server.create_database(name)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def known(known_db: str) -> tuple[str, FakeCatalog, list[int]]:
+    """A catalog synced twice; the second run sees a changed version, a changed task and a new
+    model set without versions. Tests using it only read."""
+    db_url = known_db
+    catalog = FakeCatalog.generate(seed=31, model_sets=3, system_sets=1, comp_tasks=12,
+                                   eval_exports=2, export_share=0.7)
+    rng = random.Random(5)
+    with fake_console(catalog) as server:
+        first = sync(db_url, server, workers=2)
+        catalog.change("model_version", catalog.keys("model_version")[0], rng)
+        catalog.change("compression_task", catalog.keys("compression_task")[0], rng)
+        empty = catalog.add("model_set", rng)
+        for model_id in catalog.get("model_set", empty)["modelIds"]:
+            catalog.remove("model_version", model_id)  # a set without versions
+        second = sync(db_url, server, workers=2)
+    assert first.run_id is not None and second.run_id is not None
+    return db_url, catalog, [first.run_id, second.run_id]
+
+
+def _rows(db_url: str, fn: Any, *args: Any, **kw: Any) -> list[dict[str, Any]]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        columns, rows = fn(conn, *args, **kw)
+    engine.dispose()
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+# -- report views ---------------------------------------------------------------------------
+
+
+def test_report_views_have_the_declared_columns(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url = known[0]
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        for view, _order in queries.REPORTS.values():
+            result = conn.execute(select(text("*")).select_from(table(view.name)))
+            assert list(result.keys()) == [c.name for c in view.columns], view.name
+    engine.dispose()
+
+
+def test_versions_by_model_set(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url, catalog, _ = known
+    exp = expected_rows(catalog)
+    per_set: dict[str, list[str]] = defaultdict(list)
+    for model_id, v in exp["model_version"].items():
+        per_set[v["model_set_id"]].append(model_id)
+    want = set()
+    for set_id, s in exp["model_set"].items():
+        for model_id in per_set.get(set_id) or [None]:  # type: ignore[list-item]
+            v = exp["model_version"].get(model_id or "", {})
+            e = exp["model_export"].get(model_id or "", {})
+            want.add((set_id, s["model_set_name"], s["is_system"], len(per_set.get(set_id, [])),
+                      model_id, v.get("model_name"), v.get("status"), v.get("source_type"),
+                      v.get("create_time"), e.get("export_id"), e.get("state"),
+                      e.get("file_size")))
+    got = {tuple(r.values()) for r in _rows(db_url, queries.report, "versions_by_model_set")}
+    assert got == want
+    assert any(w[4] is None for w in want)  # the empty set has its one row
+    assert any(w[9] is not None for w in want) and any(w[9] is None for w in want)
+
+
+def test_compression_tasks_by_status(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url, catalog, _ = known
+    groups: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
+    for t in expected_rows(catalog)["compression_task"].values():
+        groups[(t["status"], t["strategy"])].append(t)
+    got = {(r["status"], r["strategy"]): r
+           for r in _rows(db_url, queries.report, "compression_tasks_by_status")}
+    assert set(got) == set(groups)
+    for key, tasks in groups.items():
+        done = [(t["finish_time"] - t["create_time"]).total_seconds()
+                for t in tasks if t["finish_time"] and t["create_time"]]
+        assert got[key]["tasks"] == len(tasks)
+        assert got[key]["finished"] == sum(1 for t in tasks if t["finish_time"])
+        if done:
+            assert got[key]["avg_duration_seconds"] == pytest.approx(sum(done) / len(done),
+                                                                     abs=0.01)
+        else:
+            assert got[key]["avg_duration_seconds"] is None
+    assert any(r["avg_duration_seconds"] for r in got.values())
+
+
+def test_exports_report(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url, catalog, _ = known
+    exp = expected_rows(catalog)
+    want = {
+        model_id: (model_id, exp["model_version"][model_id]["model_name"],
+                   exp["model_version"][model_id]["model_set_id"],
+                   exp["model_version"][model_id]["model_set_name"], e["export_id"], e["state"],
+                   e["file_name"], e["file_type"], e["file_size"], e["md5"], e["download_url"])
+        for model_id, e in exp["model_export"].items()
+    }
+    got = {r["model_id"]: tuple(r.values()) for r in _rows(db_url, queries.report, "exports")}
+    assert got == want
+    assert any(r[5] == "Done" and r[8] and r[9] for r in got.values())
+
+
+def test_latest_changes_report_is_the_second_runs_changes(
+    known: tuple[str, FakeCatalog, list[int]],
+) -> None:
+    db_url, _, (first, second) = known
+    latest = _rows(db_url, queries.report, "latest_changes")
+    of_run = _rows(db_url, queries.changes_query, run_id=second)
+    assert latest and {r["run_id"] for r in latest} == {second}
+    assert [(r["kind"], r["entity_id"], r["operation"], r["field"]) for r in latest] == [
+        (r["kind"], r["entity_id"], r["operation"], r["field"]) for r in of_run]
+    kinds = {r["kind"] for r in latest}
+    assert {"model_version", "compression_task", "model_set"} <= kinds
+    assert "insert" in {r["operation"] for r in latest}
+
+
+def test_runs_and_changes_filters(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url, _, (first, second) = known
+    runs = _rows(db_url, queries.runs, limit=1)
+    assert [r["run_id"] for r in runs] == [second]
+    assert runs[0]["status"] == "success" and runs[0]["updated"] >= 2
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        second_ts = conn.execute(
+            select(sync_runs.c.started_at).where(sync_runs.c.run_id == second)).scalar_one()
+    engine.dispose()
+    since = _rows(db_url, queries.changes_query, since=second_ts)
+    assert since == _rows(db_url, queries.changes_query, run_id=second)
+    until = _rows(db_url, queries.changes_query, until=second_ts)
+    assert until == _rows(db_url, queries.changes_query, run_id=first)
+    only = _rows(db_url, queries.changes_query, kind="compression_task", run_id=second)
+    assert only and {r["kind"] for r in only} == {"compression_task"}
+    with pytest.raises(queries.QueryError, match="unknown kind"):
+        _rows(db_url, queries.changes_query, kind="nope")
+
+
+# -- the CLI --------------------------------------------------------------------------------
+
+
+def _cli(db_url: str, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["--database-url", db_url, *args])
+
+
+def test_cli_reading_commands(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url, catalog, (first, second) = known
+    result = _cli(db_url, "runs", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [r["run_id"] for r in json.loads(result.output)] == [second, first]
+
+    result = _cli(db_url, "changes", "--run", str(second), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert rows and {r["run_id"] for r in rows} == {str(second)}
+
+    result = _cli(db_url, "as-of", "2100-01-01", "model_set", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert {r["model_set_id"] for r in json.loads(result.output)} == set(catalog.keys("model_set"))
+    result = _cli(db_url, "as-of", "2000-01-01T00:00:00Z", "model_set")
+    assert result.exit_code == 0 and result.output.strip() == "(no rows)"
+
+    version = catalog.keys("model_version")[0]
+    result = _cli(db_url, "history", "model_version", version, "--format", "json")
+    assert result.exit_code == 0, result.output
+    versions = json.loads(result.output)
+    assert len(versions) == 2 and versions[0]["valid_to"] == versions[1]["valid_from"]
+
+    for name in queries.REPORT_NAMES:
+        result = _cli(db_url, "report", name)
+        assert result.exit_code == 0, (name, result.output)
+        assert all(output.display_width(line) <= 80 for line in result.output.splitlines())
+
+    result = _cli(db_url, "report", "compression_tasks_by_status")
+    assert "avg_duration_seconds" in result.output.splitlines()[0]
+
+
+def test_cli_errors_are_one_line_and_non_zero(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url = known[0]
+    cases = [
+        (("as-of", "yesterday-ish", "model_set"), "cannot parse timestamp"),
+        (("as-of", "2024-01-01", "widget"), "widget"),
+        (("history", "widget", "x"), "widget"),
+        (("history", "eval_result_export", "abc"), "integers"),
+        (("changes", "--since", "2024-13-45"), "cannot parse timestamp"),
+        (("changes", "--run", "1", "--since", "2024-01-01"), "either --run"),
+        (("report",), "versions_by_model_set"),
+        (("report", "nope"), "nope"),
+    ]
+    for args, needle in cases:
+        result = _cli(db_url, *args)
+        assert result.exit_code != 0, args
+        errors = [line for line in result.output.splitlines() if "Error" in line]
+        assert len(errors) == 1 and needle in errors[0], (args, result.output)
+
+
+def test_cli_on_a_database_without_catalog_says_so(tmp_path: Path) -> None:
+    result = _cli(f"sqlite:///{tmp_path}/empty.db", "runs")
+    assert result.exit_code != 0
+    assert "qianfan-catalog sync" in result.output
+
+
+# -- docs/schema.md examples ----------------------------------------------------------------
+
+
+def _doc_examples(dialect: str) -> list[str]:
+    blocks = re.findall(r"```sql( \w+)?\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    return [sql for tag, sql in blocks if tag.strip() in ("", dialect)]
+
+
+def test_schema_doc_examples_run(known: tuple[str, FakeCatalog, list[int]]) -> None:
+    db_url = known[0]
+    engine = db.create_engine_for(db_url)
+    examples = _doc_examples(engine.dialect.name)
+    assert len(examples) >= 9
+    with engine.connect() as conn:
+        results = [conn.execute(text(sql)).all() for sql in examples]
+        n_versions = conn.execute(
+            select(func.count()).select_from(table("current_model_versions"))).scalar_one()
+    engine.dispose()
+    assert all(results[:3]), "what exists now / state at a date / changes between dates"
+    assert len(results[1]) == n_versions  # as of 2030: everything current now
+    durations = next(r for r, sql in zip(results, examples, strict=True) if "seconds" in sql)
+    assert durations and all(float(row[3]) >= 0 for row in durations)
+    weekly = next(r for r, sql in zip(results, examples, strict=True) if "exports_done" in sql)
+    assert weekly and sum(row[1] for row in weekly) >= 1
+
+
+def test_every_table_and_view_is_documented() -> None:
+    from catalog.schema import metadata
+
+    doc = DOC.read_text(encoding="utf-8")
+    for t in metadata.sorted_tables:
+        assert f"### `{t.name}`" in doc, t.name
+        if not t.name.endswith("_history"):
+            for c in t.columns:
+                if not re.match(r"\w+_(seen|inserted|updated|deleted)$", c.name):
+                    assert f"`{c.name}`" in doc, (t.name, c.name)
+    for view, _ in queries.REPORTS.values():
+        assert f"### `{view.name}`" in doc
+        for c in view.columns:
+            assert f"`{c.name}`" in doc or c.name in doc, (view.name, c.name)
+
+
+# -- output and parsing, no database ----------------------------------------------------------
+
+
+def test_parse_timestamp_forms() -> None:
+    utc = dt.UTC
+    assert queries.parse_timestamp("2024-06-01") == dt.datetime(2024, 6, 1, tzinfo=utc)
+    assert queries.parse_timestamp("2024-06-01T12:00:00Z") == dt.datetime(2024, 6, 1, 12,
+                                                                         tzinfo=utc)
+    assert queries.parse_timestamp("2024-06-01 20:00:00+08:00") == dt.datetime(2024, 6, 1, 12,
+                                                                              tzinfo=utc)
+    for bad in ("", "yesterday", "2024-13-01", "12:00"):
+        with pytest.raises(queries.QueryError):
+            queries.parse_timestamp(bad)
+
+
+def test_table_output_fits_80_columns() -> None:
+    columns = ["id", "name", "description", "value"]
+    rows = [("am-1", "客服助手客服助手客服助手", "x" * 200, 1.5), ("am-2", None, "short", None)]
+    rendered = output.render(columns, rows, "table")
+    lines = rendered.splitlines()
+    assert all(output.display_width(line) <= 80 for line in lines)
+    assert lines[0].split()[:2] == ["id", "name"] and "…" in rendered
+    # many columns: one block per row, still within 80 columns, no value lost in its column
+    wide = [f"column_{i}" for i in range(14)]
+    block = output.render(wide, [tuple(range(14))], "table")
+    assert block.startswith("-- row 1") and "column_13: 13" in block
+    assert all(output.display_width(line) <= 80 for line in block.splitlines())
+    assert output.render(columns, [], "table") == "(no rows)"
+
+
+def test_csv_and_json_keep_values_whole() -> None:
+    moment = dt.datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    columns = ["id", "when", "labels", "text"]
+    rows = [(1, moment, ["a", "b"], "x" * 300), (2, None, None, 'comma, "quote"')]
+    parsed = list(csv.reader(io.StringIO(output.render(columns, rows, "csv"))))
+    assert parsed[0] == columns and parsed[1][3] == "x" * 300 and parsed[2][3] == 'comma, "quote"'
+    assert parsed[1][1] == moment.isoformat() and parsed[1][2] == '["a","b"]'
+    data = json.loads(output.render(columns, rows, "json"))
+    assert data[0] == {"id": 1, "when": moment.isoformat(), "labels": ["a", "b"],
+                       "text": "x" * 300}
+    assert data[1]["when"] is None
+    with pytest.raises(ValueError):
+        output.render(columns, rows, "xml")
