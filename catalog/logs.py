@@ -158,11 +158,11 @@ class RunLog:
     def __call__(self, name: str, data: dict[str, Any]) -> None:
         if name == "run_start":
             self.run_id = data.get("run_id")
-            what = "dry run" if data.get("dry_run") else "run"
+            dry = bool(data.get("dry_run"))
             event(
                 logging.INFO,
                 "run_start",
-                f"{what} {self.run_id} started",
+                "dry run started (nothing will be written)" if dry else "run started",
                 self.run_id,
                 dry_run=bool(data.get("dry_run")),
             )

@@ -172,7 +172,7 @@ def test_text_logs_show_retries_not_the_summary_twice(db_url: str) -> None:
         result = _sync(server, db_url)
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    assert any("run 1 started" in line for line in lines)
+    assert any("info run 1: run started" in line for line in lines)
     assert any("warning run 1: retry DescribeModel" in line for line in lines)
     assert "success:" not in result.stderr  # the summary is on stdout only
     with pytest.raises(json.JSONDecodeError):
