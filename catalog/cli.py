@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import traceback
 from typing import Any
 
@@ -14,8 +13,11 @@ from catalog.errors import CatalogError, ExitCode
 from catalog.queries import REPORT_NAMES
 from catalog.schema import KINDS as SPEC_KINDS
 
-CONTEXT = {"auto_envvar_prefix": "CATALOG", "help_option_names": ["-h", "--help"],
-           "show_default": True}
+CONTEXT = {
+    "auto_envvar_prefix": "CATALOG",
+    "help_option_names": ["-h", "--help"],
+    "show_default": True,
+}
 
 
 class CatalogGroup(click.Group):
@@ -32,8 +34,11 @@ class CatalogGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
-            _fail(ctx, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
-                  ExitCode.FAILED)
+            _fail(
+                ctx,
+                f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
+                ExitCode.FAILED,
+            )
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:
@@ -48,15 +53,30 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
 
 @click.group(cls=CatalogGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="qianfan-catalog")
-@click.option("--database-url", envvar=db.DATABASE_URL_ENV, default=db.DEFAULT_DATABASE_URL,
-              show_envvar=True, help="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...")
+@click.option(
+    "--database-url",
+    envvar=db.DATABASE_URL_ENV,
+    default=db.DEFAULT_DATABASE_URL,
+    show_envvar=True,
+    help="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True,
-              expose_value=False, callback=lambda ctx, _p, v: _load_config(ctx, v),
-              help="TOML file giving options values [default: ./qianfan-catalog.toml if present]")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _p, v: _load_config(ctx, v),
+    help="TOML file giving options values [default: ./qianfan-catalog.toml if present]",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress display and no routine log lines.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              help="Logs on stderr: plain text, or one JSON object per line.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="Logs on stderr: plain text, or one JSON object per line.",
+)
 @click.pass_context
 def cli(ctx: click.Context, database_url: str, debug: bool, quiet: bool, log_format: str) -> None:
     """Sync a Baidu Qianfan model catalog into SQL tables, with full history."""
@@ -93,12 +113,29 @@ def _url_password(url: str) -> str | None:
 
 def _api_options(f: Any) -> Any:
     options = [
-        click.option("--access-key", envvar="QIANFAN_ACCESS_KEY", show_envvar=True, default="",
-                     show_default=False, help="Qianfan access key id."),
-        click.option("--secret-key", envvar="QIANFAN_SECRET_KEY", show_envvar=True, default="",
-                     show_default=False, help="Qianfan secret key (prefer the env var)."),
-        click.option("--base-url", envvar="QIANFAN_CONSOLE_API_BASE_URL", show_envvar=True,
-                     default="https://qianfan.baidubce.com", help="Console API base URL."),
+        click.option(
+            "--access-key",
+            envvar="QIANFAN_ACCESS_KEY",
+            show_envvar=True,
+            default="",
+            show_default=False,
+            help="Qianfan access key id.",
+        ),
+        click.option(
+            "--secret-key",
+            envvar="QIANFAN_SECRET_KEY",
+            show_envvar=True,
+            default="",
+            show_default=False,
+            help="Qianfan secret key (prefer the env var).",
+        ),
+        click.option(
+            "--base-url",
+            envvar="QIANFAN_CONSOLE_API_BASE_URL",
+            show_envvar=True,
+            default="https://qianfan.baidubce.com",
+            help="Console API base URL.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -107,26 +144,68 @@ def _api_options(f: Any) -> Any:
 
 def _sync_options(f: Any) -> Any:
     options = [
-        click.option("--model-set", "model_sets", multiple=True, metavar="NAME_OR_ID",
-                     help="Limit the walk to this model set (repeatable)."),
-        click.option("--include-system", is_flag=True, help="Also walk the platform's preset model sets."),
-        click.option("--eval-export-id", "eval_export_ids", multiple=True, metavar="ID",
-                     help="Track this evaluation-result export (96 or amemt-...; repeatable)."),
-        click.option("--no-migrate", is_flag=True, help="Refuse instead of applying pending migrations."),
-        click.option("--workers", type=click.IntRange(1, 64), default=8, help="Concurrent API calls."),
-        click.option("--qps", type=click.FloatRange(0), default=10.0,
-                     help="Client-side rate limit for all calls of a run (0: none)."),
-        click.option("--batch-size", type=click.IntRange(1, 10000), default=500,
-                     help="Rows per database transaction."),
-        click.option("--lock-timeout", type=click.FloatRange(0), default=0.0,
-                     help="Seconds to wait for another running sync."),
-        click.option("--max-delete-share", type=click.FloatRange(0, 1), default=0.5,
-                     help="Refuse a run that would delete more than this share of a kind."),
-        click.option("--allow-mass-delete", is_flag=True, help="Delete even past --max-delete-share."),
-        click.option("--timeout", type=click.FloatRange(0.1), default=30.0,
-                     help="Read timeout per API call, seconds."),
-        click.option("--max-attempts", type=click.IntRange(1, 20), default=6,
-                     help="Tries per API call, retries included."),
+        click.option(
+            "--model-set",
+            "model_sets",
+            multiple=True,
+            metavar="NAME_OR_ID",
+            help="Limit the walk to this model set (repeatable).",
+        ),
+        click.option(
+            "--include-system", is_flag=True, help="Also walk the platform's preset model sets."
+        ),
+        click.option(
+            "--eval-export-id",
+            "eval_export_ids",
+            multiple=True,
+            metavar="ID",
+            help="Track this evaluation-result export (96 or amemt-...; repeatable).",
+        ),
+        click.option(
+            "--no-migrate", is_flag=True, help="Refuse instead of applying pending migrations."
+        ),
+        click.option(
+            "--workers", type=click.IntRange(1, 64), default=8, help="Concurrent API calls."
+        ),
+        click.option(
+            "--qps",
+            type=click.FloatRange(0),
+            default=10.0,
+            help="Client-side rate limit for all calls of a run (0: none).",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1, 10000),
+            default=500,
+            help="Rows per database transaction.",
+        ),
+        click.option(
+            "--lock-timeout",
+            type=click.FloatRange(0),
+            default=0.0,
+            help="Seconds to wait for another running sync.",
+        ),
+        click.option(
+            "--max-delete-share",
+            type=click.FloatRange(0, 1),
+            default=0.5,
+            help="Refuse a run that would delete more than this share of a kind.",
+        ),
+        click.option(
+            "--allow-mass-delete", is_flag=True, help="Delete even past --max-delete-share."
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0.1),
+            default=30.0,
+            help="Read timeout per API call, seconds.",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 20),
+            default=6,
+            help="Tries per API call, retries included.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -160,9 +239,11 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> Any:
 @cli.command()
 @_api_options
 @_sync_options
-@click.option("--dry-run", is_flag=True, help="Walk the API, write nothing, print what would change.")
+@click.option(
+    "--dry-run", is_flag=True, help="Walk the API, write nothing, print what would change."
+)
 @click.pass_context
-def sync(ctx: click.Context, **kw: Any) -> None:
+def sync(ctx: click.Context, /, **kw: Any) -> None:
     """Walk the catalog through the API and upsert it into the database."""
     from catalog import logs, progress
     from catalog.sync import run_sync
@@ -244,8 +325,10 @@ def current(ctx: click.Context) -> None:
     """Show the schema revision and whether migrations are pending."""
     engine = db.create_engine_for(ctx.obj["database_url"])
     with db.connect(engine) as conn:
-        click.echo(f"revision {db.current_revision(conn) or 'none'} (head {db.head_revision()}): "
-                   f"{db.schema_state(conn)}")
+        click.echo(
+            f"revision {db.current_revision(conn) or 'none'} (head {db.head_revision()}): "
+            f"{db.schema_state(conn)}"
+        )
     engine.dispose()
 
 
@@ -260,10 +343,18 @@ def current(ctx: click.Context) -> None:
 @click.option("--access-key", default="fake-ak", help="Access key the server accepts.")
 @click.option("--secret-key", default="fake-sk", help="Secret key the server accepts.")
 @click.option("--latency", type=click.FloatRange(0), default=0.0, help="Seconds added per answer.")
-@click.option("--rate-limit", type=click.FloatRange(0), default=0.0,
-              help="Server-side calls/s before 429 (0: none).")
-@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
-              help="Share of calls that get a random fault.")
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(0),
+    default=0.0,
+    help="Server-side calls/s before 429 (0: none).",
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of calls that get a random fault.",
+)
 def fake_server(**kw: Any) -> None:
     """Serve a generated catalog on 127.0.0.1, as the console API would."""
     from catalog.fake.server import serve
@@ -302,8 +393,13 @@ class _Timestamp(click.ParamType):  # type: ignore[type-arg]  # generic only in 
 
 
 def _format_option(f: Any) -> Any:
-    return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]),
-                        default="table", help="Output format.")(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        help="Output format.",
+    )(f)
 
 
 def _show(ctx: click.Context, query: Any, fmt: str) -> None:
@@ -344,21 +440,31 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
 
 @cli.command()
 @click.option("--run", "run_id", type=click.IntRange(1), default=None, help="Only this run.")
-@click.option("--since", type=_Timestamp(), default=None,
-              help="Only runs at or after this time (ISO 8601; no zone = UTC).")
+@click.option(
+    "--since",
+    type=_Timestamp(),
+    default=None,
+    help="Only runs at or after this time (ISO 8601; no zone = UTC).",
+)
 @click.option("--until", type=_Timestamp(), default=None, help="Only runs before this time.")
 @click.option("--kind", type=_KIND_CHOICE, default=None, help="Only this entity kind.")
 @_format_option
 @click.pass_context
-def changes(ctx: click.Context, run_id: int | None, since: Any, until: Any, kind: str | None,
-            fmt: str) -> None:
+def changes(
+    ctx: click.Context, run_id: int | None, since: Any, until: Any, kind: str | None, fmt: str
+) -> None:
     """Field-level changes recorded by sync runs, oldest first."""
     from catalog import queries
 
     if run_id is not None and (since is not None or until is not None):
         raise click.UsageError("use either --run or --since/--until, not both")
-    _show(ctx, lambda conn: queries.changes_query(conn, run_id=run_id, since=since,
-                                                  until=until, kind=kind), fmt)
+    _show(
+        ctx,
+        lambda conn: queries.changes_query(
+            conn, run_id=run_id, since=since, until=until, kind=kind
+        ),
+        fmt,
+    )
 
 
 @cli.command(name="as-of")
@@ -388,8 +494,13 @@ def history(ctx: click.Context, kind: str, entity_id: str, fmt: str) -> None:
 @cli.command()
 @click.argument("name", required=False, type=click.Choice(list(REPORT_NAMES)))
 @_format_option
-@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the whole catalog at a glance to this self-contained HTML file.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the whole catalog at a glance to this self-contained HTML file.",
+)
 @click.pass_context
 def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None) -> None:
     """Show one report view: versions_by_model_set, compression_tasks_by_status, ..."""
@@ -410,4 +521,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
