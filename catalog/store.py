@@ -106,6 +106,9 @@ class Store:
         self.run_ts = run_ts
         self.dialect = conn.dialect.name
         _temp.create_all(conn, checkfirst=True)
+        # A pooled connection may have served an earlier run: its "seen" keys must not count.
+        conn.execute(seen.delete())
+        conn.execute(scopes.delete())
         self._upserts = {
             kind: _upsert_statement(spec, self.dialect) for kind, spec in SPECS.items()
         }

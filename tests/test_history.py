@@ -214,3 +214,27 @@ def test_scoped_sync_deletes_only_inside_its_scope(db_url: str) -> None:
     assert ("model_version", gone_in) in deleted
     assert ("model_version", gone_out) not in deleted
     assert gone_out in stored_rows(db_url)["model_version"]
+
+
+def test_a_reused_connection_does_not_carry_seen_keys_into_the_next_run(db_url: str) -> None:
+    """Which entities a run saw lives in connection-local temporary tables; a second run on the
+    same (pooled) connection must start from none, or it would miss deletions."""
+    from catalog import normalize, runs
+    from catalog.store import Store
+
+    catalog = FakeCatalog.generate(seed=28, model_sets=1, system_sets=0, comp_tasks=1)
+    obj = catalog.get("model_set", catalog.keys("model_set")[0])
+    row = {**normalize.model_set_row(obj, is_system=False), "raw": obj}
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        db.upgrade(conn)
+        run_a, ts_a = runs.start_run(conn, {})
+        Store(conn, run_a, ts_a).write_batch("model_set", [row])
+        conn.commit()
+        run_b, ts_b = runs.start_run(conn, {})
+        store = Store(conn, run_b, ts_b)  # saw nothing
+        assert store.seen_count("model_set") == 0
+        assert store.count_unseen("model_set", SPECS["model_set"].table.c.is_system.is_(False)) \
+            == (1, 1)
+        conn.rollback()
+    engine.dispose()
