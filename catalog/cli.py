@@ -432,10 +432,15 @@ _KIND_CHOICE = click.Choice(list(SPEC_KINDS))
 @_format_option
 @click.pass_context
 def runs(ctx: click.Context, limit: int, fmt: str) -> None:
-    """Recent sync runs, newest first, with status and counts."""
+    """Recent sync runs, newest first, with status and counts (all columns in csv/json)."""
     from catalog import queries
 
-    _show(ctx, lambda conn: queries.runs(conn, limit), fmt)
+    def query(conn: Any) -> Any:
+        result = queries.runs(conn, limit)
+        return queries.select_columns(result, queries.RUNS_TABLE_COLUMNS) if fmt == "table" \
+            else result
+
+    _show(ctx, query, fmt)
 
 
 @cli.command()

@@ -149,8 +149,17 @@ def parse_timestamp(text: str) -> dt.datetime:
 # -- runs and changes -------------------------------------------------------------------------
 
 
+#: The columns of ``runs`` that fit an 80-column table; CSV and JSON get them all.
+RUNS_TABLE_COLUMNS = ("run_id", "started_at", "status", "seconds", "new", "changed", "deleted",
+                      "errors")
+
+
 def runs(conn: Connection, limit: int = 20) -> Result:
-    """Recent runs, newest first, with their totals over all entity kinds."""
+    """Recent runs, newest first, with their totals over all entity kinds.
+
+    ``new`` counts inserts and restores, ``changed`` updates; ``seconds`` is the run's duration
+    (computed here, so it reads the same on both databases).
+    """
     r = sync_runs.c
 
     def total(what: str) -> Any:
@@ -162,14 +171,31 @@ def runs(conn: Connection, limit: int = 20) -> Result:
     stmt = (
         select(
             r.run_id, r.started_at, r.finished_at, r.status,
-            total("seen").label("seen"), total("inserted").label("inserted"),
-            total("updated").label("updated"), total("deleted").label("deleted"),
-            r.errors, r.api_calls, r.error,
+            total("seen").label("seen"), total("inserted").label("new"),
+            total("updated").label("changed"), total("deleted").label("deleted"),
+            r.errors, r.api_calls, r.api_retries, r.error,
         )
         .order_by(r.run_id.desc())
         .limit(limit)
     )
-    return _result(conn, stmt)
+    res = conn.execute(stmt)
+    columns = list(res.keys())
+    columns.insert(columns.index("status") + 1, "seconds")
+    rows = []
+    for row in res.mappings():
+        end = row["finished_at"]
+        seconds = None if end is None else round((end - row["started_at"]).total_seconds(), 1)
+        values = [row[c] for c in columns if c != "seconds"]
+        values.insert(columns.index("seconds"), seconds)
+        rows.append(tuple(values))
+    return columns, rows
+
+
+def select_columns(result: Result, wanted: Sequence[str]) -> Result:
+    """Only ``wanted`` columns of a result, in that order (e.g. what fits a terminal)."""
+    columns, rows = result
+    index = [columns.index(c) for c in wanted]
+    return list(wanted), [tuple(row[i] for i in index) for row in rows]
 
 
 def changes_query(

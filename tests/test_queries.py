@@ -165,7 +165,8 @@ def test_runs_and_changes_filters(known: tuple[str, FakeCatalog, list[int]]) -> 
     db_url, _, (first, second) = known
     runs = _rows(db_url, queries.runs, limit=1)
     assert [r["run_id"] for r in runs] == [second]
-    assert runs[0]["status"] == "success" and runs[0]["updated"] >= 2
+    assert runs[0]["status"] == "success" and runs[0]["changed"] >= 2 and runs[0]["new"] >= 1
+    assert runs[0]["seconds"] is not None and runs[0]["seconds"] >= 0
     engine = db.create_engine_for(db_url)
     with engine.connect() as conn:
         second_ts = conn.execute(
