@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
+    ClauseElement,
     Column,
     ColumnElement,
     Connection,
+    Dialect,
     Insert,
     MetaData,
     String,
@@ -35,8 +38,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from catalog.schema import SPECS, KindSpec, changes
+from catalog.schema import SPECS, KindSpec, UTCDateTime, changes
 
 _temp = MetaData()
 #: Keys this run saw, per kind. TEMPORARY: private to the writer's connection, gone after it.
@@ -57,15 +61,19 @@ scopes = Table(
 )
 
 
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, dt.datetime):
+        return obj.astimezone(dt.UTC).isoformat()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+#: Built once: ``json.dumps`` with options builds a new encoder per call (a cost per change row).
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
 def to_json(value: Any) -> str:
     """Stable JSON text for change rows: sorted keys, times in ISO 8601 UTC."""
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, dt.datetime):
-            return obj.astimezone(dt.UTC).isoformat()
-        raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-    return json.dumps(value, default=default, ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 @dataclass
@@ -97,6 +105,87 @@ def _upsert_statement(spec: KindSpec, dialect: str) -> Insert:
     return stmt.on_conflict_do_update(index_elements=[spec.key], set_=set_, where=changed)
 
 
+class _Bulk:
+    """A statement compiled once, executed with rows turned into DBAPI parameters by hand.
+
+    Core's ``executemany`` builds a parameter dict and runs generic bind processing for every row
+    and every execute; at tens of thousands of rows per second that overhead, not the database,
+    was the limit (cProfile of ``bench/run.py db``). Here the SQL text, the parameter order and
+    each column's bind processor (the same ones Core would apply: UTC times, JSON, JSONB) are
+    worked out once per statement, and rows are executed through ``exec_driver_sql``, which still
+    runs in the connection's transaction and fires its events.
+    """
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str]) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        names = list(compiled.positiontup or []) if self.positional else list(by_name)
+        wanted = set(keys)
+        self.names = tuple(names)
+        #: Per parameter: the row key to read (or None for a constant) and its bind processor.
+        self.slots: list[tuple[str | None, Any, Callable[[Any], Any] | None]] = []
+        for name in names:
+            bind = by_name[name]
+            processor = _processor(bind.type, dialect)
+            if name in wanted:
+                self.slots.append((name, None, processor))
+            else:
+                value = bind.value
+                self.slots.append((None, processor(value) if processor else value, None))
+        # The fast path: row values first, constants after (how every statement here is built).
+        n_keys = sum(1 for key, _, _ in self.slots if key is not None)
+        self.fast = all(key is not None for key, _, _ in self.slots[:n_keys]) and n_keys > 1
+        keys_in_order = [key for key, _, _ in self.slots[:n_keys] if key is not None]
+        self.getter = itemgetter(*keys_in_order) if self.fast else None
+        self.procs = [(i, proc) for i, (_, _, proc) in enumerate(self.slots[:n_keys]) if proc]
+        self.consts = tuple(const for _, const, _ in self.slots[n_keys:])
+
+    def _values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self.getter is not None:
+            try:
+                values = list(self.getter(row))
+            except KeyError:
+                pass
+            else:
+                for i, proc in self.procs:
+                    values[i] = proc(values[i])
+                return (*values, *self.consts)
+        return tuple(
+            const if key is None else (proc(row.get(key)) if proc else row.get(key))
+            for key, const, proc in self.slots
+        )
+
+    def execute(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        values = self._values
+        if self.positional:
+            params: list[Any] = [values(row) for row in rows]
+        else:
+            names = self.names
+            params = [dict(zip(names, values(row), strict=True)) for row in rows]
+        if params:
+            conn.exec_driver_sql(self.sql, params)
+
+
+def _sqlite_utc(value: dt.datetime | None) -> str | None:
+    """UTCDateTime then SQLite's DATETIME processor, in one C-level call (same text; tested)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The bind processor Core would use for ``type_``; a faster equal one for UTC on SQLite."""
+    if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
+        return _sqlite_utc
+    processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
 class Store:
     """Writes for one run on one connection. Never commits: the caller owns the transaction."""
 
@@ -112,6 +201,7 @@ class Store:
         self._upserts = {
             kind: _upsert_statement(spec, self.dialect) for kind, spec in SPECS.items()
         }
+        self._bulk: dict[tuple[str, str], _Bulk] = {}
 
     # -- batches ------------------------------------------------------------
 
@@ -154,8 +244,43 @@ class Store:
             to_write.append(row)
         if to_write:
             self._write(spec, to_write, close_keys, change_rows)
-        self.conn.execute(seen.insert(), [{"kind": kind, "entity_key": str(key)} for key in latest])
+        self._prepared(kind, "seen").execute(self.conn, [{"entity_key": str(k)} for k in latest])
         return result
+
+    def _prepared(self, kind: str, what: str) -> _Bulk:
+        """The run's bulk statements per kind, compiled on first use; run constants are binds."""
+        bulk = self._bulk.get((kind, what))
+        if bulk is not None:
+            return bulk
+        spec = SPECS[kind]
+        d = self.conn.dialect
+        columns = [spec.key, *spec.tracked]
+        if what == "upsert":
+            stmt: ClauseElement = self._upserts[kind].values(
+                first_seen_run_id=self.run_id, last_seen_run_id=self.run_id,
+                deleted_at=None, deleted_run_id=None,
+            )  # fmt: skip
+            bulk = _Bulk(stmt, d, [*columns, "raw"])
+        elif what == "history":
+            stmt = spec.history.insert().values(
+                valid_from=self.run_ts, valid_from_run_id=self.run_id
+            )
+            bulk = _Bulk(stmt, d, columns)
+        elif what == "close":
+            h = spec.history
+            stmt = (
+                update(h)
+                .where(h.c[spec.key] == bindparam("k"), h.c.valid_to.is_(None))
+                .values(valid_to=self.run_ts, valid_to_run_id=self.run_id)
+            )
+            bulk = _Bulk(stmt, d, ["k"])
+        elif what == "changes":
+            stmt = changes.insert().values(run_id=self.run_id, changed_at=self.run_ts, kind=kind)
+            bulk = _Bulk(stmt, d, ["entity_id", "operation", "field", "old_value", "new_value"])
+        else:
+            bulk = _Bulk(seen.insert().values(kind=kind), d, ["entity_key"])
+        self._bulk[(kind, what)] = bulk
+        return bulk
 
     def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, dict[str, Any]]:
         cols = [
@@ -191,43 +316,17 @@ class Store:
         close_keys: list[Any],
         change_rows: list[dict[str, Any]],
     ) -> None:
-        entity_rows = [
-            {
-                spec.key: row[spec.key],
-                **self._tracked(spec, row),
-                "raw": row.get("raw", {}),
-                "first_seen_run_id": self.run_id,
-                "last_seen_run_id": self.run_id,
-                "deleted_at": None,
-                "deleted_run_id": None,
-            }
-            for row in rows
-        ]
-        self.conn.execute(self._upserts[spec.kind], entity_rows)
+        # Rows go to the statements as they are: each reads its own columns (missing ones: NULL).
+        self._prepared(spec.kind, "upsert").execute(
+            self.conn, [row if "raw" in row else {**row, "raw": {}} for row in rows]
+        )
         if close_keys:
             self._close_history(spec, close_keys)
-        self.conn.execute(
-            spec.history.insert(),
-            [
-                {
-                    spec.key: row[spec.key],
-                    **self._tracked(spec, row),
-                    "valid_from": self.run_ts,
-                    "valid_from_run_id": self.run_id,
-                }
-                for row in rows
-            ],
-        )
-        self.conn.execute(changes.insert(), change_rows)
+        self._prepared(spec.kind, "history").execute(self.conn, rows)
+        self._prepared(spec.kind, "changes").execute(self.conn, change_rows)
 
     def _close_history(self, spec: KindSpec, keys: Iterable[Any]) -> None:
-        h = spec.history
-        stmt = (
-            update(h)
-            .where(h.c[spec.key] == bindparam("k"), h.c.valid_to.is_(None))
-            .values(valid_to=self.run_ts, valid_to_run_id=self.run_id)
-        )
-        self.conn.execute(stmt, [{"k": key} for key in keys])
+        self._prepared(spec.kind, "close").execute(self.conn, [{"k": key} for key in keys])
 
     # -- scopes and deletes ------------------------------------------------------------
 

@@ -1,0 +1,146 @@
+"""The store's bulk path writes exactly what SQLAlchemy Core would have written.
+
+``catalog.store._Bulk`` bypasses Core's per-row parameter processing for speed (bench/run.py db);
+these tests pin that the values reaching the database are the same: UTC times in SQLite's text
+format, JSON and JSONB, NULLs for absent keys, run constants, and no change rows for a no-op batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import DateTime, func, select
+from sqlalchemy.dialects.sqlite import pysqlite
+
+from catalog import db, runs
+from catalog.schema import SPECS, UTCDateTime, changes, compression_tasks, compression_tasks_history
+from catalog.store import Store, _sqlite_utc
+
+CST = dt.timezone(dt.timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        dt.datetime(2024, 6, 1, 9, 0, 0, tzinfo=CST),
+        dt.datetime(2023, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(1999, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(-dt.timedelta(hours=5, minutes=30))),
+    ],
+)
+def test_sqlite_time_text_is_what_core_writes(value: dt.datetime | None) -> None:
+    dialect = pysqlite.dialect()
+    core = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    sqlite_text = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert core is not None and sqlite_text is not None
+    assert _sqlite_utc(value) == core(value)
+    if value is not None:
+        assert _sqlite_utc(value) == sqlite_text(value.astimezone(dt.UTC).replace(tzinfo=None))
+
+
+def test_sqlite_time_refuses_naive() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        _sqlite_utc(dt.datetime(2024, 1, 1))
+
+
+def _task(n: int, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "task_id": f"amva-{n:06d}",
+        "name": f"任务{n}",
+        "description": None,
+        "status": "running",
+        "source_model_id": f"amv-{n % 7}",
+        "model_id": None,
+        "strategy": "Quantization",
+        "quant_conf": "W8A16",
+        "sparsity_ratio": 0.5,
+        "config": {"strategy": "Quantization", "quantConf": "W8A16"},
+        "create_time": dt.datetime(2024, 5, 1, 8, n % 60, tzinfo=CST),
+        "finish_time": None,
+        "raw": {"id": f"amva-{n:06d}", "n": n},
+    }
+    row.update(over)
+    return row
+
+
+def _open(url: str) -> tuple[Any, Any]:
+    engine = db.create_engine_for(url)
+    conn = db.connect(engine)
+    db.ensure_schema(conn, True)
+    return engine, conn
+
+
+def _run(conn: Any, rows: list[dict[str, Any]]) -> tuple[int, Any]:
+    run_id, run_ts = runs.start_run(conn, {})
+    result = Store(conn, run_id, run_ts).write_batch("compression_task", rows)
+    runs.finish_run(conn, run_id, "success", {}, 0, 0, 0, None)
+    conn.commit()
+    return run_id, result
+
+
+def test_bulk_round_trip_history_and_changes(db_url: str) -> None:
+    engine, conn = _open(db_url)
+    try:
+        rows = [_task(i) for i in range(30)]
+        del rows[3]["description"]  # an absent key is stored as NULL, like Core did
+        run1, res = _run(conn, rows)
+        assert len(res.inserted) == 30
+        stored = {r.task_id: r for r in conn.execute(select(compression_tasks))}
+        r0 = stored["amva-000000"]
+        assert r0.create_time == dt.datetime(2024, 5, 1, 0, 0, tzinfo=dt.UTC)
+        assert r0.config == {"strategy": "Quantization", "quantConf": "W8A16"}
+        assert r0.raw == {"id": "amva-000000", "n": 0}
+        assert r0.name == "任务0" and r0.sparsity_ratio == 0.5
+        assert (r0.first_seen_run_id, r0.last_seen_run_id, r0.deleted_at) == (run1, run1, None)
+        assert stored["amva-000003"].description is None
+
+        # The same rows again: nothing written but the run's own row.
+        before = conn.execute(select(func.count()).select_from(changes)).scalar_one()
+        _, res2 = _run(conn, [_task(i) for i in range(30) if i != 3] + [rows[3]])
+        assert res2.unchanged == 30 and not res2.written
+        assert conn.execute(select(func.count()).select_from(changes)).scalar_one() == before
+
+        # One field changed on two rows: history closed and reopened, one change row each.
+        run3, res3 = _run(conn, [_task(i, status="succeeded" if i in (1, 2) else "running")
+                                 for i in range(30) if i != 3])
+        assert sorted(res3.updated) == ["amva-000001", "amva-000002"]
+        h = compression_tasks_history
+        versions = conn.execute(
+            select(h.c.status, h.c.valid_to_run_id, h.c.valid_from_run_id)
+            .where(h.c.task_id == "amva-000001")
+            .order_by(h.c.history_id)
+        ).all()
+        assert [tuple(v) for v in versions] == [("running", run3, run1), ("succeeded", None, run3)]
+        updates = conn.execute(
+            select(changes.c.entity_id, changes.c.field, changes.c.old_value, changes.c.new_value)
+            .where(changes.c.run_id == run3)
+            .order_by(changes.c.entity_id)
+        ).all()
+        assert [tuple(u) for u in updates] == [
+            ("amva-000001", "status", '"running"', '"succeeded"'),
+            ("amva-000002", "status", '"running"', '"succeeded"'),
+        ]
+        assert conn.execute(select(compression_tasks.c.last_seen_run_id).where(
+            compression_tasks.c.task_id == "amva-000001")).scalar_one() == run3
+        assert conn.execute(select(compression_tasks.c.last_seen_run_id).where(
+            compression_tasks.c.task_id == "amva-000005")).scalar_one() == run1
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def test_every_kind_has_bulk_statements(db_url: str) -> None:
+    """Each kind's statements compile and run (the writer builds them lazily per kind)."""
+    engine, conn = _open(db_url)
+    try:
+        run_id, run_ts = runs.start_run(conn, {})
+        store = Store(conn, run_id, run_ts)
+        for kind in SPECS:
+            for what in ("upsert", "history", "close", "changes", "seen"):
+                assert store._prepared(kind, what).sql
+        conn.rollback()
+    finally:
+        conn.close()
+        engine.dispose()
