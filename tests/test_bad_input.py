@@ -1,0 +1,131 @@
+"""Each bad input: one ``Error:`` line on stderr, its documented exit code, no traceback (unless
+``--debug``), and no change to the database (every table dumped before and after).
+
+The database has been synced once first, so "no change" is a real claim about a real catalog.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import text
+
+from catalog import db
+from catalog.errors import ExitCode
+from catalog.fake.server import FakeServer
+from tests._proc import cli_env, dump_db, popen_cli, run_cli, sync_argv
+from tests.helpers import SK, fake_console, sync
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _synced(db_url: str) -> Iterator[FakeServer]:
+    with fake_console() as server:
+        sync(db_url, server)
+        yield server
+
+
+def _assert_one_error(result: object, code: ExitCode, *words: str) -> str:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == code, stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    assert SK not in stderr and SK not in result.stdout  # type: ignore[attr-defined]
+    return errors[0]
+
+
+CASES = {
+    "missing credentials": (dict(access_key=None, secret_key=None), [], ExitCode.CONFIG,
+                            ["QIANFAN_SECRET_KEY"]),
+    "wrong secret key": (dict(secret_key="wrong-secret-0000"), [], ExitCode.API_UNREACHABLE,
+                         ["signature"]),
+    "wrong access key": (dict(access_key="nobody"), [], ExitCode.API_UNREACHABLE,
+                         ["access key"]),
+    "unknown model set": ({}, ["--model-set", "no-such-set"], ExitCode.CONFIG,
+                          ["no-such-set"]),
+    "bad eval export id": ({}, ["--eval-export-id", "amx-12;drop"], ExitCode.CONFIG,
+                           ["--eval-export-id"]),
+}
+
+
+def test_bad_input_changes_nothing(db_url: str) -> None:
+    """All cases of CASES against one synced database, the processes side by side (for speed)."""
+    with _synced(db_url) as server:
+        before = dump_db(db_url)
+        procs = {
+            case: popen_cli(sync_argv(db_url, server, *extra), env=cli_env(**env_kw))
+            for case, (env_kw, extra, _, _) in CASES.items()
+        }
+        for case, proc in procs.items():
+            out, err = proc.communicate(timeout=60)
+            result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+            _, _, code, words = CASES[case]
+            _assert_one_error(result, code, *words)
+    assert dump_db(db_url) == before
+
+
+def test_unreachable_api_changes_nothing(db_url: str) -> None:
+    with _synced(db_url):
+        before = dump_db(db_url)
+        url = f"http://127.0.0.1:{_closed_port()}"
+        result = run_cli(sync_argv(db_url, url, "--max-attempts", "2"))
+        _assert_one_error(result, ExitCode.API_UNREACHABLE, "cannot reach", url)
+    assert dump_db(db_url) == before
+
+
+def test_schema_newer_than_the_code_changes_nothing(db_url: str) -> None:
+    with _synced(db_url) as server:
+        engine = db.create_engine_for(db_url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+        engine.dispose()
+        before = dump_db(db_url)
+        result = run_cli(sync_argv(db_url, server))
+        _assert_one_error(result, ExitCode.DATABASE, "newer", "upgrade qianfan-catalog")
+        debug = run_cli(sync_argv(db_url, server, debug=True))
+        assert debug.returncode == ExitCode.DATABASE and "Traceback" in debug.stderr
+        assert SK not in debug.stderr
+    assert dump_db(db_url) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "word"),
+    [
+        ("not a url", ExitCode.CONFIG, "cannot parse database URL"),
+        ("mysql://u:pw@localhost/x", ExitCode.CONFIG, "unsupported database"),
+        ("sqlite:////no/such/folder/x.db", ExitCode.CONFIG, "does not exist"),
+    ],
+)
+def test_malformed_database_url(url: str, code: ExitCode, word: str) -> None:
+    result = run_cli(sync_argv(url, "http://127.0.0.1:9"))
+    _assert_one_error(result, code, word)
+
+
+def test_unreachable_postgresql() -> None:
+    url = f"postgresql+psycopg://user:hunter2-db-pass@127.0.0.1:{_closed_port()}/catalog"
+    result = run_cli(sync_argv(url, "http://127.0.0.1:9"))
+    line = _assert_one_error(result, ExitCode.DATABASE, "cannot connect")
+    assert "hunter2-db-pass" not in result.stderr and "***" in line
+
+
+def test_debug_shows_the_traceback_only_when_asked(sqlite_url: str) -> None:
+    argv = sync_argv(sqlite_url, f"http://127.0.0.1:{_closed_port()}", "--max-attempts", "1")
+    plain = run_cli(argv)
+    assert plain.returncode == ExitCode.API_UNREACHABLE and "Traceback" not in plain.stderr
+    debug_argv = sync_argv(sqlite_url, f"http://127.0.0.1:{_closed_port()}", "--max-attempts",
+                           "1", debug=True)
+    debug = run_cli(debug_argv)
+    assert debug.returncode == ExitCode.API_UNREACHABLE and "Traceback" in debug.stderr
+    assert SK not in debug.stderr
