@@ -72,7 +72,7 @@ class RunFailed(CatalogError):
 class SyncOptions:
     database_url: str
     access_key: str
-    secret_key: str
+    secret_key: str = field(repr=False)  # never in a repr, a log line or a traceback
     base_url: str = DEFAULT_BASE_URL
     model_sets: Sequence[str] = ()
     include_system: bool = False

@@ -58,6 +58,7 @@ def test_tls_verification_is_on_by_default_and_reprs_hide_the_secret() -> None:
 
     opts = SyncOptions(database_url="sqlite://", access_key=AK, secret_key=SK)
     assert opts.verify_tls is True
+    assert SK not in repr(opts)
     client = build_client(opts)
     try:
         assert client._session.verify is True  # noqa: SLF001 - the session is the point
