@@ -65,7 +65,9 @@ def test_bad_input_changes_nothing(db_url: str) -> None:
     with _synced(db_url) as server:
         before = dump_db(db_url)
         procs = {
-            case: popen_cli(sync_argv(db_url, server, *extra), env=cli_env(**env_kw))
+            # side by side they queue on the writer lock rather than fail with LOCKED
+            case: popen_cli(sync_argv(db_url, server, "--lock-timeout", "60", *extra),
+                            env=cli_env(**env_kw))
             for case, (env_kw, extra, _, _) in CASES.items()
         }
         for case, proc in procs.items():
