@@ -22,6 +22,7 @@ DEFAULT_EXPIRY_SECONDS = 1800
 #: Headers signed on every request; ``host`` and ``x-bce-date`` are the minimum the service accepts.
 DEFAULT_SIGNED_HEADERS: tuple[str, ...] = ("content-type", "host", "x-bce-date")
 
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 # RFC 3986 unreserved characters are the only ones left as they are.
 _UNRESERVED = "-_.~"
 
@@ -48,8 +49,9 @@ def canonical_headers(headers: Mapping[str, str], signed: Iterable[str]) -> str:
     wanted = {h.lower() for h in signed}
     lines = []
     for name, value in headers.items():
-        key = name.strip().lower()
-        text = str(value).strip()
+        # The vendor strips bytes, i.e. ASCII whitespace only; U+00A0 and friends are signed.
+        key = name.strip(_ASCII_SPACE).lower()
+        text = str(value).strip(_ASCII_SPACE)
         if key in wanted and text:
             lines.append(f"{uri_encode(key)}:{uri_encode(text)}")
     return "\n".join(sorted(lines))
