@@ -407,20 +407,11 @@ def _show(ctx: click.Context, query: Any, fmt: str) -> None:
     from catalog.output import render
     from catalog.queries import QueryError
 
-    engine = db.create_engine_for(ctx.obj["database_url"])
-    try:
-        with db.connect(engine) as conn:
-            if db.schema_state(conn) != "current":
-                raise CatalogError(
-                    "the database has no up-to-date catalog schema: run `qianfan-catalog sync` "
-                    "or `qianfan-catalog db upgrade` first"
-                )
-            try:
-                columns, rows = query(conn)
-            except QueryError as exc:
-                raise click.BadParameter(str(exc)) from None
-    finally:
-        engine.dispose()
+    with db.reading(ctx.obj["database_url"]) as conn:
+        try:
+            columns, rows = query(conn)
+        except QueryError as exc:
+            raise click.BadParameter(str(exc)) from None
     click.echo(render(columns, rows, fmt))
 
 

@@ -7,6 +7,8 @@ same pragmas everywhere and a bad URL gets the same one-line message.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,22 @@ def connect(engine: Engine) -> Connection:
             f"cannot connect to {describe_url(engine.url.render_as_string(hide_password=False))}: "
             f"{reason}"
         ) from None
+
+
+@contextmanager
+def reading(database_url: str) -> Iterator[Connection]:
+    """A connection for commands that only read: the schema must be current, or we say how."""
+    engine = create_engine_for(database_url)
+    try:
+        with connect(engine) as conn:
+            if schema_state(conn) != "current":
+                raise DatabaseError(
+                    "the database has no up-to-date catalog schema: run `qianfan-catalog sync` "
+                    "or `qianfan-catalog db upgrade` first"
+                )
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

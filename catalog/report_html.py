@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from catalog import db, queries
-from catalog.errors import CatalogError, ConfigError
+from catalog.errors import ConfigError
 from catalog.schema import KINDS, SPECS, changes, eval_result_exports, sync_runs
 
 RECENT_RUNS = 30
@@ -364,17 +364,8 @@ def render(conn: Connection, database_label: str, now: dt.datetime | None = None
 
 def write_report(database_url: str, path: str | Path) -> str:
     """Render from the database and write ``path``; returns the line the CLI prints."""
-    engine = db.create_engine_for(database_url)
-    try:
-        with db.connect(engine) as conn:
-            if db.schema_state(conn) != "current":
-                raise CatalogError(
-                    "the database has no up-to-date catalog schema: run `qianfan-catalog sync` "
-                    "or `qianfan-catalog db upgrade` first"
-                )
-            page = render(conn, db.describe_url(database_url))
-    finally:
-        engine.dispose()
+    with db.reading(database_url) as conn:
+        page = render(conn, db.describe_url(database_url))
     target = Path(path)
     try:
         target.write_text(page, encoding="utf-8")
