@@ -420,16 +420,17 @@ def run_sync(
                 raise CatalogError(
                     "a dry run needs an up-to-date schema: run `qianfan-catalog db upgrade` first"
                 )
-            db.ensure_schema(conn, options.migrate)
-            if runs.repair_aborted(conn):
-                conn.commit()
             run = _Run(options, conn, client, observer, stop)
             # The first call doubles as the check of credentials and reachability, made before
-            # the run is recorded: a wrong key or a dead network leaves the database as it was.
+            # anything is written (migrations included): a wrong key or a dead network leaves
+            # the database as it was.
             scoped = (
                 run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
             )
             listing = None if scoped is not None else run.walker.open_set_listing(system=False)
+            db.ensure_schema(conn, options.migrate)
+            if runs.repair_aborted(conn):
+                conn.commit()
             refs = list(dict.fromkeys([*_tracked_refs(conn), *new_refs]))
             scope = {
                 "model_sets": list(options.model_sets),

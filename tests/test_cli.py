@@ -76,3 +76,20 @@ def test_demo(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     assert "run 1 success" in result.output
     assert "model_sets" in result.output
+
+
+def test_wrong_secret_on_an_empty_database_creates_nothing(db_url: str) -> None:
+    from sqlalchemy import inspect
+
+    from catalog import db
+
+    with fake_console() as server:
+        env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": "wrong-secret",
+               "QIANFAN_CONSOLE_API_BASE_URL": server.url}
+        result = CliRunner().invoke(cli, ["--database-url", db_url, "sync"], env=env)
+    assert result.exit_code == 5, result.output
+    assert "SignatureDoesNotMatch" in result.output
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == []  # not even migrated
+    engine.dispose()
