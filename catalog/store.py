@@ -26,6 +26,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Insert,
+    Integer,
     MetaData,
     String,
     Table,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal,
     or_,
     select,
     update,
@@ -103,6 +105,10 @@ def _upsert_statement(spec: KindSpec, dialect: str) -> Insert:
         t.c.deleted_at.is_not(None),
     )
     return stmt.on_conflict_do_update(index_elements=[spec.key], set_=set_, where=changed)
+
+
+#: Keys per ``IN (...)`` list: well under SQLite's limit of bound variables per statement.
+_KEYS_PER_STATEMENT = 5000
 
 
 class _Bulk:
@@ -261,11 +267,6 @@ class Store:
                 deleted_at=None, deleted_run_id=None,
             )  # fmt: skip
             bulk = _Bulk(stmt, d, [*columns, "raw"])
-        elif what == "history":
-            stmt = spec.history.insert().values(
-                valid_from=self.run_ts, valid_from_run_id=self.run_id
-            )
-            bulk = _Bulk(stmt, d, columns)
         elif what == "close":
             h = spec.history
             stmt = (
@@ -322,7 +323,18 @@ class Store:
         )
         if close_keys:
             self._close_history(spec, close_keys)
-        self._prepared(spec.kind, "history").execute(self.conn, rows)
+        # History is copied in SQL from the rows just stored: no second trip of every row through
+        # Python parameter processing (JSON and times), and history equals the current row exactly.
+        t = spec.table
+        columns = [spec.key, *spec.tracked]
+        stamp = (literal(self.run_ts, UTCDateTime()), literal(self.run_id, Integer()))
+        insert = spec.history.insert()
+        for start in range(0, len(rows), _KEYS_PER_STATEMENT):
+            keys = [row[spec.key] for row in rows[start : start + _KEYS_PER_STATEMENT]]
+            source = select(*(t.c[c] for c in columns), *stamp).where(spec.key_column.in_(keys))
+            self.conn.execute(
+                insert.from_select([*columns, "valid_from", "valid_from_run_id"], source)
+            )
         self._prepared(spec.kind, "changes").execute(self.conn, change_rows)
 
     def _close_history(self, spec: KindSpec, keys: Iterable[Any]) -> None:

@@ -138,7 +138,7 @@ def test_every_kind_has_bulk_statements(db_url: str) -> None:
         run_id, run_ts = runs.start_run(conn, {})
         store = Store(conn, run_id, run_ts)
         for kind in SPECS:
-            for what in ("upsert", "history", "close", "changes", "seen"):
+            for what in ("upsert", "close", "changes", "seen"):
                 assert store._prepared(kind, what).sql
         conn.rollback()
     finally:
