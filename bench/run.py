@@ -310,7 +310,7 @@ def run_sync_process(
     elapsed = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"sync failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     out["process_wall"] = elapsed
     return out
 
