@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -264,6 +264,7 @@ class _Run:
         scoped: Sequence[dict[str, Any]] | None,
         eval_refs: Sequence[str],
         listing: Iterator[list[dict[str, Any]]] | None,
+        prefetched: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         """Run the walk to its end, writing batches; returns when every task has finished."""
         batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
@@ -290,7 +291,7 @@ class _Run:
         with self.pending_lock:
             self.pending += 1  # held until start() has submitted everything
         try:
-            self.walker.start(scoped, eval_refs, first_listing=listing)
+            self.walker.start(scoped, eval_refs, first_listing=listing, prefetched=prefetched)
         finally:
             self.release()
         while True:
@@ -309,8 +310,9 @@ class _Run:
                 break
             if isinstance(event, Record):
                 batches[event.kind].append(event.row)
-                self.notify("record", kind=event.kind, row=event.row,
-                            api_calls=self.client.calls_made)
+                self.notify(
+                    "record", kind=event.kind, row=event.row, api_calls=self.client.calls_made
+                )
                 if len(batches[event.kind]) >= self.options.batch_size:
                     flush((event.kind,))
             elif isinstance(event, ScopeDone):
@@ -428,6 +430,7 @@ def run_sync(
                 run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
             )
             listing = None if scoped is not None else run.walker.open_set_listing(system=False)
+            prefetched = run.walker.resolve_eval_exports(new_refs)
             db.ensure_schema(conn, options.migrate)
             if runs.repair_aborted(conn):
                 conn.commit()
@@ -450,7 +453,7 @@ def run_sync(
                         conn.execute(
                             tracked_eval_exports.insert().values(export_ref=ref, added_at=run_ts)
                         )
-                run.drive(store, scoped, refs, listing)
+                run.drive(store, scoped, refs, listing, prefetched)
                 run.shutdown()
                 for kind in KINDS:
                     run.counts[f"{kind}_seen"] = store.seen_count(kind)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -109,6 +109,22 @@ class Walker:
                 raise
         return found
 
+    def resolve_eval_exports(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Fetch each ``--eval-export-id`` given now, before the run, so a wrong one is refused
+        instead of being remembered forever; the walk reuses the answers (no second call)."""
+        found = {}
+        for ref in refs:
+            try:
+                found[ref] = self.client.call_v1(EVAL_EXPORT_PATH, normalize.eval_ref_body(ref))
+            except ApiError as exc:
+                if exc.is_not_found:
+                    raise ConfigError(
+                        f"unknown --eval-export-id {ref!r}: the API has no evaluation export "
+                        "with that id"
+                    ) from None
+                raise
+        return found
+
     def open_set_listing(self, system: bool) -> Iterator[list[dict[str, Any]]]:
         """The set listing with its first page already fetched, so a failure shows before a run."""
         pages = self._set_pages(system)
@@ -125,6 +141,7 @@ class Walker:
         scoped_sets: Sequence[dict[str, Any]] | None,
         eval_refs: Sequence[str],
         first_listing: Iterator[list[dict[str, Any]]] | None = None,
+        prefetched: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         """Submit the first tasks; each submits the ones its answer makes necessary."""
         if scoped_sets is None:
@@ -136,7 +153,7 @@ class Walker:
             for obj in scoped_sets:
                 self.submit(partial(self._scoped_set, obj))
         for ref in eval_refs:
-            self.submit(partial(self._eval_export, ref))
+            self.submit(partial(self._eval_export, ref, (prefetched or {}).get(ref)))
 
     # -- tasks ------------------------------------------------------------
 
@@ -176,8 +193,9 @@ class Walker:
         if complete:
             self.emit(done)
 
-    def _describe_set(self, set_id: str, system: bool, progress: _SetProgress,
-                      done: ScopeDone) -> None:
+    def _describe_set(
+        self, set_id: str, system: bool, progress: _SetProgress, done: ScopeDone
+    ) -> None:
         ok = True
         try:
             obj = self.client.call("DescribeModelSet", {"modelSetId": set_id})
@@ -271,10 +289,11 @@ class Walker:
         if complete:
             self.emit(ScopeDone("compression_task", source_model_id or ALL_COMPRESSION_TASKS))
 
-    def _eval_export(self, ref: str) -> None:
+    def _eval_export(self, ref: str, obj: dict[str, Any] | None = None) -> None:
         call = "EvalResultExportInfo"
         try:
-            obj = self.client.call_v1(EVAL_EXPORT_PATH, normalize.eval_ref_body(ref))
+            if obj is None:
+                obj = self.client.call_v1(EVAL_EXPORT_PATH, normalize.eval_ref_body(ref))
             self.emit(Record("eval_result_export", normalize.eval_result_export_row(obj)))
         except ApiError as exc:
             if not exc.is_not_found:

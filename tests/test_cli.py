@@ -93,3 +93,27 @@ def test_wrong_secret_on_an_empty_database_creates_nothing(db_url: str) -> None:
     with engine.connect() as conn:
         assert inspect(conn).get_table_names() == []  # not even migrated
     engine.dispose()
+
+
+def test_unknown_eval_export_id_is_refused_and_not_remembered(db_url: str) -> None:
+    from sqlalchemy import func, select
+
+    from catalog import db
+    from catalog.schema import sync_runs, tracked_eval_exports
+
+    with fake_console() as server:
+        env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK,
+               "QIANFAN_CONSOLE_API_BASE_URL": server.url}
+        runner = CliRunner()
+        assert runner.invoke(cli, ["--database-url", db_url, "sync", "--qps", "0"],
+                             env=env).exit_code == 0
+        result = runner.invoke(
+            cli, ["--database-url", db_url, "sync", "--eval-export-id", "987654"], env=env
+        )
+    assert result.exit_code == 4, result.output
+    assert "unknown --eval-export-id '987654'" in result.output
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tracked_eval_exports)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(sync_runs)).scalar() == 1
+    engine.dispose()
