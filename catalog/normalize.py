@@ -13,6 +13,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sqlalchemy import BigInteger, Integer, String
+
+from catalog.schema import metadata
+
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 _TIME_RE = re.compile(
@@ -121,6 +125,38 @@ def _field(obj: Mapping[str, Any], name: str, conv: Callable[[Any], Any]) -> Any
         raise NormalizeError(f"{name}: {exc}") from None
 
 
+def _limit(column: Any) -> int | None:
+    """The largest length (text) or magnitude (integers) a column takes on PostgreSQL."""
+    if isinstance(column.type, String) and column.type.length:
+        return int(column.type.length)
+    if isinstance(column.type, BigInteger):
+        return 2**63 - 1
+    if isinstance(column.type, Integer):
+        return 2**31 - 1
+    return None
+
+
+#: Per table, the columns PostgreSQL bounds (SQLite does not): length of text, size of integers.
+_LIMITS = {
+    table.name: [(c.name, limit) for c in table.columns if (limit := _limit(c)) is not None]
+    for table in metadata.tables.values()
+}
+
+
+def _fits(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a value its column cannot hold, here, as a malformed answer for this entity only.
+
+    Left to the database, it would fail the whole batch on PostgreSQL (and pass on SQLite).
+    """
+    for name, limit in _LIMITS[table]:
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise NormalizeError(f"{name}: {len(value)} characters, more than the {limit} allowed")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limit:
+            raise NormalizeError(f"{name}: {value} is out of range")
+    return row
+
+
 def _require_id(obj: Mapping[str, Any], name: str) -> str:
     value = obj.get(name)
     if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
@@ -132,19 +168,22 @@ def model_set_row(obj: Mapping[str, Any], is_system: bool) -> dict[str, Any]:
     model_ids = obj.get("modelIds") or []
     if not isinstance(model_ids, list):
         raise NormalizeError("modelIds: expected a list")
-    return {
-        "model_set_id": _require_id(obj, "modelSetId"),
-        "model_set_name": _field(obj, "modelSetName", _text),
-        "source": _field(obj, "source", _text),
-        "model_type": _field(obj, "modelType", _text),
-        "is_system": is_system,
-        "labels": obj.get("labels"),
-        "description": _field(obj, "description", _text),
-        "model_ids": [str(m) for m in model_ids],
-        "create_time": parse_time(obj.get("createTime"), "createTime"),
-        "modify_time": parse_time(obj.get("modifyTime"), "modifyTime"),
-        "raw": dict(obj),
-    }
+    return _fits(
+        "model_sets",
+        {
+            "model_set_id": _require_id(obj, "modelSetId"),
+            "model_set_name": _field(obj, "modelSetName", _text),
+            "source": _field(obj, "source", _text),
+            "model_type": _field(obj, "modelType", _text),
+            "is_system": is_system,
+            "labels": obj.get("labels"),
+            "description": _field(obj, "description", _text),
+            "model_ids": [str(m) for m in model_ids],
+            "create_time": parse_time(obj.get("createTime"), "createTime"),
+            "modify_time": parse_time(obj.get("modifyTime"), "modifyTime"),
+            "raw": dict(obj),
+        },
+    )
 
 
 def model_version_row(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,56 +192,62 @@ def model_version_row(obj: Mapping[str, Any]) -> dict[str, Any]:
     trivial = _obj(limits.get("trivial"))
     reranker = _obj(limits.get("reranker"))
     advanced = _obj(obj.get("advancedSettings"))
-    return {
-        "model_id": _require_id(obj, "modelId"),
-        "model_set_id": _field(obj, "modelSetId", _text),
-        "model_set_name": _field(obj, "modelSetName", _text),
-        "model_name": _field(obj, "modelName", _text),
-        "model": _field(obj, "model", _text),
-        "status": _field(obj, "status", _text) or _field(obj, "state", _text),
-        "description": _field(obj, "description", _text),
-        "source_type": _field(source, "sourceType", _text),
-        "train_task_id": _field(source, "trainTaskId", _text),
-        "acceleration_task_id": _field(source, "accelerationTaskId", _text),
-        "import_model_version_bos_url": _field(source, "importModelVersionBosUrl", _text),
-        "model_application_type": _field(obj, "modelApplicationType", _text),
-        "input_tokens": _field(trivial, "inputTokens", _int),
-        "output_tokens": _field(trivial, "outputTokens", _int),
-        "character_limit": _field(trivial, "characterLimit", _int),
-        "query_tokens": _field(reranker, "queryTokens", _int),
-        "query_character_limit": _field(reranker, "queryCharacterLimit", _int),
-        "document_tokens": _field(reranker, "documentTokens", _int),
-        "document_character_limit": _field(reranker, "documentCharacterLimit", _int),
-        "is_support_deploy": _field(obj, "isSupportDeploy", _bool),
-        "is_support_model_comp": _field(obj, "isSupportModelComp", _bool),
-        "is_support_evaluation": _field(obj, "isSupportEvaluation", _bool),
-        "sampling_strategy": _field(advanced, "samplingStrategy", _text),
-        "num_beams": _field(advanced, "numBeams", _int),
-        "top_logprobs": _field(advanced, "topLogprobs", _int),
-        "model_comp_configs": obj.get("modelCompConfigs"),
-        "create_time": parse_time(obj.get("createTime"), "createTime"),
-        "modify_time": parse_time(obj.get("modifyTime"), "modifyTime"),
-        "raw": dict(obj),
-    }
+    return _fits(
+        "model_versions",
+        {
+            "model_id": _require_id(obj, "modelId"),
+            "model_set_id": _field(obj, "modelSetId", _text),
+            "model_set_name": _field(obj, "modelSetName", _text),
+            "model_name": _field(obj, "modelName", _text),
+            "model": _field(obj, "model", _text),
+            "status": _field(obj, "status", _text) or _field(obj, "state", _text),
+            "description": _field(obj, "description", _text),
+            "source_type": _field(source, "sourceType", _text),
+            "train_task_id": _field(source, "trainTaskId", _text),
+            "acceleration_task_id": _field(source, "accelerationTaskId", _text),
+            "import_model_version_bos_url": _field(source, "importModelVersionBosUrl", _text),
+            "model_application_type": _field(obj, "modelApplicationType", _text),
+            "input_tokens": _field(trivial, "inputTokens", _int),
+            "output_tokens": _field(trivial, "outputTokens", _int),
+            "character_limit": _field(trivial, "characterLimit", _int),
+            "query_tokens": _field(reranker, "queryTokens", _int),
+            "query_character_limit": _field(reranker, "queryCharacterLimit", _int),
+            "document_tokens": _field(reranker, "documentTokens", _int),
+            "document_character_limit": _field(reranker, "documentCharacterLimit", _int),
+            "is_support_deploy": _field(obj, "isSupportDeploy", _bool),
+            "is_support_model_comp": _field(obj, "isSupportModelComp", _bool),
+            "is_support_evaluation": _field(obj, "isSupportEvaluation", _bool),
+            "sampling_strategy": _field(advanced, "samplingStrategy", _text),
+            "num_beams": _field(advanced, "numBeams", _int),
+            "top_logprobs": _field(advanced, "topLogprobs", _int),
+            "model_comp_configs": obj.get("modelCompConfigs"),
+            "create_time": parse_time(obj.get("createTime"), "createTime"),
+            "modify_time": parse_time(obj.get("modifyTime"), "modifyTime"),
+            "raw": dict(obj),
+        },
+    )
 
 
 def compression_task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
     config = _obj(obj.get("config"))
-    return {
-        "task_id": _require_id(obj, "id"),
-        "name": _field(obj, "name", _text),
-        "description": _field(obj, "description", _text),
-        "status": _field(obj, "status", _text) or _field(obj, "state", _text),
-        "source_model_id": _field(obj, "sourceModelId", _text),
-        "model_id": _field(obj, "modelId", _text),
-        "strategy": _field(config, "strategy", _text),
-        "quant_conf": _field(config, "quantConf", _text),
-        "sparsity_ratio": _field(config, "sparsityRatio", _float),
-        "config": obj.get("config"),
-        "create_time": parse_time(obj.get("createTime"), "createTime"),
-        "finish_time": parse_time(obj.get("finishTime"), "finishTime"),
-        "raw": dict(obj),
-    }
+    return _fits(
+        "compression_tasks",
+        {
+            "task_id": _require_id(obj, "id"),
+            "name": _field(obj, "name", _text),
+            "description": _field(obj, "description", _text),
+            "status": _field(obj, "status", _text) or _field(obj, "state", _text),
+            "source_model_id": _field(obj, "sourceModelId", _text),
+            "model_id": _field(obj, "modelId", _text),
+            "strategy": _field(config, "strategy", _text),
+            "quant_conf": _field(config, "quantConf", _text),
+            "sparsity_ratio": _field(config, "sparsityRatio", _float),
+            "config": obj.get("config"),
+            "create_time": parse_time(obj.get("createTime"), "createTime"),
+            "finish_time": parse_time(obj.get("finishTime"), "finishTime"),
+            "raw": dict(obj),
+        },
+    )
 
 
 def model_export_row(model_id: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -210,36 +255,42 @@ def model_export_row(model_id: str, obj: Mapping[str, Any]) -> dict[str, Any] | 
     has_record = _field(obj, "hasRecord", _bool)
     if has_record is False:
         return None
-    return {
-        "model_id": model_id,
-        "export_id": _field(obj, "exportId", _text),
-        # The documents name this field ``status``; their examples and the service say ``state``.
-        "state": _field(obj, "state", _text) or _field(obj, "status", _text),
-        "file_name": _field(obj, "fileName", _text),
-        "file_type": _field(obj, "fileType", _text),
-        "md5": _field(obj, "md5", _text),
-        "file_size": _field(obj, "fileSize", _int),
-        "download_url": stable_url(obj.get("downloadUrl")),
-        "raw": dict(obj),
-    }
+    return _fits(
+        "model_exports",
+        {
+            "model_id": model_id,
+            "export_id": _field(obj, "exportId", _text),
+            # The documents say ``status``; their examples and the service say ``state``.
+            "state": _field(obj, "state", _text) or _field(obj, "status", _text),
+            "file_name": _field(obj, "fileName", _text),
+            "file_type": _field(obj, "fileType", _text),
+            "md5": _field(obj, "md5", _text),
+            "file_size": _field(obj, "fileSize", _int),
+            "download_url": stable_url(obj.get("downloadUrl")),
+            "raw": dict(obj),
+        },
+    )
 
 
 def eval_result_export_row(obj: Mapping[str, Any]) -> dict[str, Any]:
     export_id = _field(obj, "exportID", _int)
     if export_id is None:
         raise NormalizeError("exportID: missing")
-    return {
-        "export_id": export_id,
-        "export_id_str": _field(obj, "exportIDStr", _text),
-        "record_id": _field(obj, "id", _int),
-        "record_id_str": _field(obj, "idStr", _text),
-        "state": _field(obj, "state", _text) or _field(obj, "status", _text),
-        "export_type": _field(obj, "exportType", _text),
-        "volume_id": _field(obj, "volumeId", _text),
-        "export_path": _field(obj, "exportPath", _text),
-        "download_url": stable_url(obj.get("downloadUrl")),
-        "raw": dict(obj),
-    }
+    return _fits(
+        "eval_result_exports",
+        {
+            "export_id": export_id,
+            "export_id_str": _field(obj, "exportIDStr", _text),
+            "record_id": _field(obj, "id", _int),
+            "record_id_str": _field(obj, "idStr", _text),
+            "state": _field(obj, "state", _text) or _field(obj, "status", _text),
+            "export_type": _field(obj, "exportType", _text),
+            "volume_id": _field(obj, "volumeId", _text),
+            "export_path": _field(obj, "exportPath", _text),
+            "download_url": stable_url(obj.get("downloadUrl")),
+            "raw": dict(obj),
+        },
+    )
 
 
 _EVAL_REF = re.compile(r"^(?:\d{1,18}|amemt-[a-z0-9]{1,32})$")

@@ -207,7 +207,6 @@ class _Run:
         self.aborting = False
         self.counts: Counter[str] = Counter()
         self.failures = 0
-        self.first_fatal: Failure | None = None
         self.whole_listings: set[tuple[str, str]] = set()
         self.walker = Walker(
             client,
@@ -327,11 +326,8 @@ class _Run:
                     "error", call=event.call, entity_id=event.entity_id, message=event.message
                 )
                 if event.fatal:
-                    self.first_fatal = event
                     flush(KINDS)
-                    raise RunFailed(
-                        event.message,
-                    )
+                    raise RunFailed(event.message)
         flush(KINDS)
 
     def shutdown(self) -> None:

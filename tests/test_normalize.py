@@ -115,3 +115,17 @@ def test_bad_eval_refs(ref: str) -> None:
 def test_eval_body_types() -> None:
     assert normalize.eval_ref_body("96") == {"exportID": 96}
     assert normalize.eval_ref_body("amemt-x1") == {"exportID": "amemt-x1"}
+
+
+def test_values_a_column_cannot_hold_are_refused_here() -> None:
+    with pytest.raises(normalize.NormalizeError, match="status: 100 characters"):
+        normalize.compression_task_row({"id": "amva-1", "status": "x" * 100})
+    with pytest.raises(normalize.NormalizeError, match="task_id"):
+        normalize.compression_task_row({"id": "amva-" + "9" * 80})
+    with pytest.raises(normalize.NormalizeError, match="file_size: .* out of range"):
+        normalize.model_export_row("amv-1", {"hasRecord": True, "fileSize": 2**64})
+    with pytest.raises(normalize.NormalizeError, match="num_beams"):
+        normalize.model_version_row({"modelId": "amv-1", "advancedSettings": {"numBeams": 2**40}})
+    long_text = "名" * 10_000  # unbounded text columns take 10 KB strings as they are
+    row = normalize.compression_task_row({"id": "amva-1", "name": long_text})
+    assert row["name"] == long_text

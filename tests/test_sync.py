@@ -106,3 +106,16 @@ def test_scoped_sync_walks_only_that_model_set(db_url: str) -> None:
     assert set(stored["model_version"]) == versions
     assert {r["source_model_id"] for r in stored["compression_task"].values()} <= versions
     assert summary.status == "success"
+
+
+def test_a_value_too_long_for_its_column_fails_that_entity_only(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=11, model_sets=2, comp_tasks=12, eval_exports=0)
+    bad = catalog.keys("compression_task")[3]
+    with catalog.lock:
+        catalog._items["compression_task"][bad]["status"] = "s" * 200
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server)
+    assert summary.status == "partial"
+    assert summary.errors == 1
+    stored = stored_rows(db_url)["compression_task"]
+    assert bad not in stored and len(stored) == 11
