@@ -15,7 +15,6 @@ Fixtures
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,15 +54,6 @@ def _sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/catalog.db"
 
 
-def _fresh_pg_database(server: PostgresServer) -> Iterator[str]:
-    name = f"test_{uuid.uuid4().hex}"
-    server.create_database(name)
-    try:
-        yield server.url(name)
-    finally:
-        server.drop_database(name)
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     # Its own subdirectory, so a test using both sqlite_url and db_url gets two databases.
@@ -74,7 +64,8 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def pg_url(pg_server: PostgresServer) -> Iterator[str]:
-    yield from _fresh_pg_database(pg_server)
+    with pg_server.fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(
@@ -87,4 +78,5 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     # Looked up here, not declared as an argument, so SQLite-only runs never start a server.
     server: PostgresServer = request.getfixturevalue("pg_server")
-    yield from _fresh_pg_database(server)
+    with server.fresh_database() as url:
+        yield url

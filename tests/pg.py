@@ -23,6 +23,8 @@ import stat
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -290,6 +292,16 @@ class PostgresServer:
         if self._server_version is None:
             self._server_version = self._query_version()
         return self._server_version
+
+    @contextlib.contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """A new empty database for the ``with`` block: its URL; dropped after."""
+        name = f"test_{uuid.uuid4().hex}"
+        self.create_database(name)
+        try:
+            yield self.url(name)
+        finally:
+            self.drop_database(name)
 
     def create_database(self, name: str) -> None:
         with self._connect() as conn:

@@ -9,7 +9,6 @@ import io
 import json
 import random
 import re
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,12 +40,8 @@ def known_db(request: pytest.FixtureRequest,
         yield f"sqlite:///{tmp_path_factory.mktemp('queries')}/catalog.db"
         return
     server: PostgresServer = request.getfixturevalue("pg_server")
-    name = f"test_{uuid.uuid4().hex}"
-    server.create_database(name)
-    try:
-        yield server.url(name)
-    finally:
-        server.drop_database(name)
+    with server.fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
