@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from typing import Any
 
@@ -31,7 +33,7 @@ class CatalogGroup(click.Group):
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             _fail(ctx, f"database error: {reason}", ExitCode.DATABASE)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
             raise
         except Exception as exc:
             _fail(
@@ -513,7 +515,13 @@ def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None
 
 
 def main() -> None:
-    cli(prog_name="qianfan-catalog")
+    try:
+        cli(prog_name="qianfan-catalog")
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not worth a message. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(int(ExitCode.FAILED))
 
 
 if __name__ == "__main__":  # pragma: no cover
