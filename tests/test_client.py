@@ -370,3 +370,24 @@ def test_paging_over_http() -> None:
         assert client.calls_made == 3
     assert got == ["t0", "t1", "t2", "t3", "t4"]
     assert [s.json().get("marker") for s in stub.seen] == [None, "2", "4"]
+
+
+def test_retry_after_holds_the_shared_limiter() -> None:
+    class HoldingLimiter(RateLimiter):
+        def __init__(self) -> None:
+            super().__init__(qps=0)
+            self.holds: list[float] = []
+
+        def hold(self, seconds: float) -> None:
+            self.holds.append(seconds)
+
+    limiter = HoldingLimiter()
+    throttled = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow"},
+                      {"Retry-After": "3"})
+    busy = Reply(500, {"requestId": "r", "code": "InternalError", "message": "oops"})
+    rec = Recorder()
+    with StubServer([throttled, busy, ok({})]) as stub, make_client(
+        stub.url, rec, limiter=limiter
+    ) as client:
+        client.call("DescribeModel", {})
+    assert limiter.holds == [3.0]  # only the answer that said Retry-After holds everyone

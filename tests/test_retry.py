@@ -297,3 +297,22 @@ def test_rate_limiter_loses_no_reservation_across_threads() -> None:
 def test_rate_limiter_rejects_zero_burst() -> None:
     with pytest.raises(ValueError):
         RateLimiter(qps=1.0, burst=0)
+
+
+def test_rate_limiter_hold_makes_the_next_caller_wait() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(qps=10.0, burst=1, clock=fake.clock, sleep=fake.sleep)
+    assert limiter.acquire() == 0.0
+    limiter.hold(2.0)
+    assert limiter.acquire() == pytest.approx(2.1)  # the hold, then this call's own token
+    assert limiter.acquire() == pytest.approx(0.1)  # then the normal pace again
+
+
+def test_rate_limiter_hold_is_a_no_op_when_unlimited_or_zero() -> None:
+    fake = FakeTime()
+    unlimited = RateLimiter(qps=0, clock=fake.clock, sleep=fake.sleep)
+    unlimited.hold(5.0)
+    assert unlimited.acquire() == 0.0
+    paced = RateLimiter(qps=1.0, clock=fake.clock, sleep=fake.sleep)
+    paced.hold(0)
+    assert paced.acquire() == 0.0

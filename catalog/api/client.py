@@ -239,6 +239,8 @@ class ConsoleClient:
             return parse_answer(name, response.status_code, response.headers, response.content)
 
         def announce(number: int, delay: float, error: ApiError) -> None:
+            if error.retry_after is not None and self.limiter is not None:
+                self.limiter.hold(delay)  # the server asked us, not just this call, to wait
             if self.on_event is not None:
                 self.on_event(
                     "retry", {"call": name, "attempt": number, "delay": delay, "error": str(error)}

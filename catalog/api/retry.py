@@ -211,6 +211,20 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"RateLimiter(qps={self.qps}, burst={self.burst})"
 
+    def hold(self, seconds: float) -> None:
+        """Make every caller wait ``seconds`` from now.
+
+        When the server answers one worker with ``Retry-After``, the others would otherwise keep
+        sending at full rate and collect 429s of their own until they too back off.
+        """
+        if self.qps <= 0 or seconds <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            tokens = min(float(self.burst), self._tokens + max(now - self._last, 0.0) * self.qps)
+            self._last = now
+            self._tokens = min(tokens, -seconds * self.qps)
+
     def acquire(self) -> float:
         """Block until a request may be sent; returns the seconds slept (0.0 when unlimited)."""
         if self.qps <= 0:
