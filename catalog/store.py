@@ -393,8 +393,8 @@ class Store:
                 .values(deleted_at=self.run_ts, deleted_run_id=self.run_id)
             )
             self._close_history(spec, keys)
-            self.conn.execute(
-                changes.insert(),
+            self._prepared(kind, "changes").execute(
+                self.conn,
                 [
                     self._change(
                         kind, row[spec.key], "delete", None, self._tracked(spec, row), None

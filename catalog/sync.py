@@ -430,7 +430,8 @@ def run_sync(
             db.ensure_schema(conn, options.migrate)
             if runs.repair_aborted(conn):
                 conn.commit()
-            refs = list(dict.fromkeys([*_tracked_refs(conn), *new_refs]))
+            tracked = _tracked_refs(conn)
+            refs = list(dict.fromkeys([*tracked, *new_refs]))
             scope = {
                 "model_sets": list(options.model_sets),
                 "include_system": options.include_system,
@@ -443,9 +444,8 @@ def run_sync(
             summary = RunSummary(run_id, "running", dry_run=options.dry_run)
             try:
                 store = Store(conn, run_id, run_ts)
-                known = set(_tracked_refs(conn))
-                for ref in new_refs:
-                    if ref not in known:
+                for ref in dict.fromkeys(new_refs):
+                    if ref not in tracked:
                         conn.execute(
                             tracked_eval_exports.insert().values(export_ref=ref, added_at=run_ts)
                         )
