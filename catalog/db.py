@@ -130,10 +130,9 @@ def current_revision(connection: Connection) -> str | None:
 def schema_state(connection: Connection) -> str:
     """``current``, ``behind`` (migrations pending, incl. an empty database) or ``ahead``."""
     current = current_revision(connection)
-    head = head_revision()
-    if current == head:
-        return "current"
     script = ScriptDirectory.from_config(alembic_config())
+    if current == script.get_current_head():
+        return "current"
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
         return "ahead"
