@@ -286,7 +286,13 @@ def _sync_child(args: argparse.Namespace) -> None:
 
 
 def run_sync_process(
-    url: str, base_url: str, eval_ids: list[str], qps: float, workers: int, batch_size: int
+    url: str,
+    base_url: str,
+    eval_ids: list[str],
+    qps: float,
+    workers: int,
+    batch_size: int,
+    commit_interval: float,
 ) -> dict[str, Any]:
     opts = {
         "database_url": url,
@@ -297,6 +303,7 @@ def run_sync_process(
         "qps": qps,
         "workers": workers,
         "batch_size": batch_size,
+        "commit_interval": commit_interval,
         "page_size": PAGE_SIZE,
         "include_system": False,
     }
@@ -345,7 +352,13 @@ def one_step(
     ask(pipe, "reset")
     before = table_counts(url)
     res = run_sync_process(
-        url, info["url"], info["eval_ids"], args.qps, args.workers, args.batch_size
+        url,
+        info["url"],
+        info["eval_ids"],
+        args.qps,
+        args.workers,
+        args.batch_size,
+        args.commit_interval,
     )
     after = table_counts(url)
     stats = ask(pipe, "stats")
@@ -468,7 +481,9 @@ def task_rows(n: int, seed: int) -> list[dict[str, Any]]:
         return [normalize.compression_task_row(item) for item in catalog.items("compression_task")]
 
 
-def db_pass(url: str, rows: list[dict[str, Any]], batch: int, label: str) -> dict[str, Any]:
+def db_pass(
+    url: str, rows: list[dict[str, Any]], batch: int, label: str, commit_interval: float
+) -> dict[str, Any]:
     from catalog import db, runs
     from catalog.store import Store
 
@@ -479,6 +494,7 @@ def db_pass(url: str, rows: list[dict[str, Any]], batch: int, label: str) -> dic
         run_id, run_ts = runs.start_run(conn, {})
         conn.commit()
         store = Store(conn, run_id, run_ts)
+        pacer = db.CommitPacer(conn.commit, commit_interval)  # as the sync's writer commits
         counts: Counter[str] = Counter()
         t0, c0 = time.perf_counter(), time.process_time()
         for start in range(0, len(rows), batch):
@@ -486,7 +502,8 @@ def db_pass(url: str, rows: list[dict[str, Any]], batch: int, label: str) -> dic
             counts["inserted"] += len(res.inserted)
             counts["updated"] += len(res.updated)
             counts["unchanged"] += res.unchanged
-            conn.commit()
+            pacer.wrote()
+        pacer.now()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         runs.finish_run(conn, run_id, "success", {}, 0, 0, 0, None)
         conn.commit()
@@ -534,7 +551,7 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
                 ("nochange", rows),
                 ("all-changed", changed_rows(rows)),
             ):
-                r = db_pass(url, data, args.batch_size, label)
+                r = db_pass(url, data, args.batch_size, label, args.commit_interval)
                 r["db"] = db
                 print(
                     f"  {db:10} {label:12} {r['rows']} rows in {r['seconds']}s "
@@ -546,7 +563,13 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
             if args.profile:
                 prof.disable()
                 pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
-    return {"mode": "db", "tasks": args.tasks, "batch_size": args.batch_size, "results": results}
+    return {
+        "mode": "db",
+        "tasks": args.tasks,
+        "batch_size": args.batch_size,
+        "commit_interval": args.commit_interval,
+        "results": results,
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -567,6 +590,9 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--db", default="sqlite,postgresql", help="comma list: sqlite,postgresql")
         sp.add_argument("--seed", type=int, default=7)
         sp.add_argument("--batch-size", type=int, default=500, help="the sync's --batch-size")
+        sp.add_argument(
+            "--commit-interval", type=float, default=1.0, help="the sync's --commit-interval"
+        )
         sp.add_argument("--out", help="JSON file (default bench/results/<mode>-<time>.json)")
 
     def catalog_args(sp: argparse.ArgumentParser) -> None:

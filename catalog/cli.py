@@ -179,7 +179,13 @@ def _sync_options(f: Any) -> Any:
             "--batch-size",
             type=click.IntRange(1, 10000),
             default=500,
-            help="Rows per database transaction.",
+            help="Rows per kind written together.",
+        ),
+        click.option(
+            "--commit-interval",
+            type=click.FloatRange(0),
+            default=1.0,
+            help="Seconds between commits of written batches (0: commit every batch).",
         ),
         click.option(
             "--lock-timeout",
@@ -230,6 +236,7 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> Any:
         workers=kw["workers"],
         qps=kw["qps"],
         batch_size=kw["batch_size"],
+        commit_interval=kw["commit_interval"],
         max_delete_share=kw["max_delete_share"],
         allow_mass_delete=kw["allow_mass_delete"],
         dry_run=kw.get("dry_run", False),

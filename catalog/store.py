@@ -4,10 +4,11 @@ Per batch the store reads the stored versions of just that batch's keys (one key
 memory is bounded by the batch, not the catalog), decides per row whether it is new, changed, back
 from deletion or unchanged, and writes only what changed, in bulk: one upsert (guarded by
 ``IS DISTINCT FROM`` so the database itself never rewrites an unchanged row), one history close,
-one history insert, one change insert. Unchanged rows cost a read and nothing else.
+one history insert, one change insert. Unchanged rows cost a read and a temporary row.
 
-Which entities a run saw is kept in a connection-local temporary table, so deletion is decided in
-SQL at the end of a walk without writing anything to the catalog's own tables for unchanged rows.
+Which entities a run saw is decided in SQL at the end of a walk: a row this run wrote carries the
+run in ``last_seen_run_id``, and the keys of rows found unchanged go to a connection-local
+temporary table, so unchanged rows write nothing to the catalog's own tables.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    bindparam,
     cast,
     func,
     literal,
@@ -141,13 +141,23 @@ class _Bulk:
             else:
                 value = bind.value
                 self.slots.append((None, processor(value) if processor else value, None))
-        # The fast path: row values first, constants after (how every statement here is built).
-        n_keys = sum(1 for key, _, _ in self.slots if key is not None)
-        self.fast = all(key is not None for key, _, _ in self.slots[:n_keys]) and n_keys > 1
-        keys_in_order = [key for key, _, _ in self.slots[:n_keys] if key is not None]
-        self.getter = itemgetter(*keys_in_order) if self.fast else None
-        self.procs = [(i, proc) for i, (_, _, proc) in enumerate(self.slots[:n_keys]) if proc]
-        self.consts = tuple(const for _, const, _ in self.slots[n_keys:])
+        # The fast path: constants before and after one run of row values (how every statement
+        # here compiles: run stamps lead in ``changes``, bookkeeping trails in the upserts).
+        is_key = [key is not None for key, _, _ in self.slots]
+        first = is_key.index(True) if True in is_key else 0
+        n_keys = sum(is_key)
+        self.fast = n_keys > 0 and all(is_key[first : first + n_keys])
+        keys_in_order = [key for key, _, _ in self.slots[first : first + n_keys] if key]
+        self.getter: Callable[[Mapping[str, Any]], Any] | None = None
+        if self.fast:
+            self.getter = (
+                itemgetter(*keys_in_order) if n_keys > 1 else _single(keys_in_order[0])
+            )
+        self.procs = [
+            (i, proc) for i, (_, _, proc) in enumerate(self.slots[first : first + n_keys]) if proc
+        ]
+        self.before = tuple(const for _, const, _ in self.slots[:first])
+        self.after = tuple(const for _, const, _ in self.slots[first + n_keys :])
 
     def _values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         if self.getter is not None:
@@ -158,21 +168,28 @@ class _Bulk:
             else:
                 for i, proc in self.procs:
                     values[i] = proc(values[i])
-                return (*values, *self.consts)
+                return (*self.before, *values, *self.after)
         return tuple(
             const if key is None else (proc(row.get(key)) if proc else row.get(key))
             for key, const, proc in self.slots
         )
 
-    def execute(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    def execute(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Run for every row; returns the rows changed (both drivers sum them over executemany)."""
         values = self._values
         if self.positional:
             params: list[Any] = [values(row) for row in rows]
         else:
             names = self.names
             params = [dict(zip(names, values(row), strict=True)) for row in rows]
-        if params:
-            conn.exec_driver_sql(self.sql, params)
+        if not params:
+            return 0
+        return int(conn.exec_driver_sql(self.sql, params).rowcount)
+
+
+def _single(key: str) -> Callable[[Mapping[str, Any]], tuple[Any]]:
+    """Like ``itemgetter(key)`` but a 1-tuple, as ``itemgetter`` gives for two keys or more."""
+    return lambda row: (row[key],)
 
 
 def _sqlite_utc(value: dt.datetime | None) -> str | None:
@@ -224,6 +241,7 @@ class Store:
         to_write: list[dict[str, Any]] = []
         change_rows: list[dict[str, Any]] = []
         close_keys: list[Any] = []
+        unchanged: list[Any] = []
         for key, row in latest.items():
             old = stored.get(key)
             if old is None:
@@ -239,7 +257,7 @@ class Store:
             else:
                 diff = [name for name in spec.tracked if old[name] != row.get(name)]
                 if not diff:
-                    result.unchanged += 1
+                    unchanged.append(key)
                     continue
                 result.updated.append(str(key))
                 close_keys.append(key)
@@ -248,9 +266,14 @@ class Store:
                     for name in diff
                 )
             to_write.append(row)
-        if to_write:
-            self._write(spec, to_write, close_keys, change_rows)
-        self._prepared(kind, "seen").execute(self.conn, [{"entity_key": str(k)} for k in latest])
+        result.unchanged = len(unchanged)
+        if to_write and self._write(spec, to_write, close_keys, change_rows) != len(to_write):
+            # The database judged a row unchanged after all (its guard is stricter than Python's
+            # comparison), so that row kept its old last_seen_run_id: mark the whole batch seen.
+            unchanged = list(latest)
+        self._prepared(kind, "seen").execute(
+            self.conn, [{"entity_key": str(key)} for key in unchanged]
+        )
         return result
 
     def _prepared(self, kind: str, what: str) -> _Bulk:
@@ -267,14 +290,6 @@ class Store:
                 deleted_at=None, deleted_run_id=None,
             )  # fmt: skip
             bulk = _Bulk(stmt, d, [*columns, "raw"])
-        elif what == "close":
-            h = spec.history
-            stmt = (
-                update(h)
-                .where(h.c[spec.key] == bindparam("k"), h.c.valid_to.is_(None))
-                .values(valid_to=self.run_ts, valid_to_run_id=self.run_id)
-            )
-            bulk = _Bulk(stmt, d, ["k"])
         elif what == "changes":
             stmt = changes.insert().values(run_id=self.run_id, changed_at=self.run_ts, kind=kind)
             bulk = _Bulk(stmt, d, ["entity_id", "operation", "field", "old_value", "new_value"])
@@ -316,9 +331,10 @@ class Store:
         rows: list[dict[str, Any]],
         close_keys: list[Any],
         change_rows: list[dict[str, Any]],
-    ) -> None:
+    ) -> int:
+        """Write what changed; returns how many entity rows the database actually wrote."""
         # Rows go to the statements as they are: each reads its own columns (missing ones: NULL).
-        self._prepared(spec.kind, "upsert").execute(
+        stored = self._prepared(spec.kind, "upsert").execute(
             self.conn, [row if "raw" in row else {**row, "raw": {}} for row in rows]
         )
         if close_keys:
@@ -336,9 +352,19 @@ class Store:
                 insert.from_select([*columns, "valid_from", "valid_from_run_id"], source)
             )
         self._prepared(spec.kind, "changes").execute(self.conn, change_rows)
+        return stored
 
-    def _close_history(self, spec: KindSpec, keys: Iterable[Any]) -> None:
-        self._prepared(spec.kind, "close").execute(self.conn, [{"k": key} for key in keys])
+    def _close_history(self, spec: KindSpec, keys: Sequence[Any]) -> None:
+        h = spec.history
+        for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+            self.conn.execute(
+                update(h)
+                .where(
+                    h.c[spec.key].in_(keys[start : start + _KEYS_PER_STATEMENT]),
+                    h.c.valid_to.is_(None),
+                )
+                .values(valid_to=self.run_ts, valid_to_run_id=self.run_id)
+            )
 
     # -- scopes and deletes ------------------------------------------------------------
 
@@ -351,13 +377,20 @@ class Store:
         """A subquery of the scope keys recorded for ``kind`` in this run."""
         return select(scopes.c.scope_key).where(scopes.c.kind == kind)
 
-    def unseen_in(self, spec: KindSpec, scope: ColumnElement[bool]) -> ColumnElement[bool]:
-        seen_keys = select(seen.c.entity_key).where(seen.c.kind == spec.kind)
-        return and_(
-            spec.table.c.deleted_at.is_(None),
-            cast(spec.key_column, String).not_in(seen_keys),
-            scope,
+    def _seen(self, spec: KindSpec) -> ColumnElement[bool]:
+        """'This run saw it': it wrote the row (new, changed, back) or found it unchanged.
+
+        Only unchanged keys go to the temporary table; a written row says so itself through its
+        ``last_seen_run_id``, which spares a temporary row per write on a full first sync.
+        """
+        unchanged = select(seen.c.entity_key).where(seen.c.kind == spec.kind)
+        return or_(
+            spec.table.c.last_seen_run_id == self.run_id,
+            cast(spec.key_column, String).in_(unchanged),
         )
+
+    def unseen_in(self, spec: KindSpec, scope: ColumnElement[bool]) -> ColumnElement[bool]:
+        return and_(spec.table.c.deleted_at.is_(None), ~self._seen(spec), scope)
 
     def unseen(self, kind: str, scope: ColumnElement[bool]) -> ColumnElement[bool]:
         """'Alive, in ``scope``, and not seen by this run': what a delete would mark."""
@@ -405,5 +438,6 @@ class Store:
         return len(doomed)
 
     def seen_count(self, kind: str) -> int:
-        stmt = select(func.count(func.distinct(seen.c.entity_key))).where(seen.c.kind == kind)
+        spec = SPECS[kind]
+        stmt = select(func.count()).select_from(spec.table).where(self._seen(spec))
         return int(self.conn.execute(stmt).scalar_one())

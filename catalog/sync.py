@@ -2,8 +2,10 @@
 
 Fetching is concurrent because the API's latency and rate limit set the pace; writing is not,
 because SQLite has one writer and history is simplest when one thread decides what changed.
-Every batch is one transaction, so a run killed at any point leaves whole batches behind, and
-deletions happen only at the end, in one transaction, inside scopes whose walk completed.
+The writer commits whole batches, at most once per ``commit_interval`` (a commit costs a WAL
+sync, which at one per small batch was most of a database-bound run), so a run killed at any point
+leaves whole batches behind, and deletions happen only at the end, in one transaction, inside
+scopes whose walk completed.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class SyncOptions:
     workers: int = 8
     qps: float = 10.0
     batch_size: int = 500
+    commit_interval: float = 1.0
     max_delete_share: float = 0.5
     allow_mass_delete: bool = False
     dry_run: bool = False
@@ -270,7 +273,9 @@ class _Run:
         scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
         errors: list[Failure] = []
 
-        def flush(kinds: Sequence[str]) -> None:
+        pacer = db.CommitPacer(self.commit, self.options.commit_interval)
+
+        def flush(kinds: Sequence[str], commit: bool = True) -> None:
             for kind in kinds:
                 rows, batches[kind] = batches[kind], []
                 if rows:
@@ -285,7 +290,10 @@ class _Run:
                     self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code
                 )
             errors.clear()
-            self.commit()
+            if commit:
+                pacer.now()
+            else:
+                pacer.wrote()
 
         with self.pending_lock:
             self.pending += 1  # held until start() has submitted everything
@@ -303,6 +311,7 @@ class _Run:
                 raise Interrupted(
                     "interrupted: stopped after the current batch; nothing was deleted"
                 )
+            pacer.idle()  # written batches wait at most commit_interval, even between batches
             if event is None:
                 continue
             if event is _DONE:
@@ -313,7 +322,7 @@ class _Run:
                     "record", kind=event.kind, row=event.row, api_calls=self.client.calls_made
                 )
                 if len(batches[event.kind]) >= self.options.batch_size:
-                    flush((event.kind,))
+                    flush((event.kind,), commit=False)
             elif isinstance(event, ScopeDone):
                 if event.kind == "model_set" or event.key == ALL_COMPRESSION_TASKS:
                     self.whole_listings.add((event.kind, event.key))

@@ -91,7 +91,8 @@ def test_sigkill_at_many_points_leaves_a_consistent_database(db_url: str) -> Non
         step = max(1, (total - 2) // 15)
         points: list[tuple[str, float]] = [("call", n) for n in (1, 2, *range(3, total + 1, step))]
         points += [("delay", f) for f in (0.7, 0.9, 1.0, 1.2)]
-        argv = sync_argv(db_url, server, "--batch-size", "2", "--lock-timeout", "20",
+        argv = sync_argv(db_url, server, "--batch-size", "2", "--commit-interval", "0",
+                         "--lock-timeout", "20",
                          "--allow-mass-delete")
         killed = 0
         dead_runs: list[int] = []  # runs whose process died after writing its row
@@ -147,7 +148,7 @@ def test_sigterm_stops_after_the_current_batch_and_records_interrupted(
         for key in catalog.keys("model_version")[:3]:
             catalog.change("model_version", key, rng)
         killer = Killer(server)
-        proc = popen_cli(sync_argv(db_url, server, "--batch-size", "1"))
+        proc = popen_cli(sync_argv(db_url, server, "--batch-size", "1", "--commit-interval", "0"))
         killer.arm(proc, 8, sig)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == ExitCode.INTERRUPTED, (out, err)

@@ -11,12 +11,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import DateTime, func, select
+from sqlalchemy import DateTime, func, select, true
 from sqlalchemy.dialects.sqlite import pysqlite
 
 from catalog import db, runs
 from catalog.schema import SPECS, UTCDateTime, changes, compression_tasks, compression_tasks_history
-from catalog.store import Store, _sqlite_utc
+from catalog.store import Store, _sqlite_utc, seen
 
 CST = dt.timezone(dt.timedelta(hours=8))
 
@@ -138,8 +138,70 @@ def test_every_kind_has_bulk_statements(db_url: str) -> None:
         run_id, run_ts = runs.start_run(conn, {})
         store = Store(conn, run_id, run_ts)
         for kind in SPECS:
-            for what in ("upsert", "close", "changes", "seen"):
+            for what in ("upsert", "changes", "seen"):
                 assert store._prepared(kind, what).sql
+        conn.rollback()
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def _temp_seen_rows(conn: Any) -> int:
+    return int(conn.execute(select(func.count()).select_from(seen)).scalar_one())
+
+
+def test_written_rows_are_seen_without_a_temporary_row(db_url: str) -> None:
+    """A written row's last_seen_run_id marks it seen; only unchanged keys need the temp table.
+
+    This also pins that the driver sums executemany's row counts: were it not to, the store would
+    fall back to marking every key of the batch in the temporary table (correct, but slower).
+    """
+    engine, conn = _open(db_url)
+    try:
+        run_id, run_ts = runs.start_run(conn, {})
+        store = Store(conn, run_id, run_ts)
+        first = store.write_batch("compression_task", [_task(i) for i in range(30)])
+        assert len(first.inserted) == 30
+        assert _temp_seen_rows(conn) == 0
+        assert store.seen_count("compression_task") == 30
+        # The same keys again in the same run: unchanged now, counted once.
+        assert store.write_batch("compression_task", [_task(i) for i in range(5)]).unchanged == 5
+        assert _temp_seen_rows(conn) == 5
+        assert store.seen_count("compression_task") == 30
+        assert store.count_unseen("compression_task", true()) == (0, 30)
+        conn.commit()
+
+        run2, ts2 = runs.start_run(conn, {})
+        store2 = Store(conn, run2, ts2)
+        res = store2.write_batch("compression_task", [_task(i, status="failed") for i in range(10)])
+        assert len(res.updated) == 10 and _temp_seen_rows(conn) == 0
+        store2.write_batch("compression_task", [_task(i) for i in range(10, 20)])
+        assert _temp_seen_rows(conn) == 10
+        assert store2.seen_count("compression_task") == 20
+        assert store2.count_unseen("compression_task", true()) == (10, 30)
+        conn.rollback()
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def test_a_row_the_database_finds_unchanged_is_still_seen(sqlite_url: str) -> None:
+    """Python's comparison and the upsert's IS DISTINCT FROM guard can disagree.
+
+    SQLite's TEXT affinity stores the integer 8 as '8': Python sees a change, the database does
+    not and keeps the row's old last_seen_run_id. The store must notice (row count) and mark the
+    key seen, or the end of the walk would delete an entity the API just returned.
+    """
+    engine, conn = _open(sqlite_url)
+    try:
+        _run(conn, [_task(1, quant_conf="8")])
+        run_id, run_ts = runs.start_run(conn, {})
+        store = Store(conn, run_id, run_ts)
+        store.write_batch("compression_task", [_task(1, quant_conf=8)])
+        stored = select(compression_tasks.c.quant_conf, compression_tasks.c.last_seen_run_id)
+        assert tuple(conn.execute(stored).one()) == ("8", run_id - 1)
+        assert store.count_unseen("compression_task", true()) == (0, 1)
+        assert store.seen_count("compression_task") == 1
         conn.rollback()
     finally:
         conn.close()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 
 from catalog import db
 from catalog.fake.catalog import FakeCatalog
@@ -119,3 +122,52 @@ def test_a_value_too_long_for_its_column_fails_that_entity_only(db_url: str) -> 
     assert summary.errors == 1
     stored = stored_rows(db_url)["compression_task"]
     assert bad not in stored and len(stored) == 11
+
+
+@contextmanager
+def _counting_commits() -> Iterator[list[int]]:
+    count = [0]
+
+    def on_commit(_conn: object) -> None:
+        count[0] += 1
+
+    event.listen(Engine, "commit", on_commit)
+    try:
+        yield count
+    finally:
+        event.remove(Engine, "commit", on_commit)
+
+
+def test_commits_are_paced_not_one_per_batch(sqlite_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=21, model_sets=3, comp_tasks=30)
+    with fake_console(catalog) as server:
+        with _counting_commits() as every_batch:
+            assert sync(sqlite_url, server, batch_size=1, commit_interval=0).status == "success"
+        with _counting_commits() as paced:
+            assert sync(sqlite_url, server, batch_size=1, commit_interval=3600).status == "success"
+    records = sum(len(catalog.keys(kind)) for kind in SPECS)
+    assert every_batch[0] > records  # one commit per one-row batch, and the run's own
+    assert paced[0] < 10  # the run's own commits, and the last batches in one
+
+
+def test_commit_pacer_commits_pending_work_once_the_interval_passed() -> None:
+    commits: list[float] = []
+    pacer = db.CommitPacer(lambda: commits.append(time.monotonic()), interval=0.05)
+    pacer.idle()
+    assert commits == []  # nothing written, nothing to commit
+    pacer.wrote()
+    assert commits == [] and pacer.pending  # within the interval: held
+    time.sleep(0.06)
+    pacer.idle()
+    assert len(commits) == 1 and not pacer.pending
+    pacer.wrote()
+    pacer.now()
+    assert len(commits) == 2 and not pacer.pending
+
+
+def test_commit_interval_zero_commits_every_batch() -> None:
+    commits: list[int] = []
+    pacer = db.CommitPacer(lambda: commits.append(1), interval=0.0)
+    for _ in range(3):
+        pacer.wrote()
+    assert len(commits) == 3
