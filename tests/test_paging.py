@@ -142,6 +142,17 @@ def test_duplicates_across_pages_are_dropped() -> None:
     assert [[it["id"] for it in p] for p in pages] == [["a", "b", "c"], ["d"], ["e"]]
 
 
+def test_only_the_page_before_is_remembered() -> None:
+    """Memory is flat in the listing: a repeat two pages back is passed on (the store absorbs it)."""
+    client = ScriptedClient([
+        page(["a", "b"], truncated=True, next_marker="m1"),
+        page(["c", "b"], truncated=True, next_marker="m2"),
+        page(["a", "d", "c"], truncated=False),
+    ])
+    pages = list(iter_pages(client, ACTION, {}))
+    assert [[it["id"] for it in p] for p in pages] == [["a", "b"], ["c"], ["a", "d"]]
+
+
 def test_duplicates_by_a_custom_item_key() -> None:
     result = {"systemModelSetList": [{"modelSetId": "s1"}, {"modelSetId": "s1"},
                                      {"modelSetId": "s2"}],

@@ -8,6 +8,7 @@ format, JSON and JSONB, NULLs for absent keys, run constants, and no change rows
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -15,8 +16,15 @@ from sqlalchemy import DateTime, func, select, true
 from sqlalchemy.dialects.sqlite import pysqlite
 
 from catalog import db, runs
-from catalog.schema import SPECS, UTCDateTime, changes, compression_tasks, compression_tasks_history
-from catalog.store import Store, _sqlite_utc, seen
+from catalog.schema import (
+    SPECS,
+    JsonValue,
+    UTCDateTime,
+    changes,
+    compression_tasks,
+    compression_tasks_history,
+)
+from catalog.store import Store, _json_default, _processor, _sqlite_json, _sqlite_utc, seen, to_json
 
 CST = dt.timezone(dt.timedelta(hours=8))
 
@@ -27,6 +35,8 @@ CST = dt.timezone(dt.timedelta(hours=8))
         None,
         dt.datetime(2024, 6, 1, 9, 0, 0, tzinfo=CST),
         dt.datetime(2023, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(0))),  # UTC, not dt.UTC itself
         dt.datetime(1999, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(-dt.timedelta(hours=5, minutes=30))),
     ],
 )
@@ -38,6 +48,37 @@ def test_sqlite_time_text_is_what_core_writes(value: dt.datetime | None) -> None
     assert _sqlite_utc(value) == core(value)
     if value is not None:
         assert _sqlite_utc(value) == sqlite_text(value.astimezone(dt.UTC).replace(tzinfo=None))
+
+
+JSON_VALUES: list[Any] = [
+    None,
+    {"b": 1, "a": [1.5, 2, None, True, False], "c": {"z": "量化 W8", "e": "🚀", "q": 'a"\\b\n'}},
+    [{"x": 1e-7, "y": -0.0, "big": 10**20}, "text", 0.1],
+    {"nested": {"deep": [{"k": float("inf")}, {"k": float("nan")}]}},
+    {},
+    [],
+    "plain",
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+def test_fast_json_text_is_what_json_dumps_writes(value: Any) -> None:
+    """The store builds json's C encoder once; its text must be json.dumps' to the byte."""
+    dialect = pysqlite.dialect()
+    core = JsonValue.dialect_impl(dialect).bind_processor(dialect)
+    assert core is not None
+    assert _processor(JsonValue, dialect) is _sqlite_json
+    assert _sqlite_json(value) == core(value) == json.dumps(value)
+    expected = json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+    assert to_json(value) == expected
+
+
+def test_change_json_has_times_in_utc_iso_form() -> None:
+    value = {
+        "t": dt.datetime(2024, 6, 1, 9, 0, tzinfo=CST),
+        "u": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    }
+    assert to_json(value) == '{"t": "2024-06-01T01:00:00+00:00", "u": "2024-01-01T00:00:00+00:00"}'
 
 
 def test_sqlite_time_refuses_naive() -> None:

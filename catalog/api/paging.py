@@ -43,15 +43,17 @@ def iter_pages(
     """Yield each page's items, following ``nextMarker`` until ``isTruncated`` is false.
 
     Raises ``PaginationError`` on a repeated marker, a truncated page without ``nextMarker``, or an
-    empty page claiming more. An item whose ``item_key`` was already yielded is dropped (a listing
-    that shifts under us may repeat an item at a page boundary; counting it twice would be wrong).
+    empty page claiming more. An item whose ``item_key`` was already yielded on this page or the
+    one before is dropped: a listing that shifts under us repeats items at a page boundary.
+    Only those two pages are remembered, so memory stays flat in the listing's length; a repeat
+    from further back would merely reach the store twice, which finds it unchanged.
     """
     if not 1 <= max_keys <= MAX_KEYS_LIMIT:
         raise ValueError(f"max_keys must be between 1 and {MAX_KEYS_LIMIT}, got {max_keys}")
     request = {**body, "maxKeys": max_keys, "pageReverse": bool(body.get("pageReverse", False))}
     marker = str(request.pop("marker", "") or "")
     seen_markers: set[str] = {marker} if marker else set()
-    seen_items: set[Any] = set()
+    previous: set[Any] = set()
     page_number = 0
     while True:
         page_number += 1
@@ -66,15 +68,16 @@ def iter_pages(
             raise PaginationError(f"page {page_number} has no pageInfo", call=action)
 
         fresh: list[dict[str, Any]] = []
+        current: set[Any] = set()
         for item in items:
             if not isinstance(item, dict) or item.get(item_key) is None:
                 raise MalformedResponse(
                     f"page {page_number} has an item without '{item_key}'", call=action
                 )
             ident = item[item_key]
-            if ident not in seen_items:
-                seen_items.add(ident)
+            if ident not in current and ident not in previous:
                 fresh.append(item)
+            current.add(ident)
 
         truncated = info.get("isTruncated") in (True, "true", "True")
         next_marker = str(info.get("nextMarker") or "")
@@ -92,3 +95,4 @@ def iter_pages(
             return
         seen_markers.add(next_marker)
         marker = next_marker
+        previous = current
