@@ -487,7 +487,7 @@ def db_pass(
     from catalog import db, runs
     from catalog.store import Store
 
-    engine = db.create_engine_for(url)
+    engine = db.writer_engine(url)  # the engine the sync writes with
     conn = db.connect(engine)
     try:
         db.ensure_schema(conn, True)

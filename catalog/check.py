@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -145,7 +146,7 @@ def check_database(database_url: str) -> list[CheckResult]:
                 ),
                 schema_skipped,
             ]
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if url is not None and url.get_backend_name() == "postgresql":
         kwargs = {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
     try:

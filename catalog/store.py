@@ -30,6 +30,7 @@ from sqlalchemy import (
     Insert,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     and_,
@@ -289,21 +290,26 @@ class Store:
                 change_rows.append(
                     self._change(key, "insert", None, None, self._tracked(spec, row))
                 )
-            elif old["deleted_at"] is not None:
+            elif old[-1] is not None:  # deleted_at
                 result.restored.append(str(key))
                 change_rows.append(
                     self._change(key, "restore", None, None, self._tracked(spec, row))
                 )
             else:
-                diff = [name for name in spec.tracked if old[name] != row.get(name)]
+                was: tuple[Any, ...] = old[1:-1]  # (key, *tracked, deleted_at)
+                diff = [
+                    change
+                    for change in zip(spec.tracked, was, self._values_of(spec, row), strict=True)
+                    if change[1] != change[2]
+                ]
                 if not diff:
                     unchanged.append(key)
                     continue
                 result.updated.append(str(key))
                 close_keys.append(key)
                 change_rows.extend(
-                    self._change(key, "update", name, old[name], row.get(name))
-                    for name in diff
+                    self._change(key, "update", name, before, after)
+                    for name, before, after in diff
                 )
             to_write.append(row)
         result.unchanged = len(unchanged)
@@ -341,21 +347,28 @@ class Store:
     def _one_of(self, column: ColumnElement[Any], keys: Sequence[Any]) -> ColumnElement[bool]:
         return one_of(column, keys, self.dialect)
 
-    def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, dict[str, Any]]:
+    def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, Row[Any]]:
+        """Stored rows by key, as (key, *tracked, deleted_at) tuples."""
         cols = [
             spec.table.c[spec.key],
             *(spec.table.c[n] for n in spec.tracked),
             spec.table.c.deleted_at,
         ]
         found = self.conn.execute(select(*cols).where(self._one_of(spec.key_column, keys)))
-        return {row[spec.key]: dict(row) for row in found.mappings()}
+        return {row[0]: row for row in found}
 
     @staticmethod
-    def _tracked(spec: KindSpec, row: dict[str, Any]) -> dict[str, Any]:
+    def _values_of(spec: KindSpec, row: dict[str, Any]) -> tuple[Any, ...]:
+        """The row's tracked values in order; a field the row lacks is None, as stored."""
         try:
-            return dict(zip(spec.tracked, _TRACKED[spec.kind](row), strict=True))
-        except KeyError:  # a row without some field: None, as the column will hold
-            return {name: row.get(name) for name in spec.tracked}
+            values: tuple[Any, ...] = _TRACKED[spec.kind](row)
+        except KeyError:
+            return tuple(row.get(name) for name in spec.tracked)
+        return values
+
+    @classmethod
+    def _tracked(cls, spec: KindSpec, row: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(spec.tracked, cls._values_of(spec, row), strict=True))
 
     @staticmethod
     def _change(key: Any, op: str, name: str | None, old: Any, new: Any) -> dict[str, Any]:

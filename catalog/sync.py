@@ -418,7 +418,7 @@ def run_sync(
     started = time.monotonic()
     new_refs = validate(options)
     stop = stop or threading.Event()
-    engine = db.create_engine_for(options.database_url)
+    engine = db.writer_engine(options.database_url)
     conn = db.connect(engine)
     client = build_client(options, observer)
     try:

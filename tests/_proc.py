@@ -95,6 +95,9 @@ def consistency_problems(db_url: str) -> list[str]:
     engine = db.create_engine_for(db_url)
     try:
         with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":  # the writer does not check them row by row
+                for row in conn.exec_driver_sql("PRAGMA foreign_key_check"):
+                    problems.append(f"foreign key violation: {tuple(row)}")
             for kind, spec in SPECS.items():
                 t, h = spec.table, spec.history
                 current = {r[spec.key]: r for r in conn.execute(select(t)).mappings()}

@@ -143,7 +143,7 @@ def test_duplicates_across_pages_are_dropped() -> None:
 
 
 def test_only_the_page_before_is_remembered() -> None:
-    """Memory is flat in the listing: a repeat two pages back is passed on (the store absorbs it)."""
+    """Memory stays flat: a repeat from two pages back is passed on (the store absorbs it)."""
     client = ScriptedClient([
         page(["a", "b"], truncated=True, next_marker="m1"),
         page(["c", "b"], truncated=True, next_marker="m2"),
