@@ -243,8 +243,11 @@ def table_counts(url: str) -> dict[str, int]:
 _WRITE = re.compile(r"^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)\"?", re.IGNORECASE)
 
 
-def _sync_child(args: argparse.Namespace) -> None:
-    """Run one sync in this process and print one JSON line: summary, writes per table, peak RSS."""
+def _sync_child() -> None:
+    """Run one sync in this process and print one JSON line: summary, writes per table, peak RSS.
+
+    The sync's options arrive as JSON on stdin.
+    """
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
@@ -263,7 +266,7 @@ def _sync_child(args: argparse.Namespace) -> None:
             writes[table] += max(cursor.rowcount, 0)
 
     event.listen(Engine, "after_cursor_execute", count)
-    opts = json.loads(args.options)
+    opts = json.loads(sys.stdin.read())
     opts["timeout"] = tuple(opts.get("timeout", (5.0, 30.0)))
     t0 = time.monotonic()
     summary = run_sync(SyncOptions(**opts))
@@ -308,8 +311,9 @@ def run_sync_process(
         "include_system": False,
     }
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, __file__, "_sync", json.dumps(opts)],
+    proc = subprocess.run(  # options on stdin: a secret in argv would show in `ps`
+        [sys.executable, __file__, "_sync"],
+        input=json.dumps(opts),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -578,8 +582,7 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_sync"]:
-        ns = argparse.Namespace(options=argv[1])
-        _sync_child(ns)
+        _sync_child()
         return
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -16,9 +16,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, String, cast, or_, select, true
@@ -27,6 +27,7 @@ from catalog import db, normalize, runs
 from catalog.api.client import ConsoleClient
 from catalog.api.retry import RateLimiter, RetryPolicy
 from catalog.errors import CatalogError, ConfigError, ExitCode
+from catalog.pool import DeepestFirstPool
 from catalog.schema import (
     KINDS,
     compression_tasks,
@@ -202,9 +203,7 @@ class _Run:
         self.observer = observer
         self.stop = stop
         self.events: queue.Queue[object] = queue.Queue(maxsize=max(options.batch_size * 4, 1000))
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(options.workers, 1), thread_name_prefix="walk"
-        )
+        self.pool = DeepestFirstPool(options.workers)
         self.pending = 0
         self.pending_lock = threading.Lock()
         self.aborting = False
@@ -221,10 +220,10 @@ class _Run:
 
     # -- worker side ------------------------------------------------------------
 
-    def submit(self, task: Callable[[], None]) -> None:
+    def submit(self, task: Callable[[], None], depth: int = 0) -> None:
         with self.pending_lock:
             self.pending += 1
-        self.pool.submit(self._run_task, task)
+        self.pool.submit(partial(self._run_task, task), depth)
 
     def _run_task(self, task: Callable[[], None]) -> None:
         try:
@@ -341,7 +340,7 @@ class _Run:
 
     def shutdown(self) -> None:
         self.aborting = True
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
 
     # -- deletes ------------------------------------------------------------
 

@@ -72,11 +72,16 @@ class _SetProgress:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+#: How deep in the walk a task is: a worker pool runs deeper tasks first (``catalog.pool``),
+#: which finishes a set's versions before describing the next set and keeps the queue short.
+LISTING, SET, VERSION = 0, 1, 2
+
+
 class Walker:
     def __init__(
         self,
         client: Client,
-        submit: Callable[[Callable[[], None]], None],
+        submit: Callable[[Callable[[], None], int], None],
         emit: Callable[[Event], None],
         *,
         include_system: bool = False,
@@ -145,15 +150,15 @@ class Walker:
     ) -> None:
         """Submit the first tasks; each submits the ones its answer makes necessary."""
         if scoped_sets is None:
-            self.submit(lambda: self._list_sets(system=False, pages=first_listing))
+            self.submit(lambda: self._list_sets(system=False, pages=first_listing), LISTING)
             if self.include_system:
-                self.submit(lambda: self._list_sets(system=True))
-            self.submit(lambda: self._list_compression_tasks(None))
+                self.submit(lambda: self._list_sets(system=True), LISTING)
+            self.submit(lambda: self._list_compression_tasks(None), LISTING)
         else:
             for obj in scoped_sets:
-                self.submit(partial(self._scoped_set, obj))
+                self.submit(partial(self._scoped_set, obj), SET)
         for ref in eval_refs:
-            self.submit(partial(self._eval_export, ref, (prefetched or {}).get(ref)))
+            self.submit(partial(self._eval_export, ref, (prefetched or {}).get(ref)), LISTING)
 
     # -- tasks ------------------------------------------------------------
 
@@ -178,7 +183,9 @@ class Walker:
                     set_id = str(item["modelSetId"])
                     with progress.lock:
                         progress.pending += 1
-                    self.submit(partial(self._describe_set, set_id, system, progress, done))
+                    self.submit(
+                        partial(self._describe_set, set_id, system, progress, done), SET
+                    )
         except (ApiError, normalize.NormalizeError) as exc:
             ok = False
             self._fail("model_set", action, None, exc)
@@ -226,10 +233,10 @@ class Walker:
             return True
         progress = _SetProgress(pending=len(model_ids))
         for model_id in model_ids:
-            self.submit(partial(self._describe_version, set_id, model_id, progress))
-            self.submit(partial(self._export, model_id))
+            self.submit(partial(self._describe_version, set_id, model_id, progress), VERSION)
+            self.submit(partial(self._export, model_id), VERSION)
             if scoped:
-                self.submit(partial(self._list_compression_tasks, model_id))
+                self.submit(partial(self._list_compression_tasks, model_id), VERSION)
         return True
 
     def _describe_version(self, set_id: str, model_id: str, progress: _SetProgress) -> None:

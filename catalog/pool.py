@@ -1,0 +1,53 @@
+"""Worker threads for the walk that run the deepest task first.
+
+The walk fans out: a listing page submits a DescribeModelSet per set, each of those a
+DescribeModel and a DescribeModelExportTask per version. A first-in-first-out pool (such as
+``ThreadPoolExecutor``) runs every set's describe before any version's, so by then every
+version's tasks sit in its queue at once: memory grows with the number of model sets. Taking the
+deepest task first finishes what a set started before starting the next set, so the queue holds
+the sets not yet described plus a few sets' versions, and the rate limiter is never starved:
+there is always a task to run while any is queued.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable
+
+Task = Callable[[], None]
+
+#: Queued ahead of every task by ``shutdown``, so workers stop before running anything else.
+_STOP = -(2**31)
+
+
+class DeepestFirstPool:
+    """``workers`` daemon threads taking the queued task of the greatest ``depth`` first."""
+
+    def __init__(self, workers: int, name: str = "walk") -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, Task | None]] = queue.PriorityQueue()
+        self._order = itertools.count()  # first in, first out among tasks of one depth
+        self.max_queued = 0  # the longest the queue grew; the memory test reads it
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(max(workers, 1))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, task: Task, depth: int = 0) -> None:
+        self._queue.put((-depth, next(self._order), task))
+        self.max_queued = max(self.max_queued, self._queue.qsize())
+
+    def _work(self) -> None:
+        while True:
+            _, _, task = self._queue.get()
+            if task is None:
+                return
+            task()
+
+    def shutdown(self) -> None:
+        """Stop the workers after their current task; tasks still queued are dropped."""
+        for _ in self._threads:
+            self._queue.put((_STOP, next(self._order), None))

@@ -1,0 +1,107 @@
+"""The walk's worker pool: deepest task first, so the queue does not grow with the catalog."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from catalog.fake.catalog import FakeCatalog
+from catalog.pool import DeepestFirstPool
+from catalog.sync import build_client
+from catalog.walk import Record, ScopeDone, Walker
+from tests.helpers import fake_console, options
+
+
+def _blocked_pool() -> tuple[DeepestFirstPool, threading.Event]:
+    """A one-worker pool whose worker waits on the returned gate."""
+    pool = DeepestFirstPool(1)
+    gate, started = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        gate.wait(5)
+
+    pool.submit(hold)
+    assert started.wait(5)
+    return pool, gate
+
+
+def test_deeper_tasks_run_first_and_in_order_within_a_depth() -> None:
+    pool, gate = _blocked_pool()
+    ran: list[str] = []
+    finished = threading.Event()
+    for name, depth in (("a0", 0), ("b2", 2), ("c1", 1), ("d2", 2), ("e0", 0)):
+        pool.submit(lambda name=name: ran.append(name), depth)
+    pool.submit(finished.set, -1)
+    gate.set()
+    assert finished.wait(5)
+    assert ran == ["b2", "d2", "c1", "a0", "e0"]
+    pool.shutdown()
+
+
+def test_shutdown_drops_what_is_still_queued() -> None:
+    pool, gate = _blocked_pool()
+    ran: list[int] = []
+    for n in range(5):
+        pool.submit(lambda n=n: ran.append(n), 2)
+    pool.shutdown()
+    gate.set()
+    for thread in pool._threads:
+        thread.join(5)
+        assert not thread.is_alive()
+    assert ran == []
+
+
+def _walk_queue_peak(submit_depth: Callable[[int], int], sets: int) -> tuple[int, int]:
+    """Walk a catalog of ``sets`` sets through a 2-worker pool; (peak queue length, records)."""
+    catalog = FakeCatalog.generate(seed=5, model_sets=sets, versions_per_set=5, comp_tasks=5)
+    pool = DeepestFirstPool(2)
+    pending = [0]
+    lock = threading.Lock()
+    done = threading.Event()
+    records: list[Record] = []
+
+    def finish() -> None:
+        with lock:
+            pending[0] -= 1
+            if pending[0] == 0:
+                done.set()
+
+    def submit(task: Callable[[], None], depth: int) -> None:
+        with lock:
+            pending[0] += 1
+
+        def run() -> None:
+            try:
+                task()
+            finally:
+                finish()
+
+        pool.submit(run, submit_depth(depth))
+
+    def emit(event: object) -> None:
+        if isinstance(event, Record):
+            records.append(event)
+        assert not isinstance(event, ScopeDone) or event.key is not None
+
+    with fake_console(catalog, latency=0.002) as server:
+        client = build_client(options("sqlite://", server, workers=2))
+        walker = Walker(client, submit, emit, include_system=False)
+        with lock:
+            pending[0] += 1  # held until start() has submitted everything
+        walker.start(None, [])
+        finish()
+        assert done.wait(60)
+        client.close()
+    pool.shutdown()
+    return pool.max_queued, len(records)
+
+
+def test_the_queue_holds_sets_not_every_version() -> None:
+    """FIFO queues every version's two calls before the first runs; deepest-first does not."""
+    sets = 40
+    fifo_peak, fifo_records = _walk_queue_peak(lambda depth: 0, sets)
+    deep_peak, deep_records = _walk_queue_peak(lambda depth: depth, sets)
+    assert deep_records == fifo_records > sets * 5  # the same walk either way
+    assert fifo_peak > sets * 5  # most of the 400 version tasks waited at once
+    assert deep_peak <= sets + 40  # the sets not yet described, and a few sets' versions
