@@ -242,6 +242,26 @@ def test_source_model_id_filter(api: Api, catalog: FakeCatalog) -> None:
     assert {t["sourceModelId"] for t in found} == {source}
 
 
+def test_a_listing_between_pages_follows_mutations(api: Api, catalog: FakeCatalog) -> None:
+    """The fake caches a listing per page walk; every mutation must show on the next page."""
+    rng = random.Random(1)
+    first = api.result("DescribeModelCompTasks", {"maxKeys": 3})
+    marker = first["pageInfo"]["nextMarker"]
+    new_key = catalog.add("compression_task", rng)
+    removed = catalog.remove("compression_task", marker)
+    after = api.result("DescribeModelCompTasks", {"maxKeys": 100})
+    listed = [t["id"] for t in after["modelCompTaskList"]]
+    assert new_key in listed and marker not in listed
+    assert api.v2("DescribeModelCompTasks", {"marker": marker}).status_code == 400
+    catalog.restore("compression_task", removed)
+    again = api.result("DescribeModelCompTasks", {"marker": marker, "maxKeys": 2})
+    assert again["modelCompTaskList"][0]["id"] == marker
+    changed = catalog.change("compression_task", marker, rng)
+    page = api.result("DescribeModelCompTasks", {"marker": marker, "maxKeys": 1})
+    shown = page["modelCompTaskList"][0]
+    assert all(shown.get(field) == value for field, value in changed.items() if value is not None)
+
+
 def test_unknown_marker_is_invalid_marker(api: Api) -> None:
     response = api.v2("DescribeModelCompTasks", {"marker": "amva-doesnotexist"})
     assert response.status_code == 400

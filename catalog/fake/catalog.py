@@ -131,6 +131,9 @@ class FakeCatalog:
     def __init__(self, seed: int = 0) -> None:
         self.lock = threading.RLock()
         self._items: dict[str, dict[Any, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        #: Bumped by every mutation; cached listings (see :meth:`listing`) are rebuilt after it.
+        self.version = 0
+        self._listings: dict[Any, tuple[int, list[dict[str, Any]], dict[Any, int]]] = {}
         self._used_ids: set[str] = set()
         self._rng = random.Random(seed)
         # A logical clock, so mutations get later times without depending on the wall clock.
@@ -420,6 +423,32 @@ class FakeCatalog:
         """Live stored objects in listing order; callers must hold :attr:`lock` and not mutate."""
         return list(self._store(kind).values())
 
+    def listing(
+        self,
+        cache_key: Any,
+        kind: str,
+        include: Callable[[dict[str, Any]], bool],
+        id_field: str,
+        reverse: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[Any, int]]:
+        """The live objects of ``kind`` that ``include`` accepts, in order, and each id's place.
+
+        Built once per ``cache_key`` until the next mutation: a server paging through 100,000
+        compression tasks rebuilt the whole list for every page it served. Callers must hold
+        :attr:`lock` and not mutate the result.
+        """
+        cached = self._listings.get((cache_key, reverse))
+        if cached is not None and cached[0] == self.version:
+            return cached[1], cached[2]
+        ordered = [item for item in self._store(kind).values() if include(item)]
+        if reverse:
+            ordered.reverse()
+        positions: dict[Any, int] = {}
+        for index, item in enumerate(ordered):
+            positions.setdefault(item[id_field], index)
+        self._listings[(cache_key, reverse)] = (self.version, ordered, positions)
+        return ordered, positions
+
     def snapshot(self) -> dict[str, dict[Any, dict[str, Any]]]:
         with self.lock:
             return copy.deepcopy(self._items)
@@ -441,6 +470,7 @@ class FakeCatalog:
         """
         with self.lock:
             self._store(kind)
+            self.version += 1
             if kind == "model_set":
                 index = len(self._items["model_set"]) + rng.randint(0, 1000)
                 return self._new_model_set(rng, 1, system=False, index=index)
@@ -482,6 +512,7 @@ class FakeCatalog:
         """
         with self.lock:
             item = self._store(kind)[key]
+            self.version += 1
             changers = self._CHANGERS[kind]
             picks = rng.sample(changers, rng.randint(1, min(3, len(changers))))
             changed: dict[str, Any] = {}
@@ -615,6 +646,7 @@ class FakeCatalog:
         """
         with self.lock:
             store = self._store(kind)
+            self.version += 1
             removed: dict[str, Any] = {
                 "kind": kind,
                 "key": key,
@@ -640,6 +672,7 @@ class FakeCatalog:
         with self.lock:
             if removed["kind"] != kind:
                 raise ValueError(f"{removed['kind']} removal given to restore({kind!r})")
+            self.version += 1
             store = self._store(kind)
             entries = list(store.items())
             entries.insert(removed["position"], (removed["key"], removed["item"]))

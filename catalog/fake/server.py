@@ -183,20 +183,20 @@ def _select_page(catalog: FakeCatalog, listing: Listing, body: dict[str, Any]) -
     max_keys = min(max_keys, MAX_KEYS_LIMIT)
     reverse = bool(_opt(body, "pageReverse", bool))
     wanted = {name: _opt(body, name, str) for name in listing.filters}
-    ordered = [
-        item
-        for item in catalog.items(listing.kind)
-        if listing.include(item)
-        and all(value is None or item.get(name) == value for name, value in wanted.items())
-    ]
-    if reverse:
-        ordered.reverse()
+
+    def include(item: dict[str, Any]) -> bool:
+        return listing.include(item) and all(
+            value is None or item.get(name) == value for name, value in wanted.items()
+        )
+
+    ordered, positions = catalog.listing(
+        (listing.list_key, tuple(wanted.items())), listing.kind, include, listing.id_field, reverse
+    )
     start = 0
     if marker:
-        ids = [item[listing.id_field] for item in ordered]
-        if marker not in ids:
+        if marker not in positions:
             raise V2Error(400, "InvalidMarker", f"marker {marker} is not valid")
-        start = ids.index(marker)
+        start = positions[marker]
     return _Page(listing, ordered, start, min(start + max_keys, len(ordered)), marker, max_keys)
 
 
