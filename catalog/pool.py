@@ -33,10 +33,13 @@ class DeepestFirstPool:
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
             for i in range(max(workers, 1))
         ]
-        for thread in self._threads:
-            thread.start()
+        self._started = False  # threads start with the first task, so an unused pool costs none
 
     def submit(self, task: Task, depth: int = 0) -> None:
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
         self._queue.put((-depth, next(self._order), task))
         self.max_queued = max(self.max_queued, self._queue.qsize())
 
@@ -49,5 +52,7 @@ class DeepestFirstPool:
 
     def shutdown(self) -> None:
         """Stop the workers after their current task; tasks still queued are dropped."""
+        if not self._started:
+            return
         for _ in self._threads:
             self._queue.put((_STOP, next(self._order), None))

@@ -52,6 +52,21 @@ def test_shutdown_drops_what_is_still_queued() -> None:
     assert ran == []
 
 
+def test_an_unused_pool_starts_no_thread() -> None:
+    before = threading.active_count()
+    pool = DeepestFirstPool(8)
+    assert threading.active_count() == before
+    pool.shutdown()
+    ran = threading.Event()
+    pool2 = DeepestFirstPool(2)
+    pool2.submit(ran.set)
+    assert ran.wait(5) and threading.active_count() >= before + 2
+    pool2.shutdown()
+    for thread in pool2._threads:
+        thread.join(5)
+    assert threading.active_count() == before
+
+
 def _walk_queue_peak(submit_depth: Callable[[int], int], sets: int) -> tuple[int, int]:
     """Walk a catalog of ``sets`` sets through a 2-worker pool; (peak queue length, records)."""
     catalog = FakeCatalog.generate(seed=5, model_sets=sets, versions_per_set=5, comp_tasks=5)
