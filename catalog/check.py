@@ -9,6 +9,7 @@ revision. A SQLite file that does not exist is reported, not created.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from catalog.errors import ApiError, CatalogError, ExitCode
 
 #: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
 API_TIMEOUT = (2.0, 2.0)
+#: The whole API check, name lookup included: requests' timeouts do not cover DNS, whose
+#: resolver may retry for half a minute.
+API_DEADLINE = 6.0
 DB_CONNECT_TIMEOUT = 2
 
 
@@ -40,7 +44,29 @@ class CheckResult:
 
 
 def check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckResult]:
-    """Credentials and connectivity, from one signed call."""
+    """Credentials and connectivity, from one signed call, given at most ``API_DEADLINE``."""
+    answer: list[list[CheckResult]] = []
+    worker = threading.Thread(
+        target=lambda: answer.append(_check_api(access_key, secret_key, base_url)),
+        name="check-api",
+        daemon=True,  # a lookup still hanging must not keep the process alive
+    )
+    worker.start()
+    worker.join(API_DEADLINE)
+    if answer:
+        return answer[0]
+    return [
+        CheckResult(
+            "api",
+            False,
+            f"no answer from {base_url} within {API_DEADLINE:g}s (name lookup or connection)",
+            "check DNS, the network, proxy and firewall, and the base URL",
+        ),
+        CheckResult("credentials", False, "not tried: the API was not reached", skipped=True),
+    ]
+
+
+def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckResult]:
     from catalog.api.client import ConsoleClient
     from catalog.api.retry import RetryPolicy
 

@@ -113,3 +113,32 @@ def test_unreachable_postgresql_hides_the_password() -> None:
         "database"]
     assert got["schema"].startswith("SKIP")
     assert "pw-secret-1" not in result.output
+
+
+def test_a_hanging_name_lookup_is_bounded(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests' timeouts do not cover DNS; the check gives the whole API check a deadline."""
+    import threading
+    import time
+
+    from catalog import check
+
+    release = threading.Event()
+
+    def slow_lookup(*args: object, **kwargs: object) -> list[object]:
+        release.wait(30)  # a resolver that does not answer
+        raise socket.gaierror("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    monkeypatch.setattr(check, "API_DEADLINE", 0.5)
+    upgrade(sqlite_url)
+    started = time.monotonic()
+    result = run_check(sqlite_url, "https://qianfan.example.invalid")
+    elapsed = time.monotonic() - started
+    release.set()
+    assert elapsed < 10, elapsed
+    got = lines(result)
+    assert got["api"].startswith("FAIL") and "within 0.5s" in got["api"]
+    assert "fix: check DNS" in got["api"]
+    assert got["credentials"].startswith("SKIP")
+    assert got["database"].startswith("ok ")
+    assert result.exit_code == 5
