@@ -247,3 +247,27 @@ def test_a_row_the_database_finds_unchanged_is_still_seen(sqlite_url: str) -> No
     finally:
         conn.close()
         engine.dispose()
+
+
+def test_only_the_writer_skips_sqlite_foreign_key_checks(sqlite_url: str) -> None:
+    """The sync's writer writes only its own run id; every other connection enforces the keys."""
+    engines = ((db.writer_engine(sqlite_url), 0), (db.create_engine_for(sqlite_url), 1))
+    for engine, expected in engines:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == expected
+        engine.dispose()
+
+
+def test_the_consistency_check_catches_a_dangling_run_id(sqlite_url: str) -> None:
+    """The net under the writer's unchecked keys: the consistency check runs foreign_key_check."""
+    from tests._proc import consistency_problems
+
+    engine = db.writer_engine(sqlite_url)
+    with engine.connect() as conn:
+        db.ensure_schema(conn, True)
+        conn.execute(changes.insert().values(
+            run_id=999, changed_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC), kind="model_set",
+            entity_id="x", operation="insert"))
+        conn.commit()
+    engine.dispose()
+    assert any("foreign key violation" in p for p in consistency_problems(sqlite_url))
