@@ -45,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from catalog.schema import SPECS, KindSpec, UTCDateTime, changes
@@ -129,14 +130,19 @@ def _upsert_statement(spec: KindSpec, dialect: str) -> Insert:
     return stmt.on_conflict_do_update(index_elements=[spec.key], set_=set_, where=changed)
 
 
-def one_of(column: ColumnElement[Any], keys: Sequence[Any], dialect: str) -> ColumnElement[bool]:
+def one_of(
+    column: ColumnElement[Any], keys: Sequence[Any], dialect: str, json_each: bool = True
+) -> ColumnElement[bool]:
     """``column IN (keys)`` with all the keys in one bound value instead of one each.
 
     Core renders and binds an expanding ``IN`` list key by key on every execution, which cost
     more than the database's own work for a batch's lookups; a JSON array read by ``json_each``
     (SQLite) or an array compared with ``= ANY`` (PostgreSQL) is one parameter, and the
     statement compiles once. It also lifts SQLite's limit on bound variables per statement.
+    An SQLite built without its JSON functions (``json_each=False``) gets the plain ``IN`` list.
     """
+    if dialect == "sqlite" and not json_each:
+        return column.in_(list(keys))
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))
     listed = func.json_each(bindparam(None, _sqlite_json(list(keys)), type_=String()))
@@ -250,6 +256,15 @@ def _processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     return processor
 
 
+def _has_json_each(conn: Connection) -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38, optional before)."""
+    try:
+        conn.exec_driver_sql("SELECT count(*) FROM json_each('[1]')").scalar_one()
+    except OperationalError:
+        return False
+    return True
+
+
 class Store:
     """Writes for one run on one connection. Never commits: the caller owns the transaction."""
 
@@ -258,6 +273,7 @@ class Store:
         self.run_id = run_id
         self.run_ts = run_ts
         self.dialect = conn.dialect.name
+        self._json_each = self.dialect != "sqlite" or _has_json_each(conn)
         _temp.create_all(conn, checkfirst=True)
         # A pooled connection may have served an earlier run: its "seen" keys must not count.
         conn.execute(seen.delete())
@@ -345,7 +361,7 @@ class Store:
         return bulk
 
     def _one_of(self, column: ColumnElement[Any], keys: Sequence[Any]) -> ColumnElement[bool]:
-        return one_of(column, keys, self.dialect)
+        return one_of(column, keys, self.dialect, self._json_each)
 
     def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, Row[Any]]:
         """Stored rows by key, as (key, *tracked, deleted_at) tuples."""

@@ -271,3 +271,34 @@ def test_the_consistency_check_catches_a_dangling_run_id(sqlite_url: str) -> Non
         conn.commit()
     engine.dispose()
     assert any("foreign key violation" in p for p in consistency_problems(sqlite_url))
+
+
+def test_without_sqlite_json_functions_keys_go_in_an_in_list(sqlite_url: str) -> None:
+    """An SQLite built without JSON functions: the store falls back to a plain IN list."""
+    from catalog.store import _has_json_each
+
+    engine, conn = _open(sqlite_url)
+    try:
+        assert _has_json_each(conn)  # this machine's SQLite has them; force the fallback below
+        run_id, run_ts = runs.start_run(conn, {})
+        store = Store(conn, run_id, run_ts)
+        store._json_each = False
+        assert len(store.write_batch("compression_task", [_task(i) for i in range(30)]).inserted) \
+            == 30
+        conn.commit()
+        run2, ts2 = runs.start_run(conn, {})
+        store2 = Store(conn, run2, ts2)
+        store2._json_each = False
+        res = store2.write_batch("compression_task", [_task(i, status="failed") for i in range(20)])
+        assert len(res.updated) == 20
+        assert store2.count_unseen("compression_task", true()) == (10, 30)
+        assert store2.delete_unseen("compression_task", true()) == 10
+        conn.commit()
+        h = compression_tasks_history
+        open_versions = conn.execute(
+            select(func.count()).select_from(h).where(h.c.valid_to.is_(None))
+        ).scalar_one()
+        assert open_versions == 20
+    finally:
+        conn.close()
+        engine.dispose()
