@@ -131,9 +131,8 @@ class FakeCatalog:
     def __init__(self, seed: int = 0) -> None:
         self.lock = threading.RLock()
         self._items: dict[str, dict[Any, dict[str, Any]]] = {kind: {} for kind in KINDS}
-        #: Bumped by every mutation; cached listings (see :meth:`listing`) are rebuilt after it.
-        self.version = 0
-        self._listings: dict[Any, tuple[int, list[dict[str, Any]], dict[Any, int]]] = {}
+        #: Listings built by :meth:`listing`; every mutation empties it.
+        self._listings: dict[Any, tuple[list[dict[str, Any]], dict[Any, int]]] = {}
         self._used_ids: set[str] = set()
         self._rng = random.Random(seed)
         # A logical clock, so mutations get later times without depending on the wall clock.
@@ -438,15 +437,15 @@ class FakeCatalog:
         :attr:`lock` and not mutate the result.
         """
         cached = self._listings.get((cache_key, reverse))
-        if cached is not None and cached[0] == self.version:
-            return cached[1], cached[2]
+        if cached is not None:
+            return cached
         ordered = [item for item in self._store(kind).values() if include(item)]
         if reverse:
             ordered.reverse()
         positions: dict[Any, int] = {}
         for index, item in enumerate(ordered):
             positions.setdefault(item[id_field], index)
-        self._listings[(cache_key, reverse)] = (self.version, ordered, positions)
+        self._listings[(cache_key, reverse)] = (ordered, positions)
         return ordered, positions
 
     def snapshot(self) -> dict[str, dict[Any, dict[str, Any]]]:
@@ -470,7 +469,7 @@ class FakeCatalog:
         """
         with self.lock:
             self._store(kind)
-            self.version += 1
+            self._listings.clear()
             if kind == "model_set":
                 index = len(self._items["model_set"]) + rng.randint(0, 1000)
                 return self._new_model_set(rng, 1, system=False, index=index)
@@ -512,7 +511,7 @@ class FakeCatalog:
         """
         with self.lock:
             item = self._store(kind)[key]
-            self.version += 1
+            self._listings.clear()
             changers = self._CHANGERS[kind]
             picks = rng.sample(changers, rng.randint(1, min(3, len(changers))))
             changed: dict[str, Any] = {}
@@ -646,7 +645,7 @@ class FakeCatalog:
         """
         with self.lock:
             store = self._store(kind)
-            self.version += 1
+            self._listings.clear()
             removed: dict[str, Any] = {
                 "kind": kind,
                 "key": key,
@@ -672,7 +671,7 @@ class FakeCatalog:
         with self.lock:
             if removed["kind"] != kind:
                 raise ValueError(f"{removed['kind']} removal given to restore({kind!r})")
-            self.version += 1
+            self._listings.clear()
             store = self._store(kind)
             entries = list(store.items())
             entries.insert(removed["position"], (removed["key"], removed["item"]))
