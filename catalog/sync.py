@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, String, cast, or_, select, true
 
-from catalog import db, normalize, runs
+from catalog import db, killpoints, normalize, runs
 from catalog.api.client import ConsoleClient
 from catalog.api.retry import RateLimiter, RetryPolicy
 from catalog.errors import CatalogError, ConfigError, ExitCode
@@ -272,13 +272,23 @@ class _Run:
         scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
         errors: list[Failure] = []
 
-        pacer = db.CommitPacer(self.commit, self.options.commit_interval)
+        written = 0
+
+        def commit_batches() -> None:
+            self.commit()
+            if written:
+                killpoints.reached("batch_committed")
+
+        pacer = db.CommitPacer(commit_batches, self.options.commit_interval)
 
         def flush(kinds: Sequence[str], commit: bool = True) -> None:
+            nonlocal written
             for kind in kinds:
                 rows, batches[kind] = batches[kind], []
                 if rows:
                     result = store.write_batch(kind, rows)
+                    written += len(rows)
+                    killpoints.reached("batch_written")
                     self.counts[f"{kind}_inserted"] += len(result.inserted) + len(result.restored)
                     self.counts[f"{kind}_updated"] += len(result.updated)
             for kind in KINDS:
@@ -403,7 +413,10 @@ class _Run:
             )
         for kind in DELETE_ORDER:
             if kind in conditions:
-                self.counts[f"{kind}_deleted"] += store.delete_unseen(kind, conditions[kind])
+                deleted = store.delete_unseen(kind, conditions[kind])
+                self.counts[f"{kind}_deleted"] += deleted
+                if deleted:
+                    killpoints.reached("mid_delete")
 
 
 def _tracked_refs(conn: Connection) -> list[str]:
@@ -462,6 +475,7 @@ def run_sync(
                 for kind in KINDS:
                     run.counts[f"{kind}_seen"] = store.seen_count(kind)
                 run.apply_deletes(store, scoped=scoped is not None)
+                killpoints.reached("before_finish")
                 summary.status = "partial" if run.failures else "success"
                 error = f"{run.failures} entities failed; see sync_errors" if run.failures else None
                 _finish(run, summary, error)
