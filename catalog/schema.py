@@ -184,6 +184,45 @@ tracked_eval_exports = Table(
     Column("added_at", UTCDateTime, nullable=False),
 )
 
+api_drift = Table(
+    "api_drift",
+    metadata,
+    Column("drift_id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("sync_runs.run_id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("call", String(128), nullable=False, comment="the action whose answers drifted"),
+    Column("field", String(255), nullable=False, comment="dotted path inside the answer object"),
+    Column(
+        "drift",
+        String(8),
+        nullable=False,
+        comment="unknown: answers carried it, the documents do not list it; "
+        "missing: documented, answers lacked it",
+    ),
+    Column("example_id", Text, nullable=True, comment="one entity whose answer showed it"),
+    Column("count", Integer, nullable=False, comment="answers of this run that showed it"),
+)
+Index("ix_api_drift_kind_field", api_drift.c.kind, api_drift.c.call, api_drift.c.field)
+
+catalog_source = Table(
+    "catalog_source",
+    metadata,
+    Column(
+        "account",
+        String(64),
+        primary_key=True,
+        comment="the catalog's name; 'default' until several accounts share a database",
+    ),
+    Column("base_url", Text, nullable=False),
+    Column(
+        "key_fingerprint",
+        String(64),
+        nullable=False,
+        comment="a salted hash of the access key id: tells keys apart, never shows one",
+    ),
+    Column("bound_at", UTCDateTime, nullable=False),
+)
+
 changes = Table(
     "changes",
     metadata,
@@ -264,6 +303,11 @@ compression_tasks, compression_tasks_history = _entity_tables(
         Column("quant_conf", String(64)),
         Column("sparsity_ratio", Float),
         Column("config", JsonValue),
+        Column(
+            "failed_reason",
+            Text,
+            comment="DescribeModelCompTask's failedReason; fetched once per failed task",
+        ),
         Column("create_time", Time),
         Column("finish_time", Time),
     ],
