@@ -1,12 +1,13 @@
-"""The fake Qianfan console: a generated catalog, an HTTP server over it, and fault injection.
+"""The fake Qianfan console: a generated catalog, an HTTP server over it, fault injection, replay.
 
 It is part of the product: the test suite, ``qianfan-catalog demo`` and the benchmark all sync
 against it, because there is no sandbox for the real console.
 """
 
-from catalog.fake.catalog import KINDS, ZERO_TIME, FakeCatalog
+from catalog.fake.catalog import EVAL_ROUTE, KINDS, ZERO_TIME, FakeCatalog
 from catalog.fake.faults import FAULTS, FaultPlan, chaos_plan
-from catalog.fake.server import EVAL_ROUTE, V2_ROUTE, CallRecord, FakeServer, serve
+from catalog.fake.replay import Recording, load_recording
+from catalog.fake.server import V2_ROUTE, CallRecord, FakeServer, serve
 
 __all__ = [
     "EVAL_ROUTE",
@@ -18,6 +19,8 @@ __all__ = [
     "FakeCatalog",
     "FakeServer",
     "FaultPlan",
+    "Recording",
     "chaos_plan",
+    "load_recording",
     "serve",
 ]

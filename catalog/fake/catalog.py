@@ -1,14 +1,19 @@
 """The fake console's data: a deterministic, mutable catalog of API-shaped objects.
 
-Every object is stored exactly as the console API serves it (the vendor's camelCase field names,
-its several time formats, absent-vs-empty fields), so the sync code is exercised against the same
-irregularities the real service has. The one exception is a model export's ``downloadUrl``: the
-catalog stores its stable part and the server appends a freshly signed query string on every call,
-as the real service does with its pre-signed object-store links.
+Every object is stored with the vendor's camelCase field names, its several time formats and its
+absent-vs-empty fields, so the sync code is exercised against the same irregularities the real
+service has. What is stored is the union of what the calls serving that object return; each call
+then serves its own documented subset (:meth:`FakeCatalog.view`, field lists below, taken from
+``/work/shared/api/REFERENCE.md``): a preset set's listing item has ``description`` but no
+``createTime``, a compression task's listing item has no ``failedReason``. ``modelCount`` and
+``modelNames`` are derived from the stored versions whenever a set is served, so they cannot drift
+from ``modelIds``. A model export's ``downloadUrl`` is stored without its query: the server appends
+a freshly signed one on every call, as the real service does with its pre-signed object-store links.
 
 Tests change the catalog between syncs through the mutation API (``add`` / ``change`` / ``remove``
-/ ``restore``); every method takes :attr:`FakeCatalog.lock`, the same lock the server reads under,
-so a sync never sees a half-applied mutation.
+/ ``restore``), and make served answers drift from the documents with :meth:`FakeCatalog.patch`.
+Every method takes :attr:`FakeCatalog.lock`, the same lock the server reads under, so a sync never
+sees a half-applied mutation.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from __future__ import annotations
 import copy
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 KINDS: tuple[str, ...] = (
     "model_set",
@@ -46,6 +53,113 @@ APPLICATION_TYPES = ("chat", "completion", "reranker")
 QUANT_WEIGHTS = ("W8A8C4", "W8A8C8", "W8A8C16", "W8A16C16", "W4A16C16")
 QUANT_CONFS = ("wint8", "wint4", "W8A16C16", "W4A16C16")
 SAMPLING_STRATEGIES = ("multinomialSampling", "beamSearch", "greedySearch")
+CAPABILITIES = ("reasoning", "function_call", "web_search")  # REFERENCE §3
+# The provider values are not documented (only the field): these are plausible strings.
+_PROVIDERS = ("百度", "Meta", "智谱AI", "阿里云", "BAAI")
+# Failure reasons are not documented (only the field): realistic-looking text in both languages.
+_FAILED_REASONS = (
+    "压缩任务运行失败：GPU资源不足，请稍后重试",
+    "源模型版本不支持该压缩策略",
+    "internal error: task container exited with code 137 (out of memory)",
+    "quantization calibration failed: dataset is empty",
+    "模型文件校验失败，请检查源模型版本",
+)
+
+#: The eval-export status route; its "action" in a call log or recording is this path.
+EVAL_ROUTE = "/wenxinworkshop/modelrepo/eval/result/export/info"
+
+# What each call serves of a stored object, in the documents' order (REFERENCE §1-§4). ``None``
+# serves the stored object as it is (DescribeModelSet: seed 003; DescribeModel: seed 004;
+# DescribeModelExportTask: seed 000; the eval route: seed 001), extra fields included.
+CUSTOM_SET_ITEM_FIELDS = (
+    "modelSetId",
+    "modelSetName",
+    "modelType",
+    "labels",
+    "createTime",
+    "modifyTime",
+    "modelCount",
+    "modelIds",
+    "modelNames",
+)
+SYSTEM_SET_ITEM_FIELDS = (
+    "modelSetId",
+    "modelSetName",
+    "modelType",
+    "description",
+    "modifyTime",  # the WW page calls it ``time``; QA and the custom page say ``modifyTime``
+    "modelCount",
+    "modelIds",
+    "modelNames",
+)
+SYSTEM_SET_FIELDS = (
+    "modelSetId",
+    "modelSetName",
+    "modelType",
+    "createTime",
+    "modifyTime",
+    "description",
+    "modelIds",
+    "modelNames",
+)
+SYSTEM_MODEL_FIELDS = (
+    "modelSetId",
+    "modelId",
+    "modelName",
+    "status",
+    "description",
+    "createTime",
+    "modifyTime",
+    "modelApplicationType",
+    "tokenLimitations",
+    "isSupportDeploy",
+    "isSupportModelComp",
+    "isSupportEvaluation",
+    "capabilities",
+    "modelProviders",
+)
+# ASSUMPTION: the listing's source/output model and create/finish time keys are not visible in the
+# documents; these are the detail's names. ``config`` is what the fake served before the documents
+# were checked (it may be the invisible 9th field). ``failedReason`` is documented for the detail.
+COMP_TASK_ITEM_FIELDS = (
+    "id",
+    "name",
+    "description",
+    "status",
+    "sourceModelId",
+    "modelId",
+    "config",
+    "createTime",
+    "finishTime",
+)
+# ``finishTime`` is ASSUMED to be the detail's invisible 10th field. ``modelId`` is served only
+# when the task succeeded (documented); ``failedReason`` is "" unless the task failed (ASSUMPTION:
+# the documents do not say what a task that did not fail carries).
+COMP_TASK_FIELDS = (
+    "id",
+    "name",
+    "description",
+    "status",
+    "failedReason",
+    "sourceModelId",
+    "modelId",
+    "config",
+    "createTime",
+    "finishTime",
+)
+#: Call -> (kind it serves, its fields or ``None`` for the stored object as it is).
+VIEWS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "DescribeCustomModelSets": ("model_set", CUSTOM_SET_ITEM_FIELDS),
+    "DescribeSystemModelSets": ("model_set", SYSTEM_SET_ITEM_FIELDS),
+    "DescribeModelSet": ("model_set", None),
+    "DescribeSystemModelSet": ("model_set", SYSTEM_SET_FIELDS),
+    "DescribeModel": ("model_version", None),
+    "DescribeSystemModel": ("model_version", SYSTEM_MODEL_FIELDS),
+    "DescribeModelCompTasks": ("compression_task", COMP_TASK_ITEM_FIELDS),
+    "DescribeModelCompTask": ("compression_task", COMP_TASK_FIELDS),
+    "DescribeModelExportTask": ("model_export", None),
+    EVAL_ROUTE: ("eval_result_export", None),
+}
 
 _BASE_MODELS = (
     "ERNIE-Speed-8K",
@@ -118,6 +232,15 @@ def _pick_style(rng: random.Random, weights: dict[str, int]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
+@dataclass(frozen=True)
+class _Patch:
+    """A test-made drift: fields added or overwritten, fields dropped, in some calls' answers."""
+
+    fields: Mapping[str, Any]
+    drop: frozenset[str]
+    actions: frozenset[str] | None  # None: every call that serves the object
+
+
 class FakeCatalog:
     """The fake account's model catalog, keyed per kind as in ``docs/architecture.md``.
 
@@ -130,7 +253,9 @@ class FakeCatalog:
 
     def __init__(self, seed: int = 0) -> None:
         self.lock = threading.RLock()
+        self._seed = seed
         self._items: dict[str, dict[Any, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        self._patches: dict[tuple[str, Any], list[_Patch]] = {}
         #: Listings built by :meth:`listing`; every mutation empties it.
         self._listings: dict[Any, tuple[list[dict[str, Any]], dict[Any, int]]] = {}
         self._used_ids: set[str] = set()
@@ -166,10 +291,20 @@ class FakeCatalog:
             catalog._new_comp_task(rng, source)
         exported = rng.sample(version_ids, round(len(version_ids) * export_share))
         for model_id in sorted(exported, key=version_ids.index):
-            catalog._new_export(rng, model_id)
+            # DescribeModelExportTask serves custom versions only (see the server's LOOKUPS).
+            if not catalog.is_preset_version(model_id):
+                catalog._new_export(rng, model_id)
         for _ in range(eval_exports):
             catalog._new_eval_export(rng)
         return catalog
+
+    def _side_rng(self, key: str) -> random.Random:
+        """Draws for fields added after the generator was written, seeded per object.
+
+        Taking them from the main generator would shift every later draw, so every seed would
+        produce a different catalog than it did before those fields existed.
+        """
+        return random.Random(f"{self._seed}/{key}")
 
     def _new_id(self, rng: random.Random, prefix: str) -> str:
         while True:
@@ -255,6 +390,13 @@ class FakeCatalog:
             if rng.random() < 0.15
             else format_time(created + timedelta(minutes=rng.randint(1, 9000)), style)
         )
+        if system:
+            # DescribeSystemModel documents these (REFERENCE §3), and a description that is not
+            # said to be omitted when empty.
+            side = self._side_rng(model_id)
+            item.setdefault("description", f"{model_set['modelSetName']} {item['modelName']}")
+            item["capabilities"] = sorted(side.sample(CAPABILITIES, side.randint(0, 3)))
+            item["modelProviders"] = [side.choice(_PROVIDERS)]
         self._items["model_version"][model_id] = item
         model_set["modelIds"].append(model_id)
         return model_id
@@ -337,6 +479,9 @@ class FakeCatalog:
             "name": rng.choice(_TASK_NAMES),
             "description": rng.choice(_DESCRIPTIONS),
             "status": status,
+            "failedReason": self._side_rng(task_id).choice(_FAILED_REASONS)
+            if status == "failed"
+            else "",
             "sourceModelId": source_model_id or self._new_id(rng, "amv-"),
             "modelId": self._new_id(rng, "amv-") if status == "succeeded" else "",
             "config": config,
@@ -351,7 +496,9 @@ class FakeCatalog:
     ) -> dict[str, Any]:
         md5 = "".join(rng.choices("0123456789abcdef", k=32))
         version = self._items["model_version"].get(model_id, {})
-        stem = str(version.get("modelSetName", "model")).encode("ascii", "ignore").decode() or "m"
+        # The set's name as it is, unicode included (the documents' example is ``xxx_model_<md5>``);
+        # only a path separator is replaced. The URL carries it percent-encoded.
+        stem = str(version.get("modelSetName") or "model").replace("/", "_")
         file_name = f"{stem}_model_{md5}.tar"
         return {
             "fileName": file_name,
@@ -361,7 +508,8 @@ class FakeCatalog:
             "fileSize": rng.choice(
                 (rng.randint(10_000_000, 2_000_000_000), rng.randint(2**31, 300_000_000_000))
             ),
-            "downloadUrl": f"https://qianfan-export.bj.bcebos.com/v1/export/{export_id}/{file_name}",
+            "downloadUrl": "https://qianfan-export.bj.bcebos.com/v1/export/"
+            f"{export_id}/{quote(file_name)}",
         }
 
     def _new_export(self, rng: random.Random, model_id: str) -> str:
@@ -449,8 +597,86 @@ class FakeCatalog:
         return ordered, positions
 
     def snapshot(self) -> dict[str, dict[Any, dict[str, Any]]]:
+        """Every stored object (patches not applied); what the calls serve is :meth:`served`."""
         with self.lock:
             return copy.deepcopy(self._items)
+
+    def is_preset_set(self, set_id: str) -> bool:
+        found = self._store("model_set").get(set_id)
+        return found is not None and found.get("source") == "System"
+
+    def is_preset_version(self, model_id: str) -> bool:
+        """Whether a version is in a preset set (the System* calls serve it, the others do not)."""
+        found = self._store("model_version").get(model_id)
+        return found is not None and self.is_preset_set(found["modelSetId"])
+
+    def view(self, action: str, key: Any, item: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``action`` serves of the stored object ``item`` (whose key is ``key``): a new dict.
+
+        Callers must hold :attr:`lock`. Fields are those of :data:`VIEWS`, derived ones filled in,
+        then the test-made patches for this object and call applied.
+        """
+        kind, fields = VIEWS[action]
+        source = dict(item)
+        if kind == "model_set":
+            versions = self._store("model_version")
+            source["modelCount"] = len(item["modelIds"])
+            source["modelNames"] = [versions[m]["modelName"] for m in item["modelIds"]]
+        if action == "DescribeModelCompTask" and item.get("status") != "succeeded":
+            source.pop("modelId", None)  # documented: only when status=succeeded
+        if fields is None:
+            served = copy.deepcopy(dict(item))
+        else:
+            served = {name: copy.deepcopy(source[name]) for name in fields if name in source}
+        for patch in self._patches.get((kind, key), ()):
+            if patch.actions is None or action in patch.actions:
+                for name in patch.drop:
+                    served.pop(name, None)
+                served.update(copy.deepcopy(dict(patch.fields)))
+        return served
+
+    def served(self, action: str, key: Any) -> dict[str, Any]:
+        """What ``action`` answers for the object ``key`` now (``KeyError`` if there is none).
+
+        For tests that compare the database with what the fake serves rather than with what it
+        stores; a model export's ``downloadUrl`` is without the query the server signs per call.
+        """
+        with self.lock:
+            return self.view(action, key, self._store(VIEWS[action][0])[key])
+
+    def patch(
+        self,
+        kind: str,
+        key: Any,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        drop: Collection[str] = (),
+        actions: Collection[str] | None = None,
+    ) -> None:
+        """Make the answers about one object differ from the documents, for drift tests.
+
+        ``fields`` are added (an undocumented field) or overwritten, ``drop`` names fields left out
+        (a documented one going missing), in the answers of ``actions`` (default: every call that
+        serves ``kind``). The stored object is not touched, so :meth:`snapshot` does not show it.
+        Patches add up; :meth:`unpatch` removes them.
+        """
+        with self.lock:
+            self._store(kind)
+            if isinstance(drop, str) or (actions is not None and isinstance(actions, str)):
+                raise TypeError("drop and actions take collections of names, not one string")
+            chosen = frozenset(actions) if actions is not None else None
+            unknown = (chosen or frozenset()) - {a for a, (k, _) in VIEWS.items() if k == kind}
+            if unknown:
+                raise ValueError(f"no call serves {kind} as {sorted(unknown)}")
+            self._listings.clear()
+            self._patches.setdefault((kind, key), []).append(
+                _Patch(dict(fields or {}), frozenset(drop), chosen)
+            )
+
+    def unpatch(self, kind: str, key: Any) -> None:
+        with self.lock:
+            self._listings.clear()
+            self._patches.pop((kind, key), None)
 
     def _store(self, kind: str) -> dict[Any, dict[str, Any]]:
         try:
@@ -486,14 +712,16 @@ class FakeCatalog:
                 return self._new_comp_task(rng, source)
             if kind == "model_export":
                 candidates = [
-                    m for m in self._items["model_version"] if m not in self._items["model_export"]
+                    m
+                    for m in self._items["model_version"]
+                    if m not in self._items["model_export"] and not self.is_preset_version(m)
                 ]
                 if parent is None:
                     if not candidates:
                         raise ValueError("every model version already has an export")
                     parent = rng.choice(candidates)
                 elif parent not in candidates:
-                    raise ValueError(f"{parent} is not a version without an export")
+                    raise ValueError(f"{parent} is not a custom version without an export")
                 return self._new_export(rng, parent)
             return self._new_eval_export(rng)
 
@@ -502,21 +730,38 @@ class FakeCatalog:
         self._clock += timedelta(minutes=7)
         item["modifyTime"] = format_time(self._clock, time_style(item["createTime"]))
 
-    def change(self, kind: str, key: Any, rng: random.Random) -> dict[str, Any]:
+    def change(
+        self, kind: str, key: Any, rng: random.Random, *, status: str | None = None
+    ) -> dict[str, Any]:
         """Change 1-3 documented fields of one object to new values.
 
         Returns ``{apiField: newValue}`` for the meaningful fields changed (``None`` for a field
         that is now absent). ``modifyTime`` moves forward too where the entity has one; it is not
         in the returned dict because it is bookkeeping, not the change itself.
+
+        ``status`` changes only the status (``state`` of exports) to that value, with what goes
+        with it (a failed task's ``failedReason``, a succeeded one's output ``modelId``...), so a
+        test can reach a given state without drawing until it comes up.
         """
         with self.lock:
             item = self._store(kind)[key]
-            self._listings.clear()
             changers = self._CHANGERS[kind]
-            picks = rng.sample(changers, rng.randint(1, min(3, len(changers))))
+            if status is not None:
+                if kind not in self._STATUS_CHANGERS:
+                    raise ValueError(f"{kind} has no status")
+                if status not in self._STATUS_CHANGERS[kind][1]:
+                    raise ValueError(f"{status!r} is not a {kind} status")
+                field = "state" if kind in ("model_export", "eval_result_export") else "status"
+                if item[field] == status:
+                    raise ValueError(f"{kind} {key} is already {status}")
+            self._listings.clear()
             changed: dict[str, Any] = {}
-            for changer in picks:
-                changed.update(changer(self, item, rng))
+            if status is not None:
+                changed.update(self._STATUS_CHANGERS[kind][0](self, item, rng, status))
+            else:
+                picks = rng.sample(changers, rng.randint(1, min(3, len(changers))))
+                for changer in picks:
+                    changed.update(changer(self, item, rng))
             if "modifyTime" in item:
                 self._touch(item)
             return copy.deepcopy(changed)
@@ -524,8 +769,8 @@ class FakeCatalog:
     # Each changer returns the fields it changed; it always picks a value different from the old.
 
     @staticmethod
-    def _other(rng: random.Random, choices: tuple[Any, ...], old: Any) -> Any:
-        return rng.choice([c for c in choices if c != old])
+    def _other(rng: random.Random, choices: tuple[Any, ...], old: Any, to: Any = None) -> Any:
+        return to if to is not None else rng.choice([c for c in choices if c != old])
 
     def _change_labels(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         old = item.get("labels", [])
@@ -540,8 +785,10 @@ class FakeCatalog:
         item["description"] = new
         return {"description": new}
 
-    def _change_version_status(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-        item["status"] = self._other(rng, MODEL_VERSION_STATUSES, item["status"])
+    def _change_version_status(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
+        item["status"] = self._other(rng, MODEL_VERSION_STATUSES, item["status"], to)
         return {"status": item["status"]}
 
     def _change_support_flag(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -564,14 +811,20 @@ class FakeCatalog:
         item["modelCompConfigs"] = new
         return {"modelCompConfigs": new}
 
-    def _change_task_status(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-        status = self._other(rng, COMP_TASK_STATUSES, item["status"])
+    def _change_task_status(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
+        status = self._other(rng, COMP_TASK_STATUSES, item["status"], to)
         item["status"] = status
         changed: dict[str, Any] = {"status": status}
         model_id = self._new_id(rng, "amv-") if status == "succeeded" else ""
         if model_id != item["modelId"]:
             item["modelId"] = model_id
             changed["modelId"] = model_id
+        reason = rng.choice(_FAILED_REASONS) if status == "failed" else ""
+        if reason != item.get("failedReason"):
+            item["failedReason"] = reason
+            changed["failedReason"] = reason
         self._clock += timedelta(minutes=rng.randint(1, 90))
         old_finish = item.get("finishTime")
         if status in COMP_TASK_FINISHED:
@@ -586,7 +839,9 @@ class FakeCatalog:
         item["name"] = f"{rng.choice(_TASK_NAMES)}-{rng.randint(2, 10**6)}"
         return {"name": item["name"]}
 
-    def _change_export_state(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    def _change_export_state(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
         """Doing -> Done gains the file fields; Done -> Doing is a re-export with a new id."""
         model_id = next(k for k, v in self._items["model_export"].items() if v is item)
         if item["state"] == "Doing":
@@ -601,8 +856,10 @@ class FakeCatalog:
         item["state"] = "Doing"
         return {"exportId": item["exportId"], "state": "Doing", **removed}
 
-    def _change_eval_state(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-        item["state"] = self._other(rng, EVAL_EXPORT_STATES, item["state"])
+    def _change_eval_state(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
+        item["state"] = self._other(rng, EVAL_EXPORT_STATES, item["state"], to)
         changed: dict[str, Any] = {"state": item["state"]}
         url = self._eval_download(item)
         if url != item["downloadUrl"]:
@@ -634,6 +891,19 @@ class FakeCatalog:
         "compression_task": [_change_task_status, _change_task_name, _change_description],
         "model_export": [_change_export_state],
         "eval_result_export": [_change_eval_state, _change_eval_path],
+    }
+    #: The changer that moves an object to a given status, and the statuses it may move to.
+    _STATUS_CHANGERS: dict[
+        str,
+        tuple[
+            Callable[[FakeCatalog, dict[str, Any], random.Random, str], dict[str, Any]],
+            tuple[str, ...],
+        ],
+    ] = {
+        "model_version": (_change_version_status, MODEL_VERSION_STATUSES),
+        "compression_task": (_change_task_status, COMP_TASK_STATUSES),
+        "model_export": (_change_export_state, EXPORT_STATES),
+        "eval_result_export": (_change_eval_state, EVAL_EXPORT_STATES),
     }
 
     def remove(self, kind: str, key: Any) -> dict[str, Any]:

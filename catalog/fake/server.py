@@ -3,8 +3,15 @@
 It is a real server (sockets, keep-alive, threads), not a mock, so the whole client stack is what
 gets tested: signing, connection reuse, timeouts, retries, paging. It verifies BCE v1 signatures
 with the same pure functions the client signs with, answers both error shapes the service uses
-(``/v2`` and the older ``/wenxinworkshop`` routes), throttles like the service when asked to, and
-misbehaves on purpose through a :class:`FaultPlan`.
+(``/v2`` and the older ``/wenxinworkshop`` routes), refuses the calls a key's policy would not
+allow (``denied_actions``), throttles when asked to, misbehaves on purpose through a
+:class:`FaultPlan`, and can serve a recording of the real service instead of its catalog
+(``replay``, :mod:`catalog.fake.replay`).
+
+Answers follow ``/work/shared/api/REFERENCE.md``; the fields each call serves are in
+:data:`catalog.fake.catalog.VIEWS`. Whatever the documents do not state (most error codes, what a
+missing id answers, throttling) is marked ``INVENTED`` where it is made up, so nothing outside
+``catalog/fake/`` can come to rely on it unnoticed.
 
 The handlers are table-driven: the three marker-paged listings are rows of :data:`LISTINGS`, the
 single-object lookups rows of :data:`LOOKUPS`, so their paging and error behaviour cannot drift
@@ -13,15 +20,15 @@ apart.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import json
+import sys
 import threading
 import time
 import uuid
 from calendar import timegm
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,19 +37,29 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from catalog.api.auth import parse_authorization, signature
+from catalog.fake.catalog import EVAL_ROUTE as EVAL_ROUTE
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import Fault, FaultPlan, chaos_plan
+from catalog.fake.limiters import TokenBucket as TokenBucket
+from catalog.fake.limiters import make_limiter
+from catalog.fake.replay import Recording, load_recording
 
 V2_ROUTE = "/v2/model"
-EVAL_ROUTE = "/wenxinworkshop/modelrepo/eval/result/export/info"
 #: Headers every signature must cover; the service rejects signatures that leave them out.
 REQUIRED_SIGNED_HEADERS = frozenset({"host", "x-bce-date"})
-DEFAULT_MAX_KEYS = 10
-MAX_KEYS_LIMIT = 100
+DEFAULT_MAX_KEYS = 10  # documented (REFERENCE §0)
+MAX_KEYS_LIMIT = 100  # documented: a larger maxKeys is treated as 100
 
+# INVENTED for this route: 18 is the V1 QPS-limit code of the inference API (the SDK retries on
+# it); the eval route's own error table is not visible.
 V1_RATE_LIMIT = (18, "Open api qps request limit reached")
+# SDK-only: 500001 appears once, in an SDK test comment, as "param invalid".
 V1_PARAM_INVALID = (500001, "param invalid")
+# INVENTED: nothing documents what a missing exportID answers; the sync must not depend on it.
 V1_NOT_FOUND = (500002, "export task not exist")
+#: The BCE common answer to a key whose policy does not allow the call (REFERENCE §0, §10);
+#: the message is the one in seed 003's error example.
+ACCESS_DENIED = ("AccessDenied", "Access denied.")
 
 
 class V2Error(Exception):
@@ -67,11 +84,22 @@ class V1Error(Exception):
 
 
 def _invalid(message: str) -> V2Error:
+    # INVENTED: no documented code for a bad body parameter (the BCE common InappropriateJSON and
+    # InvalidHTTPRequest are not said to be used for it).
     return V2Error(400, "InvalidRequest", message)
 
 
 def _not_found(what: str) -> V2Error:
+    # INVENTED: what a missing id answers is not documented (REFERENCE §10); the sync does not
+    # treat this as "not found".
     return V2Error(404, "ResourceNotFound", f"{what} not found")
+
+
+def _iam_error(status: int, code: str, message: str) -> V2Error:
+    """An IAM refusal: BCE body shape plus the ``X-Bce-Error-*`` headers the SDK inspects."""
+    return V2Error(
+        status, code, message, {"X-Bce-Error-Code": code, "X-Bce-Error-Message": message}
+    )
 
 
 @dataclass
@@ -119,46 +147,45 @@ def _required_str(body: dict[str, Any], name: str) -> str:
 # ---------------------------------------------------------------------- paged listings
 
 
-def _set_summary(item: dict[str, Any]) -> dict[str, Any]:
-    """A listing shows a model set without its version ids; DescribeModelSet has those."""
-    return {k: copy.deepcopy(v) for k, v in item.items() if k != "modelIds"}
-
-
 @dataclass(frozen=True)
 class Listing:
-    """One marker-paged listing: where its items come from and how they look in a page."""
+    """One marker-paged listing: where its items come from; how they look is the action's view."""
 
+    action: str
     list_key: str
     kind: str
     id_field: str
     include: Callable[[dict[str, Any]], bool]
-    project: Callable[[dict[str, Any]], dict[str, Any]] = copy.deepcopy
     #: Body fields that filter items by equality with the same-named item field.
     filters: tuple[str, ...] = ()
 
 
 LISTINGS: dict[str, Listing] = {
-    "DescribeCustomModelSets": Listing(
-        "customModelSetList",
-        "model_set",
-        "modelSetId",
-        lambda s: s["source"] == "UserCreate",
-        _set_summary,
-    ),
-    "DescribeSystemModelSets": Listing(
-        "systemModelSetList",
-        "model_set",
-        "modelSetId",
-        lambda s: s["source"] == "System",
-        _set_summary,
-    ),
-    "DescribeModelCompTasks": Listing(
-        "modelCompTaskList",
-        "compression_task",
-        "id",
-        lambda t: True,
-        filters=("sourceModelId",),
-    ),
+    listing.action: listing
+    for listing in (
+        Listing(
+            "DescribeCustomModelSets",
+            "customModelSetList",
+            "model_set",
+            "modelSetId",
+            lambda s: s["source"] == "UserCreate",
+        ),
+        Listing(
+            "DescribeSystemModelSets",
+            "systemModelSetList",
+            "model_set",
+            "modelSetId",
+            lambda s: s["source"] == "System",
+        ),
+        Listing(
+            "DescribeModelCompTasks",
+            "modelCompTaskList",
+            "compression_task",
+            "id",
+            lambda t: True,
+            filters=("sourceModelId",),
+        ),
+    )
 }
 
 
@@ -179,7 +206,7 @@ def _select_page(catalog: FakeCatalog, listing: Listing, body: dict[str, Any]) -
     if max_keys is None:
         max_keys = DEFAULT_MAX_KEYS
     if max_keys < 1:
-        raise _invalid("maxKeys must be >= 1")
+        raise _invalid("maxKeys must be >= 1")  # INVENTED: the documents give no lower bound
     max_keys = min(max_keys, MAX_KEYS_LIMIT)
     reverse = bool(_opt(body, "pageReverse", bool))
     wanted = {name: _opt(body, name, str) for name in listing.filters}
@@ -195,12 +222,13 @@ def _select_page(catalog: FakeCatalog, listing: Listing, body: dict[str, Any]) -
     start = 0
     if marker:
         if marker not in positions:
+            # INVENTED: what an unknown marker answers is not documented.
             raise V2Error(400, "InvalidMarker", f"marker {marker} is not valid")
         start = positions[marker]
     return _Page(listing, ordered, start, min(start + max_keys, len(ordered)), marker, max_keys)
 
 
-def _render_page(page: _Page, fault: Fault | None) -> dict[str, Any]:
+def _render_page(catalog: FakeCatalog, page: _Page, fault: Fault | None) -> dict[str, Any]:
     """The ``result`` of one page, corrupted as the page fault (if any) says."""
     id_field = page.listing.id_field
     items = page.ordered[page.start : page.end]
@@ -226,13 +254,21 @@ def _render_page(page: _Page, fault: Fault | None) -> dict[str, Any]:
     }
     if truncated and next_marker is not None:
         page_info["nextMarker"] = next_marker
-    return {page.listing.list_key: [page.listing.project(i) for i in items], "pageInfo": page_info}
+    listing = page.listing
+    served = [catalog.view(listing.action, item[id_field], item) for item in items]
+    return {listing.list_key: served, "pageInfo": page_info}
 
 
 # ---------------------------------------------------------------------- single-object lookups
 
 
-def _describe_model_set(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
+# Custom and preset objects are served by different calls (REFERENCE §2, §3). What the custom
+# calls answer for a preset id, and the preset calls for a custom id, is not documented.
+# INVENTED: both answer as for an id that does not exist (404 ResourceNotFound).
+
+
+def _find_set(catalog: FakeCatalog, body: dict[str, Any], preset: bool) -> tuple[str, Any]:
+    """The set named by exactly one of ``modelSetId`` / ``modelSetName`` (documented body)."""
     set_id = _opt(body, "modelSetId", str)
     name = _opt(body, "modelSetName", str)
     if bool(set_id) == bool(name):
@@ -241,32 +277,66 @@ def _describe_model_set(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str,
         found = catalog.find("model_set", set_id)
     else:
         found = next((s for s in catalog.items("model_set") if s["modelSetName"] == name), None)
-    if found is None:
+    if found is None or catalog.is_preset_set(found["modelSetId"]) != preset:
         raise _not_found(f"model set {set_id or name}")
-    return copy.deepcopy(found)
+    return found["modelSetId"], found
+
+
+def _describe_model_set(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
+    """Seed 003's shape (``source``, ``modelIds``): the sync resolves ``--model-set`` with it."""
+    set_id, found = _find_set(catalog, body, preset=False)
+    return catalog.view("DescribeModelSet", set_id, found)
+
+
+def _describe_system_model_set(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
+    set_id, found = _find_set(catalog, body, preset=True)
+    return catalog.view("DescribeSystemModelSet", set_id, found)
+
+
+def _find_version(catalog: FakeCatalog, body: dict[str, Any], preset: bool) -> dict[str, Any]:
+    model_id = _required_str(body, "modelId")
+    found = catalog.find("model_version", model_id)
+    if found is None or catalog.is_preset_version(model_id) != preset:
+        raise _not_found(f"model version {model_id}")
+    return found
 
 
 def _describe_model(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
-    model_id = _required_str(body, "modelId")
-    found = catalog.find("model_version", model_id)
-    if found is None:
-        raise _not_found(f"model version {model_id}")
-    return copy.deepcopy(found)
+    found = _find_version(catalog, body, preset=False)
+    return catalog.view("DescribeModel", found["modelId"], found)
+
+
+def _describe_system_model(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
+    found = _find_version(catalog, body, preset=True)
+    return catalog.view("DescribeSystemModel", found["modelId"], found)
 
 
 def _describe_export(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
     """An unknown version is not found; a known version without an export has no record."""
-    model_id = _required_str(body, "modelId")
-    if catalog.find("model_version", model_id) is None:
-        raise _not_found(f"model version {model_id}")
+    model_id = _find_version(catalog, body, preset=False)["modelId"]
     found = catalog.find("model_export", model_id)
-    return copy.deepcopy(found) if found is not None else {"hasRecord": False}
+    if found is None:
+        # ASSUMPTION: ``hasRecord`` is documented; that nothing else comes with ``false`` is not.
+        return {"hasRecord": False}
+    return catalog.view("DescribeModelExportTask", model_id, found)
+
+
+def _describe_comp_task(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
+    # The documents mark modelCompTaskId "optional", but it is the lookup key.
+    task_id = _required_str(body, "modelCompTaskId")
+    found = catalog.find("compression_task", task_id)
+    if found is None:
+        raise _not_found(f"compression task {task_id}")
+    return catalog.view("DescribeModelCompTask", task_id, found)
 
 
 LOOKUPS: dict[str, Callable[[FakeCatalog, dict[str, Any]], dict[str, Any]]] = {
     "DescribeModelSet": _describe_model_set,
+    "DescribeSystemModelSet": _describe_system_model_set,
     "DescribeModel": _describe_model,
+    "DescribeSystemModel": _describe_system_model,
     "DescribeModelExportTask": _describe_export,
+    "DescribeModelCompTask": _describe_comp_task,
 }
 
 
@@ -284,42 +354,34 @@ def _eval_export_info(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, A
             (e for e in catalog.items("eval_result_export") if e["exportIDStr"] == export_id), None
         )
     if found is None:
-        raise V1Error(V1_NOT_FOUND)
-    return copy.deepcopy(found)
+        raise V1Error(V1_NOT_FOUND)  # INVENTED (see V1_NOT_FOUND)
+    return catalog.view(EVAL_ROUTE, found["exportID"], found)
 
 
 # ---------------------------------------------------------------------- throttling
 
 
-class TokenBucket:
-    """Server-side QPS limit: ``rate`` calls/s with a burst of ``max(1, rate)``."""
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be > 0")
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self._tokens = self.capacity
-        self._stamp = time.monotonic()
-        self._lock = threading.Lock()
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return True
-            return False
+# The limiter shapes (token bucket, fixed and sliding one-second windows) live in
+# catalog.fake.limiters; ``TokenBucket`` is imported above for code that found it here.
 
 
 # ---------------------------------------------------------------------- the server
 
 
+#: A client that went away mid-request: nothing the server did wrong, nothing to print.
+CLIENT_GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Count a client's disconnect silently; any other error keeps its traceback."""
+        if isinstance(sys.exc_info()[1], CLIENT_GONE):
+            self.fake.count_disconnect()
+            return
+        super().handle_error(request, client_address)
 
 
 class FakeServer:
@@ -335,18 +397,31 @@ class FakeServer:
         port: int = 0,
         latency: float = 0.0,
         rate_limit: float | None = None,
+        limit_shape: str = "bucket",
         faults: FaultPlan | None = None,
         verify_signatures: bool = True,
+        denied_actions: Collection[str] = (),
+        replay: Recording | None = None,
     ) -> None:
+        """``denied_actions``: actions (or the eval route's path) this key's policy does not allow,
+        answered 403 ``AccessDenied`` after the signature check. ``replay``: serve these recorded
+        answers instead of the catalog (see :mod:`catalog.fake.replay`)."""
+        if isinstance(denied_actions, str):
+            raise TypeError("denied_actions takes a collection of action names, not one string")
         self.catalog = catalog
         self.access_key = access_key
         self._secret_key = secret_key
         self.host = host
         self.port = port
         self.latency = latency
-        self.limiter = TokenBucket(rate_limit) if rate_limit else None
+        # ``limit_shape``: how ``rate_limit`` counts, see catalog.fake.limiters (INVENTED).
+        self.limiter = make_limiter(limit_shape, rate_limit) if rate_limit else None
         self.faults = faults
         self.verify_signatures = verify_signatures
+        self.denied_actions = frozenset(denied_actions)
+        self.replay = replay
+        #: Connections a client reset or abandoned mid-request (handled without a traceback).
+        self.disconnects = 0
         self.calls: list[CallRecord] = []
         self._calls_lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
@@ -410,17 +485,25 @@ class FakeServer:
         with self._calls_lock:
             return sum(1 for c in self.calls if action is None or action in (c.action, c.route))
 
+    def count_disconnect(self) -> None:
+        with self._calls_lock:
+            self.disconnects += 1
+
     # request processing, called from handler threads
 
     def check_signature(
         self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str]
     ) -> None:
-        """Verify the BCE v1 signature the way the service's IAM does; raise a 403 if wrong."""
+        """Verify the BCE v1 signature the way the service's IAM does; raise a 403 if wrong.
+
+        InvalidAccessKeyId (403) is a documented BCE common code, and the SDK knows the
+        SignatureDoesNotMatch message; using SignatureDoesNotMatch for a missing or malformed
+        header (rather than the BCE common InvalidHTTPAuthHeader, 400) and 403 for RequestExpired
+        (its status is not visible) is INVENTED.
+        """
 
         def deny(code: str, message: str) -> V2Error:
-            return V2Error(
-                403, code, message, {"X-Bce-Error-Code": code, "X-Bce-Error-Message": message}
-            )
+            return _iam_error(403, code, message)
 
         lowered = {k.lower(): v for k, v in headers.items()}
         header = lowered.get("authorization", "")
@@ -445,7 +528,11 @@ class FakeServer:
             raise deny("SignatureDoesNotMatch", "the request signature does not match")
 
     def signed_download_url(self, base: str) -> str:
-        """A fresh pre-signed link: same path every time, a new query string on every call."""
+        """A fresh pre-signed link: same path every time, a new query string on every call.
+
+        INVENTED detail: the documents say only that ``downloadUrl`` is a download address; a
+        pre-signed object-store link that changes per call is how BOS links usually behave.
+        """
         with self._calls_lock:
             self._url_counter += 1
             counter = self._url_counter
@@ -467,14 +554,25 @@ class FakeServer:
                 return _eval_export_info(self.catalog, body)
             listing = LISTINGS.get(action)
             if listing is not None:
-                return _render_page(_select_page(self.catalog, listing, body), fault)
+                return _render_page(self.catalog, _select_page(self.catalog, listing, body), fault)
             lookup = LOOKUPS.get(action)
             if lookup is None:
+                # INVENTED: what an unknown Action answers is not documented.
                 raise V2Error(400, "InvalidAction", f"unknown Action {action!r}")
             result = lookup(self.catalog, body)
         if action == "DescribeModelExportTask" and result.get("downloadUrl"):
             result["downloadUrl"] = self.signed_download_url(result["downloadUrl"])
         return result
+
+    def reply(self, route: str, action: str, body: dict[str, Any], fault: Fault | None) -> _Reply:
+        """The answer to one well-formed call: from the recording when replaying, else computed."""
+        if self.replay is None:
+            return _Reply(200, {"result": self.answer(route, action, body, fault)})
+        recorded = self.replay.take(route, action, body)
+        if recorded is None:
+            # INVENTED: the fake's own answer to a request the recording does not hold.
+            raise V2Error(404, "NoRecording", f"no recorded answer for {action} with this body")
+        return _Reply(recorded.status, raw=recorded.data())
 
 
 _MALFORMED = b'{"requestId": "5f0c", "result": {"items": [{"id": "am'
@@ -551,15 +649,23 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> _Reply:
         fake = self.fake
         if route not in (V2_ROUTE, EVAL_ROUTE):
-            raise V2Error(404, "InvalidURI", f"no such route {route}")
+            # A BCE common code (400); that the console answers an unknown path with it is assumed.
+            raise V2Error(400, "InvalidURI", f"no such route {route}")
         if method != "POST":
+            # INVENTED: only POST is documented; what other methods answer is not.
             raise V2Error(405, "MethodNotAllowed", "only POST is supported", {"Allow": "POST"})
         if fake.verify_signatures:
             fake.check_signature(method, route, query, dict(self.headers.items()))
+        if action in fake.denied_actions:
+            # The eval route answers in the BCE shape too: IAM sits in front of both routes (as
+            # for signature failures); that it does not answer in the V1 shape is an assumption.
+            raise _iam_error(403, *ACCESS_DENIED)
         if fake.limiter is not None and not fake.limiter.try_acquire():
             if route == EVAL_ROUTE:
                 raise V1Error(V1_RATE_LIMIT)
-            raise V2Error(429, "RequestLimitExceeded", "request rate limit exceeded")
+            wait = fake.limiter.retry_after  # INVENTED, as is the code: see catalog.fake.limiters
+            headers = {"Retry-After": f"{wait:g}"} if wait is not None else None
+            raise V2Error(429, "RequestLimitExceeded", "request rate limit exceeded", headers)
         fault = None
         if fake.faults is not None:
             fault = fake.faults.draw(action, route, paged=route == V2_ROUTE and action in LISTINGS)
@@ -573,8 +679,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise V1Error(V1_PARAM_INVALID)
             raise _invalid("the body must be a JSON object")
         if route == V2_ROUTE and not action:
+            # INVENTED, as for an unknown Action.
             raise V2Error(400, "InvalidAction", "the Action query parameter is required")
-        return _Reply(200, {"result": fake.answer(route, action, body, fault)})
+        return fake.reply(route, action, body, fault)
 
     @staticmethod
     def _transport_fault(route: str, fault: Fault) -> _Reply:
@@ -585,12 +692,15 @@ class _Handler(BaseHTTPRequestHandler):
             return _Reply(200, raw=_MALFORMED)
         if name == "5xx":
             status = int(params["status"])
+            # InternalError is a BCE common code; BadGateway / ServiceUnavailable are INVENTED.
             codes = {500: "InternalError", 502: "BadGateway", 503: "ServiceUnavailable"}
             return _Reply(status, {"code": codes[status], "message": "injected server error"})
         if name == "v1_rate_limit" and route == EVAL_ROUTE:
             code, msg = V1_RATE_LIMIT
             return _Reply(200, {"error_code": code, "error_msg": msg})
         # "429", and "v1_rate_limit" on a /v2 route, which has no in-band throttling answer.
+        # INVENTED: no console throttling answer is documented (REFERENCE §10): the status, the
+        # code RequestLimitExceeded and Retry-After are what a client must cope with, not facts.
         headers: dict[str, str] = {}
         retry_after = params.get("retry_after")
         if retry_after == "http-date":
@@ -613,10 +723,13 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             payload = dict(reply.payload or {})
             if "error_code" in payload or (route == EVAL_ROUTE and reply.status == 200):
-                payload = {"log_id": str(uuid.uuid4().int % 10**10), **payload}
+                # ``log_id`` is an int in the document. INVENTED: that V1 errors come in an
+                # HTTP 200 (the documents give the body fields, not the status).
+                payload = {"log_id": uuid.uuid4().int % 10**10, **payload}
             else:
                 request_id = str(uuid.uuid4())
                 payload = {"requestId": request_id, **payload}
+                # INVENTED: the header is not in the documents (BCE services commonly send it).
                 headers.setdefault("X-Bce-Request-Id", request_id)
             data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self.send_response(reply.status)
@@ -641,23 +754,33 @@ def serve(
     secret_key: str = "fake-sk",
     latency: float = 0.0,
     rate_limit: float | None = None,
+    limit_shape: str = "bucket",
     fault_rate: float = 0.0,
     host: str = "127.0.0.1",
     echo: Callable[[str], None] = print,
+    denied_actions: Collection[str] = (),
+    replay_dir: str | None = None,
 ) -> None:
     """Run a fake console until Ctrl-C; the CLI's ``fake-server`` command wraps this.
 
     ``fault_rate`` is the chance that a call gets a *retryable* fault (see
     :func:`catalog.fake.faults.chaos_plan`), so a correct client still completes a sync.
+    ``denied_actions`` answer 403 AccessDenied; ``replay_dir`` serves a recording (its
+    ``calls.jsonl``) instead of a generated catalog.
     """
-    catalog = FakeCatalog.generate(
-        seed=seed,
-        model_sets=model_sets,
-        versions_per_set=versions_per_set,
-        comp_tasks=comp_tasks,
-        eval_exports=eval_exports,
-        system_sets=system_sets,
-        export_share=export_share,
+    recording = load_recording(replay_dir) if replay_dir is not None else None
+    catalog = (
+        FakeCatalog()
+        if recording is not None
+        else FakeCatalog.generate(
+            seed=seed,
+            model_sets=model_sets,
+            versions_per_set=versions_per_set,
+            comp_tasks=comp_tasks,
+            eval_exports=eval_exports,
+            system_sets=system_sets,
+            export_share=export_share,
+        )
     )
     plan = chaos_plan(fault_rate, seed) if fault_rate > 0 else None
     server = FakeServer(
@@ -668,10 +791,15 @@ def serve(
         port=port,
         latency=latency,
         rate_limit=rate_limit,
+        limit_shape=limit_shape,
         faults=plan,
+        denied_actions=denied_actions,
+        replay=recording,
     )
     server.start()
     echo(f"fake Qianfan console on {server.url} (access key {access_key}); Ctrl-C to stop")
+    if recording is not None:
+        echo(f"replaying {recording.size} recorded answers from {replay_dir}")
     try:
         while True:
             time.sleep(0.5)
@@ -680,3 +808,5 @@ def serve(
     finally:
         server.stop()
         echo(f"stopped after {server.call_count()} calls")
+        if recording is not None and recording.missed:
+            echo(f"{len(recording.missed)} calls had no recorded answer (HTTP 404 NoRecording)")
