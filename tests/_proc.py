@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Connection, inspect, select, text
 
 from catalog import db
 from catalog.fake.server import FakeServer
@@ -89,58 +89,106 @@ def consistency_problems(db_url: str) -> list[str]:
     Per entity: alive -> exactly one open history version, equal to the current row; deleted ->
     none open. Per key, versions do not overlap, and a gap between two versions is exactly a
     deletion (a ``delete`` change at the end of the first, an ``insert``/``restore`` at the start
-    of the next).
+    of the next). A deletion is whole or absent: ``deleted_at`` comes with ``deleted_run_id``, a
+    last history version closed at that moment by that run and a ``delete`` change of that run;
+    and every ``delete`` change ends a version that a deletion (or a gap) follows. A kill between
+    the parts of a delete would leave one without the others.
     """
-    problems: list[str] = []
     engine = db.create_engine_for(db_url)
     try:
         with engine.connect() as conn:
-            if conn.dialect.name == "sqlite":  # the writer does not check them row by row
-                for row in conn.exec_driver_sql("PRAGMA foreign_key_check"):
-                    problems.append(f"foreign key violation: {tuple(row)}")
-            for kind, spec in SPECS.items():
-                t, h = spec.table, spec.history
-                current = {r[spec.key]: r for r in conn.execute(select(t)).mappings()}
-                versions: dict[Any, list[Any]] = {}
-                ordered = select(h).order_by(h.c.valid_from, h.c.history_id)
-                for r in conn.execute(ordered).mappings():
-                    versions.setdefault(r[spec.key], []).append(r)
-                ops = {
-                    (r.entity_id, r.run_id, r.operation)
-                    for r in conn.execute(
-                        select(changes.c.entity_id, changes.c.run_id, changes.c.operation)
-                        .where(changes.c.kind == kind)
-                    )
-                }
-                for key in set(versions) - set(current):
-                    problems.append(f"{kind} {key}: history without a current row")
-                for key, row in current.items():
-                    hist = versions.get(key, [])
-                    open_ = [v for v in hist if v["valid_to"] is None]
-                    if row["deleted_at"] is None:
-                        if len(open_) != 1:
-                            problems.append(f"{kind} {key}: alive with {len(open_)} open versions")
-                        else:
-                            diff = [c for c in spec.tracked if open_[0][c] != row[c]]
-                            if diff:
-                                problems.append(f"{kind} {key}: open version differs in {diff}")
-                    elif open_:
-                        problems.append(f"{kind} {key}: deleted but {len(open_)} open versions")
-                    for a, b in zip(hist, hist[1:], strict=False):
-                        if a["valid_to"] is None or a["valid_to"] > b["valid_from"]:
-                            problems.append(f"{kind} {key}: versions overlap")
-                        elif a["valid_to"] < b["valid_from"]:
-                            gap_ok = (str(key), a["valid_to_run_id"], "delete") in ops and (
-                                (str(key), b["valid_from_run_id"], "restore") in ops
-                                or (str(key), b["valid_from_run_id"], "insert") in ops
-                            )
-                            if not gap_ok:
-                                problems.append(f"{kind} {key}: gap in history not a deletion")
-                    for v in hist:
-                        if v["valid_to"] is not None and v["valid_to"] <= v["valid_from"]:
-                            problems.append(f"{kind} {key}: empty or negative validity")
+            return connection_problems(conn)
     finally:
         engine.dispose()
+
+
+def connection_problems(conn: Connection) -> list[str]:
+    """:func:`consistency_problems` on an open connection (sees its uncommitted writes)."""
+    problems: list[str] = []
+    if conn.dialect.name == "sqlite":  # the writer does not check them row by row
+        for row in conn.exec_driver_sql("PRAGMA foreign_key_check"):
+            problems.append(f"foreign key violation: {tuple(row)}")
+    for kind, spec in SPECS.items():
+        t, h = spec.table, spec.history
+        current = {r[spec.key]: r for r in conn.execute(select(t)).mappings()}
+        versions: dict[Any, list[Any]] = {}
+        ordered = select(h).order_by(h.c.valid_from, h.c.history_id)
+        for r in conn.execute(ordered).mappings():
+            versions.setdefault(r[spec.key], []).append(r)
+        ops = {
+            (r.entity_id, r.run_id, r.operation)
+            for r in conn.execute(
+                select(changes.c.entity_id, changes.c.run_id, changes.c.operation)
+                .where(changes.c.kind == kind)
+            )
+        }
+        for key in set(versions) - set(current):
+            problems.append(f"{kind} {key}: history without a current row")
+        problems += _half_deletes(kind, current, versions, ops)
+        for key, row in current.items():
+            hist = versions.get(key, [])
+            open_ = [v for v in hist if v["valid_to"] is None]
+            if row["deleted_at"] is None:
+                if len(open_) != 1:
+                    problems.append(f"{kind} {key}: alive with {len(open_)} open versions")
+                else:
+                    diff = [c for c in spec.tracked if open_[0][c] != row[c]]
+                    if diff:
+                        problems.append(f"{kind} {key}: open version differs in {diff}")
+            elif open_:
+                problems.append(f"{kind} {key}: deleted but {len(open_)} open versions")
+            for a, b in zip(hist, hist[1:], strict=False):
+                if a["valid_to"] is None or a["valid_to"] > b["valid_from"]:
+                    problems.append(f"{kind} {key}: versions overlap")
+                elif a["valid_to"] < b["valid_from"]:
+                    gap_ok = (str(key), a["valid_to_run_id"], "delete") in ops and (
+                        (str(key), b["valid_from_run_id"], "restore") in ops
+                        or (str(key), b["valid_from_run_id"], "insert") in ops
+                    )
+                    if not gap_ok:
+                        problems.append(f"{kind} {key}: gap in history not a deletion")
+            for v in hist:
+                if v["valid_to"] is not None and v["valid_to"] <= v["valid_from"]:
+                    problems.append(f"{kind} {key}: empty or negative validity")
+    return problems
+
+
+def _half_deletes(
+    kind: str,
+    current: dict[Any, Any],
+    versions: dict[Any, list[Any]],
+    ops: set[tuple[str, int, str]],
+) -> list[str]:
+    """Deletions missing a part: the mark, the closed history version, the ``delete`` change."""
+    problems: list[str] = []
+    for key, row in current.items():
+        hist = versions.get(key, [])
+        deleted_at, deleted_run = row["deleted_at"], row["deleted_run_id"]
+        if (deleted_at is None) != (deleted_run is None):
+            problems.append(f"{kind} {key}: deleted_at and deleted_run_id disagree")
+            continue
+        if deleted_at is None:
+            continue
+        last = hist[-1] if hist else None
+        if last is None or last["valid_to"] != deleted_at or last["valid_to_run_id"] != deleted_run:
+            problems.append(f"{kind} {key}: deleted_at without its closed history version")
+        if (str(key), deleted_run, "delete") not in ops:
+            problems.append(f"{kind} {key}: deleted_at without its delete change")
+    as_text = {str(k): k for k in current}  # changes.entity_id is text; eval keys are ints
+    for entity, run_id, operation in ops:
+        if operation != "delete":
+            continue
+        key = as_text.get(entity)
+        hist = versions.get(key, []) if key is not None else []
+        ends = [i for i, v in enumerate(hist) if v["valid_to_run_id"] == run_id]
+        whole = any(
+            hist[i + 1]["valid_from"] > hist[i]["valid_to"]  # a gap: deleted, later back
+            if i + 1 < len(hist)
+            else current[key]["deleted_run_id"] == run_id  # the last version: deleted now
+            for i in ends
+        )
+        if not whole:
+            problems.append(f"{kind} {entity}: delete change of run {run_id} without a deletion")
     return problems
 
 
