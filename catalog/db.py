@@ -219,3 +219,23 @@ def ensure_schema(connection: Connection, migrate: bool) -> None:
                 "or drop --no-migrate"
             )
         upgrade(connection)
+
+
+def is_memory_url(url: str) -> bool:
+    """An SQLite database that lives in memory: gone when its last connection closes."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (``None`` for other databases and in-memory ones)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or is_memory_url(url) or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser()

@@ -78,12 +78,18 @@ class ApiError(CatalogError):
 
     @property
     def is_auth(self) -> bool:
+        """The credentials were refused, or the key lacks a permission: a person must act."""
         return self.status in (401, 403) or self.code in AUTH_CODES
 
     @property
-    def is_not_found(self) -> bool:
-        # Not "any 404": a wrong base URL also answers 404, and must not read as "all deleted".
-        return self.code in NOT_FOUND_CODES
+    def is_permission(self) -> bool:
+        """The key is valid but its policy does not cover this call (BCE's ``AccessDenied``).
+
+        No other answer is read as "not allowed": in particular no error code is read as "that
+        entity does not exist", because the documents define none for these calls (a sibling
+        console page even gives the /wenxinworkshop ``500002`` as "auth failed, no access").
+        """
+        return self.code in PERMISSION_CODES
 
 
 class MalformedResponse(ApiError):
@@ -94,17 +100,13 @@ class PaginationError(ApiError):
     """A listing that would loop or lose items: repeated marker, truncated page without a marker."""
 
 
-AUTH_CODES = frozenset(
+#: BCE's common code for a valid key whose policy does not allow the call (HTTP 403).
+PERMISSION_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+AUTH_CODES = PERMISSION_CODES | frozenset(
     {
-        "AccessDenied",
         "SignatureDoesNotMatch",
         "InvalidAccessKeyId",
         "RequestExpired",
         "InvalidAuthorization",
-        "AccessDeniedException",
     }
-)
-#: Codes that mean "that entity does not exist (any more)" rather than "the call failed".
-NOT_FOUND_CODES = frozenset(
-    {"ResourceNotFound", "ModelNotExist", "ModelSetNotExist", "ExportTaskNotExist", "500002"}
 )

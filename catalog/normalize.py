@@ -165,22 +165,30 @@ def _require_id(obj: Mapping[str, Any], name: str) -> str:
 
 
 def model_set_row(obj: Mapping[str, Any], is_system: bool) -> dict[str, Any]:
+    """A set from a listing item or a describe answer.
+
+    A listing item has no ``source``: which listing it came from says it (``UserCreate`` for my
+    models, ``System`` for presets, the two values DescribeModelSet documents). The preset
+    listing's page in one of the vendor's two sites calls the modification time ``time``.
+    """
     model_ids = obj.get("modelIds") or []
     if not isinstance(model_ids, list):
         raise NormalizeError("modelIds: expected a list")
+    source = _field(obj, "source", _text) or ("System" if is_system else "UserCreate")
+    modified = obj.get("modifyTime") if obj.get("modifyTime") is not None else obj.get("time")
     return _fits(
         "model_sets",
         {
             "model_set_id": _require_id(obj, "modelSetId"),
             "model_set_name": _field(obj, "modelSetName", _text),
-            "source": _field(obj, "source", _text),
+            "source": source,
             "model_type": _field(obj, "modelType", _text),
             "is_system": is_system,
             "labels": obj.get("labels"),
             "description": _field(obj, "description", _text),
             "model_ids": [str(m) for m in model_ids],
             "create_time": parse_time(obj.get("createTime"), "createTime"),
-            "modify_time": parse_time(obj.get("modifyTime"), "modifyTime"),
+            "modify_time": parse_time(modified, "modifyTime"),
             "raw": dict(obj),
         },
     )
@@ -229,8 +237,14 @@ def model_version_row(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def compression_task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A task from a listing item, or from a listing item merged with DescribeModelCompTask.
+
+    Only the detail call answers ``failedReason``; a row from the listing alone has no
+    ``failed_reason`` key at all, so the store keeps the reason it has (``None`` would erase
+    it). An empty reason is kept as ``''``: NULL means "not asked yet".
+    """
     config = _obj(obj.get("config"))
-    return _fits(
+    row = _fits(
         "compression_tasks",
         {
             "task_id": _require_id(obj, "id"),
@@ -248,6 +262,12 @@ def compression_task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "raw": dict(obj),
         },
     )
+    if "failedReason" in obj:
+        reason = obj["failedReason"]
+        if reason is not None and not isinstance(reason, str):
+            raise NormalizeError(f"failedReason: expected text, got {type(reason).__name__}")
+        row["failed_reason"] = reason or ""
+    return row
 
 
 def model_export_row(model_id: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:

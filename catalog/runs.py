@@ -18,8 +18,9 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, func, select, text, update
 
+from catalog.documented import DriftLog
 from catalog.errors import LockTimeout
-from catalog.schema import KINDS, sync_errors, sync_runs
+from catalog.schema import KINDS, api_drift, sync_errors, sync_runs
 
 #: PostgreSQL advisory lock id: a constant of this project ("qfcat" in ASCII).
 ADVISORY_LOCK_ID = 0x7166636174
@@ -118,6 +119,36 @@ def record_error(
             occurred_at=utcnow(),
         )
     )
+
+
+def record_drift(conn: Connection, run_id: int, drift: DriftLog) -> list[tuple[str, str, str, str]]:
+    """Store this run's drift; returns the (kind, call, field, drift) no earlier run recorded."""
+    if not drift.found:
+        return []
+    earlier = {
+        tuple(row)
+        for row in conn.execute(
+            select(api_drift.c.kind, api_drift.c.call, api_drift.c.field, api_drift.c.drift)
+            .where(api_drift.c.run_id != run_id)
+            .distinct()
+        )
+    }
+    conn.execute(
+        api_drift.insert(),
+        [
+            {
+                "run_id": run_id,
+                "kind": kind,
+                "call": call,
+                "field": name[:255],
+                "drift": what,
+                "example_id": seen.example_id,
+                "count": seen.count,
+            }
+            for (kind, call, name, what), seen in sorted(drift.found.items())
+        ],
+    )
+    return [key for key in sorted(drift.found) if key not in earlier]
 
 
 # -- the lock ------------------------------------------------------------------------------------

@@ -86,6 +86,9 @@ class KindSpec:
     history: Table
     key: str
     tracked: tuple[str, ...]
+    #: Tracked fields only a detail call answers: a row from the listing alone lacks them, and
+    #: the stored value is kept instead of being erased.
+    carried: tuple[str, ...] = ()
 
     @property
     def key_column(self) -> Column[Any]:
@@ -343,11 +346,11 @@ eval_result_exports, eval_result_exports_history = _entity_tables(
 )
 
 
-def _spec(kind: str, table: Table, history: Table) -> KindSpec:
+def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()) -> KindSpec:
     key = next(c.name for c in table.primary_key.columns)
     bookkeeping = {"raw", "first_seen_run_id", "last_seen_run_id", "deleted_at", "deleted_run_id"}
     tracked = tuple(c.name for c in table.columns if c.name != key and c.name not in bookkeeping)
-    return KindSpec(kind, table, history, key, tracked)
+    return KindSpec(kind, table, history, key, tracked, carried)
 
 
 SPECS: dict[str, KindSpec] = {
@@ -355,7 +358,12 @@ SPECS: dict[str, KindSpec] = {
     for spec in (
         _spec("model_set", model_sets, model_sets_history),
         _spec("model_version", model_versions, model_versions_history),
-        _spec("compression_task", compression_tasks, compression_tasks_history),
+        _spec(
+            "compression_task",
+            compression_tasks,
+            compression_tasks_history,
+            carried=("failed_reason",),
+        ),
         _spec("model_export", model_exports, model_exports_history),
         _spec("eval_result_export", eval_result_exports, eval_result_exports_history),
     )

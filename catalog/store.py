@@ -282,6 +282,19 @@ class Store:
             kind: _upsert_statement(spec, self.dialect) for kind, spec in SPECS.items()
         }
         self._bulk: dict[tuple[str, str], _Bulk] = {}
+        #: Per kind, how many entities were alive before this run wrote anything: the delete
+        #: guard's denominator (rows this run inserts must not dilute the share it deletes).
+        self.alive_before = {kind: self._alive(spec) for kind, spec in SPECS.items()}
+        #: Per kind, the positions of carried fields in a stored tuple (key, *tracked, deleted_at).
+        self._carried = {
+            kind: [(name, 1 + spec.tracked.index(name)) for name in spec.carried]
+            for kind, spec in SPECS.items()
+        }
+
+    def _alive(self, spec: KindSpec) -> int:
+        t = spec.table
+        stmt = select(func.count()).select_from(t).where(t.c.deleted_at.is_(None))
+        return int(self.conn.execute(stmt).scalar_one())
 
     # -- batches ------------------------------------------------------------
 
@@ -299,8 +312,12 @@ class Store:
         change_rows: list[dict[str, Any]] = []
         close_keys: list[Any] = []
         unchanged: list[Any] = []
+        carried = self._carried[kind]
         for key, row in latest.items():
             old = stored.get(key)
+            for name, index in carried:
+                if name not in row:
+                    row[name] = None if old is None else old[index]
             if old is None:
                 result.inserted.append(str(key))
                 change_rows.append(
@@ -337,6 +354,28 @@ class Store:
             self.conn, [{"entity_key": str(key)} for key in unchanged]
         )
         return result
+
+    def needs_detail(self, kind: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows whose carried fields must be asked for: new, back, changed since stored,
+        or never answered (a carried field still NULL)."""
+        spec = SPECS[kind]
+        stored = self._stored(spec, [row[spec.key] for row in rows])
+        carried = {index for _, index in self._carried[kind]}
+        wanted = []
+        for row in rows:
+            old = stored.get(row[spec.key])
+            if old is None or old[-1] is not None or any(old[i] is None for i in carried):
+                wanted.append(row)
+                continue
+            was: tuple[Any, ...] = tuple(old[1:-1])
+            now = self._values_of(spec, row)
+            if any(was[i - 1] != now[i - 1] for i in range(1, len(was) + 1) if i not in carried):
+                wanted.append(row)
+        return wanted
+
+    def keep(self, kind: str, keys: Sequence[str]) -> None:
+        """Count ``keys`` as seen: a complete listing named them though their answers failed."""
+        self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
 
     def _prepared(self, kind: str, what: str) -> _Bulk:
         """The run's bulk statements per kind, compiled on first use; run constants are binds."""
@@ -467,16 +506,13 @@ class Store:
         return self.unseen_in(SPECS[kind], scope)
 
     def count_unseen(self, kind: str, scope: ColumnElement[bool]) -> tuple[int, int]:
-        """(entities this run would delete in ``scope``, entities of the kind not deleted)."""
+        """(entities this run would delete in ``scope``, entities of the kind alive before it)."""
         spec = SPECS[kind]
         t = spec.table
         doomed = self.conn.execute(
             select(func.count()).select_from(t).where(self.unseen_in(spec, scope))
         )
-        alive = self.conn.execute(
-            select(func.count()).select_from(t).where(t.c.deleted_at.is_(None))
-        )
-        return int(doomed.scalar_one()), int(alive.scalar_one())
+        return int(doomed.scalar_one()), self.alive_before[kind]
 
     def delete_unseen(self, kind: str, scope: ColumnElement[bool], chunk: int = 1000) -> int:
         """Mark deleted what this run did not see in ``scope``; close history; record changes."""

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, String, cast, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Engine, String, cast, or_, select, true
 
-from catalog import db, killpoints, normalize, runs
+from catalog import db, killpoints, normalize, runs, source
 from catalog.api.client import ConsoleClient
 from catalog.api.retry import RateLimiter, RetryPolicy
+from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode
 from catalog.pool import DeepestFirstPool
 from catalog.schema import (
@@ -40,11 +41,14 @@ from catalog.schema import (
 from catalog.store import Store
 from catalog.walk import (
     ALL_COMPRESSION_TASKS,
+    ALL_KINDS,
     CUSTOM_SETS,
     SYSTEM_SETS,
     Failure,
+    Keep,
     Record,
     ScopeDone,
+    ScopedSet,
     Walker,
 )
 
@@ -93,6 +97,10 @@ class SyncOptions:
     max_attempts: int = 6
     verify_tls: bool = True
     page_size: int = 100
+    #: The kinds to read; the others are left as they are (not read, not deleted, not partial).
+    kinds: Sequence[str] = ALL_KINDS
+    #: Accept a database bound to another base URL or access key, and bind it to this one.
+    rebind_source: bool = False
 
 
 @dataclass
@@ -106,6 +114,12 @@ class RunSummary:
     seconds: float = 0.0
     dry_run: bool = False
     message: str | None = None
+    #: Kinds the access key may not read (one warning each; nothing of them deleted).
+    denied: tuple[str, ...] = ()
+    #: Kinds left out with --kinds.
+    skipped: tuple[str, ...] = ()
+    #: Fields where this run's answers differ from the documents for the first time.
+    new_drift: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -116,9 +130,14 @@ class RunSummary:
         parts = []
         for kind in KINDS:
             c = self.counts
+            if kind in self.skipped:
+                parts.append(f"{kind} skipped")
+                continue
+            denied = " (not allowed)" if kind in self.denied else ""
             parts.append(
                 f"{kind} {c.get(f'{kind}_seen', 0)} seen/{c.get(f'{kind}_inserted', 0)} new/"
                 f"{c.get(f'{kind}_updated', 0)} changed/{c.get(f'{kind}_deleted', 0)} deleted"
+                + denied
             )
         head = "dry run (nothing written)" if self.dry_run else f"run {self.run_id} {self.status}"
         tail = f"; {self.errors} errors" if self.errors else ""
@@ -134,6 +153,10 @@ Observer = Callable[[str, dict[str, Any]], None]
 _DONE = object()
 
 
+#: Kinds whose calls need another kind's listing: versions and exports come from sets' modelIds.
+NEEDS = {"model_version": "model_set", "model_export": "model_set"}
+
+
 def validate(options: SyncOptions) -> list[str]:
     """Check what can be checked before touching anything; returns the eval refs, normalised."""
     if not options.access_key or not options.secret_key:
@@ -143,6 +166,23 @@ def validate(options: SyncOptions) -> list[str]:
         )
     if not 0 <= options.max_delete_share <= 1:
         raise ConfigError("--max-delete-share must be between 0 and 1")
+    if not options.dry_run and db.is_memory_url(options.database_url):
+        raise ConfigError(
+            f"{options.database_url!r} is an in-memory database, gone when the sync ends: give "
+            "a file, e.g. --database-url sqlite:///catalog.db"
+        )
+    unknown = [k for k in options.kinds if k not in ALL_KINDS]
+    if unknown or not options.kinds:
+        raise ConfigError(
+            f"--kinds: unknown kind {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(ALL_KINDS)}"
+        )
+    for kind, needed in NEEDS.items():
+        if kind in options.kinds and needed not in options.kinds:
+            raise ConfigError(
+                f"--kinds: {kind} needs {needed} (its ids come from the sets' listing): "
+                f"add {needed}"
+            )
     try:
         return [normalize.eval_export_ref(ref) for ref in options.eval_export_ids]
     except normalize.NormalizeError as exc:
@@ -210,12 +250,15 @@ class _Run:
         self.counts: Counter[str] = Counter()
         self.failures = 0
         self.whole_listings: set[tuple[str, str]] = set()
+        self.drift = DriftLog()
         self.walker = Walker(
             client,
             self.submit,
             self.emit,
             include_system=options.include_system,
             page_size=options.page_size,
+            kinds=options.kinds,
+            drift=self.drift,
         )
 
     # -- worker side ------------------------------------------------------------
@@ -262,7 +305,7 @@ class _Run:
     def drive(
         self,
         store: Store,
-        scoped: Sequence[dict[str, Any]] | None,
+        scoped: Sequence[ScopedSet] | None,
         eval_refs: Sequence[str],
         listing: Iterator[list[dict[str, Any]]] | None,
         prefetched: Mapping[str, dict[str, Any]] | None = None,
@@ -270,6 +313,9 @@ class _Run:
         """Run the walk to its end, writing batches; returns when every task has finished."""
         batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
         scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
+        keep_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
+        #: Failed tasks from the listing, waiting to learn whether their reason must be fetched.
+        failed: list[dict[str, Any]] = []
         errors: list[Failure] = []
 
         written = 0
@@ -294,6 +340,8 @@ class _Run:
             for kind in KINDS:
                 store.add_scopes(kind, scope_buf[kind])
                 scope_buf[kind] = []
+                store.keep(kind, keep_buf[kind])
+                keep_buf[kind] = []
             for f in errors:
                 runs.record_error(
                     self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code
@@ -303,6 +351,27 @@ class _Run:
                 pacer.now()
             else:
                 pacer.wrote()
+
+        def add(kind: str, row: dict[str, Any]) -> None:
+            batches[kind].append(row)
+            self.notify("record", kind=kind, row=row, api_calls=self.client.calls_made)
+            if len(batches[kind]) >= self.options.batch_size:
+                flush((kind,), commit=False)
+
+        def ask_reasons() -> bool:
+            """Route the buffered failed tasks: a detail call for those new or changed, the
+            batch for the rest. True if calls were submitted (the walk goes on)."""
+            rows, failed[:] = list(failed), []
+            if not rows:
+                return False
+            wanted = store.needs_detail("compression_task", rows)
+            asked = {id(row) for row in wanted}
+            for row in rows:
+                if id(row) not in asked:
+                    add("compression_task", row)
+            for row in wanted:
+                self.walker.describe_failed_task(row)
+            return bool(wanted)
 
         with self.pending_lock:
             self.pending += 1  # held until start() has submitted everything
@@ -324,14 +393,22 @@ class _Run:
             if event is None:
                 continue
             if event is _DONE:
+                if ask_reasons():
+                    continue  # their answers come back as records, then another _DONE
                 break
             if isinstance(event, Record):
-                batches[event.kind].append(event.row)
-                self.notify(
-                    "record", kind=event.kind, row=event.row, api_calls=self.client.calls_made
-                )
-                if len(batches[event.kind]) >= self.options.batch_size:
-                    flush((event.kind,), commit=False)
+                if (
+                    event.kind == "compression_task"
+                    and not event.detailed
+                    and event.row["status"] == "failed"
+                ):
+                    failed.append(event.row)
+                    if len(failed) >= self.options.batch_size:
+                        ask_reasons()
+                    continue
+                add(event.kind, event.row)
+            elif isinstance(event, Keep):
+                keep_buf[event.kind].append(event.key)
             elif isinstance(event, ScopeDone):
                 if event.kind == "model_set" or event.key == ALL_COMPRESSION_TASKS:
                     self.whole_listings.add((event.kind, event.key))
@@ -354,8 +431,21 @@ class _Run:
 
     # -- deletes ------------------------------------------------------------
 
-    def delete_scopes(self, store: Store, scoped: bool) -> dict[str, ColumnElement[bool]]:
-        """Per kind, the SQL condition for 'inside a scope whose walk completed in this run'."""
+    def delete_scopes(
+        self, store: Store, scoped: bool, tracked: Sequence[str]
+    ) -> dict[str, ColumnElement[bool]]:
+        """Per kind, the SQL condition for 'inside a listing that completed in this run'.
+
+        Kinds left out or not allowed get none: nothing of them is deleted.
+        """
+        out = self._listing_scopes(store, scoped, tracked)
+        for kind in set(KINDS) - set(self.options.kinds) | self.walker.denied:
+            out.pop(kind, None)
+        return out
+
+    def _listing_scopes(
+        self, store: Store, scoped: bool, tracked: Sequence[str]
+    ) -> dict[str, ColumnElement[bool]]:
         out: dict[str, ColumnElement[bool]] = {}
         listed = [
             flag
@@ -388,15 +478,15 @@ class _Run:
             out["compression_task"] = compression_tasks.c.source_model_id.in_(
                 store.scope_keys("compression_task")
             )
-        refs = store.scope_keys("eval_result_export")
-        out["eval_result_export"] = or_(
-            cast(eval_result_exports.c.export_id, String).in_(refs),
-            eval_result_exports.c.export_id_str.in_(refs),
+        # The tracked list is the evaluation exports' listing: one leaves by `eval untrack`.
+        out["eval_result_export"] = ~or_(
+            cast(eval_result_exports.c.export_id, String).in_(tracked),
+            eval_result_exports.c.export_id_str.in_(tracked),
         )
         return out
 
-    def apply_deletes(self, store: Store, scoped: bool) -> None:
-        conditions = self.delete_scopes(store, scoped)
+    def apply_deletes(self, store: Store, scoped: bool, tracked: Sequence[str]) -> None:
+        conditions = self.delete_scopes(store, scoped, tracked)
         share = self.options.max_delete_share
         too_many = []
         for kind in DELETE_ORDER:
@@ -404,7 +494,7 @@ class _Run:
                 continue
             doomed, alive = store.count_unseen(kind, conditions[kind])
             if doomed and doomed > share * alive:
-                too_many.append(f"{kind} {doomed} of {alive}")
+                too_many.append(f"{kind} {doomed} of the {alive} there were before this run")
         if too_many and not self.options.allow_mass_delete:
             raise MassDeleteRefused(
                 f"refusing to delete more than {share:.0%} of an entity kind "
@@ -423,6 +513,19 @@ def _tracked_refs(conn: Connection) -> list[str]:
     return list(conn.execute(select(tracked_eval_exports.c.export_ref)).scalars())
 
 
+def _plan_engine(options: SyncOptions) -> Engine | None:
+    """For a dry run on a database that does not exist yet or has no schema: an empty catalog
+    in memory to plan against (everything is an insert), so the plan creates no file."""
+    if not options.dry_run:
+        return None
+    if db.is_memory_url(options.database_url):
+        return db.create_engine_for("sqlite://")
+    path = db.sqlite_file(options.database_url)
+    if path is not None and not path.exists():
+        return db.create_engine_for("sqlite://")
+    return None
+
+
 def run_sync(
     options: SyncOptions, observer: Observer | None = None, stop: threading.Event | None = None
 ) -> RunSummary:
@@ -430,39 +533,51 @@ def run_sync(
     started = time.monotonic()
     new_refs = validate(options)
     stop = stop or threading.Event()
-    engine = db.writer_engine(options.database_url)
+    engine = _plan_engine(options) or db.writer_engine(options.database_url)
     conn = db.connect(engine)
     client = build_client(options, observer)
     try:
         with runs.writer_lock(conn, options.lock_timeout), _stop_on_signals(stop):
-            if options.dry_run and db.schema_state(conn) != "current":
-                raise CatalogError(
-                    "a dry run needs an up-to-date schema: run `qianfan-catalog db upgrade` first"
-                )
+            if options.dry_run:
+                state = db.schema_state(conn)
+                if state == "behind" and db.current_revision(conn) is None:
+                    db.upgrade(conn)  # an empty database: plan against an empty catalog
+                elif state != "current":
+                    raise CatalogError(
+                        "a dry run needs an up-to-date schema: run `qianfan-catalog db upgrade` "
+                        "first"
+                    )
             run = _Run(options, conn, client, observer, stop)
-            # The first call doubles as the check of credentials and reachability, made before
+            # The first calls double as the check of credentials and reachability, made before
             # anything is written (migrations included): a wrong key or a dead network leaves
             # the database as it was.
             scoped = (
                 run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
             )
-            listing = None if scoped is not None else run.walker.open_set_listing(system=False)
+            listing = run.walker.open_first_listing(scoped=scoped is not None)
             prefetched = run.walker.resolve_eval_exports(new_refs)
             db.ensure_schema(conn, options.migrate)
+            source.bind(conn, options.base_url, options.access_key, rebind=options.rebind_source)
             if runs.repair_aborted(conn):
-                conn.commit()
+                run.commit()
             tracked = _tracked_refs(conn)
             refs = list(dict.fromkeys([*tracked, *new_refs]))
             scope = {
                 "model_sets": list(options.model_sets),
                 "include_system": options.include_system,
                 "eval_export_ids": refs,
+                "kinds": list(options.kinds),
                 "dry_run": options.dry_run,
             }
             run_id, run_ts = runs.start_run(conn, scope)
             run.commit()
             run.notify("run_start", run_id=run_id, dry_run=options.dry_run)
-            summary = RunSummary(run_id, "running", dry_run=options.dry_run)
+            summary = RunSummary(
+                run_id,
+                "running",
+                dry_run=options.dry_run,
+                skipped=tuple(k for k in ALL_KINDS if k not in options.kinds),
+            )
             try:
                 store = Store(conn, run_id, run_ts)
                 for ref in dict.fromkeys(new_refs):
@@ -474,8 +589,12 @@ def run_sync(
                 run.shutdown()
                 for kind in KINDS:
                     run.counts[f"{kind}_seen"] = store.seen_count(kind)
-                run.apply_deletes(store, scoped=scoped is not None)
+                run.apply_deletes(store, scoped=scoped is not None, tracked=refs)
                 killpoints.reached("before_finish")
+                summary.denied = tuple(k for k in ALL_KINDS if k in run.walker.denied)
+                summary.new_drift = runs.record_drift(conn, run_id, run.drift)
+                for kind, call, name, what in summary.new_drift:
+                    run.notify("drift", kind=kind, call=call, field=name, drift=what)
                 summary.status = "partial" if run.failures else "success"
                 error = f"{run.failures} entities failed; see sync_errors" if run.failures else None
                 _finish(run, summary, error)

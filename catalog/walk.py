@@ -1,12 +1,22 @@
 """The walk: which calls to make, in which order, and what each answer means for the catalog.
 
 Every call is a small task handed to ``submit`` (a worker pool in a sync, a plain loop in tests),
-and every outcome is an event handed to ``emit``: a record to store, a scope whose walk completed
-(only inside such a scope may the run delete what it did not see), or a failure. The walker
-holds no rows itself, so memory does not grow with the catalog.
+and every outcome is an event handed to ``emit``: a record to store, a scope whose listing
+completed (only inside such a scope may the run delete what the listing did not name), an id a
+listing named but whose answer could not be recorded (``Keep``: it must not be deleted), or a
+failure. The walker holds no rows itself, so memory does not grow with the catalog.
 
-Calls of a full sync: pages of model sets + model sets + 2 x versions + pages of compression
-tasks + tracked evaluation exports. A scoped sync (``--model-set``) lists compression tasks per
+Only the documented calls are made (``docs/api.md``), and no error answer of any call ever means
+"deleted": the documents define no "not found" code for these calls, and a permission change or
+a moved route must not empty a catalog. Deletions come from complete listings alone: the set
+listings for sets, a set's ``modelIds`` for its versions, the compression task listing for tasks,
+``hasRecord: false`` for an export, and the tracked list for evaluation exports.
+
+Calls of a full sync: pages of custom sets + 2 x custom versions (DescribeModel, export state) +
+pages of compression tasks + one DescribeModelCompTask per failed task that is new or changed +
+tracked evaluation exports; ``--include-system`` adds pages of preset sets + preset versions
+(DescribeSystemModel; preset versions have no documented export call). A scoped sync
+(``--model-set``) resolves each set with one describe call and lists compression tasks per
 version with ``sourceModelId`` instead of all of them.
 """
 
@@ -14,17 +24,35 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 from catalog import normalize
 from catalog.api.paging import iter_pages
+from catalog.documented import DriftLog
 from catalog.errors import ApiError, ConfigError
 
 LIST_ACTIONS = {False: "DescribeCustomModelSets", True: "DescribeSystemModelSets"}
+SET_ACTIONS = {False: "DescribeModelSet", True: "DescribeSystemModelSet"}
+VERSION_ACTIONS = {False: "DescribeModel", True: "DescribeSystemModel"}
+COMP_TASKS, COMP_TASK = "DescribeModelCompTasks", "DescribeModelCompTask"
+EXPORT = "DescribeModelExportTask"
 EVAL_EXPORT_PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
+EVAL_EXPORT_CALL = "EvalResultExportInfo"
+
+ALL_KINDS = ("model_set", "model_version", "compression_task", "model_export", "eval_result_export")
+#: The IAM policies the vendor's pages name for each kind's calls (REFERENCE.md section 0), so a
+#: permission failure can say which policy the key lacks.
+POLICIES = {
+    "model_set": "QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
+    "model_version": "QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
+    "compression_task": "QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
+    "model_export": "a FullControl policy (the documents give DescribeModelExportTask to no "
+    "read-only policy)",
+    "eval_result_export": "a policy the documents do not name for this call",
+}
 
 
 class Client(Protocol):
@@ -39,11 +67,21 @@ class Client(Protocol):
 class Record:
     kind: str
     row: dict[str, Any]
+    #: The row already went through the one detail call its kind may need (a failed task's).
+    detailed: bool = False
 
 
 @dataclass(frozen=True)
 class ScopeDone:
-    """The walk of ``key`` for ``kind`` completed: unseen entities in it may be deleted."""
+    """The listing of ``key`` for ``kind`` completed: what it did not name may be deleted."""
+
+    kind: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Keep:
+    """A complete listing named ``key`` but its answer could not be recorded: keep it as is."""
 
     kind: str
     key: str
@@ -59,22 +97,35 @@ class Failure:
     fatal: bool = False
 
 
-Event = Record | ScopeDone | Failure
+Event = Record | ScopeDone | Keep | Failure
 #: Scope keys for whole listings.
 ALL_COMPRESSION_TASKS = "*"
 CUSTOM_SETS, SYSTEM_SETS = "custom", "system"
 
+#: How deep in the walk a task is: a worker pool runs deeper tasks first (``catalog.pool``),
+#: which finishes a set's versions before the next page of sets and keeps the queue short.
+LISTING, SET, VERSION = 0, 1, 2
+
 
 @dataclass
-class _SetProgress:
-    pending: int
-    failed: bool = False
+class ScopedSet:
+    """A ``--model-set`` as resolved before the run: its describe answer and which call gave it."""
+
+    obj: dict[str, Any]
+    system: bool
+
+
+@dataclass
+class _Denied:
+    kinds: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-
-#: How deep in the walk a task is: a worker pool runs deeper tasks first (``catalog.pool``),
-#: which finishes a set's versions before describing the next set and keeps the queue short.
-LISTING, SET, VERSION = 0, 1, 2
+    def add(self, kind: str) -> bool:
+        """Mark ``kind`` denied; True the first time, so the run says it once."""
+        with self.lock:
+            first = kind not in self.kinds
+            self.kinds.add(kind)
+            return first
 
 
 class Walker:
@@ -86,227 +137,256 @@ class Walker:
         *,
         include_system: bool = False,
         page_size: int = 100,
+        kinds: Collection[str] = ALL_KINDS,
+        drift: DriftLog | None = None,
     ) -> None:
         self.client = client
         self.submit = submit
         self.emit = emit
         self.include_system = include_system
         self.page_size = page_size
+        self.kinds = frozenset(kinds)
+        self.drift = drift if drift is not None else DriftLog()
+        self._denied = _Denied()
 
-    # -- entry points ------------------------------------------------------------
+    @property
+    def denied(self) -> frozenset[str]:
+        """Kinds the key was not allowed to read in this run (nothing of them is deleted)."""
+        with self._denied.lock:
+            return frozenset(self._denied.kinds)
 
-    def resolve_model_sets(self, refs: Sequence[str]) -> list[dict[str, Any]]:
-        """DescribeModelSet for each ``--model-set`` (an ``am-`` id or a name), before the run.
+    # -- before the run ------------------------------------------------------------
 
-        An unknown one is a ``ConfigError``: a typo must not start a run that then deletes nothing
-        and says nothing.
+    def resolve_model_sets(self, refs: Sequence[str]) -> list[ScopedSet]:
+        """Describe each ``--model-set`` (an ``am-`` id or a name) before the run.
+
+        The custom call first, then the preset one; a ref neither answers is a ``ConfigError``,
+        so a typo does not start a run that then deletes nothing and says nothing. Credentials
+        refused or a network down are raised as they are.
         """
         found = []
         for ref in refs:
             body = {"modelSetId": ref} if ref.startswith("am-") else {"modelSetName": ref}
-            try:
-                found.append(self.client.call("DescribeModelSet", body))
-            except ApiError as exc:
-                if exc.is_not_found:
-                    raise ConfigError(
-                        f"unknown --model-set {ref!r}: no model set has that id or name"
-                    ) from None
-                raise
+            answers = []
+            for system in (False, True):
+                try:
+                    obj = self.client.call(SET_ACTIONS[system], body)
+                except ApiError as exc:
+                    if exc.is_auth or exc.retryable:
+                        raise
+                    answers.append(f"{SET_ACTIONS[system]}: {exc.message} [{exc.code}]")
+                    continue
+                found.append(ScopedSet(obj, system or obj.get("source") == "System"))
+                break
+            else:
+                raise ConfigError(
+                    f"unknown --model-set {ref!r}: no custom or preset model set has that id or "
+                    f"name ({'; '.join(answers)})"
+                )
         return found
 
     def resolve_eval_exports(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Fetch each ``--eval-export-id`` given now, before the run, so a wrong one is refused
-        instead of being remembered forever; the walk reuses the answers (no second call)."""
+        """Fetch each new ``--eval-export-id`` before the run, so a wrong one is refused
+        instead of being tracked forever; the walk reuses the answers (no second call)."""
         found = {}
         for ref in refs:
             try:
                 found[ref] = self.client.call_v1(EVAL_EXPORT_PATH, normalize.eval_ref_body(ref))
             except ApiError as exc:
-                if exc.is_not_found:
-                    raise ConfigError(
-                        f"unknown --eval-export-id {ref!r}: the API has no evaluation export "
-                        "with that id"
-                    ) from None
-                raise
+                if exc.is_auth or exc.retryable:
+                    raise
+                raise ConfigError(
+                    f"unknown --eval-export-id {ref!r}: the API did not answer it "
+                    f"({exc.message} [{exc.code}])"
+                ) from None
         return found
 
-    def open_set_listing(self, system: bool) -> Iterator[list[dict[str, Any]]]:
-        """The set listing with its first page already fetched, so a failure shows before a run."""
-        pages = self._set_pages(system)
-        first = next(pages)
+    def open_first_listing(self, scoped: bool) -> Iterator[list[dict[str, Any]]] | None:
+        """The run's first listing with its first page fetched, so a wrong key or a dead
+        network shows before anything is written. ``None`` when the run lists nothing."""
+        if scoped:
+            return None
+        if "model_set" in self.kinds:
+            pages = self._set_pages(system=False)
+        elif "compression_task" in self.kinds:
+            pages = self._comp_task_pages(None)
+        else:
+            return None
+        first = next(pages, [])
         return itertools.chain([first], pages)
 
-    def _set_pages(self, system: bool) -> Iterator[list[dict[str, Any]]]:
-        return iter_pages(
-            self.client, LIST_ACTIONS[system], {}, item_key="modelSetId", max_keys=self.page_size
-        )
+    # -- entry point ------------------------------------------------------------
 
     def start(
         self,
-        scoped_sets: Sequence[dict[str, Any]] | None,
+        scoped_sets: Sequence[ScopedSet] | None,
         eval_refs: Sequence[str],
         first_listing: Iterator[list[dict[str, Any]]] | None = None,
         prefetched: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         """Submit the first tasks; each submits the ones its answer makes necessary."""
         if scoped_sets is None:
-            self.submit(lambda: self._list_sets(system=False, pages=first_listing), LISTING)
-            if self.include_system:
-                self.submit(lambda: self._list_sets(system=True), LISTING)
-            self.submit(lambda: self._list_compression_tasks(None), LISTING)
-        else:
-            for obj in scoped_sets:
-                self.submit(partial(self._scoped_set, obj), SET)
-        for ref in eval_refs:
-            self.submit(partial(self._eval_export, ref, (prefetched or {}).get(ref)), LISTING)
+            if "model_set" in self.kinds:
+                self.submit(partial(self._list_sets, False, first_listing), LISTING)
+                first_listing = None
+                if self.include_system:
+                    self.submit(partial(self._list_sets, True), LISTING)
+            if "compression_task" in self.kinds:
+                self.submit(partial(self._list_compression_tasks, None, first_listing), LISTING)
+        elif "model_set" in self.kinds:
+            for scoped in scoped_sets:
+                self.submit(partial(self._scoped_set, scoped), SET)
+        if "eval_result_export" in self.kinds:
+            for ref in eval_refs:
+                self.submit(partial(self._eval_export, ref, (prefetched or {}).get(ref)), LISTING)
+
+    def describe_failed_task(self, row: dict[str, Any]) -> None:
+        """Fetch a failed task's reason (the listing lacks it), then record the task.
+
+        The writer asks for this only for a failed task that is new or changed since it was last
+        stored, so a task is described once, not every run.
+        """
+        self.submit(partial(self._failed_task, row), VERSION)
 
     # -- tasks ------------------------------------------------------------
 
-    def _fail(self, kind: str | None, call: str, entity: str | None, exc: Exception) -> None:
+    def _fail(self, kind: str, call: str, entity: str | None, exc: Exception) -> None:
+        """Report one failed answer; a permission refusal turns the kind off for this run."""
         if isinstance(exc, ApiError):
+            if exc.is_permission:
+                if self._denied.add(kind):
+                    self.emit(
+                        Failure(
+                            kind,
+                            call,
+                            None,
+                            f"the access key may not call {call}, so {kind} was not read and "
+                            f"nothing of it is deleted in this run; the documents name "
+                            f"{POLICIES[kind]} for it (or leave it out with --kinds)",
+                            exc.code,
+                        )
+                    )
+                return
             self.emit(Failure(kind, call, entity, str(exc), exc.code or None, fatal=exc.is_auth))
         else:
             where = f"{call} {entity}: " if entity else f"{call}: "
             self.emit(Failure(kind, call, entity, f"{where}malformed answer: {exc}", "Malformed"))
 
+    def _set_pages(self, system: bool) -> Iterator[list[dict[str, Any]]]:
+        return iter_pages(
+            self.client, LIST_ACTIONS[system], {}, item_key="modelSetId", max_keys=self.page_size
+        )
+
     def _list_sets(self, system: bool, pages: Iterator[list[dict[str, Any]]] | None = None) -> None:
+        """Custom or preset sets, recorded from their listing items (they carry every field a
+        describe call would add but ``source``, which the listing itself implies)."""
         action = LIST_ACTIONS[system]
-        # The listing's scope completes only when the listing AND every listed set's
-        # DescribeModelSet succeeded: a set whose describe failed was not recorded as seen, and
-        # must not be marked deleted for it. The listing itself holds one count until it ends.
-        progress = _SetProgress(pending=1)
-        done = ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS)
-        ok = True
         try:
             for page in pages if pages is not None else self._set_pages(system):
                 for item in page:
-                    set_id = str(item["modelSetId"])
-                    with progress.lock:
-                        progress.pending += 1
-                    self.submit(
-                        partial(self._describe_set, set_id, system, progress, done), SET
-                    )
+                    self._model_set(item, action, system, scoped=False)
         except (ApiError, normalize.NormalizeError) as exc:
-            ok = False
             self._fail("model_set", action, None, exc)
-        self._settle(progress, ok, done)
+            return
+        self.emit(ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS))
 
-    def _settle(self, progress: _SetProgress, ok: bool, done: ScopeDone) -> None:
-        """Count one part of a scope finished; emit ``done`` when all finished and none failed."""
-        with progress.lock:
-            progress.pending -= 1
-            progress.failed = progress.failed or not ok
-            complete = progress.pending == 0 and not progress.failed
-        if complete:
-            self.emit(done)
+    def _scoped_set(self, scoped: ScopedSet) -> None:
+        self._model_set(scoped.obj, SET_ACTIONS[scoped.system], scoped.system, scoped=True)
 
-    def _describe_set(
-        self, set_id: str, system: bool, progress: _SetProgress, done: ScopeDone
-    ) -> None:
-        ok = True
+    def _model_set(self, obj: dict[str, Any], call: str, system: bool, scoped: bool) -> None:
+        """Record one set, then submit its versions' calls."""
+        set_id = str(obj.get("modelSetId"))
+        self.drift.check("model_set", call, obj, set_id)
         try:
-            obj = self.client.call("DescribeModelSet", {"modelSetId": set_id})
-        except ApiError as exc:
-            if not exc.is_not_found:  # gone since it was listed: nothing to record
-                ok = False
-                self._fail("model_set", "DescribeModelSet", set_id, exc)
-        else:
-            ok = self._model_set(obj, scoped=False, system=system)
-        self._settle(progress, ok, done)
-
-    def _scoped_set(self, obj: dict[str, Any]) -> None:
-        self._model_set(obj, scoped=True)
-
-    def _model_set(self, obj: dict[str, Any], scoped: bool, system: bool | None = None) -> bool:
-        """Record one set and submit its versions; False when its answer could not be used."""
-        is_system = system if system is not None else obj.get("source") == "System"
-        try:
-            row = normalize.model_set_row(obj, is_system=is_system)
+            row = normalize.model_set_row(obj, is_system=system)
         except normalize.NormalizeError as exc:
-            self._fail("model_set", "DescribeModelSet", str(obj.get("modelSetId")), exc)
-            return False
+            self._fail("model_set", call, set_id, exc)
+            if obj.get("modelSetId"):
+                self.emit(Keep("model_set", set_id))
+            return  # its versions are neither walked nor deleted: their scope stays open
         self.emit(Record("model_set", row))
-        set_id = row["model_set_id"]
-        model_ids: list[str] = row["model_ids"]
-        if not model_ids:
-            self.emit(ScopeDone("model_version", set_id))
-            return True
-        progress = _SetProgress(pending=len(model_ids))
-        for model_id in model_ids:
-            self.submit(partial(self._describe_version, set_id, model_id, progress), VERSION)
-            self.submit(partial(self._export, model_id), VERSION)
-            if scoped:
+        if "model_version" in self.kinds:
+            self.emit(ScopeDone("model_version", row["model_set_id"]))
+        for model_id in row["model_ids"]:
+            if "model_version" in self.kinds:
+                self.submit(partial(self._describe_version, model_id, system), VERSION)
+            if "model_export" in self.kinds and not system:
+                self.submit(partial(self._export, model_id), VERSION)
+            if scoped and "compression_task" in self.kinds:
                 self.submit(partial(self._list_compression_tasks, model_id), VERSION)
-        return True
 
-    def _describe_version(self, set_id: str, model_id: str, progress: _SetProgress) -> None:
-        ok = True
+    def _describe_version(self, model_id: str, system: bool) -> None:
+        if "model_version" in self._denied.kinds:
+            return
+        call = VERSION_ACTIONS[system]
         try:
-            obj = self.client.call("DescribeModel", {"modelId": model_id})
+            obj = self.client.call(call, {"modelId": model_id})
+            self.drift.check("model_version", call, obj, model_id)
             self.emit(Record("model_version", normalize.model_version_row(obj)))
-        except ApiError as exc:
-            if not exc.is_not_found:
-                ok = False
-                self._fail("model_version", "DescribeModel", model_id, exc)
-        except normalize.NormalizeError as exc:
-            ok = False
-            self._fail("model_version", "DescribeModel", model_id, exc)
-        with progress.lock:
-            progress.pending -= 1
-            progress.failed = progress.failed or not ok
-            done = progress.pending == 0 and not progress.failed
-        if done:
-            self.emit(ScopeDone("model_version", set_id))
+        except (ApiError, normalize.NormalizeError) as exc:
+            self._fail("model_version", call, model_id, exc)
+            self.emit(Keep("model_version", model_id))
 
     def _export(self, model_id: str) -> None:
+        if "model_export" in self._denied.kinds:
+            return
         try:
-            obj = self.client.call("DescribeModelExportTask", {"modelId": model_id})
+            obj = self.client.call(EXPORT, {"modelId": model_id})
+            self.drift.check("model_export", EXPORT, obj, model_id)
             row = normalize.model_export_row(model_id, obj)
-        except ApiError as exc:
-            if not exc.is_not_found:
-                self._fail("model_export", "DescribeModelExportTask", model_id, exc)
-                return
-            row = None
-        except normalize.NormalizeError as exc:
-            self._fail("model_export", "DescribeModelExportTask", model_id, exc)
+        except (ApiError, normalize.NormalizeError) as exc:
+            self._fail("model_export", EXPORT, model_id, exc)
             return
         if row is not None:
             self.emit(Record("model_export", row))
-        self.emit(ScopeDone("model_export", model_id))
+        self.emit(ScopeDone("model_export", model_id))  # hasRecord false: none exists now
 
-    def _list_compression_tasks(self, source_model_id: str | None) -> None:
+    def _comp_task_pages(self, source_model_id: str | None) -> Iterator[list[dict[str, Any]]]:
         body = {"sourceModelId": source_model_id} if source_model_id else {}
-        action = "DescribeModelCompTasks"
-        complete = True
+        return iter_pages(self.client, COMP_TASKS, body, item_key="id", max_keys=self.page_size)
+
+    def _list_compression_tasks(
+        self, source_model_id: str | None, pages: Iterator[list[dict[str, Any]]] | None = None
+    ) -> None:
         try:
-            for page in iter_pages(
-                self.client, action, body, item_key="id", max_keys=self.page_size
-            ):
+            for page in pages if pages is not None else self._comp_task_pages(source_model_id):
                 for item in page:
+                    task_id = str(item.get("id"))
+                    self.drift.check("compression_task", COMP_TASKS, item, task_id)
                     try:
                         row = normalize.compression_task_row(item)
                     except normalize.NormalizeError as exc:  # one bad item, not the listing
-                        complete = False
-                        self._fail("compression_task", action, str(item.get("id")), exc)
+                        self._fail("compression_task", COMP_TASKS, task_id, exc)
+                        if item.get("id"):
+                            self.emit(Keep("compression_task", task_id))
                         continue
                     self.emit(Record("compression_task", row))
         except ApiError as exc:
-            self._fail("compression_task", action, source_model_id, exc)
+            self._fail("compression_task", COMP_TASKS, source_model_id, exc)
             return
-        if complete:
-            self.emit(ScopeDone("compression_task", source_model_id or ALL_COMPRESSION_TASKS))
+        self.emit(ScopeDone("compression_task", source_model_id or ALL_COMPRESSION_TASKS))
+
+    def _failed_task(self, row: dict[str, Any]) -> None:
+        task_id = row["task_id"]
+        if "compression_task" not in self._denied.kinds:
+            try:
+                obj = self.client.call(COMP_TASK, {"modelCompTaskId": task_id})
+                self.drift.check("compression_task", COMP_TASK, obj, task_id)
+                # The detail answers for the same task as the listing item: its fields win.
+                row = normalize.compression_task_row({**row["raw"], **obj})
+            except (ApiError, normalize.NormalizeError) as exc:
+                # The listing's answer is still recorded; its reason stays unknown (NULL) and
+                # the next run asks again.
+                self._fail("compression_task", COMP_TASK, task_id, exc)
+        self.emit(Record("compression_task", row, detailed=True))
 
     def _eval_export(self, ref: str, obj: dict[str, Any] | None = None) -> None:
-        call = "EvalResultExportInfo"
+        if "eval_result_export" in self._denied.kinds:
+            return
         try:
             if obj is None:
                 obj = self.client.call_v1(EVAL_EXPORT_PATH, normalize.eval_ref_body(ref))
+            self.drift.check("eval_result_export", EVAL_EXPORT_CALL, obj, ref)
             self.emit(Record("eval_result_export", normalize.eval_result_export_row(obj)))
-        except ApiError as exc:
-            if not exc.is_not_found:
-                self._fail("eval_result_export", call, ref, exc)
-                return
-        except normalize.NormalizeError as exc:
-            self._fail("eval_result_export", call, ref, exc)
-            return
-        self.emit(ScopeDone("eval_result_export", ref))
+        except (ApiError, normalize.NormalizeError) as exc:
+            self._fail("eval_result_export", EVAL_EXPORT_CALL, ref, exc)

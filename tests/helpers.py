@@ -46,24 +46,56 @@ def sync(db_url: str, server: FakeServer, **kw: Any) -> RunSummary:
     return run_sync(options(db_url, server, **kw))
 
 
+def _answers(server: FakeServer, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    return server.answer("/v2/model", action, body, None)
+
+
+def _listing(server: FakeServer, action: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every item of a listing, paged as the sync pages it."""
+    items: list[dict[str, Any]] = []
+    marker = None
+    while True:
+        page = _answers(
+            server, action, {**body, "maxKeys": 100, **({"marker": marker} if marker else {})}
+        )
+        items.extend(next(v for k, v in page.items() if k != "pageInfo"))
+        if not page["pageInfo"]["isTruncated"]:
+            return items
+        marker = page["pageInfo"]["nextMarker"]
+
+
 def expected_rows(catalog: FakeCatalog) -> dict[str, dict[str, dict[str, Any]]]:
-    """What the database should hold, per kind and key, for what the fake serves now."""
-    snap = catalog.snapshot()
+    """What the database should hold, per kind and key, for what the fake serves now.
+
+    Built from the fake's answers to the documented calls the sync makes (sets from their
+    listings, versions from the custom or preset describe call, a failed task's reason from its
+    detail call), so it follows what the API says, not how the fake stores it.
+    """
+    server = FakeServer(catalog, AK, SK)  # never started: only its answers are used
     out: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SPECS}
-    for obj in snap["model_set"].values():
-        row = normalize.model_set_row(obj, is_system=obj.get("source") == "System")
-        out["model_set"][row["model_set_id"]] = row
-    for obj in snap["model_version"].values():
-        row = normalize.model_version_row(obj)
-        out["model_version"][row["model_id"]] = row
-    for obj in snap["compression_task"].values():
-        row = normalize.compression_task_row(obj)
+    for system, action in ((False, "DescribeCustomModelSets"), (True, "DescribeSystemModelSets")):
+        for item in _listing(server, action, {}):
+            row = normalize.model_set_row(item, is_system=system)
+            out["model_set"][row["model_set_id"]] = row
+            for model_id in row["model_ids"]:
+                call = "DescribeSystemModel" if system else "DescribeModel"
+                version = normalize.model_version_row(_answers(server, call, {"modelId": model_id}))
+                out["model_version"][model_id] = version
+                if system:
+                    continue
+                export = normalize.model_export_row(
+                    model_id, _answers(server, "DescribeModelExportTask", {"modelId": model_id})
+                )
+                if export is not None:
+                    out["model_export"][model_id] = export
+    for item in _listing(server, "DescribeModelCompTasks", {}):
+        if item.get("status") == "failed":
+            detail = _answers(server, "DescribeModelCompTask", {"modelCompTaskId": item["id"]})
+            item = {**item, **detail}
+        row = normalize.compression_task_row(item)
+        row.setdefault("failed_reason", None)
         out["compression_task"][row["task_id"]] = row
-    for model_id, obj in snap["model_export"].items():
-        export = normalize.model_export_row(str(model_id), obj)
-        if export is not None:
-            out["model_export"][export["model_id"]] = export
-    for obj in snap["eval_result_export"].values():
+    for obj in catalog.snapshot()["eval_result_export"].values():
         row = normalize.eval_result_export_row(obj)
         out["eval_result_export"][str(row["export_id"])] = row
     return out

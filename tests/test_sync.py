@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import Engine, event, func, select
 
 from catalog import db
@@ -81,18 +82,78 @@ def test_many_pages_of_compression_tasks(db_url: str) -> None:
     assert len(stored_rows(db_url)["compression_task"]) == 260
 
 
-def test_call_count_is_the_documented_minimum(db_url: str) -> None:
+def _pages(n: int) -> int:
+    return max(1, -(-n // 100))
+
+
+def minimum_calls(
+    catalog: FakeCatalog, *, include_system: bool, evals: int, described_failed: int
+) -> int:
+    """README's formula for a full sync: pages of custom sets + 2 x custom versions + pages of
+    compression tasks + failed tasks new or changed + tracked eval exports, and with
+    --include-system pages of preset sets + preset versions."""
+    sets = [catalog.get("model_set", k) for k in catalog.keys("model_set")]
+    custom = [s for s in sets if s["source"] != "System"]
+    system = [s for s in sets if s["source"] == "System"]
+    calls = _pages(len(custom)) + 2 * sum(len(s["modelIds"]) for s in custom)
+    calls += _pages(len(catalog.keys("compression_task"))) + described_failed + evals
+    if include_system:
+        calls += _pages(len(system)) + sum(len(s["modelIds"]) for s in system)
+    return calls
+
+
+def _failed_tasks(catalog: FakeCatalog) -> int:
+    return sum(
+        1
+        for k in catalog.keys("compression_task")
+        if catalog.get("compression_task", k)["status"] == "failed"
+    )
+
+
+@pytest.mark.parametrize("include_system", [True, False])
+def test_call_count_is_the_documented_minimum(db_url: str, include_system: bool) -> None:
     catalog = FakeCatalog.generate(
         seed=8, model_sets=5, system_sets=2, comp_tasks=30, eval_exports=2
     )
+    failed = _failed_tasks(catalog)
+    assert failed > 0  # the formula's detail term is exercised
     with fake_console(catalog) as server:
-        summary = sync(db_url, server)
-        made = len(server.calls)
-    sets = len(catalog.keys("model_set"))
-    versions = len(catalog.keys("model_version"))
-    minimum = 1 + 1 + sets + 2 * versions + 1 + 2  # two set listings, one task page, two evals
-    assert made == minimum
-    assert summary.api_calls == minimum
+        summary = sync(db_url, server, include_system=include_system)
+        first = len(server.calls)
+        again = sync(db_url, server, include_system=include_system)
+        second = len(server.calls) - first
+        actions = {c.action for c in server.calls}
+    expected = minimum_calls(
+        catalog, include_system=include_system, evals=2, described_failed=failed
+    )
+    assert first == summary.api_calls == expected
+    # a failed task is described once, not every run
+    assert second == again.api_calls == expected - failed
+    # custom sets come from their listing alone; presets only through the preset calls
+    assert "DescribeModelSet" not in actions
+    assert ("DescribeSystemModel" in actions) == include_system
+    assert "DescribeSystemModelSet" not in actions
+
+
+def test_scoped_call_count(db_url: str) -> None:
+    """Scoped: one DescribeModelSet to resolve the name, then per version DescribeModel, its
+    export state and one page of its compression tasks, plus failed tasks' details."""
+    catalog = FakeCatalog.generate(
+        seed=8, model_sets=5, system_sets=2, comp_tasks=30, eval_exports=0
+    )
+    target = catalog.keys("model_set")[-1]
+    item = catalog.get("model_set", target)
+    assert item["source"] != "System"
+    versions = set(item["modelIds"])
+    failed = sum(
+        1
+        for k in catalog.keys("compression_task")
+        if catalog.get("compression_task", k)["status"] == "failed"
+        and catalog.get("compression_task", k).get("sourceModelId") in versions
+    )
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server, model_sets=[item["modelSetName"]], eval_export_ids=[])
+    assert summary.api_calls == 1 + 3 * len(versions) + failed
 
 
 def test_scoped_sync_walks_only_that_model_set(db_url: str) -> None:
@@ -145,7 +206,7 @@ def test_commits_are_paced_not_one_per_batch(sqlite_url: str) -> None:
             assert sync(sqlite_url, server, batch_size=1, commit_interval=0).status == "success"
         with _counting_commits() as paced:
             assert sync(sqlite_url, server, batch_size=1, commit_interval=3600).status == "success"
-    records = sum(len(catalog.keys(kind)) for kind in SPECS)
+    records = sum(len(rows) for rows in expected_rows(catalog).values())
     assert every_batch[0] > records  # one commit per one-row batch, and the run's own
     assert paced[0] < 10  # the run's own commits, and the last batches in one
 
