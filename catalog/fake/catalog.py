@@ -335,7 +335,8 @@ class FakeCatalog:
             "modelSetId": set_id,
             "modelSetName": name,
             "source": "System" if system else "UserCreate",
-            "modelType": rng.choice(("Text2Text", "Text2Text", "Text2Text", "Reranker")),
+            # modelType values are not documented; these two are in the SDK's (creation) enum.
+            "modelType": rng.choice(("Text2Text", "Text2Text", "Text2Text", "TextRepresentation")),
             "labels": sorted(rng.sample(_LABELS, rng.randint(0, 2))),
             "createTime": format_time(created, style),
             "modifyTime": ZERO_TIME
@@ -360,7 +361,7 @@ class FakeCatalog:
         system = model_set["source"] == "System"
         app_type = (
             "reranker"
-            if model_set["modelType"] == "Reranker"
+            if model_set["modelType"] == "TextRepresentation"
             else rng.choice(("chat", "chat", "completion"))
         )
         item: dict[str, Any] = {
@@ -690,8 +691,8 @@ class FakeCatalog:
         """Create one new object of ``kind`` and return its key.
 
         ``parent``: the model set of a new version, the source version of a new compression
-        task, the version of a new export (which must not have one yet). Picked with ``rng`` when
-        ``None``.
+        task, the version of a new export (a custom version without one: presets have no export
+        call). Picked with ``rng`` when ``None``.
         """
         with self.lock:
             self._store(kind)

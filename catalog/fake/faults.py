@@ -5,6 +5,10 @@ must survive all of it. A :class:`FaultPlan` decides, per call, whether that cal
 queued faults (:meth:`FaultPlan.once`) make a test's scenario exact, random faults
 (:meth:`FaultPlan.rate`) drawn from a seeded generator make chaos runs reproducible. A fault only
 ever changes the answer to the call it was drawn for; the catalog itself is never touched.
+
+INVENTED: the documents state no throttling answer, no 502/503 codes and no paging failures for
+the console (REFERENCE §10). The faults are what a robust client must survive, in plausible
+shapes (the server's ``_transport_fault`` says which code each uses), not facts about the service.
 """
 
 from __future__ import annotations
