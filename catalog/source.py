@@ -1,7 +1,7 @@
 """Which API account a database's catalog came from.
 
 A database remembers the base URL and a fingerprint of the access key id it was first synced
-with. A sync from anywhere else (the demo's fake into a real database, another account's key)
+with; a sync with another key, or against another host, is another source. A sync from anywhere else (the demo's fake into a real database, another account's key)
 would mark the whole catalog deleted, or trip the delete guard with a message that hides the
 cause; it is refused instead, before anything is written. The key itself is never stored: the
 fingerprint is a salted hash, enough to tell two keys apart, useless to sign with.
@@ -10,6 +10,7 @@ fingerprint is a salted hash, enough to tell two keys apart, useless to sign wit
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, delete, select
 
@@ -25,8 +26,10 @@ def fingerprint(access_key: str) -> str:
     return hashlib.sha256(_SALT + access_key.encode()).hexdigest()[:16]
 
 
-def _same_url(a: str, b: str) -> bool:
-    return a.rstrip("/").lower() == b.rstrip("/").lower()
+def _host(url: str) -> str:
+    """The host a base URL names: a port or scheme change (a local fake restarted, a proxy in
+    front) is the same source; another host is not."""
+    return (urlsplit(url).hostname or url).lower()
 
 
 def bind(
@@ -49,7 +52,7 @@ def bind(
     ).first()
     print_ = fingerprint(access_key)
     if stored is not None:
-        if _same_url(stored.base_url, base_url) and stored.key_fingerprint == print_:
+        if _host(stored.base_url) == _host(base_url) and stored.key_fingerprint == print_:
             return
         if not rebind:
             raise ConfigError(

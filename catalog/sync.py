@@ -555,7 +555,10 @@ def run_sync(
                 run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
             )
             listing = run.walker.open_first_listing(scoped=scoped is not None)
-            prefetched = run.walker.resolve_eval_exports(new_refs)
+            # Only refs not tracked yet are checked: a tracked one's failure is that entity's,
+            # not a reason to refuse the whole run (cron lines repeat --eval-export-id).
+            known = _tracked_refs(conn) if db.schema_state(conn) == "current" else []
+            prefetched = run.walker.resolve_eval_exports([r for r in new_refs if r not in known])
             db.ensure_schema(conn, options.migrate)
             source.bind(conn, options.base_url, options.access_key, rebind=options.rebind_source)
             if runs.repair_aborted(conn):

@@ -1,0 +1,276 @@
+"""The sync against what the documents promise, and nothing more (issue: faithful API).
+
+No error answer deletes anything; deletions come from complete listings; preset models go
+through the preset calls; a failed task's reason is fetched once; a key without a permission
+costs one warning; answers that differ from the documents are recorded as drift.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from catalog import db
+from catalog.errors import ConfigError, ExitCode
+from catalog.fake.catalog import FakeCatalog
+from catalog.fake.server import FakeServer, V1Error, V2Error
+from catalog.schema import api_drift, catalog_source, sync_errors
+from catalog.sync import MassDeleteRefused, SyncOptions, run_sync
+from tests.helpers import AK, SK, fake_console, options, stored_rows, sync
+
+
+def _rows(db_url: str, table: Any) -> list[dict[str, Any]]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(table)).mappings()]
+    engine.dispose()
+    return rows
+
+
+def _failing(
+    server: Any, when: Callable[[str, str, dict[str, Any]], bool], error: Exception
+) -> None:
+    """Make the fake answer ``error`` to the calls ``when`` picks (route, action, body)."""
+    answer = server.answer
+
+    def patched(route: str, action: str, body: dict[str, Any], fault: Any) -> Any:
+        if when(route, action, body):
+            raise error
+        return answer(route, action, body, fault)
+
+    server.answer = patched
+
+
+def test_error_answers_delete_nothing_and_listings_do(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=31, model_sets=3, system_sets=0, comp_tasks=10,
+                                   eval_exports=2)
+    version = catalog.keys("model_version")[0]
+    export = catalog.keys("eval_result_export")[0]
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        before = stored_rows(db_url)
+        assert version in before["model_version"] and str(export) in before["eval_result_export"]
+        # What the old sync read as "gone": a not-found code on /v2, 500002 on the eval route.
+        _failing(server, lambda r, a, b: a == "DescribeModel" and b.get("modelId") == version,
+                 V2Error(404, "ResourceNotFound", "model version not found"))
+        _failing(server, lambda r, a, b: "eval" in r and str(b.get("exportID")) == str(export),
+                 V1Error((500002, "export task not exist")))
+        summary = sync(db_url, server)
+        assert summary.status == "partial"
+        assert summary.exit_code == ExitCode.PARTIAL
+        after = stored_rows(db_url)
+        assert after == before  # untouched, not deleted
+        errors = {(e["kind"], e["entity_id"], e["code"]) for e in _rows(db_url, sync_errors)}
+        assert ("model_version", version, "ResourceNotFound") in errors
+        assert ("eval_result_export", str(export), "500002") in errors
+        # The set's modelIds stop listing the version: now it goes.
+        catalog.remove("model_version", version)
+        summary = sync(db_url, server)
+    assert summary.counts["model_version_deleted"] == 1
+    assert version not in stored_rows(db_url)["model_version"]
+    assert str(export) in stored_rows(db_url)["eval_result_export"]  # still tracked: kept
+
+
+def test_untracking_an_eval_export_is_what_deletes_it(db_url: str) -> None:
+    from catalog.schema import tracked_eval_exports
+
+    catalog = FakeCatalog.generate(seed=32, model_sets=1, comp_tasks=2, eval_exports=2)
+    first, second = (str(k) for k in catalog.keys("eval_result_export"))
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        engine = db.create_engine_for(db_url)
+        with engine.begin() as conn:
+            conn.execute(
+                tracked_eval_exports.delete().where(tracked_eval_exports.c.export_ref == first)
+            )
+        engine.dispose()
+        summary = sync(db_url, server, eval_export_ids=[])
+    assert summary.counts["eval_result_export_deleted"] == 1
+    assert set(stored_rows(db_url)["eval_result_export"]) == {second}
+
+
+def test_presets_go_through_the_preset_calls_only(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=33, model_sets=2, system_sets=2, comp_tasks=4,
+                                   eval_exports=0)
+    presets = [k for k in catalog.keys("model_set")
+               if catalog.get("model_set", k)["source"] == "System"]
+    preset_versions = {m for k in presets for m in catalog.get("model_set", k)["modelIds"]}
+    assert preset_versions
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server, include_system=True)
+        calls = list(server.calls)
+    assert summary.status == "success"
+    for call in calls:
+        body = call.body or {}
+        if call.action in ("DescribeModel", "DescribeModelExportTask", "DescribeModelSet"):
+            assert body.get("modelId") not in preset_versions, call
+            assert body.get("modelSetId") not in presets, call
+    described = {c.body["modelId"] for c in calls if c.action == "DescribeSystemModel"}
+    assert described == preset_versions
+    stored = stored_rows(db_url)
+    assert preset_versions <= set(stored["model_version"])
+    assert {stored["model_set"][k]["source"] for k in presets} == {"System"}
+
+
+def test_failed_task_reason_is_fetched_once_and_again_when_it_changes(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=34, model_sets=2, comp_tasks=30, eval_exports=0)
+    failed = [k for k in catalog.keys("compression_task")
+              if catalog.get("compression_task", k)["status"] == "failed"]
+    assert failed
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        details = [c.body["modelCompTaskId"] for c in server.calls
+                   if c.action == "DescribeModelCompTask"]
+        assert sorted(details) == sorted(failed)
+        stored = stored_rows(db_url)["compression_task"]
+        for key in failed:
+            reason = server.answer("/v2/model", "DescribeModelCompTask",
+                                   {"modelCompTaskId": key}, None)["failedReason"]
+            assert reason and stored[key]["failed_reason"] == reason
+        assert all(stored[k]["failed_reason"] is None for k in stored if k not in failed)
+        n = len(server.calls)
+        sync(db_url, server)
+        assert not [c for c in server.calls[n:] if c.action == "DescribeModelCompTask"]
+        # A task that changes (here: its name) is described again; the others are not.
+        rng = random.Random(1)
+        catalog.patch("compression_task", failed[0], fields={"name": "renamed"})
+        n = len(server.calls)
+        summary = sync(db_url, server)
+        again = [c.body["modelCompTaskId"] for c in server.calls[n:]
+                 if c.action == "DescribeModelCompTask"]
+    assert again == [failed[0]]
+    assert summary.counts["compression_task_updated"] == 1
+    del rng
+
+
+def test_a_key_without_export_permission_warns_once_and_keeps_exports(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=35, model_sets=3, comp_tasks=6, eval_exports=0)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        exports = stored_rows(db_url)["model_export"]
+        assert exports
+    for key in exports:  # the account loses them all: a listing would delete them, not this
+        catalog.remove("model_export", key)
+    catalog.change("compression_task", catalog.keys("compression_task")[0], random.Random(2))
+    with fake_console(catalog, denied_actions=["DescribeModelExportTask"]) as server:
+        seen: list[tuple[str, dict[str, Any]]] = []
+        summary = run_sync(options(db_url, server), observer=lambda n, d: seen.append((n, d)))
+        export_calls = sum(1 for c in server.calls if c.action == "DescribeModelExportTask")
+    assert summary.status == "partial"
+    assert summary.denied == ("model_export",)
+    warnings = [d for n, d in seen if n == "error"]
+    assert len(warnings) == 1 and "DescribeModelExportTask" in str(warnings[0]["message"])
+    assert "FullControl" in str(warnings[0]["message"])
+    # the first denial stops the kind; workers already in flight may have sent a few more
+    assert export_calls <= 8
+    assert stored_rows(db_url)["model_export"] == exports
+    assert summary.counts["compression_task_updated"] == 1
+    assert "not allowed" in summary.line()
+
+
+def test_kinds_left_out_are_not_read_deleted_or_partial(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=36, model_sets=2, comp_tasks=6, eval_exports=0)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        exports = stored_rows(db_url)["model_export"]
+        n = len(server.calls)
+        summary = sync(db_url, server, kinds=("model_set", "model_version", "compression_task"))
+        actions = {c.action for c in server.calls[n:]}
+    assert summary.status == "success"
+    assert "DescribeModelExportTask" not in actions
+    assert stored_rows(db_url)["model_export"] == exports
+    assert "model_export skipped" in summary.line()
+    with pytest.raises(ConfigError, match="model_version needs model_set"):
+        run_sync(SyncOptions(database_url=db_url, access_key="a", secret_key="b",
+                             kinds=("model_version",)))
+
+
+def test_drift_is_recorded_once_per_field(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=37, model_sets=2, system_sets=0, comp_tasks=4,
+                                   eval_exports=0)
+    version = catalog.keys("model_version")[0]
+    catalog.patch("model_version", version, fields={"quotaTier": "gold"}, drop=["modelName"],
+                  actions=["DescribeModel"])
+    with fake_console(catalog) as server:
+        seen: list[tuple[str, dict[str, Any]]] = []
+        first = run_sync(options(db_url, server), observer=lambda n, d: seen.append((n, d)))
+        second = sync(db_url, server)
+    assert first.status == "success"  # an extra field or a missing one is not a failure
+    found = {(r["call"], r["field"], r["drift"], r["example_id"], r["run_id"])
+             for r in _rows(db_url, api_drift)}
+    run1, run2 = first.run_id, second.run_id
+    assert ("DescribeModel", "quotaTier", "unknown", version, run1) in found
+    assert ("DescribeModel", "modelName", "missing", version, run1) in found
+    assert ("DescribeModel", "quotaTier", "unknown", version, run2) in found
+    # logged once, when new: the first run names both, the second run names neither
+    assert sorted((d["field"], d["drift"]) for n, d in seen if n == "drift") == [
+        ("modelName", "missing"), ("quotaTier", "unknown")]
+    assert second.new_drift == []
+    # the undocumented field is kept in raw
+    engine = db.create_engine_for(db_url)
+    from catalog.schema import model_versions
+    with engine.connect() as conn:
+        raw = conn.execute(select(model_versions.c.raw).where(
+            model_versions.c.model_id == version)).scalar_one()
+    engine.dispose()
+    assert raw["quotaTier"] == "gold"
+
+
+def test_delete_guard_trips_when_the_catalog_is_replaced_by_one_of_the_same_size(
+    db_url: str,
+) -> None:
+    old = FakeCatalog.generate(seed=38, model_sets=3, system_sets=0, comp_tasks=20,
+                               eval_exports=0)
+    new = FakeCatalog.generate(seed=39, model_sets=3, system_sets=0, comp_tasks=20,
+                               eval_exports=0)
+    with fake_console(old) as server:
+        sync(db_url, server)
+    before = stored_rows(db_url)
+    with fake_console(new) as server:
+        # same key and host, so only the guard stands between the user and the loss
+        with pytest.raises(MassDeleteRefused, match="there were before this run"):
+            sync(db_url, server)
+    after = stored_rows(db_url)
+    for kind, rows in before.items():  # nothing deleted (the new catalog's rows were added)
+        assert {k: after[kind][k] for k in rows} == rows, kind
+
+
+def test_a_database_is_bound_to_its_source(db_url: str) -> None:
+    catalog = FakeCatalog.generate(seed=40, model_sets=1, comp_tasks=2, eval_exports=0)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        bound = _rows(db_url, catalog_source)
+        before = stored_rows(db_url)
+        assert sync(db_url, server, base_url=server.url + "/").status == "success"
+    assert len(bound) == 1 and bound[0]["base_url"] == server.url
+    assert AK not in str(bound) and SK not in str(bound)  # a fingerprint, never the key
+    other_key = "another-account-ak"
+    with FakeServer(catalog, other_key, SK) as other:
+        with pytest.raises(ConfigError, match="--rebind-source") as caught:
+            sync(db_url, other, access_key=other_key)
+        assert caught.value.exit_code == ExitCode.CONFIG
+        assert other_key not in str(caught.value)
+        assert stored_rows(db_url) == before
+        assert _rows(db_url, catalog_source) == bound
+        assert sync(db_url, other, access_key=other_key, rebind_source=True).status == "success"
+    assert _rows(db_url, catalog_source)[0]["key_fingerprint"] != bound[0]["key_fingerprint"]
+
+
+def test_dry_run_on_a_new_database_plans_inserts_and_creates_no_file(tmp_path: Any) -> None:
+    path = tmp_path / "new.db"
+    catalog = FakeCatalog.generate(seed=41, model_sets=2, comp_tasks=5, eval_exports=0)
+    with fake_console(catalog) as server:
+        summary = sync(f"sqlite:///{path}", server, dry_run=True)
+    assert summary.dry_run and summary.status == "success"
+    assert summary.counts["model_set_inserted"] == len(catalog.keys("model_set"))
+    assert summary.counts["compression_task_inserted"] == 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_memory_sqlite_is_refused_for_a_sync() -> None:
+    with pytest.raises(ConfigError, match="in-memory"):
+        run_sync(SyncOptions(database_url="sqlite:///", access_key="a", secret_key="b"))
