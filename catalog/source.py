@@ -1,10 +1,11 @@
 """Which API account a database's catalog came from.
 
 A database remembers the base URL and a fingerprint of the access key id it was first synced
-with; a sync with another key, or against another host, is another source. A sync from anywhere else (the demo's fake into a real database, another account's key)
-would mark the whole catalog deleted, or trip the delete guard with a message that hides the
-cause; it is refused instead, before anything is written. The key itself is never stored: the
-fingerprint is a salted hash, enough to tell two keys apart, useless to sign with.
+with; a sync with another key, or against another host, is another source. A sync from another
+source (the demo's fake into a real database, another account's key) would mark the whole
+catalog deleted, or trip the delete guard with a message that hides the cause; it is refused
+instead, before anything is written. The key itself is never stored: the fingerprint is a
+salted hash, enough to tell two keys apart, useless to sign with.
 """
 
 from __future__ import annotations
