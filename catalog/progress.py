@@ -1,8 +1,14 @@
 """What a person sees while a sync runs, and what everyone sees when it ends.
 
 A one-line progress display on stderr, redrawn in place, only when stderr is a terminal: per kind
-the records done (with a total where one is knowable: versions, once their sets are described,
-are the sum of the sets' ``modelIds``), API calls per second and an ETA from the version rate.
+the records done, as done/total once the total is known, API calls per second and an ETA.
+
+Totals: no listing says how long it is, so a total is known only when the run says so with a
+``("total", {"kind": ..., "total": n})`` event (e.g. the number of model sets once their
+listings ended). The versions' total is then the sum of the sets' ``modelIds``, but only once
+every counted set has been described: a sum over the sets seen so far is not a total, and an
+ETA from it read "0:00" with most of a run ahead. The ETA comes from the first kind with a
+total (versions, else sets) and only after ``MIN_ETA_SHARE`` of it is done.
 Under cron or a pipe there is nothing of it (no carriage returns in mail or log files).
 ``--quiet`` turns it off on a terminal too. The one summary line goes to stdout either way.
 """
@@ -28,6 +34,8 @@ LABELS = {
 }
 #: Redraws per second at most: enough to look alive, few enough to cost nothing.
 MAX_REDRAWS_PER_SECOND = 10
+#: Share of a total done before an ETA is shown: a rate from the first few items is noise.
+MIN_ETA_SHARE = 0.05
 
 
 def is_tty(stream: Any) -> bool:
@@ -55,7 +63,9 @@ class Progress:
         self.width = width
         self.started = clock()
         self.done: Counter[str] = Counter()
-        self.version_total = 0
+        self.totals: dict[str, int] = {}
+        self.version_total = 0  # the sets' modelIds so far: a total once every set is counted
+        self.sets_failed = 0
         self.api_calls = 0
         self.retries = 0
         self.errors = 0
@@ -80,28 +90,49 @@ class Progress:
                     self.version_total += len(row.get("model_ids") or [])
                 if isinstance(data.get("api_calls"), int):
                     self.api_calls = data["api_calls"]
+            elif name == "total":
+                self.totals[str(data.get("kind"))] = int(data.get("total") or 0)
             elif name == "retry":
                 self.retries += 1
             elif name == "error":
                 self.errors += 1
+                if data.get("call") == "DescribeModelSet":
+                    self.sets_failed += 1
             elif name == "run_start":
                 self.started = self.clock()
-            self._maybe_draw(force=name != "record")
+            self._maybe_draw(force=name not in ("record", "total"))
+
+    def total(self, kind: str) -> int | None:
+        """The known total of ``kind``, or ``None`` while it is not known."""
+        if kind == "model_version" and kind not in self.totals:
+            sets = self.totals.get("model_set")
+            if sets is None or self.done["model_set"] + self.sets_failed < sets:
+                return None
+            return max(self.version_total, self.done[kind])
+        total = self.totals.get(kind)
+        return None if total is None else max(total, self.done[kind])
+
+    def eta(self, elapsed: float) -> float | None:
+        """Seconds left, from the first kind with a known total, once enough of it is done."""
+        for kind in ("model_version", "model_set"):
+            total, done = self.total(kind), self.done[kind]
+            if total is not None:
+                if done >= total or done < MIN_ETA_SHARE * total:
+                    return None
+                return elapsed * (total - done) / done
+        return None
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.started, 1e-6)
         parts = []
         for kind in KINDS:
-            done = self.done[kind]
-            if kind == "model_version" and self.version_total:
-                parts.append(f"{LABELS[kind]} {done}/{max(self.version_total, done)}")
-            else:
-                parts.append(f"{LABELS[kind]} {done}")
+            total = self.total(kind)
+            shown = f"{self.done[kind]}" if total is None else f"{self.done[kind]}/{total}"
+            parts.append(f"{LABELS[kind]} {shown}")
         tail = f"{self.api_calls / elapsed:.1f} calls/s"
-        remaining = self.version_total - self.done["model_version"]
-        if self.version_total and self.done["model_version"] and remaining > 0:
-            rate = self.done["model_version"] / elapsed
-            tail += f"  ETA {format_eta(remaining / rate)}"
+        eta = self.eta(elapsed)
+        if eta is not None:
+            tail += f"  ETA {format_eta(eta)}"
         if self.retries:
             tail += f"  {self.retries} retries"
         if self.errors:
@@ -139,7 +170,7 @@ class RunObserver:
 
     def __call__(self, name: str, data: dict[str, Any]) -> None:
         if self.progress is not None:
-            if name == "record":
+            if name in ("record", "total"):
                 self.progress(name, data)
                 return
             self.progress.clear()

@@ -68,6 +68,7 @@ def test_progress_line_counts_totals_rate_and_eta() -> None:
     stream = FakeTTY()
     display = progress.Progress(stream, clock=clock, width=300)
     display("run_start", {"run_id": 1})
+    display("total", {"kind": "model_set", "total": 1})  # the set listing has ended
     display("record", {"kind": "model_set", "row": {"model_ids": ["a", "b", "c", "d"]},
                        "api_calls": 2})
     clock.now += 2.0
