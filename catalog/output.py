@@ -2,7 +2,10 @@
 
 The table form is for people at an 80-column terminal: wide cells are cut with an ellipsis and,
 when even cut columns would not fit, each row is shown as a block of ``column: value`` lines
-instead. CSV and JSON are for programs and keep every value whole.
+instead. CSV and JSON are for programs and keep every value whole, except times: every time printed
+anywhere (table, CSV, JSON, the HTML report) is ISO 8601 in UTC with ``Z``, to the second
+(:func:`iso_time`), so a value copied from one output matches another; ``as-of`` reads such a
+time as the whole of that second.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ ELLIPSIS = "…"
 SEPARATOR = "  "
 
 
+def iso_time(value: dt.datetime) -> str:
+    """The one printed form of a time: ``2024-06-01T12:00:00Z``."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def text_value(value: Any) -> str:
-    """One cell as text: times in ISO 8601 UTC (seconds), NULL as empty, JSON kept compact."""
+    """One cell as text: times by :func:`iso_time`, NULL as empty, JSON kept compact."""
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return iso_time(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -39,9 +47,9 @@ def text_value(value: Any) -> str:
 
 
 def json_value(value: Any) -> Any:
-    """A JSON-ready value: full-precision ISO times, Decimals as floats, the rest as is."""
+    """A JSON-ready value: times by :func:`iso_time`, Decimals as floats, the rest as is."""
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
+        return iso_time(value)
     if isinstance(value, Decimal):
         return float(value)
     return value

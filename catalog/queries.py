@@ -104,6 +104,15 @@ REPORTS: dict[str, tuple[Table, tuple[str, ...]]] = {
     "latest_changes": (report_latest_changes, ("change_id",)),
 }
 REPORT_NAMES = tuple(REPORTS)
+#: One line per report, for ``qianfan-catalog report`` without a name.
+REPORT_DESCRIPTIONS = {
+    "versions_by_model_set": "each model set with its versions and their export state",
+    "compression_tasks_by_status": "compression tasks counted per status and strategy, with "
+    "the average duration",
+    "exports": "each model export with its file, size, MD5 and state",
+    "latest_changes": "the changes of the last finished run only (empty when it changed "
+    "nothing)",
+}
 
 
 class QueryError(ValueError):
@@ -123,13 +132,18 @@ def check_kind(kind: str) -> str:
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FRACTION = re.compile(r"\d[.,]\d")
 
 
-def parse_timestamp(text: str) -> dt.datetime:
+def parse_timestamp(text: str, whole_second: bool = False) -> dt.datetime:
     """ISO 8601 to an aware UTC datetime; a time without a zone is taken as UTC, as stored.
 
     Accepts ``2024-06-01``, ``2024-06-01T12:00:00``, ``2024-06-01 12:00:00+08:00`` and a
     trailing ``Z``. Anything else is a ``QueryError`` naming the accepted forms.
+
+    ``whole_second``: a time of day without a fraction means the last instant of that second.
+    Output prints times to the second, so a run's printed ``started_at`` is up to a second
+    before the stored one; read this way, it still includes that run.
     """
     value = text.strip()
     if value.endswith(("Z", "z")):
@@ -141,8 +155,11 @@ def parse_timestamp(text: str) -> dt.datetime:
             f"cannot parse timestamp {text!r}: use ISO 8601, e.g. 2024-06-01, "
             "2024-06-01T12:00:00Z or 2024-06-01T20:00:00+08:00"
         ) from None
-    if _DATE_ONLY.match(value) or parsed.tzinfo is None:
+    date_only = _DATE_ONLY.match(value) is not None
+    if date_only or parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
+    if whole_second and not date_only and not _FRACTION.search(value):
+        parsed += dt.timedelta(microseconds=999_999)
     return parsed.astimezone(dt.UTC)
 
 

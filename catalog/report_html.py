@@ -24,6 +24,7 @@ from sqlalchemy import Connection, func, select
 
 from catalog import db, queries
 from catalog.errors import ConfigError
+from catalog.output import iso_time
 from catalog.schema import KINDS, SPECS, changes, eval_result_exports, sync_runs
 
 RECENT_RUNS = 30
@@ -69,7 +70,7 @@ def human_size(size: float | None) -> str:
 
 def _fmt_time(value: Any) -> str:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        return iso_time(value)
     return esc(value)
 
 
@@ -280,8 +281,11 @@ def _eval_by_state(conn: Connection) -> list[tuple[str, float, str]]:
     return [(str(state or "unknown"), float(n), str(n)) for state, n in conn.execute(stmt)]
 
 
-def _latest_changes(conn: Connection) -> list[tuple[Any, ...]]:
-    """The newest change rows over all runs (a no-op latest run must not leave this empty)."""
+def _recent_changes(conn: Connection) -> list[tuple[Any, ...]]:
+    """The newest change rows over all runs (a no-op latest run must not leave this empty).
+
+    Not ``report latest_changes``, which is the last run's changes only: hence "Recent".
+    """
     c = changes.c
     stmt = (
         select(
@@ -302,7 +306,7 @@ def _latest_changes(conn: Connection) -> list[tuple[Any, ...]]:
 
 def _changes_table(rows: Sequence[tuple[Any, ...]]) -> str:
     if not rows:
-        return _empty("no changes recorded by the latest run")
+        return _empty("no changes recorded yet")
     head = "".join(
         f"<th>{h}</th>" for h in ("run", "at", "kind", "id", "operation", "field", "old", "new")
     )
@@ -329,7 +333,7 @@ def render(conn: Connection, database_label: str, now: dt.datetime | None = None
     now = now or dt.datetime.now(dt.UTC)
     counts = _current_counts(conn)
     run_ids, series = _recent_runs(conn)
-    change_rows = _latest_changes(conn)
+    change_rows = _recent_changes(conn)
     last = conn.execute(
         select(sync_runs.c.run_id, sync_runs.c.status, sync_runs.c.started_at)
         .order_by(sync_runs.c.run_id.desc())

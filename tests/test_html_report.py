@@ -78,7 +78,7 @@ def test_report_is_self_contained_and_complete(report_file: Path) -> None:
     page = report_file.read_text(encoding="utf-8")
     for heading in ("Entities seen per kind over the last 2 runs", "Versions per model set",
                     "Compression tasks by strategy and outcome", "Model exports by state",
-                    "Latest changes"):
+                    "Recent changes"):
         assert heading in page
     assert page.count("<svg") >= 5
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
