@@ -1,10 +1,11 @@
 """`check`: is everything in place for a sync? One line per check, with the fix for a failure.
 
 Made to run first on a new machine or in a monitoring probe, so it is quick (short timeouts, one
-attempt per call, a few seconds at worst) and read-only: one cheap signed call
-(``DescribeCustomModelSets`` with ``maxKeys=1``) proves both that the API is reachable and that
-the credentials are accepted, and the database is only connected to and asked its schema
-revision. A SQLite file that does not exist is reported, not created.
+attempt per call, a few seconds at worst) and read-only: one signed call (the first page of
+``DescribeCustomModelSets``) proves both that the API is reachable and that the credentials are
+accepted, and one cheap call per other kind whether the key's policy lets it read that kind.
+The database is only connected to and asked its schema revision and the last run's drift from
+the documents. A SQLite file that does not exist is reported, not created.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ class CheckResult:
     detail: str
     fix: str = ""
     skipped: bool = False
+    #: Information, not a pass or a failure (e.g. where the API's answers differ from the docs).
+    note: bool = False
 
     def line(self) -> str:
-        mark = "SKIP" if self.skipped else ("ok" if self.ok else "FAIL")
+        mark = "SKIP" if self.skipped else "NOTE" if self.note else ("ok" if self.ok else "FAIL")
         fix = f" -> fix: {self.fix}" if self.fix and not self.ok else ""
         return f"{mark:<4} {self.name:<12} {self.detail}{fix}"
 
@@ -102,7 +105,7 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
             CheckResult("credentials", False, "not tried without a usable base URL", skipped=True),
         ]
     try:
-        client.call("DescribeCustomModelSets", {"maxKeys": 1})
+        listed = client.call("DescribeCustomModelSets", {"maxKeys": 100})
     except ApiError as exc:
         if exc.status is None:
             return [
@@ -139,12 +142,62 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
                 "a throttling or server error",
             ),
         ]
+    else:
+        return [
+            CheckResult("api", True, f"{client.origin} answered"),
+            CheckResult("credentials", True, "accepted (DescribeCustomModelSets)"),
+            *_check_kinds(client, listed),
+        ]
     finally:
         client.close()
-    return [
-        CheckResult("api", True, f"{client.origin} answered"),
-        CheckResult("credentials", True, "accepted (DescribeCustomModelSets)"),
+
+
+def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
+    """Per kind, one cheap call: may this key read it? A read-only key, for one, may not read
+    export states (the documents give DescribeModelExportTask to FullControl policies only)."""
+    from catalog.walk import EXPORT, POLICIES, VERSION_ACTIONS
+
+    results = [CheckResult("read sets", True, "allowed (DescribeCustomModelSets)")]
+    model_id = next(
+        (str(m) for s in listed.get("customModelSetList") or [] for m in s.get("modelIds") or []),
+        None,
+    )
+    probes: list[tuple[str, str, str, dict[str, Any] | None]] = [
+        ("versions", "model_version", VERSION_ACTIONS[False], {"modelId": model_id}),
+        ("tasks", "compression_task", "DescribeModelCompTasks", {"maxKeys": 1}),
+        ("exports", "model_export", EXPORT, {"modelId": model_id}),
     ]
+    for label, kind, action, body in probes:
+        name = f"read {label}"
+        if body is None or None in body.values():
+            results.append(
+                CheckResult(
+                    name, True, f"not tried: no model version to ask {action} about", skipped=True
+                )
+            )
+            continue
+        try:
+            client.call(action, body)
+        except ApiError as exc:
+            if exc.is_permission:
+                results.append(
+                    CheckResult(
+                        name,
+                        False,
+                        f"not allowed: {exc}",
+                        f"give the key {POLICIES[kind]}, or leave {kind} out with "
+                        f"`sync --kinds` (a sync reads the other kinds and warns once)",
+                    )
+                )
+                continue
+            results.append(
+                CheckResult(
+                    name, False, f"{action} failed: {exc}", "retry later; see the error code"
+                )
+            )
+            continue
+        results.append(CheckResult(name, True, f"allowed ({action})"))
+    return results
 
 
 def check_database(database_url: str) -> list[CheckResult]:
@@ -191,6 +244,7 @@ def check_database(database_url: str) -> list[CheckResult]:
             head = db.head_revision()
             if state == "current":
                 results.append(CheckResult("schema", True, f"revision {current} (up to date)"))
+                results.extend(_open_drift(conn))
             elif state == "behind":
                 results.append(
                     CheckResult(
@@ -226,6 +280,42 @@ def check_database(database_url: str) -> list[CheckResult]:
         engine.dispose()
 
 
+def _open_drift(conn: Any) -> list[CheckResult]:
+    """Where the last finished run's answers differed from the documents."""
+    from sqlalchemy import select
+
+    from catalog.schema import api_drift, sync_runs
+
+    last = conn.execute(
+        select(sync_runs.c.run_id)
+        .where(sync_runs.c.status.in_(("success", "partial")))
+        .order_by(sync_runs.c.run_id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if last is None:
+        return []
+    rows = conn.execute(
+        select(api_drift)
+        .where(api_drift.c.run_id == last)
+        .order_by(api_drift.c.kind, api_drift.c.call, api_drift.c.field)
+    ).mappings()
+    return [
+        CheckResult(
+            "drift",
+            True,
+            f"{r['kind']}: {r['call']} answers "
+            + (
+                f"carried {r['field']!r}, which the documents do not list"
+                if r["drift"] == "unknown"
+                else f"lacked {r['field']!r}, which the documents list"
+            )
+            + f" ({r['count']} in run {last}, e.g. {r['example_id']})",
+            note=True,
+        )
+        for r in rows
+    ]
+
+
 def run_checks(
     database_url: str, access_key: str, secret_key: str, base_url: str
 ) -> list[CheckResult]:
@@ -238,6 +328,10 @@ CHECK_CODES = {
     "api": ExitCode.API_UNREACHABLE,
     "database": ExitCode.DATABASE,
     "schema": ExitCode.DATABASE,
+    "read sets": ExitCode.API_UNREACHABLE,
+    "read versions": ExitCode.API_UNREACHABLE,
+    "read tasks": ExitCode.API_UNREACHABLE,
+    "read exports": ExitCode.API_UNREACHABLE,
 }
 
 

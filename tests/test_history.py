@@ -96,7 +96,9 @@ def test_rotating_signed_url_is_not_a_change(db_url: str) -> None:
     assert any(urls) and all("?" not in u for u in urls if u)
 
 
-def test_partial_walk_deletes_nothing(db_url: str) -> None:
+def test_partial_walk_deletes_only_what_a_complete_listing_left_out(db_url: str) -> None:
+    """Every DescribeModel fails: the versions are kept as they were (no error answer deletes),
+    but the one the set's modelIds stopped listing is deleted, with its export."""
     catalog = FakeCatalog.generate(seed=23, model_sets=3, system_sets=0, comp_tasks=6,
                                    eval_exports=1)
     with fake_console(catalog) as server:
@@ -107,13 +109,18 @@ def test_partial_walk_deletes_nothing(db_url: str) -> None:
         server.faults = FaultPlan().once("DescribeModel", "5xx", times=1000)
         partial = sync(db_url, server, workers=2, max_attempts=1, allow_mass_delete=True)
     assert partial.status == "partial" and partial.run_id is not None
-    assert all(partial.counts.get(f"{kind}_deleted", 0) == 0 for kind in SPECS)
-    ops = {r["operation"] for r in _query(db_url, queries.changes_query, run_id=partial.run_id)}
-    assert "delete" not in ops
+    deleted = {kind: partial.counts.get(f"{kind}_deleted", 0) for kind in SPECS}
+    assert deleted["model_version"] == 1
+    assert deleted["model_export"] == (1 if version in before_rows["model_export"] else 0)
+    assert sum(deleted.values()) == deleted["model_version"] + deleted["model_export"]
+    ops = [(r["kind"], r["entity_id"]) for r in
+           _query(db_url, queries.changes_query, run_id=partial.run_id)
+           if r["operation"] == "delete"]
+    assert ("model_version", version) in ops
     after = stored_rows(db_url)
-    assert version in after["model_version"]
-    assert after["model_version"] == before_rows["model_version"]
-    assert after["model_export"] == before_rows["model_export"]
+    assert version not in after["model_version"]
+    kept = {k: v for k, v in before_rows["model_version"].items() if k != version}
+    assert after["model_version"] == kept
 
 
 def test_failed_walk_deletes_nothing(db_url: str) -> None:
