@@ -157,18 +157,18 @@ def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
     export states (the documents give DescribeModelExportTask to FullControl policies only)."""
     from catalog.walk import EXPORT, POLICIES, VERSION_ACTIONS
 
-    results = [CheckResult("read sets", True, "allowed (DescribeCustomModelSets)")]
+    results = [CheckResult("model_set", True, "readable (DescribeCustomModelSets)")]
     model_id = next(
         (str(m) for s in listed.get("customModelSetList") or [] for m in s.get("modelIds") or []),
         None,
     )
-    probes: list[tuple[str, str, str, dict[str, Any] | None]] = [
-        ("versions", "model_version", VERSION_ACTIONS[False], {"modelId": model_id}),
-        ("tasks", "compression_task", "DescribeModelCompTasks", {"maxKeys": 1}),
-        ("exports", "model_export", EXPORT, {"modelId": model_id}),
+    probes: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("model_version", VERSION_ACTIONS[False], {"modelId": model_id}),
+        ("compression_task", "DescribeModelCompTasks", {"maxKeys": 1}),
+        ("model_export", EXPORT, {"modelId": model_id}),
     ]
-    for label, kind, action, body in probes:
-        name = f"read {label}"
+    for kind, action, body in probes:
+        name = kind
         if body is None or None in body.values():
             results.append(
                 CheckResult(
@@ -196,7 +196,7 @@ def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
                 )
             )
             continue
-        results.append(CheckResult(name, True, f"allowed ({action})"))
+        results.append(CheckResult(name, True, f"readable ({action})"))
     return results
 
 
@@ -328,10 +328,10 @@ CHECK_CODES = {
     "api": ExitCode.API_UNREACHABLE,
     "database": ExitCode.DATABASE,
     "schema": ExitCode.DATABASE,
-    "read sets": ExitCode.API_UNREACHABLE,
-    "read versions": ExitCode.API_UNREACHABLE,
-    "read tasks": ExitCode.API_UNREACHABLE,
-    "read exports": ExitCode.API_UNREACHABLE,
+    "model_set": ExitCode.API_UNREACHABLE,
+    "model_version": ExitCode.API_UNREACHABLE,
+    "compression_task": ExitCode.API_UNREACHABLE,
+    "model_export": ExitCode.API_UNREACHABLE,
 }
 
 

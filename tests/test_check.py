@@ -48,7 +48,8 @@ def test_all_checks_pass(db_url: str) -> None:
         result = run_check(db_url, server.url)
     assert result.exit_code == 0, result.output
     got = lines(result)
-    assert set(got) == {"api", "credentials", "database", "schema"}
+    assert set(got) == {"api", "credentials", "database", "schema", "model_set",
+                        "model_version", "compression_task", "model_export"}
     assert all(line.startswith("ok ") for line in got.values())
     assert "fix:" not in result.stdout
     assert SK not in result.output

@@ -273,3 +273,29 @@ def test_dry_run_on_a_new_database_plans_inserts_and_creates_no_file(tmp_path: A
 def test_in_memory_sqlite_is_refused_for_a_sync() -> None:
     with pytest.raises(ConfigError, match="in-memory"):
         run_sync(SyncOptions(database_url="sqlite:///", access_key="a", secret_key="b"))
+
+
+def test_check_says_which_kinds_the_key_may_read_and_shows_drift(db_url: str) -> None:
+    from click.testing import CliRunner
+
+    from catalog.cli import cli
+
+    catalog = FakeCatalog.generate(seed=42, model_sets=2, system_sets=0, comp_tasks=3,
+                                   eval_exports=0)
+    version = catalog.keys("model_version")[0]
+    catalog.patch("model_version", version, fields={"quotaTier": "gold"}, actions=["DescribeModel"])
+    with fake_console(catalog, denied_actions=["DescribeModelExportTask"]) as server:
+        sync(db_url, server)
+        env = {"CATALOG_DATABASE_URL": db_url, "QIANFAN_ACCESS_KEY": AK,
+               "QIANFAN_SECRET_KEY": SK, "QIANFAN_CONSOLE_API_BASE_URL": server.url,
+               "CATALOG_CONFIG": None}
+        result = CliRunner().invoke(cli, ["check"], env=env)
+    by_name = {line.split()[1]: line for line in result.stdout.splitlines()}
+    assert by_name["model_version"].startswith("ok ")
+    assert by_name["compression_task"].startswith("ok ")
+    assert by_name["model_export"].startswith("FAIL")
+    assert "FullControl" in by_name["model_export"] and "--kinds" in by_name["model_export"]
+    assert result.exit_code == ExitCode.API_UNREACHABLE
+    drift = [line for line in result.stdout.splitlines() if line.split()[1] == "drift"]
+    assert len(drift) == 1 and drift[0].startswith("NOTE") and "quotaTier" in drift[0]
+    assert SK not in result.output
