@@ -3,6 +3,7 @@ transport failures, counters, and that the secret key never leaks into anything 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import traceback
@@ -116,7 +117,7 @@ def test_v2_error_body() -> None:
     assert (err.call, err.code, err.status, err.request_id) == (
         "DescribeModel", "ResourceNotFound", 404, "rid-404")
     assert err.message == "model not found"
-    assert err.is_not_found and not err.retryable
+    assert not err.retryable
     assert "DescribeModel" in str(err) and "rid-404" in str(err)
 
 
@@ -172,10 +173,7 @@ def test_v2_error_without_json_body_is_still_an_api_error() -> None:
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ("<html>maintenance</html>", "not JSON"),
-        ("", "answer is empty"),
         ("null", "JSON null, not an object"),
-        ('{"result": ', "not JSON"),
         ({"requestId": "r"}, "no 'result'"),
         ({"requestId": "r", "result": ["a"]}, "'result' is a JSON array"),
         ({"requestId": "r", "result": "text"}, "'result' is a JSON string"),
@@ -183,7 +181,8 @@ def test_v2_error_without_json_body_is_still_an_api_error() -> None:
         ([1, 2], "JSON array, not an object"),
     ],
 )
-def test_malformed_answers(body: Any, words: str) -> None:
+def test_json_of_the_wrong_shape_is_not_retried(body: Any, words: str) -> None:
+    """Well-formed JSON is the server's considered answer: asking again gets the same."""
     with StubServer([Reply(200, body)]) as stub, make_client(stub.url) as client:
         with pytest.raises(MalformedResponse) as info:
             client.call("DescribeModelSet", {})
@@ -191,6 +190,38 @@ def test_malformed_answers(body: Any, words: str) -> None:
     assert info.value.call == "DescribeModelSet"
     assert "DescribeModelSet" in str(info.value)
     assert words in str(info.value)
+    assert not info.value.retryable
+
+
+GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (GATEWAY_PAGE, "not JSON"),
+        ("", "answer is empty"),
+        ('{"requestId": "r", "result": {"modelCompTaskList": [{"id": "cmp-1", "na', "not JSON"),
+    ],
+)
+def test_unreadable_answer_is_retried_then_fails_as_malformed(body: str, words: str) -> None:
+    rec = Recorder()
+    with StubServer([Reply(200, body)]) as stub, make_client(stub.url, rec, attempts=3) as client:
+        with pytest.raises(MalformedResponse) as info:
+            client.call("DescribeModelCompTasks", {})
+        assert (client.calls_made, client.retries) == (3, 2)
+    assert len(rec.sleeps) == 2  # retried like a 5xx: backoff between attempts
+    assert words in str(info.value)
+    assert "gave up after 3 attempts" in str(info.value)
+
+
+def test_one_gateway_page_costs_a_retry_not_the_listing() -> None:
+    """Issue 12: one HTML page on the first compression-task page failed the whole listing."""
+    page = ok({"modelCompTaskList": [{"id": "cmp-1"}], "pageInfo": {"isTruncated": False}})
+    with StubServer([Reply(200, GATEWAY_PAGE), page]) as stub, make_client(stub.url) as client:
+        pages = list(iter_pages(client, "DescribeModelCompTasks", {}))
+        assert (client.calls_made, client.retries) == (2, 1)
+    assert pages == [[{"id": "cmp-1"}]]
 
 
 # --- retries -----------------------------------------------------------------------------------
@@ -370,6 +401,77 @@ def test_paging_over_http() -> None:
         assert client.calls_made == 3
     assert got == ["t0", "t1", "t2", "t3", "t4"]
     assert [s.json().get("marker") for s in stub.seen] == [None, "2", "4"]
+
+
+def test_retry_after_holds_the_shared_limiter_even_on_the_last_attempt() -> None:
+    class HoldingLimiter(RateLimiter):
+        def __init__(self) -> None:
+            super().__init__(qps=0)
+            self.holds: list[float] = []
+
+        def hold(self, seconds: float) -> None:
+            self.holds.append(seconds)
+
+    limiter = HoldingLimiter()
+    throttled = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow"},
+                      {"Retry-After": "2"})
+    stub = StubServer([throttled])
+    with stub, make_client(stub.url, attempts=1, limiter=limiter) as client, pytest.raises(
+        ApiError
+    ):
+        client.call("DescribeModel", {})
+    assert limiter.holds == [2.0]  # the others must wait although this call gives up
+
+
+class FeedbackLimiter(RateLimiter):
+    """Records what the client reports, and paces nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(qps=0)
+        self.reports: list[bool] = []
+
+    def feedback(self, sent_at: float, throttled: bool) -> None:
+        self.reports.append(throttled)
+        super().feedback(sent_at, throttled)
+
+
+@pytest.mark.parametrize(
+    ("reply", "throttled"),
+    [
+        (Reply(429, {"requestId": "r", "code": "RequestLimitExceeded", "message": "slow"}), True),
+        (Reply(200, {"log_id": 1, "error_code": 18, "error_msg": "qps limit reached"}), True),
+        (Reply(200, {"log_id": 1, "error_code": 336100, "error_msg": "high load"}), True),
+        (Reply(503, {"requestId": "r", "code": "ServiceUnavailable", "message": "busy"}), False),
+        (Reply(404, {"requestId": "r", "code": "ResourceNotFound", "message": "gone"}), False),
+        (Reply(200, "<html>gateway</html>"), False),
+    ],
+)
+def test_every_answer_is_reported_to_the_limiter(reply: Reply, throttled: bool) -> None:
+    limiter = FeedbackLimiter()
+    stub = StubServer([reply, ok({})])
+    with stub, make_client(stub.url, limiter=limiter) as client, contextlib.suppress(ApiError):
+        client.call("DescribeModel", {})
+    assert limiter.reports[0] is throttled
+    assert limiter.throttles == (1 if throttled else 0)
+    if len(limiter.reports) > 1:  # retried: the second answer was a success
+        assert limiter.reports[1:] == [False]
+
+
+def test_no_answer_is_not_reported_to_the_limiter() -> None:
+    limiter = FeedbackLimiter()
+    client = make_client(refused_url(), attempts=2, limiter=limiter)
+    with client, pytest.raises(ApiError):
+        client.call("DescribeModel", {})
+    assert limiter.reports == []
+
+
+def test_throttling_slows_the_real_limiter_down() -> None:
+    limiter = RateLimiter(qps=100.0, margin=0.0)
+    busy = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow"})
+    with StubServer([busy, ok({})]) as stub, make_client(stub.url, limiter=limiter) as client:
+        client.call("DescribeModel", {})
+    assert limiter.cuts == 1
+    assert limiter.rate < 100.0
 
 
 def test_retry_after_holds_the_shared_limiter() -> None:

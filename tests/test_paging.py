@@ -1,13 +1,20 @@
-"""iter_pages against an in-process scripted client: the guards that stop loops and lost items."""
+"""iter_pages against an in-process scripted client: the guards that stop loops and lost items;
+and over HTTP against the fake console, where an unreadable page is retried."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
+from catalog.api.client import ConsoleClient
 from catalog.api.paging import iter_pages
+from catalog.api.retry import RetryPolicy
 from catalog.errors import MalformedResponse, PaginationError
+from catalog.fake.catalog import FakeCatalog
+from catalog.fake.faults import FaultPlan
+from catalog.fake.server import FakeServer
 
 ACTION = "DescribeModelCompTasks"
 
@@ -195,3 +202,36 @@ def test_string_is_truncated_is_understood() -> None:
 def test_max_keys_must_be_within_the_documented_range(bad: int) -> None:
     with pytest.raises(ValueError):
         next(iter_pages(ScriptedClient([]), ACTION, {}, max_keys=bad))
+
+
+# --- over HTTP against the fake console ----------------------------------------------------------
+
+
+def _fake_listing(faults: FaultPlan, attempts: int) -> tuple[list[str], int, int]:
+    """The compression-task listing through a real client; ids listed, calls made, retries."""
+    catalog = FakeCatalog.generate(seed=3, model_sets=2, versions_per_set=1, comp_tasks=25,
+                                   eval_exports=0, system_sets=0)
+    with FakeServer(catalog, faults=faults) as server:
+        policy = RetryPolicy(max_attempts=attempts, base_delay=0.001, max_delay=0.01,
+                             rng=random.Random(0))
+        with ConsoleClient(server.url, server.access_key, "fake-sk", retry=policy) as client:
+            try:
+                ids = [i["id"] for p in iter_pages(client, ACTION, {}, max_keys=10) for i in p]
+            finally:
+                calls, retries = client.calls_made, client.retries
+    return ids, calls, retries
+
+
+def test_a_malformed_first_page_is_retried_and_the_listing_completes() -> None:
+    plan = FaultPlan().once(ACTION, "malformed")
+    ids, calls, retries = _fake_listing(plan, attempts=3)
+    assert len(ids) == len(set(ids)) == 25
+    assert (calls, retries) == (4, 1)  # three pages, one of them asked twice
+    assert [f["fault"] for f in plan.injected] == ["malformed"]
+
+
+def test_malformed_pages_past_the_attempts_still_fail_as_malformed() -> None:
+    plan = FaultPlan().once(ACTION, "malformed", times=3)
+    with pytest.raises(MalformedResponse) as info:
+        _fake_listing(plan, attempts=3)
+    assert "not JSON" in str(info.value) and "gave up after 3 attempts" in str(info.value)

@@ -1,10 +1,10 @@
-"""Retry classification, backoff and the rate limiter, on fake clocks: no test waits for real."""
+"""Retry classification and backoff, on fake clocks: no test waits for real (the rate limiter's
+tests are in test_rate_adaptive.py)."""
 
 from __future__ import annotations
 
 import email.utils
 import random
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +12,6 @@ import requests
 
 from catalog.api.retry import (
     MIN_RETRY_AFTER,
-    RateLimiter,
     RetryPolicy,
     classify,
     parse_retry_after,
@@ -241,78 +240,3 @@ def test_policy_rejects_nonsense() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay=-1)
-
-
-def test_rate_limiter_spaces_requests_by_qps() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(qps=2.0, burst=1, clock=fake.clock, sleep=fake.sleep)
-    waits = [limiter.acquire() for _ in range(4)]
-    assert waits == [0.0, 0.5, 0.5, 0.5]
-    assert fake.now == pytest.approx(1001.5)
-
-
-def test_rate_limiter_allows_a_burst_then_throttles() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(qps=4.0, burst=3, clock=fake.clock, sleep=fake.sleep)
-    assert [limiter.acquire() for _ in range(5)] == [0.0, 0.0, 0.0, 0.25, 0.25]
-
-
-def test_rate_limiter_refills_while_idle_but_not_past_burst() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(qps=1.0, burst=2, clock=fake.clock, sleep=fake.sleep)
-    assert [limiter.acquire() for _ in range(2)] == [0.0, 0.0]
-    fake.now += 100.0  # a long idle spell refills only up to the burst
-    assert [limiter.acquire() for _ in range(3)] == [0.0, 0.0, 1.0]
-
-
-def test_rate_limiter_unlimited_never_sleeps() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(qps=0, clock=fake.clock, sleep=fake.sleep)
-    assert all(limiter.acquire() == 0.0 for _ in range(100))
-    assert fake.sleeps == []
-
-
-def test_rate_limiter_loses_no_reservation_across_threads() -> None:
-    """With a frozen clock every acquire takes one more token of debt: the waits must be exactly
-    0, 1/qps, 2/qps, ... whatever the interleaving; a lost update would repeat a value."""
-    qps = 10.0
-    limiter = RateLimiter(qps=qps, burst=1, clock=lambda: 0.0, sleep=lambda s: None)
-    waits: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(25):
-            wait = limiter.acquire()
-            with lock:
-                waits.append(wait)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(waits) == pytest.approx([k / qps for k in range(200)])
-
-
-def test_rate_limiter_rejects_zero_burst() -> None:
-    with pytest.raises(ValueError):
-        RateLimiter(qps=1.0, burst=0)
-
-
-def test_rate_limiter_hold_makes_the_next_caller_wait() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(qps=10.0, burst=1, clock=fake.clock, sleep=fake.sleep)
-    assert limiter.acquire() == 0.0
-    limiter.hold(2.0)
-    assert limiter.acquire() == pytest.approx(2.1)  # the hold, then this call's own token
-    assert limiter.acquire() == pytest.approx(0.1)  # then the normal pace again
-
-
-def test_rate_limiter_hold_is_a_no_op_when_unlimited_or_zero() -> None:
-    fake = FakeTime()
-    unlimited = RateLimiter(qps=0, clock=fake.clock, sleep=fake.sleep)
-    unlimited.hold(5.0)
-    assert unlimited.acquire() == 0.0
-    paced = RateLimiter(qps=1.0, clock=fake.clock, sleep=fake.sleep)
-    paced.hold(0)
-    assert paced.acquire() == 0.0

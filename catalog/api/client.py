@@ -3,6 +3,10 @@
 Everything that talks to the service goes through ``ConsoleClient`` so that signing, timeouts,
 rate limiting, retries and the service's three ways of reporting an error are handled once. The
 secret key is handed to ``BceAuth`` and never kept, formatted or logged here.
+
+Every answer is reported to the shared :class:`RateLimiter` (throttled or not), so the pace
+follows what the server accepts; a ``Retry-After`` holds every worker, not only the one that got
+it. An optional :class:`Recorder` keeps each exchange for replay.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from catalog.api.auth import BceAuth
-from catalog.api.retry import RateLimiter, RetryPolicy, classify, parse_retry_after
+from catalog.api.record import Recorder
+from catalog.api.retry import (
+    RateLimiter,
+    RetryPolicy,
+    classify,
+    is_throttling,
+    parse_retry_after,
+)
 from catalog.errors import ApiError, MalformedResponse
 
 EventHook = Callable[[str, dict[str, Any]], None]
@@ -127,9 +138,14 @@ def parse_answer(
         raise fail(f"HTTP {status}" + (f": {snippet}" if snippet else ""), "")
 
     if not parsed or not content.strip():
+        # An HTML page from a gateway, a body cut short: the next attempt may well be whole, so
+        # this is retried like a 5xx (every call the catalog makes is a read). JSON of the wrong
+        # shape, below, is the server's considered answer and is not.
         snippet = content[:_SNIPPET].decode("utf-8", "replace").strip()
         what = f"answer is not JSON: {snippet!r}" if snippet else "answer is empty"
-        raise MalformedResponse(what, call=call, status=status, request_id=request_id)
+        raise MalformedResponse(
+            what, call=call, status=status, request_id=request_id, retryable=True
+        )
     if not isinstance(payload, dict):
         raise MalformedResponse(
             f"answer is a JSON {_json_kind(payload)}, not an object",
@@ -172,6 +188,7 @@ class ConsoleClient:
         pool_size: int = 10,
         verify: bool = True,
         on_event: EventHook | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -184,6 +201,7 @@ class ConsoleClient:
         self.retry = retry if retry is not None else RetryPolicy()
         self.limiter = limiter
         self.on_event = on_event
+        self.recorder = recorder
         self._session = build_session(access_key, secret_key, pool_size=pool_size, verify=verify)
         self._lock = threading.Lock()
         self._calls_made = 0
@@ -222,12 +240,17 @@ class ConsoleClient:
     def _post(
         self, name: str, path: str, params: dict[str, str] | None, body: dict[str, Any]
     ) -> dict[str, Any]:
-        url = self.base_url + (path if path.startswith("/") else "/" + path)
+        route = path if path.startswith("/") else "/" + path
+        url = self.base_url + route
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
+        limiter = self.limiter
+
         def attempt(number: int) -> dict[str, Any]:
-            if self.limiter is not None:
-                self.limiter.acquire()
+            sent_at = 0.0
+            if limiter is not None:
+                limiter.acquire()
+                sent_at = limiter.now()
             with self._lock:
                 self._calls_made += 1
                 if number > 1:
@@ -235,12 +258,25 @@ class ConsoleClient:
             try:
                 response = self._session.post(url, params=params, data=data, timeout=self.timeout)
             except requests.RequestException as exc:
-                raise self._transport_error(name, exc) from exc
-            return parse_answer(name, response.status_code, response.headers, response.content)
+                raise self._transport_error(name, exc) from exc  # no answer: nothing to learn
+            if self.recorder is not None:
+                self.recorder.record(route, name, body, response.status_code, response.content)
+            status, headers, content = response.status_code, response.headers, response.content
+            try:
+                result = parse_answer(name, status, headers, content)
+            except ApiError as err:
+                if limiter is not None:
+                    limiter.feedback(sent_at, is_throttling(status=err.status, code=err.code))
+                    if err.retry_after is not None:
+                        # The server asked us, not just this call, to wait; as long as this
+                        # call's own retry would (the policy's floor and cap), never longer.
+                        limiter.hold(self.retry.delay(number, err.retry_after))
+                raise
+            if limiter is not None:
+                limiter.feedback(sent_at, throttled=False)
+            return result
 
         def announce(number: int, delay: float, error: ApiError) -> None:
-            if error.retry_after is not None and self.limiter is not None:
-                self.limiter.hold(delay)  # the server asked us, not just this call, to wait
             if self.on_event is not None:
                 self.on_event(
                     "retry", {"call": name, "attempt": number, "delay": delay, "error": str(error)}

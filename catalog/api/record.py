@@ -1,0 +1,131 @@
+"""A recording of the console's answers, for a fake server that serves them back.
+
+The documents leave much unsaid (error codes, what a missing id answers, fields past the visible
+part of a table); one sync against the real console with a :class:`Recorder` captures what the
+service actually says, and :mod:`catalog.fake.replay` serves it back. The file format is that
+module's: ``DIR/calls.jsonl``, one JSON object per HTTP exchange::
+
+    {"route": "/v2/model", "action": "DescribeModel", "body": {...}, "status": 200,
+     "answer": {...} | null, "text": "raw answer, only when it was not JSON"}
+
+A recording may be shared (attached to an issue, committed as a fixture), so it holds nothing
+that identifies or authorises anyone: no headers at all (signatures, dates, the access key and
+request ids all travel there), no ``requestId`` / ``log_id`` in answers, and no query string on a
+pre-signed link (a ``downloadUrl``, or any string carrying ``authorization=``). Request bodies are
+kept as sent: they hold only ids, and replay matches on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+CALLS_FILE = "calls.jsonl"
+#: Answer keys that identify one request, not the catalog; dropped from the top of each answer.
+DROPPED_KEYS = frozenset({"requestId", "log_id"})
+#: Keys whose string value is a pre-signed link wherever they appear.
+SIGNED_URL_KEYS = frozenset({"downloadUrl"})
+
+_URL_QUERY = re.compile(r"(?P<url>https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*", re.IGNORECASE)
+_SIGNATURE = re.compile(r"(authorization=|bce-auth-v1/)[^\s&\"'<>]*", re.IGNORECASE)
+
+
+def _looks_signed(text: str) -> bool:
+    lowered = text.lower()
+    return "authorization=" in lowered or "bce-auth-v1" in lowered
+
+
+def scrub_text(text: str, *, is_url: bool = False) -> str:
+    """``text`` without the query string of any pre-signed link in it.
+
+    A bare link loses its query and fragment; links inside longer text lose their query; a
+    signature left anywhere else (no link around it) is cut out as well.
+    """
+    if not (is_url or _looks_signed(text)):
+        return text
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in text):
+        text = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    else:
+        text = _URL_QUERY.sub(lambda m: m.group("url"), text)
+    return _SIGNATURE.sub(lambda m: m.group(1) + "REDACTED", text)
+
+
+def scrub(value: Any, key: str | None = None) -> Any:
+    """A copy of a parsed answer fit to share (see the module docstring)."""
+    if isinstance(value, dict):
+        return {
+            k: scrub(v, k)
+            for k, v in value.items()
+            if not (key is None and k in DROPPED_KEYS)  # ``key is None``: the answer's top
+        }
+    if isinstance(value, list):
+        return [scrub(v, key or "") for v in value]
+    if isinstance(value, str):
+        return scrub_text(value, is_url=key in SIGNED_URL_KEYS)
+    return value
+
+
+class Recorder:
+    """Appends one line per HTTP exchange to ``DIR/calls.jsonl``; shared by every worker.
+
+    Each line goes out in a single unbuffered write under a lock, so concurrent workers never
+    interleave and a crash leaves only whole lines behind (a partial last line at worst).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / CALLS_FILE
+        self._lock = threading.Lock()
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        self.count = 0
+
+    def __repr__(self) -> str:
+        return f"Recorder({str(self.directory)!r}, {self.count} calls)"
+
+    def record(
+        self, route: str, action: str, body: Any, status: int, content: bytes
+    ) -> None:
+        """Add one exchange: the request's route, action and body, the answer's status and body."""
+        try:
+            answer: Any = json.loads(content) if content.strip() else None
+            parsed = content.strip() != b""
+        except (ValueError, UnicodeDecodeError):
+            answer, parsed = None, False
+        entry: dict[str, Any] = {
+            "route": route,
+            "action": action,
+            "body": body,
+            "status": status,
+            "answer": scrub(answer) if parsed else None,
+        }
+        if not parsed:
+            entry["text"] = scrub_text(content.decode("utf-8", "replace"))
+        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = memoryview(line.encode("utf-8"))
+        with self._lock:
+            while data:  # a raw write may take fewer bytes than given
+                data = data[self._file.write(data) or 0 :]
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,385 @@
+"""The shared rate limiter: pacing, holds, and the adaptive rate, all on fake clocks.
+
+The convergence tests drive the real limiter against the fake server's limiter shapes
+(``catalog.fake.limiters``) on the same fake clock, one call at a time, so they are exact and
+take no wall time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from catalog.api.retry import RateLimiter, is_throttling
+from catalog.fake.limiters import make_limiter
+
+
+class FakeTime:
+    """A clock that only moves when something sleeps on it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def limiter_on(fake: FakeTime, qps: float, **kw: float) -> RateLimiter:
+    return RateLimiter(qps, clock=fake.clock, sleep=fake.sleep, **kw)
+
+
+# --- which answers are throttling ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (429, "", True),
+        (429, "Whatever", True),
+        (400, "RequestLimitExceeded", True),
+        (503, "TooManyRequests", True),
+        (400, "QPSLimitReached", True),
+        (503, "ServerHighLoad", True),
+        (200, "18", True),  # QPS limit reached
+        (200, "4", True),  # cluster request limit reached
+        (200, "336100", True),  # server high load
+        (500, "InternalError", False),  # retried, but a failure, not a pace
+        (503, "ServiceUnavailable", False),
+        (503, "", False),
+        (200, "2", False),
+        (200, "17", False),  # daily quota: no pace fixes that
+        (404, "ResourceNotFound", False),
+    ],
+)
+def test_which_answers_are_throttling(status: int, code: str, expected: bool) -> None:
+    assert is_throttling(status=status, code=code) is expected
+
+
+# --- pacing ------------------------------------------------------------------------------------
+
+
+def test_spaces_requests_by_qps() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 2.0, margin=0.0)
+    assert [limiter.acquire() for _ in range(4)] == [0.0, 0.5, 0.5, 0.5]
+    assert fake.now == pytest.approx(1001.5)
+
+
+def test_paces_a_margin_below_the_ceiling() -> None:
+    """qps calls per second at the server, jitter included: qps evenly spaced calls would put
+    qps + 1 into some closed second."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    assert limiter.rate == pytest.approx(49.0)
+    limiter.acquire()
+    assert limiter.acquire() == pytest.approx(1 / 49.0)
+    sends = []
+    for _ in range(200):
+        limiter.acquire()
+        sends.append(fake.now)
+    # 50 calls in a second, but the 51st a full 20 ms past it: room for the network's jitter
+    assert max(sum(1 for s in sends if t <= s <= t + 1.0 + 1e-9) for t in sends) == 50
+    assert max(sum(1 for s in sends if t <= s < t + 1.02) for t in sends) == 50
+
+
+def test_idle_time_earns_no_burst() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 4.0, margin=0.0)
+    limiter.acquire()
+    fake.now += 100.0  # a long lull
+    assert [limiter.acquire() for _ in range(3)] == [0.0, 0.25, 0.25]
+
+
+def test_unlimited_never_sleeps() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 0)
+    assert all(limiter.acquire() == 0.0 for _ in range(100))
+    assert fake.sleeps == []
+    assert limiter.settled_rate() is None
+
+
+def test_loses_no_reservation_across_threads() -> None:
+    """With a frozen clock every acquire reserves the next slot: the waits must be exactly
+    0, 1/qps, 2/qps, ... whatever the interleaving; a lost update would repeat a value."""
+    qps = 10.0
+    limiter = RateLimiter(qps, margin=0.0, clock=lambda: 0.0, sleep=lambda s: None)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(25):
+            wait = limiter.acquire()
+            with lock:
+                waits.append(wait)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(waits) == pytest.approx([k / qps for k in range(200)])
+
+
+@pytest.mark.parametrize(
+    "kw", [{"margin": 1.0}, {"beta": 1.0}, {"beta": 0.0}, {"recovery": 0.0}, {"min_rate": 0.0}]
+)
+def test_rejects_nonsense(kw: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(10.0, **kw)
+
+
+# --- holds (Retry-After) -----------------------------------------------------------------------
+
+
+def test_hold_delays_the_next_call_exactly_as_asked_then_keeps_the_pace() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 10.0, margin=0.0)
+    limiter.acquire()
+    start = fake.now
+    limiter.hold(2.0)
+    sends = []
+    for _ in range(4):
+        limiter.acquire()
+        sends.append(fake.now - start)
+    # no call before the end of the hold, the first one exactly at it, then no burst
+    assert sends == pytest.approx([2.0, 2.1, 2.2, 2.3])
+
+
+def test_holds_overlap_rather_than_add_up() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 10.0, margin=0.0)
+    limiter.hold(2.0)
+    limiter.hold(1.0)  # a shorter one asked meanwhile does not extend, nor shorten, the first
+    fake.now += 0.5
+    limiter.hold(1.0)  # ends at 1.5 < 2.0
+    assert limiter.acquire() == pytest.approx(1.5)
+
+
+def test_hold_stops_a_caller_already_asleep_on_its_slot() -> None:
+    """Worker A reserved the slot at +0.1 s and sleeps; meanwhile worker B's call is answered
+    429 with Retry-After 3: A must not send at +0.1 s but at the end of the hold."""
+    fake = FakeTime()
+    limiter: RateLimiter
+
+    def sleep(seconds: float) -> None:
+        if not fake.sleeps:  # A's first sleep: B's throttled answer arrives during it
+            limiter.hold(3.0)
+        fake.sleep(seconds)
+
+    limiter = RateLimiter(10.0, margin=0.0, clock=fake.clock, sleep=sleep)
+    start = fake.now
+    limiter.acquire()  # the slot at +0.0
+    limiter.acquire()  # A: slot at +0.1, held
+    assert fake.now - start == pytest.approx(3.0)
+
+
+def test_hold_applies_without_a_ceiling() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 0)
+    limiter.hold(1.5)
+    assert limiter.acquire() == pytest.approx(1.5)
+    assert limiter.acquire() == 0.0
+
+
+def test_zero_hold_is_nothing() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 1.0)
+    limiter.hold(0)
+    assert limiter.acquire() == 0.0
+
+
+# --- the adaptive rate -------------------------------------------------------------------------
+
+
+def succeed(limiter: RateLimiter, fake: FakeTime, until: float) -> None:
+    """Send and succeed at the limiter's pace until ``until`` (fake time)."""
+    while fake.now < until:
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+
+
+def test_throttle_cuts_the_rate_multiplicatively() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 10.0, margin=0.0)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)  # the first call: nothing measured yet
+    assert limiter.rate == pytest.approx(7.0)
+    assert (limiter.throttles, limiter.cuts) == (1, 1)
+    assert limiter.refused_rate == pytest.approx(10.0)
+
+
+def test_throttle_cuts_below_what_the_server_accepted() -> None:
+    """Sending 49/s, the server took 30 in the second before the refused call: its limit."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    for _ in range(30):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    assert limiter.refused_rate == pytest.approx(30.0)
+    assert limiter.rate == pytest.approx(0.7 * 30)
+    assert limiter.settled_rate() == pytest.approx(30 * 0.98)
+
+
+def test_answers_to_calls_sent_before_a_cut_do_not_cut_again() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 20.0, margin=0.0)
+    in_flight = []
+    for _ in range(5):
+        limiter.acquire()
+        in_flight.append(fake.now)
+    for sent in in_flight:  # all five come back throttled: one overload, seen five times
+        limiter.feedback(sent, throttled=True)
+    assert (limiter.throttles, limiter.cuts) == (5, 1)
+    assert limiter.rate == pytest.approx(14.0)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)  # sent after the cut: a new signal
+    assert limiter.cuts == 2
+    assert limiter.rate == pytest.approx(14.0 * 0.7)
+
+
+def test_recovers_while_calls_succeed_and_only_then() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 10.0, margin=0.0, recovery=2.0)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    assert limiter.rate == pytest.approx(7.0)
+    fake.now += 5.0  # nothing succeeds meanwhile: no recovery on time alone
+    assert limiter.rate == pytest.approx(7.0)
+    fake.now -= 5.0
+    rates = []
+    for _ in range(40):
+        fake.now += 0.05
+        limiter.feedback(fake.now, throttled=False)
+        rates.append(limiter.rate)
+    assert rates == sorted(rates)  # only ever up
+    assert rates[0] > 7.0
+    assert limiter.rate == pytest.approx(10.0)  # the plateau after the recovery time
+
+
+def test_probes_above_the_plateau_slowly_and_never_past_the_ceiling() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0, recovery=2.0, probe=60.0)
+    for _ in range(30):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)  # the server refused 30/s
+    cut_at = fake.now
+    plateau = 30 * 0.98
+    seen = []
+    while fake.now < cut_at + 300:
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+        seen.append((fake.now - cut_at, limiter.rate))
+    assert all(rate <= 49.0 + 1e-9 for _, rate in seen)  # the ceiling less the margin
+    # at the plateau for a long while: not above the refused rate within a minute ...
+    assert all(rate <= 30.0 for t, rate in seen if t <= 2.0 + 60.0 - 1.0)
+    assert any(rate >= plateau * 0.999 for t, rate in seen if t <= 2.5)
+    # ... but a server whose limit rose is found again, up to the ceiling
+    assert seen[-1][1] == pytest.approx(49.0)
+    assert limiter.settled_rate() == pytest.approx(49.0)
+
+
+def test_settled_rate_is_stable_across_the_dip_after_a_cut() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    assert limiter.settled_rate() == pytest.approx(49.0)  # never throttled: its pace
+    for _ in range(40):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    refused = limiter.refused_rate
+    assert refused is not None
+    assert limiter.rate < refused * 0.98
+    assert limiter.settled_rate() == pytest.approx(refused * 0.98)
+
+
+def test_without_a_ceiling_a_throttle_starts_the_pacing() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 0)
+    for _ in range(20):
+        fake.now += 0.01  # 100 calls/s accepted
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    assert limiter.refused_rate == pytest.approx(20.0)  # 20 accepted in the last second
+    assert limiter.rate == pytest.approx(14.0)
+    assert limiter.acquire() == 0.0
+    assert limiter.acquire() == pytest.approx(1 / 14.0)
+
+
+# --- against the fake server's limiter shapes --------------------------------------------------
+
+
+def drive(
+    shape: str, server_rate: float, qps: float, seconds: float
+) -> tuple[RateLimiter, list[tuple[float, bool, float]]]:
+    """One caller at the limiter's pace against a server limiter on the same fake clock; a
+    refusal is retried (the next send) and its Retry-After holds. Returns the limiter and the
+    sends as (seconds since start, accepted, the limiter's rate after the answer)."""
+    fake = FakeTime()
+    server = make_limiter(shape, server_rate, clock=fake.clock)
+    limiter = limiter_on(fake, qps)
+    start = fake.now
+    sends = []
+    while fake.now - start < seconds:
+        limiter.acquire()
+        sent = fake.now
+        accepted = server.try_acquire()
+        limiter.feedback(sent, throttled=not accepted)
+        if not accepted and server.retry_after is not None:
+            limiter.hold(server.retry_after)
+        sends.append((sent - start, accepted, limiter.rate))
+    return limiter, sends
+
+
+def most_in_a_second(times: list[float]) -> int:
+    return max(sum(1 for s in times if t <= s < t + 1.0) for t in times)
+
+
+@pytest.mark.parametrize("shape", ["bucket", "fixed", "sliding"])
+def test_at_the_servers_own_rate_nothing_is_refused(shape: str) -> None:
+    limiter, sends = drive(shape, 50.0, 50.0, 20.0)
+    assert all(accepted for _, accepted, _ in sends)
+    assert most_in_a_second([t for t, _, _ in sends]) <= 50  # the ceiling, in any second
+    assert limiter.settled_rate() == pytest.approx(49.0)
+
+
+@pytest.mark.parametrize("shape", ["bucket", "fixed", "sliding"])
+def test_converges_to_a_server_slower_than_the_ceiling(shape: str) -> None:
+    limiter, sends = drive(shape, 30.0, 50.0, 60.0)
+    refused = [t for t, accepted, _ in sends if not accepted]
+    # within 10 s the pace is within 5% of the server's rate, and stays there
+    assert all(0.95 * 30 <= rate <= 1.05 * 30 for t, _, rate in sends if t >= 10.0)
+    assert len(refused) <= 0.02 * len(sends)
+    # a bucket's tokens saved up during the first dips can hide a plateau a little too high
+    # for a while; finding that out costs one more refusal, and no dip
+    assert len([t for t in refused if t >= 10.0]) <= (1 if shape == "bucket" else 0)
+    # what was sent from 10 s on, per second: the server's rate less a few per cent
+    late = [t for t, _, _ in sends if t >= 10.0]
+    assert 0.95 * 30 <= len(late) / (60.0 - 10.0) <= 30.0
+    settled = limiter.settled_rate()
+    assert settled is not None and 0.95 * 30 <= settled <= 30.0
+    # the ceiling is never exceeded, even at the start
+    assert most_in_a_second([t for t, _, _ in sends]) <= 50
+
+
+def test_rate_never_exceeds_the_ceiling_whatever_the_answers() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 20.0)
+    pattern: Callable[[int], bool] = lambda n: n % 97 == 0  # noqa: E731 - a rare throttle
+    for n in range(5000):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=pattern(n))
+        assert limiter.rate <= 20.0
