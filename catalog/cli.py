@@ -1,17 +1,26 @@
-"""The command line: click only. Each command parses options, calls one function, maps errors."""
+"""The command line: click only. Each command parses options, calls one function, maps errors.
+
+The group's own options (``--database-url``, ``--config``, ``--log-format``, ``--quiet``,
+``--debug``) are also accepted after any command that uses them: ``qianfan-catalog sync
+--database-url sqlite:///x.db`` is what people type. :func:`global_options` declares them once,
+for the group and, as copies, for each command. Precedence stays flag > env > file > default;
+given both before and after the command, the one after it wins (a ``--config`` after the command
+replaces the file given before it).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from catalog import __version__, db
-from catalog.errors import CatalogError, ExitCode
+from catalog.errors import ApiError, CatalogError, DatabaseError, ExitCode
 from catalog.queries import REPORT_NAMES
 from catalog.schema import KINDS as SPEC_KINDS
 
@@ -20,6 +29,24 @@ CONTEXT = {
     "help_option_names": ["-h", "--help"],
     "show_default": True,
 }
+#: The demo's own database: a fake catalog must never land in the one a real sync uses.
+DEMO_DATABASE_URL = "sqlite:///qianfan-demo.db"
+#: What to check when the API refuses the credentials.
+AUTH_HINT = (
+    "check QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY (a key pair of this account, not expired, "
+    "allowed to call the console API), QIANFAN_CONSOLE_API_BASE_URL (the console API of that "
+    "account) and that the machine's clock is right (signatures expire)"
+)
+
+
+def _auth_error(exc: BaseException) -> ApiError | None:
+    """The refused-credentials ``ApiError`` behind ``exc`` (itself or what it was raised from)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ApiError) and seen.is_auth:
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 class CatalogGroup(click.Group):
@@ -29,7 +56,10 @@ class CatalogGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CatalogError as exc:
-            _fail(ctx, str(exc), exc.exit_code)
+            message = str(exc)
+            if _auth_error(exc) is not None:
+                message = f"{message}: {AUTH_HINT}"
+            _fail(ctx, message, exc.exit_code)
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             _fail(ctx, f"database error: {reason}", ExitCode.DATABASE)
@@ -44,7 +74,7 @@ class CatalogGroup(click.Group):
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:
-    if ctx.find_root().params.get("debug"):
+    if (ctx.find_root().obj or {}).get("debug"):
         traceback.print_exc()
     from catalog import logs
 
@@ -53,46 +83,81 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
     ctx.exit(int(code))
 
 
-@click.group(cls=CatalogGroup, context_settings=CONTEXT)
-@click.version_option(__version__, "--version", prog_name="qianfan-catalog")
-@click.option(
-    "--database-url",
-    envvar=db.DATABASE_URL_ENV,
-    default=db.DEFAULT_DATABASE_URL,
-    show_envvar=True,
-    help="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    default=None,
-    is_eager=True,
-    expose_value=False,
-    callback=lambda ctx, _p, v: _load_config(ctx, v),
-    help="TOML file giving options values [default: ./qianfan-catalog.toml if present]",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress display and no routine log lines.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="Logs on stderr: plain text, or one JSON object per line.",
-)
-@click.pass_context
-def cli(ctx: click.Context, database_url: str, debug: bool, quiet: bool, log_format: str) -> None:
-    """Sync a Baidu Qianfan model catalog into SQL tables, with full history."""
-    from catalog import logs
+# -- the global options, before or after the command --------------------------------------------
 
-    ctx.ensure_object(dict)
-    ctx.obj["database_url"] = database_url
-    ctx.obj["debug"] = debug
-    ctx.obj["quiet"] = quiet
-    logs.setup(log_format, quiet)
-    logs.add_secret(_url_password(database_url))
+#: name -> (flags, the group's click.option keywords, help). The env var names are explicit so a
+#: copy after a command can name them in its help.
+_GLOBALS: dict[str, tuple[tuple[str, ...], dict[str, Any], str]] = {
+    "database_url": (
+        ("--database-url",),
+        {"envvar": db.DATABASE_URL_ENV, "default": db.DEFAULT_DATABASE_URL},
+        "SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...",
+    ),
+    "debug": (("--debug",), {"envvar": "CATALOG_DEBUG", "is_flag": True}, "Show tracebacks."),
+    "config": (
+        ("--config",),
+        {"envvar": "CATALOG_CONFIG", "type": click.Path(dir_okay=False), "default": None},
+        "TOML file giving options values [default: ./qianfan-catalog.toml if present]",
+    ),
+    "quiet": (
+        ("--quiet", "-q"),
+        {"envvar": "CATALOG_QUIET", "is_flag": True},
+        "No progress display and no routine log lines.",
+    ),
+    "log_format": (
+        ("--log-format",),
+        {
+            "envvar": "CATALOG_LOG_FORMAT",
+            "type": click.Choice(["text", "json"]),
+            "default": "text",
+        },
+        "Logs on stderr: plain text, or one JSON object per line.",
+    ),
+}
+#: The global options whose values commands read from ``ctx.obj`` (``config`` fills defaults).
+_VALUES = ("database_url", "debug", "quiet", "log_format")
 
 
-def _load_config(ctx: click.Context, value: str | None) -> None:
+def global_options(
+    *, group: bool = False, database_default: str | None = None
+) -> Callable[[Any], Any]:
+    """Decorator: the global options, on the group (``group=True``) or after a command.
+
+    A copy after a command takes its value only from that command line (the env var and the
+    file are read once, by the group) and overrides the group's value; its help names the env
+    var and default it shares with the group. ``database_default`` is for a command with a
+    database of its own (the demo), which reads neither the env var nor the file for it.
+    """
+
+    def decorate(f: Any) -> Any:
+        for name, (flags, kw, text) in reversed(_GLOBALS.items()):
+            eager = name == "config"
+            if group:
+                f = click.option(
+                    *flags, **kw, show_envvar=True, is_eager=eager, expose_value=not eager,
+                    callback=_load_config if eager else None, help=text,
+                )(f)
+                continue
+            notes = [f"env var: {kw['envvar']}"]
+            default = kw.get("default")
+            if name == "database_url" and database_default is not None:
+                notes, default = ["not read from the env var or config file"], database_default
+            if default is not None:
+                notes.append(f"default: {default}")
+            notes.append("wins over one before the command")
+            own = {k: v for k, v in kw.items() if k not in ("envvar", "default")}
+            f = click.option(
+                *flags, **own, default=None, show_default=False, allow_from_autoenv=False,
+                is_eager=eager, expose_value=False,
+                callback=_config_after if eager else _value_after,
+                help=f"{text} [{'; '.join(notes)}]",
+            )(f)
+        return f
+
+    return decorate
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     """Eager: fills ``default_map`` from the config file before any other option is read."""
     from catalog import settings
 
@@ -101,6 +166,78 @@ def _load_config(ctx: click.Context, value: str | None) -> None:
     except CatalogError as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(int(exc.exit_code))
+
+
+def _value_after(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is None or ctx.resilient_parsing:
+        return
+    assert param.name is not None
+    _set_globals(ctx, {param.name: (value, "flag")})
+
+
+def _config_after(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Eager: this file replaces the one before the command, for this command's options and for
+    the global values that came from neither a flag nor the environment."""
+    if value is None or ctx.resilient_parsing:
+        return
+    from catalog import settings
+
+    root = ctx.find_root()
+    path, default_map = settings.load_for(root.command, value)
+    root.meta["config_file"] = path
+    root.default_map = default_map
+    ctx.default_map = settings.section(default_map, _command_path(ctx))
+    sources: dict[str, str] = root.obj["sources"]
+    changed: dict[str, tuple[Any, str]] = {}
+    for param in root.command.params:
+        name = param.name
+        if name in _VALUES and not sources[name].startswith(("flag", "env")):
+            if name in default_map:
+                changed[name] = (param.type_cast_value(root, default_map[name]), f"file {path}")
+            else:
+                changed[name] = (param.get_default(root), "default")
+    _set_globals(ctx, changed)
+
+
+def _command_path(ctx: click.Context) -> tuple[str, ...]:
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(names)
+
+
+def _set_globals(ctx: click.Context, values: dict[str, tuple[Any, str]]) -> None:
+    """Record global values and where each came from, then (re)configure logging from them."""
+    from catalog import logs
+
+    obj = ctx.find_root().obj
+    for name, (value, source) in values.items():
+        obj[name] = value
+        obj["sources"][name] = source
+    logs.setup(obj["log_format"], obj["quiet"])
+    logs.add_secret(_url_password(obj["database_url"]))
+
+
+@click.group(cls=CatalogGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="qianfan-catalog")
+@global_options(group=True)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str, debug: bool, quiet: bool, log_format: str) -> None:
+    """Sync a Baidu Qianfan model catalog into SQL tables, with full history.
+
+    --database-url, --config, --log-format, --quiet and --debug go before the command or after
+    it (after it wins).
+    """
+    from catalog import settings
+
+    ctx.ensure_object(dict)
+    ctx.obj["sources"] = {}
+    file = ctx.meta.get("config_file")
+    values = {"database_url": database_url, "debug": debug, "quiet": quiet,
+              "log_format": log_format}
+    ctx.obj.update(values)
+    _set_globals(ctx, {n: (v, settings.source_label(ctx, n, file)) for n, v in values.items()})
 
 
 def _url_password(url: str) -> str | None:
@@ -251,6 +388,7 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> Any:
 @click.option(
     "--dry-run", is_flag=True, help="Walk the API, write nothing, print what would change."
 )
+@global_options()
 @click.pass_context
 def sync(ctx: click.Context, /, **kw: Any) -> None:
     """Walk the catalog through the API and upsert it into the database."""
@@ -277,6 +415,7 @@ def sync(ctx: click.Context, /, **kw: Any) -> None:
 
 @cli.command()
 @_api_options
+@global_options()
 @click.pass_context
 def check(ctx: click.Context, access_key: str, secret_key: str, base_url: str) -> None:
     """Check credentials, connectivity, the database and its schema; exit 0 only if all pass."""
@@ -296,6 +435,7 @@ def config_group() -> None:
 
 
 @config_group.command(name="show")
+@global_options()
 @click.pass_context
 def config_show(ctx: click.Context) -> None:
     """Print every effective setting, where it came from, secrets masked."""
@@ -315,6 +455,7 @@ def db_group() -> None:
 
 
 @db_group.command()
+@global_options()
 @click.pass_context
 def upgrade(ctx: click.Context) -> None:
     """Apply pending schema migrations."""
@@ -329,9 +470,11 @@ def upgrade(ctx: click.Context) -> None:
 
 
 @db_group.command()
+@global_options()
 @click.pass_context
 def current(ctx: click.Context) -> None:
     """Show the schema revision and whether migrations are pending."""
+    _require_file(ctx.obj["database_url"])
     engine = db.create_engine_for(ctx.obj["database_url"])
     with db.connect(engine) as conn:
         click.echo(
@@ -373,12 +516,18 @@ def fake_server(**kw: Any) -> None:
 
 @cli.command()
 @click.option("--model-sets", type=click.IntRange(1), default=12, help="Size of the demo catalog.")
+@global_options(database_default=DEMO_DATABASE_URL)
 @click.pass_context
 def demo(ctx: click.Context, model_sets: int) -> None:
-    """Sync a built-in fake catalog into the database and show what landed."""
+    """Sync a built-in fake catalog into ./qianfan-demo.db and show what landed.
+
+    The demo has a database of its own, so it never mixes a fake catalog into the database a
+    real sync uses; only --database-url (not CATALOG_DATABASE_URL or a config file) changes it.
+    """
     from catalog.demo import run_demo
 
-    for line in run_demo(ctx.obj["database_url"], model_sets):
+    given = ctx.obj["sources"]["database_url"] == "flag"
+    for line in run_demo(ctx.obj["database_url"] if given else DEMO_DATABASE_URL, model_sets):
         click.echo(line)
 
 
@@ -386,9 +535,16 @@ def demo(ctx: click.Context, model_sets: int) -> None:
 
 
 class _Timestamp(click.ParamType):  # type: ignore[type-arg]  # generic only in click>=8.2
-    """ISO 8601 on the command line; a bad one is a one-line usage error."""
+    """ISO 8601 on the command line; a bad one is a one-line usage error.
+
+    ``whole_second``: a time without a fraction stands for the whole of that second (see
+    :func:`catalog.queries.parse_timestamp`), so a time printed by ``runs`` shows that run.
+    """
 
     name = "TIMESTAMP"
+
+    def __init__(self, whole_second: bool = False) -> None:
+        self.whole_second = whole_second
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from catalog.queries import QueryError, parse_timestamp
@@ -396,7 +552,7 @@ class _Timestamp(click.ParamType):  # type: ignore[type-arg]  # generic only in 
         if not isinstance(value, str):
             return value
         try:
-            return parse_timestamp(value)
+            return parse_timestamp(value, whole_second=self.whole_second)
         except QueryError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -411,11 +567,22 @@ def _format_option(f: Any) -> Any:
     )(f)
 
 
+def _require_file(database_url: str) -> None:
+    """Commands that only read must not create an empty SQLite file where none was."""
+    path = db.sqlite_file(database_url)
+    if path is not None and not path.is_file():
+        raise DatabaseError(
+            f"{db.describe_url(database_url)}: the file does not exist (fix --database-url / "
+            f"{db.DATABASE_URL_ENV}, or run `qianfan-catalog sync` to create it)"
+        )
+
+
 def _show(ctx: click.Context, query: Any, fmt: str) -> None:
     """Run one read-only query on the configured database and print it in ``fmt``."""
     from catalog.output import render
     from catalog.queries import QueryError
 
+    _require_file(ctx.obj["database_url"])
     with db.reading(ctx.obj["database_url"]) as conn:
         try:
             columns, rows = query(conn)
@@ -430,6 +597,7 @@ _KIND_CHOICE = click.Choice(list(SPEC_KINDS))
 @cli.command()
 @click.option("--limit", type=click.IntRange(1), default=20, help="How many recent runs.")
 @_format_option
+@global_options()
 @click.pass_context
 def runs(ctx: click.Context, limit: int, fmt: str) -> None:
     """Recent sync runs, newest first, with status and counts (all columns in csv/json)."""
@@ -454,6 +622,7 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
 @click.option("--until", type=_Timestamp(), default=None, help="Only runs before this time.")
 @click.option("--kind", type=_KIND_CHOICE, default=None, help="Only this entity kind.")
 @_format_option
+@global_options()
 @click.pass_context
 def changes(
     ctx: click.Context, run_id: int | None, since: Any, until: Any, kind: str | None, fmt: str
@@ -473,12 +642,16 @@ def changes(
 
 
 @cli.command(name="as-of")
-@click.argument("timestamp", type=_Timestamp())
+@click.argument("timestamp", type=_Timestamp(whole_second=True))
 @click.argument("kind", type=_KIND_CHOICE)
 @_format_option
+@global_options()
 @click.pass_context
 def as_of(ctx: click.Context, timestamp: Any, kind: str, fmt: str) -> None:
-    """The entities of KIND as they were at TIMESTAMP (ISO 8601; no zone = UTC)."""
+    """The entities of KIND as they were at TIMESTAMP (ISO 8601; no zone = UTC).
+
+    A time to the second, as the other commands print them, means the end of that second.
+    """
     from catalog import queries
 
     _show(ctx, lambda conn: queries.as_of(conn, kind, timestamp), fmt)
@@ -488,12 +661,19 @@ def as_of(ctx: click.Context, timestamp: Any, kind: str, fmt: str) -> None:
 @click.argument("kind", type=_KIND_CHOICE)
 @click.argument("entity_id", metavar="ID")
 @_format_option
+@global_options()
 @click.pass_context
 def history(ctx: click.Context, kind: str, entity_id: str, fmt: str) -> None:
-    """Every stored version of one entity, oldest first."""
+    """Every stored version of one entity, oldest first (exit 1 if it was never seen)."""
     from catalog import queries
 
-    _show(ctx, lambda conn: queries.history(conn, kind, entity_id), fmt)
+    def query(conn: Any) -> Any:
+        result = queries.history(conn, kind, entity_id)
+        if not result[1]:
+            raise CatalogError(f"no such {kind} {entity_id}")
+        return result
+
+    _show(ctx, query, fmt)
 
 
 @cli.command()
@@ -506,18 +686,23 @@ def history(ctx: click.Context, kind: str, entity_id: str, fmt: str) -> None:
     default=None,
     help="Write the whole catalog at a glance to this self-contained HTML file.",
 )
+@global_options()
 @click.pass_context
 def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None) -> None:
-    """Show one report view: versions_by_model_set, compression_tasks_by_status, ..."""
+    """Show the report view NAME; without NAME, list the reports."""
     from catalog import queries
 
     if html_file is not None:
         from catalog.report_html import write_report
 
+        _require_file(ctx.obj["database_url"])
         click.echo(write_report(ctx.obj["database_url"], html_file))
         return
     if name is None:
-        raise click.UsageError(f"name a report: one of {', '.join(REPORT_NAMES)}")
+        width = max(map(len, REPORT_NAMES))
+        for report_name in REPORT_NAMES:
+            click.echo(f"{report_name:<{width}}  {queries.REPORT_DESCRIPTIONS[report_name]}")
+        return
     _show(ctx, lambda conn: queries.report(conn, name), fmt)
 
 

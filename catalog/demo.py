@@ -1,7 +1,9 @@
 """The demo: a fake console in this process, a real sync into the database, a look at the result.
 
 It is what a newcomer runs first, so it uses exactly the code paths of a real sync; only the API
-on the other end is the fake one.
+on the other end is the fake one. Its database is its own (the CLI gives ``./qianfan-demo.db``
+unless ``--database-url`` is given), and every line it prints names it: a fake catalog in the
+database a real sync uses would later read as a mass deletion.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def run_demo(database_url: str, model_sets: int = 12) -> Iterator[str]:
     catalog = FakeCatalog.generate(seed=7, model_sets=model_sets, comp_tasks=model_sets * 5)
     with FakeServer(catalog, DEMO_KEY, DEMO_SECRET) as server:
         yield f"fake console API at {server.url} ({model_sets} model sets)"
+        yield f"demo database: {db.describe_url(database_url)}"
         tracked = [str(k) for k in catalog.keys("eval_result_export")]
         summary = run_sync(
             SyncOptions(
@@ -49,4 +52,8 @@ def run_demo(database_url: str, model_sets: int = 12) -> Iterator[str]:
         runs = conn.execute(select(func.count()).select_from(sync_runs)).scalar_one()
         yield f"  {'sync_runs':<22} {runs:>6} runs"
     engine.dispose()
-    yield "next: run it again (nothing changes), or query the current_* views with sqlite3/psql"
+    yield (
+        "next: run it again (nothing changes), look at it with `qianfan-catalog --database-url "
+        f"{db.describe_url(database_url)} runs` (or report, changes, history), or query the "
+        "current_* views with sqlite3/psql"
+    )

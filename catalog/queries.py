@@ -104,14 +104,12 @@ REPORTS: dict[str, tuple[Table, tuple[str, ...]]] = {
     "latest_changes": (report_latest_changes, ("change_id",)),
 }
 REPORT_NAMES = tuple(REPORTS)
-#: One line per report, for ``qianfan-catalog report`` without a name.
+#: One line per report (fits 80 columns), for ``qianfan-catalog report`` without a name.
 REPORT_DESCRIPTIONS = {
-    "versions_by_model_set": "each model set with its versions and their export state",
-    "compression_tasks_by_status": "compression tasks counted per status and strategy, with "
-    "the average duration",
-    "exports": "each model export with its file, size, MD5 and state",
-    "latest_changes": "the changes of the last finished run only (empty when it changed "
-    "nothing)",
+    "versions_by_model_set": "model sets, their versions and export states",
+    "compression_tasks_by_status": "compression tasks per status and strategy",
+    "exports": "model exports: state, file, size, MD5",
+    "latest_changes": "the last finished run's changes only",
 }
 
 

@@ -10,6 +10,10 @@ File layout: top-level keys name options by their long name, with dashes or unde
 group or any command). A table named after a command sets options of that command only
 (``[sync] workers = 4``, ``[fake-server] port = 9000``). A key that names no option is an error
 that names the key, because a silently ignored typo in a cron job's config is worse than a failure.
+
+The group's options may also be typed after a command (``sync --database-url ...``): those copies
+are the group's options, not the command's, so a file sets them at the top level only and
+``config show`` lists them once, with the value and source the command will use.
 """
 
 from __future__ import annotations
@@ -46,31 +50,42 @@ def _option_names(param: click.Parameter) -> set[str]:
     return names
 
 
-def _options(command: click.Command) -> list[click.Option]:
+def _options(command: click.Command, skip: frozenset[str] = frozenset()) -> list[click.Option]:
     return [
         p
         for p in command.params
         if isinstance(p, click.Option)
         and not p.hidden
         and p.name not in ("help", "version", "config")
+        and p.name not in skip
     ]
 
 
-def _walk(
-    command: click.Command, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    yield path, command
+#: A command's path below the root, the command, and the options a file may set on it.
+_Walked = tuple[tuple[str, ...], click.Command, list[click.Option]]
+
+
+def _walk(root: click.Command) -> Iterator[_Walked]:
+    """Every command with its own options; below the root, copies of the root's options are
+    left out (they are the root's)."""
+    yield from _walk_below(root, (), frozenset(p.name for p in root.params if p.name))
+
+
+def _walk_below(
+    command: click.Command, path: tuple[str, ...], shared: frozenset[str]
+) -> Iterator[_Walked]:
+    yield path, command, _options(command, shared if path else frozenset())
     if isinstance(command, click.Group):
         for name, sub in sorted(command.commands.items()):
-            yield from _walk(sub, (*path, name))
+            yield from _walk_below(sub, (*path, name), shared)
 
 
 def _index(root: click.Command) -> dict[tuple[str, ...], dict[str, str]]:
     """Per command path, file key spelling -> parameter name."""
     out: dict[tuple[str, ...], dict[str, str]] = {}
-    for path, command in _walk(root):
+    for path, _command, options in _walk(root):
         names: dict[str, str] = {}
-        for param in _options(command):
+        for param in options:
             assert param.name is not None
             for spelling in _option_names(param):
                 names[spelling] = param.name
@@ -102,7 +117,7 @@ def build_default_map(root: click.Command, data: dict[str, Any]) -> dict[str, An
     """Turn a parsed file into click's nested ``default_map``; unknown keys are a ConfigError."""
     index = _index(root)
     commands = {path[-1].replace("-", "_"): path for path in index if path}
-    params = {path: {p.name: p for p in _options(cmd)} for path, cmd in _walk(root)}
+    params = {path: {p.name: p for p in options} for path, _cmd, options in _walk(root)}
     default_map: dict[str, Any] = {}
 
     def apply(scope: list[tuple[str, ...]], key: str, value: Any, where: str) -> None:
@@ -159,6 +174,20 @@ def load_into(ctx: click.Context, given: str | None) -> Path | None:
     return path
 
 
+def load_for(root: click.Command, given: str) -> tuple[Path, dict[str, Any]]:
+    """A ``--config`` given after a command: the file and the whole ``default_map`` it makes."""
+    path = Path(given)
+    return path, build_default_map(root, read_file(path))
+
+
+def section(default_map: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    """The part of a ``default_map`` that click gives the command at ``path``."""
+    node: Any = default_map
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -198,7 +227,8 @@ def mask(name: str, value: Any) -> str:
     return str(value)
 
 
-def _source(ctx: click.Context, name: str, file: Path | None) -> str:
+def source_label(ctx: click.Context, name: str, file: Path | None) -> str:
+    """Where ``ctx``'s value of ``name`` came from, as ``config show`` prints it."""
     source = ctx.get_parameter_source(name)
     if source is ParameterSource.COMMANDLINE:
         return "flag"
@@ -231,19 +261,22 @@ def display_name(param: click.Parameter) -> str:
 def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
     """Every option's value and where it came from, resolved by click itself.
 
-    Each command's context is built with no arguments (resilient parsing, so nothing runs), which
-    gives exactly the value and source that command would see if run now with this environment.
+    The group's values are the ones commands use (``root_ctx.obj``, where an option given after
+    the command has replaced the group's). Each command's context is built with no arguments
+    (resilient parsing, so nothing runs), which gives exactly the value and source that command
+    would see if run now with this environment.
     """
     out: list[Setting] = []
+    resolved = root_ctx.obj or {}
+    sources = resolved.get("sources", {})
     for name, value in root_ctx.params.items():
         if name in ("config",):
             continue
         param = next(p for p in root_ctx.command.params if p.name == name)
-        out.append(
-            Setting("", display_name(param), mask(name, value), _source(root_ctx, name, file))
-        )
-    for path, command in _walk(root_ctx.command):
-        if not path or isinstance(command, click.Group) or not _options(command):
+        source = sources.get(name) or source_label(root_ctx, name, file)
+        out.append(Setting("", display_name(param), mask(name, resolved.get(name, value)), source))
+    for path, command, options in _walk(root_ctx.command):
+        if not path or isinstance(command, click.Group) or not options:
             continue
         parent = root_ctx
         for part in path[:-1]:
@@ -253,14 +286,14 @@ def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
             assert sub is not None
             parent = sub.make_context(part, [], parent=parent, resilient_parsing=True)
         ctx = command.make_context(path[-1], [], parent=parent, resilient_parsing=True)
-        for param in _options(command):
+        for param in options:
             assert param.name is not None
             out.append(
                 Setting(
                     " ".join(path),
                     display_name(param),
                     mask(param.name, ctx.params.get(param.name)),
-                    _source(ctx, param.name, file),
+                    source_label(ctx, param.name, file),
                 )
             )
     return out

@@ -1,0 +1,361 @@
+"""What a newcomer trips on (issue 13): the demo's own database, global options after the command,
+read commands on a missing file, unknown ids, report names, auth hints, progress and time forms."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from catalog import logs, progress, queries
+from catalog.cli import cli
+from catalog.fake.catalog import FakeCatalog
+from catalog.fake.server import FakeServer
+from tests.helpers import AK, SK, fake_console, stored_rows
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+GLOBAL_OPTIONS = ("--database-url", "--config", "--log-format", "--quiet", "--debug")
+#: Any printed time: ISO 8601, UTC, ``Z``, to the second.
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.chdir(tmp_path)  # stray files land here, and no ./qianfan-catalog.toml is read
+    yield
+    logs.setup("text")
+
+
+def _env(server: FakeServer | None = None, **extra: str | None) -> dict[str, str | None]:
+    env: dict[str, str | None] = {
+        "CATALOG_DATABASE_URL": None,
+        "CATALOG_CONFIG": None,
+        "QIANFAN_ACCESS_KEY": AK if server else None,
+        "QIANFAN_SECRET_KEY": SK if server else None,
+        "QIANFAN_CONSOLE_API_BASE_URL": server.url if server else None,
+    }
+    env.update(extra)
+    return env
+
+
+def run(*args: str, server: FakeServer | None = None, **env: str | None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=_env(server, **env))
+
+
+def _small() -> FakeCatalog:
+    return FakeCatalog.generate(seed=2, model_sets=2, comp_tasks=5, eval_exports=0)
+
+
+def _runs(db_url: str) -> list[dict[str, Any]]:
+    result = run("--database-url", db_url, "runs", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+# -- 1. the demo's own database -------------------------------------------------------------------
+
+
+def test_demo_writes_its_own_file_not_the_default_database(tmp_path: Path) -> None:
+    result = run("demo", "--model-sets", "2")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "qianfan-demo.db").is_file()
+    assert not (tmp_path / "catalog.db").exists()
+    assert "qianfan-demo.db" in result.stdout
+
+
+def test_demo_ignores_the_real_database_from_env_but_not_an_explicit_flag(tmp_path: Path) -> None:
+    real = f"sqlite:///{tmp_path}/real.db"
+    result = run("demo", "--model-sets", "2", CATALOG_DATABASE_URL=real)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "real.db").exists() and (tmp_path / "qianfan-demo.db").is_file()
+    for argv in (["--database-url", "sqlite:///before.db", "demo"],
+                 ["demo", "--database-url", "sqlite:///after.db"]):
+        result = run(*argv, "--model-sets", "2")
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "before.db").is_file() and (tmp_path / "after.db").is_file()
+    assert "after.db" in result.stdout
+
+
+# -- 3. global options after the command ----------------------------------------------------------
+
+
+def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out.extend(_leaf_commands(command, (*prefix, name)))
+        elif name != "fake-server":
+            out.append((*prefix, name))
+    return out
+
+
+@pytest.mark.parametrize("path", _leaf_commands(cli), ids=" ".join)
+def test_global_options_show_in_each_commands_help(path: tuple[str, ...]) -> None:
+    result = run(*path, "--help")
+    assert result.exit_code == 0, result.output
+    for option in GLOBAL_OPTIONS:
+        assert option in result.stdout, (path, option)
+    if path != ("demo",):
+        assert "CATALOG_DATABASE_URL" in result.stdout
+
+
+def test_sync_with_database_url_after_the_command(db_url: str) -> None:
+    with fake_console(_small()) as server:
+        result = run("sync", "--qps", "0", "--database-url", db_url, server=server)
+    assert result.exit_code == 0, result.output
+    assert "run 1 success" in result.stdout
+    assert stored_rows(db_url)["model_set"]
+
+
+def test_after_the_command_wins_over_before_and_over_env(tmp_path: Path) -> None:
+    with fake_console(_small()) as server:
+        assert run("--database-url", "sqlite:///a.db", "sync", "--qps", "0",
+                   server=server).exit_code == 0
+    missing = f"sqlite:///{tmp_path}/nope.db"
+    # before the command: nope.db; after it: a.db, which wins
+    result = run("--database-url", missing, "runs", "--database-url", "sqlite:///a.db")
+    assert result.exit_code == 0, result.output
+    assert "success" in result.stdout
+    result = run("runs", "--database-url", "sqlite:///a.db", CATALOG_DATABASE_URL=missing)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_log_format_quiet_and_debug_after_the_command(tmp_path: Path) -> None:
+    result = run("sync", "--log-format", "json", "--database-url", "sqlite:///x.db")
+    assert result.exit_code == 4  # no credentials
+    record = json.loads(result.stderr.splitlines()[0])
+    assert record["event"] == "fatal" and record["exit_code"] == 4
+    with fake_console(_small()) as server:
+        result = run("sync", "--qps", "0", "--quiet", "--database-url", "sqlite:///x.db",
+                     server=server)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # --quiet: no "run started" line
+    with fake_console(_small()) as server:
+        result = run("sync", "--qps", "0", "--database-url", "sqlite:///y.db", server=server)
+    assert "run started" in result.stderr  # without it there is one
+    result = run("runs", "--debug", "--database-url", "postgresql+psycopg://u@127.0.0.1:1/x")
+    assert result.exit_code == 6 and "Traceback" in result.stderr
+
+
+def test_config_after_the_command_gives_values_below_env_and_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('database_url = "sqlite:///from-file.db"\n[sync]\nworkers = 3\n')
+    result = run("config", "show", "--config", str(cfg))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"config file: {cfg}")
+    shown = {line.split(" = ")[0].strip(): line for line in result.stdout.splitlines()[1:]}
+    assert "sqlite:///from-file.db" in shown["database_url"]
+    assert f"file {cfg}" in shown["database_url"] and f"file {cfg}" in shown["sync workers"]
+    assert len([n for n in shown if n.endswith("database_url")]) == 1  # listed once
+
+    result = run("config", "show", "--config", str(cfg),
+                 CATALOG_DATABASE_URL="sqlite:///from-env.db")
+    shown = {line.split(" = ")[0].strip(): line for line in result.stdout.splitlines()[1:]}
+    assert "from-env.db" in shown["database_url"] and "env CATALOG_DATABASE_URL" in (
+        shown["database_url"])
+
+    result = run("runs", "--config", str(cfg))  # the file's database, which does not exist
+    assert result.exit_code == 6 and "from-file.db" in result.stderr
+
+
+# -- 5. read commands on a missing file, unknown ids, report names --------------------------------
+
+
+READ_COMMANDS = [
+    ("runs",),
+    ("changes",),
+    ("as-of", "2024-01-01", "model_set"),
+    ("history", "model_set", "am-x"),
+    ("report", "exports"),
+    ("report", "--html", "r.html"),
+    ("db", "current"),
+]
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=" ".join)
+def test_read_commands_on_a_missing_sqlite_file_create_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    result = run("--database-url", f"sqlite:///{tmp_path}/missing.db", *args)
+    assert result.exit_code == 6, result.output
+    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    assert "missing.db" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_history_of_an_id_never_seen_is_an_error(db_url: str) -> None:
+    with fake_console(_small()) as server:
+        assert run("--database-url", db_url, "sync", "--qps", "0", "--include-system",
+                   server=server).exit_code == 0
+        known = server.catalog.keys("model_set")[0]
+    result = run("--database-url", db_url, "history", "model_set", "am-never-seen")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == "Error: no such model_set am-never-seen"
+    assert result.stdout == ""
+    result = run("--database-url", db_url, "history", "model_set", str(known))
+    assert result.exit_code == 0 and str(known) in result.stdout
+
+
+def test_report_without_a_name_lists_the_reports() -> None:
+    result = run("report")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(queries.REPORT_NAMES)
+    assert all(len(line.split()) > 3 and len(line) <= 80 for line in lines)  # a description
+    assert not list(Path.cwd().iterdir())  # listing the reports opens no database
+
+
+def test_html_report_section_is_recent_changes_not_latest(db_url: str, tmp_path: Path) -> None:
+    assert run("--database-url", db_url, "db", "upgrade").exit_code == 0
+    out = tmp_path / "r.html"
+    result = run("--database-url", db_url, "report", "--html", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert "Recent changes" in page and "Latest changes" not in page
+    assert "no changes recorded yet" in page  # not "by the latest run": it spans runs
+
+
+# -- 6. messages that stop short, the exit-code table ---------------------------------------------
+
+
+def test_sync_rejected_credentials_name_the_variables_to_check(db_url: str) -> None:
+    with fake_console(_small()) as server:
+        result = run("--database-url", db_url, "sync", server=server,
+                     QIANFAN_SECRET_KEY="wrong-secret-0000")
+    assert result.exit_code == 5, result.output
+    (line,) = result.stderr.splitlines()
+    assert "SignatureDoesNotMatch" in line
+    for name in ("QIANFAN_ACCESS_KEY", "QIANFAN_SECRET_KEY", "QIANFAN_CONSOLE_API_BASE_URL"):
+        assert name in line
+
+
+def _exit_code_table() -> dict[int, str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
+    return {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| (.*) \|$", section, re.M)}
+
+
+def test_exit_code_table_matches_what_bad_values_exit_with(db_url: str) -> None:
+    table = _exit_code_table()
+    assert "--model-set" in table[4] and "--eval-export-id" in table[4]
+    assert "value" not in table[2] or "click" in table[2]
+    with fake_console(_small()) as server:
+        unknown = run("--database-url", db_url, "sync", "--model-set", "no-such-set",
+                      server=server)
+        usage = run("--database-url", db_url, "sync", "--workers", "0", server=server)
+    assert unknown.exit_code == 4 and usage.exit_code == 2
+    assert "history" in table[1]  # documented: an id never seen
+
+
+# -- 7. progress ----------------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_no_eta_and_no_total_before_the_sets_are_counted() -> None:
+    clock = _Clock()
+    display = progress.Progress(_TTY(), clock=clock, width=300)
+    display("run_start", {"run_id": 1})
+    for n in range(25):  # 25 of 200 sets described, their versions (nearly) all done
+        display("record", {"kind": "model_set", "row": {"model_ids": [f"{n}a", f"{n}b"]}})
+        display("record", {"kind": "model_version", "row": {}})
+        if n:
+            display("record", {"kind": "model_version", "row": {}})
+    clock.now += 10
+    line = display.line()
+    assert "ETA" not in line
+    assert "sets 25 " in line and "versions 49 " in line  # no total: 50 is not the total
+
+
+def test_progress_shows_done_of_total_and_an_eta_once_it_means_something() -> None:
+    clock = _Clock()
+    display = progress.Progress(_TTY(), clock=clock, width=300)
+    display("run_start", {"run_id": 1})
+    display("total", {"kind": "model_set", "total": 200})
+    display("record", {"kind": "model_set", "row": {"model_ids": ["a"]}})
+    clock.now += 1
+    assert "sets 1/200" in display.line() and "ETA" not in display.line()  # 0.5% done
+    for _ in range(24):
+        display("record", {"kind": "model_set", "row": {"model_ids": ["a"]}})
+    clock.now += 9  # 25 of 200 sets in 10 s: 175 left at 2.5/s
+    line = display.line()
+    assert "sets 25/200" in line and "ETA 1:10" in line
+    for _ in range(175):
+        display("record", {"kind": "model_set", "row": {"model_ids": ["a", "b"]}})
+    for _ in range(100):
+        display("record", {"kind": "model_version", "row": {}})
+    assert "versions 100/375" in display.line()  # every set counted: the version total is known
+
+
+def test_readme_fake_server_example_lifts_the_rate_limit() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## The fake console API", 1)[1].split("\n## ", 1)[0]
+    example, after = section.split("```bash", 1)[1].split("```", 1)
+    (command,) = [c for c in example.replace("\\\n", " ").splitlines() if " sync " in c]
+    qps = float(re.search(r"--qps (\d+)", command)[1])  # type: ignore[index]
+    assert qps == 0 or qps >= 100
+    assert "--qps" in after  # and the text says why
+
+
+# -- 8. one time form, Chromium in the README -----------------------------------------------------
+
+
+def test_times_print_in_one_iso_form_in_table_csv_and_json(db_url: str) -> None:
+    with fake_console(_small()) as server:
+        assert run("--database-url", db_url, "sync", "--qps", "0", server=server).exit_code == 0
+    (row,) = _runs(db_url)
+    assert ISO_Z.match(row["started_at"]) and ISO_Z.match(row["finished_at"])
+    result = run("--database-url", db_url, "changes", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows and all(ISO_Z.match(r["changed_at"]) for r in rows)
+    result = run("--database-url", db_url, "runs")
+    assert row["started_at"] in result.stdout
+
+
+def test_a_printed_run_time_given_to_as_of_shows_what_that_run_left(db_url: str) -> None:
+    import random
+
+    catalog = _small()
+    with fake_console(catalog) as server:
+        for n in (1, 2):
+            assert run("--database-url", db_url, "sync", "--qps", "0", "--include-system",
+                       server=server).exit_code == 0
+            key = catalog.keys("model_set")[0]
+            if n == 1:
+                catalog.change("model_set", key, random.Random(1))
+    table = run("--database-url", db_url, "runs").stdout.splitlines()
+    run_id, second = table[2].split()[:2]  # newest first, as printed
+    assert run_id == "2"
+    result = run("--database-url", db_url, "as-of", second, "model_set", "--format", "json")
+    history = run("--database-url", db_url, "history", "model_set", str(key), "--format", "json")
+    versions = json.loads(history.stdout)
+    assert len(versions) == 2
+    (state,) = [r for r in json.loads(result.stdout) if str(r["model_set_id"]) == str(key)]
+    assert state == {k: v for k, v in versions[1].items() if k in state}
+
+
+def test_readme_says_the_html_test_needs_chromium() -> None:
+    text = README.read_text(encoding="utf-8")
+    development = text.split("## Development", 1)[1]
+    assert "Chromium" in development and "CI=true" in development
