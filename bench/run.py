@@ -5,17 +5,31 @@ Modes (``python3 bench/run.py MODE --help``):
 
 ``api``  starts the fake console in its own process (a ``multiprocessing`` child holding a
          :class:`FakeServer` over a generated catalog, with per-call latency and a server-side
-         rate limit), then on each database (SQLite file, throwaway PostgreSQL server) runs, each
-         sync in a subprocess of its own: 1. a full sync into an empty database, 2. a re-sync
-         with no change, 3. a re-sync after 1% of the entities of every kind changed. Per sync it
-         reports API calls made and the minimum, wall seconds and the floor (calls / rate limit),
-         the 429s the server sent, rows written per table (counted from the rowcount of every
-         INSERT/UPDATE/DELETE the sync executed) and per second, and the sync process's peak RSS.
+         rate limit), then for each server rate (``--rate-limit 50,30``) and limiter shape
+         (``--limit-shape bucket,fixed,sliding``: token bucket with a one-second burst, fixed or
+         sliding one-second windows; see ``catalog/fake/limiters.py``), on each database (SQLite
+         file, throwaway PostgreSQL server) runs, each sync in a subprocess of its own and into a
+         fresh database: 1. a full sync, 2. a re-sync with no change, 3. a re-sync after 1% of the
+         entities of every kind changed (``--steps`` picks some). Per sync it reports API calls
+         made and the minimum (the README's formula), wall seconds and the floor (calls / the
+         lower of the server's rate and ``--qps``), the 429s the server sent, the rate the client
+         settled on and how soon its pace came within 5% of the server's, rows written per table
+         (counted from the rowcount of every INSERT/UPDATE/DELETE the sync executed) and per
+         second, and the sync process's peak RSS. Issue 12's setting::
+
+             bench/run.py api --db sqlite --model-sets 100 --versions-per-set 5 \
+                 --comp-tasks 2000 --qps 50 --rate-limit 50,30 \
+                 --limit-shape bucket,fixed,sliding --steps full
 ``rss``  the same full sync with no latency and no rate limit at two compression-task counts, to
          show that peak memory does not grow with the catalog.
 ``db``   database only, no HTTP: feeds ``Store.write_batch`` compression-task rows in batches as the
          sync's writer does, and reports entity rows per second (insert pass, no-change pass, a pass
          where every row changed), history and change rows included.
+``noop`` the database-bound pair, in one run: against a fake with no latency and no rate limit
+         holding ``--comp-tasks`` (100,000) compression tasks, a full sync (set-up), then the
+         no-op re-sync next to a fetch-only walk of the same listing (the same pages through the
+         same client, answers parsed, nothing normalised or written), each in its own process;
+         reports wall and CPU seconds of each and their ratio.
 
 Every result is printed and written as JSON to ``bench/results/``.
 
@@ -41,7 +55,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
@@ -92,10 +106,26 @@ def machine() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- fake server process
 
 
+def _listing_items(server: Any) -> dict[str, str]:
+    """Every compression task as the listing shows it (id -> its item as JSON), paged as the
+    sync pages it, so "changed since the last run" means what it means to the sync."""
+    items: dict[str, str] = {}
+    body: dict[str, Any] = {"maxKeys": PAGE_SIZE}
+    while True:
+        result = server.answer("/v2/model", "DescribeModelCompTasks", body, None)
+        for item in result["modelCompTaskList"]:
+            items[str(item["id"])] = json.dumps(item, sort_keys=True)
+        info = result["pageInfo"]
+        if not info.get("isTruncated"):
+            return items
+        body = {"maxKeys": PAGE_SIZE, "marker": info["nextMarker"]}
+
+
 def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
     """The fake console's process: serve, and answer the benchmark's requests on the pipe."""
     from catalog.fake.catalog import FakeCatalog
-    from catalog.fake.server import FakeServer, TokenBucket
+    from catalog.fake.limiters import make_limiter
+    from catalog.fake.server import FakeServer
 
     catalog = FakeCatalog.generate(
         seed=spec["seed"],
@@ -106,42 +136,47 @@ def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
         system_sets=0,
         export_share=spec["export_share"],
     )
-    throttled = Counter[str]()
-
-    class CountingBucket(TokenBucket):
-        """The server's own limiter, counting the calls it refused (429 / in-band code 18)."""
-
-        def try_acquire(self) -> bool:
-            ok = super().try_acquire()
-            if not ok:
-                throttled["refused"] += 1
-            return ok
-
     server = FakeServer(catalog, AK, SK, latency=spec["latency"])
-    if spec["rate_limit"]:
-        server.limiter = CountingBucket(spec["rate_limit"])
     server.start()
     conn.send({"url": server.url, "eval_ids": [str(k) for k in catalog.keys("eval_result_export")]})
     rng = random.Random(spec["seed"] + 1)
+    seen: dict[str, str] = {}  # the listing as the last sync saw it
     try:
         while True:
             cmd, arg = conn.recv()
             if cmd == "stats":
                 with server._calls_lock:
                     calls = list(server.calls)
+                limiter = server.limiter
                 conn.send(
                     {
                         "calls": len(calls),
                         "by_action": dict(Counter(c.action for c in calls)),
                         "status_429": sum(1 for c in calls if c.status == 429),
-                        "throttled": throttled["refused"],
+                        # 429s and the eval route's in-band code 18 alike
+                        "throttled": limiter.refused if limiter is not None else 0,
                     }
                 )
             elif cmd == "reset":
                 with server._calls_lock:
                     server.calls.clear()
-                throttled.clear()
                 conn.send(True)
+            elif cmd == "limiter":  # (shape, rate): a fresh limiter, as a fresh server has
+                shape, rate = arg
+                server.limiter = make_limiter(shape, rate) if rate else None
+                conn.send(True)
+            elif cmd == "due":
+                # Failed tasks new or changed since the last sync (``arg``: the database is
+                # new): each costs one DescribeModelCompTask, the formula's last variable term.
+                now = _listing_items(server)
+                before = {} if arg else seen
+                due = sum(
+                    1
+                    for key, item in now.items()
+                    if before.get(key) != item and json.loads(item).get("status") == "failed"
+                )
+                seen = now
+                conn.send(due)
             elif cmd == "mutate":
                 changed: dict[str, int] = {}
                 for kind in catalog.KINDS:
@@ -188,12 +223,13 @@ def ask(pipe: Pipe, cmd: str, arg: Any = None) -> Any:
 
 
 @contextmanager
-def databases(which: str) -> Iterator[Iterator[tuple[str, str]]]:
-    """Yields a generator of (name, fresh empty database URL) for each asked-for backend."""
+def databases(which: str) -> Iterator[Callable[[], Iterator[tuple[str, str]]]]:
+    """Yields ``fresh()``: each call a generator of (name, new empty database URL), one for each
+    asked-for backend; a throwaway PostgreSQL server is started once, when first needed."""
     tmp = Path(tempfile.mkdtemp(prefix="qfcat-bench-"))
     pg = None
 
-    def gen() -> Iterator[tuple[str, str]]:
+    def fresh() -> Iterator[tuple[str, str]]:
         nonlocal pg
         for name in which.split(","):
             if name == "sqlite":
@@ -211,7 +247,7 @@ def databases(which: str) -> Iterator[Iterator[tuple[str, str]]]:
                 raise SystemExit(f"unknown database {name!r}: sqlite or postgresql")
 
     try:
-        yield gen()
+        yield fresh
     finally:
         if pg is not None:
             pg.stop()
@@ -243,10 +279,86 @@ def table_counts(url: str) -> dict[str, int]:
 _WRITE = re.compile(r"^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)\"?", re.IGNORECASE)
 
 
-def _sync_child() -> None:
-    """Run one sync in this process and print one JSON line: summary, writes per table, peak RSS.
+class _Pace:
+    """The sync's limiter, watched from inside the child: its rate every 0.1 s and each send.
 
-    The sync's options arrive as JSON on stdin.
+    ``catalog.sync`` builds the limiter itself; the child swaps in a subclass that remembers the
+    instance, so the figures are the limiter's own, not a reconstruction.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        import catalog.sync
+        from catalog.api.retry import RateLimiter
+
+        watch = self
+        self.limiter: RateLimiter | None = None
+        self.sends: list[tuple[float, bool]] = []
+        self.samples: list[tuple[float, float]] = []
+        self.t0 = time.monotonic()
+
+        class Watched(RateLimiter):
+            def __init__(self, *a: Any, **kw: Any) -> None:
+                super().__init__(*a, **kw)
+                watch.limiter = self
+
+            def feedback(self, sent_at: float, throttled: bool) -> None:
+                watch.sends.append((sent_at - watch.t0, throttled))  # list.append is atomic
+                super().feedback(sent_at, throttled)
+
+        catalog.sync.RateLimiter = Watched  # type: ignore[attr-defined]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            if self.limiter is not None:
+                self.samples.append((time.monotonic() - self.t0, self.limiter.rate))
+
+    def report(self, target: float | None) -> dict[str, Any]:
+        """Settled rate, and how soon and how closely the pace followed ``target`` calls/s."""
+        self._stop.set()
+        self._thread.join()
+        limiter = self.limiter
+        if limiter is None:
+            return {}
+        out: dict[str, Any] = {
+            "settled_rate": limiter.settled_rate(),
+            "refused_rate": limiter.refused_rate,
+            "throttles": limiter.throttles,
+            "cuts": limiter.cuts,
+        }
+        if not target or not self.sends:
+            return out
+        within = [abs(rate - target) <= 0.05 * target for _, rate in self.samples]
+        # the first sample from which the pace stayed within 5% of the target to the end
+        converged = None
+        for (t, _), ok in zip(self.samples, within, strict=True):
+            converged = (t if converged is None else converged) if ok else None
+        late = [t for t, _ in self.sends if t >= 10.0]
+        rates_late = [rate for t, rate in self.samples if t >= 10.0]
+        out.update(
+            {
+                "pace_within_5pct_from_s": None if converged is None else round(converged, 1),
+                "pace_after_10s": [round(min(rates_late), 2), round(max(rates_late), 2)]
+                if rates_late
+                else None,
+                "sent_per_s_after_10s": round(len(late) / (late[-1] - 10.0), 2)
+                if len(late) > 1 and late[-1] > 10.0
+                else None,
+                "throttled_after_10s": sum(1 for t, hit in self.sends if hit and t >= 10.0),
+            }
+        )
+        return out
+
+
+def _sync_child() -> None:
+    """Run one sync in this process and print one JSON line: summary, writes per table, peak RSS,
+    and what the limiter did.
+
+    The sync's options arrive as JSON on stdin (``_target``: the rate the pace should find).
     """
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -267,10 +379,15 @@ def _sync_child() -> None:
 
     event.listen(Engine, "after_cursor_execute", count)
     opts = json.loads(sys.stdin.read())
+    target = opts.pop("_target", None)
     opts["timeout"] = tuple(opts.get("timeout", (5.0, 30.0)))
-    t0 = time.monotonic()
+    pace = _Pace()
+    t0, c0 = time.monotonic(), time.process_time()
     summary = run_sync(SyncOptions(**opts))
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    paced = pace.report(target)
+    # The summary's own figure once the sync reports it; the limiter's until then.
+    settled = getattr(summary, "qps_settled", None)
     print(
         json.dumps(
             {
@@ -280,12 +397,59 @@ def _sync_child() -> None:
                 "api_retries": summary.api_retries,
                 "errors": summary.errors,
                 "wall": wall,
+                "cpu": cpu,
                 "rows_written": dict(writes),
                 "write_statements": dict(statements),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "summary_line": summary.line(),
+                "settled_from": "summary" if settled is not None else "limiter",
+                **paced,
+                **({"settled_rate": settled} if settled is not None else {}),
             }
         )
     )
+
+
+def _fetch_child() -> None:
+    """The fetch-only walk: the sync's pages through the sync's client, answers parsed, nothing
+    normalised or written. Prints one JSON line (wall and CPU seconds, calls, items)."""
+    from catalog.api.client import ConsoleClient
+    from catalog.api.paging import iter_pages
+
+    opts = json.loads(sys.stdin.read())
+    items = 0
+    t0, c0 = time.monotonic(), time.process_time()
+    with ConsoleClient(opts["base_url"], opts["access_key"], opts["secret_key"]) as client:
+        for action, key in (("DescribeCustomModelSets", "modelSetId"),
+                            ("DescribeModelCompTasks", "id")):
+            for page in iter_pages(client, action, {}, item_key=key, max_keys=PAGE_SIZE):
+                items += len(page)
+                if action == "DescribeCustomModelSets":
+                    for model_set in page:
+                        for model_id in model_set.get("modelIds") or []:
+                            client.call("DescribeModel", {"modelId": model_id})
+                            client.call("DescribeModelExportTask", {"modelId": model_id})
+        calls = client.calls_made
+    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    print(json.dumps({"wall": wall, "cpu": cpu, "api_calls": calls, "items": items}))
+
+
+def _child(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Run ``bench/run.py _sync|_fetch`` with ``opts`` on stdin; its last stdout line, parsed."""
+    t0 = time.monotonic()
+    proc = subprocess.run(  # options on stdin: a secret in argv would show in `ps`
+        [sys.executable, __file__, kind],
+        input=json.dumps(opts),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_wall"] = elapsed
+    return out
 
 
 def run_sync_process(
@@ -296,6 +460,7 @@ def run_sync_process(
     workers: int,
     batch_size: int,
     commit_interval: float,
+    target: float | None = None,
 ) -> dict[str, Any]:
     opts = {
         "database_url": url,
@@ -309,36 +474,27 @@ def run_sync_process(
         "commit_interval": commit_interval,
         "page_size": PAGE_SIZE,
         "include_system": False,
+        "_target": target,
     }
-    t0 = time.monotonic()
-    proc = subprocess.run(  # options on stdin: a secret in argv would show in `ps`
-        [sys.executable, __file__, "_sync"],
-        input=json.dumps(opts),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    elapsed = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"sync failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["process_wall"] = elapsed
-    return out
+    return _child("_sync", opts)
 
 
 # ----------------------------------------------------------------------------- api mode
 
 
-def minimum_calls(spec: dict[str, Any], eval_count: int) -> dict[str, int]:
-    """The calls a full sync cannot do without (see walk.py): the formula, term by term."""
+def minimum_calls(spec: dict[str, Any], eval_count: int, failed_due: int) -> dict[str, int]:
+    """The calls a sync cannot do without (README, walk.py): the formula, term by term.
+
+    ``failed_due``: failed compression tasks new or changed since the last sync.
+    """
     sets = spec["model_sets"]
     versions = sets * spec["versions_per_set"]
     return {
         "set_pages": max(1, math.ceil(sets / PAGE_SIZE)),
-        "DescribeModelSet": sets,
         "DescribeModel": versions,
         "DescribeModelExportTask": versions,
         "task_pages": max(1, math.ceil(spec["comp_tasks"] / PAGE_SIZE)),
+        "DescribeModelCompTask": failed_due,
         "eval_exports": eval_count,
     }
 
@@ -351,10 +507,14 @@ def one_step(
     info: dict[str, Any],
     spec: dict[str, Any],
     args: argparse.Namespace,
-    minimum: int | None,
+    fresh_db: bool,
 ) -> dict[str, Any]:
+    terms = minimum_calls(spec, len(info["eval_ids"]), ask(pipe, "due", fresh_db))
+    minimum = sum(terms.values())
     ask(pipe, "reset")
     before = table_counts(url)
+    rate = spec["rate_limit"]
+    lower = min(r for r in (rate, args.qps) if r) if rate or args.qps else None
     res = run_sync_process(
         url,
         info["url"],
@@ -363,29 +523,43 @@ def one_step(
         args.workers,
         args.batch_size,
         args.commit_interval,
+        target=lower,
     )
     after = table_counts(url)
     stats = ask(pipe, "stats")
-    rate = spec["rate_limit"]
     catalog_writes = {t: n for t, n in res["rows_written"].items() if t not in TEMP_TABLES and n}
     written = sum(n for t, n in catalog_writes.items() if t not in LEDGER_TABLES | {"sync_errors"})
-    floor = stats["calls"] / rate if rate else None
+    floor = stats["calls"] / lower if lower else None
     out = {
         "step": name,
         "db": db,
+        "limit_shape": spec.get("limit_shape") if rate else None,
+        "server_rate": rate or None,
+        "qps": args.qps,
         "status": res["status"],
         "api_calls": res["api_calls"],
         "server_calls": stats["calls"],
         "minimum_calls": minimum,
+        "minimum_terms": terms,
         "calls_by_action": stats["by_action"],
         "status_429": stats["status_429"],
         "throttled": stats["throttled"],
+        "throttled_share": round(stats["throttled"] / stats["calls"], 4) if stats["calls"] else 0,
         "retries": res["api_retries"],
         "errors": res["errors"],
         "wall_s": round(res["wall"], 2),
+        "cpu_s": round(res["cpu"], 2),
         "process_wall_s": round(res["process_wall"], 2),
         "floor_s": round(floor, 2) if floor else None,
         "wall_over_floor": round(res["wall"] / floor, 3) if floor else None,
+        "settled_rate": round(res["settled_rate"], 2) if res.get("settled_rate") else None,
+        "settled_from": res.get("settled_from"),
+        "refused_rate": res.get("refused_rate"),
+        "cuts": res.get("cuts"),
+        "pace_within_5pct_from_s": res.get("pace_within_5pct_from_s"),
+        "pace_after_10s": res.get("pace_after_10s"),
+        "sent_per_s_after_10s": res.get("sent_per_s_after_10s"),
+        "throttled_after_10s": res.get("throttled_after_10s"),
         "rows_written": written,
         "rows_written_per_s": round(written / res["wall"], 1),
         "writes_by_table": catalog_writes,
@@ -396,17 +570,26 @@ def one_step(
         },
         "peak_rss_mb": round(res["peak_rss_mb"], 1),
         "counts": {k: v for k, v in res["counts"].items() if v},
+        "summary_line": res.get("summary_line"),
+        "load_before": os.getloadavg()[0],
     }
     if name == "resync-nochange":
         out["zero_writes_ok"] = written == 0 and set(out["row_count_delta"]) <= LEDGER_TABLES
     ratio = f"{out['wall_over_floor']:.3f}x floor {out['floor_s']}s" if floor else "no floor"
+    case = f"{out['limit_shape']}@{rate:g}" if rate else "unlimited"
+    settled = f"settled {out['settled_rate']}/s" if out["settled_rate"] else "not paced"
+    near = out["pace_within_5pct_from_s"]
     print(
-        f"  {db:10} {name:16} {res['status']:8} calls {res['api_calls']} (min {minimum}) "
-        f"429s {stats['status_429']} | {out['wall_s']}s = {ratio} | rows {written} "
-        f"({out['rows_written_per_s']}/s) | rss {out['peak_rss_mb']} MB",
+        f"  {db:10} {case:12} {name:16} {res['status']:8} calls {res['api_calls']} "
+        f"(min {minimum}) 429s {stats['status_429']} | {out['wall_s']}s = {ratio} | {settled}"
+        + (f", within 5% from {near}s" if near is not None else "")
+        + f" | rows {written} ({out['rows_written_per_s']}/s) | rss {out['peak_rss_mb']} MB",
         flush=True,
     )
     return out
+
+
+STEPS = ("full", "resync-nochange", "resync-1pct")
 
 
 def api_mode(args: argparse.Namespace) -> dict[str, Any]:
@@ -418,28 +601,32 @@ def api_mode(args: argparse.Namespace) -> dict[str, Any]:
         "eval_exports": args.eval_exports,
         "export_share": args.export_share,
         "latency": args.latency,
-        "rate_limit": args.rate_limit,
     }
     results: list[dict[str, Any]] = []
-    with fake_server(**spec) as (pipe, info), databases(args.db) as dbs:
-        terms = minimum_calls(spec, len(info["eval_ids"]))
-        minimum = sum(terms.values())
-        print(f"fake console {info['url']}: {spec}; minimum calls {minimum} {terms}", flush=True)
-        for db, url in dbs:
-            results.append(one_step("full", db, url, pipe, info, spec, args, minimum))
-            results.append(one_step("resync-nochange", db, url, pipe, info, spec, args, minimum))
-            changed = ask(pipe, "mutate", args.change_share)
-            step = one_step("resync-1pct", db, url, pipe, info, spec, args, minimum)
-            step["entities_changed"] = changed
-            results.append(step)
-            # The next database starts empty, so the changed catalog is just another catalog.
+    with fake_server(**spec) as (pipe, info), databases(args.db) as fresh:
+        print(f"fake console {info['url']}: {spec}", flush=True)
+        for rate in args.rate_limit:
+            for shape in args.limit_shape if rate else ["bucket"]:
+                case = {**spec, "rate_limit": rate, "limit_shape": shape}
+                for db, url in fresh():
+                    ask(pipe, "limiter", (shape, rate))  # each case starts on a fresh limiter
+                    first = True
+                    for name in args.steps:
+                        if name == "resync-1pct":
+                            changed = ask(pipe, "mutate", args.change_share)
+                        step = one_step(name, db, url, pipe, info, case, args, fresh_db=first)
+                        if name == "resync-1pct":
+                            step["entities_changed"] = changed
+                        results.append(step)
+                        first = False
     return {
         "mode": "api",
         "spec": spec,
+        "rate_limits": args.rate_limit,
+        "limit_shapes": args.limit_shape,
         "qps": args.qps,
         "workers": args.workers,
         "batch_size": args.batch_size,
-        "minimum_terms": terms,
         "results": results,
     }
 
@@ -457,10 +644,9 @@ def rss_mode(args: argparse.Namespace) -> dict[str, Any]:
             "latency": 0.0,
             "rate_limit": 0,
         }
-        with fake_server(**spec) as (pipe, info), databases(args.db) as dbs:
-            minimum = sum(minimum_calls(spec, len(info["eval_ids"])).values())
-            for db, url in dbs:
-                step = one_step(f"full-{tasks}", db, url, pipe, info, spec, args, minimum)
+        with fake_server(**spec) as (pipe, info), databases(args.db) as fresh:
+            for db, url in fresh():
+                step = one_step(f"full-{tasks}", db, url, pipe, info, spec, args, fresh_db=True)
                 step["comp_tasks"] = tasks
                 results.append(step)
     by_db: dict[str, list[float]] = {}
@@ -542,8 +728,8 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
         flush=True,
     )
     results = []
-    with databases(args.db) as dbs:
-        for db, url in dbs:
+    with databases(args.db) as fresh:
+        for db, url in fresh():
             if args.profile:
                 import cProfile
                 import pstats
@@ -576,6 +762,60 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- noop mode
+
+
+def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """The no-op re-sync next to a fetch-only walk of the same pages, on each database."""
+    spec = {
+        "seed": args.seed,
+        "model_sets": args.model_sets,
+        "versions_per_set": args.versions_per_set,
+        "comp_tasks": args.comp_tasks,
+        "eval_exports": 0,
+        "export_share": args.export_share,
+        "latency": 0.0,
+        "rate_limit": 0,
+    }
+    results: list[dict[str, Any]] = []
+    with fake_server(**spec) as (pipe, info), databases(args.db) as fresh:
+        print(f"fake console {info['url']}: {spec}", flush=True)
+        for db, url in fresh():
+            setup = one_step("full", db, url, pipe, info, spec, args, fresh_db=True)
+            results.append(setup)
+            for _ in range(args.repeat):
+                noop = one_step("resync-nochange", db, url, pipe, info, spec, args, fresh_db=False)
+                ask(pipe, "reset")
+                fetch = _child(
+                    "_fetch", {"base_url": info["url"], "access_key": AK, "secret_key": SK}
+                )
+                fetch_calls = ask(pipe, "stats")["calls"]
+                pair = {
+                    "step": "noop-vs-fetch",
+                    "db": db,
+                    "noop_wall_s": noop["wall_s"],
+                    "noop_cpu_s": noop["cpu_s"],
+                    "noop_calls": noop["server_calls"],
+                    "noop_zero_writes_ok": noop["zero_writes_ok"],
+                    "fetch_wall_s": round(fetch["wall"], 2),
+                    "fetch_cpu_s": round(fetch["cpu"], 2),
+                    "fetch_calls": fetch_calls,
+                    "fetch_items": fetch["items"],
+                    "wall_ratio": round(noop["wall_s"] / fetch["wall"], 3),
+                    "cpu_ratio": round(noop["cpu_s"] / fetch["cpu"], 3),
+                    "load_before": noop["load_before"],
+                }
+                print(
+                    f"  {db:10} no-op re-sync {noop['wall_s']}s (cpu {noop['cpu_s']}s, "
+                    f"{noop['server_calls']} calls) vs fetch-only {pair['fetch_wall_s']}s "
+                    f"(cpu {pair['fetch_cpu_s']}s, {fetch_calls} calls): "
+                    f"{pair['wall_ratio']}x wall, {pair['cpu_ratio']}x cpu",
+                    flush=True,
+                )
+                results += [noop, pair]
+    return {"mode": "noop", "spec": spec, "results": results}
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -583,6 +823,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_sync"]:
         _sync_child()
+        return
+    if argv[:1] == ["_fetch"]:
+        _fetch_child()
         return
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -607,14 +850,46 @@ def main(argv: list[str] | None = None) -> None:
         )
         sp.add_argument("--workers", type=int, default=8, help="the sync's --workers")
 
+    def floats(text: str) -> list[float]:
+        return [float(x) for x in text.split(",")]
+
+    def names(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+        def parse(text: str) -> list[str]:
+            found = text.split(",")
+            wrong = set(found) - set(choices)
+            if wrong:
+                raise argparse.ArgumentTypeError(f"{sorted(wrong)}: choose from {choices}")
+            return found
+
+        return parse
+
     a = sub.add_parser("api", help="full sync, no-change re-sync, 1%% re-sync against the fake")
     common(a)
     catalog_args(a)
     a.add_argument("--comp-tasks", type=int, default=20000)
     a.add_argument("--latency", type=float, default=0.030, help="seconds per call, server side")
-    a.add_argument("--rate-limit", type=float, default=50.0, help="server calls/s (0: none)")
-    a.add_argument("--qps", type=float, default=None, help="the sync's --qps (default: rate limit)")
+    a.add_argument(
+        "--rate-limit", type=floats, default=[50.0], help="server calls/s, comma list (0: none)"
+    )
+    a.add_argument(
+        "--limit-shape",
+        type=names(("bucket", "fixed", "sliding")),
+        default=["bucket"],
+        help="the server's limiter, comma list: bucket (one-second burst), fixed or sliding "
+        "one-second windows",
+    )
+    a.add_argument(
+        "--qps", type=float, default=None, help="the sync's --qps (default: the first rate limit)"
+    )
+    a.add_argument("--steps", type=names(STEPS), default=list(STEPS), help="comma list")
     a.add_argument("--change-share", type=float, default=0.01)
+
+    n = sub.add_parser("noop", help="no-op re-sync next to a fetch-only walk of the same pages")
+    common(n)
+    catalog_args(n)
+    n.set_defaults(model_sets=1, versions_per_set=1, db="sqlite")
+    n.add_argument("--comp-tasks", type=int, default=100_000)
+    n.add_argument("--repeat", type=int, default=1, help="pairs measured per database")
 
     r = sub.add_parser("rss", help="peak RSS of a full sync at several compression-task counts")
     common(r)
@@ -631,12 +906,13 @@ def main(argv: list[str] | None = None) -> None:
 
     args = p.parse_args(argv)
     if args.mode == "api" and args.qps is None:
-        args.qps = args.rate_limit
-    if args.mode == "rss":
+        args.qps = args.rate_limit[0]
+    if args.mode in ("rss", "noop"):
         args.qps = 0
     started = time.strftime("%Y%m%d-%H%M%S")
-    print(f"machine: {machine()}", flush=True)
-    result = {"api": api_mode, "rss": rss_mode, "db": db_mode}[args.mode](args)
+    print(f"machine: {machine()}; load {os.getloadavg()}", flush=True)
+    modes = {"api": api_mode, "rss": rss_mode, "db": db_mode, "noop": noop_mode}
+    result = modes[args.mode](args)
     result["machine"] = machine()
     result["command"] = " ".join(["python3", "bench/run.py", *argv])
     out = Path(args.out) if args.out else RESULTS / f"{args.mode}-{started}.json"
