@@ -1,0 +1,269 @@
+"""SIGTERM and SIGINT delivered to a real ``python -m catalog sync`` in the middle of its walk.
+
+The documented contract (README, exit code 9): the run stops after the current batch, commits
+what it fetched, deletes nothing and records itself ``interrupted``. "Stops" is measured, not
+assumed: the fake server delivers the signal itself, from inside the walk, and knows exactly which
+answers it had sent before it and how many calls arrived after it.
+
+The signal is delivered on a quiet wire: when the chosen call arrives, the server holds it and
+every later arrival unanswered, waits until every answer already started has been written, gives
+the client a moment to take them in, and only then signals. So "fetched before the signal" is a
+set of answers the client had in hand, and the calls in flight at the signal are at most the
+workers' own.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from catalog import db
+from catalog.errors import ExitCode
+from catalog.fake import server as fake_server
+from catalog.fake.catalog import KINDS, FakeCatalog
+from catalog.fake.server import CallRecord, FakeServer
+from catalog.schema import SPECS, changes
+from tests._proc import consistency_problems, popen_cli, run_statuses, sync_argv
+from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+
+WORKERS = 4  # sync_argv's --workers
+#: How long the server lets the client take in the answers it already has before signalling.
+SETTLE = 0.5
+
+
+class Signaller:
+    """Signals the sync process when its ``nth`` call of ``action`` arrives, on a quiet wire."""
+
+    def __init__(self, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cond = threading.Condition()
+        self.pid: int | None = None
+        self.sig = signal.SIGTERM
+        self.action = ""
+        self.nth = 0
+        self.count = 0  # calls of ``action`` so far
+        self.in_flight = 0  # arrived, answer not yet written
+        self.gate_closed = False
+        self.signalled = False
+        self.held = 0  # arrived while the gate was closed: in flight at the signal
+        self.after = 0  # arrived after the signal
+        self.before: list[tuple[str, Any, dict[str, Any]]] = []  # (action, body, result) sent
+        self._call = threading.local()
+        self._record = server.record
+        server.record = self.record  # type: ignore[method-assign]
+        original = fake_server._Handler._send
+        signaller = self
+
+        def send(handler: Any, route: str, reply: Any) -> None:
+            original(handler, route, reply)
+            signaller.sent(reply)
+
+        monkeypatch.setattr(fake_server._Handler, "_send", send)
+
+    def arm(self, pid: int, action: str, nth: int, sig: signal.Signals) -> None:
+        with self.cond:
+            self.pid, self.action, self.nth, self.sig = pid, action, nth, sig
+
+    def record(self, call: CallRecord) -> None:
+        self._record(call)
+        self._call.value = None
+        with self.cond:
+            if self.signalled:
+                self.after += 1
+                return
+            if self.gate_closed:
+                self.held += 1
+                self.cond.wait_for(lambda: self.signalled)
+                return
+            self.count += call.action == self.action
+            if self.pid is None or call.action != self.action or self.count != self.nth:
+                self.in_flight += 1
+                self._call.value = call
+                return
+            self.gate_closed = True
+            self.cond.wait_for(lambda: self.in_flight == 0)
+        time.sleep(SETTLE)  # the client parses, emits and queues what it was sent
+        with self.cond:
+            os.kill(self.pid, self.sig)
+            self.signalled = True
+            self.cond.notify_all()
+
+    def sent(self, reply: Any) -> None:
+        call = getattr(self._call, "value", None)
+        if call is None:
+            return
+        self._call.value = None
+        with self.cond:
+            self.in_flight -= 1
+            if reply.status == 200 and reply.payload and "result" in reply.payload:
+                self.before.append((call.action, call.body, reply.payload["result"]))
+            self.cond.notify_all()
+
+
+def _fetched(before: list[tuple[str, Any, dict[str, Any]]]) -> dict[str, set[str]]:
+    """The entities whose answers the client had before the signal, per kind."""
+    out: dict[str, set[str]] = {kind: set() for kind in KINDS}
+    for action, body, result in before:
+        if action in ("DescribeModel", "DescribeSystemModel"):
+            out["model_version"].add(str(result["modelId"]))
+        elif action in ("DescribeModelSet", "DescribeSystemModelSet"):
+            out["model_set"].add(str(result["modelSetId"]))
+        elif action == "DescribeModelCompTasks":
+            out["compression_task"] |= {str(t["id"]) for t in result["modelCompTaskList"]}
+        elif action == "DescribeModelExportTask" and result.get("hasRecord") is not False:
+            out["model_export"].add(str(body["modelId"]))
+        elif action.endswith("/eval/result/export/info"):
+            out["eval_result_export"].add(str(result["exportID"]))
+    return out
+
+
+def _written_and_deleted_by(db_url: str, run_id: int) -> tuple[dict[str, set[str]], int]:
+    """Per kind, the keys the run wrote (new or changed); and how many deletions it made."""
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            written = {
+                kind: {
+                    str(k) for k in conn.execute(
+                        select(spec.key_column).where(spec.table.c.last_seen_run_id == run_id)
+                    ).scalars()
+                }
+                for kind, spec in SPECS.items()
+            }
+            deleted = sum(
+                int(conn.execute(
+                    select(func.count()).select_from(spec.table)
+                    .where(spec.table.c.deleted_run_id == run_id)
+                ).scalar_one())
+                for spec in SPECS.values()
+            )
+            deleted += int(conn.execute(
+                select(func.count()).select_from(changes)
+                .where(changes.c.run_id == run_id, changes.c.operation == "delete")
+            ).scalar_one())
+            return written, deleted
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Interrupted:
+    """What one interrupted run and the run after it left, for the tests to judge."""
+
+    returncode: int
+    stderr: str
+    status: str
+    problems: list[str]
+    held: int  # calls in flight at the signal, besides the one it fell on
+    after: int  # calls that arrived after the signal
+    fetched: dict[str, set[str]]  # per kind, entities whose answers the client had before it
+    written: dict[str, set[str]]  # per kind, entities the interrupted run committed
+    deleted: int  # deletions by the interrupted run (marks and delete changes)
+    doomed_alive: bool  # the entities removed from the catalog are still alive after it
+    next_status: str
+    converged: bool  # after the next run, the database equals the catalog
+    next_problems: list[str]
+
+
+def _interrupt(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals, action: str, nth: int
+) -> Interrupted:
+    """Sync, change the catalog, sync again in a process signalled at ``action``'s ``nth`` call
+    (default batch size and commit interval: what users run), then run once more."""
+    # 250 tasks: three listing pages, so the signal can fall between two of them.
+    catalog = FakeCatalog.generate(seed=12, model_sets=8, comp_tasks=250, eval_exports=2)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        # Every entity changes, so every record the run writes shows as written by it.
+        rng = random.Random(3)
+        for kind in KINDS:
+            for key in catalog.keys(kind):
+                catalog.change(kind, key, rng)
+        doomed = catalog.keys("compression_task")[-4:]
+        for key in doomed:
+            catalog.remove("compression_task", key)
+        signaller = Signaller(server, monkeypatch)
+        proc = popen_cli(sync_argv(db_url, server))
+        signaller.arm(proc.pid, action, nth, sig)
+        _, err = proc.communicate(timeout=60)
+        assert signaller.signalled, f"the walk made fewer than {nth} {action} calls"
+        run_id, status = run_statuses(db_url)[-1]
+        problems = consistency_problems(db_url)
+        written, deleted = _written_and_deleted_by(db_url, run_id)
+        doomed_alive = set(doomed) <= set(stored_rows(db_url)["compression_task"])
+        done = sync(db_url, server)
+    return Interrupted(
+        returncode=proc.returncode,
+        stderr=err,
+        status=status,
+        problems=problems,
+        held=signaller.held,
+        after=signaller.after,
+        fetched=_fetched(signaller.before),
+        written=written,
+        deleted=deleted,
+        doomed_alive=doomed_alive,
+        next_status=done.status,
+        converged=stored_rows(db_url) == tracked_only(expected_rows(catalog)),
+        next_problems=consistency_problems(db_url),
+    )
+
+
+WALK_KINDS = ("model_set", "model_version", "compression_task", "model_export")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_ends_the_run_interrupted_with_what_it_fetched_and_no_deletes(
+    db_url: str, sig: signal.Signals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the third page of compression tasks: every set and version was walked before it.
+    seen = _interrupt(db_url, monkeypatch, sig, "DescribeModelCompTasks", 3)
+    assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
+    assert "Traceback" not in seen.stderr
+    assert [line for line in seen.stderr.splitlines() if line.startswith("Error:")] == [
+        "Error: interrupted: stopped after the current batch; nothing was deleted"]
+    assert seen.status == "interrupted"
+    assert seen.problems == []
+    assert seen.held <= WORKERS - 1
+    # Everything the walk fetched before the signal was committed (the tracked evaluation
+    # exports, fetched before the run, have a test of their own below).
+    assert seen.fetched["compression_task"] and seen.fetched["model_version"]
+    for kind in WALK_KINDS:
+        missing = seen.fetched[kind] - seen.written[kind]
+        assert not missing, (kind, missing)
+    assert seen.deleted == 0 and seen.doomed_alive
+    assert seen.next_status == "success" and seen.converged and seen.next_problems == []
+
+
+@pytest.mark.xfail(strict=True, reason="needs catalog/sync.py: the walk's workers keep starting "
+                   "tasks (and listing pages) until the writer has flushed and raised; they "
+                   "should stop at the signal")
+def test_calls_after_a_signal_are_bounded_by_the_workers_in_flight(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mid-walk, on a set's version: most of the walk is still to come.
+    seen = _interrupt(db_url, monkeypatch, signal.SIGTERM, "DescribeModel", 6)
+    assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
+    assert seen.held <= WORKERS - 1
+    # Calls in flight at the signal finish; at most one more per worker (a listing's next page
+    # asked for as the signal arrived), never the rest of the walk.
+    assert seen.after <= WORKERS, (seen.after, seen.held)
+
+
+@pytest.mark.xfail(strict=True, reason="needs catalog/sync.py or walk.py: tracked evaluation "
+                   "exports fetched before the run are emitted by the walk's last tasks, so a "
+                   "signal drops them; they should be recorded as soon as the run starts")
+def test_evaluation_exports_fetched_before_a_signal_are_committed(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _interrupt(db_url, monkeypatch, signal.SIGTERM, "DescribeModel", 6)
+    assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
+    assert seen.fetched["eval_result_export"]  # answered in the run's preflight
+    assert seen.fetched["eval_result_export"] <= seen.written["eval_result_export"]
