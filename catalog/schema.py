@@ -107,6 +107,13 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
         key,
         *columns,
         Column("raw", JsonValue, nullable=False, comment="the API object as last stored"),
+        Column(
+            "raw_hash",
+            String(32),
+            nullable=True,
+            comment="hash of the answer last stored: equal means unchanged, nothing to parse or "
+            "compare",
+        ),
         Column("first_seen_run_id", Integer, ForeignKey("sync_runs.run_id"), nullable=False),
         Column(
             "last_seen_run_id",
@@ -157,6 +164,12 @@ sync_runs = Table(
     Column("api_retries", Integer, nullable=False, default=0),
     Column("errors", Integer, nullable=False, default=0),
     Column("error", Text, nullable=True, comment="why the run failed, one line"),
+    Column(
+        "qps_settled",
+        Float,
+        nullable=True,
+        comment="calls per second the client settled on (adaptive pacing under --qps)",
+    ),
     Column("pid", Integer, nullable=True),
     Column("hostname", String(255), nullable=True),
     *[
@@ -348,7 +361,14 @@ eval_result_exports, eval_result_exports_history = _entity_tables(
 
 def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()) -> KindSpec:
     key = next(c.name for c in table.primary_key.columns)
-    bookkeeping = {"raw", "first_seen_run_id", "last_seen_run_id", "deleted_at", "deleted_run_id"}
+    bookkeeping = {
+        "raw",
+        "raw_hash",
+        "first_seen_run_id",
+        "last_seen_run_id",
+        "deleted_at",
+        "deleted_run_id",
+    }
     tracked = tuple(c.name for c in table.columns if c.name != key and c.name not in bookkeeping)
     return KindSpec(kind, table, history, key, tracked, carried)
 

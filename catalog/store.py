@@ -14,6 +14,7 @@ temporary table, so unchanged rows write nothing to the catalog's own tables.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ from sqlalchemy import (
     Insert,
     Integer,
     MetaData,
-    Row,
     String,
     Table,
     and_,
@@ -101,6 +101,18 @@ to_json = _encoder(json.JSONEncoder(default=_json_default, ensure_ascii=False, s
 _sqlite_json = _encoder(json.JSONEncoder())
 
 
+def answer_hash(obj: Mapping[str, Any]) -> str:
+    """A digest of an API answer object, equal exactly when the answer is.
+
+    Keys are sorted, so the order the service sends them in does not count; a ``downloadUrl``
+    counts without its query string, which the service signs afresh on every call.
+    """
+    url = obj.get("downloadUrl")
+    if isinstance(url, str) and "?" in url:
+        obj = {**obj, "downloadUrl": url.split("?", 1)[0]}
+    return hashlib.blake2b(to_json(obj).encode(), digest_size=16).hexdigest()
+
+
 @dataclass
 class BatchResult:
     inserted: list[str] = field(default_factory=list)
@@ -119,7 +131,7 @@ def _upsert_statement(spec: KindSpec, dialect: str) -> Insert:
     excluded = stmt.excluded
     t = spec.table
     set_: dict[str, Any] = {
-        name: excluded[name] for name in (*spec.tracked, "raw", "last_seen_run_id")
+        name: excluded[name] for name in (*spec.tracked, "raw", "raw_hash", "last_seen_run_id")
     }
     set_["deleted_at"] = null()  # SQL NULL, not a parameter bound per row
     set_["deleted_run_id"] = null()
@@ -188,9 +200,7 @@ class _Bulk:
         keys_in_order = [key for key, _, _ in self.slots[first : first + n_keys] if key]
         self.getter: Callable[[Mapping[str, Any]], Any] | None = None
         if self.fast:
-            self.getter = (
-                itemgetter(*keys_in_order) if n_keys > 1 else _single(keys_in_order[0])
-            )
+            self.getter = itemgetter(*keys_in_order) if n_keys > 1 else _single(keys_in_order[0])
         self.procs = [
             (i, proc) for i, (_, _, proc) in enumerate(self.slots[first : first + n_keys]) if proc
         ]
@@ -313,6 +323,7 @@ class Store:
         close_keys: list[Any] = []
         unchanged: list[Any] = []
         carried = self._carried[kind]
+        refresh: list[dict[str, Any]] = []
         for key, row in latest.items():
             old = stored.get(key)
             for name, index in carried:
@@ -323,13 +334,13 @@ class Store:
                 change_rows.append(
                     self._change(key, "insert", None, None, self._tracked(spec, row))
                 )
-            elif old[-1] is not None:  # deleted_at
+            elif old[-2] is not None:  # deleted_at
                 result.restored.append(str(key))
                 change_rows.append(
                     self._change(key, "restore", None, None, self._tracked(spec, row))
                 )
             else:
-                was: tuple[Any, ...] = old[1:-1]  # (key, *tracked, deleted_at)
+                was: tuple[Any, ...] = old[1:-2]  # (key, *tracked, deleted_at, raw_hash)
                 diff = [
                     change
                     for change in zip(spec.tracked, was, self._values_of(spec, row), strict=True)
@@ -337,12 +348,20 @@ class Store:
                 ]
                 if not diff:
                     unchanged.append(key)
+                    if row.get("raw_hash") is not None and row["raw_hash"] != old[-1]:
+                        # the answer changed outside the typed columns
+                        refresh.append(
+                            {
+                                "refresh_key": key,
+                                "raw": row.get("raw", {}),
+                                "raw_hash": row["raw_hash"],
+                            }
+                        )
                     continue
                 result.updated.append(str(key))
                 close_keys.append(key)
                 change_rows.extend(
-                    self._change(key, "update", name, before, after)
-                    for name, before, after in diff
+                    self._change(key, "update", name, before, after) for name, before, after in diff
                 )
             to_write.append(row)
         result.unchanged = len(unchanged)
@@ -353,25 +372,37 @@ class Store:
         self._prepared(kind, "seen").execute(
             self.conn, [{"entity_key": str(key)} for key in unchanged]
         )
+        if refresh:
+            self._prepared(kind, "refresh").execute(self.conn, refresh)
         return result
 
-    def needs_detail(self, kind: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows whose carried fields must be asked for: new, back, changed since stored,
-        or never answered (a carried field still NULL)."""
+    def skip_unchanged(self, kind: str, hashes: Mapping[Any, str]) -> set[Any]:
+        """The keys whose stored answer has this very hash: seen, with nothing to normalise or
+        compare. They are marked seen here; the caller writes only the others."""
         spec = SPECS[kind]
-        stored = self._stored(spec, [row[spec.key] for row in rows])
-        carried = {index for _, index in self._carried[kind]}
-        wanted = []
-        for row in rows:
-            old = stored.get(row[spec.key])
-            if old is None or old[-1] is not None or any(old[i] is None for i in carried):
-                wanted.append(row)
-                continue
-            was: tuple[Any, ...] = tuple(old[1:-1])
-            now = self._values_of(spec, row)
-            if any(was[i - 1] != now[i - 1] for i in range(1, len(was) + 1) if i not in carried):
-                wanted.append(row)
-        return wanted
+        t = spec.table
+        found = self.conn.execute(
+            select(t.c[spec.key], t.c.raw_hash).where(
+                self._one_of(spec.key_column, list(hashes)), t.c.deleted_at.is_(None)
+            )
+        )
+        same = {key for key, stored in found if stored is not None and stored == hashes[key]}
+        self._prepared(kind, "seen").execute(self.conn, [{"entity_key": str(k)} for k in same])
+        return same
+
+    def needs_detail(self, kind: str, hashes: Mapping[Any, str]) -> set[Any]:
+        """The keys whose carried fields must be asked for: new, back, answered differently
+        than last stored, or never answered (a carried field still NULL)."""
+        spec = SPECS[kind]
+        t = spec.table
+        cols = [t.c[spec.key], t.c.raw_hash, t.c.deleted_at, *(t.c[n] for n in spec.carried)]
+        found = self.conn.execute(select(*cols).where(self._one_of(spec.key_column, list(hashes))))
+        settled = {
+            row[0]
+            for row in found
+            if row[1] == hashes[row[0]] and row[2] is None and None not in row[3:]
+        }
+        return set(hashes) - settled
 
     def keep(self, kind: str, keys: Sequence[str]) -> None:
         """Count ``keys`` as seen: a complete listing named them though their answers failed."""
@@ -390,7 +421,17 @@ class Store:
             stmt: ClauseElement = self._upserts[kind].values(
                 first_seen_run_id=self.run_id, last_seen_run_id=self.run_id
             )
-            bulk = _Bulk(stmt, d, [*columns, "raw"])
+            bulk = _Bulk(stmt, d, [*columns, "raw", "raw_hash"])
+        elif what == "refresh":
+            # An answer that changed only outside the typed columns: no history, no change row,
+            # but the stored answer and its hash follow it.
+            t = spec.table
+            stmt = (
+                update(t)
+                .where(t.c[spec.key] == bindparam("refresh_key"))
+                .values(raw=bindparam("raw"), raw_hash=bindparam("raw_hash"))
+            )
+            bulk = _Bulk(stmt, d, ["raw", "raw_hash", "refresh_key"])
         elif what == "changes":
             stmt = changes.insert().values(run_id=self.run_id, changed_at=self.run_ts, kind=kind)
             bulk = _Bulk(stmt, d, ["entity_id", "operation", "field", "old_value", "new_value"])
@@ -402,12 +443,13 @@ class Store:
     def _one_of(self, column: ColumnElement[Any], keys: Sequence[Any]) -> ColumnElement[bool]:
         return one_of(column, keys, self.dialect, self._json_each)
 
-    def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, Row[Any]]:
-        """Stored rows by key, as (key, *tracked, deleted_at) tuples."""
+    def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, Any]:
+        """Stored rows by key, as (key, *tracked, deleted_at, raw_hash) tuples."""
         cols = [
             spec.table.c[spec.key],
             *(spec.table.c[n] for n in spec.tracked),
             spec.table.c.deleted_at,
+            spec.table.c.raw_hash,
         ]
         found = self.conn.execute(select(*cols).where(self._one_of(spec.key_column, keys)))
         return {row[0]: row for row in found}
@@ -460,9 +502,7 @@ class Store:
             self._one_of(spec.key_column, keys)
         )
         self.conn.execute(
-            spec.history.insert().from_select(
-                [*columns, "valid_from", "valid_from_run_id"], source
-            )
+            spec.history.insert().from_select([*columns, "valid_from", "valid_from_run_id"], source)
         )
         self._prepared(spec.kind, "changes").execute(self.conn, change_rows)
         return stored
@@ -535,8 +575,7 @@ class Store:
             self._prepared(kind, "changes").execute(
                 self.conn,
                 [
-                    self._change(row[spec.key], "delete", None, self._tracked(spec, row), None
-                    )
+                    self._change(row[spec.key], "delete", None, self._tracked(spec, row), None)
                     for row in part
                 ],
             )

@@ -247,7 +247,9 @@ class _Run:
         self.pending = 0
         self.pending_lock = threading.Lock()
         self.aborting = False
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter(
+            {f"{k}_{what}": 0 for k in KINDS for what in ("inserted", "updated", "deleted")}
+        )
         self.failures = 0
         self.whole_listings: set[tuple[str, str]] = set()
         self.drift = DriftLog()
@@ -311,12 +313,17 @@ class _Run:
         prefetched: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         """Run the walk to its end, writing batches; returns when every task has finished."""
-        batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+        batches: dict[str, list[Record]] = {kind: [] for kind in KINDS}
         scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
         keep_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
         #: Failed tasks from the listing, waiting to learn whether their reason must be fetched.
-        failed: list[dict[str, Any]] = []
+        failed: list[Record] = []
         errors: list[Failure] = []
+        received: Counter[str] = Counter()
+        #: Listings whose end makes a kind's total known (for the progress display).
+        set_listings = 1 + self.options.include_system if scoped is None else 0
+        if scoped is not None:
+            self.notify("total", kind="model_set", total=len(scoped))
 
         written = 0
 
@@ -327,10 +334,36 @@ class _Run:
 
         pacer = db.CommitPacer(commit_batches, self.options.commit_interval)
 
+        def failure(event: Failure) -> None:
+            self.failures += 1
+            errors.append(event)
+            self.notify("error", call=event.call, entity_id=event.entity_id, message=event.message)
+
+        def rows_of(kind: str, records: list[Record]) -> list[dict[str, Any]]:
+            """Rows for the records whose answers changed; the others are only marked seen."""
+            hashes = {r.key: r.raw_hash for r in records if not r.detailed}
+            same = store.skip_unchanged(kind, hashes) if hashes else set()
+            rows = []
+            for record in records:
+                if not record.detailed and record.key in same:
+                    continue
+                try:
+                    row = record.build()
+                except normalize.NormalizeError as exc:
+                    where = f"{record.call} {record.key}"
+                    failure(Failure(kind, record.call, str(record.key),
+                                    f"{where}: malformed answer: {exc}", "Malformed"))
+                    keep_buf[kind].append(str(record.key))  # listed, so not deleted for it
+                    continue
+                row["raw_hash"] = record.raw_hash
+                rows.append(row)
+            return rows
+
         def flush(kinds: Sequence[str], commit: bool = True) -> None:
             nonlocal written
             for kind in kinds:
-                rows, batches[kind] = batches[kind], []
+                records, batches[kind] = batches[kind], []
+                rows = rows_of(kind, records) if records else []
                 if rows:
                     result = store.write_batch(kind, rows)
                     written += len(rows)
@@ -352,25 +385,31 @@ class _Run:
             else:
                 pacer.wrote()
 
-        def add(kind: str, row: dict[str, Any]) -> None:
-            batches[kind].append(row)
-            self.notify("record", kind=kind, row=row, api_calls=self.client.calls_made)
+        def add(record: Record) -> None:
+            kind = record.kind
+            batches[kind].append(record)
+            received[kind] += 1
+            self.notify(
+                "record",
+                kind=kind,
+                row=record.build() if kind == "model_set" else None,  # progress counts versions
+                api_calls=self.client.calls_made,
+            )
             if len(batches[kind]) >= self.options.batch_size:
                 flush((kind,), commit=False)
 
         def ask_reasons() -> bool:
             """Route the buffered failed tasks: a detail call for those new or changed, the
             batch for the rest. True if calls were submitted (the walk goes on)."""
-            rows, failed[:] = list(failed), []
-            if not rows:
+            records, failed[:] = list(failed), []
+            if not records:
                 return False
-            wanted = store.needs_detail("compression_task", rows)
-            asked = {id(row) for row in wanted}
-            for row in rows:
-                if id(row) not in asked:
-                    add("compression_task", row)
-            for row in wanted:
-                self.walker.describe_failed_task(row)
+            wanted = store.needs_detail("compression_task", {r.key: r.raw_hash for r in records})
+            for record in records:
+                if record.key in wanted:
+                    self.walker.describe_failed_task(record)
+                else:
+                    add(record)
             return bool(wanted)
 
         with self.pending_lock:
@@ -400,26 +439,29 @@ class _Run:
                 if (
                     event.kind == "compression_task"
                     and not event.detailed
-                    and event.row["status"] == "failed"
+                    and event.obj.get("status") == "failed"
                 ):
-                    failed.append(event.row)
+                    failed.append(event)
                     if len(failed) >= self.options.batch_size:
                         ask_reasons()
                     continue
-                add(event.kind, event.row)
+                add(event)
             elif isinstance(event, Keep):
                 keep_buf[event.kind].append(event.key)
             elif isinstance(event, ScopeDone):
                 if event.kind == "model_set" or event.key == ALL_COMPRESSION_TASKS:
                     self.whole_listings.add((event.kind, event.key))
+                    if event.kind == "model_set":
+                        set_listings -= 1
+                    if set_listings == 0 and event.kind == "model_set":
+                        self.notify("total", kind="model_set", total=received["model_set"])
+                    if event.key == ALL_COMPRESSION_TASKS:
+                        total = received["compression_task"] + len(failed)
+                        self.notify("total", kind="compression_task", total=total)
                 else:
                     scope_buf[event.kind].append(event.key)
             elif isinstance(event, Failure):
-                self.failures += 1
-                errors.append(event)
-                self.notify(
-                    "error", call=event.call, entity_id=event.entity_id, message=event.message
-                )
+                failure(event)
                 if event.fatal:
                     flush(KINDS)
                     raise RunFailed(event.message)

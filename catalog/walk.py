@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from catalog import normalize
 from catalog.api.paging import iter_pages
 from catalog.documented import DriftLog
 from catalog.errors import ApiError, ConfigError
+from catalog.store import answer_hash
 
 LIST_ACTIONS = {False: "DescribeCustomModelSets", True: "DescribeSystemModelSets"}
 SET_ACTIONS = {False: "DescribeModelSet", True: "DescribeSystemModelSet"}
@@ -65,10 +66,28 @@ class Client(Protocol):
 
 @dataclass(frozen=True)
 class Record:
+    """One answer for the store, keyed as stored, with the hash of the answer.
+
+    ``build`` turns the answer into a row. The writer calls it only when the hash differs from
+    the stored one: on a run where little changed, normalising every answer again was most of
+    the work. Kinds whose walk needs the row (a set's version ids) build it at once.
+    """
+
     kind: str
-    row: dict[str, Any]
-    #: The row already went through the one detail call its kind may need (a failed task's).
+    key: Any
+    obj: Mapping[str, Any]
+    raw_hash: str
+    build: Callable[[], dict[str, Any]]
+    call: str
+    #: The answer already went through the one detail call its kind may need (a failed task's):
+    #: written as it is, never skipped for an equal hash.
     detailed: bool = False
+
+    @classmethod
+    def of(cls, kind: str, key: Any, obj: Mapping[str, Any], row: dict[str, Any],
+           call: str) -> Record:
+        """A record whose row is already built."""
+        return cls(kind, key, obj, answer_hash(obj), lambda: row, call)
 
 
 @dataclass(frozen=True)
@@ -240,13 +259,13 @@ class Walker:
             for ref in eval_refs:
                 self.submit(partial(self._eval_export, ref, (prefetched or {}).get(ref)), LISTING)
 
-    def describe_failed_task(self, row: dict[str, Any]) -> None:
+    def describe_failed_task(self, record: Record) -> None:
         """Fetch a failed task's reason (the listing lacks it), then record the task.
 
         The writer asks for this only for a failed task that is new or changed since it was last
         stored, so a task is described once, not every run.
         """
-        self.submit(partial(self._failed_task, row), VERSION)
+        self.submit(partial(self._failed_task, record), VERSION)
 
     # -- tasks ------------------------------------------------------------
 
@@ -304,7 +323,7 @@ class Walker:
             if obj.get("modelSetId"):
                 self.emit(Keep("model_set", set_id))
             return  # its versions are neither walked nor deleted: their scope stays open
-        self.emit(Record("model_set", row))
+        self.emit(Record.of("model_set", row["model_set_id"], obj, row, call))
         if "model_version" in self.kinds:
             self.emit(ScopeDone("model_version", row["model_set_id"]))
         for model_id in row["model_ids"]:
@@ -322,7 +341,8 @@ class Walker:
         try:
             obj = self.client.call(call, {"modelId": model_id})
             self.drift.check("model_version", call, obj, model_id)
-            self.emit(Record("model_version", normalize.model_version_row(obj)))
+            row = normalize.model_version_row(obj)
+            self.emit(Record.of("model_version", row["model_id"], obj, row, call))
         except (ApiError, normalize.NormalizeError) as exc:
             self._fail("model_version", call, model_id, exc)
             self.emit(Keep("model_version", model_id))
@@ -338,7 +358,7 @@ class Walker:
             self._fail("model_export", EXPORT, model_id, exc)
             return
         if row is not None:
-            self.emit(Record("model_export", row))
+            self.emit(Record.of("model_export", model_id, obj, row, EXPORT))
         self.emit(ScopeDone("model_export", model_id))  # hasRecord false: none exists now
 
     def _comp_task_pages(self, source_model_id: str | None) -> Iterator[list[dict[str, Any]]]:
@@ -353,32 +373,42 @@ class Walker:
                 for item in page:
                     task_id = str(item.get("id"))
                     self.drift.check("compression_task", COMP_TASKS, item, task_id)
-                    try:
-                        row = normalize.compression_task_row(item)
-                    except normalize.NormalizeError as exc:  # one bad item, not the listing
-                        self._fail("compression_task", COMP_TASKS, task_id, exc)
-                        if item.get("id"):
-                            self.emit(Keep("compression_task", task_id))
+                    if isinstance(item.get("id"), bool) or item.get("id") in (None, ""):
+                        self._fail("compression_task", COMP_TASKS, task_id,
+                                   normalize.NormalizeError("id: missing or not an id"))
                         continue
-                    self.emit(Record("compression_task", row))
+                    # Normalised by the writer, and only if the answer changed (see Record).
+                    self.emit(
+                        Record(
+                            "compression_task",
+                            task_id,
+                            item,
+                            answer_hash(item),
+                            partial(normalize.compression_task_row, item),
+                            COMP_TASKS,
+                        )
+                    )
         except ApiError as exc:
             self._fail("compression_task", COMP_TASKS, source_model_id, exc)
             return
         self.emit(ScopeDone("compression_task", source_model_id or ALL_COMPRESSION_TASKS))
 
-    def _failed_task(self, row: dict[str, Any]) -> None:
-        task_id = row["task_id"]
+    def _failed_task(self, listed: Record) -> None:
+        task_id = listed.key
+        # If the detail fails, the listing's answer is still recorded; its reason stays
+        # unknown (NULL) and the next run asks again.
+        build = listed.build
         if "compression_task" not in self._denied.kinds:
             try:
                 obj = self.client.call(COMP_TASK, {"modelCompTaskId": task_id})
                 self.drift.check("compression_task", COMP_TASK, obj, task_id)
                 # The detail answers for the same task as the listing item: its fields win.
-                row = normalize.compression_task_row({**row["raw"], **obj})
+                row = normalize.compression_task_row({**listed.obj, **obj})
+                build = partial(lambda built: built, row)
             except (ApiError, normalize.NormalizeError) as exc:
-                # The listing's answer is still recorded; its reason stays unknown (NULL) and
-                # the next run asks again.
                 self._fail("compression_task", COMP_TASK, task_id, exc)
-        self.emit(Record("compression_task", row, detailed=True))
+        # The listing item's hash: the next run compares the listing's answer with it.
+        self.emit(replace(listed, build=build, detailed=True))
 
     def _eval_export(self, ref: str, obj: dict[str, Any] | None = None) -> None:
         if "eval_result_export" in self._denied.kinds:
@@ -387,6 +417,8 @@ class Walker:
             if obj is None:
                 obj = self.client.call_v1(EVAL_EXPORT_PATH, normalize.eval_ref_body(ref))
             self.drift.check("eval_result_export", EVAL_EXPORT_CALL, obj, ref)
-            self.emit(Record("eval_result_export", normalize.eval_result_export_row(obj)))
+            row = normalize.eval_result_export_row(obj)
+            self.emit(Record.of("eval_result_export", row["export_id"], obj, row,
+                                EVAL_EXPORT_CALL))
         except (ApiError, normalize.NormalizeError) as exc:
             self._fail("eval_result_export", EVAL_EXPORT_CALL, ref, exc)

@@ -107,30 +107,52 @@ def test_retries_exhausted_fail_that_entity_only(db_url: str) -> None:
         assert victim in _deleted_keys(db_url)["model_version"]
 
 
-def test_a_set_whose_describe_fails_is_not_deleted(db_url: str) -> None:
+def test_a_set_listing_that_fails_midway_deletes_no_set(db_url: str) -> None:
+    """Sets come from their listing: a page that fails leaves the listing incomplete, so a set
+    gone from the account is not deleted in that run (the next complete listing decides)."""
+    from catalog.fake.server import V2Error
+
     with fake_console() as server:
-        sync(db_url, server)
-        server.faults = FaultPlan().once("DescribeModelSet", "5xx", times=1)
-        summary = sync(db_url, server, max_attempts=1)
+        sync(db_url, server, page_size=2)
+        catalog = server.catalog
+        gone = catalog.keys("model_set")[-1]
+        catalog.remove("model_set", gone)
+        answer = server.answer
+
+        def second_page_fails(route: str, action: str, body: dict[str, Any], fault: Any) -> Any:
+            if action == "DescribeCustomModelSets" and body.get("marker"):
+                raise V2Error(500, "InternalError", "injected")
+            return answer(route, action, body, fault)
+
+        server.answer = second_page_fails  # type: ignore[method-assign]
+        summary = sync(db_url, server, max_attempts=1, page_size=2)
         assert summary.status == "partial"
         assert _deleted_keys(db_url)["model_set"] == set()
-        _assert_no_live_entity_deleted(db_url, server.catalog)
+        assert gone in stored_rows(db_url)["model_set"]
         assert_consistent(db_url)
+        server.answer = answer  # type: ignore[method-assign]
+        assert sync(db_url, server, page_size=2).status == "success"
+        assert gone in _deleted_keys(db_url)["model_set"]
 
 
-def test_malformed_answers_fail_the_entity_and_delete_nothing_in_its_scope(db_url: str) -> None:
+def test_malformed_answers_fail_the_entity_and_are_not_deleted(db_url: str) -> None:
     with fake_console() as server:
         sync(db_url, server)
         catalog = server.catalog
-        gone = catalog.keys("model_version")[0]
+        custom = {m for k in catalog.keys("model_set")
+                  if catalog.get("model_set", k)["source"] != "System"
+                  for m in catalog.get("model_set", k)["modelIds"]}
+        gone = sorted(custom)[0]
         catalog.remove("model_version", gone)  # its set still has other versions
         server.faults = FaultPlan().once("DescribeModel", "malformed", times=1000)
         summary = sync(db_url, server)
         assert summary.status == "partial"
         describe = [e for e in _errors(db_url) if e["call"] == "DescribeModel"]
-        assert len(describe) == len(catalog.keys("model_version"))
+        assert len(describe) == len(custom) - 1  # every custom version still listed
         assert all("not JSON" in e["message"] and e["entity_id"] for e in describe)
-        assert _deleted_keys(db_url)["model_version"] == set()  # no set's walk completed
+        # the versions whose answers were malformed are kept; the one the set's modelIds
+        # stopped listing is deleted, malformed answers or not
+        assert _deleted_keys(db_url)["model_version"] == {gone}
         assert_consistent(db_url)
         server.faults = None
         assert sync(db_url, server).status == "success"
@@ -138,7 +160,6 @@ def test_malformed_answers_fail_the_entity_and_delete_nothing_in_its_scope(db_ur
         assert _deleted_keys(db_url)["model_version"] == {gone}
 
 
-@pytest.mark.parametrize("fault", ["page_loop", "truncated_no_marker", "empty_page_more"])
 def test_broken_pagination_fails_the_listing_and_deletes_nothing(db_url: str, fault: str) -> None:
     with fake_console() as server:
         sync(db_url, server, page_size=2)
@@ -181,9 +202,10 @@ def test_failing_first_call_leaves_the_database_untouched(db_url: str) -> None:
     with fake_console() as server:
         sync(db_url, server)
         before = dump_db(db_url)
-        server.faults = FaultPlan().once("DescribeCustomModelSets", "malformed")
+        # malformed on every attempt: a malformed answer is retried like a 5xx first
+        server.faults = FaultPlan().once("DescribeCustomModelSets", "malformed", times=3)
         with pytest.raises(CatalogError, match="DescribeCustomModelSets"):
-            sync(db_url, server)
+            sync(db_url, server, max_attempts=3)
         assert dump_db(db_url) == before
 
 
