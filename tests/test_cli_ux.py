@@ -144,11 +144,12 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def test_json_logs_parse_line_by_line_with_run_id_and_timestamps(db_url: str) -> None:
-    plan = FaultPlan().once("DescribeModelSet", "429", times=1, retry_after=0)
+    plan = FaultPlan().once("DescribeModelCompTasks", "429", times=1, retry_after=0)
     plan.once("DescribeModel", "429", times=1, retry_after=0)
-    plan.once("DescribeModel", "malformed")  # not retryable: one version fails for good
+    # malformed on all three attempts of one version (one worker): it fails for good
+    plan.once("DescribeModel", "malformed", times=3)
     with fake_console(faults=plan) as server:
-        result = _sync(server, db_url, group=("--log-format", "json"))
+        result = _sync(server, db_url, "--workers", "1", group=("--log-format", "json"))
     assert result.exit_code == 3, result.output  # partial: one entity failed
     records = _json_lines(result.stderr)  # every line is JSON, or this raises
     events = [r["event"] for r in records]
