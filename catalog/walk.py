@@ -340,12 +340,13 @@ class Walker:
         call = VERSION_ACTIONS[system]
         try:
             obj = self.client.call(call, {"modelId": model_id})
-            self.drift.check("model_version", call, obj, model_id)
-            row = normalize.model_version_row(obj)
-            self.emit(Record.of("model_version", row["model_id"], obj, row, call))
-        except (ApiError, normalize.NormalizeError) as exc:
+        except ApiError as exc:
             self._fail("model_version", call, model_id, exc)
             self.emit(Keep("model_version", model_id))
+            return
+        self.drift.check("model_version", call, obj, model_id)
+        build = partial(normalize.model_version_row, obj)  # by the writer, if it changed
+        self.emit(Record("model_version", model_id, obj, answer_hash(obj), build, call))
 
     def _export(self, model_id: str) -> None:
         if "model_export" in self._denied.kinds:

@@ -1,0 +1,112 @@
+"""An answer equal to the one stored last time is neither normalised nor compared again.
+
+A no-op cron run should cost the API's time, not parsing: each entity stores a hash of its
+answer, and the writer builds rows only for answers whose hash differs. A changed answer must
+still be seen as changed, including a change outside the typed columns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from catalog import db, normalize
+from catalog.fake.catalog import FakeCatalog
+from catalog.schema import SPECS, changes, compression_tasks
+from catalog.store import answer_hash
+from tests.helpers import fake_console, stored_rows, sync
+
+
+@pytest.fixture
+def normalised(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How often the answers of each high-volume kind were normalised."""
+    counts: Counter[str] = Counter()
+    for name in ("compression_task_row", "model_version_row"):
+        real = getattr(normalize, name)
+
+        def counting(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            counts[_name] += 1
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(normalize, name, counting)
+    return counts
+
+
+def _count(db_url: str, table: Any) -> int:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        n = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    engine.dispose()
+    return n
+
+
+def test_a_no_op_run_normalises_nothing(db_url: str, normalised: Counter[str]) -> None:
+    catalog = FakeCatalog.generate(seed=51, model_sets=3, comp_tasks=40, eval_exports=0)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        first = Counter(normalised)
+        assert first["compression_task_row"] >= 40 and first["model_version_row"] > 0
+        normalised.clear()
+        again = sync(db_url, server)
+    assert again.status == "success"
+    assert normalised == Counter()  # nothing parsed into rows, nothing compared
+    assert again.counts["compression_task_seen"] == 40  # yet all of them seen (not deleted)
+    assert all(again.counts[f"{k}_inserted"] == again.counts[f"{k}_updated"] == 0
+               for k in SPECS)
+
+
+def test_a_typed_change_is_still_seen(db_url: str, normalised: Counter[str]) -> None:
+    catalog = FakeCatalog.generate(seed=52, model_sets=2, comp_tasks=10, eval_exports=0)
+    task = catalog.keys("compression_task")[0]
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        normalised.clear()
+        catalog.patch("compression_task", task, fields={"description": "new words"})
+        summary = sync(db_url, server)
+    assert summary.counts["compression_task_updated"] == 1
+    assert normalised["compression_task_row"] == 1  # only the changed answer
+    assert stored_rows(db_url)["compression_task"][task]["description"] == "new words"
+
+
+def test_a_change_outside_the_typed_columns_refreshes_raw_only(
+    db_url: str, normalised: Counter[str]
+) -> None:
+    catalog = FakeCatalog.generate(seed=53, model_sets=2, comp_tasks=10, eval_exports=0)
+    task = catalog.keys("compression_task")[0]
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        history = _count(db_url, SPECS["compression_task"].history)
+        n_changes = _count(db_url, changes)
+        catalog.patch("compression_task", task, fields={"quotaTier": "gold"})
+        normalised.clear()
+        summary = sync(db_url, server)
+        assert normalised["compression_task_row"] == 1  # seen as changed: parsed again
+        assert summary.counts["compression_task_updated"] == 0  # no typed column changed
+        assert _count(db_url, SPECS["compression_task"].history) == history
+        assert _count(db_url, changes) == n_changes
+        engine = db.create_engine_for(db_url)
+        with engine.connect() as conn:
+            raw, stored_hash = conn.execute(
+                select(compression_tasks.c.raw, compression_tasks.c.raw_hash).where(
+                    compression_tasks.c.task_id == task
+                )
+            ).one()
+        engine.dispose()
+        assert raw["quotaTier"] == "gold"  # the stored answer follows the service
+        served = server.answer("/v2/model", "DescribeModelCompTasks", {"maxKeys": 100}, None)
+        item = next(i for i in served["modelCompTaskList"] if i["id"] == task)
+        assert stored_hash == answer_hash(item)
+        normalised.clear()
+        sync(db_url, server)
+    assert normalised["compression_task_row"] == 0  # and the next run skips it again
+
+
+def test_the_hash_ignores_key_order_and_a_signed_urls_query() -> None:
+    a = {"id": "x", "downloadUrl": "https://b/o.tar?authorization=1", "n": [1, 2]}
+    b = {"n": [1, 2], "downloadUrl": "https://b/o.tar?authorization=2", "id": "x"}
+    assert answer_hash(a) == answer_hash(b)
+    assert answer_hash(a) != answer_hash({**a, "n": [2, 1]})
+    assert answer_hash(a) != answer_hash({**a, "downloadUrl": "https://b/p.tar?x"})
