@@ -6,8 +6,9 @@ the records done, as done/total once the total is known, API calls per second an
 Totals: no listing says how long it is, so a total is known only when the run says so with a
 ``("total", {"kind": ..., "total": n})`` event (e.g. the number of model sets once their
 listings ended). The versions' total is then the sum of the sets' ``modelIds``, but only once
-every counted set has been described: a sum over the sets seen so far is not a total, and an
-ETA from it read "0:00" with most of a run ahead. The ETA comes from the first kind with a
+every counted set has been recorded or has failed (an ``error`` event with ``kind`` model_set):
+a sum over the sets seen so far is not a total, and an ETA from it read "0:00" with most of a
+run ahead. The ETA comes from the first kind with a
 total (versions, else sets) and only after ``MIN_ETA_SHARE`` of it is done.
 Under cron or a pipe there is nothing of it (no carriage returns in mail or log files).
 ``--quiet`` turns it off on a terminal too. The one summary line goes to stdout either way.
@@ -96,8 +97,8 @@ class Progress:
                 self.retries += 1
             elif name == "error":
                 self.errors += 1
-                if data.get("call") == "DescribeModelSet":
-                    self.sets_failed += 1
+                if data.get("kind") == "model_set" and data.get("entity_id"):
+                    self.sets_failed += 1  # counted, though it has no record
             elif name == "run_start":
                 self.started = self.clock()
             self._maybe_draw(force=name not in ("record", "total"))

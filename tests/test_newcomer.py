@@ -359,3 +359,12 @@ def test_readme_says_the_html_test_needs_chromium() -> None:
     text = README.read_text(encoding="utf-8")
     development = text.split("## Development", 1)[1]
     assert "Chromium" in development and "CI=true" in development
+
+
+def test_progress_counts_a_failed_set_towards_the_sets_total() -> None:
+    display = progress.Progress(_TTY(), clock=_Clock(), width=300)
+    display("total", {"kind": "model_set", "total": 2})
+    display("record", {"kind": "model_set", "row": {"model_ids": ["a", "b", "c"]}})
+    assert "versions 0 " in display.line()  # one set still to come: no version total yet
+    display("error", {"kind": "model_set", "entity_id": "am-1", "call": "x", "message": "bad"})
+    assert "versions 0/3" in display.line()
