@@ -82,6 +82,7 @@ def finish_run(
     api_retries: int,
     errors: int,
     error: str | None,
+    qps_settled: float | None = None,
 ) -> None:
     assert status in FINAL_STATUSES
     conn.execute(
@@ -94,6 +95,7 @@ def finish_run(
             api_retries=api_retries,
             errors=errors,
             error=error[:2000] if error else None,
+            qps_settled=qps_settled,
             **dict(counts),
         )
     )

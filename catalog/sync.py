@@ -118,6 +118,10 @@ class RunSummary:
     denied: tuple[str, ...] = ()
     #: Kinds left out with --kinds.
     skipped: tuple[str, ...] = ()
+    #: The request rate the client settled on (None: not paced and never throttled), and how
+    #: many throttling answers taught it.
+    qps_settled: float | None = None
+    throttles: int = 0
     #: Fields where this run's answers differ from the documents for the first time.
     new_drift: list[tuple[str, str, str, str]] = field(default_factory=list)
 
@@ -141,10 +145,13 @@ class RunSummary:
             )
         head = "dry run (nothing written)" if self.dry_run else f"run {self.run_id} {self.status}"
         tail = f"; {self.errors} errors" if self.errors else ""
+        rate = ""
+        if self.throttles and self.qps_settled is not None:
+            rate = f", {self.throttles} throttled, settled at {self.qps_settled:.1f} calls/s"
         return (
             f"{head}: "
             + ", ".join(parts)
-            + f"; {self.api_calls} API calls ({self.api_retries} retries)"
+            + f"; {self.api_calls} API calls ({self.api_retries} retries{rate})"
             + f"; {self.seconds:.1f}s{tail}"
         )
 
@@ -197,7 +204,8 @@ def build_client(options: SyncOptions, observer: Observer | None = None) -> Cons
             options.secret_key,
             timeout=options.timeout,
             retry=RetryPolicy(max_attempts=options.max_attempts),
-            limiter=RateLimiter(options.qps) if options.qps > 0 else None,
+            # Always adaptive: --qps is the ceiling (0: none), the server's throttling the pace.
+            limiter=RateLimiter(options.qps),
             pool_size=max(options.workers, 1),
             verify=options.verify_tls,
             on_event=observer,
@@ -670,6 +678,10 @@ def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:
     summary.api_retries = run.client.retries
     summary.errors = run.failures
     summary.message = error
+    limiter = run.client.limiter
+    if limiter is not None:
+        summary.qps_settled = limiter.settled_rate()
+        summary.throttles = limiter.throttles
     assert summary.run_id is not None
     runs.finish_run(
         run.conn,
@@ -680,6 +692,7 @@ def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:
         summary.api_retries,
         run.failures,
         error,
+        summary.qps_settled,
     )
     if run.options.dry_run:
         run.conn.rollback()
