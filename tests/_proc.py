@@ -8,6 +8,7 @@ dying process cannot be tested in-process.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, inspect, select, text
 
 from catalog import db
+from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
 from catalog.schema import SPECS, changes, sync_runs
 from tests.helpers import AK, SK
@@ -46,6 +48,25 @@ def sync_argv(db_url: str, server: FakeServer | str, *extra: str, debug: bool = 
         for key in server.catalog.keys("eval_result_export"):
             argv += ["--eval-export-id", str(key)]
     return [*argv, *extra]
+
+
+def change_all(catalog: FakeCatalog, rng: random.Random) -> dict[str, set[str]]:
+    """Change every entity the fake holds but failed compression tasks; the changed keys per kind.
+
+    With every entity changed, every record a run writes shows in the database (an unchanged
+    one only refreshes its bookkeeping), so a test can tell exactly what a killed or interrupted
+    run committed. Failed tasks are left alone: a task that stops being failed keeps the reason
+    the sync stored for it, while :func:`tests.helpers.expected_rows` expects none.
+    """
+    changed: dict[str, set[str]] = {}
+    for kind in catalog.KINDS:
+        changed[kind] = set()
+        for key in catalog.keys(kind):
+            if kind == "compression_task" and catalog.get(kind, key)["status"] == "failed":
+                continue
+            catalog.change(kind, key, rng)
+            changed[kind].add(str(key))
+    return changed
 
 
 def run_cli(argv: Sequence[str], env: dict[str, str] | None = None,

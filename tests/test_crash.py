@@ -36,6 +36,7 @@ from catalog.fake.server import CallRecord, FakeServer
 from catalog.schema import SPECS, changes, compression_tasks
 from tests._proc import (
     assert_consistent,
+    change_all,
     cli_env,
     connection_problems,
     dump_db,
@@ -62,16 +63,14 @@ def _catalog() -> FakeCatalog:
 
 
 def _mutate(catalog: FakeCatalog, rng: random.Random) -> dict[str, set[str]]:
-    """Change every entity, add some, remove some; returns the removed keys per kind.
+    """Change (nearly) every entity, add some, remove some; returns the removed keys per kind.
 
     Every record the next run writes is a change, so any committed batch shows in the database.
     The removals give the delete phase work in four kinds (exports, versions, tasks, sets), so a
     kill after the first kind's deletes is a kill in the middle of the phase. Evaluation exports
     are not removed: only a complete listing decides a deletion, and they have none.
     """
-    for kind in KINDS:
-        for key in catalog.keys(kind):
-            catalog.change(kind, key, rng)
+    change_all(catalog, rng)
     gone: dict[str, set[str]] = {kind: set() for kind in KINDS}
 
     def note(removed: dict[str, Any]) -> None:
@@ -300,7 +299,10 @@ def test_sigkill_at_api_calls_across_the_walk_in_a_row(db_url: str) -> None:
 
 def _mutate_a_little(catalog: FakeCatalog, rng: random.Random) -> None:
     for kind in ("model_version", "compression_task", "model_set", "model_export"):
-        keys = catalog.keys(kind)
+        keys = [
+            k for k in catalog.keys(kind)
+            if kind != "compression_task" or catalog.get(kind, k)["status"] != "failed"
+        ]  # see change_all
         for key in rng.sample(keys, min(len(keys), 2)):
             catalog.change(kind, key, rng)
     catalog.add("compression_task", rng)

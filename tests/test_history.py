@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog import db, queries
-from catalog.errors import CatalogError
+from catalog.errors import ExitCode
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
-from catalog.schema import SPECS, changes, sync_runs
+from catalog.schema import SPECS, changes, sync_errors, sync_runs
 from catalog.sync import MassDeleteRefused
 from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
 
@@ -52,6 +52,17 @@ def _run(db_url: str, run_id: int) -> dict[str, Any]:
         row = conn.execute(select(sync_runs).where(sync_runs.c.run_id == run_id)).mappings().one()
     engine.dispose()
     return dict(row)
+
+
+def _errors(db_url: str, run_id: int | None) -> list[dict[str, Any]]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(sync_errors).where(sync_errors.c.run_id == run_id)
+            .order_by(sync_errors.c.error_id)
+        ).mappings().all()
+    engine.dispose()
+    return [dict(r) for r in rows]
 
 
 def _last_run(db_url: str) -> dict[str, Any]:
@@ -123,7 +134,9 @@ def test_partial_walk_deletes_only_what_a_complete_listing_left_out(db_url: str)
     assert after["model_version"] == kept
 
 
-def test_failed_walk_deletes_nothing(db_url: str) -> None:
+def test_a_failed_task_listing_deletes_no_task_and_ends_partial(db_url: str) -> None:
+    """The task listing never answers readably: the run completes as partial (exit 3), records
+    the failed listing, and deletes no task, though one left the catalog."""
     catalog = FakeCatalog.generate(seed=24, model_sets=3, system_sets=0, comp_tasks=6)
     with fake_console(catalog) as server:
         sync(db_url, server, workers=2)
@@ -132,16 +145,44 @@ def test_failed_walk_deletes_nothing(db_url: str) -> None:
         catalog.remove("model_set", catalog.keys("model_set")[0])
         catalog.remove("compression_task", catalog.keys("compression_task")[0])
         server.faults = FaultPlan().once("DescribeModelCompTasks", "malformed", times=1000)
-        try:
-            summary = sync(db_url, server, workers=2, max_attempts=1, allow_mass_delete=True)
-        except CatalogError:
-            summary = None
-    if summary is not None:  # the run may finish as partial instead of failing outright
-        assert summary.status == "partial"
+        summary = sync(db_url, server, workers=2, max_attempts=1, allow_mass_delete=True)
+    assert summary.status == "partial" and summary.exit_code == ExitCode.PARTIAL
+    assert summary.message == "1 entities failed; see sync_errors"
+    assert _last_run(db_url)["error"] == "1 entities failed; see sync_errors"
+    errors = _errors(db_url, summary.run_id)
+    assert [(e["kind"], e["call"], e["entity_id"]) for e in errors] == [
+        ("compression_task", "DescribeModelCompTasks", None)]
+    assert errors[0]["message"].startswith("DescribeModelCompTasks: answer is not JSON")
     assert stored_rows(db_url)["compression_task"] == before_rows["compression_task"]
     deletes = [r for r in _query(db_url, queries.changes_query) if r["operation"] == "delete"]
     assert [r for r in deletes if r["kind"] == "compression_task"] == []
     assert _counts(db_url)["compression_tasks_history"] == before["compression_tasks_history"]
+
+
+@pytest.mark.parametrize("batch_size", [2, 500])
+def test_a_successful_run_deletes_exactly_what_left_the_catalog(
+    db_url: str, batch_size: int
+) -> None:
+    """Tasks turn failed (their reasons are fetched by a second call) while others leave: the run
+    deletes the ones that left and no other, whatever the batch size."""
+    catalog = FakeCatalog.generate(seed=31, model_sets=2, system_sets=0, comp_tasks=120,
+                                   eval_exports=0)
+    rng = random.Random(5)
+    with fake_console(catalog) as server:
+        sync(db_url, server, workers=4)
+        live = [k for k in catalog.keys("compression_task")
+                if catalog.get("compression_task", k)["status"] != "failed"]
+        for key in live[:40]:
+            catalog.change("compression_task", key, rng, status="failed")
+        gone = set(live[-3:])
+        for key in gone:
+            catalog.remove("compression_task", key)
+        summary = sync(db_url, server, workers=4, batch_size=batch_size, commit_interval=0)
+    assert summary.status == "success", summary.message
+    deleted = {r["entity_id"] for r in _query(db_url, queries.changes_query, run_id=summary.run_id)
+               if r["operation"] == "delete"}
+    assert deleted == gone
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
 
 
 def test_mass_delete_guard_trips_and_deletes_nothing(db_url: str) -> None:

@@ -31,7 +31,13 @@ from catalog.fake import server as fake_server
 from catalog.fake.catalog import KINDS, FakeCatalog
 from catalog.fake.server import CallRecord, FakeServer
 from catalog.schema import SPECS, changes
-from tests._proc import consistency_problems, popen_cli, run_statuses, sync_argv
+from tests._proc import (
+    change_all,
+    consistency_problems,
+    popen_cli,
+    run_statuses,
+    sync_argv,
+)
 from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
 
 WORKERS = 4  # sync_argv's --workers
@@ -107,21 +113,34 @@ class Signaller:
             self.cond.notify_all()
 
 
-def _fetched(before: list[tuple[str, Any, dict[str, Any]]]) -> dict[str, set[str]]:
-    """The entities whose answers the client had before the signal, per kind."""
+def _fetched(
+    before: list[tuple[str, Any, dict[str, Any]]], changed: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """The changed entities whose answers the client had before the signal, per kind.
+
+    Sets come from their listings, versions from a describe call, tasks from their listing, a
+    failed task only with its detail answer too (the walk records it after that call).
+    """
     out: dict[str, set[str]] = {kind: set() for kind in KINDS}
+    failed: set[str] = set()
+    detailed: set[str] = set()
     for action, body, result in before:
-        if action in ("DescribeModel", "DescribeSystemModel"):
+        if action in ("DescribeCustomModelSets", "DescribeSystemModelSets"):
+            items = next(v for k, v in result.items() if k != "pageInfo")
+            out["model_set"] |= {str(item["modelSetId"]) for item in items}
+        elif action in ("DescribeModel", "DescribeSystemModel"):
             out["model_version"].add(str(result["modelId"]))
-        elif action in ("DescribeModelSet", "DescribeSystemModelSet"):
-            out["model_set"].add(str(result["modelSetId"]))
         elif action == "DescribeModelCompTasks":
             out["compression_task"] |= {str(t["id"]) for t in result["modelCompTaskList"]}
+            failed |= {str(t["id"]) for t in result["modelCompTaskList"] if t["status"] == "failed"}
+        elif action == "DescribeModelCompTask":
+            detailed.add(str(body["modelCompTaskId"]))
         elif action == "DescribeModelExportTask" and result.get("hasRecord") is not False:
             out["model_export"].add(str(body["modelId"]))
         elif action.endswith("/eval/result/export/info"):
             out["eval_result_export"].add(str(result["exportID"]))
-    return out
+    out["compression_task"] -= failed - detailed
+    return {kind: keys & changed[kind] for kind, keys in out.items()}
 
 
 def _written_and_deleted_by(db_url: str, run_id: int) -> tuple[dict[str, set[str]], int]:
@@ -181,11 +200,8 @@ def _interrupt(
     catalog = FakeCatalog.generate(seed=12, model_sets=8, comp_tasks=250, eval_exports=2)
     with fake_console(catalog) as server:
         sync(db_url, server)
-        # Every entity changes, so every record the run writes shows as written by it.
-        rng = random.Random(3)
-        for kind in KINDS:
-            for key in catalog.keys(kind):
-                catalog.change(kind, key, rng)
+        # (Nearly) every entity changes, so the records the run writes show as written by it.
+        changed = change_all(catalog, random.Random(3))
         doomed = catalog.keys("compression_task")[-4:]
         for key in doomed:
             catalog.remove("compression_task", key)
@@ -206,7 +222,7 @@ def _interrupt(
         problems=problems,
         held=signaller.held,
         after=signaller.after,
-        fetched=_fetched(signaller.before),
+        fetched=_fetched(signaller.before, changed),
         written=written,
         deleted=deleted,
         doomed_alive=doomed_alive,
