@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -20,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from catalog import db
-from catalog.errors import ApiError, CatalogError, ExitCode
+from catalog.errors import AUTH_HINT, ApiError, CatalogError, ExitCode
 
 #: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
 API_TIMEOUT = (2.0, 2.0)
@@ -128,8 +127,7 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
                     "credentials",
                     False,
                     f"rejected: {exc}",
-                    "check QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY (a key pair of this account, "
-                    "not expired) and that the machine's clock is right (signatures expire)",
+                    AUTH_HINT,
                 ),
             ]
         return [
@@ -208,23 +206,18 @@ def check_database(database_url: str) -> list[CheckResult]:
         url = make_url(database_url)
     except ArgumentError:
         url = None
-    if (
-        url is not None
-        and url.get_backend_name() == "sqlite"
-        and url.database not in (None, "", ":memory:")
-    ):
-        assert url.database is not None
-        if not Path(url.database).expanduser().is_file():
-            return [
-                CheckResult(
-                    "database",
-                    False,
-                    f"{shown}: the file does not exist",
-                    "run `qianfan-catalog db upgrade` (or a first sync) to create it, "
-                    "or fix --database-url / CATALOG_DATABASE_URL",
-                ),
-                schema_skipped,
-            ]
+    path = db.sqlite_file(database_url)
+    if path is not None and not path.is_file():
+        return [
+            CheckResult(
+                "database",
+                False,
+                f"{shown}: the file does not exist",
+                "run `qianfan-catalog db upgrade` (or a first sync) to create it, "
+                "or fix --database-url / CATALOG_DATABASE_URL",
+            ),
+            schema_skipped,
+        ]
     kwargs: dict[str, Any] = {}
     if url is not None and url.get_backend_name() == "postgresql":
         kwargs = {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}

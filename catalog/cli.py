@@ -20,7 +20,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from catalog import __version__, db
-from catalog.errors import ApiError, CatalogError, DatabaseError, ExitCode
+from catalog.errors import AUTH_HINT, ApiError, CatalogError, DatabaseError, ExitCode
 from catalog.queries import REPORT_NAMES
 from catalog.schema import KINDS as SPEC_KINDS
 
@@ -32,13 +32,6 @@ CONTEXT = {
 #: The demo's own database: a fake catalog must never land in the one a real sync uses.
 DEMO_DATABASE_URL = "sqlite:///qianfan-demo.db"
 #: What to check when the API refuses the credentials.
-AUTH_HINT = (
-    "check QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY (a key pair of this account, not expired, "
-    "allowed to call the console API), QIANFAN_CONSOLE_API_BASE_URL (the console API of that "
-    "account) and that the machine's clock is right (signatures expire)"
-)
-
-
 def _auth_error(exc: BaseException) -> ApiError | None:
     """The refused-credentials ``ApiError`` behind ``exc`` (itself or what it was raised from)."""
     seen: BaseException | None = exc

@@ -11,7 +11,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # the run could not complete (API or database failure mid-run)
-    USAGE = 2  # a wrong flag or value (click's own code)
+    USAGE = 2  # click's own usage errors: an unknown flag, a value of the wrong form
     PARTIAL = 3  # the run completed, but some entities failed and were recorded in sync_errors
     CONFIG = 4  # missing credentials, bad database URL, bad config file
     API_UNREACHABLE = 5  # the API could not be reached, or rejected the credentials
@@ -19,6 +19,14 @@ class ExitCode(IntEnum):
     LOCKED = 7  # another sync holds the lock
     MASS_DELETE = 8  # the delete guard tripped; nothing was deleted
     INTERRUPTED = 9  # SIGINT/SIGTERM: stopped after the current batch
+
+
+#: What to check when the service refuses the credentials (``sync`` and ``check`` both say it).
+AUTH_HINT = (
+    "check QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY (a key pair of this account, not expired, "
+    "allowed to call the console API), QIANFAN_CONSOLE_API_BASE_URL (the console API of that "
+    "account) and that the machine's clock is right (signatures expire)"
+)
 
 
 class CatalogError(Exception):

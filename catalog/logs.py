@@ -174,6 +174,17 @@ class RunLog:
             event(logging.WARNING, "retry", message, self.run_id, **data)
         elif name == "error":
             event(logging.ERROR, "error", str(data.get("message")), self.run_id, **data)
+        elif name == "drift":
+            what = (
+                "carry a field the documents do not list"
+                if data.get("drift") == "unknown"
+                else "lack a field the documents list"
+            )
+            message = (
+                f"{data.get('call')} answers {what}: {data.get('field')} ({data.get('kind')}; "
+                "see api_drift)"
+            )
+            event(logging.WARNING, "drift", message, self.run_id, **data)
         # "summary" is logged by finished(), which has the whole RunSummary, not just its line.
 
     def finished(self, summary: Any) -> None:

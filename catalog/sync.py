@@ -345,7 +345,13 @@ class _Run:
         def failure(event: Failure) -> None:
             self.failures += 1
             errors.append(event)
-            self.notify("error", call=event.call, entity_id=event.entity_id, message=event.message)
+            self.notify(
+                "error",
+                kind=event.kind,
+                call=event.call,
+                entity_id=event.entity_id,
+                message=event.message,
+            )
 
         def rows_of(kind: str, records: list[Record]) -> list[dict[str, Any]]:
             """Rows for the records whose answers changed; the others are only marked seen."""
@@ -472,7 +478,7 @@ class _Run:
                 failure(event)
                 if event.fatal:
                     flush(KINDS)
-                    raise RunFailed(event.message)
+                    raise RunFailed(event.message) from event.error
         flush(KINDS)
 
     def shutdown(self) -> None:

@@ -114,6 +114,8 @@ class Failure:
     message: str
     code: str | None = None
     fatal: bool = False
+    #: The error behind it, so a fatal one can be raised from it (the CLI reads its cause).
+    error: Exception | None = field(default=None, compare=False, repr=False)
 
 
 Event = Record | ScopeDone | Keep | Failure
@@ -286,7 +288,9 @@ class Walker:
                         )
                     )
                 return
-            self.emit(Failure(kind, call, entity, str(exc), exc.code or None, fatal=exc.is_auth))
+            self.emit(
+                Failure(kind, call, entity, str(exc), exc.code or None, exc.is_auth, exc)
+            )
         else:
             where = f"{call} {entity}: " if entity else f"{call}: "
             self.emit(Failure(kind, call, entity, f"{where}malformed answer: {exc}", "Malformed"))

@@ -7,6 +7,7 @@ costs one warning; answers that differ from the documents are recorded as drift.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from typing import Any
@@ -299,3 +300,33 @@ def test_check_says_which_kinds_the_key_may_read_and_shows_drift(db_url: str) ->
     drift = [line for line in result.stdout.splitlines() if line.split()[1] == "drift"]
     assert len(drift) == 1 and drift[0].startswith("NOTE") and "quotaTier" in drift[0]
     assert SK not in result.output
+
+
+def test_new_drift_is_logged_once_as_a_warning(db_url: str) -> None:
+    from catalog import logs
+
+    catalog = FakeCatalog.generate(seed=43, model_sets=1, system_sets=0, comp_tasks=2,
+                                   eval_exports=0)
+    catalog.patch("compression_task", catalog.keys("compression_task")[0],
+                  fields={"quotaTier": "gold"})
+    records: list[Any] = []
+    log = logs.RunLog()
+    handler_events = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            handler_events.append((record.levelno, getattr(record, "event", None),
+                                   record.getMessage()))
+
+    logger = logs.logger()
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        with fake_console(catalog) as server:
+            run_sync(options(db_url, server), observer=lambda n, d: (records.append(n), log(n, d)))
+            run_sync(options(db_url, server), observer=log)
+    finally:
+        logger.removeHandler(handler)
+    drift = [e for e in handler_events if e[1] == "drift"]
+    assert len(drift) == 1 and drift[0][0] == logging.WARNING
+    assert "DescribeModelCompTasks" in drift[0][2] and "quotaTier" in drift[0][2]
