@@ -327,7 +327,8 @@ class _Run:
         #: Failed tasks from the listing, waiting to learn whether their reason must be fetched.
         failed: list[Record] = []
         errors: list[Failure] = []
-        received: Counter[str] = Counter()
+        #: Items the whole listings named, per kind: totals for the progress display.
+        listed: Counter[str] = Counter()
         #: Listings whose end makes a kind's total known (for the progress display).
         set_listings = 1 + self.options.include_system if scoped is None else 0
         if scoped is not None:
@@ -402,7 +403,6 @@ class _Run:
         def add(record: Record) -> None:
             kind = record.kind
             batches[kind].append(record)
-            received[kind] += 1
             self.notify(
                 "record",
                 kind=kind,
@@ -465,13 +465,11 @@ class _Run:
             elif isinstance(event, ScopeDone):
                 if event.kind == "model_set" or event.key == ALL_COMPRESSION_TASKS:
                     self.whole_listings.add((event.kind, event.key))
+                    listed[event.kind] += event.count or 0
                     if event.kind == "model_set":
                         set_listings -= 1
-                    if set_listings == 0 and event.kind == "model_set":
-                        self.notify("total", kind="model_set", total=received["model_set"])
-                    if event.key == ALL_COMPRESSION_TASKS:
-                        total = received["compression_task"] + len(failed)
-                        self.notify("total", kind="compression_task", total=total)
+                    if event.kind != "model_set" or set_listings == 0:
+                        self.notify("total", kind=event.kind, total=listed[event.kind])
                 else:
                     scope_buf[event.kind].append(event.key)
             elif isinstance(event, Failure):

@@ -96,6 +96,8 @@ class ScopeDone:
 
     kind: str
     key: str
+    #: How many items the listing named, when the scope is a whole listing (for progress).
+    count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -304,14 +306,18 @@ class Walker:
         """Custom or preset sets, recorded from their listing items (they carry every field a
         describe call would add but ``source``, which the listing itself implies)."""
         action = LIST_ACTIONS[system]
+        count = 0
         try:
             for page in pages if pages is not None else self._set_pages(system):
+                count += len(page)
                 for item in page:
-                    self._model_set(item, action, system, scoped=False)
+                    # A task per set, not its versions' calls at once: the pool runs versions
+                    # first, so its queue holds sets waiting, not every version of the page.
+                    self.submit(partial(self._model_set, item, action, system, False), SET)
         except (ApiError, normalize.NormalizeError) as exc:
             self._fail("model_set", action, None, exc)
             return
-        self.emit(ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS))
+        self.emit(ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS, count))
 
     def _scoped_set(self, scoped: ScopedSet) -> None:
         self._model_set(scoped.obj, SET_ACTIONS[scoped.system], scoped.system, scoped=True)
@@ -373,8 +379,10 @@ class Walker:
     def _list_compression_tasks(
         self, source_model_id: str | None, pages: Iterator[list[dict[str, Any]]] | None = None
     ) -> None:
+        count = 0
         try:
             for page in pages if pages is not None else self._comp_task_pages(source_model_id):
+                count += len(page)
                 for item in page:
                     task_id = str(item.get("id"))
                     self.drift.check("compression_task", COMP_TASKS, item, task_id)
@@ -396,7 +404,7 @@ class Walker:
         except ApiError as exc:
             self._fail("compression_task", COMP_TASKS, source_model_id, exc)
             return
-        self.emit(ScopeDone("compression_task", source_model_id or ALL_COMPRESSION_TASKS))
+        self.emit(ScopeDone("compression_task", source_model_id or ALL_COMPRESSION_TASKS, count))
 
     def _failed_task(self, listed: Record) -> None:
         task_id = listed.key

@@ -1,4 +1,5 @@
-"""The rate the client settled on reaches the summary line and ``sync_runs``."""
+"""What a run tells its observer and its summary: the totals progress needs, the rate the
+client settled on (also in ``sync_runs``)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,23 @@ def test_an_unthrottled_run_says_nothing_of_a_rate(sqlite_url: str) -> None:
     with fake_console() as server:
         summary = sync(sqlite_url, server, qps=0)
     assert summary.throttles == 0 and "settled" not in summary.line()
+
+
+def test_totals_are_told_once_the_listings_end(sqlite_url: str) -> None:
+    from typing import Any
+
+    from catalog.sync import run_sync
+    from tests.helpers import options
+
+    catalog = FakeCatalog.generate(seed=62, model_sets=4, system_sets=2, comp_tasks=25,
+                                   eval_exports=0)
+    events: list[tuple[str, dict[str, Any]]] = []
+    with fake_console(catalog) as server:
+        run_sync(options(sqlite_url, server, page_size=3),
+                 observer=lambda n, d: events.append((n, d)))
+    totals = [(d["kind"], d["total"]) for n, d in events if n == "total"]
+    assert totals.count(("model_set", 6)) == 1  # custom and preset listings, told once
+    assert ("compression_task", 25) in totals
+    sets_told = next(i for i, (n, d) in enumerate(events) if n == "total")
+    # told when the listings ended, so after the last page, before the run is over
+    assert events[-1][0] == "summary" and sets_told < len(events) - 1
