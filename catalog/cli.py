@@ -294,6 +294,27 @@ def _sync_options(f: Any) -> Any:
             help="Track this evaluation-result export (96 or amemt-...; repeatable).",
         ),
         click.option(
+            "--kinds",
+            default=",".join(SPEC_KINDS),
+            metavar="KIND,...",
+            help="The kinds to read; the others are neither read nor deleted "
+            "(e.g. without model_export for a read-only key).",
+        ),
+        click.option(
+            "--rebind-source",
+            is_flag=True,
+            help="Sync a database bound to another account or host, and bind it to this one.",
+        ),
+        click.option(
+            "--record",
+            "record_dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            metavar="DIR",
+            help="Write every request and answer, secrets removed, to DIR/calls.jsonl "
+            "(serve it again with `fake-server --replay DIR`).",
+        ),
+        click.option(
             "--no-migrate", is_flag=True, help="Refuse instead of applying pending migrations."
         ),
         click.option(
@@ -372,6 +393,9 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> Any:
         dry_run=kw.get("dry_run", False),
         timeout=(min(5.0, kw["timeout"]), kw["timeout"]),
         max_attempts=kw["max_attempts"],
+        kinds=tuple(k.strip() for k in kw["kinds"].split(",") if k.strip()),
+        rebind_source=kw["rebind_source"],
+        record_dir=kw["record_dir"],
     )
 
 
@@ -495,10 +519,32 @@ def current(ctx: click.Context) -> None:
     help="Server-side calls/s before 429 (0: none).",
 )
 @click.option(
+    "--limit-shape",
+    type=click.Choice(["bucket", "fixed", "sliding"]),
+    default="bucket",
+    help="How --rate-limit counts: token bucket (1 s burst), fixed or sliding 1 s windows.",
+)
+@click.option(
     "--fault-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
     help="Share of calls that get a random fault.",
+)
+@click.option(
+    "--deny",
+    "denied_actions",
+    multiple=True,
+    metavar="ACTION",
+    help="Answer this action (or the eval route's path) 403 AccessDenied, as a key without "
+    "its policy would (repeatable).",
+)
+@click.option(
+    "--replay",
+    "replay_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    metavar="DIR",
+    help="Serve the answers `sync --record DIR` recorded instead of a generated catalog.",
 )
 def fake_server(**kw: Any) -> None:
     """Serve a generated catalog on 127.0.0.1, as the console API would."""
@@ -697,6 +743,76 @@ def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None
             click.echo(f"{report_name:<{width}}  {queries.REPORT_DESCRIPTIONS[report_name]}")
         return
     _show(ctx, lambda conn: queries.report(conn, name), fmt)
+
+
+@cli.group(name="eval")
+def eval_group() -> None:
+    """Evaluation-result exports the catalog follows (no API call lists them)."""
+
+
+@eval_group.command(name="track")
+@click.argument("export_id", metavar="ID")
+@_api_options
+@global_options()
+@click.pass_context
+def eval_track(
+    ctx: click.Context, export_id: str, access_key: str, secret_key: str, base_url: str
+) -> None:
+    """Follow the evaluation-result export ID (96 or amemt-...); every sync refreshes it.
+
+    The API is asked about it first: an id it does not answer is refused (exit 4).
+    """
+    from catalog import logs, tracking
+    from catalog.sync import SyncOptions, build_client, validate
+    from catalog.walk import Walker
+
+    logs.add_secret(secret_key)
+    ref = tracking.check_ref(export_id)
+    options = SyncOptions(
+        database_url=ctx.obj["database_url"], access_key=access_key, secret_key=secret_key,
+        base_url=base_url, max_attempts=3,
+    )
+    validate(options)
+    client = build_client(options)
+    try:
+        Walker(client, lambda task, depth: None, lambda event: None).resolve_eval_exports([ref])
+    finally:
+        client.close()
+    engine = db.create_engine_for(ctx.obj["database_url"])
+    try:
+        with db.connect(engine) as conn:
+            added = tracking.track(conn, ref, base_url, access_key)
+            conn.commit()
+    finally:
+        engine.dispose()
+    click.echo(f"tracking {ref}" if added else f"{ref} was already tracked")
+
+
+@eval_group.command(name="untrack")
+@click.argument("export_id", metavar="ID")
+@global_options()
+@click.pass_context
+def eval_untrack(ctx: click.Context, export_id: str) -> None:
+    """Stop following ID: the next sync marks its export deleted (its history stays)."""
+    from catalog import tracking
+
+    ref = tracking.check_ref(export_id)
+    _require_file(ctx.obj["database_url"])
+    with db.reading(ctx.obj["database_url"]) as conn:
+        tracking.untrack(conn, ref)
+        conn.commit()
+    click.echo(f"untracked {ref}: the next sync marks it deleted")
+
+
+@eval_group.command(name="list")
+@_format_option
+@global_options()
+@click.pass_context
+def eval_list(ctx: click.Context, fmt: str) -> None:
+    """The tracked evaluation-result exports, with their last stored state."""
+    from catalog import tracking
+
+    _show(ctx, tracking.listing, fmt)
 
 
 def main() -> None:

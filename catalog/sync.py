@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, String, cast, or_, sel
 
 from catalog import db, killpoints, normalize, runs, source
 from catalog.api.client import ConsoleClient
+from catalog.api.record import Recorder
 from catalog.api.retry import RateLimiter, RetryPolicy
 from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode
@@ -101,6 +102,9 @@ class SyncOptions:
     kinds: Sequence[str] = ALL_KINDS
     #: Accept a database bound to another base URL or access key, and bind it to this one.
     rebind_source: bool = False
+    #: Write every request and answer (credentials, signatures, dates, request ids removed)
+    #: to ``record_dir/calls.jsonl``, for ``fake-server --replay``.
+    record_dir: str | None = None
 
 
 @dataclass
@@ -197,6 +201,12 @@ def validate(options: SyncOptions) -> list[str]:
 
 
 def build_client(options: SyncOptions, observer: Observer | None = None) -> ConsoleClient:
+    recorder = None
+    if options.record_dir is not None:
+        try:
+            recorder = Recorder(options.record_dir)
+        except OSError as exc:
+            raise ConfigError(f"--record {options.record_dir}: {exc.strerror}") from None
     try:
         return ConsoleClient(
             options.base_url,
@@ -209,6 +219,7 @@ def build_client(options: SyncOptions, observer: Observer | None = None) -> Cons
             pool_size=max(options.workers, 1),
             verify=options.verify_tls,
             on_event=observer,
+            recorder=recorder,
         )
     except ValueError as exc:
         raise ConfigError(f"--base-url: {exc}") from None
@@ -672,6 +683,8 @@ def run_sync(
             return summary
     finally:
         client.close()
+        if client.recorder is not None:
+            client.recorder.close()
         conn.close()
         engine.dispose()
 

@@ -1,0 +1,67 @@
+"""Which evaluation-result exports a database follows.
+
+No listing call returns evaluation exports, so the tracked list is their listing: the sync
+refreshes every tracked export, and an export leaves the catalog (marked deleted by the next
+sync) only when it is untracked, never because its status call failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, String, cast, delete, or_, select
+
+from catalog import db, normalize, source
+from catalog.errors import ConfigError
+from catalog.runs import utcnow
+from catalog.schema import eval_result_exports, tracked_eval_exports
+
+
+def check_ref(ref: str) -> str:
+    try:
+        return normalize.eval_export_ref(ref)
+    except normalize.NormalizeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def track(conn: Connection, ref: str, base_url: str, access_key: str) -> bool:
+    """Track ``ref`` (checked against the API by the caller); False if it already was.
+
+    Binds the database to the source like a sync does: a ref from another account must not
+    join this catalog. The caller commits.
+    """
+    db.ensure_schema(conn, migrate=True)
+    source.bind(conn, base_url, access_key)
+    known = conn.execute(
+        select(tracked_eval_exports.c.export_ref).where(tracked_eval_exports.c.export_ref == ref)
+    ).first()
+    if known is not None:
+        return False
+    conn.execute(tracked_eval_exports.insert().values(export_ref=ref, added_at=utcnow()))
+    return True
+
+
+def untrack(conn: Connection, ref: str) -> None:
+    """Stop following ``ref``; the next sync marks its export deleted. The caller commits."""
+    gone = conn.execute(
+        delete(tracked_eval_exports).where(tracked_eval_exports.c.export_ref == ref)
+    ).rowcount
+    if not gone:
+        raise ConfigError(
+            f"evaluation export {ref} is not tracked (see `qianfan-catalog eval list`)"
+        )
+
+
+def listing(conn: Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The tracked refs with what the last sync stored for each (nothing yet: NULLs)."""
+    t, e = tracked_eval_exports, eval_result_exports
+    matches = or_(
+        cast(e.c.export_id, String) == t.c.export_ref, e.c.export_id_str == t.c.export_ref
+    )
+    stmt = (
+        select(t.c.export_ref, t.c.added_at, e.c.export_id, e.c.state, e.c.deleted_at)
+        .select_from(t.outerjoin(e, matches))
+        .order_by(t.c.added_at, t.c.export_ref)
+    )
+    rows = [tuple(r) for r in conn.execute(stmt)]
+    return ["export_ref", "added_at", "export_id", "state", "deleted_at"], rows
