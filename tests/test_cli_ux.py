@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from catalog import logs, progress
 from catalog.cli import cli
+from catalog.errors import ExitCode
 from catalog.fake.server import FakeServer
 from catalog.schema import KINDS
 from tests.helpers import AK, SK, FaultPlan, fake_console, stored_rows
@@ -206,14 +207,14 @@ def test_secret_mask_filter_scrubs_messages_and_fields() -> None:
 
 
 def test_database_password_is_masked_in_logs() -> None:
-    stream = io.StringIO()
     result = CliRunner().invoke(
         cli, ["--database-url", "postgresql+psycopg://u:hunter2-pw@127.0.0.1:1/x", "--log-format",
               "json", "runs"], env={"CATALOG_CONFIG": None})
-    del stream
-    assert result.exit_code != 0
+    assert result.exit_code == ExitCode.DATABASE  # README: the database could not be reached
     assert "hunter2-pw" not in result.stderr + result.stdout
-    assert _json_lines(result.stderr)[0]["event"] == "fatal"
+    [fatal] = _json_lines(result.stderr)
+    assert fatal["event"] == "fatal" and fatal["exit_code"] == ExitCode.DATABASE
+    assert fatal["message"].startswith("cannot connect to postgresql+psycopg://u:***@127.0.0.1:1/x")
 
 
 # -- dry run --------------------------------------------------------------------------------------
