@@ -20,6 +20,7 @@ from sqlalchemy import func, select, table, text
 
 from catalog import db, output, queries
 from catalog.cli import cli
+from catalog.errors import ExitCode
 from catalog.fake.catalog import FakeCatalog
 from catalog.schema import sync_runs
 from tests.helpers import expected_rows, fake_console, sync
@@ -216,28 +217,39 @@ def test_cli_reading_commands(known: tuple[str, FakeCatalog, list[int]]) -> None
     assert "avg_duration_seconds" in result.output.splitlines()[0]
 
 
-def test_cli_errors_are_one_line_and_non_zero(known: tuple[str, FakeCatalog, list[int]]) -> None:
+def test_cli_errors_are_one_line_with_the_documented_code(
+    known: tuple[str, FakeCatalog, list[int]],
+) -> None:
+    """A wrong flag or value exits 2 (README, exit codes) with one ``Error:`` line naming it."""
     db_url = known[0]
     cases = [
-        (("as-of", "yesterday-ish", "model_set"), "cannot parse timestamp"),
-        (("as-of", "2024-01-01", "widget"), "widget"),
-        (("history", "widget", "x"), "widget"),
-        (("history", "eval_result_export", "abc"), "integers"),
-        (("changes", "--since", "2024-13-45"), "cannot parse timestamp"),
-        (("changes", "--run", "1", "--since", "2024-01-01"), "either --run"),
-        (("report", "nope"), "nope"),
+        (("as-of", "yesterday-ish", "model_set"), "cannot parse timestamp 'yesterday-ish'"),
+        (("as-of", "2024-01-01", "widget"), "'widget' is not one of"),
+        (("history", "widget", "x"), "'widget' is not one of"),
+        (("history", "eval_result_export", "abc"), "eval_result_export ids are integers"),
+        (("changes", "--since", "2024-13-45"), "cannot parse timestamp '2024-13-45'"),
+        (("changes", "--run", "1", "--since", "2024-01-01"),
+         "use either --run or --since/--until, not both"),
+        (("report", "nope"), "'nope' is not one of"),
     ]
     for args, needle in cases:
         result = _cli(db_url, *args)
-        assert result.exit_code != 0, args
+        assert result.exit_code == ExitCode.USAGE, (args, result.exit_code, result.output)
         errors = [line for line in result.output.splitlines() if "Error" in line]
-        assert len(errors) == 1 and needle in errors[0], (args, result.output)
+        assert len(errors) == 1 and errors[0].startswith("Error: "), (args, result.output)
+        assert needle in errors[0], (args, errors)
 
 
 def test_cli_on_a_database_without_catalog_says_so(tmp_path: Path) -> None:
-    result = _cli(f"sqlite:///{tmp_path}/empty.db", "runs")
-    assert result.exit_code != 0
-    assert "qianfan-catalog sync" in result.output
+    """A read command on a missing SQLite file exits 6 (README), says how to make one and
+    creates nothing."""
+    path = tmp_path / "empty.db"
+    result = _cli(f"sqlite:///{path}", "runs")
+    assert result.exit_code == ExitCode.DATABASE, result.output
+    assert result.output.splitlines() == [
+        f"Error: sqlite:///{path}: the file does not exist (fix --database-url / "
+        "CATALOG_DATABASE_URL, or run `qianfan-catalog sync` to create it)"]
+    assert not path.exists()
 
 
 # -- docs/schema.md examples ----------------------------------------------------------------
