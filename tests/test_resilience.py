@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from catalog import db
 from catalog.api.retry import RetryPolicy
-from catalog.errors import CatalogError, ExitCode
+from catalog.errors import ApiError, ExitCode, MalformedResponse
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan, chaos_plan
 from catalog.schema import sync_errors
@@ -204,8 +204,10 @@ def test_failing_first_call_leaves_the_database_untouched(db_url: str) -> None:
         before = dump_db(db_url)
         # malformed on every attempt: a malformed answer is retried like a 5xx first
         server.faults = FaultPlan().once("DescribeCustomModelSets", "malformed", times=3)
-        with pytest.raises(CatalogError, match="DescribeCustomModelSets"):
+        with pytest.raises(MalformedResponse) as refused:
             sync(db_url, server, max_attempts=3)
+        assert refused.value.exit_code == ExitCode.API_UNREACHABLE
+        assert str(refused.value).startswith("DescribeCustomModelSets: answer is not JSON")
         assert dump_db(db_url) == before
 
 
@@ -296,11 +298,17 @@ def test_chaos_many_syncs_with_faults_and_mutations(db_url: str) -> None:
             plan.rate("dup_items", 0.1)
             server.faults = plan
             deleted_before = _deleted_keys(db_url)
+            before = dump_db(db_url)
             try:
                 status = sync(db_url, server, page_size=4, max_attempts=4,
                               allow_mass_delete=True).status
-            except CatalogError as exc:
-                status = type(exc).__name__
+            except ApiError as exc:
+                # Only the first call, made before the run starts, may end a sync (README: the
+                # API could not be reached, exit 5), and then the database is as it was.
+                assert exc.exit_code == ExitCode.API_UNREACHABLE
+                assert str(exc).startswith("DescribeCustomModelSets"), str(exc)
+                assert dump_db(db_url) == before
+                status = "refused before the run"
             outcomes[status] = outcomes.get(status, 0) + 1
             assert_consistent(db_url)
             _assert_no_live_entity_deleted(db_url, catalog, deleted_before)
