@@ -459,6 +459,10 @@ class _Run:
             if event is _DONE:
                 if ask_reasons():
                     continue  # their answers come back as records, then another _DONE
+                with self.pending_lock:
+                    stale = self.pending > 0  # tasks submitted since it was sent are running
+                if stale:
+                    continue
                 break
             if isinstance(event, Record):
                 if (
