@@ -14,19 +14,31 @@ Tests change the catalog between syncs through the mutation API (``add`` / ``cha
 / ``restore``), and make served answers drift from the documents with :meth:`FakeCatalog.patch`.
 Every method takes :attr:`FakeCatalog.lock`, the same lock the server reads under, so a sync never
 sees a half-applied mutation.
+
+Beside the model catalog it holds the life around it (REFERENCE §6-§9, issue 14), in
+:data:`LIFECYCLE_KINDS`: fine-tuning jobs and their tasks, evaluation tasks with their reports and
+result-export tasks, custom and preset services. They are linked as the lineage questions need: a
+``Train`` version's ``sourceInfo.trainTaskId`` names a real fine-tuning task, a report's units name
+real versions, an export task's ``evalId`` a real evaluation task, a custom service a real custom
+version. They are drawn from their own random stream after the model catalog, so a seed's sets,
+versions, compression tasks and exports keep their ids, names and times; only a ``Train``
+version's ``trainTaskId`` changes, to name its task.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import random
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
+#: The kinds the sync reads today; tests' every-kind loops and the benchmark's mutations take these.
 KINDS: tuple[str, ...] = (
     "model_set",
     "model_version",
@@ -34,6 +46,22 @@ KINDS: tuple[str, ...] = (
     "model_export",
     "eval_result_export",
 )
+#: Fine-tuning, evaluation and services (issue 14). Keys: ``fine_tuning_job`` -> ``jobId``;
+#: ``fine_tuning_task`` -> ``taskId``; ``eval_task`` -> ``taskId``; ``eval_task_report`` -> the
+#: evaluation task's ``taskId`` (one stored report per task, its units a list);
+#: ``eval_result_export_task`` -> ``taskId`` (``amemt-``, the V2 call; the V1 ``eval_result_export``
+#: is a separate kind); ``service`` (custom) and ``preset_service`` -> ``serviceId``.
+LIFECYCLE_KINDS: tuple[str, ...] = (
+    "fine_tuning_job",
+    "fine_tuning_task",
+    "eval_task",
+    "eval_task_report",
+    "eval_result_export_task",
+    "service",
+    "preset_service",
+)
+#: Every kind the catalog stores and the mutation API takes.
+ALL_KINDS: tuple[str, ...] = KINDS + LIFECYCLE_KINDS
 
 #: Go's zero ``time.Time``: the service's way of saying "no value".
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -147,6 +175,157 @@ COMP_TASK_FIELDS = (
     "createTime",
     "finishTime",
 )
+# ---- fine-tuning (REFERENCE §9)
+FT_RUN_STATUSES = ("Running", "Done", "Stopped", "Failed", "Waiting")
+#: Statuses of a fine-tuning task that has ended; only these carry a real ``finishDate``.
+FT_FINISHED = ("Done", "Stopped", "Failed")
+#: SDK-only: the SDK mock's ``finishDate`` of a task that has not finished.
+FT_ZERO_DATE = "0000-00-00T00:00:00Z"
+TRAIN_MODES = ("SFT", "PostPretrain", "DPO", "KTO")  # SDK-only (TrainMode)
+PARAMETER_SCALES = ("FullFineTuning", "PromptTuning", "LoRA")  # SDK-only (TrainParameterScale)
+# ---- evaluation (REFERENCE §6, §7)
+EVAL_TYPES = ("manual", "auto")
+EVAL_TASK_STATES = (
+    "Queued",
+    "Running",
+    "RunningWithManualBegin",
+    "RunningWithMetricsCalculating",
+    "Successed",  # sic: the vendor's spelling
+    "Stopping",
+    "Failed",
+    "Stopped",
+)
+EVAL_OBJECT_TYPES = ("model", "inferDataset")
+EVAL_MODES = ("rule", "model", "manual", "rule,model")
+EVAL_EXPORT_TASK_STATES = ("Queued", "Running", "Failed", "Succeeded")
+EXPORT_CONTENTS = ("prompt", "prediction", "completion", "metrics", "system")
+STORAGE_TYPES = ("BOS", "sysStorage")
+# ---- services (REFERENCE §8)
+SERVICE_TYPES = ("chat", "completions", "text2image", "image2text")
+SERVICE_RUN_STATUSES = ("New", "Deploying", "Serving", "Failed", "Stopped")
+CHARGE_TYPES = ("ComputingUnit", "Tokens")
+PAY_TYPES = ("Prepay", "Postpay", "Prepay,Postpay")
+CHARGE_STATUSES = ("NotOpen", "Opened", "Free")
+RESOURCE_TYPES = ("GPU-I-2", "GPU-I-4", "CPU-I-2")
+#: DescribePresetServices' filter values (documented for the filters, not for the items).
+PRESET_CHARGE_TYPES = ("TPM", "Tokens", "Calls", "Free")
+PRESET_CHARGE_STATUSES = ("NotOpen", "Opened", "Stopped", "Free")
+
+# QA lists six fields; the sixth's name is cut off ("creat..."). ASSUMPTION / SDK-only: the SDK
+# mock calls it ``createDate``.
+FT_JOB_ITEM_FIELDS = ("jobId", "name", "description", "model", "trainMode", "createDate")
+# Six documented fields, then what the SDK mock adds (SDK-only): parameterScale, runStatus,
+# createDate, finishDate. ``jobName`` / ``jobDescription`` are the job's, derived when served.
+FT_TASK_ITEM_FIELDS = (
+    "taskId",
+    "jobId",
+    "jobName",
+    "jobDescription",
+    "model",
+    "trainMode",
+    "parameterScale",
+    "runStatus",
+    "createDate",
+    "finishDate",
+)
+# 11 of the 16 documented fields; ``createDate`` / ``finishDate`` are the SDK mock's (SDK-only);
+# the other 3 are not visible and left out. ``runProgress`` only while Running (documented);
+# ``metrics`` (a map of metric name -> "16.56%"-style string, SDK-only) only once Done
+# (INVENTED: when the detail carries metrics is not documented).
+FT_TASK_FIELDS = (
+    "taskId",
+    "jobId",
+    "jobName",
+    "jobDescription",
+    "model",
+    "trainMode",
+    "parameterScale",
+    "runStatus",
+    "runProgress",
+    "vdlLink",
+    "metrics",
+    "createDate",
+    "finishDate",
+)
+# INVENTED, the whole item: the item fields of ``evalTaskList`` are not visible.
+EVAL_TASK_ITEM_FIELDS = ("taskId", "taskName", "description", "evalType", "state", "createTime")
+# The visible part of DescribeEvalTask; further fields are not visible and left out.
+EVAL_TASK_FIELDS = ("taskId", "taskName", "description", "evalType", "state")
+#: One unit of DescribeEvalTaskReport's list; ``taskId`` / ``taskName`` are the task's.
+EVAL_REPORT_UNIT_FIELDS = (
+    "taskId",
+    "taskName",
+    "modelId",
+    "inferDatasetId",
+    "evalObjectType",
+    "evalMode",
+    "effectMetric",
+)
+# ``storagePath`` is INVENTED: the documents name "a storage path" whose key is not visible.
+EVAL_EXPORT_TASK_FIELDS = (
+    "taskId",
+    "evalId",
+    "exportContent",
+    "state",
+    "storageType",
+    "storagePath",
+    "downloadUrl",
+)
+# INVENTED, the whole item: DescribeServices' list key and item fields are not visible.
+SERVICE_ITEM_FIELDS = (
+    "serviceId",
+    "name",
+    "modelSetId",
+    "modelId",
+    "serviceType",
+    "runStatus",
+    "createTime",
+)
+# Documented, but the resource object's key and sub-keys: ``resourceConfig{type, replicasCount,
+# qps}`` and ``createTime`` are the SDK mock's (SDK-only); its documented region is left out.
+SERVICE_FIELDS = (
+    "serviceId",
+    "baseModel",
+    "modelSetId",
+    "modelId",
+    "name",
+    "description",
+    "url",
+    "endpoint",
+    "serviceType",
+    "runStatus",
+    "updateStatus",
+    "chargeType",
+    "payType",
+    "chargeStatus",
+    "resourceConfig",
+    "createTime",
+)
+# Five documented fields; ``chargeType`` / ``chargeStatus`` are INVENTED item fields (they are
+# documented filters, so the fake's filters have something to match).
+PRESET_SERVICE_FIELDS = (
+    "serviceId",
+    "name",
+    "url",
+    "endpoint",
+    "serviceType",
+    "chargeType",
+    "chargeStatus",
+)
+#: The field :meth:`FakeCatalog.change` moves when given ``status``, per kind that has one.
+STATUS_FIELDS: dict[str, str] = {
+    "model_version": "status",
+    "compression_task": "status",
+    "model_export": "state",
+    "eval_result_export": "state",
+    "fine_tuning_task": "runStatus",
+    "eval_task": "state",
+    "eval_result_export_task": "state",
+    "service": "runStatus",
+}
+#: DescribeEvalTaskReport's answer is a list of these units, not one object.
+REPORT_ACTION = "DescribeEvalTaskReport"
+
 #: Call -> (kind it serves, its fields or ``None`` for the stored object as it is).
 VIEWS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "DescribeCustomModelSets": ("model_set", CUSTOM_SET_ITEM_FIELDS),
@@ -159,6 +338,16 @@ VIEWS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "DescribeModelCompTask": ("compression_task", COMP_TASK_FIELDS),
     "DescribeModelExportTask": ("model_export", None),
     EVAL_ROUTE: ("eval_result_export", None),
+    "DescribeFineTuningJobs": ("fine_tuning_job", FT_JOB_ITEM_FIELDS),
+    "DescribeFineTuningTasks": ("fine_tuning_task", FT_TASK_ITEM_FIELDS),
+    "DescribeFineTuningTask": ("fine_tuning_task", FT_TASK_FIELDS),
+    "DescribeEvalTasks": ("eval_task", EVAL_TASK_ITEM_FIELDS),
+    "DescribeEvalTask": ("eval_task", EVAL_TASK_FIELDS),
+    REPORT_ACTION: ("eval_task_report", EVAL_REPORT_UNIT_FIELDS),  # the fields of each unit
+    "DescribeEvalResultExportTask": ("eval_result_export_task", EVAL_EXPORT_TASK_FIELDS),
+    "DescribeServices": ("service", SERVICE_ITEM_FIELDS),
+    "DescribeService": ("service", SERVICE_FIELDS),
+    "DescribePresetServices": ("preset_service", PRESET_SERVICE_FIELDS),
 }
 
 _BASE_MODELS = (
@@ -193,6 +382,28 @@ _TASK_NAMES = (
     "稀疏化🚀实验",
 )
 _DESCRIPTIONS = ("压缩模型", "test", "", "夜间批量压缩", "for the FAQ bot", "评测用")
+_JOB_NAMES = (
+    "hj_pptr",
+    "ebspda2",
+    "客服SFT",
+    "legal_lora",
+    "summary-dpo",
+    "代码补全_精调",
+    "Ünïcode-job",
+)
+_EVAL_NAMES = ("faq_eval", "上线前评估", "nightly-auto-eval", "人工评估_法律", "judge🚀bench")
+_SERVICE_NAMES = ("faq-prod", "客服线上", "summary_api", "内部测试服务", "legal_qa_svc")
+# INVENTED: the documents give no url or endpoint form; this is the V1 inference url's.
+_SERVICE_URL = "https://aip.baidubce.com/rpc/2.0/ai_custom/v1/wenxinworkshop"
+# INVENTED: plausible preset services: (name, endpoint, serviceType).
+_PRESET_SERVICES = (
+    ("ERNIE-4.0-8K", "completions_pro", "chat"),
+    ("ERNIE-Speed-8K", "ernie_speed", "chat"),
+    ("Stable-Diffusion-XL", "sd_xl", "text2image"),
+    ("ERNIE-Lite-8K", "ernie-lite-8k", "chat"),
+    ("Fuyu-8B", "fuyu_8b", "image2text"),
+    ("Qianfan-Chinese-Llama-2-7B", "qianfan_chinese_llama_2_7b", "completions"),
+)
 _LABELS = ("faq", "客服", "prod", "staging", "法律", "eval", "hf")
 
 TIME_STYLES = ("offset", "fraction", "utc", "cst")
@@ -246,15 +457,18 @@ class FakeCatalog:
 
     Keys: ``model_set`` -> ``modelSetId``; ``model_version`` -> ``modelId``; ``compression_task``
     -> ``id``; ``model_export`` -> the version's ``modelId``; ``eval_result_export`` -> ``exportID``
-    (int). Iteration order of each kind is the order the listings page through.
+    (int); the lifecycle kinds' keys are in :data:`LIFECYCLE_KINDS`' comment. Iteration order of
+    each kind is the order the listings page through.
     """
 
     KINDS = KINDS
+    LIFECYCLE_KINDS = LIFECYCLE_KINDS
+    ALL_KINDS = ALL_KINDS
 
     def __init__(self, seed: int = 0) -> None:
         self.lock = threading.RLock()
         self._seed = seed
-        self._items: dict[str, dict[Any, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        self._items: dict[str, dict[Any, dict[str, Any]]] = {kind: {} for kind in ALL_KINDS}
         self._patches: dict[tuple[str, Any], list[_Patch]] = {}
         #: Listings built by :meth:`listing`; every mutation empties it.
         self._listings: dict[Any, tuple[list[dict[str, Any]], dict[Any, int]]] = {}
@@ -275,8 +489,18 @@ class FakeCatalog:
         eval_exports: int = 3,
         system_sets: int = 2,
         export_share: float = 0.6,
+        fine_tuning_jobs: int = 3,
+        tasks_per_job: int = 2,
+        eval_tasks: int = 4,
+        eval_export_tasks: int = 2,
+        services: int = 3,
+        preset_services: int = 2,
     ) -> FakeCatalog:
-        """A catalog that is identical for the same arguments (ids, names, times, states)."""
+        """A catalog that is identical for the same arguments (ids, names, times, states).
+
+        The lifecycle kinds come last, from a random stream of their own, so adding them (or
+        changing their counts) leaves the model catalog's ids, names and times as they were.
+        """
         catalog = cls(seed)
         rng = catalog._rng
         start = datetime(2023, 6, 1, 8, 0, 0, tzinfo=CST)
@@ -296,6 +520,15 @@ class FakeCatalog:
                 catalog._new_export(rng, model_id)
         for _ in range(eval_exports):
             catalog._new_eval_export(rng)
+        catalog._generate_lifecycle(
+            random.Random(f"{seed}/lifecycle"),
+            fine_tuning_jobs,
+            tasks_per_job,
+            eval_tasks,
+            eval_export_tasks,
+            services,
+            preset_services,
+        )
         return catalog
 
     def _side_rng(self, key: str) -> random.Random:
@@ -400,6 +633,10 @@ class FakeCatalog:
             item["modelProviders"] = [side.choice(_PROVIDERS)]
         self._items["model_version"][model_id] = item
         model_set["modelIds"].append(model_id)
+        if item["sourceInfo"]["sourceType"] == "Train":
+            # A no-op while generating (no task yet); a stream of its own, so the caller's
+            # generator draws what it always drew.
+            self._link_train_source(model_id, self._side_rng(model_id))
         return model_id
 
     def _source_info(self, rng: random.Random, system: bool) -> dict[str, Any]:
@@ -552,6 +789,306 @@ class FakeCatalog:
         existing[export_num] = item
         return export_num
 
+    # ------------------------------------------------------------------ lifecycle generation
+
+    def _generate_lifecycle(
+        self,
+        rng: random.Random,
+        jobs: int,
+        tasks_per_job: int,
+        eval_tasks: int,
+        eval_export_tasks: int,
+        services: int,
+        preset_services: int,
+    ) -> None:
+        """Fine-tuning, evaluation and services, linked to the model catalog just generated.
+
+        Job ``i`` trains the base model of the ``i``-th ``Train`` version, and its first task
+        (Done) is the one that version names; further ``Train`` versions name a Done task of the
+        same base model where there is one. The mutation clock is put back afterwards, so later
+        mutations of the model catalog get the times they always had.
+        """
+        saved = self._clock
+        # Training happened before the catalog's versions were published (from 2023-06-01 on).
+        self._clock = datetime(2023, 5, 1, 8, 0, 0, tzinfo=CST)
+        versions = self._items["model_version"]
+        train = [m for m, v in versions.items() if v["sourceInfo"]["sourceType"] == "Train"]
+        for index in range(jobs):
+            model = versions[train[index]]["model"] if index < len(train) else None
+            job_id = self._new_ft_job(rng, model)
+            for number in range(tasks_per_job):
+                linked = number == 0 and index < len(train)
+                task_id = self._new_ft_task(rng, job_id, "Done" if linked else None)
+                if linked:
+                    versions[train[index]]["sourceInfo"]["trainTaskId"] = task_id
+        for model_id in train[jobs:]:
+            self._link_train_source(model_id, rng)
+        self._clock = saved
+        for index in range(eval_tasks):
+            # The first one has a report, so even the smallest catalog serves one.
+            self._new_eval_task(rng, "Successed" if index == 0 else None)
+        for _ in range(eval_export_tasks if self._items["eval_task"] else 0):
+            self._new_eval_export_task(rng)
+        for _ in range(services if self._service_candidates() else 0):
+            self._new_service(rng)
+        for index in range(preset_services):
+            self._new_preset_service(rng, index)
+        self._clock = saved
+
+    def _link_train_source(self, model_id: str, rng: random.Random) -> None:
+        """Make a ``Train`` version name a real fine-tuning task (a Done one of its base model
+        where there is one, the least named first); without any task its number stays.
+
+        ASSUMPTION: that ``sourceInfo.trainTaskId`` holds the V2 fine-tuning ``taskId``
+        (``task-...``) is not documented; the documents' example is the number 423.
+        """
+        tasks = list(self._items["fine_tuning_task"].values())
+        if not tasks:
+            return
+        version = self._items["model_version"][model_id]
+        done = [t for t in tasks if t["runStatus"] == "Done"] or tasks
+        same = [t for t in done if t["model"] == version["model"]] or done
+        named = [v["sourceInfo"].get("trainTaskId") for v in self._items["model_version"].values()]
+        fewest = min(named.count(t["taskId"]) for t in same)
+        least = [t for t in same if named.count(t["taskId"]) == fewest]
+        version["sourceInfo"]["trainTaskId"] = rng.choice(least)["taskId"]
+
+    def _new_ft_job(self, rng: random.Random, model: str | None = None) -> str:
+        created = self._tick(rng)
+        job_id = self._new_id(rng, "job-")
+        self._items["fine_tuning_job"][job_id] = {
+            "jobId": job_id,
+            "name": f"{rng.choice(_JOB_NAMES)}_{len(self._items['fine_tuning_job']) + 1}",
+            "description": rng.choice(_DESCRIPTIONS),
+            "model": model or rng.choice(_BASE_MODELS[:-1]),
+            "trainMode": rng.choice(TRAIN_MODES),
+            # SDK-only form: the SDK mock's dates are UTC with a Z.
+            "createDate": format_time(created, "utc"),
+        }
+        return job_id
+
+    def _new_ft_task(self, rng: random.Random, job_id: str, status: str | None = None) -> str:
+        """A task of ``job_id``; its model and train mode are the job's (stored, as served)."""
+        job = self._items["fine_tuning_job"][job_id]
+        created = self._tick(rng)
+        task_id = self._new_id(rng, "task-")
+        run = "".join(rng.choices(_ID_ALPHABET, k=14))
+        # SDK-only form: the SDK mock's link carries a base64 {"runId": ...} display token.
+        token = base64.b64encode(json.dumps({"runId": f"run-{run}"}).encode()).decode()
+        item: dict[str, Any] = {
+            "taskId": task_id,
+            "jobId": job_id,
+            "model": job["model"],
+            "trainMode": job["trainMode"],
+            "parameterScale": rng.choice(PARAMETER_SCALES),
+            "runStatus": "Waiting",
+            "vdlLink": f"https://console.bce.baidu.com/qianfan/visualdl/index?displayToken={token}",
+            "createDate": format_time(created, "utc"),
+            "finishDate": FT_ZERO_DATE,
+        }
+        self._set_ft_status(item, rng, status or rng.choice(FT_RUN_STATUSES))
+        self._items["fine_tuning_task"][task_id] = item
+        return task_id
+
+    def _set_ft_status(
+        self, item: dict[str, Any], rng: random.Random, status: str
+    ) -> dict[str, Any]:
+        """Move a fine-tuning task to ``status`` with what goes with it; returns what changed.
+
+        ``runProgress`` only while Running (documented), as "37%" (SDK-only: the SDK parses
+        ``int(runProgress[:-1])``); ``finishDate`` is the SDK mock's zero date until the task
+        ends; ``metrics`` once Done (INVENTED: when the detail carries them is not documented).
+        """
+        tracked = ("runStatus", "runProgress", "finishDate", "metrics")
+        before = {name: copy.deepcopy(item.get(name)) for name in tracked}
+        item["runStatus"] = status
+        item.pop("metrics", None)
+        progress = item.pop("runProgress", None)
+        if status == "Running":
+            done = int(progress[:-1]) if before["runStatus"] == "Running" and progress else 0
+            item["runProgress"] = f"{rng.randint(min(done + 1, 99), 99)}%"
+        if status in FT_FINISHED:
+            self._clock += timedelta(minutes=rng.randint(5, 240), seconds=rng.randint(0, 59))
+            item["finishDate"] = format_time(self._clock, "utc")
+        else:
+            item["finishDate"] = FT_ZERO_DATE
+        if status == "Done":
+            item["metrics"] = {
+                name: f"{rng.uniform(5, 60):.2f}%"
+                for name in ("BLEU-4", "ROUGE-1", "ROUGE-2", "ROUGE-L")
+            }
+        return {name: item.get(name) for name in tracked if item.get(name) != before[name]}
+
+    def _new_eval_task(
+        self, rng: random.Random, state: str | None = None, model_id: str | None = None
+    ) -> str:
+        created = self._tick(rng)
+        task_id = self._new_id(rng, "ame-")
+        self._items["eval_task"][task_id] = {
+            "taskId": task_id,
+            "taskName": f"{rng.choice(_EVAL_NAMES)}_{len(self._items['eval_task']) + 1}",
+            "description": rng.choice(_DESCRIPTIONS),
+            "evalType": rng.choice(EVAL_TYPES),
+            "state": state or rng.choice(EVAL_TASK_STATES),
+            # INVENTED: served only in the (invented) listing item.
+            "createTime": format_time(created, "offset"),
+        }
+        if self._items["eval_task"][task_id]["state"] == "Successed":
+            self._new_report(rng, task_id, model_id)
+        return task_id
+
+    def _new_report(self, rng: random.Random, task_id: str, model_id: str | None = None) -> None:
+        """The report of a task that reached ``Successed``: 1-3 versions, sometimes a result set.
+
+        INVENTED: which states have a report (here: Successed only), a model unit's empty
+        ``inferDatasetId`` and a result-set unit's empty ``modelId``, the ``ds-`` ids.
+        """
+        versions = self._items["model_version"]
+        pool = [m for m, v in versions.items() if v.get("isSupportEvaluation")] or list(versions)
+        picks = rng.sample(pool, min(len(pool), rng.randint(1, 3)))
+        if model_id is not None and model_id not in picks:
+            picks = [model_id, *picks[:-1]] if picks else [model_id]
+        task = self._items["eval_task"][task_id]
+        mode = (
+            "manual"
+            if task["evalType"] == "manual"
+            else rng.choice(("rule", "model", "rule,model"))
+        )
+        units = [self._report_unit(rng, "model", m, mode) for m in picks]
+        if not units or rng.random() < 0.2:
+            dataset = "ds-" + "".join(rng.choices(_ID_ALPHABET, k=12))
+            units.append(self._report_unit(rng, "inferDataset", dataset, mode))
+        self._items["eval_task_report"][task_id] = {"taskId": task_id, "units": units}
+
+    @staticmethod
+    def _report_unit(
+        rng: random.Random, object_type: str, target: str, mode: str
+    ) -> dict[str, Any]:
+        """One evaluated unit; ``taskId`` / ``taskName`` are its task's, added when served.
+
+        INVENTED: ``effectMetric``'s key names (the documents list the scores, not their keys).
+        """
+        metrics: dict[str, float] = {}
+        if "rule" in mode.split(","):
+            metrics["ruleAccuracy"] = round(rng.uniform(0.3, 0.95), 4)
+            metrics["BLEU-4"] = round(rng.uniform(0.05, 0.6), 4)
+            metrics["ROUGE-L"] = round(rng.uniform(0.1, 0.7), 4)
+            metrics["editDistance"] = round(rng.uniform(2, 60), 2)
+            metrics["embeddingDistance"] = round(rng.uniform(0.05, 0.6), 4)
+        if "model" in mode.split(","):
+            metrics["judgeModelMean"] = round(rng.uniform(1, 5), 2)
+        if mode == "manual":
+            metrics["manualMean"] = round(rng.uniform(1, 5), 2)
+        return {
+            "modelId": target if object_type == "model" else "",
+            "inferDatasetId": target if object_type == "inferDataset" else "",
+            "evalObjectType": object_type,
+            "evalMode": mode,
+            "effectMetric": metrics,
+        }
+
+    @staticmethod
+    def _export_task_download(item: dict[str, Any]) -> str:
+        """The link's base (the server signs a fresh query per call), for finished system-storage
+        exports only. INVENTED: "" otherwise (the V1 page: a link only for system storage)."""
+        if item["storageType"] == "sysStorage" and item["state"] == "Succeeded":
+            return f"https://aipe-dragonboat.bj.bcebos.com/{item['storagePath']}"
+        return ""
+
+    def _new_eval_export_task(self, rng: random.Random, eval_id: str | None = None) -> str:
+        tasks = self._items["eval_task"]
+        if eval_id is None:
+            finished = [t for t, v in tasks.items() if v["state"] == "Successed"] or list(tasks)
+            if not finished:
+                raise ValueError("there is no evaluation task to export the results of")
+            eval_id = rng.choice(finished)
+        elif eval_id not in tasks:
+            raise KeyError(eval_id)
+        task_id = self._new_id(rng, "amemt-")
+        storage = rng.choice(STORAGE_TYPES)
+        if storage == "BOS":
+            bucket = rng.choice(("my-eval-bucket", "modelrepo-test"))
+            path = f"{bucket}/eval_export/{eval_id}/{task_id}.jsonl"
+        else:
+            path = f"qianfan_modelrepo/workspace/model_eval_result_export/{eval_id}_{task_id}.zip"
+        item: dict[str, Any] = {
+            "taskId": task_id,
+            "evalId": eval_id,
+            "exportContent": [c for c in EXPORT_CONTENTS if rng.random() < 0.7] or ["prediction"],
+            "state": rng.choice(EVAL_EXPORT_TASK_STATES),
+            "storageType": storage,
+            "storagePath": path,
+        }
+        item["downloadUrl"] = self._export_task_download(item)
+        self._items["eval_result_export_task"][task_id] = item
+        return task_id
+
+    def _service_candidates(self) -> list[str]:
+        """Custom chat or completion versions a service can run, Ready ones if there are any."""
+        versions = self._items["model_version"]
+        custom = [
+            m
+            for m, v in versions.items()
+            if not self.is_preset_version(m) and v["modelApplicationType"] in ("chat", "completion")
+        ]
+        return [m for m in custom if versions[m]["status"] == "Ready"] or custom
+
+    def _new_service(self, rng: random.Random, model_id: str | None = None) -> str:
+        """A custom service running ``model_id``. INVENTED: the url and endpoint forms."""
+        if model_id is None:
+            candidates = self._service_candidates()
+            if not candidates:
+                raise ValueError("there is no custom chat or completion version to serve")
+            model_id = rng.choice(candidates)
+        version = self._items["model_version"][model_id]
+        if self.is_preset_version(model_id):
+            raise ValueError(f"{model_id} is a preset version: custom services run custom ones")
+        created = self._tick(rng)
+        service_id = self._new_id(rng, "svco-")
+        service_type = "completions" if version["modelApplicationType"] == "completion" else "chat"
+        endpoint = "".join(rng.choices(_ID_ALPHABET, k=8))
+        self._items["service"][service_id] = {
+            "serviceId": service_id,
+            "baseModel": version["model"],
+            "modelSetId": version["modelSetId"],
+            "modelId": model_id,
+            "name": f"{rng.choice(_SERVICE_NAMES)}_{len(self._items['service']) + 1}",
+            "description": rng.choice(_DESCRIPTIONS),
+            "url": f"{_SERVICE_URL}/{service_type}/{endpoint}",
+            "endpoint": endpoint,
+            "serviceType": service_type,
+            "runStatus": rng.choices(SERVICE_RUN_STATUSES, weights=(1, 1, 6, 1, 1))[0],
+            "updateStatus": "None",
+            "chargeType": rng.choice(CHARGE_TYPES),
+            "payType": rng.choice(PAY_TYPES),
+            "chargeStatus": rng.choice(CHARGE_STATUSES),
+            "resourceConfig": {
+                "type": rng.choice(RESOURCE_TYPES),
+                "replicasCount": rng.randint(1, 4),
+                "qps": rng.choice((1, 5, 10, 20)),
+            },
+            "createTime": format_time(created, "utc"),
+        }
+        return service_id
+
+    def _new_preset_service(self, rng: random.Random, index: int) -> str:
+        """A platform service. INVENTED: the url form, the charge fields' values per service."""
+        name, endpoint, service_type = _PRESET_SERVICES[index % len(_PRESET_SERVICES)]
+        cycle = index // len(_PRESET_SERVICES) + 1
+        if cycle > 1:
+            name, endpoint = f"{name}-{cycle}", f"{endpoint}_{cycle}"
+        service_id = self._new_id(rng, "svcp-")
+        self._items["preset_service"][service_id] = {
+            "serviceId": service_id,
+            "name": name,
+            "url": f"{_SERVICE_URL}/{service_type}/{endpoint}",
+            "endpoint": endpoint,
+            "serviceType": service_type,
+            "chargeType": rng.choice(PRESET_CHARGE_TYPES),
+            "chargeStatus": rng.choice(PRESET_CHARGE_STATUSES),
+        }
+        return service_id
+
     # ------------------------------------------------------------------ reading
 
     def keys(self, kind: str) -> list[Any]:
@@ -611,22 +1148,62 @@ class FakeCatalog:
         found = self._store("model_version").get(model_id)
         return found is not None and self.is_preset_set(found["modelSetId"])
 
-    def view(self, action: str, key: Any, item: Mapping[str, Any]) -> dict[str, Any]:
+    @overload
+    def view(
+        self, action: Literal["DescribeEvalTaskReport"], key: Any, item: Mapping[str, Any]
+    ) -> list[dict[str, Any]]: ...
+
+    @overload
+    def view(self, action: str, key: Any, item: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def view(
+        self, action: str, key: Any, item: Mapping[str, Any]
+    ) -> dict[str, Any] | list[dict[str, Any]]:
         """What ``action`` serves of the stored object ``item`` (whose key is ``key``): a new dict.
 
         Callers must hold :attr:`lock`. Fields are those of :data:`VIEWS`, derived ones filled in,
-        then the test-made patches for this object and call applied.
+        then the test-made patches for this object and call applied. The report call serves a
+        list, one dict per unit, each patched alike.
         """
         kind, fields = VIEWS[action]
+        if kind == "eval_task_report":
+            task = self._store("eval_task").get(key, {})
+            return [
+                self._shape(
+                    action,
+                    kind,
+                    key,
+                    {"taskId": key, "taskName": task.get("taskName", ""), **unit},
+                    fields,
+                )
+                for unit in item["units"]
+            ]
         source = dict(item)
         if kind == "model_set":
             versions = self._store("model_version")
             source["modelCount"] = len(item["modelIds"])
             source["modelNames"] = [versions[m]["modelName"] for m in item["modelIds"]]
+        if kind == "fine_tuning_task":
+            job = self._store("fine_tuning_job").get(item["jobId"])
+            if job is not None:
+                source["jobName"], source["jobDescription"] = job["name"], job["description"]
+            if item.get("runStatus") != "Running":
+                source.pop("runProgress", None)  # documented: only when Running
         if action == "DescribeModelCompTask" and item.get("status") != "succeeded":
             source.pop("modelId", None)  # documented: only when status=succeeded
+        return self._shape(action, kind, key, dict(item) if fields is None else source, fields)
+
+    def _shape(
+        self,
+        action: str,
+        kind: str,
+        key: Any,
+        source: Mapping[str, Any],
+        fields: tuple[str, ...] | None,
+    ) -> dict[str, Any]:
+        """``fields`` of ``source`` (all of it for ``None``), then this object's patches."""
         if fields is None:
-            served = copy.deepcopy(dict(item))
+            served = copy.deepcopy(dict(source))
         else:
             served = {name: copy.deepcopy(source[name]) for name in fields if name in source}
         for patch in self._patches.get((kind, key), ()):
@@ -636,11 +1213,20 @@ class FakeCatalog:
                 served.update(copy.deepcopy(dict(patch.fields)))
         return served
 
-    def served(self, action: str, key: Any) -> dict[str, Any]:
+    @overload
+    def served(
+        self, action: Literal["DescribeEvalTaskReport"], key: Any
+    ) -> list[dict[str, Any]]: ...
+
+    @overload
+    def served(self, action: str, key: Any) -> dict[str, Any]: ...
+
+    def served(self, action: str, key: Any) -> dict[str, Any] | list[dict[str, Any]]:
         """What ``action`` answers for the object ``key`` now (``KeyError`` if there is none).
 
         For tests that compare the database with what the fake serves rather than with what it
-        stores; a model export's ``downloadUrl`` is without the query the server signs per call.
+        stores; a ``downloadUrl`` (model export, V2 evaluation-result export) is without the query
+        the server signs per call. The report call answers a list of units.
         """
         with self.lock:
             return self.view(action, key, self._store(VIEWS[action][0])[key])
@@ -658,8 +1244,9 @@ class FakeCatalog:
 
         ``fields`` are added (an undocumented field) or overwritten, ``drop`` names fields left out
         (a documented one going missing), in the answers of ``actions`` (default: every call that
-        serves ``kind``). The stored object is not touched, so :meth:`snapshot` does not show it.
-        Patches add up; :meth:`unpatch` removes them.
+        serves ``kind``); for ``eval_task_report``, in each unit of the report. The stored object
+        is not touched, so :meth:`snapshot` does not show it. Patches add up; :meth:`unpatch`
+        removes them.
         """
         with self.lock:
             self._store(kind)
@@ -683,7 +1270,7 @@ class FakeCatalog:
         try:
             return self._items[kind]
         except KeyError:
-            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}") from None
+            raise ValueError(f"unknown kind {kind!r}; expected one of {ALL_KINDS}") from None
 
     # ------------------------------------------------------------------ mutations
 
@@ -692,7 +1279,12 @@ class FakeCatalog:
 
         ``parent``: the model set of a new version, the source version of a new compression
         task, the version of a new export (a custom version without one: presets have no export
-        call). Picked with ``rng`` when ``None``.
+        call), the job of a new fine-tuning task, the version a new evaluation task evaluated (it
+        is then Successed, its report naming that version), the evaluation task whose report
+        appears (``eval_task_report``: the task becomes Successed; the key is the task's) or
+        whose results a new export task exports, the custom version a new service runs. Picked
+        with ``rng`` when ``None``. A new fine-tuning job comes with one task; a new ``Train``
+        version names a real fine-tuning task when there is one.
         """
         with self.lock:
             self._store(kind)
@@ -724,7 +1316,43 @@ class FakeCatalog:
                 elif parent not in candidates:
                     raise ValueError(f"{parent} is not a custom version without an export")
                 return self._new_export(rng, parent)
-            return self._new_eval_export(rng)
+            if kind == "eval_result_export":
+                return self._new_eval_export(rng)
+            return self._add_lifecycle(kind, rng, parent)
+
+    def _add_lifecycle(self, kind: str, rng: random.Random, parent: str | None) -> str:
+        if kind == "fine_tuning_job":
+            job_id = self._new_ft_job(rng)
+            self._new_ft_task(rng, job_id)
+            return job_id
+        if kind == "fine_tuning_task":
+            jobs = sorted(self._items["fine_tuning_job"])
+            if parent is None and not jobs:
+                raise ValueError("there is no fine-tuning job to add a task to")
+            job_id = parent or rng.choice(jobs)
+            if job_id not in self._items["fine_tuning_job"]:
+                raise KeyError(job_id)
+            return self._new_ft_task(rng, job_id)
+        if kind == "eval_task":
+            if parent is not None and parent not in self._items["model_version"]:
+                raise KeyError(parent)
+            return self._new_eval_task(rng, "Successed" if parent else None, parent)
+        if kind == "eval_task_report":
+            without = [t for t in self._items["eval_task"] if t not in self._items[kind]]
+            if parent is None:
+                if not without:
+                    raise ValueError("every evaluation task already has a report")
+                parent = rng.choice(without)
+            elif parent not in without:
+                raise ValueError(f"{parent} is not an evaluation task without a report")
+            self._change_eval_task_state(self._items["eval_task"][parent], rng, "Successed")
+            return parent
+        if kind == "eval_result_export_task":
+            return self._new_eval_export_task(rng, parent)
+        if kind == "service":
+            return self._new_service(rng, parent)
+        index = len(self._items["preset_service"]) + rng.randint(0, 1000)
+        return self._new_preset_service(rng, index)
 
     def _touch(self, item: dict[str, Any]) -> None:
         """Move ``modifyTime`` forward, in the style of the entity's ``createTime``."""
@@ -740,9 +1368,10 @@ class FakeCatalog:
         that is now absent). ``modifyTime`` moves forward too where the entity has one; it is not
         in the returned dict because it is bookkeeping, not the change itself.
 
-        ``status`` changes only the status (``state`` of exports) to that value, with what goes
-        with it (a failed task's ``failedReason``, a succeeded one's output ``modelId``...), so a
-        test can reach a given state without drawing until it comes up.
+        ``status`` changes only the status (the field :data:`STATUS_FIELDS` names) to that value,
+        with what goes with it (a failed task's ``failedReason``, a succeeded one's output
+        ``modelId``, a Running fine-tuning task's ``runProgress``, a Successed evaluation task's
+        report...), so a test can reach a given state without drawing until it comes up.
         """
         with self.lock:
             item = self._store(kind)[key]
@@ -752,8 +1381,7 @@ class FakeCatalog:
                     raise ValueError(f"{kind} has no status")
                 if status not in self._STATUS_CHANGERS[kind][1]:
                     raise ValueError(f"{status!r} is not a {kind} status")
-                field = "state" if kind in ("model_export", "eval_result_export") else "status"
-                if item[field] == status:
+                if item[STATUS_FIELDS[kind]] == status:
                     raise ValueError(f"{kind} {key} is already {status}")
             self._listings.clear()
             changed: dict[str, Any] = {}
@@ -878,6 +1506,72 @@ class FakeCatalog:
             changed["downloadUrl"] = url
         return changed
 
+    def _change_job_name(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        item["name"] = f"{rng.choice(_JOB_NAMES)}-{rng.randint(2, 10**6)}"
+        return {"name": item["name"]}
+
+    def _change_ft_status(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
+        return self._set_ft_status(
+            item, rng, self._other(rng, FT_RUN_STATUSES, item["runStatus"], to)
+        )
+
+    def _change_ft_progress(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        """A Running task gets further (what a re-sync of a still-running task must see)."""
+        if item["runStatus"] == "Running" and item.get("runProgress") != "99%":
+            return self._set_ft_status(item, rng, "Running")
+        return self._change_ft_status(item, rng)
+
+    def _change_eval_task_state(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
+        """Reaching Successed makes the report; leaving it takes the report away (INVENTED)."""
+        item["state"] = self._other(rng, EVAL_TASK_STATES, item["state"], to)
+        reports = self._items["eval_task_report"]
+        if item["state"] == "Successed":
+            if item["taskId"] not in reports:
+                self._new_report(rng, item["taskId"])
+        else:
+            reports.pop(item["taskId"], None)
+        return {"state": item["state"]}
+
+    def _change_eval_task_name(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        item["taskName"] = f"{rng.choice(_EVAL_NAMES)}-{rng.randint(2, 10**6)}"
+        return {"taskName": item["taskName"]}
+
+    def _change_report_metric(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        """A re-scored unit: one metric of one unit moves."""
+        metrics = rng.choice(item["units"])["effectMetric"]
+        name = rng.choice(sorted(metrics))
+        metrics[name] = round(metrics[name] + rng.choice((-1, 1)) * rng.uniform(0.01, 0.05), 4)
+        return {"units": item["units"]}
+
+    def _change_export_task_state(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
+        item["state"] = self._other(rng, EVAL_EXPORT_TASK_STATES, item["state"], to)
+        changed: dict[str, Any] = {"state": item["state"]}
+        url = self._export_task_download(item)
+        if url != item["downloadUrl"]:
+            item["downloadUrl"] = changed["downloadUrl"] = url
+        return changed
+
+    def _change_service_status(
+        self, item: dict[str, Any], rng: random.Random, to: str | None = None
+    ) -> dict[str, Any]:
+        item["runStatus"] = self._other(rng, SERVICE_RUN_STATUSES, item["runStatus"], to)
+        return {"runStatus": item["runStatus"]}
+
+    def _change_replicas(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        config = item["resourceConfig"]
+        config["replicasCount"] = self._other(rng, (1, 2, 3, 4, 6, 8), config["replicasCount"])
+        return {"resourceConfig": config}
+
+    def _change_charge_status(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        item["chargeStatus"] = self._other(rng, PRESET_CHARGE_STATUSES, item["chargeStatus"])
+        return {"chargeStatus": item["chargeStatus"]}
+
     _CHANGERS: dict[
         str, list[Callable[[FakeCatalog, dict[str, Any], random.Random], dict[str, Any]]]
     ] = {
@@ -892,6 +1586,13 @@ class FakeCatalog:
         "compression_task": [_change_task_status, _change_task_name, _change_description],
         "model_export": [_change_export_state],
         "eval_result_export": [_change_eval_state, _change_eval_path],
+        "fine_tuning_job": [_change_job_name, _change_description],
+        "fine_tuning_task": [_change_ft_status, _change_ft_progress],
+        "eval_task": [_change_eval_task_state, _change_eval_task_name, _change_description],
+        "eval_task_report": [_change_report_metric],
+        "eval_result_export_task": [_change_export_task_state],
+        "service": [_change_service_status, _change_description, _change_replicas],
+        "preset_service": [_change_charge_status],
     }
     #: The changer that moves an object to a given status, and the statuses it may move to.
     _STATUS_CHANGERS: dict[
@@ -905,6 +1606,10 @@ class FakeCatalog:
         "compression_task": (_change_task_status, COMP_TASK_STATUSES),
         "model_export": (_change_export_state, EXPORT_STATES),
         "eval_result_export": (_change_eval_state, EVAL_EXPORT_STATES),
+        "fine_tuning_task": (_change_ft_status, FT_RUN_STATUSES),
+        "eval_task": (_change_eval_task_state, EVAL_TASK_STATES),
+        "eval_result_export_task": (_change_export_task_state, EVAL_EXPORT_TASK_STATES),
+        "service": (_change_service_status, SERVICE_RUN_STATUSES),
     }
 
     def remove(self, kind: str, key: Any) -> dict[str, Any]:
@@ -912,7 +1617,9 @@ class FakeCatalog:
 
         A model set takes its versions and their exports with it; a version leaves its set's
         ``modelIds`` and takes its export. Compression tasks stay: the service keeps task history
-        after the source version is gone.
+        after the source version is gone. Likewise (INVENTED) fine-tuning tasks, reports,
+        services and export tasks naming a removed version or evaluation task stay. A
+        fine-tuning job takes its tasks; an evaluation task its report.
         """
         with self.lock:
             store = self._store(kind)
@@ -935,6 +1642,12 @@ class FakeCatalog:
                     model_set["modelIds"].remove(key)
                 if key in self._items["model_export"]:
                     removed["children"].append(self.remove("model_export", key))
+            elif kind == "fine_tuning_job":
+                for task_id, task in list(self._items["fine_tuning_task"].items()):
+                    if task["jobId"] == key:
+                        removed["children"].append(self.remove("fine_tuning_task", task_id))
+            elif kind == "eval_task" and key in self._items["eval_task_report"]:
+                removed["children"].append(self.remove("eval_task_report", key))
             return removed
 
     def restore(self, kind: str, removed: dict[str, Any]) -> None:
@@ -952,5 +1665,7 @@ class FakeCatalog:
                 model_set = self._items["model_set"].get(removed["item"]["modelSetId"])
                 if model_set is not None and removed["key"] not in model_set["modelIds"]:
                     model_set["modelIds"].insert(removed["set_position"], removed["key"])
-            for child in removed["children"]:
+            # Last removed, first restored: each child's position was taken after the earlier
+            # ones had left, so restoring in removal order would put them back out of order.
+            for child in reversed(removed["children"]):
                 self.restore(child["kind"], child)

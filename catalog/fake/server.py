@@ -13,9 +13,10 @@ Answers follow ``/work/shared/api/REFERENCE.md``; the fields each call serves ar
 missing id answers, throttling) is marked ``INVENTED`` where it is made up, so nothing outside
 ``catalog/fake/`` can come to rely on it unnoticed.
 
-The handlers are table-driven: the three marker-paged listings are rows of :data:`LISTINGS`, the
+The handlers are table-driven: the marker-paged listings are rows of :data:`LISTINGS`, the
 single-object lookups rows of :data:`LOOKUPS`, so their paging and error behaviour cannot drift
-apart.
+apart. Each action belongs to one ``/v2`` route (:data:`ACTION_ROUTES`: model, fine-tuning,
+evaluation, services); sent to another route it is an unknown action there.
 """
 
 from __future__ import annotations
@@ -38,13 +39,55 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from catalog.api.auth import parse_authorization, signature
 from catalog.fake.catalog import EVAL_ROUTE as EVAL_ROUTE
-from catalog.fake.catalog import FakeCatalog
+from catalog.fake.catalog import EVAL_TYPES, REPORT_ACTION, FakeCatalog
 from catalog.fake.faults import Fault, FaultPlan, chaos_plan
 from catalog.fake.limiters import TokenBucket as TokenBucket
 from catalog.fake.limiters import make_limiter
 from catalog.fake.replay import Recording, load_recording
 
 V2_ROUTE = "/v2/model"
+FINETUNING_ROUTE = "/v2/finetuning"  # REFERENCE §9
+EVAL_V2_ROUTE = "/v2/eval"  # REFERENCE §6 (the V2 export call), §7
+SERVICE_ROUTE = "/v2/service"  # REFERENCE §8
+#: Each documented action and the one route that serves it.
+ACTION_ROUTES: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "DescribeCustomModelSets",
+            "DescribeSystemModelSets",
+            "DescribeModelSet",
+            "DescribeSystemModelSet",
+            "DescribeModel",
+            "DescribeSystemModel",
+            "DescribeModelCompTasks",
+            "DescribeModelCompTask",
+            "DescribeModelExportTask",
+        ),
+        V2_ROUTE,
+    ),
+    **dict.fromkeys(
+        ("DescribeFineTuningJobs", "DescribeFineTuningTasks", "DescribeFineTuningTask"),
+        FINETUNING_ROUTE,
+    ),
+    **dict.fromkeys(
+        (
+            "DescribeEvalTasks",
+            "DescribeEvalTask",
+            REPORT_ACTION,
+            "DescribeEvalResultExportTask",
+        ),
+        EVAL_V2_ROUTE,
+    ),
+    **dict.fromkeys(
+        ("DescribeServices", "DescribeService", "DescribePresetServices"), SERVICE_ROUTE
+    ),
+}
+V2_ROUTES = frozenset(ACTION_ROUTES.values())
+#: Calls whose ``downloadUrl`` is a pre-signed link, signed afresh on every call.
+SIGNED_URL_ACTIONS = frozenset({"DescribeModelExportTask", "DescribeEvalResultExportTask"})
+# INVENTED: the one creator every custom service of the fake account has, for DescribeServices'
+# documented ``creator`` filter (no served field names a creator).
+FAKE_CREATOR = "qianfan-fake-user"
 #: Headers every signature must cover; the service rejects signatures that leave them out.
 REQUIRED_SIGNED_HEADERS = frozenset({"host", "x-bce-date"})
 DEFAULT_MAX_KEYS = 10  # documented (REFERENCE §0)
@@ -144,7 +187,28 @@ def _required_str(body: dict[str, Any], name: str) -> str:
     return cast(str, value)
 
 
+def _str_list(body: dict[str, Any], name: str) -> frozenset[str] | None:
+    """A ``string[]`` filter; ``None`` when absent. INVENTED: an empty list filters nothing."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _invalid(f"{name} must be a list of strings")
+    return frozenset(value) or None
+
+
+def _check_protocol_version(body: dict[str, Any]) -> None:
+    """Documented: 1 (default) or 2. INVENTED: another value is refused; 2 changes nothing
+    here (what it changes is not documented)."""
+    if _opt(body, "protocolVersion", int) not in (None, 1, 2):
+        raise _invalid("protocolVersion must be 1 or 2")
+
+
 # ---------------------------------------------------------------------- paged listings
+
+
+#: A listing's other body rules: checks the body, returns a listing-cache key and a filter.
+Selector = Callable[[FakeCatalog, dict[str, Any]], tuple[Any, Callable[[dict[str, Any]], bool]]]
 
 
 @dataclass(frozen=True)
@@ -158,6 +222,63 @@ class Listing:
     include: Callable[[dict[str, Any]], bool]
     #: Body fields that filter items by equality with the same-named item field.
     filters: tuple[str, ...] = ()
+    #: Any other body rules (required fields, list filters...).
+    select: Selector | None = None
+
+
+def _select_ft_tasks(catalog: FakeCatalog, body: dict[str, Any]) -> tuple[Any, Any]:
+    """``jobId`` is required (documented). INVENTED: an unknown job is not found."""
+    job_id = _required_str(body, "jobId")
+    if catalog.find("fine_tuning_job", job_id) is None:
+        raise _not_found(f"fine-tuning job {job_id}")
+    return job_id, lambda task: task["jobId"] == job_id
+
+
+def _select_eval_tasks(catalog: FakeCatalog, body: dict[str, Any]) -> tuple[Any, Any]:
+    """``evalType`` is required, ``manual`` or ``auto``; ``keyFilter`` matches a task's name or
+    id in part, or a version id exactly (documented).
+
+    INVENTED: the 400 InvalidRequest for a missing or other ``evalType``; the part match ignores
+    case; a version matches the tasks whose report names it (the fake knows what a task
+    evaluates only from its report).
+    """
+    eval_type = _opt(body, "evalType", str)
+    if eval_type not in EVAL_TYPES:
+        raise _invalid("evalType is required: manual or auto")
+    key = _opt(body, "keyFilter", str) or ""
+
+    def include(task: dict[str, Any]) -> bool:
+        if task["evalType"] != eval_type:
+            return False
+        if not key or key.lower() in f"{task['taskName']}\n{task['taskId']}".lower():
+            return True
+        report = catalog.find("eval_task_report", task["taskId"])
+        return report is not None and any(u["modelId"] == key for u in report["units"])
+
+    return (eval_type, key), include
+
+
+def _select_services(catalog: FakeCatalog, body: dict[str, Any]) -> tuple[Any, Any]:
+    """The documented filters. INVENTED: ``name`` is a part match ignoring case (the documents
+    say "fuzzy"); ``payType`` matches a service paying either way (``Prepay,Postpay``)."""
+    name = (_opt(body, "name", str) or "").lower()
+    lists = {field: _str_list(body, field) for field in ("serviceType", "runStatus")}
+    creators = _str_list(body, "creator")
+    charge_type = _opt(body, "chargeType", str)
+    pay_type = _opt(body, "payType", str)
+    _check_protocol_version(body)
+
+    def include(service: dict[str, Any]) -> bool:
+        return (
+            name in service["name"].lower()
+            and all(wanted is None or service[f] in wanted for f, wanted in lists.items())
+            and (creators is None or FAKE_CREATOR in creators)
+            and charge_type in (None, service["chargeType"])
+            and (pay_type is None or pay_type in service["payType"].split(","))
+        )
+
+    key = (name, tuple(lists.items()), creators, charge_type, pay_type)
+    return key, include
 
 
 LISTINGS: dict[str, Listing] = {
@@ -185,6 +306,41 @@ LISTINGS: dict[str, Listing] = {
             lambda t: True,
             filters=("sourceModelId",),
         ),
+        Listing(
+            "DescribeFineTuningJobs",
+            "jobList",
+            "fine_tuning_job",
+            "jobId",
+            lambda j: True,
+            # Documented filters. The SDK sends ``trainModel`` instead (REFERENCE §9): ignored.
+            filters=("trainMode", "model"),
+        ),
+        Listing(
+            "DescribeFineTuningTasks",
+            "taskList",
+            "fine_tuning_task",
+            "taskId",
+            lambda t: True,
+            select=_select_ft_tasks,
+        ),
+        Listing(
+            "DescribeEvalTasks",
+            "evalTaskList",
+            "eval_task",
+            "taskId",
+            lambda t: True,
+            select=_select_eval_tasks,
+        ),
+        # INVENTED: the list key ``serviceList`` (not visible for this call; it is
+        # DescribePresetServices' documented one).
+        Listing(
+            "DescribeServices",
+            "serviceList",
+            "service",
+            "serviceId",
+            lambda s: True,
+            select=_select_services,
+        ),
     )
 }
 
@@ -210,14 +366,21 @@ def _select_page(catalog: FakeCatalog, listing: Listing, body: dict[str, Any]) -
     max_keys = min(max_keys, MAX_KEYS_LIMIT)
     reverse = bool(_opt(body, "pageReverse", bool))
     wanted = {name: _opt(body, name, str) for name in listing.filters}
+    selected, chosen = listing.select(catalog, body) if listing.select else (None, None)
 
     def include(item: dict[str, Any]) -> bool:
-        return listing.include(item) and all(
-            value is None or item.get(name) == value for name, value in wanted.items()
+        return (
+            listing.include(item)
+            and all(value is None or item.get(name) == value for name, value in wanted.items())
+            and (chosen is None or chosen(item))
         )
 
     ordered, positions = catalog.listing(
-        (listing.list_key, tuple(wanted.items())), listing.kind, include, listing.id_field, reverse
+        (listing.action, tuple(wanted.items()), selected),
+        listing.kind,
+        include,
+        listing.id_field,
+        reverse,
     )
     start = 0
     if marker:
@@ -330,13 +493,73 @@ def _describe_comp_task(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str,
     return catalog.view("DescribeModelCompTask", task_id, found)
 
 
-LOOKUPS: dict[str, Callable[[FakeCatalog, dict[str, Any]], dict[str, Any]]] = {
+#: A call's ``result``: an object, or the list DescribeEvalTaskReport answers.
+Result = dict[str, Any] | list[dict[str, Any]]
+Lookup = Callable[[FakeCatalog, dict[str, Any]], Result]
+
+
+def _by_id(kind: str, action: str, body_field: str, what: str) -> Lookup:
+    """The lookup of one object by the required id ``body_field`` (INVENTED: not found, 404)."""
+
+    def lookup(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
+        key = _required_str(body, body_field)
+        found = catalog.find(kind, key)
+        if found is None:
+            raise _not_found(f"{what} {key}")
+        return catalog.view(action, key, found)
+
+    return lookup
+
+
+def _describe_eval_report(catalog: FakeCatalog, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A list, one object per unit (documented). INVENTED: a task without a report (not
+    Successed) answers an empty list; an unknown task is not found."""
+    task_id = _required_str(body, "taskId")
+    if catalog.find("eval_task", task_id) is None:
+        raise _not_found(f"evaluation task {task_id}")
+    report = catalog.find("eval_task_report", task_id)
+    return [] if report is None else catalog.view("DescribeEvalTaskReport", task_id, report)
+
+
+def _describe_preset_services(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, Any]:
+    """Every preset at once: no paging is documented (INVENTED: paging fields are ignored).
+    The ``string[]`` filters are documented; ``chargeType`` / ``chargeStatus`` match fields that
+    are INVENTED (see ``PRESET_SERVICE_FIELDS``)."""
+    wanted = {
+        "serviceId": _str_list(body, "serviceIds"),
+        **{f: _str_list(body, f) for f in ("serviceType", "chargeType", "chargeStatus")},
+    }
+    _check_protocol_version(body)
+    return {
+        "serviceList": [
+            catalog.view("DescribePresetServices", service["serviceId"], service)
+            for service in catalog.items("preset_service")
+            if all(values is None or service[f] in values for f, values in wanted.items())
+        ]
+    }
+
+
+LOOKUPS: dict[str, Lookup] = {
     "DescribeModelSet": _describe_model_set,
     "DescribeSystemModelSet": _describe_system_model_set,
     "DescribeModel": _describe_model,
     "DescribeSystemModel": _describe_system_model,
     "DescribeModelExportTask": _describe_export,
     "DescribeModelCompTask": _describe_comp_task,
+    "DescribeFineTuningTask": _by_id(
+        "fine_tuning_task", "DescribeFineTuningTask", "taskId", "fine-tuning task"
+    ),
+    "DescribeEvalTask": _by_id("eval_task", "DescribeEvalTask", "taskId", "evaluation task"),
+    REPORT_ACTION: _describe_eval_report,
+    "DescribeEvalResultExportTask": _by_id(
+        "eval_result_export_task",
+        "DescribeEvalResultExportTask",
+        "taskId",
+        "evaluation-result export task",
+    ),
+    # A preset id (``svcp-``) is not found here either (INVENTED, as for preset model sets).
+    "DescribeService": _by_id("service", "DescribeService", "serviceId", "service"),
+    "DescribePresetServices": _describe_preset_services,
 }
 
 
@@ -545,22 +768,20 @@ class FakeServer:
         )
         return f"{base}?{query}"
 
-    def answer(
-        self, route: str, action: str, body: dict[str, Any], fault: Fault | None
-    ) -> dict[str, Any]:
-        """The ``result`` object of one well-formed call (raises V2Error / V1Error otherwise)."""
+    def answer(self, route: str, action: str, body: dict[str, Any], fault: Fault | None) -> Result:
+        """The ``result`` of one well-formed call (raises V2Error / V1Error otherwise): an object,
+        or the list DescribeEvalTaskReport answers."""
         with self.catalog.lock:
             if route == EVAL_ROUTE:
                 return _eval_export_info(self.catalog, body)
+            if ACTION_ROUTES.get(action) != route:
+                # INVENTED: what an unknown Action (or another route's) answers is not documented.
+                raise V2Error(400, "InvalidAction", f"unknown Action {action!r} on {route}")
             listing = LISTINGS.get(action)
             if listing is not None:
                 return _render_page(self.catalog, _select_page(self.catalog, listing, body), fault)
-            lookup = LOOKUPS.get(action)
-            if lookup is None:
-                # INVENTED: what an unknown Action answers is not documented.
-                raise V2Error(400, "InvalidAction", f"unknown Action {action!r}")
-            result = lookup(self.catalog, body)
-        if action == "DescribeModelExportTask" and result.get("downloadUrl"):
+            result = LOOKUPS[action](self.catalog, body)
+        if action in SIGNED_URL_ACTIONS and isinstance(result, dict) and result.get("downloadUrl"):
             result["downloadUrl"] = self.signed_download_url(result["downloadUrl"])
         return result
 
@@ -613,7 +834,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         route = url.path
         query = parse_qsl(url.query, keep_blank_values=True)
-        action = dict(query).get("Action", "") if route == V2_ROUTE else route
+        action = dict(query).get("Action", "") if route in V2_ROUTES else route
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length > 0 else b""
         body: Any = None
@@ -648,7 +869,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, method: str, route: str, action: str, query: list[tuple[str, str]], body: Any
     ) -> _Reply:
         fake = self.fake
-        if route not in (V2_ROUTE, EVAL_ROUTE):
+        if route not in V2_ROUTES and route != EVAL_ROUTE:
             # A BCE common code (400); that the console answers an unknown path with it is assumed.
             raise V2Error(400, "InvalidURI", f"no such route {route}")
         if method != "POST":
@@ -668,7 +889,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise V2Error(429, "RequestLimitExceeded", "request rate limit exceeded", headers)
         fault = None
         if fake.faults is not None:
-            fault = fake.faults.draw(action, route, paged=route == V2_ROUTE and action in LISTINGS)
+            paged = action in LISTINGS and ACTION_ROUTES[action] == route
+            fault = fake.faults.draw(action, route, paged=paged)
             self._drawn = fault
         if fault is not None and fault.name == "slow":
             time.sleep(float(fault.params["seconds"]))  # late, but otherwise a normal answer
@@ -678,7 +900,7 @@ class _Handler(BaseHTTPRequestHandler):
             if route == EVAL_ROUTE:
                 raise V1Error(V1_PARAM_INVALID)
             raise _invalid("the body must be a JSON object")
-        if route == V2_ROUTE and not action:
+        if route in V2_ROUTES and not action:
             # INVENTED, as for an unknown Action.
             raise V2Error(400, "InvalidAction", "the Action query parameter is required")
         return fake.reply(route, action, body, fault)
