@@ -296,6 +296,7 @@ class _Pace:
         self.limiter: RateLimiter | None = None
         self.sends: list[tuple[float, bool]] = []
         self.samples: list[tuple[float, float]] = []
+        self.cuts: list[dict[str, Any]] = []
         self.t0 = time.monotonic()
 
         class Watched(RateLimiter):
@@ -306,6 +307,22 @@ class _Pace:
             def feedback(self, sent_at: float, throttled: bool) -> None:
                 watch.sends.append((sent_at - watch.t0, throttled))  # list.append is atomic
                 super().feedback(sent_at, throttled)
+
+            def _cut(self, now: float, sent_at: float) -> None:  # called under the lock
+                count, span = self._measured(sent_at)
+                before = self._rate
+                super()._cut(now, sent_at)
+                watch.cuts.append(
+                    {
+                        "t": round(now - watch.t0, 2),
+                        "sent": round(sent_at - watch.t0, 3),
+                        "from": round(before, 2),
+                        "to": round(self._rate, 2),
+                        "accepted_in_window": count,
+                        "unheld_s": round(span, 2),
+                        "refused": round(self._refused or 0, 2),
+                    }
+                )
 
         catalog.sync.RateLimiter = Watched  # type: ignore[attr-defined]
         self._stop = threading.Event()
@@ -329,6 +346,7 @@ class _Pace:
             "refused_rate": limiter.refused_rate,
             "throttles": limiter.throttles,
             "cuts": limiter.cuts,
+            "cut_log": self.cuts,
         }
         if not target or not self.sends:
             return out
@@ -556,6 +574,7 @@ def one_step(
         "settled_from": res.get("settled_from"),
         "refused_rate": res.get("refused_rate"),
         "cuts": res.get("cuts"),
+        "cut_log": res.get("cut_log"),
         "pace_within_5pct_from_s": res.get("pace_within_5pct_from_s"),
         "pace_after_10s": res.get("pace_after_10s"),
         "sent_per_s_after_10s": res.get("sent_per_s_after_10s"),

@@ -180,6 +180,26 @@ def test_hold_stops_a_caller_already_asleep_on_its_slot() -> None:
     assert fake.now - start == pytest.approx(3.0)
 
 
+def test_a_cut_reschedules_callers_already_asleep_on_an_old_slot() -> None:
+    """Worker A holds the slot at +0.1 s (10/s) and sleeps; meanwhile an answer throttles a call
+    sent after the last cut. A must not go at the old pace but at the new one (7/s) from the
+    last call that went."""
+    fake = FakeTime()
+    limiter: RateLimiter
+
+    def sleep(seconds: float) -> None:
+        if not fake.sleeps:
+            limiter.feedback(fake.now, throttled=True)
+        fake.sleep(seconds)
+
+    limiter = RateLimiter(10.0, margin=0.0, clock=fake.clock, sleep=sleep)
+    start = fake.now
+    limiter.acquire()  # goes at +0.0
+    limiter.acquire()  # A
+    assert limiter.cuts == 1
+    assert fake.now - start == pytest.approx(1 / 7.0)
+
+
 def test_hold_applies_without_a_ceiling() -> None:
     fake = FakeTime()
     limiter = limiter_on(fake, 0)
@@ -315,7 +335,8 @@ def test_without_a_ceiling_a_throttle_starts_the_pacing() -> None:
     limiter.feedback(fake.now, throttled=True)
     assert limiter.refused_rate == pytest.approx(20.0)  # 20 accepted in the last second
     assert limiter.rate == pytest.approx(14.0)
-    assert limiter.acquire() == 0.0
+    # paced from the last call that went, at once
+    assert limiter.acquire() == pytest.approx(1 / 14.0)
     assert limiter.acquire() == pytest.approx(1 / 14.0)
 
 
@@ -323,12 +344,13 @@ def test_without_a_ceiling_a_throttle_starts_the_pacing() -> None:
 
 
 def drive(
-    shape: str, server_rate: float, qps: float, seconds: float
+    shape: str, server_rate: float, qps: float, seconds: float, phase: float = 0.0
 ) -> tuple[RateLimiter, list[tuple[float, bool, float]]]:
     """One caller at the limiter's pace against a server limiter on the same fake clock; a
     refusal is retried (the next send) and its Retry-After holds. Returns the limiter and the
-    sends as (seconds since start, accepted, the limiter's rate after the answer)."""
-    fake = FakeTime()
+    sends as (seconds since start, accepted, the limiter's rate after the answer). ``phase``:
+    where in a fixed window's second the run starts."""
+    fake = FakeTime(1000.0 + phase)
     server = make_limiter(shape, server_rate, clock=fake.clock)
     limiter = limiter_on(fake, qps)
     start = fake.now
@@ -383,3 +405,36 @@ def test_rate_never_exceeds_the_ceiling_whatever_the_answers() -> None:
         limiter.acquire()
         limiter.feedback(fake.now, throttled=pattern(n))
         assert limiter.rate <= 20.0
+
+
+def test_fixed_windows_out_of_phase_are_found_by_steps_then_bisection() -> None:
+    """The hard case: starting 0.6 s into a fixed window, each Retry-After hold ends mid-window,
+    so the second before every refusal holds as many calls as were sent, whatever the limit:
+    the measure says nothing. Steps down (doubling) stop the refusals, bisection up between
+    the pace that held and the one refused brings the pace back near the limit."""
+    limiter, sends = drive("fixed", 30.0, 50.0, 90.0, phase=0.6)
+    refused = [t for t, accepted, _ in sends if not accepted]
+    assert len(refused) <= 10
+    # found by half a minute; the next refusal is the slow probe's, a minute later
+    assert not [t for t in refused if 30.0 <= t < 80.0]
+    assert all(0.95 * 30 <= rate <= 1.05 * 30 for t, _, rate in sends if t >= 30.0)
+    settled = limiter.settled_rate()
+    assert settled is not None and 0.95 * 30 <= settled <= 30.0
+
+
+def test_a_quiet_spell_forgets_what_was_refused() -> None:
+    """A refusal long after the last one starts a new search from the pace it hit, with the
+    smallest step: the limit may have moved since."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    for _ in range(30):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)  # limit 30: plateau 29.4
+    succeed(limiter, fake, fake.now + 30.0)
+    assert limiter.rate == pytest.approx(29.4, rel=0.01)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)  # at the plateau, after a quiet spell
+    assert limiter.rate == pytest.approx(limiter.refused_rate * 0.98)  # type: ignore[operator]
+    assert limiter.settled_rate() == pytest.approx(limiter.rate)

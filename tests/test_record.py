@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import threading
@@ -163,19 +162,16 @@ def test_scrub_text_cuts_a_signature_without_a_link() -> None:
 
 
 def test_recording_of_a_whole_sync_holds_no_credentials_and_replays(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, tmp_path: Path
 ) -> None:
     catalog = FakeCatalog.generate(seed=5, model_sets=4, versions_per_set=3, comp_tasks=12,
                                    eval_exports=3, system_sets=1, export_share=1.0)
     directory = tmp_path / "rec"
-    with Recorder(directory) as recorder:
-        monkeypatch.setattr("catalog.sync.ConsoleClient",
-                            functools.partial(ConsoleClient, recorder=recorder))
-        plan = FaultPlan().once("DescribeModel", "429", retry_after=0).once("*", "drop")
-        with fake_console(catalog, faults=plan) as server:
-            evals = [str(k) for k in catalog.keys("eval_result_export")]
-            summary = sync(db_url, server, eval_export_ids=evals)
-            calls = server.call_count()
+    plan = FaultPlan().once("DescribeModel", "429", retry_after=0).once("*", "drop")
+    with fake_console(catalog, faults=plan) as server:
+        evals = [str(k) for k in catalog.keys("eval_result_export")]
+        summary = sync(db_url, server, eval_export_ids=evals, record_dir=str(directory))
+        calls = server.call_count()
     assert summary.status == "success"
     text = (directory / CALLS_FILE).read_text(encoding="utf-8")
     for secret in (AK, SK, "bce-auth-v1", "authorization=", "requestId", "log_id"):
@@ -189,7 +185,6 @@ def test_recording_of_a_whole_sync_holds_no_credentials_and_replays(
                            for e in exports)
 
     # The recording serves a sync of its own: the same catalog, from the answers alone.
-    monkeypatch.undo()
     replayed_db = f"sqlite:///{tmp_path}/replay.db"
     with FakeServer(FakeCatalog(), AK, SK, replay=load_recording(directory)) as replay:
         again = sync(replayed_db, replay, eval_export_ids=evals)

@@ -207,23 +207,31 @@ class RateLimiter:
     """The pace of every worker together: ``qps`` is a ceiling, the server's answers set the rate.
 
     Nobody knows the console's rate limit for an account, nor how the server counts it (a token
-    bucket with a burst, fixed or sliding one-second windows), so the pace is learnt:
+    bucket with a burst, fixed or sliding one-second windows), so the pace is learnt. The models
+    are the AWS SDKs' adaptive retry mode (a CUBIC-style client rate) and the client-side
+    throttling of Google's SRE book (the client counts what the server accepts):
 
     * It starts at ``qps * (1 - margin)``. Sending exactly ``qps`` evenly spaced calls a second
       puts ``qps + 1`` calls into some closed second, and a millisecond of jitter then trips a
       sliding window; the margin (20 ms a second at 2%) keeps ``qps`` calls per second true at the
       server as well.
-    * On a throttling answer (:func:`is_throttling`) it measures how many calls the server
-      accepted in the second before the refused one was sent, takes the lower of that and its
-      own rate as the refused rate, and cuts its rate to ``beta`` times that (0.7, as in the AWS
-      SDKs' adaptive retry mode). Answers to calls sent before that cut are the same overload
-      seen again and do not cut twice (TCP's rule: one decrease per round trip).
+    * On a throttling answer (:func:`is_throttling`) it counts the calls the server accepted in
+      the second before the refused one was sent. Clearly fewer than the pace: that count is the
+      server's limit. Otherwise the pace itself was refused. The first cut is multiplicative, to
+      ``beta`` (0.7, the AWS SDKs' value) times the refused rate; answers to calls sent before a
+      cut are the same overload seen again and do not cut twice (TCP's rule), and slots already
+      handed out at the old pace are taken back.
     * While calls succeed it climbs back, CUBIC-style: a concave approach that flattens out over
-      ``recovery`` seconds at the plateau, ``margin`` below the refused rate, then a convex probe
-      so slow (``probe`` seconds to reach the refused rate again) that a server whose limit was
-      found is not knocked on every few seconds, while one whose limit rose is found again.
-      Each probe that fails costs a ``Retry-After`` hold, so probing often would cost more than
-      the few per cent it could win.
+      ``recovery`` seconds at a plateau ``margin`` below the refused rate, then a convex probe so
+      slow (``probe`` seconds to reach the refused rate again) that a server whose limit was
+      found is not knocked on every few seconds, while one whose limit rose is found again. Each
+      refused probe costs a ``Retry-After`` hold of every worker, more than it could win.
+    * Refused again at a plateau: no dip, but back to the last pace that held ``confirm`` seconds
+      below the refused one if there is one, else a step down by the margin that doubles while
+      the refusals go on (a fixed window out of phase with the holds shows as many accepted
+      calls as were sent, whatever its limit; a bucket's burst inflates the first count). Once
+      a pace holds, the pace moves half way up to the lowest refused one while that is more than
+      twice the margin away: bisection. A quiet spell (``quiet`` seconds) forgets the bracket.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
     asleep on a reserved slot; the first call after it goes exactly at its end and the rest keep
@@ -242,6 +250,8 @@ class RateLimiter:
         beta: float = 0.7,
         recovery: float = 2.0,
         probe: float = 60.0,
+        quiet: float = 10.0,
+        confirm: float = 2.0,
         window: float = 1.0,
         min_rate: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
@@ -249,13 +259,15 @@ class RateLimiter:
     ) -> None:
         if not 0 <= margin < 1 or not 0 < beta < 1:
             raise ValueError("margin must be within [0, 1) and beta within (0, 1)")
-        if recovery <= 0 or probe <= 0 or window <= 0 or min_rate <= 0:
-            raise ValueError("recovery, probe, window and min_rate must be > 0")
+        if min(recovery, probe, quiet, confirm, window, min_rate) <= 0:
+            raise ValueError("recovery, probe, quiet, confirm, window and min_rate must be > 0")
         self.qps = qps
         self.margin = margin
         self.beta = beta
         self.recovery = recovery
         self.probe = probe
+        self.quiet = quiet
+        self.confirm = confirm
         self.window = window
         self.min_rate = min_rate
         self._clock = clock
@@ -265,18 +277,28 @@ class RateLimiter:
         self.max_rate = max(qps * (1 - margin), min_rate) if qps > 0 else math.inf
         self._rate = self.max_rate
         self._next = -math.inf  # the earliest time the next slot may be handed out
+        self._last = -math.inf  # the slot of the latest caller that went
         self._hold_until = -math.inf
         self._holds: deque[tuple[float, float]] = deque()  # recent (start, end) of holds
         self._hold_epoch = 0
+        self._cut_epoch = 0
         self._accepted: deque[float] = deque()  # send times of recently accepted calls
-        # After the last cut: when, from which rate, towards which plateau.
+        # The curve: since when (a cut, or a raise towards a lower bad pace), from which rate,
+        # towards which plateau; and when the last cut was.
+        self._moved_at = -math.inf
         self._cut_at = -math.inf
         self._start = self.max_rate
         self._plateau: float | None = None
         self._refused: float | None = None
+        # The bracket: the lowest pace refused since the last quiet spell, and the highest one
+        # that held (the plateau for ``confirm`` seconds without a throttle) below it.
+        self._bad: float | None = None
+        self._good: float | None = None
+        self._raised = False  # the curve is on its way up to a bisected plateau
         #: Throttling answers seen, and how many of them cut the rate.
         self.throttles = 0
         self.cuts = 0
+        self._steps = 0  # steps down at a plateau in a row, each soon after the last
 
     def __repr__(self) -> str:
         return f"RateLimiter(qps={self.qps:g}, rate={self.rate:.4g})"
@@ -320,16 +342,22 @@ class RateLimiter:
             with self._lock:
                 now = self._clock()
                 slot = max(now, self._hold_until, self._next)
-                self._next = slot + (1.0 / self._rate if self._rate < math.inf else 0.0)
-                epoch = self._hold_epoch
+                self._next = slot + self._step()
+                hold_epoch, cut_epoch = self._hold_epoch, self._cut_epoch
             wait = slot - now
             if wait > 0:
                 self._sleep(wait)
                 waited += wait
             with self._lock:
-                # A hold that began while this caller slept applies to it too.
-                if self._hold_epoch == epoch or self._clock() >= self._hold_until:
+                # A hold or a cut while this caller slept applies to it too: a slot reserved at
+                # the old pace would otherwise still go at it, and be refused all the same.
+                held = hold_epoch != self._hold_epoch and self._clock() < self._hold_until
+                if not held and cut_epoch == self._cut_epoch:
+                    self._last = max(self._last, slot)
                     return waited
+
+    def _step(self) -> float:
+        return 1.0 / self._rate if self._rate < math.inf else 0.0
 
     def hold(self, seconds: float) -> None:
         """Stop every caller for ``seconds`` from now (the server's ``Retry-After``).
@@ -368,7 +396,26 @@ class RateLimiter:
             while self._accepted and self._accepted[0] < horizon:
                 self._accepted.popleft()
             if self._plateau is not None:
-                self._rate = self._curve(now - self._cut_at)
+                self._rate = self._curve(now - self._moved_at)
+                if now - self._moved_at >= self.recovery + self.confirm:
+                    self._held(now)
+
+    def _held(self, now: float) -> None:
+        """The plateau held: a good pace. Half way up to the lowest bad one, if that is far.
+
+        After steps down from a plateau that started above the limit (see :meth:`_cut`) the
+        pace that stopped the throttling may be well below the limit; bisecting between it and
+        the last pace refused finds the limit in a few steps, each a ``confirm`` long, instead of
+        waiting for the slow probe.
+        """
+        assert self._plateau is not None
+        self._good = max(self._good or 0.0, self._plateau)
+        bad = self._bad
+        if bad is not None and self._good < bad * (1 - 2 * self.margin):
+            self._start = self._rate
+            self._plateau = (self._good + bad) / 2
+            self._moved_at = now
+            self._raised = True
 
     def _curve(self, t: float) -> float:
         """The rate ``t`` seconds after the last cut (CUBIC's shape, scaled to the plateau)."""
@@ -395,9 +442,6 @@ class RateLimiter:
     def _cut(self, now: float, sent_at: float) -> None:
         count, span = self._measured(sent_at)
         measured = count / span if count >= _MIN_MEASURED and span >= self.window / 4 else None
-        # At a plateau that was itself learnt, a throttle says the limit is just below it.
-        settled = self._plateau is not None and now - self._cut_at >= self.recovery
-        dip = True
         if math.isinf(self._rate):  # no ceiling: what the server accepted is all there is
             refused = measured if measured is not None else max(count, 1) / self.window
         elif measured is not None and measured < self._rate * (1 - 2 * self.margin):
@@ -405,16 +449,44 @@ class RateLimiter:
         else:
             # Refused at about the pace sent (jitter at the edge of a window, a bucket's burst
             # just spent), or too little seen to measure: the pace itself was too much. A count
-            # one call short of the pace is noise, not a lower limit. Settled, the pace steps
-            # down by the margin; otherwise nothing is known yet and the cut is the full one.
+            # one call short of the pace is noise, not a lower limit.
             refused = self._rate
-            dip = not settled
+        # Settled at a plateau that was itself learnt, a throttle says the limit is just below
+        # it: no dip, but back to the last pace that held below it if there is one, else a step
+        # down by the margin, twice as large each time the step before did not end the
+        # throttling (a fixed window or a bucket can let more through in the second measured
+        # than it allows for long, so a plateau can start above the limit). Before that,
+        # nothing is known yet: the full cut.
+        settled = self._plateau is not None and (
+            self._raised or self._rate >= self._plateau * (1 - self.margin)
+        )
+        self._raised = False
+        if self._bad is None or now - self._cut_at > self.quiet:
+            self._bad = self._good = None  # a quiet spell: the limit may have moved
+        self._bad = refused if self._bad is None else min(self._bad, refused)
+        if self._good is not None and self._good >= self._bad * (1 - self.margin):
+            self._good = None  # refused at about the pace that held: it no longer does
+        if not settled or refused < self._rate * (1 - 2 * self.margin):
+            self._steps = 0
+            self._plateau = max(refused * (1 - self.margin), self.min_rate)
+        elif self._good is not None:
+            self._steps = 0
+            self._plateau = self._good
+        else:
+            if now - self._cut_at > self.quiet:
+                self._steps = 0
+            step = min(self.margin * 2**self._steps, 1 - self.beta)
+            self._steps += 1
+            self._plateau = max(refused * (1 - step), self.min_rate)
         self._refused = refused
-        self._plateau = max(refused * (1 - self.margin), self.min_rate)
-        self._start = max(refused * self.beta, self.min_rate) if dip else self._plateau
+        self._start = self._plateau if settled else max(refused * self.beta, self.min_rate)
         self._rate = min(self._start, self.max_rate)
-        self._cut_at = now
+        self._cut_at = self._moved_at = now
         self.cuts += 1
+        # The new pace starts from the last call that went; slots handed out at the old pace
+        # to callers still asleep are taken back (they reserve again when they wake).
+        self._next = self._last + self._step()
+        self._cut_epoch += 1
 
     def _forget_holds(self, now: float) -> None:
         while self._holds and self._holds[0][1] < now - self.window - 30.0:
