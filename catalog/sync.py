@@ -161,7 +161,15 @@ class RunSummary:
 
 
 Observer = Callable[[str, dict[str, Any]], None]
-_DONE = object()
+
+
+@dataclass(frozen=True)
+class _Done:
+    """Every submitted task has finished. ``epoch``: how many times the writer had submitted
+    tasks of its own by then; a ``_Done`` older than the writer's last submission is stale
+    (the records of the tasks it submitted since are still to come)."""
+
+    epoch: int
 
 
 #: Kinds whose calls need another kind's listing: versions and exports come from sets' modelIds.
@@ -264,6 +272,7 @@ class _Run:
         self.events: queue.Queue[object] = queue.Queue(maxsize=max(options.batch_size * 4, 1000))
         self.pool = DeepestFirstPool(options.workers)
         self.pending = 0
+        self.writer_epoch = 0
         self.pending_lock = threading.Lock()
         self.aborting = False
         self.counts: Counter[str] = Counter(
@@ -302,8 +311,9 @@ class _Run:
         with self.pending_lock:
             self.pending -= 1
             done = self.pending == 0
+            epoch = self.writer_epoch
         if done:
-            self.emit(_DONE)
+            self.emit(_Done(epoch))
 
     def emit(self, event: object) -> None:
         while not self.aborting:
@@ -430,6 +440,9 @@ class _Run:
             if not records:
                 return False
             wanted = store.needs_detail("compression_task", {r.key: r.raw_hash for r in records})
+            if wanted:
+                with self.pending_lock:
+                    self.writer_epoch += 1
             for record in records:
                 if record.key in wanted:
                     self.walker.describe_failed_task(record)
@@ -456,13 +469,11 @@ class _Run:
             pacer.idle()  # written batches wait at most commit_interval, even between batches
             if event is None:
                 continue
-            if event is _DONE:
-                if ask_reasons():
-                    continue  # their answers come back as records, then another _DONE
+            if isinstance(event, _Done):
                 with self.pending_lock:
-                    stale = self.pending > 0  # tasks submitted since it was sent are running
-                if stale:
-                    continue
+                    stale = event.epoch != self.writer_epoch
+                if stale or ask_reasons():
+                    continue  # records of tasks the writer submitted are to come, then a _Done
                 break
             if isinstance(event, Record):
                 if (
