@@ -32,6 +32,7 @@ import copy
 import json
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -821,8 +822,9 @@ class FakeCatalog:
                 task_id = self._new_ft_task(rng, job_id, "Done" if linked else None)
                 if linked:
                     versions[train[index]]["sourceInfo"]["trainTaskId"] = task_id
+        named = Counter(v["sourceInfo"].get("trainTaskId") for v in versions.values())
         for model_id in train[jobs:]:
-            self._link_train_source(model_id, rng)
+            self._link_train_source(model_id, rng, named)
         self._clock = saved
         for index in range(eval_tasks):
             # The first one has a report, so even the smallest catalog serves one.
@@ -835,9 +837,13 @@ class FakeCatalog:
             self._new_preset_service(rng, index)
         self._clock = saved
 
-    def _link_train_source(self, model_id: str, rng: random.Random) -> None:
+    def _link_train_source(
+        self, model_id: str, rng: random.Random, named: Counter[str] | None = None
+    ) -> None:
         """Make a ``Train`` version name a real fine-tuning task (a Done one of its base model
         where there is one, the least named first); without any task its number stays.
+
+        ``named``: how many versions name each task, kept by a caller linking many versions.
 
         ASSUMPTION: that ``sourceInfo.trainTaskId`` holds the V2 fine-tuning ``taskId``
         (``task-...``) is not documented; the documents' example is the number 423.
@@ -845,13 +851,17 @@ class FakeCatalog:
         tasks = list(self._items["fine_tuning_task"].values())
         if not tasks:
             return
-        version = self._items["model_version"][model_id]
+        versions = self._items["model_version"]
+        if named is None:
+            named = Counter(v["sourceInfo"].get("trainTaskId") for v in versions.values())
+        version = versions[model_id]
         done = [t for t in tasks if t["runStatus"] == "Done"] or tasks
         same = [t for t in done if t["model"] == version["model"]] or done
-        named = [v["sourceInfo"].get("trainTaskId") for v in self._items["model_version"].values()]
-        fewest = min(named.count(t["taskId"]) for t in same)
-        least = [t for t in same if named.count(t["taskId"]) == fewest]
-        version["sourceInfo"]["trainTaskId"] = rng.choice(least)["taskId"]
+        fewest = min(named[t["taskId"]] for t in same)
+        task_id = rng.choice([t for t in same if named[t["taskId"]] == fewest])["taskId"]
+        named[version["sourceInfo"].get("trainTaskId")] -= 1
+        named[task_id] += 1
+        version["sourceInfo"]["trainTaskId"] = task_id
 
     def _new_ft_job(self, rng: random.Random, model: str | None = None) -> str:
         created = self._tick(rng)
@@ -1517,9 +1527,13 @@ class FakeCatalog:
             item, rng, self._other(rng, FT_RUN_STATUSES, item["runStatus"], to)
         )
 
-    def _change_ft_progress(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-        """A Running task gets further (what a re-sync of a still-running task must see)."""
-        if item["runStatus"] == "Running" and item.get("runProgress") != "99%":
+    def _change_ft_run(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        """A Running task gets further or moves on; another one changes status.
+
+        Getting further, a task changes nothing but ``runProgress``: what a re-sync of a task
+        that is still running must pick up. (One changer, so two cannot undo each other.)
+        """
+        if item["runStatus"] == "Running" and item["runProgress"] != "99%" and rng.random() < 0.5:
             return self._set_ft_status(item, rng, "Running")
         return self._change_ft_status(item, rng)
 
@@ -1587,7 +1601,7 @@ class FakeCatalog:
         "model_export": [_change_export_state],
         "eval_result_export": [_change_eval_state, _change_eval_path],
         "fine_tuning_job": [_change_job_name, _change_description],
-        "fine_tuning_task": [_change_ft_status, _change_ft_progress],
+        "fine_tuning_task": [_change_ft_run],
         "eval_task": [_change_eval_task_state, _change_eval_task_name, _change_description],
         "eval_task_report": [_change_report_metric],
         "eval_result_export_task": [_change_export_task_state],
