@@ -239,9 +239,9 @@ def model_version_row(obj: Mapping[str, Any]) -> dict[str, Any]:
 def compression_task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A task from a listing item, or from a listing item merged with DescribeModelCompTask.
 
-    Only the detail call answers ``failedReason``; a row from the listing alone has no
-    ``failed_reason`` key at all, so the store keeps the reason it has (``None`` would erase
-    it). An empty reason is kept as ``''``: NULL means "not asked yet".
+    Only the detail call answers ``failedReason``; a failed task's row from the listing alone
+    has no ``failed_reason`` key at all, so the store keeps the reason it has (``None`` would
+    erase it). An empty reason is kept as ``''``: NULL means "not asked yet", or not failed.
     """
     config = _obj(obj.get("config"))
     row = _fits(
@@ -262,7 +262,9 @@ def compression_task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "raw": dict(obj),
         },
     )
-    if "failedReason" in obj:
+    if row["status"] != "failed":
+        row["failed_reason"] = None  # a reason belongs to a failed task only
+    elif "failedReason" in obj:
         reason = obj["failedReason"]
         if reason is not None and not isinstance(reason, str):
             raise NormalizeError(f"failedReason: expected text, got {type(reason).__name__}")

@@ -34,7 +34,8 @@ from sqlalchemy import (
     select,
 )
 
-from catalog.schema import KINDS, SPECS, UTCDateTime, changes, sync_runs
+from catalog.schema import KINDS, SPECS, changes, sync_runs
+from catalog.types import UTCDateTime
 
 Result = tuple[list[str], list[tuple[Any, ...]]]
 

@@ -8,17 +8,13 @@ docs/schema.md.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -27,9 +23,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+
+from catalog.types import BigId, JsonValue, UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -40,41 +36,6 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class UTCDateTime(TypeDecorator[dt.datetime]):
-    """Timezone-aware UTC in and out, on every dialect.
-
-    SQLite has no time zone type, so values are stored as naive UTC there and given their zone
-    back on the way out; PostgreSQL stores ``timestamptz``. Naive values are refused, because a
-    naive time in this project is always a bug.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(
-        self, value: dt.datetime | None, dialect: Dialect
-    ) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-
-
-#: JSON that compares by value on PostgreSQL (``json`` has no equality operator, ``jsonb`` does).
-JsonValue = JSON().with_variant(JSONB(), "postgresql")
-#: Auto-increment ids: BIGINT where it matters, INTEGER on SQLite where only that is a rowid alias.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 @dataclass(frozen=True)

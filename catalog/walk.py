@@ -31,9 +31,9 @@ from typing import Any, Protocol
 
 from catalog import normalize
 from catalog.api.paging import iter_pages
+from catalog.bulk import answer_hash
 from catalog.documented import DriftLog
 from catalog.errors import ApiError, ConfigError
-from catalog.store import answer_hash
 
 LIST_ACTIONS = {False: "DescribeCustomModelSets", True: "DescribeSystemModelSets"}
 SET_ACTIONS = {False: "DescribeModelSet", True: "DescribeSystemModelSet"}

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from catalog import db, normalize
 from catalog.fake.catalog import FakeCatalog
 from catalog.schema import SPECS, changes, compression_tasks
-from catalog.store import answer_hash
+from catalog.bulk import answer_hash
 from tests.helpers import fake_console, stored_rows, sync
 
 

@@ -26,9 +26,9 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select
 
 from catalog import db, queries
+from catalog.bulk import to_json
 from catalog.fake.catalog import FakeCatalog
 from catalog.schema import SPECS, metadata, sync_runs, tracked_eval_exports
-from catalog.store import to_json
 from tests.helpers import expected_rows, fake_console, sync, tracked_only
 
 KINDS = tuple(SPECS)

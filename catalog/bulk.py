@@ -1,0 +1,207 @@
+"""The bulk-SQL machinery under the store: one-value key lists, statements compiled once and
+executed with hand-made DBAPI parameters, and the JSON text the store writes and hashes.
+
+Kept apart from ``store.py``, which holds the history rules: this module knows nothing of
+kinds, history or changes, only how to move many rows through SQLAlchemy fast (every figure
+behind these choices is in the README's benchmark section).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ClauseElement,
+    ColumnElement,
+    Connection,
+    Dialect,
+    String,
+    any_,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from catalog.types import UTCDateTime
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, dt.datetime):
+        return (obj if obj.tzinfo is dt.UTC else obj.astimezone(dt.UTC)).isoformat()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _encoder(py: json.JSONEncoder) -> Callable[[Any], str]:
+    """``py.encode``, minus the C encoder ``json`` builds afresh on every call.
+
+    ``json.dumps`` and ``JSONEncoder.encode`` construct the C encoder per value; with three JSON
+    values per row that was a fifth of a database-bound write. The encoder is built here once,
+    from the same settings, so the text is the same (tested against ``json.dumps``). The marker
+    dict that guards against cycles is left out: these values are trees decoded from JSON.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without json's C accelerator
+        return py.encode
+    text = json.encoder
+    strings = text.encode_basestring_ascii if py.ensure_ascii else text.encode_basestring
+    c_encode = make(
+        None, py.default, strings, None, py.key_separator, py.item_separator,
+        py.sort_keys, py.skipkeys, py.allow_nan,
+    )  # fmt: skip
+    return lambda value: "".join(c_encode(value, 0))
+
+
+#: Change rows' JSON: stable (sorted keys), readable (no \u escapes), times in ISO 8601 UTC.
+to_json = _encoder(json.JSONEncoder(default=_json_default, ensure_ascii=False, sort_keys=True))
+#: What Core's JSON type writes on SQLite (``json.dumps`` with its defaults, None as 'null').
+_sqlite_json = _encoder(json.JSONEncoder())
+
+
+def answer_hash(obj: Mapping[str, Any]) -> str:
+    """A digest of an API answer object, equal exactly when the answer is.
+
+    Keys are sorted, so the order the service sends them in does not count; a ``downloadUrl``
+    counts without its query string, which the service signs afresh on every call.
+    """
+    url = obj.get("downloadUrl")
+    if isinstance(url, str) and "?" in url:
+        obj = {**obj, "downloadUrl": url.split("?", 1)[0]}
+    return hashlib.blake2b(to_json(obj).encode(), digest_size=16).hexdigest()
+
+
+def one_of(
+    column: ColumnElement[Any], keys: Sequence[Any], dialect: str, json_each: bool = True
+) -> ColumnElement[bool]:
+    """``column IN (keys)`` with all the keys in one bound value instead of one each.
+
+    Core renders and binds an expanding ``IN`` list key by key on every execution, which cost
+    more than the database's own work for a batch's lookups; a JSON array read by ``json_each``
+    (SQLite) or an array compared with ``= ANY`` (PostgreSQL) is one parameter, and the
+    statement compiles once. It also lifts SQLite's limit on bound variables per statement.
+    An SQLite built without its JSON functions (``json_each=False``) gets the plain ``IN`` list.
+    """
+    if dialect == "sqlite" and not json_each:
+        return column.in_(list(keys))
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))
+    listed = func.json_each(bindparam(None, _sqlite_json(list(keys)), type_=String()))
+    return column.in_(select(listed.table_valued("value").c.value))
+
+
+class Bulk:
+    """A statement compiled once, executed with rows turned into DBAPI parameters by hand.
+
+    Core's ``executemany`` builds a parameter dict and runs generic bind processing for every row
+    and every execute; at tens of thousands of rows per second that overhead, not the database,
+    was the limit (cProfile of ``bench/run.py db``). Here the SQL text, the parameter order and
+    each column's bind processor (the same ones Core would apply: UTC times, JSON, JSONB) are
+    worked out once per statement, and rows are executed through ``exec_driver_sql``, which still
+    runs in the connection's transaction and fires its events.
+    """
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str]) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        names = list(compiled.positiontup or []) if self.positional else list(by_name)
+        wanted = set(keys)
+        self.names = tuple(names)
+        #: Per parameter: the row key to read (or None for a constant) and its bind processor.
+        self.slots: list[tuple[str | None, Any, Callable[[Any], Any] | None]] = []
+        for name in names:
+            bind = by_name[name]
+            processor = _processor(bind.type, dialect)
+            if name in wanted:
+                self.slots.append((name, None, processor))
+            else:
+                value = bind.value
+                self.slots.append((None, processor(value) if processor else value, None))
+        # The fast path: constants before and after one run of row values (how every statement
+        # here compiles: run stamps lead in ``changes``, bookkeeping trails in the upserts).
+        is_key = [key is not None for key, _, _ in self.slots]
+        first = is_key.index(True) if True in is_key else 0
+        n_keys = sum(is_key)
+        self.fast = n_keys > 0 and all(is_key[first : first + n_keys])
+        keys_in_order = [key for key, _, _ in self.slots[first : first + n_keys] if key]
+        self.getter: Callable[[Mapping[str, Any]], Any] | None = None
+        if self.fast:
+            self.getter = itemgetter(*keys_in_order) if n_keys > 1 else _single(keys_in_order[0])
+        self.procs = [
+            (i, proc) for i, (_, _, proc) in enumerate(self.slots[first : first + n_keys]) if proc
+        ]
+        self.before = tuple(const for _, const, _ in self.slots[:first])
+        self.after = tuple(const for _, const, _ in self.slots[first + n_keys :])
+
+    def _values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self.getter is not None:
+            try:
+                values = list(self.getter(row))
+            except KeyError:
+                pass
+            else:
+                for i, proc in self.procs:
+                    values[i] = proc(values[i])
+                return (*self.before, *values, *self.after)
+        return tuple(
+            const if key is None else (proc(row.get(key)) if proc else row.get(key))
+            for key, const, proc in self.slots
+        )
+
+    def execute(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Run for every row; returns the rows changed (both drivers sum them over executemany)."""
+        values = self._values
+        if self.positional:
+            params: list[Any] = [values(row) for row in rows]
+        else:
+            names = self.names
+            params = [dict(zip(names, values(row), strict=True)) for row in rows]
+        if not params:
+            return 0
+        return int(conn.exec_driver_sql(self.sql, params).rowcount)
+
+
+def _single(key: str) -> Callable[[Mapping[str, Any]], tuple[Any]]:
+    """Like ``itemgetter(key)`` but a 1-tuple, as ``itemgetter`` gives for two keys or more."""
+    return lambda row: (row[key],)
+
+
+def _sqlite_utc(value: dt.datetime | None) -> str | None:
+    """UTCDateTime then SQLite's DATETIME processor, in one C-level call (same text; tested)."""
+    if value is None:
+        return None
+    if value.tzinfo is dt.UTC:  # what normalize gives: no conversion needed
+        return value.isoformat(" ", "microseconds")[:26]
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The bind processor Core would use for ``type_``; faster equal ones on SQLite (tested)."""
+    if dialect.name == "sqlite":
+        if isinstance(type_, UTCDateTime):
+            return _sqlite_utc
+        if isinstance(type_.dialect_impl(dialect), JSON) and not type_.none_as_null:
+            return _sqlite_json
+    processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+def has_json_each(conn: Connection) -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38, optional before)."""
+    try:
+        conn.exec_driver_sql("SELECT count(*) FROM json_each('[1]')").scalar_one()
+    except OperationalError:
+        return False
+    return True

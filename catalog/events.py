@@ -1,0 +1,84 @@
+"""What the walk tells the writer: records to store, completed listings, kept ids, failures.
+
+Shared by the walk engine (``walk.py``), the kinds that describe how each entity is fetched
+(``catalog/kinds``) and the writer (``sync.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from catalog.bulk import answer_hash
+
+
+class Client(Protocol):
+    def call(
+        self, action: str, body: dict[str, Any], route: str = "/v2/model"
+    ) -> dict[str, Any]: ...
+
+    def call_v1(self, path: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Record:
+    """One answer for the store, keyed as stored, with the hash of the answer.
+
+    ``build`` turns the answer into a row. The writer calls it only when the hash differs from
+    the stored one: on a run where little changed, normalising every answer again was most of
+    the work. Kinds whose walk needs the row (a set's version ids) build it at once.
+    """
+
+    kind: str
+    key: Any
+    obj: Mapping[str, Any]
+    raw_hash: str
+    build: Callable[[], dict[str, Any]]
+    call: str
+    #: The answer already went through the one detail call its kind may need (a failed task's):
+    #: written as it is, never skipped for an equal hash.
+    detailed: bool = False
+
+    @classmethod
+    def of(cls, kind: str, key: Any, obj: Mapping[str, Any], row: dict[str, Any],
+           call: str) -> Record:
+        """A record whose row is already built."""
+        return cls(kind, key, obj, answer_hash(obj), lambda: row, call)
+
+
+@dataclass(frozen=True)
+class ScopeDone:
+    """The listing of ``key`` for ``kind`` completed: what it did not name may be deleted."""
+
+    kind: str
+    key: str
+    #: How many items the listing named, when the scope is a whole listing (for progress).
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class Keep:
+    """A complete listing named ``key`` but its answer could not be recorded: keep it as is."""
+
+    kind: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str | None
+    call: str
+    entity_id: str | None
+    message: str
+    code: str | None = None
+    fatal: bool = False
+    #: The error behind it, so a fatal one can be raised from it (the CLI reads its cause).
+    error: Exception | None = field(default=None, compare=False, repr=False)
+
+
+Event = Record | ScopeDone | Keep | Failure
+
+#: How deep in the walk a task is: a worker pool runs deeper tasks first (``catalog.pool``),
+#: which finishes a set's versions before the next page of sets and keeps the queue short.
+LISTING, SET, VERSION = 0, 1, 2
