@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog import db, normalize
+from catalog.bulk import answer_hash
 from catalog.fake.catalog import FakeCatalog
 from catalog.schema import SPECS, changes, compression_tasks
-from catalog.bulk import answer_hash
 from tests.helpers import fake_console, stored_rows, sync
 
 
