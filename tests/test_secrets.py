@@ -9,13 +9,14 @@ nowhere; the access key id appears in no table either (it is not needed there).
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
-from catalog.errors import CatalogError
+from catalog.errors import ApiError, ExitCode
 from catalog.fake.faults import FaultPlan
 from catalog.sync import run_sync
-from tests._proc import cli_env, dump_db, run_cli, sync_argv
+from tests._proc import cli_env, dump_db, run_cli, run_statuses, sync_argv
 from tests.helpers import AK, SK, fake_console, options, sync
 
 
@@ -31,17 +32,34 @@ def test_secret_key_appears_nowhere(db_url: str, caplog: pytest.LogCaptureFixtur
         assert summary.status == "partial" and summary.api_retries >= 1
         texts.append(repr(summary))
     with fake_console() as server:
-        for kw in ({"secret_key": SK[::-1]}, {"access_key": "nobody"}):
-            with pytest.raises(CatalogError) as info:
+        for kw, refusal in (({"secret_key": SK[::-1]}, "the request signature does not match"),
+                            ({"access_key": "nobody"}, "the access key id does not exist")):
+            with pytest.raises(ApiError) as info:
                 sync(db_url, server, **kw)
+            assert info.value.exit_code == ExitCode.API_UNREACHABLE
+            assert str(info.value).startswith(f"DescribeCustomModelSets: {refusal}")
             texts += [str(info.value), repr(info.value), repr(info.value.__context__)]
+        # Each CLI run must get as far as its own outcome: a summary line, or the one error.
+        server.faults = FaultPlan().once("DescribeModel", "5xx", times=1000)  # every version
+        partial = run_cli(sync_argv(db_url, server, debug=True))
+        server.faults = None
         cli_runs = [
-            run_cli(sync_argv(db_url, server)),
-            run_cli(sync_argv(db_url, server, debug=True), env=cli_env(secret_key=SK[::-1] + SK)),
-            run_cli(sync_argv(db_url, server, "--secret-key", SK, debug=True), env=cli_env()),
-            run_cli(sync_argv(db_url, "http://127.0.0.1:9", "--max-attempts", "1", debug=True)),
+            (partial, ExitCode.PARTIAL, "run ", r"run \d+ partial: .*; [1-9]\d* errors$"),
+            (run_cli(sync_argv(db_url, server, debug=True), env=cli_env(secret_key=SK[::-1] + SK)),
+             ExitCode.API_UNREACHABLE, "Error: ",
+             "Error: DescribeCustomModelSets: the request signature does not match "),
+            (run_cli(sync_argv(db_url, server, "--secret-key", SK, debug=True), env=cli_env()),
+             ExitCode.OK, "run ", r"run \d+ success: "),
+            (run_cli(sync_argv(db_url, "http://127.0.0.1:9", "--max-attempts", "1", debug=True)),
+             ExitCode.API_UNREACHABLE, "Error: ",
+             "Error: DescribeCustomModelSets: cannot reach http://127.0.0.1:9"),
         ]
-    for result in cli_runs:
+    for result, code, prefix, outcome in cli_runs:
+        assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+        lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith(prefix)]
+        assert len(lines) == 1 and re.match(outcome, lines[0]), (outcome, lines)
+    assert "partial" in [s for _, s in run_statuses(db_url)]  # the faulty run wrote its row
+    for result, *_ in cli_runs:
         texts += [result.stdout, result.stderr]
     captured = capsys.readouterr()
     texts += [captured.out, captured.err, caplog.text]
