@@ -39,6 +39,7 @@ def iter_pages(
     list_key: str | None = None,
     item_key: str = "id",
     max_keys: int = 100,
+    route: str = "/v2/model",
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield each page's items, following ``nextMarker`` until ``isTruncated`` is false.
 
@@ -58,7 +59,7 @@ def iter_pages(
     while True:
         page_number += 1
         page_body = {**request, "marker": marker} if marker else dict(request)
-        result = client.call(action, page_body)
+        result = client.call(action, page_body, route)
         key = list_key or _find_list_key(action, result)
         items = result.get(key)
         if not isinstance(items, list):
