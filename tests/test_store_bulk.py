@@ -12,7 +12,18 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import DateTime, func, select, true
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.dialects.sqlite import pysqlite
 
 from catalog import db, runs
@@ -173,15 +184,60 @@ def test_bulk_round_trip_history_and_changes(db_url: str) -> None:
         engine.dispose()
 
 
-def test_every_kind_has_bulk_statements(db_url: str) -> None:
-    """Each kind's statements compile and run (the writer builds them lazily per kind)."""
+def _sample(column: Any, n: int) -> Any:
+    """A value of ``column``'s type that no default or NULL could pass for."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return dt.datetime(2024, 5, 1, 8, n, 7, 123456, tzinfo=dt.UTC)
+    if isinstance(kind, Boolean):
+        return n % 2 == 0
+    if isinstance(kind, BigInteger):
+        return 2**40 + n
+    if isinstance(kind, Integer):
+        return 7 + n
+    if isinstance(kind, Float):
+        return 0.25 + n
+    if isinstance(kind, String) and not isinstance(kind, Text) and kind.length:
+        return f"{column.name[:20]}-{n}"
+    if isinstance(kind, (String, Text)):
+        return f"{column.name} 名字 '{n}'"
+    return {"column": column.name, "n": [n, None, "é"]}  # JSON
+
+
+def test_every_kind_has_bulk_statements_that_run(db_url: str) -> None:
+    """Each kind's statements (built lazily per kind by the writer) compile, run, and write what
+    they were given: a row of every tracked column, a change row, a seen key, a refreshed raw."""
     engine, conn = _open(db_url)
     try:
         run_id, run_ts = runs.start_run(conn, {})
         store = Store(conn, run_id, run_ts)
-        for kind in SPECS:
-            for what in ("upsert", "changes", "seen"):
-                assert store._prepared(kind, what).sql
+        for n, (kind, spec) in enumerate(SPECS.items()):
+            t = spec.table
+            row = {c: _sample(t.c[c], n) for c in (spec.key, *spec.tracked)}
+            row.update(raw={"kind": kind}, raw_hash=f"hash-{n}")
+            assert store._prepared(kind, "upsert").execute(conn, [row]) == 1
+            stored = conn.execute(select(t).where(t.c[spec.key] == row[spec.key])).mappings().one()
+            assert {c: stored[c] for c in row} == row, kind
+            assert stored["first_seen_run_id"] == stored["last_seen_run_id"] == run_id
+            assert stored["deleted_at"] is None
+
+            new_raw = {"kind": kind, "v": 2}
+            refresh = {"refresh_key": row[spec.key], "raw": new_raw, "raw_hash": "h2"}
+            assert store._prepared(kind, "refresh").execute(conn, [refresh]) == 1
+            stored = conn.execute(select(t.c.raw, t.c.raw_hash)
+                                  .where(t.c[spec.key] == row[spec.key])).one()
+            assert tuple(stored) == (new_raw, "h2"), kind
+
+            change = {"entity_id": str(row[spec.key]), "operation": "update", "field": "name",
+                      "old_value": '"a"', "new_value": '"b"'}
+            assert store._prepared(kind, "changes").execute(conn, [change]) == 1
+            written = conn.execute(select(changes).where(changes.c.kind == kind)).mappings().one()
+            assert {c: written[c] for c in change} == change
+            assert (written["run_id"], written["changed_at"]) == (run_id, run_ts)
+
+            assert store._prepared(kind, "seen").execute(conn, [{"entity_key": "k1"}]) == 1
+            keys = conn.execute(select(seen.c.entity_key).where(seen.c.kind == kind)).scalars()
+            assert list(keys) == ["k1"], kind
         conn.rollback()
     finally:
         conn.close()
