@@ -1,15 +1,21 @@
 """Two real ``sync`` processes on one database: one writer at a time, the other waits or leaves.
 
-The first process is slowed down by the fake server's latency so it is certainly mid-run (it has
-made API calls, so it holds the lock: the lock is taken before the first call) when the second
-one starts.
+The first process is held mid-walk by the fake server (a gate on its API calls; it has made
+calls, so it holds the lock: the lock is taken before the first call) while the second one starts;
+the test waits until the second is seen waiting on the lock (its lock file open, or its advisory
+lock attempt in ``pg_stat_activity``), not for a while.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import text
 
 from catalog import db
 from catalog.errors import ExitCode
@@ -52,6 +58,52 @@ def _wait(gate: Gate, proc: subprocess.Popen[str]) -> None:
         assert time.monotonic() < deadline
 
 
+def _wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the process never reached that state"
+        time.sleep(0.02)
+
+
+def _sessions(db_url: str) -> set[int]:
+    """PostgreSQL: the backends connected to the test database now (empty on SQLite)."""
+    if not db_url.startswith("postgresql"):
+        return set()
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            )).scalars())
+    finally:
+        engine.dispose()
+
+
+def _waiting_on_the_lock(db_url: str, proc: subprocess.Popen[str], others: set[int]) -> bool:
+    """Whether ``proc`` is inside the writer lock's wait (catalog/runs.py), seen from outside.
+
+    SQLite: it holds the lock file open (it opens it, then polls ``flock``). PostgreSQL: a new
+    session of the test database whose last statement is the advisory lock attempt it polls.
+    """
+    if db_url.startswith("sqlite"):
+        lock = str(Path(db_url.removeprefix("sqlite:///")).resolve()) + ".lock"
+        try:
+            return any(os.readlink(fd) == lock for fd in Path(f"/proc/{proc.pid}/fd").iterdir())
+        except OSError:  # a descriptor closed while we looked
+            return False
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            pids = set(conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'SELECT pg_try_advisory_lock%' AND pid <> pg_backend_pid()"
+            )).scalars())
+    finally:
+        engine.dispose()
+    return bool(pids - others)
+
+
 def _run_intervals(db_url: str) -> list[tuple[int, str, object, object]]:
     engine = db.create_engine_for(db_url)
     with engine.connect() as conn:
@@ -66,7 +118,8 @@ def test_second_sync_exits_locked_or_waits_never_two_writers(db_url: str) -> Non
     catalog = FakeCatalog.generate(seed=21, model_sets=4, comp_tasks=10)
     with fake_console(catalog) as server:
         gate = Gate(server, at=3)
-        first = popen_cli(sync_argv(db_url, server, "--workers", "1"))
+        # A long timeout: its held call must not time out and be retried while the test looks.
+        first = popen_cli(sync_argv(db_url, server, "--workers", "1", "--timeout", "60"))
         _wait(gate, first)
         # No patience: exits at once with its own code and a message saying what to do.
         impatient = run_cli(sync_argv(db_url, server, "--lock-timeout", "0"))
@@ -75,8 +128,11 @@ def test_second_sync_exits_locked_or_waits_never_two_writers(db_url: str) -> Non
         assert len(errors) == 1 and "another sync is running" in errors[0]
         assert "--lock-timeout" in errors[0] and "Traceback" not in impatient.stderr
         # Patient: waits for the first to finish, then runs.
+        others = _sessions(db_url)
         patient = popen_cli(sync_argv(db_url, server, "--lock-timeout", "60"))
-        time.sleep(1.0)  # let it start and queue on the lock (ordering help, not a timed test)
+        _wait_until(lambda: _waiting_on_the_lock(db_url, patient, others), patient)
+        assert gate.count == gate.at  # waiting, it made no call: the lock comes before the first
+        assert patient.poll() is None
         gate.open()
         out1, err1 = first.communicate(timeout=60)
         out2, err2 = patient.communicate(timeout=60)
