@@ -309,7 +309,7 @@ class _Pace:
                 super().feedback(sent_at, throttled)
 
             def _cut(self, now: float, sent_at: float) -> None:  # called under the lock
-                count, span = self._measured(sent_at)
+                count = self._accepted_before(sent_at)
                 before = self._rate
                 super()._cut(now, sent_at)
                 watch.cuts.append(
@@ -319,7 +319,6 @@ class _Pace:
                         "from": round(before, 2),
                         "to": round(self._rate, 2),
                         "accepted_in_window": count,
-                        "unheld_s": round(span, 2),
                         "refused": round(self._refused or 0, 2),
                     }
                 )
@@ -348,7 +347,18 @@ class _Pace:
             "cuts": limiter.cuts,
             "cut_log": self.cuts,
         }
-        if not target or not self.sends:
+        if not self.sends:
+            return out
+        times = sorted(t for t, _ in self.sends)
+        per_second = Counter(int(t) for t in times)
+        out.update(
+            {
+                "first_call_s": round(times[0], 2),
+                "last_call_s": round(times[-1], 2),
+                "calls_per_second": [per_second.get(s, 0) for s in range(int(times[-1]) + 1)],
+            }
+        )
+        if not target:
             return out
         within = [abs(rate - target) <= 0.05 * target for _, rate in self.samples]
         # the first sample from which the pace stayed within 5% of the target to the end
@@ -579,6 +589,9 @@ def one_step(
         "pace_after_10s": res.get("pace_after_10s"),
         "sent_per_s_after_10s": res.get("sent_per_s_after_10s"),
         "throttled_after_10s": res.get("throttled_after_10s"),
+        "first_call_s": res.get("first_call_s"),
+        "last_call_s": res.get("last_call_s"),
+        "calls_per_second": res.get("calls_per_second"),
         "rows_written": written,
         "rows_written_per_s": round(written / res["wall"], 1),
         "writes_by_table": catalog_writes,
@@ -611,16 +624,22 @@ def one_step(
 STEPS = ("full", "resync-nochange", "resync-1pct")
 
 
-def api_mode(args: argparse.Namespace) -> dict[str, Any]:
+def catalog_spec(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """The fake's catalog and latency, from the command line unless overridden."""
     spec = {
         "seed": args.seed,
         "model_sets": args.model_sets,
         "versions_per_set": args.versions_per_set,
-        "comp_tasks": args.comp_tasks,
+        "comp_tasks": getattr(args, "comp_tasks", 0),
         "eval_exports": args.eval_exports,
         "export_share": args.export_share,
-        "latency": args.latency,
+        "latency": getattr(args, "latency", 0.0),
     }
+    return {**spec, **overrides}
+
+
+def api_mode(args: argparse.Namespace) -> dict[str, Any]:
+    spec = catalog_spec(args)
     results: list[dict[str, Any]] = []
     with fake_server(**spec) as (pipe, info), databases(args.db) as fresh:
         print(f"fake console {info['url']}: {spec}", flush=True)
@@ -653,16 +672,7 @@ def api_mode(args: argparse.Namespace) -> dict[str, Any]:
 def rss_mode(args: argparse.Namespace) -> dict[str, Any]:
     results = []
     for tasks in args.sizes:
-        spec = {
-            "seed": args.seed,
-            "model_sets": args.model_sets,
-            "versions_per_set": args.versions_per_set,
-            "comp_tasks": tasks,
-            "eval_exports": args.eval_exports,
-            "export_share": args.export_share,
-            "latency": 0.0,
-            "rate_limit": 0,
-        }
+        spec = catalog_spec(args, comp_tasks=tasks, latency=0.0, rate_limit=0)
         with fake_server(**spec) as (pipe, info), databases(args.db) as fresh:
             for db, url in fresh():
                 step = one_step(f"full-{tasks}", db, url, pipe, info, spec, args, fresh_db=True)
@@ -786,16 +796,7 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
     """The no-op re-sync next to a fetch-only walk of the same pages, on each database."""
-    spec = {
-        "seed": args.seed,
-        "model_sets": args.model_sets,
-        "versions_per_set": args.versions_per_set,
-        "comp_tasks": args.comp_tasks,
-        "eval_exports": 0,
-        "export_share": args.export_share,
-        "latency": 0.0,
-        "rate_limit": 0,
-    }
+    spec = catalog_spec(args, eval_exports=0, latency=0.0, rate_limit=0)
     results: list[dict[str, Any]] = []
     with fake_server(**spec) as (pipe, info), databases(args.db) as fresh:
         print(f"fake console {info['url']}: {spec}", flush=True)

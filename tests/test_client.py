@@ -403,15 +403,18 @@ def test_paging_over_http() -> None:
     assert [s.json().get("marker") for s in stub.seen] == [None, "2", "4"]
 
 
+class HoldingLimiter(RateLimiter):
+    """Records the holds asked for, and paces nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(qps=0)
+        self.holds: list[float] = []
+
+    def hold(self, seconds: float) -> None:
+        self.holds.append(seconds)
+
+
 def test_retry_after_holds_the_shared_limiter_even_on_the_last_attempt() -> None:
-    class HoldingLimiter(RateLimiter):
-        def __init__(self) -> None:
-            super().__init__(qps=0)
-            self.holds: list[float] = []
-
-        def hold(self, seconds: float) -> None:
-            self.holds.append(seconds)
-
     limiter = HoldingLimiter()
     throttled = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow"},
                       {"Retry-After": "2"})
@@ -475,14 +478,6 @@ def test_throttling_slows_the_real_limiter_down() -> None:
 
 
 def test_retry_after_holds_the_shared_limiter() -> None:
-    class HoldingLimiter(RateLimiter):
-        def __init__(self) -> None:
-            super().__init__(qps=0)
-            self.holds: list[float] = []
-
-        def hold(self, seconds: float) -> None:
-            self.holds.append(seconds)
-
     limiter = HoldingLimiter()
     throttled = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow"},
                       {"Retry-After": "3"})

@@ -227,11 +227,13 @@ class RateLimiter:
       found is not knocked on every few seconds, while one whose limit rose is found again. Each
       refused probe costs a ``Retry-After`` hold of every worker, more than it could win.
     * Refused again at a plateau: no dip, but back to the last pace that held ``confirm`` seconds
-      below the refused one if there is one, else a step down by the margin that doubles while
-      the refusals go on (a fixed window out of phase with the holds shows as many accepted
-      calls as were sent, whatever its limit; a bucket's burst inflates the first count). Once
-      a pace holds, the pace moves half way up to the lowest refused one while that is more than
-      twice the margin away: bisection. A quiet spell (``quiet`` seconds) forgets the bracket.
+      below the refused one if there is one, else a step down by the margin (jitter at a
+      window's edge) and, if the refusals go on, by ``1 - beta``: a fixed window out of phase
+      with the holds shows as many accepted calls as were sent whatever its limit, and a
+      bucket's burst inflates the first count, so the count cannot always say how far to go.
+      Once a pace holds, the pace moves half way up to the lowest refused one while that is
+      more than twice the margin away: bisection. A quiet spell (``quiet`` seconds) forgets
+      what was refused, since the limit may have moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
     asleep on a reserved slot; the first call after it goes exactly at its end and the rest keep
@@ -279,7 +281,6 @@ class RateLimiter:
         self._next = -math.inf  # the earliest time the next slot may be handed out
         self._last = -math.inf  # the slot of the latest caller that went
         self._hold_until = -math.inf
-        self._holds: deque[tuple[float, float]] = deque()  # recent (start, end) of holds
         self._hold_epoch = 0
         self._cut_epoch = 0
         self._accepted: deque[float] = deque()  # send times of recently accepted calls
@@ -371,8 +372,6 @@ class RateLimiter:
             until = now + seconds
             if until <= self._hold_until:
                 return
-            self._forget_holds(now)
-            self._holds.append((max(now, self._hold_until), until))
             self._hold_until = until
             self._hold_epoch += 1
 
@@ -429,19 +428,18 @@ class RateLimiter:
             rate = plateau * (1 + gain * (t - self.recovery) ** 3)
         return min(max(rate, self.min_rate), self.max_rate)
 
-    def _measured(self, sent_at: float) -> tuple[int, float]:
-        """Calls the server accepted in the ``window`` before ``sent_at``, and the seconds of that
-        window that were not held (a hold sends nothing, so it says nothing of the limit)."""
+    def _accepted_before(self, sent_at: float) -> int:
+        """Calls the server accepted in the ``window`` before ``sent_at``.
+
+        Held time counts like any other: a window-shaped server counts the second before each
+        call, whether anything was sent in it or not.
+        """
         start = sent_at - self.window
-        held = sum(
-            max(0.0, min(end, sent_at) - max(begin, start)) for begin, end in self._holds
-        )
-        count = sum(1 for t in self._accepted if start < t <= sent_at)
-        return count, self.window - held
+        return sum(1 for t in self._accepted if start < t <= sent_at)
 
     def _cut(self, now: float, sent_at: float) -> None:
-        count, span = self._measured(sent_at)
-        measured = count / span if count >= _MIN_MEASURED and span >= self.window / 4 else None
+        count = self._accepted_before(sent_at)
+        measured = count / self.window if count >= _MIN_MEASURED else None
         if math.isinf(self._rate):  # no ceiling: what the server accepted is all there is
             refused = measured if measured is not None else max(count, 1) / self.window
         elif measured is not None and measured < self._rate * (1 - 2 * self.margin):
@@ -453,10 +451,10 @@ class RateLimiter:
             refused = self._rate
         # Settled at a plateau that was itself learnt, a throttle says the limit is just below
         # it: no dip, but back to the last pace that held below it if there is one, else a step
-        # down by the margin, twice as large each time the step before did not end the
-        # throttling (a fixed window or a bucket can let more through in the second measured
-        # than it allows for long, so a plateau can start above the limit). Before that,
-        # nothing is known yet: the full cut.
+        # down by the margin, and by 1 - beta when that step did not end the throttling (a
+        # fixed window or a bucket can let more through in the second counted than it allows
+        # for long, so a plateau can start above the limit). Before that, nothing is known
+        # yet: the full cut.
         settled = self._plateau is not None and (
             self._raised or self._rate >= self._plateau * (1 - self.margin)
         )
@@ -475,7 +473,7 @@ class RateLimiter:
         else:
             if now - self._cut_at > self.quiet:
                 self._steps = 0
-            step = min(self.margin * 2**self._steps, 1 - self.beta)
+            step = self.margin if self._steps == 0 else 1 - self.beta
             self._steps += 1
             self._plateau = max(refused * (1 - step), self.min_rate)
         self._refused = refused
@@ -487,7 +485,3 @@ class RateLimiter:
         # to callers still asleep are taken back (they reserve again when they wake).
         self._next = self._last + self._step()
         self._cut_epoch += 1
-
-    def _forget_holds(self, now: float) -> None:
-        while self._holds and self._holds[0][1] < now - self.window - 30.0:
-            self._holds.popleft()
