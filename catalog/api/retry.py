@@ -280,6 +280,8 @@ class RateLimiter:
         self._rate = self.max_rate
         self._next = -math.inf  # the earliest time the next slot may be handed out
         self._last = -math.inf  # the slot of the latest caller that went
+        self._went: deque[float] = deque()  # when the latest callers actually went
+        self._pending = 0  # callers with a slot, not gone yet
         self._hold_until = -math.inf
         self._hold_epoch = 0
         self._cut_epoch = 0
@@ -342,20 +344,45 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                slot = max(now, self._hold_until, self._next)
+                slot = max(now, self._hold_until, self._next, self._window_opens())
                 self._next = slot + self._step()
+                self._pending += 1
                 hold_epoch, cut_epoch = self._hold_epoch, self._cut_epoch
             wait = slot - now
             if wait > 0:
                 self._sleep(wait)
                 waited += wait
             with self._lock:
+                self._pending -= 1
                 # A hold or a cut while this caller slept applies to it too: a slot reserved at
                 # the old pace would otherwise still go at it, and be refused all the same.
-                held = hold_epoch != self._hold_epoch and self._clock() < self._hold_until
+                now = self._clock()
+                held = hold_epoch != self._hold_epoch and now < self._hold_until
                 if not held and cut_epoch == self._cut_epoch:
                     self._last = max(self._last, slot)
+                    self._went.append(now)
+                    while len(self._went) > max(self._per_window(), 1):
+                        self._went.popleft()
                     return waited
+
+    def _per_window(self) -> int:
+        """Calls the server is known or allowed to take in one ``window`` (0: no bound)."""
+        limit = min(self.qps if self.qps > 0 else math.inf, self._refused or math.inf)
+        return 0 if math.isinf(limit) else int(limit * self.window)
+
+    def _window_opens(self) -> float:
+        """The earliest time the next call keeps the ceiling (or the refused rate) in any window.
+
+        The even pace keeps it by itself, with the margin to spare, as long as every call goes
+        on time. One that woke late (a busy CPU, the GIL) would eat the margin of the call a
+        window after it: so the call ``n`` places on goes no sooner than a window (and half the
+        margin) after the time that one actually went.
+        """
+        n = self._per_window()
+        back = n - self._pending  # the call n places back, among those that went
+        if n == 0 or not 0 < back <= len(self._went):
+            return -math.inf
+        return self._went[-back] + self.window * (1 + self.margin / 2)
 
     def _step(self) -> float:
         return 1.0 / self._rate if self._rate < math.inf else 0.0
