@@ -291,9 +291,11 @@ def test_probes_above_the_plateau_slowly_and_never_past_the_ceiling() -> None:
     # at the plateau for a long while: not above the refused rate within a minute ...
     assert all(rate <= 30.0 for t, rate in seen if t <= 2.0 + 60.0 - 1.0)
     assert any(rate >= plateau * 0.999 for t, rate in seen if t <= 2.5)
-    # ... but a server whose limit rose is found again, up to the ceiling
+    # ... but a server whose limit rose is found again, up to the ceiling: in what is sent
+    # too, not only in the rate (no window is held to the old refused rate)
     assert seen[-1][1] == pytest.approx(49.0)
     assert limiter.settled_rate() == pytest.approx(49.0)
+    assert sum(1 for t, _ in seen if t > 290.0) == pytest.approx(490, abs=2)
 
 
 def test_settled_rate_is_stable_across_the_dip_after_a_cut() -> None:

@@ -366,9 +366,13 @@ class RateLimiter:
                     return waited
 
     def _per_window(self) -> int:
-        """Calls the server is known or allowed to take in one ``window`` (0: no bound)."""
+        """Calls one ``window`` may hold (0: no bound): the ceiling's or the refused rate's,
+        or the pace's own while it probes above them."""
         limit = min(self.qps if self.qps > 0 else math.inf, self._refused or math.inf)
-        return 0 if math.isinf(limit) else int(limit * self.window)
+        if math.isinf(limit) and math.isinf(self._rate):
+            return 0
+        pace = 0.0 if math.isinf(self._rate) else self._rate / (1 - self.margin)
+        return int(max(0.0 if math.isinf(limit) else limit, pace) * self.window + 1e-6)
 
     def _window_opens(self) -> float:
         """The earliest time the next call keeps the ceiling (or the refused rate) in any window.
