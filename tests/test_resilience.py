@@ -160,6 +160,7 @@ def test_malformed_answers_fail_the_entity_and_are_not_deleted(db_url: str) -> N
         assert _deleted_keys(db_url)["model_version"] == {gone}
 
 
+@pytest.mark.parametrize("fault", ["page_loop", "truncated_no_marker", "empty_page_more"])
 def test_broken_pagination_fails_the_listing_and_deletes_nothing(db_url: str, fault: str) -> None:
     with fake_console() as server:
         sync(db_url, server, page_size=2)
