@@ -309,7 +309,7 @@ class _Pace:
                 super().feedback(sent_at, throttled)
 
             def _cut(self, now: float, sent_at: float) -> None:  # called under the lock
-                count = self._accepted_before(sent_at)
+                count = self._accepted_before(sent_at - self.window, sent_at)
                 before = self._rate
                 super()._cut(now, sent_at)
                 watch.cuts.append(

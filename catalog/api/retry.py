@@ -290,6 +290,9 @@ class RateLimiter:
         # towards which plateau; and when the last cut was.
         self._moved_at = -math.inf
         self._cut_at = -math.inf
+        self._cut_sent = -math.inf  # the refused call's send time, at the last cut
+        self._gentle = False  # the last cut was at a plateau (no dip)
+        self._held_since_cut = False
         self._start = self.max_rate
         self._plateau: float | None = None
         self._refused: float | None = None
@@ -405,6 +408,7 @@ class RateLimiter:
                 return
             self._hold_until = until
             self._hold_epoch += 1
+            self._held_since_cut = True
 
     # -- feedback -------------------------------------------------------------------------
 
@@ -459,18 +463,25 @@ class RateLimiter:
             rate = plateau * (1 + gain * (t - self.recovery) ** 3)
         return min(max(rate, self.min_rate), self.max_rate)
 
-    def _accepted_before(self, sent_at: float) -> int:
-        """Calls the server accepted in the ``window`` before ``sent_at``.
+    def _accepted_before(self, start: float, sent_at: float) -> int:
+        """Calls the server accepted that were sent after ``start``, up to ``sent_at``.
 
-        Held time counts like any other: a window-shaped server counts the second before each
-        call, whether anything was sent in it or not.
+        Over the ``window`` before a call, held time counts like any other: a window-shaped
+        server counts the second before each call, whether anything was sent in it or not.
         """
-        start = sent_at - self.window
         return sum(1 for t in self._accepted if start < t <= sent_at)
 
     def _cut(self, now: float, sent_at: float) -> None:
-        count = self._accepted_before(sent_at)
+        count = self._accepted_before(sent_at - self.window, sent_at)
         measured = count / self.window if count >= _MIN_MEASURED else None
+        span = sent_at - self._cut_sent
+        if self._gentle and not self._held_since_cut and self.window <= span <= self.quiet:
+            # Refused again at a plateau, with no hold since: a bucket, empty at both refusals
+            # and never full between, took exactly its rate in between; the second before this
+            # one may have spent tokens saved before. (A hold would have wasted time a window
+            # server cannot give back, so this is only for refusals without one.)
+            since = self._accepted_before(self._cut_sent, sent_at) / span
+            measured = since if measured is None else min(measured, since)
         if math.isinf(self._rate):  # no ceiling: what the server accepted is all there is
             refused = measured if measured is not None else max(count, 1) / self.window
         elif measured is not None and measured < self._rate * (1 - 2 * self.margin):
@@ -511,6 +522,7 @@ class RateLimiter:
         self._start = self._plateau if settled else max(refused * self.beta, self.min_rate)
         self._rate = min(self._start, self.max_rate)
         self._cut_at = self._moved_at = now
+        self._cut_sent, self._gentle, self._held_since_cut = sent_at, settled, False
         self.cuts += 1
         # The new pace starts from the last call that went; slots handed out at the old pace
         # to callers still asleep are taken back (they reserve again when they wake).
