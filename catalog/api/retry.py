@@ -227,13 +227,15 @@ class RateLimiter:
       found is not knocked on every few seconds, while one whose limit rose is found again. Each
       refused probe costs a ``Retry-After`` hold of every worker, more than it could win.
     * Refused again at a plateau: no dip, but back to the last pace that held ``confirm`` seconds
-      below the refused one if there is one, else a step down by the margin (jitter at a
-      window's edge) and, if the refusals go on, by ``1 - beta``: a fixed window out of phase
-      with the holds shows as many accepted calls as were sent whatever its limit, and a
-      bucket's burst inflates the first count, so the count cannot always say how far to go.
-      Once a pace holds, the pace moves half way up to the lowest refused one while that is
-      more than twice the margin away: bisection. A quiet spell (``quiet`` seconds) forgets
-      what was refused, since the limit may have moved.
+      below the refused one if there is one; else, counted clearly below the pace, to that
+      count; else a step down by the margin (jitter at a window's edge) and, if the refusals go
+      on, by ``1 - beta``. The count cannot always say how far to go: a bucket's saved tokens
+      inflate it (with no hold since the last refusal, what was accepted since then is the
+      count), and a fixed window out of phase with the holds shows about as many accepted
+      calls as were sent whatever its limit (soon after a hold, a count below the pace is cut
+      by ``1 - beta`` too). Once a pace holds, the pace moves half way up to the lowest refused
+      one while that is more than twice the margin away: bisection. A quiet spell (``quiet``
+      seconds) forgets what was refused, since the limit may have moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
     asleep on a reserved slot; the first call after it goes exactly at its end and the rest keep
@@ -506,12 +508,19 @@ class RateLimiter:
         self._bad = refused if self._bad is None else min(self._bad, refused)
         if self._good is not None and self._good >= self._bad * (1 - self.margin):
             self._good = None  # refused at about the pace that held: it no longer does
-        if not settled or refused < self._rate * (1 - 2 * self.margin):
+        repeated = now - self._cut_at <= self.quiet and self._held_since_cut
+        if not settled:
             self._steps = 0
             self._plateau = max(refused * (1 - self.margin), self.min_rate)
         elif self._good is not None:
             self._steps = 0
             self._plateau = self._good
+        elif refused < self._rate * (1 - 2 * self.margin):
+            # Counted clearly below the pace. Soon after a refusal that made everyone hold, the
+            # count is suspect (a fixed window out of phase): by 1 - beta, the bisection after.
+            self._steps = int(repeated)
+            factor = self.beta if repeated else 1 - self.margin
+            self._plateau = max(refused * factor, self.min_rate)
         else:
             if now - self._cut_at > self.quiet:
                 self._steps = 0
