@@ -454,7 +454,8 @@ class RateLimiter:
             self._raised = True
 
     def _curve(self, t: float) -> float:
-        """The rate ``t`` seconds after the last cut (CUBIC's shape, scaled to the plateau)."""
+        """The rate ``t`` seconds after the curve last moved, by a cut or a bisection's raise
+        (CUBIC's shape, scaled to the plateau)."""
         assert self._plateau is not None
         plateau = self._plateau
         if t < self.recovery:
