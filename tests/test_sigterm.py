@@ -200,7 +200,7 @@ def _interrupt(
     catalog = FakeCatalog.generate(seed=12, model_sets=8, comp_tasks=250, eval_exports=2)
     with fake_console(catalog) as server:
         sync(db_url, server)
-        # (Nearly) every entity changes, so the records the run writes show as written by it.
+        # Every entity changes, so the records the run writes show as written by it.
         changed = change_all(catalog, random.Random(3))
         doomed = catalog.keys("compression_task")[-4:]
         for key in doomed:
