@@ -13,6 +13,7 @@ report them.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,60 +31,19 @@ class Fields:
         return self.required | self.optional
 
 
-def _f(required: str, optional: str = "") -> Fields:
+def fields(required: str, optional: str = "") -> Fields:
+    """``Fields`` from two space-separated lists of names."""
     return Fields(frozenset(required.split()), frozenset(optional.split()))
 
 
-#: Per call, the fields of one answer object (a listing's item, or a describe call's ``result``).
-#: Sources: REFERENCE.md sections 1-6 and the seed pages. Fields the documents mark as filled
-#: only in some states (an export's file fields, a preset-only description) are optional.
-CALL_FIELDS: dict[str, Fields] = {
-    "DescribeCustomModelSets": _f(
-        "modelSetId modelSetName modelType modelIds",
-        "labels createTime modifyTime modelCount modelNames",
-    ),
-    "DescribeSystemModelSets": _f(
-        "modelSetId modelSetName modelType modelIds",
-        "description modifyTime time modelCount modelNames",
-    ),
-    "DescribeModelSet": _f(
-        "modelSetId modelSetName modelType",
-        "source labels createTime modifyTime description modelIds modelNames modelCount",
-    ),
-    "DescribeSystemModelSet": _f(
-        "modelSetId modelSetName modelType modelIds",
-        "createTime modifyTime description modelNames",
-    ),
-    "DescribeModel": _f(
-        "modelSetId modelId modelName status",
-        "model sourceInfo description createTime modifyTime modelApplicationType "
-        "tokenLimitations isSupportDeploy isSupportModelComp isSupportEvaluation capabilities "
-        "modelProviders modelSetName modelCompConfigs advancedSettings endpointType ioTokens "
-        "resourceConfig resourceId",
-    ),
-    "DescribeSystemModel": _f(
-        "modelSetId modelId modelName status",
-        "description createTime modifyTime modelApplicationType tokenLimitations "
-        "isSupportDeploy isSupportModelComp isSupportEvaluation capabilities modelProviders",
-    ),
-    # The listing's key names for the source/output versions and times are not visible in the
-    # documents; these are the detail call's names and seed 002's.
-    "DescribeModelCompTasks": _f(
-        "id name status", "description sourceModelId modelId createTime finishTime config"
-    ),
-    "DescribeModelCompTask": _f(
-        "id name status",
-        "description failedReason sourceModelId modelId config createTime finishTime",
-    ),
-    "DescribeModelExportTask": _f(
-        "hasRecord",
-        "exportId status state fileName fileType md5 fileSize downloadUrl modelId",
-    ),
-    "EvalResultExportInfo": _f(
-        "exportID state",
-        "exportIDStr exportType volumeId exportPath downloadUrl id idStr",
-    ),
-}
+@functools.cache
+def call_fields() -> dict[str, Fields]:
+    """Per call, the fields of one answer object (a listing's item, or a describe call's
+    ``result``), as each kind declares them (read on first use: the kinds use this module)."""
+    from catalog.kinds import REGISTRY
+
+    return {call: f for kind in REGISTRY.values() for call, f in kind.calls.items()}
+
 
 UNKNOWN, MISSING = "unknown", "missing"
 
@@ -106,12 +66,12 @@ class DriftLog:
 
     def check(self, kind: str, call: str, obj: Mapping[str, object], entity_id: str) -> None:
         """Compare one answer object with its call's documented fields."""
-        fields = CALL_FIELDS.get(call)
-        if fields is None:
+        documented = call_fields().get(call)
+        if documented is None:
             return
         keys = obj.keys()
-        unknown = keys - fields.known
-        missing = fields.required - keys
+        unknown = keys - documented.known
+        missing = documented.required - keys
         if not unknown and not missing:  # the common case: no lock taken
             return
         with self._lock:

@@ -18,6 +18,10 @@ class Client(Protocol):
         self, action: str, body: dict[str, Any], route: str = "/v2/model"
     ) -> dict[str, Any]: ...
 
+    def call_list(
+        self, action: str, body: dict[str, Any], route: str = "/v2/model"
+    ) -> list[Any]: ...
+
     def call_v1(self, path: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
@@ -78,6 +82,14 @@ class Failure:
 
 
 Event = Record | ScopeDone | Keep | Failure
+
+
+@dataclass
+class ScopedSet:
+    """A ``--model-set`` as resolved before the run: its describe answer and which call gave it."""
+
+    obj: dict[str, Any]
+    system: bool
 
 #: How deep in the walk a task is: a worker pool runs deeper tasks first (``catalog.pool``),
 #: which finishes a set's versions before the next page of sets and keeps the queue short.

@@ -24,15 +24,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any
 
-from catalog.schema import KINDS
+from catalog.kinds import KINDS, REGISTRY
 
-LABELS = {
-    "model_set": "sets",
-    "model_version": "versions",
-    "compression_task": "tasks",
-    "model_export": "exports",
-    "eval_result_export": "eval exports",
-}
+LABELS = {name: kind.short for name, kind in REGISTRY.items()}
 #: Redraws per second at most: enough to look alive, few enough to cost nothing.
 MAX_REDRAWS_PER_SECOND = 10
 #: Share of a total done before an ETA is shown: a rate from the first few items is noise.

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, func, select
 
 from catalog import db, queries
 from catalog.errors import ConfigError
+from catalog.kinds import REGISTRY
 from catalog.output import iso_time
 from catalog.schema import KINDS, SPECS, changes, eval_result_exports, sync_runs
 
@@ -44,13 +45,7 @@ STATUS_COLORS = {
     "stopping": "#c9a227",
     "stopped": "#5b6475",
 }
-LABELS = {
-    "model_set": "model sets",
-    "model_version": "versions",
-    "compression_task": "compression tasks",
-    "model_export": "model exports",
-    "eval_result_export": "eval exports",
-}
+LABELS = {name: kind.label for name, kind in REGISTRY.items()}
 
 
 def esc(value: Any) -> str:

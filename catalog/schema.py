@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -25,6 +23,8 @@ from sqlalchemy import (
     Text,
 )
 
+from catalog.kinds import KINDS as KIND_NAMES
+from catalog.kinds import REGISTRY
 from catalog.types import BigId, JsonValue, UTCDateTime
 
 NAMING_CONVENTION = {
@@ -102,7 +102,7 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
     return table, history
 
 
-KINDS = ("model_set", "model_version", "compression_task", "model_export", "eval_result_export")
+KINDS = KIND_NAMES
 
 sync_runs = Table(
     "sync_runs",
@@ -215,110 +215,6 @@ changes = Table(
 )
 Index("ix_changes_kind_entity_id", changes.c.kind, changes.c.entity_id)
 
-Time = UTCDateTime
-
-model_sets, model_sets_history = _entity_tables(
-    "model_sets",
-    Column("model_set_id", String(64), primary_key=True),
-    [
-        Column("model_set_name", Text),
-        Column("source", String(32), comment="UserCreate or System"),
-        Column("model_type", String(64)),
-        Column("is_system", Boolean, comment="listed by DescribeSystemModelSets"),
-        Column("labels", JsonValue),
-        Column("description", Text),
-        Column("model_ids", JsonValue, comment="its versions' ids"),
-        Column("create_time", Time),
-        Column("modify_time", Time),
-    ],
-)
-
-model_versions, model_versions_history = _entity_tables(
-    "model_versions",
-    Column("model_id", String(64), primary_key=True),
-    [
-        Column("model_set_id", String(64), index=True),
-        Column("model_set_name", Text),
-        Column("model_name", Text),
-        Column("model", Text, comment="base model version name"),
-        Column("status", String(32), comment="Ready, Creating, Fail"),
-        Column("description", Text),
-        Column("source_type", String(32), comment="Train, Acceleration, Import, PlatformPreset"),
-        Column("train_task_id", Text),
-        Column("acceleration_task_id", Text),
-        Column("import_model_version_bos_url", Text),
-        Column("model_application_type", String(32)),
-        Column("input_tokens", BigInteger),
-        Column("output_tokens", BigInteger),
-        Column("character_limit", BigInteger),
-        Column("query_tokens", BigInteger),
-        Column("query_character_limit", BigInteger),
-        Column("document_tokens", BigInteger),
-        Column("document_character_limit", BigInteger),
-        Column("is_support_deploy", Boolean),
-        Column("is_support_model_comp", Boolean),
-        Column("is_support_evaluation", Boolean),
-        Column("sampling_strategy", String(64)),
-        Column("num_beams", Integer),
-        Column("top_logprobs", Integer),
-        Column("model_comp_configs", JsonValue),
-        Column("create_time", Time),
-        Column("modify_time", Time),
-    ],
-)
-
-compression_tasks, compression_tasks_history = _entity_tables(
-    "compression_tasks",
-    Column("task_id", String(64), primary_key=True),
-    [
-        Column("name", Text),
-        Column("description", Text),
-        Column("status", String(32), comment="creating running succeeded failed stopping stopped"),
-        Column("source_model_id", String(64), index=True),
-        Column("model_id", String(64), comment="the compressed version; NULL when failed"),
-        Column("strategy", String(32), comment="config.strategy: Quantization or Sparsity"),
-        Column("quant_conf", String(64)),
-        Column("sparsity_ratio", Float),
-        Column("config", JsonValue),
-        Column(
-            "failed_reason",
-            Text,
-            comment="DescribeModelCompTask's failedReason; fetched once per failed task",
-        ),
-        Column("create_time", Time),
-        Column("finish_time", Time),
-    ],
-)
-
-model_exports, model_exports_history = _entity_tables(
-    "model_exports",
-    Column("model_id", String(64), primary_key=True, comment="the exported version"),
-    [
-        Column("export_id", String(64)),
-        Column("state", String(16), comment="Doing, Done (failed exports are not returned)"),
-        Column("file_name", Text),
-        Column("file_type", String(32)),
-        Column("md5", String(64)),
-        Column("file_size", BigInteger),
-        Column("download_url", Text, comment="without its rotating query string"),
-    ],
-)
-
-eval_result_exports, eval_result_exports_history = _entity_tables(
-    "eval_result_exports",
-    Column("export_id", BigInteger, primary_key=True, autoincrement=False),
-    [
-        Column("export_id_str", String(64), index=True),
-        Column("record_id", BigInteger, comment="result.id"),
-        Column("record_id_str", String(64), comment="result.idStr"),
-        Column("state", String(16), comment="Pending, Uploading, Fail, Done"),
-        Column("export_type", String(16), comment="local or storage"),
-        Column("volume_id", Text),
-        Column("export_path", Text),
-        Column("download_url", Text, comment="without its rotating query string"),
-    ],
-)
-
 
 def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()) -> KindSpec:
     key = next(c.name for c in table.primary_key.columns)
@@ -334,18 +230,18 @@ def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()
     return KindSpec(kind, table, history, key, tracked, carried)
 
 
-SPECS: dict[str, KindSpec] = {
-    spec.kind: spec
-    for spec in (
-        _spec("model_set", model_sets, model_sets_history),
-        _spec("model_version", model_versions, model_versions_history),
-        _spec(
-            "compression_task",
-            compression_tasks,
-            compression_tasks_history,
-            carried=("failed_reason",),
-        ),
-        _spec("model_export", model_exports, model_exports_history),
-        _spec("eval_result_export", eval_result_exports, eval_result_exports_history),
-    )
-}
+#: Per kind, its table, history table and tracked columns, in the registry's order.
+SPECS: dict[str, KindSpec] = {}
+for _kind in REGISTRY.values():
+    _table, _history = _entity_tables(_kind.table, _kind.key, list(_kind.columns))
+    SPECS[_kind.name] = _spec(_kind.name, _table, _history, _kind.carried)
+
+#: The tables SQL users and this code name most; every kind's are in SPECS.
+model_sets, model_sets_history = SPECS["model_set"].table, SPECS["model_set"].history
+model_versions = SPECS["model_version"].table
+model_versions_history = SPECS["model_version"].history
+compression_tasks = SPECS["compression_task"].table
+compression_tasks_history = SPECS["compression_task"].history
+model_exports, model_exports_history = SPECS["model_export"].table, SPECS["model_export"].history
+eval_result_exports = SPECS["eval_result_export"].table
+eval_result_exports_history = SPECS["eval_result_export"].history

@@ -212,12 +212,14 @@ class Store:
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": str(k)} for k in same])
         return same
 
-    def needs_detail(self, kind: str, hashes: Mapping[Any, str]) -> set[Any]:
-        """The keys whose carried fields must be asked for: new, back, answered differently
-        than last stored, or never answered (a carried field still NULL)."""
+    def needs_detail(
+        self, kind: str, hashes: Mapping[Any, str], unanswered: Sequence[str] = ()
+    ) -> set[Any]:
+        """The keys whose detail must be asked for: new, back, answered differently than last
+        stored, or never answered (one of the ``unanswered`` columns still NULL)."""
         spec = SPECS[kind]
         t = spec.table
-        cols = [t.c[spec.key], t.c.raw_hash, t.c.deleted_at, *(t.c[n] for n in spec.carried)]
+        cols = [t.c[spec.key], t.c.raw_hash, t.c.deleted_at, *(t.c[n] for n in unanswered)]
         found = self.conn.execute(select(*cols).where(self._one_of(spec.key_column, list(hashes))))
         settled = {
             row[0]

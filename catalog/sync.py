@@ -21,51 +21,26 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, String, cast, or_, select, true
+from sqlalchemy import Connection, Engine, select
 
-from catalog import db, killpoints, normalize, runs, source
+from catalog import db, deletes, killpoints, normalize, runs, source
 from catalog.api.client import ConsoleClient
 from catalog.api.record import Recorder
 from catalog.api.retry import RateLimiter, RetryPolicy
+from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode
+from catalog.events import Failure, Keep, Record, ScopeDone, ScopedSet
+from catalog.kinds import KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
-from catalog.schema import (
-    KINDS,
-    compression_tasks,
-    eval_result_exports,
-    model_exports,
-    model_sets,
-    model_versions,
-    tracked_eval_exports,
-)
+from catalog.schema import tracked_eval_exports
 from catalog.store import Store
-from catalog.walk import (
-    ALL_COMPRESSION_TASKS,
-    ALL_KINDS,
-    CUSTOM_SETS,
-    SYSTEM_SETS,
-    Failure,
-    Keep,
-    Record,
-    ScopeDone,
-    ScopedSet,
-    Walker,
-)
+from catalog.walk import Walker
 
+ALL_KINDS = KINDS
 DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
-#: Deleting in this order lets each scope refer to the not-yet-deleted parents it depends on.
-DELETE_ORDER = (
-    "model_export",
-    "model_version",
-    "compression_task",
-    "eval_result_export",
-    "model_set",
-)
 
-
-class MassDeleteRefused(CatalogError):
-    exit_code = ExitCode.MASS_DELETE
+__all__ = ["MassDeleteRefused", "RunSummary", "SyncOptions", "run_sync"]
 
 
 class Interrupted(CatalogError):
@@ -222,8 +197,9 @@ def build_client(options: SyncOptions, observer: Observer | None = None) -> Cons
             options.secret_key,
             timeout=options.timeout,
             retry=RetryPolicy(max_attempts=options.max_attempts),
-            # Always adaptive: --qps is the ceiling (0: none), the server's throttling the pace.
-            limiter=RateLimiter(options.qps),
+            # --qps is the ceiling; under it the server's throttling sets the pace (0: no
+            # client-side pacing at all).
+            limiter=RateLimiter(options.qps) if options.qps > 0 else None,
             pool_size=max(options.workers, 1),
             verify=options.verify_tls,
             on_event=observer,
@@ -338,15 +314,14 @@ class _Run:
         store: Store,
         scoped: Sequence[ScopedSet] | None,
         eval_refs: Sequence[str],
-        listing: Iterator[list[dict[str, Any]]] | None,
         prefetched: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         """Run the walk to its end, writing batches; returns when every task has finished."""
         batches: dict[str, list[Record]] = {kind: [] for kind in KINDS}
         scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
         keep_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
-        #: Failed tasks from the listing, waiting to learn whether their reason must be fetched.
-        failed: list[Record] = []
+        #: Answers that may need their kind's detail call, waiting to learn whether they do.
+        waiting: dict[str, list[Record]] = {kind: [] for kind in KINDS}
         errors: list[Failure] = []
         #: Items the whole listings named, per kind: totals for the progress display.
         listed: Counter[str] = Counter()
@@ -433,27 +408,35 @@ class _Run:
             if len(batches[kind]) >= self.options.batch_size:
                 flush((kind,), commit=False)
 
-        def ask_reasons() -> bool:
-            """Route the buffered failed tasks: a detail call for those new or changed, the
-            batch for the rest. True if calls were submitted (the walk goes on)."""
-            records, failed[:] = list(failed), []
-            if not records:
-                return False
-            wanted = store.needs_detail("compression_task", {r.key: r.raw_hash for r in records})
-            if wanted:
-                with self.pending_lock:
-                    self.writer_epoch += 1
-            for record in records:
-                if record.key in wanted:
-                    self.walker.describe_failed_task(record)
-                else:
-                    add(record)
-            return bool(wanted)
+        def detail(record: Record) -> None:
+            """Submit a detail call from the writer: any end of the walk told before is stale."""
+            with self.pending_lock:
+                self.writer_epoch += 1
+            self.walker.detail(record)
+
+        def ask_details() -> bool:
+            """Route the waiting answers: a detail call for those new or changed (or never
+            detailed), the batch for the rest. True if calls were submitted (the walk goes on)."""
+            asked = False
+            for kind, records in waiting.items():
+                if not records:
+                    continue
+                waiting[kind] = []
+                wanted = store.needs_detail(
+                    kind, {r.key: r.raw_hash for r in records}, REGISTRY[kind].unanswered
+                )
+                for record in records:
+                    if record.key in wanted:
+                        detail(record)
+                        asked = True
+                    else:
+                        add(record)
+            return asked
 
         with self.pending_lock:
             self.pending += 1  # held until start() has submitted everything
         try:
-            self.walker.start(scoped, eval_refs, first_listing=listing, prefetched=prefetched)
+            self.walker.start(scoped, eval_refs, prefetched)
         finally:
             self.release()
         while True:
@@ -472,24 +455,26 @@ class _Run:
             if isinstance(event, _Done):
                 with self.pending_lock:
                     stale = event.epoch != self.writer_epoch
-                if stale or ask_reasons():
+                if stale or ask_details():
                     continue  # records of tasks the writer submitted are to come, then a _Done
                 break
             if isinstance(event, Record):
-                if (
-                    event.kind == "compression_task"
-                    and not event.detailed
-                    and event.obj.get("status") == "failed"
-                ):
-                    failed.append(event)
-                    if len(failed) >= self.options.batch_size:
-                        ask_reasons()
+                kind = REGISTRY[event.kind]
+                always = kind.always_detail
+                if not event.detailed and always is not None and always(event.obj):
+                    detail(event)  # asked every run, whatever is stored
+                    continue
+                wants = kind.wants_detail
+                if not event.detailed and wants is not None and wants(event.obj):
+                    waiting[event.kind].append(event)
+                    if len(waiting[event.kind]) >= self.options.batch_size:
+                        ask_details()
                     continue
                 add(event)
             elif isinstance(event, Keep):
                 keep_buf[event.kind].append(event.key)
             elif isinstance(event, ScopeDone):
-                if event.kind == "model_set" or event.key == ALL_COMPRESSION_TASKS:
+                if event.count is not None:  # a whole listing, not a parent's scope
                     self.whole_listings.add((event.kind, event.key))
                     listed[event.kind] += event.count or 0
                     if event.kind == "model_set":
@@ -511,82 +496,20 @@ class _Run:
 
     # -- deletes ------------------------------------------------------------
 
-    def delete_scopes(
-        self, store: Store, scoped: bool, tracked: Sequence[str]
-    ) -> dict[str, ColumnElement[bool]]:
-        """Per kind, the SQL condition for 'inside a listing that completed in this run'.
-
-        Kinds left out or not allowed get none: nothing of them is deleted.
-        """
-        out = self._listing_scopes(store, scoped, tracked)
-        for kind in set(KINDS) - set(self.options.kinds) | self.walker.denied:
-            out.pop(kind, None)
-        return out
-
-    def _listing_scopes(
-        self, store: Store, scoped: bool, tracked: Sequence[str]
-    ) -> dict[str, ColumnElement[bool]]:
-        out: dict[str, ColumnElement[bool]] = {}
-        listed = [
-            flag
-            for flag, key in ((False, CUSTOM_SETS), (True, SYSTEM_SETS))
-            if ("model_set", key) in self.whole_listings
-        ]
-        set_scope = None
-        if not scoped and listed:
-            set_scope = model_sets.c.is_system.in_(listed)
-            out["model_set"] = set_scope
-        version_scope: ColumnElement[bool] = model_versions.c.model_set_id.in_(
-            store.scope_keys("model_version")
-        )
-        if set_scope is not None:
-            gone_sets = select(model_sets.c.model_set_id).where(
-                store.unseen("model_set", set_scope)
-            )
-            version_scope = or_(version_scope, model_versions.c.model_set_id.in_(gone_sets))
-        out["model_version"] = version_scope
-        gone_versions = select(model_versions.c.model_id).where(
-            store.unseen("model_version", version_scope)
-        )
-        out["model_export"] = or_(
-            model_exports.c.model_id.in_(store.scope_keys("model_export")),
-            model_exports.c.model_id.in_(gone_versions),
-        )
-        if ("compression_task", ALL_COMPRESSION_TASKS) in self.whole_listings:
-            out["compression_task"] = true()
-        else:
-            out["compression_task"] = compression_tasks.c.source_model_id.in_(
-                store.scope_keys("compression_task")
-            )
-        # The tracked list is the evaluation exports' listing: one leaves by `eval untrack`.
-        out["eval_result_export"] = ~or_(
-            cast(eval_result_exports.c.export_id, String).in_(tracked),
-            eval_result_exports.c.export_id_str.in_(tracked),
-        )
-        return out
-
     def apply_deletes(self, store: Store, scoped: bool, tracked: Sequence[str]) -> None:
-        conditions = self.delete_scopes(store, scoped, tracked)
-        share = self.options.max_delete_share
-        too_many = []
-        for kind in DELETE_ORDER:
-            if kind not in conditions:
-                continue
-            doomed, alive = store.count_unseen(kind, conditions[kind])
-            if doomed and doomed > share * alive:
-                too_many.append(f"{kind} {doomed} of the {alive} there were before this run")
-        if too_many and not self.options.allow_mass_delete:
-            raise MassDeleteRefused(
-                f"refusing to delete more than {share:.0%} of an entity kind "
-                f"({', '.join(too_many)}); "
-                "nothing was deleted. If this is intended, run again with --allow-mass-delete"
-            )
-        for kind in DELETE_ORDER:
-            if kind in conditions:
-                deleted = store.delete_unseen(kind, conditions[kind])
-                self.counts[f"{kind}_deleted"] += deleted
-                if deleted:
-                    killpoints.reached("mid_delete")
+        """Delete what completed listings did not name, in the kinds read in full this run."""
+        kinds = set(self.options.kinds) - self.walker.denied_kinds
+        where = deletes.conditions(
+            store, self.whole_listings, scoped=scoped, tracked=tracked, kinds=kinds
+        )
+        deleted = deletes.apply(
+            store,
+            where,
+            max_share=self.options.max_delete_share,
+            allow_mass_delete=self.options.allow_mass_delete,
+        )
+        for kind, n in deleted.items():
+            self.counts[f"{kind}_deleted"] += n
 
 
 def _tracked_refs(conn: Connection) -> list[str]:
@@ -634,7 +557,7 @@ def run_sync(
             scoped = (
                 run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
             )
-            listing = run.walker.open_first_listing(scoped=scoped is not None)
+            run.walker.open_first_listing(scoped=scoped is not None)
             # Only refs not tracked yet are checked: a tracked one's failure is that entity's,
             # not a reason to refuse the whole run (cron lines repeat --eval-export-id).
             known = _tracked_refs(conn) if db.schema_state(conn) == "current" else []
@@ -668,13 +591,13 @@ def run_sync(
                         conn.execute(
                             tracked_eval_exports.insert().values(export_ref=ref, added_at=run_ts)
                         )
-                run.drive(store, scoped, refs, listing, prefetched)
+                run.drive(store, scoped, refs, prefetched)
                 run.shutdown()
                 for kind in KINDS:
                     run.counts[f"{kind}_seen"] = store.seen_count(kind)
                 run.apply_deletes(store, scoped=scoped is not None, tracked=refs)
                 killpoints.reached("before_finish")
-                summary.denied = tuple(k for k in ALL_KINDS if k in run.walker.denied)
+                summary.denied = tuple(k for k in KINDS if k in run.walker.denied_kinds)
                 summary.new_drift = runs.record_drift(conn, run_id, run.drift)
                 for kind, call, name, what in summary.new_drift:
                     run.notify("drift", kind=kind, call=call, field=name, drift=what)

@@ -8,10 +8,22 @@ from typing import Any
 
 from sqlalchemy import select
 
-from catalog import db, normalize
+from catalog import db
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
 from catalog.fake.server import FakeServer
+from catalog.kinds import (
+    compression_tasks,
+    eval_result_exports,
+    eval_task_reports,
+    eval_tasks,
+    fine_tuning_jobs,
+    fine_tuning_tasks,
+    model_exports,
+    model_sets,
+    model_versions,
+    services,
+)
 from catalog.schema import SPECS
 from catalog.sync import RunSummary, SyncOptions, run_sync
 
@@ -46,18 +58,21 @@ def sync(db_url: str, server: FakeServer, **kw: Any) -> RunSummary:
     return run_sync(options(db_url, server, **kw))
 
 
-def _answers(server: FakeServer, action: str, body: dict[str, Any]) -> dict[str, Any]:
-    return server.answer("/v2/model", action, body, None)
+def _answers(
+    server: FakeServer, action: str, body: dict[str, Any], route: str = "/v2/model"
+) -> Any:
+    return server.answer(route, action, body, None)
 
 
-def _listing(server: FakeServer, action: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+def _listing(
+    server: FakeServer, action: str, body: dict[str, Any], route: str = "/v2/model"
+) -> list[dict[str, Any]]:
     """Every item of a listing, paged as the sync pages it."""
     items: list[dict[str, Any]] = []
     marker = None
     while True:
-        page = _answers(
-            server, action, {**body, "maxKeys": 100, **({"marker": marker} if marker else {})}
-        )
+        paging = {"maxKeys": 100, **({"marker": marker} if marker else {})}
+        page = _answers(server, action, {**body, **paging}, route)
         items.extend(next(v for k, v in page.items() if k != "pageInfo"))
         if not page["pageInfo"]["isTruncated"]:
             return items
@@ -75,15 +90,15 @@ def expected_rows(catalog: FakeCatalog) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SPECS}
     for system, action in ((False, "DescribeCustomModelSets"), (True, "DescribeSystemModelSets")):
         for item in _listing(server, action, {}):
-            row = normalize.model_set_row(item, is_system=system)
+            row = model_sets.row(item, is_system=system)
             out["model_set"][row["model_set_id"]] = row
             for model_id in row["model_ids"]:
                 call = "DescribeSystemModel" if system else "DescribeModel"
-                version = normalize.model_version_row(_answers(server, call, {"modelId": model_id}))
+                version = model_versions.row(_answers(server, call, {"modelId": model_id}))
                 out["model_version"][model_id] = version
                 if system:
                     continue
-                export = normalize.model_export_row(
+                export = model_exports.row(
                     model_id, _answers(server, "DescribeModelExportTask", {"modelId": model_id})
                 )
                 if export is not None:
@@ -92,13 +107,40 @@ def expected_rows(catalog: FakeCatalog) -> dict[str, dict[str, dict[str, Any]]]:
         if item.get("status") == "failed":
             detail = _answers(server, "DescribeModelCompTask", {"modelCompTaskId": item["id"]})
             item = {**item, **detail}
-        row = normalize.compression_task_row(item)
+        row = compression_tasks.row(item)
         row.setdefault("failed_reason", None)
         out["compression_task"][row["task_id"]] = row
     for obj in catalog.snapshot()["eval_result_export"].values():
-        row = normalize.eval_result_export_row(obj)
+        row = eval_result_exports.row(obj)
         out["eval_result_export"][str(row["export_id"])] = row
+    _lifecycle_rows(server, out)
     return out
+
+
+def _lifecycle_rows(server: FakeServer, out: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Fine-tuning, evaluation and services, as the fake answers their documented calls."""
+    ft, ev, sv = "/v2/finetuning", "/v2/eval", "/v2/service"
+    for job in _listing(server, "DescribeFineTuningJobs", {}, ft):
+        out["fine_tuning_job"][job["jobId"]] = fine_tuning_jobs.row(job)
+        for task in _listing(server, "DescribeFineTuningTasks", {"jobId": job["jobId"]}, ft):
+            detail = _answers(server, "DescribeFineTuningTask", {"taskId": task["taskId"]}, ft)
+            row = fine_tuning_tasks.row({**task, **detail}, detailed=True)
+            out["fine_tuning_task"][task["taskId"]] = row
+    for eval_type in ("manual", "auto"):
+        for task in _listing(server, "DescribeEvalTasks", {"evalType": eval_type}, ev):
+            detail = _answers(server, "DescribeEvalTask", {"taskId": task["taskId"]}, ev)
+            row = eval_tasks.row({**task, **detail}, eval_type)
+            out["eval_task"][task["taskId"]] = row
+            if row["state"] in eval_tasks.FINAL:
+                for unit in _answers(server, "DescribeEvalTaskReport",
+                                     {"taskId": task["taskId"]}, ev):
+                    unit_row = eval_task_reports.row(unit)
+                    out["eval_task_report"][unit_row["unit_id"]] = unit_row
+    for item in _listing(server, "DescribeServices", {}, sv):
+        detail = _answers(server, "DescribeService", {"serviceId": item["serviceId"]}, sv)
+        out["service"][item["serviceId"]] = services.row({**item, **detail}, False, True)
+    for item in _answers(server, "DescribePresetServices", {}, sv)["serviceList"]:
+        out["service"][item["serviceId"]] = services.row(item, True, True)
 
 
 def stored_rows(db_url: str, current_only: bool = True) -> dict[str, dict[str, dict[str, Any]]]:

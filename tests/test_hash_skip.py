@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from catalog import db, normalize
+from catalog import db
 from catalog.bulk import answer_hash
 from catalog.fake.catalog import FakeCatalog
+from catalog.kinds import compression_tasks as task_kind
+from catalog.kinds import model_versions as version_kind
 from catalog.schema import SPECS, changes, compression_tasks
 from tests.helpers import fake_console, stored_rows, sync
 
@@ -24,14 +26,15 @@ from tests.helpers import fake_console, stored_rows, sync
 def normalised(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """How often the answers of each high-volume kind were normalised."""
     counts: Counter[str] = Counter()
-    for name in ("compression_task_row", "model_version_row"):
-        real = getattr(normalize, name)
+    for name, module in (("compression_task_row", task_kind),
+                         ("model_version_row", version_kind)):
+        real = module.row
 
         def counting(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
             counts[_name] += 1
             return _real(*args, **kw)
 
-        monkeypatch.setattr(normalize, name, counting)
+        monkeypatch.setattr(module, "row", counting)
     return counts
 
 

@@ -18,6 +18,7 @@ from catalog import db, queries
 from catalog.errors import ExitCode
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
+from catalog.kinds import model_sets
 from catalog.schema import SPECS, changes, sync_errors, sync_runs
 from catalog.sync import MassDeleteRefused
 from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
@@ -267,12 +268,12 @@ def test_scoped_sync_deletes_only_inside_its_scope(db_url: str) -> None:
 def test_a_reused_connection_does_not_carry_seen_keys_into_the_next_run(db_url: str) -> None:
     """Which entities a run saw lives in connection-local temporary tables; a second run on the
     same (pooled) connection must start from none, or it would miss deletions."""
-    from catalog import normalize, runs
+    from catalog import runs
     from catalog.store import Store
 
     catalog = FakeCatalog.generate(seed=28, model_sets=1, system_sets=0, comp_tasks=1)
     obj = catalog.get("model_set", catalog.keys("model_set")[0])
-    row = {**normalize.model_set_row(obj, is_system=False), "raw": obj}
+    row = {**model_sets.row(obj, is_system=False), "raw": obj}
     engine = db.create_engine_for(db_url)
     with engine.connect() as conn:
         db.upgrade(conn)

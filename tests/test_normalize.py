@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from catalog import normalize
+from catalog.kinds import compression_tasks, model_exports, model_sets, model_versions
 
 UTC = dt.UTC
 
@@ -45,15 +46,15 @@ def test_bad_times_name_the_field(text: object) -> None:
 
 
 def test_export_state_and_status_are_the_same_field() -> None:
-    a = normalize.model_export_row("amv-1", {"hasRecord": True, "state": "Done"})
-    b = normalize.model_export_row("amv-1", {"hasRecord": True, "status": "Done"})
+    a = model_exports.row("amv-1", {"hasRecord": True, "state": "Done"})
+    b = model_exports.row("amv-1", {"hasRecord": True, "status": "Done"})
     assert a is not None and b is not None
     assert a["state"] == b["state"] == "Done"
-    assert normalize.model_export_row("amv-1", {"hasRecord": False}) is None
+    assert model_exports.row("amv-1", {"hasRecord": False}) is None
 
 
 def test_download_url_query_is_not_tracked() -> None:
-    row = normalize.model_export_row(
+    row = model_exports.row(
         "amv-1",
         {
             "hasRecord": True,
@@ -67,7 +68,7 @@ def test_download_url_query_is_not_tracked() -> None:
 
 
 def test_version_row_flattens_nested_objects() -> None:
-    row = normalize.model_version_row(
+    row = model_versions.row(
         {
             "modelId": "amv-1",
             "modelSetId": "am-1",
@@ -98,7 +99,7 @@ def test_version_row_flattens_nested_objects() -> None:
 )
 def test_malformed_model_sets_are_refused(obj: dict[str, object]) -> None:
     with pytest.raises(normalize.NormalizeError):
-        normalize.model_set_row(obj, is_system=False)
+        model_sets.row(obj, is_system=False)
 
 
 @pytest.mark.parametrize("ref", ["96", "amemt-hkkf5y9e64j8", " 7 "])
@@ -119,13 +120,13 @@ def test_eval_body_types() -> None:
 
 def test_values_a_column_cannot_hold_are_refused_here() -> None:
     with pytest.raises(normalize.NormalizeError, match="status: 100 characters"):
-        normalize.compression_task_row({"id": "amva-1", "status": "x" * 100})
+        compression_tasks.row({"id": "amva-1", "status": "x" * 100})
     with pytest.raises(normalize.NormalizeError, match="task_id"):
-        normalize.compression_task_row({"id": "amva-" + "9" * 80})
+        compression_tasks.row({"id": "amva-" + "9" * 80})
     with pytest.raises(normalize.NormalizeError, match="file_size: .* out of range"):
-        normalize.model_export_row("amv-1", {"hasRecord": True, "fileSize": 2**64})
+        model_exports.row("amv-1", {"hasRecord": True, "fileSize": 2**64})
     with pytest.raises(normalize.NormalizeError, match="num_beams"):
-        normalize.model_version_row({"modelId": "amv-1", "advancedSettings": {"numBeams": 2**40}})
+        model_versions.row({"modelId": "amv-1", "advancedSettings": {"numBeams": 2**40}})
     long_text = "名" * 10_000  # unbounded text columns take 10 KB strings as they are
-    row = normalize.compression_task_row({"id": "amva-1", "name": long_text})
+    row = compression_tasks.row({"id": "amva-1", "name": long_text})
     assert row["name"] == long_text

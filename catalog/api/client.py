@@ -82,8 +82,8 @@ def _text(value: Any) -> str:
 
 
 def parse_answer(
-    call: str, status: int, headers: Mapping[str, str], content: bytes
-) -> dict[str, Any]:
+    call: str, status: int, headers: Mapping[str, str], content: bytes, *, listed: bool = False
+) -> Any:
     """Turn one HTTP answer into its ``result`` object, or raise the one ``ApiError`` it means.
 
     The service reports failure three ways: IAM in ``X-Bce-Error-*`` headers (body optional), /v2
@@ -156,9 +156,9 @@ def parse_answer(
             "answer has no 'result'", call=call, status=status, request_id=request_id
         )
     result = payload["result"]
-    if not isinstance(result, dict):
+    if not isinstance(result, list if listed else dict):  # a few calls answer a list
         raise MalformedResponse(
-            f"'result' is a JSON {_json_kind(result)}, not an object",
+            f"'result' is a JSON {_json_kind(result)}, not an {'array' if listed else 'object'}",
             call=call, status=status, request_id=request_id,
         )
     return result
@@ -228,25 +228,40 @@ class ConsoleClient:
 
     def call(self, action: str, body: dict[str, Any], route: str = "/v2/model") -> dict[str, Any]:
         """POST ``{route}?Action={action}`` and return the answer's ``result`` object."""
-        return self._post(action, route, {"Action": action}, body)
+        result: dict[str, Any] = self._post(action, route, {"Action": action}, body)
+        return result
+
+    def call_list(
+        self, action: str, body: dict[str, Any], route: str = "/v2/model"
+    ) -> list[Any]:
+        """Like :meth:`call`, for the calls whose ``result`` is documented as an array
+        (DescribeEvalTaskReport)."""
+        result: list[Any] = self._post(action, route, {"Action": action}, body, listed=True)
+        return result
 
     def call_v1(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``{path}`` (the /wenxinworkshop shape) and return the answer's ``result`` object."""
-        return self._post(path, path, None, body)
+        result: dict[str, Any] = self._post(path, path, None, body)
+        return result
 
     def close(self) -> None:
         self._session.close()
 
     def _post(
-        self, name: str, path: str, params: dict[str, str] | None, body: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        name: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: dict[str, Any],
+        listed: bool = False,
+    ) -> Any:
         route = path if path.startswith("/") else "/" + path
         url = self.base_url + route
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
         limiter = self.limiter
 
-        def attempt(number: int) -> dict[str, Any]:
+        def attempt(number: int) -> Any:
             sent_at = 0.0
             if limiter is not None:
                 limiter.acquire()
@@ -263,7 +278,7 @@ class ConsoleClient:
                 self.recorder.record(route, name, body, response.status_code, response.content)
             status, headers, content = response.status_code, response.headers, response.content
             try:
-                result = parse_answer(name, status, headers, content)
+                result = parse_answer(name, status, headers, content, listed=listed)
             except ApiError as err:
                 if limiter is not None:
                     limiter.feedback(sent_at, is_throttling(status=err.status, code=err.code))

@@ -1,0 +1,196 @@
+"""Compression tasks (压缩任务): one paged listing (or one per version, scoped).
+
+The listing lacks ``failedReason``; DescribeModelCompTask answers it, and is asked once per
+failed task that is new or changed since it was stored (the writer decides, by the answer's
+hash). The reason is a carried column: a row from the listing alone keeps the stored reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Column, ColumnElement, Float, String, Text, true
+
+from catalog.bulk import answer_hash
+from catalog.documented import fields
+from catalog.errors import ApiError
+from catalog.events import LISTING, VERSION, Record, ScopeDone
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.normalize import (
+    NormalizeError,
+    as_float,
+    as_obj,
+    as_text,
+    field_of,
+    fits,
+    parse_time,
+    require_id,
+)
+from catalog.types import JsonValue, UTCDateTime
+
+LIST, DETAIL = "DescribeModelCompTasks", "DescribeModelCompTask"
+#: Scope key of the whole listing (a scoped walk's scopes are version ids).
+ALL = "*"
+
+KEY = Column("task_id", String(64), primary_key=True)
+COLUMNS = (
+    Column("name", Text),
+    Column("description", Text),
+    Column("status", String(32), comment="creating running succeeded failed stopping stopped"),
+    Column("source_model_id", String(64), index=True),
+    Column("model_id", String(64), comment="the compressed version; NULL when failed"),
+    Column("strategy", String(32), comment="config.strategy: Quantization or Sparsity"),
+    Column("quant_conf", String(64)),
+    Column("sparsity_ratio", Float),
+    Column("config", JsonValue),
+    Column(
+        "failed_reason",
+        Text,
+        comment="DescribeModelCompTask's failedReason; fetched once per failed task",
+    ),
+    Column("create_time", UTCDateTime),
+    Column("finish_time", UTCDateTime),
+)
+#: REFERENCE.md section 4 and seed 002. The listing's key names for the source/output
+#: versions and times are not visible in the documents; these are the detail call's.
+CALLS = {
+    LIST: fields(
+        "id name status", "description sourceModelId modelId createTime finishTime config"
+    ),
+    DETAIL: fields(
+        "id name status",
+        "description failedReason sourceModelId modelId config createTime finishTime",
+    ),
+}
+
+
+def row(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A task from a listing item, or from a listing item merged with DescribeModelCompTask.
+
+    Only the detail call answers ``failedReason``; a failed task's row from the listing alone
+    has no ``failed_reason`` key at all, so the store keeps the reason it has (``None`` would
+    erase it). An empty reason is kept as ``''``: NULL means "not asked yet", or not failed.
+    """
+    config = as_obj(obj.get("config"))
+    out = fits(
+        "compression_tasks",
+        {
+            "task_id": require_id(obj, "id"),
+            "name": field_of(obj, "name", as_text),
+            "description": field_of(obj, "description", as_text),
+            "status": field_of(obj, "status", as_text) or field_of(obj, "state", as_text),
+            "source_model_id": field_of(obj, "sourceModelId", as_text),
+            "model_id": field_of(obj, "modelId", as_text),
+            "strategy": field_of(config, "strategy", as_text),
+            "quant_conf": field_of(config, "quantConf", as_text),
+            "sparsity_ratio": field_of(config, "sparsityRatio", as_float),
+            "config": obj.get("config"),
+            "create_time": parse_time(obj.get("createTime"), "createTime"),
+            "finish_time": parse_time(obj.get("finishTime"), "finishTime"),
+            "raw": dict(obj),
+        },
+    )
+    if out["status"] != "failed":
+        out["failed_reason"] = None  # a reason belongs to a failed task only
+    elif "failedReason" in obj:
+        reason = obj["failedReason"]
+        if reason is not None and not isinstance(reason, str):
+            raise NormalizeError(f"failedReason: expected text, got {type(reason).__name__}")
+        out["failed_reason"] = reason or ""
+    return out
+
+
+
+def _pages(walk: Walk, source_model_id: str | None) -> Pages:
+    body = {"sourceModelId": source_model_id} if source_model_id else {}
+    return walk.pages(LIST, body, item_key="id")
+
+
+def _start(walk: Walk, pages: Pages | None) -> None:
+    if walk.scoped is None:  # scoped: one listing per version of the sets (see _of_set)
+        walk.submit(partial(_list, walk, None, pages), LISTING)
+
+
+def _of_set(walk: Walk, model_set: dict[str, Any], system: bool) -> None:
+    if walk.scoped is not None:
+        for model_id in model_set["model_ids"]:
+            walk.submit(partial(_list, walk, model_id, None), VERSION)
+
+
+def _list(walk: Walk, source_model_id: str | None, pages: Pages | None) -> None:
+    count = 0
+    try:
+        for page in pages if pages is not None else _pages(walk, source_model_id):
+            count += len(page)
+            for item in page:
+                task_id = str(item.get("id"))
+                walk.drift.check("compression_task", LIST, item, task_id)
+                if isinstance(item.get("id"), bool) or item.get("id") in (None, ""):
+                    walk.fail("compression_task", LIST, task_id,
+                              NormalizeError("id: missing or not an id"))
+                    continue
+                # Normalised by the writer, and only if the answer changed (see Record).
+                walk.emit(Record("compression_task", task_id, item, answer_hash(item),
+                                 partial(row, item), LIST))
+    except ApiError as exc:
+        walk.fail("compression_task", LIST, source_model_id, exc)
+        return
+    walk.emit(ScopeDone("compression_task", source_model_id or ALL, count))
+
+
+def _wants_detail(obj: Mapping[str, Any]) -> bool:
+    return obj.get("status") == "failed"
+
+
+def _detail(walk: Walk, listed: Record) -> None:
+    walk.submit(partial(_describe, walk, listed), VERSION)
+
+
+def _describe(walk: Walk, listed: Record) -> None:
+    """Fetch a failed task's reason (the listing lacks it), then record the task."""
+    task_id = listed.key
+    # If the detail fails, the listing's answer is still recorded; its reason stays unknown
+    # (NULL) and the next run asks again.
+    build = listed.build
+    if not walk.denied("compression_task"):
+        try:
+            obj = walk.client.call(DETAIL, {"modelCompTaskId": task_id})
+            walk.drift.check("compression_task", DETAIL, obj, task_id)
+            # The detail answers for the same task as the listing item: its fields win.
+            built = row({**listed.obj, **obj})
+            build = partial(lambda ready: ready, built)
+        except (ApiError, NormalizeError) as exc:
+            walk.fail("compression_task", DETAIL, task_id, exc)
+    # The listing item's hash: the next run compares the listing's answer with it.
+    walk.emit(replace(listed, build=build, detailed=True))
+
+
+def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
+    """Everything the whole listing did not name; scoped, what a version's listing did not."""
+    if d.whole("compression_task", ALL):
+        return true()
+    return d.table("compression_task").c.source_model_id.in_(d.scope_keys("compression_task"))
+
+
+KIND = Kind(
+    name="compression_task",
+    table="compression_tasks",
+    label="compression tasks",
+    short="tasks",
+    key=KEY,
+    columns=COLUMNS,
+    policy="QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
+    calls=CALLS,
+    carried=("failed_reason",),
+    unanswered=("failed_reason",),
+    parent="model_version",
+    open_listing=lambda walk: _pages(walk, None),
+    start=_start,
+    on_parent={"model_set": _of_set},
+    wants_detail=_wants_detail,
+    detail=_detail,
+    deletes=_deletes,
+)

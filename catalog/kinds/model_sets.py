@@ -1,0 +1,196 @@
+"""Model sets (模型): custom ones from their listing, presets from theirs.
+
+Each listing item carries every field the describe calls would add but ``source``, which the
+listing itself implies, so a full walk makes no call per set. A set's ``modelIds`` are the
+complete listing of its versions (see ``model_versions`` and ``model_exports``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Boolean, Column, ColumnElement, String, Text
+
+from catalog.documented import fields
+from catalog.errors import ApiError, ConfigError
+from catalog.events import LISTING, SET, Client, Keep, Record, ScopeDone, ScopedSet
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.normalize import (
+    NormalizeError,
+    as_text,
+    field_of,
+    fits,
+    parse_time,
+    require_id,
+)
+from catalog.types import JsonValue, UTCDateTime
+
+LIST_ACTIONS = {False: "DescribeCustomModelSets", True: "DescribeSystemModelSets"}
+SET_ACTIONS = {False: "DescribeModelSet", True: "DescribeSystemModelSet"}
+#: Scope keys of the two whole listings.
+CUSTOM_SETS, SYSTEM_SETS = "custom", "system"
+
+KEY = Column("model_set_id", String(64), primary_key=True)
+COLUMNS = (
+    Column("model_set_name", Text),
+    Column("source", String(32), comment="UserCreate or System"),
+    Column("model_type", String(64)),
+    Column("is_system", Boolean, comment="listed by DescribeSystemModelSets"),
+    Column("labels", JsonValue),
+    Column("description", Text),
+    Column("model_ids", JsonValue, comment="its versions' ids"),
+    Column("create_time", UTCDateTime),
+    Column("modify_time", UTCDateTime),
+)
+#: REFERENCE.md sections 1-2 and seed 003.
+CALLS = {
+    "DescribeCustomModelSets": fields(
+        "modelSetId modelSetName modelType modelIds",
+        "labels createTime modifyTime modelCount modelNames",
+    ),
+    "DescribeSystemModelSets": fields(
+        "modelSetId modelSetName modelType modelIds",
+        "description modifyTime time modelCount modelNames",
+    ),
+    "DescribeModelSet": fields(
+        "modelSetId modelSetName modelType",
+        "source labels createTime modifyTime description modelIds modelNames modelCount",
+    ),
+    "DescribeSystemModelSet": fields(
+        "modelSetId modelSetName modelType modelIds",
+        "createTime modifyTime description modelNames",
+    ),
+}
+
+
+def row(obj: Mapping[str, Any], is_system: bool) -> dict[str, Any]:
+    """A set from a listing item or a describe answer.
+
+    A listing item has no ``source``: which listing it came from says it (``UserCreate`` for my
+    models, ``System`` for presets, the two values DescribeModelSet documents). The preset
+    listing's page in one of the vendor's two sites calls the modification time ``time``.
+    """
+    model_ids = obj.get("modelIds") or []
+    if not isinstance(model_ids, list):
+        raise NormalizeError("modelIds: expected a list")
+    source = field_of(obj, "source", as_text) or ("System" if is_system else "UserCreate")
+    modified = obj.get("modifyTime") if obj.get("modifyTime") is not None else obj.get("time")
+    return fits(
+        "model_sets",
+        {
+            "model_set_id": require_id(obj, "modelSetId"),
+            "model_set_name": field_of(obj, "modelSetName", as_text),
+            "source": source,
+            "model_type": field_of(obj, "modelType", as_text),
+            "is_system": is_system,
+            "labels": obj.get("labels"),
+            "description": field_of(obj, "description", as_text),
+            "model_ids": [str(m) for m in model_ids],
+            "create_time": parse_time(obj.get("createTime"), "createTime"),
+            "modify_time": parse_time(modified, "modifyTime"),
+            "raw": dict(obj),
+        },
+    )
+
+
+
+def resolve(client: Client, refs: Sequence[str]) -> list[ScopedSet]:
+    """Describe each ``--model-set`` (an ``am-`` id or a name) before the run.
+
+    The custom call first, then the preset one; a ref neither answers is a ``ConfigError``,
+    so a typo does not start a run that then deletes nothing and says nothing. Credentials
+    refused or a network down are raised as they are.
+    """
+    found = []
+    for ref in refs:
+        body = {"modelSetId": ref} if ref.startswith("am-") else {"modelSetName": ref}
+        answers = []
+        for system in (False, True):
+            try:
+                obj = client.call(SET_ACTIONS[system], body)
+            except ApiError as exc:
+                if exc.is_auth or exc.retryable:
+                    raise
+                answers.append(f"{SET_ACTIONS[system]}: {exc.message} [{exc.code}]")
+                continue
+            found.append(ScopedSet(obj, system or obj.get("source") == "System"))
+            break
+        else:
+            raise ConfigError(
+                f"unknown --model-set {ref!r}: no custom or preset model set has that id or "
+                f"name ({'; '.join(answers)})"
+            )
+    return found
+
+
+def _open(walk: Walk) -> Pages:
+    return walk.pages(LIST_ACTIONS[False], {}, item_key="modelSetId")
+
+
+def _start(walk: Walk, pages: Pages | None) -> None:
+    if walk.scoped is not None:
+        for scoped in walk.scoped:
+            call = SET_ACTIONS[scoped.system]
+            walk.submit(partial(_record, walk, scoped.obj, call, scoped.system), SET)
+        return
+    walk.submit(partial(_list, walk, False, pages), LISTING)
+    if walk.include_system:
+        walk.submit(partial(_list, walk, True, None), LISTING)
+
+
+def _list(walk: Walk, system: bool, pages: Pages | None) -> None:
+    action = LIST_ACTIONS[system]
+    count = 0
+    try:
+        listing = pages if pages is not None else walk.pages(action, {}, item_key="modelSetId")
+        for page in listing:
+            count += len(page)
+            for item in page:
+                # A task per set, not its versions' calls at once: the pool runs versions
+                # first, so its queue holds sets waiting, not every version of the page.
+                walk.submit(partial(_record, walk, item, action, system), SET)
+    except (ApiError, NormalizeError) as exc:
+        walk.fail("model_set", action, None, exc)
+        return
+    walk.emit(ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS, count))
+
+
+def _record(walk: Walk, obj: dict[str, Any], call: str, system: bool) -> None:
+    """Record one set, then let its children (versions, exports...) submit their calls."""
+    set_id = str(obj.get("modelSetId"))
+    walk.drift.check("model_set", call, obj, set_id)
+    try:
+        built = row(obj, is_system=system)
+    except NormalizeError as exc:
+        walk.fail("model_set", call, set_id, exc)
+        if obj.get("modelSetId"):
+            walk.emit(Keep("model_set", set_id))
+        return  # its versions are neither walked nor deleted: their scope stays open
+    walk.emit(Record.of("model_set", built["model_set_id"], obj, built, call))
+    walk.children("model_set", built, system)
+
+
+def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
+    """Sets of a listing (custom, preset) that completed without them; none when scoped."""
+    if d.scoped:
+        return None
+    listed = [flag for flag, key in ((False, CUSTOM_SETS), (True, SYSTEM_SETS))
+              if d.whole("model_set", key)]
+    return d.table("model_set").c.is_system.in_(listed) if listed else None
+
+
+KIND = Kind(
+    name="model_set",
+    table="model_sets",
+    label="model sets",
+    short="sets",
+    key=KEY,
+    columns=COLUMNS,
+    policy="QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
+    calls=CALLS,
+    open_listing=_open,
+    start=_start,
+    deletes=_deletes,
+)

@@ -1,0 +1,201 @@
+"""Services (服务): custom services from their listing and detail, preset services from theirs.
+
+DescribeServices' list key and item fields are not visible in the documents, so every listed
+custom service is described (DescribeService, which the documents detail): a service's resource
+and charging state change without its listing item changing. DescribePresetServices has no
+documented paging and answers all presets at once. Both listings need a FullControl or Data
+policy (REFERENCE.md section 0): a read-only key gets one warning and no service is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Boolean, Column, ColumnElement, Integer, String, Text
+
+from catalog.bulk import answer_hash
+from catalog.documented import fields
+from catalog.errors import ApiError
+from catalog.events import LISTING, VERSION, Keep, Record, ScopeDone
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.normalize import (
+    NormalizeError,
+    as_int,
+    as_obj,
+    as_text,
+    field_of,
+    fits,
+    parse_time,
+    require_id,
+)
+from catalog.types import UTCDateTime
+
+ROUTE = "/v2/service"
+LIST, DETAIL, PRESETS = "DescribeServices", "DescribeService", "DescribePresetServices"
+CUSTOM, PRESET = "custom", "preset"
+
+KEY = Column("service_id", String(64), primary_key=True)
+COLUMNS = (
+    Column("is_preset", Boolean, comment="listed by DescribePresetServices (a platform service)"),
+    Column("name", Text),
+    Column("description", Text),
+    Column("base_model", Text),
+    Column("model_set_id", String(64), index=True, comment="the model set it runs (custom)"),
+    Column("model_id", String(64), index=True, comment="the model version it runs (custom)"),
+    Column("url", Text),
+    Column("endpoint", Text),
+    Column("service_type", String(32), comment="chat, completions, text2image, image2text"),
+    Column("run_status", String(16), comment="New, Deploying, Serving, Failed, Stopped"),
+    Column("update_status", String(32), comment="None = no pending update"),
+    Column("charge_type", String(32), comment="ComputingUnit, Tokens (presets: TPM, Calls...)"),
+    Column("pay_type", String(32), comment="Prepay, Postpay"),
+    Column("charge_status", String(16), comment="NotOpen, Opened, Free (presets: Stopped)"),
+    Column("resource_type", String(32), comment="resourceConfig.type, e.g. GPU-I-4"),
+    Column("replicas", Integer, comment="resourceConfig.replicasCount"),
+    Column("replica_qps", Integer, comment="resourceConfig.qps"),
+    Column("create_time", UTCDateTime),
+)
+#: Fields only DescribeService answers: a listing item alone keeps the stored values.
+CARRIED = (
+    "description",
+    "base_model",
+    "url",
+    "endpoint",
+    "update_status",
+    "charge_type",
+    "pay_type",
+    "charge_status",
+    "resource_type",
+    "replicas",
+    "replica_qps",
+)
+#: REFERENCE.md section 8. DescribeServices' items are not visible: a field DescribeService
+#: documents for the same service counts as known there too (none as required). The presets'
+#: items past their first five fields are not visible either.
+_DETAIL_FIELDS = (
+    "baseModel modelSetId modelId name description url endpoint serviceType runStatus "
+    "updateStatus chargeType payType chargeStatus resourceConfig createTime"
+)
+CALLS = {
+    LIST: fields("serviceId", _DETAIL_FIELDS),
+    DETAIL: fields("serviceId", _DETAIL_FIELDS),
+    PRESETS: fields("serviceId", "name url endpoint serviceType"),
+}
+
+
+def row(obj: Mapping[str, Any], is_preset: bool, detailed: bool) -> dict[str, Any]:
+    """A service; the detail-only columns only from a detail answer (else carried)."""
+    out: dict[str, Any] = {
+        "service_id": require_id(obj, "serviceId"),
+        "is_preset": is_preset,
+        "name": field_of(obj, "name", as_text),
+        "model_set_id": field_of(obj, "modelSetId", as_text),
+        "model_id": field_of(obj, "modelId", as_text),
+        "service_type": field_of(obj, "serviceType", as_text),
+        "run_status": field_of(obj, "runStatus", as_text),
+        "create_time": parse_time(obj.get("createTime"), "createTime"),
+        "raw": dict(obj),
+    }
+    if detailed or is_preset:
+        resource = as_obj(obj.get("resourceConfig"))
+        out.update(
+            description=field_of(obj, "description", as_text),
+            base_model=field_of(obj, "baseModel", as_text),
+            url=field_of(obj, "url", as_text),
+            endpoint=field_of(obj, "endpoint", as_text),
+            update_status=field_of(obj, "updateStatus", as_text),
+            charge_type=field_of(obj, "chargeType", as_text),
+            pay_type=field_of(obj, "payType", as_text),
+            charge_status=field_of(obj, "chargeStatus", as_text),
+            resource_type=field_of(resource, "type", as_text),
+            replicas=field_of(resource, "replicasCount", as_int),
+            replica_qps=field_of(resource, "qps", as_int),
+        )
+    return fits("services", out)
+
+
+def _start(walk: Walk, pages: Pages | None) -> None:
+    if walk.scoped is not None:
+        return  # a --model-set walk reads only what hangs off its sets
+    walk.submit(partial(_list, walk), LISTING)
+    walk.submit(partial(_presets, walk), LISTING)
+
+
+def _list(walk: Walk) -> None:
+    count = 0
+    try:
+        for page in walk.pages(LIST, {}, item_key="serviceId", route=ROUTE):
+            count += len(page)
+            for item in page:
+                walk.drift.check("service", LIST, item, str(item.get("serviceId")))
+                walk.submit(partial(_describe, walk, item), VERSION)
+    except ApiError as exc:
+        walk.fail("service", LIST, None, exc)
+        return
+    walk.emit(ScopeDone("service", CUSTOM, count))
+
+
+def _describe(walk: Walk, item: dict[str, Any]) -> None:
+    service_id = str(item.get("serviceId"))
+    obj, detailed = item, False
+    if not walk.denied("service"):
+        try:
+            answer = walk.client.call(DETAIL, {"serviceId": service_id}, ROUTE)
+            walk.drift.check("service", DETAIL, answer, service_id)
+            obj, detailed = {**item, **answer}, True
+        except ApiError as exc:
+            walk.fail("service", DETAIL, service_id, exc)  # the listing's answer still counts
+    try:
+        built = row(obj, is_preset=False, detailed=detailed)
+    except NormalizeError as exc:
+        walk.fail("service", DETAIL, service_id, exc)
+        walk.emit(Keep("service", service_id))
+        return
+    # The listing item's hash: an unchanged item with a described answer is compared anyway
+    # (``detailed``), since the detail-only columns may have moved.
+    walk.emit(Record("service", service_id, obj, answer_hash(item), lambda: built, DETAIL,
+                     detailed=True))
+
+
+def _presets(walk: Walk) -> None:
+    try:
+        answer = walk.client.call(PRESETS, {}, ROUTE)
+        items = answer.get("serviceList")
+        if not isinstance(items, list):
+            raise NormalizeError("serviceList: expected a list")
+    except (ApiError, NormalizeError) as exc:
+        walk.fail("service", PRESETS, None, exc)
+        return
+    for item in items:
+        service_id = str(item.get("serviceId"))
+        walk.drift.check("service", PRESETS, item, service_id)
+        walk.emit(Record("service", service_id, item, answer_hash(item),
+                         partial(row, item, True, True), PRESETS))
+    walk.emit(ScopeDone("service", PRESET, len(items)))
+
+
+def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
+    """Custom or preset services their completed listing did not name; none when scoped."""
+    if d.scoped:
+        return None
+    listed = [flag for flag, key in ((False, CUSTOM), (True, PRESET)) if d.whole("service", key)]
+    return d.table("service").c.is_preset.in_(listed) if listed else None
+
+
+KIND = Kind(
+    name="service",
+    table="services",
+    label="services",
+    short="services",
+    key=KEY,
+    columns=COLUMNS,
+    policy="a FullControl, QianfanDataFullControlAccessPolicy or QianfanDataOperateAccessPolicy "
+    "policy (no read-only policy may list services)",
+    calls=CALLS,
+    carried=CARRIED,
+    parent="model_version",
+    start=_start,
+    deletes=_deletes,
+)
