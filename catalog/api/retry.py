@@ -507,15 +507,15 @@ class RateLimiter:
         if self._bad is None or now - self._cut_at > self.quiet:
             self._bad = self._good = None  # a quiet spell: the limit may have moved
         self._bad = refused if self._bad is None else min(self._bad, refused)
-        if self._good is not None and self._good >= self._bad * (1 - self.margin):
-            self._good = None  # refused at about the pace that held: it no longer does
+        if self._good is not None and self._good >= self._bad:
+            self._good = None  # refused at the pace that held: it no longer does
         repeated = now - self._cut_at <= self.quiet and self._held_since_cut
         if not settled:
             self._steps = 0
             self._plateau = max(refused * (1 - self.margin), self.min_rate)
         elif self._good is not None:
             self._steps = 0
-            self._plateau = self._good
+            self._plateau = min(self._good, self._bad * (1 - self.margin))
         elif refused < self._rate * (1 - 2 * self.margin):
             # Counted clearly below the pace. Soon after a refusal that made everyone hold, the
             # count is suspect (a fixed window out of phase): by 1 - beta, the bisection after.
