@@ -697,6 +697,36 @@ def as_of(ctx: click.Context, timestamp: Any, kind: str, fmt: str) -> None:
 
 
 @cli.command()
+@click.argument("model_id", metavar="VERSION_ID")
+@click.option(
+    "--as-of",
+    "moment",
+    type=_Timestamp(whole_second=True),
+    default=None,
+    help="Show the chain as it was at this time (ISO 8601; no zone = UTC).",
+)
+@_format_option
+@global_options()
+@click.pass_context
+def lineage(ctx: click.Context, model_id: str, moment: Any, fmt: str) -> None:
+    """Where model version VERSION_ID came from and where it went (exit 1 if never seen).
+
+    Its fine-tuning job and task, the compression task that made it, its set, the compression
+    tasks made from it, its export, the services that run it and its evaluations.
+    """
+    from catalog import lineage as chain
+    from catalog.queries import QueryError
+
+    def query(conn: Any) -> Any:
+        try:
+            return chain.lineage(conn, model_id, moment)
+        except QueryError as exc:
+            raise CatalogError(str(exc)) from None
+
+    _show(ctx, query, fmt)
+
+
+@cli.command()
 @click.argument("kind", type=_KIND_CHOICE)
 @click.argument("entity_id", metavar="ID")
 @_format_option

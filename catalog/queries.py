@@ -96,6 +96,32 @@ report_latest_changes = Table(
     Column("change_id", BigInteger),
 )
 
+lineage_model_versions = Table(
+    "lineage_model_versions",
+    _views,
+    Column("model_id", String),
+    Column("model_name", Text),
+    Column("model_set_id", String),
+    Column("model_set_name", Text),
+    Column("status", String),
+    Column("source_type", String),
+    Column("fine_tuning_task_id", String),
+    Column("fine_tuning_task_status", String),
+    Column("fine_tuning_job_id", String),
+    Column("fine_tuning_job_name", Text),
+    Column("compressed_by_task_id", String),
+    Column("compressed_from_model_id", String),
+    Column("compression_tasks_as_source", Integer),
+    Column("export_state", String),
+    Column("services", Integer),
+    Column("services_serving", Integer),
+    Column("latest_eval_task_id", String),
+    Column("latest_eval_task_name", Text),
+    Column("latest_eval_state", String),
+    Column("latest_eval_metric", Text),
+    Column("latest_eval_value", Float),
+)
+
 #: Report name -> (view, ORDER BY columns). Names are what ``qianfan-catalog report NAME`` takes.
 REPORTS: dict[str, tuple[Table, tuple[str, ...]]] = {
     "versions_by_model_set": (report_versions_by_model_set, ("model_set_name", "model_set_id",
@@ -103,6 +129,7 @@ REPORTS: dict[str, tuple[Table, tuple[str, ...]]] = {
     "compression_tasks_by_status": (report_compression_tasks_by_status, ("status", "strategy")),
     "exports": (report_exports, ("model_set_name", "model_name", "model_id")),
     "latest_changes": (report_latest_changes, ("change_id",)),
+    "lineage": (lineage_model_versions, ("model_set_name", "model_name", "model_id")),
 }
 REPORT_NAMES = tuple(REPORTS)
 #: One line per report (fits 80 columns), for ``qianfan-catalog report`` without a name.
@@ -111,6 +138,7 @@ REPORT_DESCRIPTIONS = {
     "compression_tasks_by_status": "compression tasks per status and strategy",
     "exports": "model exports: state, file, size, MD5",
     "latest_changes": "the last finished run's changes only",
+    "lineage": "every version: fine-tuning, compression, export, services, latest eval",
 }
 
 

@@ -1,0 +1,78 @@
+"""One model version's chain: where it came from, what was made of it, where it runs, how it
+scored; as it is now, or as it was at a moment (from the history tables).
+
+``lineage_model_versions`` (a view) answers the same for every version at once, now; this
+module follows the links one entity at a time, so the same code reads current rows or the
+history versions valid at a moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, or_, select
+
+from catalog.queries import QueryError, Result
+from catalog.schema import SPECS
+
+COLUMNS = ["step", "kind", "id", "name", "state", "detail"]
+
+
+def _rows(
+    conn: Connection, kind: str, column: str, value: Any, moment: dt.datetime | None
+) -> list[dict[str, Any]]:
+    """Entities of ``kind`` whose ``column`` equals ``value``: alive now, or valid at ``moment``."""
+    spec = SPECS[kind]
+    if moment is None:
+        t = spec.table
+        where: list[ColumnElement[bool]] = [t.c.deleted_at.is_(None)]
+    else:
+        t = spec.history
+        where = [t.c.valid_from <= moment, or_(t.c.valid_to.is_(None), t.c.valid_to > moment)]
+    stmt = select(t).where(t.c[column] == value, *where).order_by(t.c[spec.key])
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def lineage(conn: Connection, model_id: str, moment: dt.datetime | None = None) -> Result:
+    """The chain of one version, one row per linked entity, in the order a reader follows it."""
+    versions = _rows(conn, "model_version", "model_id", model_id, moment)
+    if not versions:
+        when = f" at {moment.isoformat()}" if moment else ""
+        raise QueryError(f"no such model_version {model_id}{when}")
+    version = versions[0]
+    out: list[tuple[Any, ...]] = []
+
+    def add(step: str, kind: str, key: Any, name: Any, state: Any, detail: Any = None) -> None:
+        out.append((step, kind, key, name, state, detail))
+
+    for task in _rows(conn, "fine_tuning_task", "task_id", version["train_task_id"], moment):
+        for job in _rows(conn, "fine_tuning_job", "job_id", task["job_id"], moment):
+            add("trained by job", "fine_tuning_job", job["job_id"], job["name"], None,
+                job["model"])
+        add("trained by task", "fine_tuning_task", task["task_id"], task["job_name"],
+            task["run_status"], task["parameter_scale"])
+    for made in _rows(conn, "compression_task", "model_id", model_id, moment):
+        add("compressed from", "compression_task", made["task_id"], made["name"],
+            made["status"], made["source_model_id"])
+    for model_set in _rows(conn, "model_set", "model_set_id", version["model_set_id"], moment):
+        add("in model set", "model_set", model_set["model_set_id"],
+            model_set["model_set_name"], None, model_set["source"])
+    add("version", "model_version", model_id, version["model_name"], version["status"],
+        version["source_type"])
+    for task in _rows(conn, "compression_task", "source_model_id", model_id, moment):
+        add("compressed into", "compression_task", task["task_id"], task["name"],
+            task["status"], task["model_id"] or task["failed_reason"])
+    for export in _rows(conn, "model_export", "model_id", model_id, moment):
+        add("exported", "model_export", export["export_id"], export["file_name"],
+            export["state"], export["file_size"])
+    for service in _rows(conn, "service", "model_id", model_id, moment):
+        add("runs as", "service", service["service_id"], service["name"],
+            service["run_status"], service["endpoint"])
+    for unit in _rows(conn, "eval_task_report", "model_id", model_id, moment):
+        tasks = _rows(conn, "eval_task", "task_id", unit["task_id"], moment)
+        state = tasks[0]["state"] if tasks else None
+        metric = (f"{unit['headline_metric']}={unit['headline_value']:g}"
+                  if unit["headline_metric"] and unit["headline_value"] is not None else None)
+        add("evaluated by", "eval_task", unit["task_id"], unit["task_name"], state, metric)
+    return COLUMNS, out
