@@ -43,6 +43,9 @@ class Record:
     #: The answer already went through the one detail call its kind may need (a failed task's):
     #: written as it is, never skipped for an equal hash.
     detailed: bool = False
+    #: For a detail call: what was stored for it before (the kind's ``detail_context``
+    #: columns), None when it is new.
+    previous: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, kind: str, key: Any, obj: Mapping[str, Any], row: dict[str, Any],

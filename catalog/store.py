@@ -213,20 +213,35 @@ class Store:
         return same
 
     def needs_detail(
-        self, kind: str, hashes: Mapping[Any, str], unanswered: Sequence[str] = ()
-    ) -> set[Any]:
-        """The keys whose detail must be asked for: new, back, answered differently than last
-        stored, or never answered (one of the ``unanswered`` columns still NULL)."""
+        self,
+        kind: str,
+        hashes: Mapping[Any, str],
+        unanswered: Sequence[str] = (),
+        context: Sequence[str] = (),
+    ) -> dict[Any, dict[str, Any] | None]:
+        """The keys whose detail must be asked for (new, back, answered differently than last
+        stored, or never answered: one of the ``unanswered`` columns still NULL), each with its
+        stored ``context`` columns (None when new)."""
         spec = SPECS[kind]
         t = spec.table
-        cols = [t.c[spec.key], t.c.raw_hash, t.c.deleted_at, *(t.c[n] for n in unanswered)]
-        found = self.conn.execute(select(*cols).where(self._one_of(spec.key_column, list(hashes))))
-        settled = {
-            row[0]
-            for row in found
-            if row[1] == hashes[row[0]] and row[2] is None and None not in row[3:]
+        n = len(unanswered)
+        cols = [
+            t.c[spec.key], t.c.raw_hash, t.c.deleted_at,
+            *(t.c[c] for c in unanswered), *(t.c[c] for c in context),
+        ]
+        found = {
+            row[0]: row
+            for row in self.conn.execute(
+                select(*cols).where(self._one_of(spec.key_column, list(hashes)))
+            )
         }
-        return set(hashes) - settled
+        wanted: dict[Any, dict[str, Any] | None] = {}
+        for key, digest in hashes.items():
+            row = found.get(key)
+            if row is not None and row[1] == digest and row[2] is None and None not in row[3:3 + n]:
+                continue  # settled: the same answer, detailed before
+            wanted[key] = None if row is None else dict(zip(context, row[3 + n:], strict=True))
+        return wanted
 
     def keep(self, kind: str, keys: Sequence[str]) -> None:
         """Count ``keys`` as seen: a complete listing named them though their answers failed."""

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -422,12 +422,14 @@ class _Run:
                 if not records:
                     continue
                 waiting[kind] = []
+                spec = REGISTRY[kind]
                 wanted = store.needs_detail(
-                    kind, {r.key: r.raw_hash for r in records}, REGISTRY[kind].unanswered
+                    kind, {r.key: r.raw_hash for r in records}, spec.unanswered,
+                    spec.detail_context,
                 )
                 for record in records:
                     if record.key in wanted:
-                        detail(record)
+                        detail(replace(record, previous=wanted[record.key]))
                         asked = True
                     else:
                         add(record)

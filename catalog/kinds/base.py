@@ -105,6 +105,8 @@ class Kind:
     on_parent: Mapping[str, ParentHook] = field(default_factory=dict)
     #: Whether an answer may need the kind's detail call (asked only if new or changed).
     wants_detail: Callable[[Mapping[str, Any]], bool] | None = None
+    #: Stored columns a detail call is told (``Record.previous``), e.g. a task's last state.
+    detail_context: tuple[str, ...] = ()
     #: Carried columns whose NULL means "the detail call never answered": asked again.
     unanswered: tuple[str, ...] = ()
     #: Whether an answer needs the detail call every run (e.g. a task still running).

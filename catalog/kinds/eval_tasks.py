@@ -114,7 +114,10 @@ def _describe(walk: Walk, listed: Record) -> None:
         except (ApiError, NormalizeError) as exc:
             walk.fail("eval_task", DETAIL, task_id, exc)
     walk.emit(replace(listed, build=build, detailed=True))
-    if state in FINAL and walk.enabled("eval_task_report"):
+    # Ended: its report is final. Was ended and no longer is (re-run): its report is asked
+    # again too, and that answer (maybe empty) is the complete list of its units now.
+    was = (listed.previous or {}).get("state")
+    if (state in FINAL or was in FINAL) and walk.enabled("eval_task_report"):
         reports.fetch(walk, task_id)
 
 
@@ -138,5 +141,6 @@ KIND = Kind(
     start=_start,
     wants_detail=lambda obj: True,
     detail=_detail,
+    detail_context=("state",),
     deletes=_deletes,
 )
