@@ -120,8 +120,10 @@ class Progress:
     def line(self) -> str:
         elapsed = max(self.clock() - self.started, 1e-6)
         parts = []
-        for kind in KINDS:
+        for kind in KINDS:  # the kinds under way (sets from the start), so the line fits
             total = self.total(kind)
+            if not self.done[kind] and total is None and kind != KINDS[0]:
+                continue
             shown = f"{self.done[kind]}" if total is None else f"{self.done[kind]}/{total}"
             parts.append(f"{LABELS[kind]} {shown}")
         tail = f"{self.api_calls / elapsed:.1f} calls/s"
