@@ -570,6 +570,10 @@ def one_step(
         "minimum_calls": minimum,
         "minimum_terms": terms,
         "calls_by_action": stats["by_action"],
+        # calls of kinds the formula (README) does not cover yet: not counted in the minimum
+        "outside_formula": {
+            a: n for a, n in stats["by_action"].items() if a not in FORMULA_ACTIONS
+        },
         "status_429": stats["status_429"],
         "throttled": stats["throttled"],
         "throttled_share": round(stats["throttled"] / stats["calls"], 4) if stats["calls"] else 0,
@@ -615,6 +619,8 @@ def one_step(
         f"  {db:10} {case:12} {name:16} {res['status']:8} calls {res['api_calls']} "
         f"(min {minimum}) 429s {stats['status_429']} | {out['wall_s']}s = {ratio} | {settled}"
         + (f", within 5% from {near}s" if near is not None else "")
+        + (f" | +{sum(out['outside_formula'].values())} calls outside the formula"
+           if out["outside_formula"] else "")
         + f" | rows {written} ({out['rows_written_per_s']}/s) | rss {out['peak_rss_mb']} MB",
         flush=True,
     )
@@ -622,6 +628,17 @@ def one_step(
 
 
 STEPS = ("full", "resync-nochange", "resync-1pct")
+#: The actions minimum_calls() counts.
+FORMULA_ACTIONS = frozenset(
+    {
+        "DescribeCustomModelSets",
+        "DescribeModel",
+        "DescribeModelExportTask",
+        "DescribeModelCompTasks",
+        "DescribeModelCompTask",
+        "/wenxinworkshop/modelrepo/eval/result/export/info",
+    }
+)
 
 
 def catalog_spec(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
@@ -690,14 +707,14 @@ def rss_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def task_rows(n: int, seed: int) -> list[dict[str, Any]]:
-    from catalog import normalize
     from catalog.fake.catalog import FakeCatalog
+    from catalog.kinds import compression_tasks
 
     catalog = FakeCatalog.generate(
         seed=seed, model_sets=20, versions_per_set=5, comp_tasks=n, eval_exports=0, system_sets=0
     )
     with catalog.lock:
-        return [normalize.compression_task_row(item) for item in catalog.items("compression_task")]
+        return [compression_tasks.row(item) for item in catalog.items("compression_task")]
 
 
 def db_pass(
