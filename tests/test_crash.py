@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from catalog import db, killpoints
-from catalog.fake.catalog import KINDS, FakeCatalog
+from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import CallRecord, FakeServer
 from catalog.schema import SPECS, changes, compression_tasks
 from tests._proc import (
@@ -71,7 +71,7 @@ def _mutate(catalog: FakeCatalog, rng: random.Random) -> dict[str, set[str]]:
     are not removed: only a complete listing decides a deletion, and they have none.
     """
     change_all(catalog, rng)
-    gone: dict[str, set[str]] = {kind: set() for kind in KINDS}
+    gone: dict[str, set[str]] = {kind: set() for kind in SPECS}
 
     def note(removed: dict[str, Any]) -> None:
         gone[removed["kind"]].add(str(removed["key"]))
