@@ -278,6 +278,71 @@ def test_schema_doc_examples_run(known: tuple[str, FakeCatalog, list[int]]) -> N
     assert weekly and sum(row[1] for row in weekly) >= 1
 
 
+def _example(dialect: str, needle: str) -> str:
+    (sql,) = [sql for sql in _doc_examples(dialect) if needle in sql]
+    return sql
+
+
+def test_schema_doc_lifecycle_examples_return_what_the_fake_says(db_url: str) -> None:
+    """"Versions in production never evaluated" and "fine-tuning jobs whose versions were all
+    deleted", on a catalog arranged so that each example has rows to return and rows to leave
+    out; the expected rows are worked out from the fake's answers."""
+    catalog = FakeCatalog.generate(seed=33, model_sets=5, system_sets=0, comp_tasks=6,
+                                   eval_exports=0, services=2)
+    rng = random.Random(33)
+    # Jobs: the one that trained the first Train version loses every version it trained.
+    trained = {m: catalog.get("model_version", m)["sourceInfo"].get("trainTaskId")
+               for m in catalog.keys("model_version")}
+    job_of = {t: catalog.get("fine_tuning_task", t)["jobId"]
+              for t in catalog.keys("fine_tuning_task")}
+    per_job: dict[str, list[str]] = defaultdict(list)
+    for model_id, task in trained.items():
+        if task in job_of:
+            per_job[job_of[task]].append(model_id)
+    assert len(per_job) >= 2  # one job loses its versions, another keeps them
+    doomed = next(iter(per_job))
+    # Services: one on a version never evaluated, one Stopped, one on a version evaluated.
+    reports = [catalog.get("eval_task_report", k) for k in catalog.keys("eval_task_report")]
+    evaluated = {u["modelId"] for r in reports for u in r["units"]}
+    chat = [m for m in catalog.keys("model_version")
+            if catalog.get("model_version", m)["modelApplicationType"] in ("chat", "completion")
+            and m not in evaluated and m not in per_job[doomed]]
+    never, stopped, checked = chat[:3]
+    catalog.add("eval_task", rng, parent=checked)  # evaluated: left out even when Serving
+    for model_id, status in ((never, "Serving"), (stopped, "Stopped"), (checked, "Serving")):
+        service = catalog.add("service", rng, parent=model_id)
+        if catalog.get("service", service)["runStatus"] != status:
+            catalog.change("service", service, rng, status=status)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        for model_id in per_job[doomed]:
+            catalog.remove("model_version", model_id)
+        assert sync(db_url, server).status == "success"
+        served: dict[str, int] = defaultdict(int)
+        for service in catalog.keys("service"):
+            answer = server.answer("/v2/service", "DescribeService", {"serviceId": service}, None)
+            if answer["runStatus"] == "Serving":
+                served[answer["modelId"]] += 1
+        units = {u["modelId"] for t in catalog.keys("eval_task_report")
+                 for u in server.answer("/v2/eval", "DescribeEvalTaskReport", {"taskId": t}, None)}
+    alive = expected_rows(catalog)["model_version"]
+    want_serving = sorted(
+        (m, alive[m]["model_set_name"], alive[m]["model_name"], n)
+        for m, n in served.items() if m in alive and m not in units)
+    assert (never, alive[never]["model_set_name"], alive[never]["model_name"], 1) in want_serving
+    assert served[checked] and checked not in {w[0] for w in want_serving}
+    job = catalog.get("fine_tuning_job", doomed)
+    engine = db.create_engine_for(db_url)
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        serving = [tuple(r) for r in conn.execute(text(_example(dialect, "current_services")))]
+        jobs = conn.execute(text(_example(dialect, "current_fine_tuning_jobs"))).all()
+    engine.dispose()
+    assert serving == want_serving
+    assert [tuple(r[:3]) for r in jobs] == [(doomed, job["name"], len(per_job[doomed]))]
+    assert jobs[0][3] is not None
+
+
 def test_every_table_and_view_is_documented() -> None:
     from catalog.schema import metadata
 
