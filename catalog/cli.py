@@ -10,6 +10,7 @@ replaces the file given before it).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import traceback
@@ -23,6 +24,7 @@ from catalog import __version__, db
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, DatabaseError, ExitCode
 from catalog.queries import REPORT_NAMES
 from catalog.schema import KINDS as SPEC_KINDS
+from catalog.sync import SyncOptions
 
 CONTEXT = {
     "auto_envvar_prefix": "CATALOG",
@@ -243,6 +245,14 @@ def _url_password(url: str) -> str | None:
         return None
 
 
+def _default(name: str) -> Any:
+    """A sync setting's default, defined once, in ``SyncOptions``."""
+    return _DEFAULTS[name]
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SyncOptions)}
+
+
 def _api_options(f: Any) -> Any:
     options = [
         click.option(
@@ -265,7 +275,7 @@ def _api_options(f: Any) -> Any:
             "--base-url",
             envvar="QIANFAN_CONSOLE_API_BASE_URL",
             show_envvar=True,
-            default="https://qianfan.baidubce.com",
+            default=_default("base_url"),
             help="Console API base URL.",
         ),
     ]
@@ -295,7 +305,7 @@ def _sync_options(f: Any) -> Any:
         ),
         click.option(
             "--kinds",
-            default=",".join(SPEC_KINDS),
+            default=",".join(_default("kinds")),
             metavar="KIND,...",
             help="The kinds to read; the others are neither read nor deleted "
             "(e.g. without model_export for a read-only key).",
@@ -318,36 +328,39 @@ def _sync_options(f: Any) -> Any:
             "--no-migrate", is_flag=True, help="Refuse instead of applying pending migrations."
         ),
         click.option(
-            "--workers", type=click.IntRange(1, 64), default=8, help="Concurrent API calls."
+            "--workers",
+            type=click.IntRange(1, 64),
+            default=_default("workers"),
+            help="Concurrent API calls.",
         ),
         click.option(
             "--qps",
             type=click.FloatRange(0),
-            default=10.0,
+            default=_default("qps"),
             help="Client-side rate limit for all calls of a run (0: none).",
         ),
         click.option(
             "--batch-size",
             type=click.IntRange(1, 10000),
-            default=500,
+            default=_default("batch_size"),
             help="Rows per kind written together.",
         ),
         click.option(
             "--commit-interval",
             type=click.FloatRange(0),
-            default=1.0,
+            default=_default("commit_interval"),
             help="Seconds between commits of written batches (0: commit every batch).",
         ),
         click.option(
             "--lock-timeout",
             type=click.FloatRange(0),
-            default=0.0,
+            default=_default("lock_timeout"),
             help="Seconds to wait for another running sync.",
         ),
         click.option(
             "--max-delete-share",
             type=click.FloatRange(0, 1),
-            default=0.5,
+            default=_default("max_delete_share"),
             help="Refuse a run that would delete more than this share of a kind.",
         ),
         click.option(
@@ -356,13 +369,13 @@ def _sync_options(f: Any) -> Any:
         click.option(
             "--timeout",
             type=click.FloatRange(0.1),
-            default=30.0,
+            default=_default("timeout")[1],
             help="Read timeout per API call, seconds.",
         ),
         click.option(
             "--max-attempts",
             type=click.IntRange(1, 20),
-            default=6,
+            default=_default("max_attempts"),
             help="Tries per API call, retries included.",
         ),
     ]
@@ -371,32 +384,18 @@ def _sync_options(f: Any) -> Any:
     return f
 
 
-def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> Any:
-    from catalog.sync import SyncOptions
-
-    return SyncOptions(
+def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> SyncOptions:
+    """The options of ``sync`` as ``SyncOptions``: same names, but for the few spelled
+    differently on the command line."""
+    names = {f.name for f in dataclasses.fields(SyncOptions)}
+    values = {name: value for name, value in kw.items() if name in names}
+    values.update(
         database_url=ctx.obj["database_url"],
-        access_key=kw["access_key"],
-        secret_key=kw["secret_key"],
-        base_url=kw["base_url"],
-        model_sets=kw["model_sets"],
-        include_system=kw["include_system"],
-        eval_export_ids=kw["eval_export_ids"],
         migrate=not kw["no_migrate"],
-        lock_timeout=kw["lock_timeout"],
-        workers=kw["workers"],
-        qps=kw["qps"],
-        batch_size=kw["batch_size"],
-        commit_interval=kw["commit_interval"],
-        max_delete_share=kw["max_delete_share"],
-        allow_mass_delete=kw["allow_mass_delete"],
-        dry_run=kw.get("dry_run", False),
         timeout=(min(5.0, kw["timeout"]), kw["timeout"]),
-        max_attempts=kw["max_attempts"],
         kinds=tuple(k.strip() for k in kw["kinds"].split(",") if k.strip()),
-        rebind_source=kw["rebind_source"],
-        record_dir=kw["record_dir"],
     )
+    return SyncOptions(**values)
 
 
 @cli.command()
@@ -793,7 +792,7 @@ def eval_track(
     The API is asked about it first: an id it does not answer is refused (exit 4).
     """
     from catalog import logs, tracking
-    from catalog.sync import SyncOptions, build_client, validate
+    from catalog.sync import build_client, validate
     from catalog.walk import Walker
 
     logs.add_secret(secret_key)

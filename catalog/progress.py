@@ -27,6 +27,8 @@ from typing import IO, Any
 from catalog.kinds import KINDS, REGISTRY
 
 LABELS = {name: kind.short for name, kind in REGISTRY.items()}
+#: The kinds an ETA is computed from, most precise first (versions outnumber sets).
+ETA_KINDS = ("model_version", "model_set")
 #: Redraws per second at most: enough to look alive, few enough to cost nothing.
 MAX_REDRAWS_PER_SECOND = 10
 #: Share of a total done before an ETA is shown: a rate from the first few items is noise.
@@ -109,7 +111,7 @@ class Progress:
 
     def eta(self, elapsed: float) -> float | None:
         """Seconds left, from the first kind with a known total, once enough of it is done."""
-        for kind in ("model_version", "model_set"):
+        for kind in ETA_KINDS:
             total, done = self.total(kind), self.done[kind]
             if total is not None:
                 if done >= total or done < MIN_ETA_SHARE * total:
@@ -120,9 +122,9 @@ class Progress:
     def line(self) -> str:
         elapsed = max(self.clock() - self.started, 1e-6)
         parts = []
-        for kind in KINDS:  # the kinds under way (sets from the start), so the line fits
+        for kind in KINDS:  # the kinds under way (and sets, versions: the ETA's), so it fits
             total = self.total(kind)
-            if not self.done[kind] and total is None and kind != KINDS[0]:
+            if not self.done[kind] and total is None and kind not in ETA_KINDS:
                 continue
             shown = f"{self.done[kind]}" if total is None else f"{self.done[kind]}/{total}"
             parts.append(f"{LABELS[kind]} {shown}")

@@ -138,7 +138,7 @@ REPORT_DESCRIPTIONS = {
     "compression_tasks_by_status": "compression tasks per status and strategy",
     "exports": "model exports: state, file, size, MD5",
     "latest_changes": "the last finished run's changes only",
-    "lineage": "every version: fine-tuning, compression, export, services, latest eval",
+    "lineage": "per version: where it came from, where it runs",
 }
 
 
