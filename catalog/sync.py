@@ -83,10 +83,29 @@ class SyncOptions:
 
 
 @dataclass
+class KindCounts:
+    """What one run did to one kind: seen, new or back, changed, marked deleted."""
+
+    seen: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+def flat_counts(kinds: Mapping[str, KindCounts]) -> dict[str, int]:
+    """``{kind}_{what}`` columns, as ``sync_runs`` and the JSON logs hold them."""
+    return {
+        f"{kind}_{what}": getattr(c, what)
+        for kind, c in kinds.items()
+        for what in ("seen", "inserted", "updated", "deleted")
+    }
+
+
+@dataclass
 class RunSummary:
     run_id: int | None
     status: str
-    counts: dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, KindCounts] = field(default_factory=dict)
     api_calls: int = 0
     api_retries: int = 0
     errors: int = 0
@@ -108,18 +127,22 @@ class RunSummary:
     def exit_code(self) -> ExitCode:
         return ExitCode.PARTIAL if self.status == "partial" else ExitCode.OK
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """The per-kind counts flattened, as ``sync_runs`` columns are named."""
+        return flat_counts(self.kinds)
+
     def line(self) -> str:
         """The one summary line a cron mail or a log shipper gets per run."""
         parts = []
         for kind in KINDS:
-            c = self.counts
+            c = self.kinds.get(kind, KindCounts())
             if kind in self.skipped:
                 parts.append(f"{kind} skipped")
                 continue
             denied = " (not allowed)" if kind in self.denied else ""
             parts.append(
-                f"{kind} {c.get(f'{kind}_seen', 0)} seen/{c.get(f'{kind}_inserted', 0)} new/"
-                f"{c.get(f'{kind}_updated', 0)} changed/{c.get(f'{kind}_deleted', 0)} deleted"
+                f"{kind} {c.seen} seen/{c.inserted} new/{c.updated} changed/{c.deleted} deleted"
                 + denied
             )
         head = "dry run (nothing written)" if self.dry_run else f"run {self.run_id} {self.status}"
@@ -251,9 +274,7 @@ class _Run:
         self.writer_epoch = 0
         self.pending_lock = threading.Lock()
         self.aborting = False
-        self.counts: Counter[str] = Counter(
-            {f"{k}_{what}": 0 for k in KINDS for what in ("inserted", "updated", "deleted")}
-        )
+        self.counts = {kind: KindCounts() for kind in KINDS}
         self.failures = 0
         self.whole_listings: set[tuple[str, str]] = set()
         self.drift = DriftLog()
@@ -379,8 +400,8 @@ class _Run:
                     result = store.write_batch(kind, rows)
                     written += len(rows)
                     killpoints.reached("batch_written")
-                    self.counts[f"{kind}_inserted"] += len(result.inserted) + len(result.restored)
-                    self.counts[f"{kind}_updated"] += len(result.updated)
+                    self.counts[kind].inserted += len(result.inserted) + len(result.restored)
+                    self.counts[kind].updated += len(result.updated)
             for kind in KINDS:
                 store.add_scopes(kind, scope_buf[kind])
                 scope_buf[kind] = []
@@ -511,7 +532,7 @@ class _Run:
             allow_mass_delete=self.options.allow_mass_delete,
         )
         for kind, n in deleted.items():
-            self.counts[f"{kind}_deleted"] += n
+            self.counts[kind].deleted += n
 
 
 def _tracked_refs(conn: Connection) -> list[str]:
@@ -596,7 +617,7 @@ def run_sync(
                 run.drive(store, scoped, refs, prefetched)
                 run.shutdown()
                 for kind in KINDS:
-                    run.counts[f"{kind}_seen"] = store.seen_count(kind)
+                    run.counts[kind].seen = store.seen_count(kind)
                 run.apply_deletes(store, scoped=scoped is not None, tracked=refs)
                 killpoints.reached("before_finish")
                 summary.denied = tuple(k for k in KINDS if k in run.walker.denied_kinds)
@@ -630,7 +651,7 @@ def run_sync(
 
 
 def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:
-    summary.counts = dict(run.counts)
+    summary.kinds = {kind: replace(c) for kind, c in run.counts.items()}
     summary.api_calls = run.client.calls_made
     summary.api_retries = run.client.retries
     summary.errors = run.failures
@@ -644,7 +665,7 @@ def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:
         run.conn,
         summary.run_id,
         summary.status,
-        run.counts,
+        summary.counts,
         summary.api_calls,
         summary.api_retries,
         run.failures,
