@@ -6,7 +6,8 @@ Content-Security-Policy forbids every fetch, so a stray external reference would
 console error the test looks for) instead of leaking the reader's IP to a CDN.
 
 All data comes from read-only queries: the report views through ``catalog.queries`` and a few
-aggregates of the base tables here. Every value from the database is HTML-escaped.
+aggregates of the base tables here. Every value from the database is HTML-escaped: names come
+from the account's users (unicode, quotes, angle brackets and all).
 """
 
 from __future__ import annotations
@@ -26,11 +27,32 @@ from catalog import db, queries
 from catalog.errors import ConfigError
 from catalog.kinds import REGISTRY
 from catalog.output import iso_time
-from catalog.schema import KINDS, SPECS, changes, eval_result_exports, sync_runs
+from catalog.schema import KINDS, SPECS, changes, eval_result_exports, model_sets, sync_runs
 
 RECENT_RUNS = 30
 TOP_SETS = 25
 MAX_CHANGES = 200
+#: Versions the lineage section lists at most (a thousand sets would make a page nobody reads).
+MAX_LINEAGE_VERSIONS = 1000
+LINEAGE_COLUMNS = (
+    "model_id",
+    "model_name",
+    "model_set_id",
+    "model_set_name",
+    "status",
+    "source_type",
+    "fine_tuning_task_id",
+    "fine_tuning_task_status",
+    "fine_tuning_job_id",
+    "fine_tuning_job_name",
+    "compressed_by_task_id",
+    "compressed_from_model_id",
+    "latest_eval_task_id",
+    "latest_eval_task_name",
+    "latest_eval_state",
+    "latest_eval_metric",
+    "latest_eval_value",
+)
 PALETTE = ("#3b6fd8", "#e07b39", "#3aa17e", "#b04fc2", "#c9a227", "#d6455d", "#5b6475", "#2bb3c0")
 STATUS_COLORS = {
     "succeeded": "#3aa17e",
@@ -323,6 +345,118 @@ def _cut(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# -- lineage ---------------------------------------------------------------------------------
+
+
+def _code(value: Any) -> str:
+    return f"<code>{esc(value)}</code>"
+
+
+def _came_from(v: Mapping[str, Any], names: Mapping[str, str], preset: bool) -> str:
+    """Where a version came from: its fine-tuning job and task, or the compression that made
+    it, else what its ``sourceInfo`` says (a preset version has none)."""
+    parts = []
+    if v["fine_tuning_task_id"]:
+        if v["fine_tuning_job_id"]:
+            parts.append(f"fine-tuning job {esc(v['fine_tuning_job_name'])} "
+                         f"{_code(v['fine_tuning_job_id'])}")
+        state = (f" ({esc(v['fine_tuning_task_status'])})" if v["fine_tuning_task_status"]
+                 else " (not in the catalog)")
+        parts.append(f"task {_code(v['fine_tuning_task_id'])}{state}")
+    if v["compressed_by_task_id"]:
+        source = v["compressed_from_model_id"]
+        label = f"{esc(names[source])} " if source in names else ""
+        parts.append(f"compressed from {label}{_code(source)} by "
+                     f"{_code(v['compressed_by_task_id'])}")
+    if not parts:
+        return esc(v["source_type"] or ("platform preset" if preset else "—"))
+    return " · ".join(parts)
+
+
+def _runs_on(services: Sequence[tuple[Any, Any, Any]]) -> str:
+    """The services running a version, those Serving first."""
+    if not services:
+        return "—"
+    ordered = sorted(services, key=lambda s: (s[2] != "Serving", str(s[1] or ""), str(s[0])))
+    return "<br>".join(
+        f'<span class="svc" data-status="{esc(status)}">{esc(name or service_id)} '
+        f"({esc(status or 'unknown')})</span>"
+        for service_id, name, status in ordered
+    )
+
+
+def _evaluated(v: Mapping[str, Any]) -> str:
+    if not v["latest_eval_task_id"]:
+        return "—"
+    metric, value = "", v["latest_eval_value"]
+    if v["latest_eval_metric"] is not None and value is not None:
+        metric = f" · {esc(v['latest_eval_metric'])} = {float(value):g}"
+    return (f"{esc(v['latest_eval_task_name'])} {_code(v['latest_eval_task_id'])} "
+            f"({esc(v['latest_eval_state'])}){metric}")
+
+
+def _lineage(conn: Connection) -> str:
+    """Per model set, its versions: where they came from and where they run
+    (``lineage_model_versions``, the services' names from the current services)."""
+    _, rows = queries.report(conn, "lineage", LINEAGE_COLUMNS)
+    versions = [dict(zip(LINEAGE_COLUMNS, row, strict=True)) for row in rows]
+    if not versions:
+        return _empty("no model versions stored yet")
+    s, svc = model_sets.c, SPECS["service"].table.c
+    sets = {
+        str(set_id): (name, bool(system))
+        for set_id, name, system in conn.execute(
+            select(s.model_set_id, s.model_set_name, s.is_system).where(s.deleted_at.is_(None))
+        )
+    }
+    running: dict[str, list[tuple[Any, Any, Any]]] = defaultdict(list)
+    for model_id, service_id, name, status in conn.execute(
+        select(svc.model_id, svc.service_id, svc.name, svc.run_status).where(
+            svc.deleted_at.is_(None), svc.model_id.is_not(None)
+        )
+    ):
+        running[str(model_id)].append((service_id, name, status))
+    names = {str(v["model_id"]): str(v["model_name"] or v["model_id"]) for v in versions}
+    per_set: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in versions:
+        per_set[str(v["model_set_id"])].append(v)
+
+    def set_order(set_id: str) -> tuple[bool, str, str]:
+        name, system = sets.get(set_id, (per_set[set_id][0]["model_set_name"], False))
+        return system, str(name or ""), set_id
+
+    columns = (("version", 17), ("status", 8), ("came from", 31), ("runs on", 18),
+               ("latest evaluation", 26))
+    head = "".join(f'<col style="width:{w}%">' for _, w in columns) + "<thead><tr>" + "".join(
+        f"<th>{h}</th>" for h, _ in columns) + "</tr></thead>"
+    out, shown = [], 0
+    for set_id in sorted(per_set, key=set_order):
+        if shown >= MAX_LINEAGE_VERSIONS:
+            break
+        name, system = sets.get(set_id, (per_set[set_id][0]["model_set_name"], False))
+        members = per_set[set_id][: MAX_LINEAGE_VERSIONS - shown]
+        shown += len(members)
+        body = "".join(
+            f'<tr data-model-id="{esc(v["model_id"])}">'
+            f"<td>{esc(v['model_name'])} {_code(v['model_id'])}</td>"
+            f"<td>{esc(v['status'])}</td><td>{_came_from(v, names, system)}</td>"
+            f"<td>{_runs_on(running.get(str(v['model_id']), []))}</td>"
+            f"<td>{_evaluated(v)}</td></tr>"
+            for v in members
+        )
+        preset = ' <span class="muted">preset</span>' if system else ""
+        out.append(
+            f'<details open data-model-set-id="{esc(set_id)}"><summary>'
+            f"<b>{esc(name or set_id)}</b>{preset} {_code(set_id)} "
+            f'<span class="muted">{len(per_set[set_id])} version(s)</span></summary>'
+            f'<table class="lineage">{head}<tbody>{body}</tbody>'
+            "</table></details>"
+        )
+    if shown < len(versions):
+        out.append(f'<p class="muted">the first {shown} of {len(versions)} versions</p>')
+    return "".join(out)
+
+
 def render(conn: Connection, database_label: str, now: dt.datetime | None = None) -> str:
     """The whole page as a string (no file, no network)."""
     now = now or dt.datetime.now(dt.UTC)
@@ -358,6 +492,7 @@ def render(conn: Connection, database_label: str, now: dt.datetime | None = None
         changes_shown=len(change_rows),
         kind_options="".join(f'<option value="{esc(k)}">{esc(k)}</option>' for k in kinds_present),
         changes_table=_changes_table(change_rows),
+        lineage=_lineage(conn),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import random
 import re
@@ -19,8 +20,15 @@ from catalog.cli import cli
 from catalog.fake.catalog import FakeCatalog
 from catalog.report_html import hbar_chart
 from tests.helpers import fake_console, sync
+from tests.test_lineage import Links, expected_lineage, linked_catalog
 
 CHROMIUM_MISSING = "chromium not found; install Debian's chromium (apt-get install -y chromium)"
+#: Names a console user could give, each one a way to break a page that does not escape it.
+HOSTILE = {
+    "model_set": ("modelSetName", '<script>alert("set")</script> & \'q\''),
+    "fine_tuning_job": ("name", '<img src="https://example.invalid/x.png"> "job"'),
+    "service": ("name", "</td></tr></table><b>svc</b>"),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -55,18 +63,12 @@ def _console(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
-@pytest.fixture
-def report_file(db_url: str, tmp_path: Path) -> Path:
-    """A report of a catalog synced twice, with changes and deletions in between."""
-    catalog = FakeCatalog.generate(seed=3, model_sets=6, comp_tasks=20)
-    rng = random.Random(5)
-    with fake_console(catalog) as server:
-        sync(db_url, server)
-        for key in catalog.keys("model_set")[:2]:
-            catalog.change("model_set", key, rng)
-        catalog.remove("compression_task", catalog.keys("compression_task")[0])
-        sync(db_url, server)
-    out = tmp_path / "report.html"
+def _hostile_names(catalog: FakeCatalog) -> None:
+    for kind, (field, name) in HOSTILE.items():
+        catalog.patch(kind, catalog.keys(kind)[0], fields={field: name})
+
+
+def _write_report(db_url: str, out: Path) -> Path:
     result = CliRunner().invoke(cli, ["--database-url", db_url, "report", "--html", str(out)],
                                 env={"CATALOG_CONFIG": None})
     assert result.exit_code == 0, result.output
@@ -74,11 +76,27 @@ def report_file(db_url: str, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.fixture
+def report_file(db_url: str, tmp_path: Path) -> Path:
+    """A report of a catalog synced twice, with changes and deletions in between, and names
+    that would break an unescaped page."""
+    catalog = FakeCatalog.generate(seed=3, model_sets=6, comp_tasks=20)
+    _hostile_names(catalog)
+    rng = random.Random(5)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        for key in catalog.keys("model_set")[:2]:
+            catalog.change("model_set", key, rng)
+        catalog.remove("compression_task", catalog.keys("compression_task")[0])
+        sync(db_url, server)
+    return _write_report(db_url, tmp_path / "report.html")
+
+
 def test_report_is_self_contained_and_complete(report_file: Path) -> None:
     page = report_file.read_text(encoding="utf-8")
     for heading in ("Entities seen per kind over the last 2 runs", "Versions per model set",
                     "Compression tasks by strategy and outcome", "Model exports by state",
-                    "Recent changes"):
+                    "Lineage", "Recent changes"):
         assert heading in page
     assert page.count("<svg") >= 5
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
@@ -90,6 +108,84 @@ def test_report_is_self_contained_and_complete(report_file: Path) -> None:
     assert re.search(r'<tr data-kind="compression_task">.*?<td>delete</td>', page)
 
 
+def _lineage_section(page: str) -> str:
+    return page.split('<section class="wide" id="lineage">', 1)[1].split("</section>", 1)[0]
+
+
+def _lineage_rows(section: str) -> dict[str, dict[str, list[str]]]:
+    """Per model set listed, per version row, the text of its cells (tags dropped, unescaped)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for block in section.split("<details ")[1:]:
+        set_id = re.match(r'open data-model-set-id="([^"]*)"', block)
+        assert set_id, block[:200]
+        out[html.unescape(set_id[1])] = {
+            html.unescape(model_id): [html.unescape(re.sub(r"<[^>]+>", " ", cell))
+                                      for cell in re.findall(r"<td>(.*?)</td>", row)]
+            for model_id, row in re.findall(r'<tr data-model-id="([^"]*)">(.*?)</tr>', block)
+        }
+    return out
+
+
+def test_the_hostile_names_are_shown_escaped(report_file: Path) -> None:
+    page = report_file.read_text(encoding="utf-8")
+    section = _lineage_section(page)
+    for _, name in HOSTILE.values():
+        assert name not in page
+    assert html.escape(HOSTILE["model_set"][1]) in section  # the set's heading
+    assert html.escape(HOSTILE["fine_tuning_job"][1]) in section  # where a version came from
+    assert html.escape(HOSTILE["service"][1]) in section  # where a version runs
+    assert "<script>alert" not in page and 'src="https://' not in page
+
+
+def test_lineage_section_lists_each_set_s_versions_with_their_links(
+    db_url: str, tmp_path: Path
+) -> None:
+    catalog, links = linked_catalog()
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+    page = _write_report(db_url, tmp_path / "lineage.html").read_text(encoding="utf-8")
+    listed = _lineage_rows(_lineage_section(page))
+    want = expected_lineage(catalog)
+    # Every set, with exactly its versions, each version once.
+    assert listed == {
+        set_id: {m: listed[set_id][m] for m in catalog.get("model_set", set_id)["modelIds"]}
+        for set_id in catalog.keys("model_set")
+    }
+    rows = {m: cells for versions in listed.values() for m, cells in versions.items()}
+    assert rows.keys() == want.keys()
+    _check_rows(catalog, links, rows, want)
+
+
+def _check_rows(catalog: FakeCatalog, links: Links, rows: dict[str, list[str]],
+                want: dict[str, dict[str, object]]) -> None:
+    def cell(model_id: str, column: str) -> str:
+        index = ("version", "status", "came from", "runs on", "latest evaluation").index(column)
+        return " ".join(rows[model_id][index].split())
+
+    trained = want[links.trained]
+    came_from = cell(links.trained, "came from")
+    for value in (trained["fine_tuning_job_name"], trained["fine_tuning_job_id"],
+                  trained["fine_tuning_task_id"], f"({trained['fine_tuning_task_status']})"):
+        assert str(value) in came_from, (value, came_from)
+    made = cell(links.compressed, "came from")
+    assert "compressed from" in made and links.compressor in made
+    assert str(want[links.compressed]["compressed_from_model_id"]) in made
+    runs_on = cell(links.served, "runs on")
+    for service in links.services:
+        item = catalog.get("service", service)
+        assert f"{item['name']} ({item['runStatus']})" in runs_on
+    assert runs_on.index("(Serving)") < runs_on.index("(Stopped)")  # Serving ones first
+    evaluated = want[links.evaluated]
+    latest = cell(links.evaluated, "latest evaluation")
+    assert f"{evaluated['latest_eval_task_id']} ({evaluated['latest_eval_state']})" in latest
+    assert f"{evaluated['latest_eval_metric']} = {evaluated['latest_eval_value']:g}" in latest
+    for model_id, row in want.items():
+        assert cell(model_id, "status") == row["status"]
+        assert (cell(model_id, "runs on") == "—") == (row["services"] == 0), model_id
+        assert (cell(model_id, "latest evaluation") == "—") == (
+            row["latest_eval_task_id"] is None), model_id
+
+
 def test_report_on_an_empty_database_says_so(db_url: str, tmp_path: Path) -> None:
     runner = CliRunner()
     env = {"CATALOG_CONFIG": None}
@@ -99,6 +195,7 @@ def test_report_on_an_empty_database_says_so(db_url: str, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     assert "no finished runs yet" in page and "no runs yet" in page
+    assert "no model versions stored yet" in _lineage_section(page)
 
 
 def test_report_needs_a_schema(tmp_path: Path) -> None:
