@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from catalog import logs
+from catalog import logs, report_html
 from catalog.cli import cli
 from catalog.fake.catalog import FakeCatalog
 from catalog.report_html import hbar_chart
@@ -154,6 +154,20 @@ def test_lineage_section_lists_each_set_s_versions_with_their_links(
     rows = {m: cells for versions in listed.values() for m, cells in versions.items()}
     assert rows.keys() == want.keys()
     _check_rows(catalog, links, rows, want)
+
+
+def test_lineage_section_stops_at_its_limit_and_says_so(
+    db_url: str, report_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = _lineage_rows(_lineage_section(report_file.read_text(encoding="utf-8")))
+    total = sum(len(rows) for rows in full.values())
+    monkeypatch.setattr(report_html, "MAX_LINEAGE_VERSIONS", 3)
+    section = _lineage_section(_write_report(db_url, tmp_path / "cut.html").read_text("utf-8"))
+    cut = _lineage_rows(section)
+    assert sum(len(rows) for rows in cut.values()) == 3 < total
+    assert f"the first 3 of {total} versions" in section
+    assert [m for rows in cut.values() for m in rows] == [
+        m for rows in full.values() for m in rows][:3]  # the same order, cut
 
 
 def _check_rows(catalog: FakeCatalog, links: Links, rows: dict[str, list[str]],
