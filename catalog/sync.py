@@ -286,6 +286,7 @@ class _Run:
             page_size=options.page_size,
             kinds=options.kinds,
             drift=self.drift,
+            stop=stop,
         )
 
     # -- worker side ------------------------------------------------------------
@@ -297,7 +298,7 @@ class _Run:
 
     def _run_task(self, task: Callable[[], None]) -> None:
         try:
-            if not self.aborting:
+            if not self.aborting and not self.stop.is_set():  # a signal: start nothing new
                 task()
         except Exception as exc:  # a bug in a task must end the run visibly, not hang it
             self.emit(Failure(None, "internal", None, f"{type(exc).__name__}: {exc}", fatal=True))

@@ -80,6 +80,7 @@ class Walker:
         page_size: int = 100,
         kinds: Collection[str] = KINDS,
         drift: DriftLog | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.submit = submit
@@ -88,6 +89,8 @@ class Walker:
         self.page_size = page_size
         self.kinds = frozenset(kinds)
         self.drift = drift if drift is not None else DriftLog()
+        #: Set by a signal: listings fetch no further page (the run ends, deleting nothing).
+        self.stop = stop or threading.Event()
         self.scoped: Sequence[ScopedSet] | None = None
         self.eval_refs: Sequence[str] = ()
         self.prefetched: Mapping[str, dict[str, Any]] = {}
@@ -113,9 +116,13 @@ class Walker:
     def pages(
         self, action: str, body: dict[str, Any], *, item_key: str, route: str = "/v2/model"
     ) -> Pages:
-        return iter_pages(
+        listing = iter_pages(
             self.client, action, body, item_key=item_key, max_keys=self.page_size, route=route
         )
+        for page in listing:
+            yield page
+            if self.stop.is_set():
+                return
 
     def children(self, parent: str, row: dict[str, Any], system: bool) -> None:
         """Let every enabled kind that hangs off ``parent`` submit its tasks for ``row``."""

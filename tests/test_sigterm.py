@@ -210,6 +210,7 @@ def _interrupt(
         signaller.arm(proc.pid, action, nth, sig)
         _, err = proc.communicate(timeout=60)
         assert signaller.signalled, f"the walk made fewer than {nth} {action} calls"
+        after = signaller.after  # the signalled process's calls only, not the next sync's
         run_id, status = run_statuses(db_url)[-1]
         problems = consistency_problems(db_url)
         written, deleted = _written_and_deleted_by(db_url, run_id)
@@ -221,7 +222,7 @@ def _interrupt(
         status=status,
         problems=problems,
         held=signaller.held,
-        after=signaller.after,
+        after=after,
         fetched=_fetched(signaller.before, changed),
         written=written,
         deleted=deleted,
@@ -258,9 +259,6 @@ def test_a_signal_ends_the_run_interrupted_with_what_it_fetched_and_no_deletes(
     assert seen.next_status == "success" and seen.converged and seen.next_problems == []
 
 
-@pytest.mark.xfail(strict=True, reason="needs catalog/sync.py: the walk's workers keep starting "
-                   "tasks (and listing pages) until the writer has flushed and raised; they "
-                   "should stop at the signal")
 def test_calls_after_a_signal_are_bounded_by_the_workers_in_flight(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,13 +271,10 @@ def test_calls_after_a_signal_are_bounded_by_the_workers_in_flight(
     assert seen.after <= WORKERS, (seen.after, seen.held)
 
 
-@pytest.mark.xfail(strict=True, reason="needs catalog/sync.py or walk.py: tracked evaluation "
-                   "exports fetched before the run are emitted by the walk's last tasks, so a "
-                   "signal drops them; they should be recorded as soon as the run starts")
 def test_evaluation_exports_fetched_before_a_signal_are_committed(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = _interrupt(db_url, monkeypatch, signal.SIGTERM, "DescribeModel", 6)
     assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
-    assert seen.fetched["eval_result_export"]  # answered in the run's preflight
+    assert seen.fetched["eval_result_export"]  # tracked exports are among the first calls
     assert seen.fetched["eval_result_export"] <= seen.written["eval_result_export"]

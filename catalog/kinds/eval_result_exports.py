@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Column, ColumnElement, String, Text, cast, or
 
 from catalog.documented import fields
 from catalog.errors import ApiError, ConfigError
-from catalog.events import LISTING, Client, Record
+from catalog.events import VERSION, Client, Record
 from catalog.kinds.base import DeleteView, Kind, Pages, Walk
 from catalog.normalize import (
     NormalizeError,
@@ -90,7 +90,11 @@ def resolve(client: Client, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def _start(walk: Walk, pages: Pages | None) -> None:
     for ref in walk.eval_refs:
-        walk.submit(partial(_describe, walk, ref, walk.prefetched.get(ref)), LISTING)
+        answer = walk.prefetched.get(ref)
+        if answer is not None:  # fetched before the run: recorded now, not by a late task
+            _describe(walk, ref, answer)
+        else:  # few calls: among the first the pool runs, so a signal rarely finds them undone
+            walk.submit(partial(_describe, walk, ref, None), VERSION)
 
 
 def _describe(walk: Walk, ref: str, obj: dict[str, Any] | None) -> None:
