@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CALLS_FILE = "calls.jsonl"
+from catalog.api.record import CALLS_FILE  # the file the recorder writes, read back here
 
 RequestKey = tuple[str, str, str]
 
