@@ -54,6 +54,11 @@ class Record:
         return cls(kind, key, obj, answer_hash(obj), lambda: row, call)
 
 
+#: The hash a record is stored with when its detail call failed: it equals no answer, so the
+#: next run finds the answer "changed" and asks for the detail again.
+UNANSWERED = ""
+
+
 @dataclass(frozen=True)
 class ScopeDone:
     """The listing of ``key`` for ``kind`` completed: what it did not name may be deleted."""

@@ -306,14 +306,8 @@ def test_the_delete_guard_counts_the_new_kinds(db_url: str, kind: str, removed: 
 @pytest.mark.parametrize(
     ("failing", "kind"),
     [
-        pytest.param("DescribeEvalTaskReport", "eval_task_report", marks=pytest.mark.xfail(
-            strict=True, reason="catalog bug (reported): the task row is written before its "
-            "report is fetched, so a failed fetch is not asked again while the task does not "
-            "change")),
-        pytest.param("DescribeFineTuningTask", "fine_tuning_task", marks=pytest.mark.xfail(
-            strict=True, reason="catalog bug (reported): a task whose DescribeFineTuningTask "
-            "failed keeps the listing's row and is not described again until it changes (no "
-            "``unanswered`` column), so a Done task never gets its metrics")),
+        pytest.param("DescribeEvalTaskReport", "eval_task_report"),
+        pytest.param("DescribeFineTuningTask", "fine_tuning_task"),
     ],
 )
 def test_a_detail_that_failed_is_asked_again_next_run(

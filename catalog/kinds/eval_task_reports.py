@@ -90,10 +90,11 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def fetch(walk: Walk, task_id: str) -> None:
-    """Record every unit of one task's report (called from the task's detail task)."""
+def fetch(walk: Walk, task_id: str) -> bool:
+    """Record every unit of one task's report (called from the task's detail task); False if
+    the report could not be read."""
     if walk.denied("eval_task_report"):
-        return
+        return False
     try:
         units = walk.client.call_list(REPORT, {"taskId": task_id}, ROUTE)
         keyed = [(unit_id(u), u) for u in units if isinstance(u, dict)]
@@ -101,12 +102,13 @@ def fetch(walk: Walk, task_id: str) -> None:
             raise NormalizeError("result: a unit that is not an object")
     except (ApiError, NormalizeError) as exc:
         walk.fail("eval_task_report", REPORT, task_id, exc)
-        return
+        return False
     for key, unit in keyed:
         walk.drift.check("eval_task_report", REPORT, unit, key)
         walk.emit(Record("eval_task_report", key, unit, answer_hash(unit), partial(row, unit),
                          REPORT))
     walk.emit(ScopeDone("eval_task_report", task_id))
+    return True
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

@@ -18,7 +18,7 @@ from sqlalchemy import Column, ColumnElement, String, Text
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import LISTING, VERSION, Record, ScopeDone
+from catalog.events import LISTING, UNANSWERED, VERSION, Record, ScopeDone
 from catalog.kinds import eval_task_reports as reports
 from catalog.kinds.base import DeleteView, Kind, Walk
 from catalog.normalize import (
@@ -113,12 +113,15 @@ def _describe(walk: Walk, listed: Record) -> None:
             build, state = partial(lambda ready: ready, built), built["state"]
         except (ApiError, NormalizeError) as exc:
             walk.fail("eval_task", DETAIL, task_id, exc)
-    walk.emit(replace(listed, build=build, detailed=True))
     # Ended: its report is final. Was ended and no longer is (re-run): its report is asked
     # again too, and that answer (maybe empty) is the complete list of its units now.
     was = (listed.previous or {}).get("state")
+    answered = build is not listed.build
     if (state in FINAL or was in FINAL) and walk.enabled("eval_task_report"):
-        reports.fetch(walk, task_id)
+        answered = reports.fetch(walk, task_id) and answered
+    # A detail or report that failed: stored without a hash, so the next run asks again.
+    digest = listed.raw_hash if answered else UNANSWERED
+    walk.emit(replace(listed, build=build, raw_hash=digest, detailed=True))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

@@ -17,7 +17,7 @@ from sqlalchemy import Column, ColumnElement, String, Text, or_
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import VERSION, Record, ScopeDone
+from catalog.events import UNANSWERED, VERSION, Record, ScopeDone
 from catalog.kinds.base import DeleteView, Kind, Walk
 from catalog.normalize import (
     NormalizeError,
@@ -122,16 +122,17 @@ def _detail(walk: Walk, listed: Record) -> None:
 
 
 def _describe(walk: Walk, listed: Record) -> None:
-    build = listed.build
+    """The detail; if it fails, the listing's row with no hash, so the next run asks again."""
+    record = replace(listed, raw_hash=UNANSWERED, detailed=True)
     if not walk.denied("fine_tuning_task"):
         try:
             obj = walk.client.call(DETAIL, {"taskId": listed.key}, ROUTE)
             walk.drift.check("fine_tuning_task", DETAIL, obj, str(listed.key))
             built = row({**listed.obj, **obj}, detailed=True)
-            build = partial(lambda ready: ready, built)
+            record = replace(listed, build=partial(lambda ready: ready, built), detailed=True)
         except (ApiError, NormalizeError) as exc:
             walk.fail("fine_tuning_task", DETAIL, str(listed.key), exc)
-    walk.emit(replace(listed, build=build, detailed=True))
+    walk.emit(record)
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
