@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Column, ColumnElement, Table
+from sqlalchemy import Column, ColumnElement, Table, or_
 
 from catalog.documented import DriftLog, Fields
 from catalog.events import Event, Record
@@ -77,6 +77,18 @@ class DeleteView(Protocol):
 
 
 ParentHook = Callable[[Walk, dict[str, Any], bool], None]
+
+
+def within_parents(
+    d: DeleteView, kind: str, column: str, parent: str
+) -> ColumnElement[bool]:
+    """The delete scope of a kind listed per parent: rows whose parent's listing of them
+    completed this run (its scope key is the parent's id, in ``column``), and rows whose
+    parent this run deletes."""
+    fk = d.table(kind).c[column]
+    condition: ColumnElement[bool] = fk.in_(d.scope_keys(kind))
+    gone = d.gone(parent)
+    return condition if gone is None else or_(condition, fk.in_(gone))
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Float, String, Text, or_
+from sqlalchemy import Column, ColumnElement, Float, String, Text
 
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Walk
+from catalog.kinds.base import DeleteView, Kind, Walk, within_parents
 from catalog.normalize import (
     NormalizeError,
     as_obj,
@@ -113,10 +113,7 @@ def fetch(walk: Walk, task_id: str) -> bool:
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
     """Units a fetched report no longer names, and the units of deleted tasks."""
-    task_id = d.table("eval_task_report").c.task_id
-    condition: ColumnElement[bool] = task_id.in_(d.scope_keys("eval_task_report"))
-    gone = d.gone("eval_task")
-    return condition if gone is None else or_(condition, task_id.in_(gone))
+    return within_parents(d, "eval_task_report", "task_id", "eval_task")
 
 
 KIND = Kind(

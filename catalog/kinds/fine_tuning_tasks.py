@@ -12,13 +12,13 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, String, Text, or_
+from sqlalchemy import Column, ColumnElement, String, Text
 
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import UNANSWERED, VERSION, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Walk
+from catalog.kinds.base import DeleteView, Kind, Walk, within_parents
 from catalog.normalize import (
     NormalizeError,
     as_obj,
@@ -137,10 +137,7 @@ def _describe(walk: Walk, listed: Record) -> None:
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
     """Tasks a completed job listing did not name, and the tasks of deleted jobs."""
-    job_id = d.table("fine_tuning_task").c.job_id
-    condition: ColumnElement[bool] = job_id.in_(d.scope_keys("fine_tuning_task"))
-    gone_jobs = d.gone("fine_tuning_job")
-    return condition if gone_jobs is None else or_(condition, job_id.in_(gone_jobs))
+    return within_parents(d, "fine_tuning_task", "job_id", "fine_tuning_job")
 
 
 KIND = Kind(

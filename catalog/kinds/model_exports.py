@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ColumnElement, String, Text, or_
+from sqlalchemy import BigInteger, Column, ColumnElement, String, Text
 
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import VERSION, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Walk
+from catalog.kinds.base import DeleteView, Kind, Walk, within_parents
 from catalog.normalize import (
     NormalizeError,
     as_bool,
@@ -95,10 +95,7 @@ def _describe(walk: Walk, model_id: str) -> None:
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
     """States answered ``hasRecord: false``, and those of deleted versions."""
-    model_id = d.table("model_export").c.model_id
-    condition: ColumnElement[bool] = model_id.in_(d.scope_keys("model_export"))
-    gone_versions = d.gone("model_version")
-    return condition if gone_versions is None else or_(condition, model_id.in_(gone_versions))
+    return within_parents(d, "model_export", "model_id", "model_version")
 
 
 KIND = Kind(

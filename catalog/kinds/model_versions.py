@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, ColumnElement, Integer, String, Text, or_
+from sqlalchemy import BigInteger, Boolean, Column, ColumnElement, Integer, String, Text
 
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import VERSION, Keep, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Walk
+from catalog.kinds.base import DeleteView, Kind, Walk, within_parents
 from catalog.normalize import (
     as_bool,
     as_int,
@@ -146,10 +146,7 @@ def _describe(walk: Walk, model_id: str, system: bool) -> None:
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
     """Versions a recorded set's modelIds no longer name, and versions of deleted sets."""
-    set_id = d.table("model_version").c.model_set_id
-    condition: ColumnElement[bool] = set_id.in_(d.scope_keys("model_version"))
-    gone_sets = d.gone("model_set")
-    return condition if gone_sets is None else or_(condition, set_id.in_(gone_sets))
+    return within_parents(d, "model_version", "model_set_id", "model_set")
 
 
 KIND = Kind(
