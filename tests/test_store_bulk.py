@@ -198,7 +198,7 @@ def _sample(column: Any, n: int) -> Any:
     if isinstance(kind, Float):
         return 0.25 + n
     if isinstance(kind, String) and not isinstance(kind, Text) and kind.length:
-        return f"{column.name[:20]}-{n}"
+        return f"{n}-{column.name}"[: kind.length]
     if isinstance(kind, (String, Text)):
         return f"{column.name} 名字 '{n}'"
     return {"column": column.name, "n": [n, None, "é"]}  # JSON
