@@ -170,8 +170,13 @@ class _Done:
     epoch: int
 
 
-#: Kinds whose calls need another kind's listing: versions and exports come from sets' modelIds.
-NEEDS = {"model_version": "model_set", "model_export": "model_set"}
+#: Kinds found only through another kind's answers (no listing of their own): a set's modelIds
+#: for versions and exports, a job for its fine-tuning tasks, an ended eval task for its report.
+NEEDS = {
+    kind.name: next(iter(kind.on_parent), kind.parent)
+    for kind in REGISTRY.values()
+    if kind.start is None and (kind.on_parent or kind.parent)
+}
 
 
 def validate(options: SyncOptions) -> list[str]:
@@ -197,8 +202,8 @@ def validate(options: SyncOptions) -> list[str]:
     for kind, needed in NEEDS.items():
         if kind in options.kinds and needed not in options.kinds:
             raise ConfigError(
-                f"--kinds: {kind} needs {needed} (its ids come from the sets' listing): "
-                f"add {needed}"
+                f"--kinds: {kind} needs {needed} (its entities are found through {needed}'s "
+                f"answers): add {needed}"
             )
     try:
         return [normalize.eval_export_ref(ref) for ref in options.eval_export_ids]

@@ -332,3 +332,15 @@ def test_new_drift_is_logged_once_as_a_warning(db_url: str) -> None:
     drift = [e for e in handler_events if e[1] == "drift" and "quotaTier" in e[2]]
     assert len(drift) == 1 and drift[0][0] == logging.WARNING
     assert "DescribeModelCompTasks" in drift[0][2] and "quotaTier" in drift[0][2]
+
+
+@pytest.mark.parametrize(
+    ("alone", "needed"),
+    [("model_export", "model_set"), ("fine_tuning_task", "fine_tuning_job"),
+     ("eval_task_report", "eval_task")],
+)
+def test_a_kind_without_a_listing_of_its_own_needs_its_parent(alone: str, needed: str) -> None:
+    with pytest.raises(ConfigError, match=f"{alone} needs {needed}") as caught:
+        run_sync(SyncOptions(database_url="sqlite:///x.db", access_key="a", secret_key="b",
+                             kinds=(alone,)))
+    assert caught.value.exit_code == ExitCode.CONFIG
