@@ -113,10 +113,6 @@ def as_obj(value: Any) -> dict[str, Any]:
     return value
 
 
-def as_json(value: Any) -> Any:
-    return value
-
-
 def field_of(obj: Mapping[str, Any], name: str, conv: Callable[[Any], Any]) -> Any:
     try:
         return conv(obj.get(name))
