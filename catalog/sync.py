@@ -37,7 +37,6 @@ from catalog.schema import tracked_eval_exports
 from catalog.store import Store
 from catalog.walk import Walker
 
-ALL_KINDS = KINDS
 DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
 
 __all__ = ["MassDeleteRefused", "RunSummary", "SyncOptions", "run_sync"]
@@ -74,7 +73,7 @@ class SyncOptions:
     verify_tls: bool = True
     page_size: int = 100
     #: The kinds to read; the others are left as they are (not read, not deleted, not partial).
-    kinds: Sequence[str] = ALL_KINDS
+    kinds: Sequence[str] = KINDS
     #: Accept a database bound to another base URL or access key, and bind it to this one.
     rebind_source: bool = False
     #: Write every request and answer (credentials, signatures, dates, request ids removed)
@@ -193,11 +192,11 @@ def validate(options: SyncOptions) -> list[str]:
             f"{options.database_url!r} is an in-memory database, gone when the sync ends: give "
             "a file, e.g. --database-url sqlite:///catalog.db"
         )
-    unknown = [k for k in options.kinds if k not in ALL_KINDS]
+    unknown = [k for k in options.kinds if k not in KINDS]
     if unknown or not options.kinds:
         raise ConfigError(
             f"--kinds: unknown kind {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(ALL_KINDS)}"
+            f"choose from {', '.join(KINDS)}"
         )
     for kind, needed in NEEDS.items():
         if kind in options.kinds and needed not in options.kinds:
@@ -611,7 +610,7 @@ def run_sync(
                 run_id,
                 "running",
                 dry_run=options.dry_run,
-                skipped=tuple(k for k in ALL_KINDS if k not in options.kinds),
+                skipped=tuple(k for k in KINDS if k not in options.kinds),
             )
             try:
                 store = Store(conn, run_id, run_ts)

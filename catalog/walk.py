@@ -37,22 +37,12 @@ from catalog.events import (
     ScopedSet,
 )
 from catalog.kinds import KINDS, REGISTRY
-from catalog.kinds import compression_tasks as _tasks
 from catalog.kinds import eval_result_exports as _evals
-from catalog.kinds import model_exports as _exports
 from catalog.kinds import model_sets as _sets
-from catalog.kinds import model_versions as _versions
 from catalog.kinds.base import Pages
 
-ALL_KINDS = KINDS
 #: The IAM policies the vendor's pages name for each kind's calls (said on a permission error).
 POLICIES = {name: kind.policy for name, kind in REGISTRY.items()}
-# Names other modules and tests use for the calls and scopes of the first kinds.
-LIST_ACTIONS, SET_ACTIONS = _sets.LIST_ACTIONS, _sets.SET_ACTIONS
-CUSTOM_SETS, SYSTEM_SETS = _sets.CUSTOM_SETS, _sets.SYSTEM_SETS
-VERSION_ACTIONS, EXPORT = _versions.ACTIONS, _exports.EXPORT
-COMP_TASKS, COMP_TASK, ALL_COMPRESSION_TASKS = _tasks.LIST, _tasks.DETAIL, _tasks.ALL
-EVAL_EXPORT_PATH, EVAL_EXPORT_CALL = _evals.PATH, _evals.CALL
 
 __all__ = [
     "LISTING",
