@@ -133,7 +133,7 @@ def _start(walk: Walk, pages: Pages | None) -> None:
     if walk.scoped is not None:
         for scoped in walk.scoped:
             call = SET_ACTIONS[scoped.system]
-            walk.submit(partial(_record, walk, scoped.obj, call, scoped.system), SET)
+            _record(walk, scoped.obj, call, scoped.system)  # fetched before the run
         return
     walk.submit(partial(_list, walk, False, pages), LISTING)
     if walk.include_system:
@@ -148,17 +148,23 @@ def _list(walk: Walk, system: bool, pages: Pages | None) -> None:
         for page in listing:
             count += len(page)
             for item in page:
-                # A task per set, not its versions' calls at once: the pool runs versions
-                # first, so its queue holds sets waiting, not every version of the page.
-                walk.submit(partial(_record, walk, item, action, system), SET)
+                # Recorded at once (a signal must not lose what was fetched); its versions'
+                # calls go through a task per set, so the pool, which runs versions first,
+                # holds sets waiting, not every version of the page.
+                built = _record(walk, item, action, system, children=False)
+                if built is not None:
+                    walk.submit(partial(walk.children, "model_set", built, system), SET)
     except (ApiError, NormalizeError) as exc:
         walk.fail("model_set", action, None, exc)
         return
     walk.emit(ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS, count))
 
 
-def _record(walk: Walk, obj: dict[str, Any], call: str, system: bool) -> None:
-    """Record one set, then let its children (versions, exports...) submit their calls."""
+def _record(
+    walk: Walk, obj: dict[str, Any], call: str, system: bool, children: bool = True
+) -> dict[str, Any] | None:
+    """Record one set, then (``children``) let its versions, exports... submit their calls;
+    returns its row, None when its answer could not be used."""
     set_id = str(obj.get("modelSetId"))
     walk.drift.check("model_set", call, obj, set_id)
     try:
@@ -167,9 +173,11 @@ def _record(walk: Walk, obj: dict[str, Any], call: str, system: bool) -> None:
         walk.fail("model_set", call, set_id, exc)
         if obj.get("modelSetId"):
             walk.emit(Keep("model_set", set_id))
-        return  # its versions are neither walked nor deleted: their scope stays open
+        return None  # its versions are neither walked nor deleted: their scope stays open
     walk.emit(Record.of("model_set", built["model_set_id"], obj, built, call))
-    walk.children("model_set", built, system)
+    if children:
+        walk.children("model_set", built, system)
+    return built
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
