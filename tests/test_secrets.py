@@ -25,7 +25,9 @@ def test_secret_key_appears_nowhere(db_url: str, caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
     plan = (FaultPlan().once("DescribeModel", "5xx", times=3).once("*", "429", retry_after=0)
-            .once("DescribeModelExportTask", "malformed", times=2))  # every attempt
+            # Every export call, so some version surely fails on both attempts: with times=2
+            # the two malformed answers could land on two versions whose retries then succeed.
+            .once("DescribeModelExportTask", "malformed", times=1000))
     with fake_console(faults=plan) as server:
         summary = run_sync(options(db_url, server, max_attempts=2),
                            observer=lambda name, data: texts.append(f"{name} {data!r}"))
