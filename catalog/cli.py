@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from catalog import __version__, db
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, DatabaseError, ExitCode
 from catalog.queries import REPORT_NAMES
+from catalog.schema import DEFAULT_ACCOUNT
 from catalog.schema import KINDS as SPEC_KINDS
 from catalog.sync import SyncOptions
 
@@ -88,6 +89,12 @@ _GLOBALS: dict[str, tuple[tuple[str, ...], dict[str, Any], str]] = {
         {"envvar": db.DATABASE_URL_ENV, "default": db.DEFAULT_DATABASE_URL},
         "SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...",
     ),
+    "account": (
+        ("--account",),
+        {"envvar": "CATALOG_ACCOUNT", "default": None},
+        "Whose catalog: a sync writes this account's rows (default: default); reads show this "
+        "account only (default: all, with an account column).",
+    ),
     "debug": (("--debug",), {"envvar": "CATALOG_DEBUG", "is_flag": True}, "Show tracebacks."),
     "config": (
         ("--config",),
@@ -110,7 +117,7 @@ _GLOBALS: dict[str, tuple[tuple[str, ...], dict[str, Any], str]] = {
     ),
 }
 #: The global options whose values commands read from ``ctx.obj`` (``config`` fills defaults).
-_VALUES = ("database_url", "debug", "quiet", "log_format")
+_VALUES = ("database_url", "account", "debug", "quiet", "log_format")
 
 
 def global_options(
@@ -178,8 +185,9 @@ def _config_after(ctx: click.Context, _param: click.Parameter, value: str | None
     from catalog import settings
 
     root = ctx.find_root()
-    path, default_map = settings.load_for(root.command, value)
+    path, default_map, accounts = settings.load_for(root.command, value)
     root.meta["config_file"] = path
+    root.meta["accounts"] = accounts
     root.default_map = default_map
     ctx.default_map = settings.section(default_map, _command_path(ctx))
     sources: dict[str, str] = root.obj["sources"]
@@ -218,18 +226,25 @@ def _set_globals(ctx: click.Context, values: dict[str, tuple[Any, str]]) -> None
 @click.version_option(__version__, "--version", prog_name="qianfan-catalog")
 @global_options(group=True)
 @click.pass_context
-def cli(ctx: click.Context, database_url: str, debug: bool, quiet: bool, log_format: str) -> None:
+def cli(
+    ctx: click.Context,
+    database_url: str,
+    account: str | None,
+    debug: bool,
+    quiet: bool,
+    log_format: str,
+) -> None:
     """Sync a Baidu Qianfan model catalog into SQL tables, with full history.
 
-    --database-url, --config, --log-format, --quiet and --debug go before the command or after
-    it (after it wins).
+    --database-url, --account, --config, --log-format, --quiet and --debug go before the
+    command or after it (after it wins).
     """
     from catalog import settings
 
     ctx.ensure_object(dict)
     ctx.obj["sources"] = {}
     file = ctx.meta.get("config_file")
-    values = {"database_url": database_url, "debug": debug, "quiet": quiet,
+    values = {"database_url": database_url, "account": account, "debug": debug, "quiet": quiet,
               "log_format": log_format}
     ctx.obj.update(values)
     _set_globals(ctx, {n: (v, settings.source_label(ctx, n, file)) for n, v in values.items()})
@@ -384,12 +399,33 @@ def _sync_options(f: Any) -> Any:
     return f
 
 
+def _account(ctx: click.Context) -> str | None:
+    """The account chosen (flag, env, file), or None: reads then show every account."""
+    account: str | None = ctx.find_root().obj.get("account")
+    if account is not None and not (0 < len(account) <= 64 and account.isprintable()):
+        raise click.BadParameter(
+            "an account name is 1 to 64 printable characters", param_hint="'--account'"
+        )
+    return account
+
+
+def _writer_account(ctx: click.Context, kw: dict[str, Any]) -> str:
+    """The account a command that talks to the API acts for; its config table applied."""
+    from catalog import settings
+
+    account = _account(ctx) or DEFAULT_ACCOUNT
+    settings.apply_account(ctx, kw, ctx.find_root().meta.get("accounts", {}), account)
+    return account
+
+
 def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> SyncOptions:
     """The options of ``sync`` as ``SyncOptions``: same names, but for the few spelled
     differently on the command line."""
+    account = _writer_account(ctx, kw)
     names = {f.name for f in dataclasses.fields(SyncOptions)}
     values = {name: value for name, value in kw.items() if name in names}
     values.update(
+        account=account,
         database_url=ctx.obj["database_url"],
         migrate=not kw["no_migrate"],
         timeout=(min(5.0, kw["timeout"]), kw["timeout"]),
@@ -411,14 +447,15 @@ def sync(ctx: click.Context, /, **kw: Any) -> None:
     from catalog import logs, progress
     from catalog.sync import run_sync
 
-    logs.add_secret(kw["secret_key"])
+    options = _sync_options_from(ctx, kw)
+    logs.add_secret(options.secret_key)
     run_log = logs.RunLog()
     observer = progress.RunObserver(
         progress.Progress.for_stream(progress.stderr_stream(), ctx.obj.get("quiet", False)),
         run_log,
     )
     try:
-        summary = run_sync(_sync_options_from(ctx, kw), observer=observer)
+        summary = run_sync(options, observer=observer)
     finally:
         observer.close()
     run_log.finished(summary)
@@ -433,13 +470,15 @@ def sync(ctx: click.Context, /, **kw: Any) -> None:
 @_api_options
 @global_options()
 @click.pass_context
-def check(ctx: click.Context, access_key: str, secret_key: str, base_url: str) -> None:
+def check(ctx: click.Context, /, **kw: Any) -> None:
     """Check credentials, connectivity, the database and its schema; exit 0 only if all pass."""
     from catalog import logs
     from catalog.check import exit_code, run_checks
 
-    logs.add_secret(secret_key)
-    results = run_checks(ctx.obj["database_url"], access_key, secret_key, base_url)
+    _writer_account(ctx, kw)
+    logs.add_secret(kw["secret_key"])
+    results = run_checks(ctx.obj["database_url"], kw["access_key"], kw["secret_key"],
+                         kw["base_url"])
     for result in results:
         click.echo(result.line())
     ctx.exit(exit_code(results))
@@ -642,9 +681,13 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
     from catalog import queries
 
     def query(conn: Any) -> Any:
-        result = queries.runs(conn, limit)
-        return queries.select_columns(result, queries.RUNS_TABLE_COLUMNS) if fmt == "table" \
-            else result
+        result = queries.runs(conn, limit, _account(ctx))
+        if fmt != "table":
+            return result
+        wanted = list(queries.RUNS_TABLE_COLUMNS)
+        if len({row[1] for row in result[1]}) > 1:  # runs of several accounts: say whose
+            wanted.insert(1, "account")
+        return queries.select_columns(result, wanted)
 
     _show(ctx, query, fmt)
 
@@ -673,7 +716,7 @@ def changes(
     _show(
         ctx,
         lambda conn: queries.changes_query(
-            conn, run_id=run_id, since=since, until=until, kind=kind
+            conn, run_id=run_id, since=since, until=until, kind=kind, account=_account(ctx)
         ),
         fmt,
     )
@@ -692,7 +735,7 @@ def as_of(ctx: click.Context, timestamp: Any, kind: str, fmt: str) -> None:
     """
     from catalog import queries
 
-    _show(ctx, lambda conn: queries.as_of(conn, kind, timestamp), fmt)
+    _show(ctx, lambda conn: queries.as_of(conn, kind, timestamp, _account(ctx)), fmt)
 
 
 @cli.command()
@@ -718,7 +761,7 @@ def lineage(ctx: click.Context, model_id: str, moment: Any, fmt: str) -> None:
 
     def query(conn: Any) -> Any:
         try:
-            return chain.lineage(conn, model_id, moment)
+            return chain.lineage(conn, model_id, moment, _account(ctx))
         except QueryError as exc:
             raise CatalogError(str(exc)) from None
 
@@ -736,9 +779,11 @@ def history(ctx: click.Context, kind: str, entity_id: str, fmt: str) -> None:
     from catalog import queries
 
     def query(conn: Any) -> Any:
-        result = queries.history(conn, kind, entity_id)
+        account = _account(ctx)
+        result = queries.history(conn, kind, entity_id, account)
         if not result[1]:
-            raise CatalogError(f"no such {kind} {entity_id}")
+            whose = f" in account {account!r}" if account is not None else ""
+            raise CatalogError(f"no such {kind} {entity_id}{whose}")
         return result
 
     _show(ctx, query, fmt)
@@ -764,14 +809,14 @@ def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None
         from catalog.report_html import write_report
 
         _require_file(ctx.obj["database_url"])
-        click.echo(write_report(ctx.obj["database_url"], html_file))
+        click.echo(write_report(ctx.obj["database_url"], html_file, _account(ctx)))
         return
     if name is None:
         width = max(map(len, REPORT_NAMES))
         for report_name in REPORT_NAMES:
             click.echo(f"{report_name:<{width}}  {queries.REPORT_DESCRIPTIONS[report_name]}")
         return
-    _show(ctx, lambda conn: queries.report(conn, name), fmt)
+    _show(ctx, lambda conn: queries.report(conn, name, account=_account(ctx)), fmt)
 
 
 @cli.group(name="eval")
@@ -784,9 +829,7 @@ def eval_group() -> None:
 @_api_options
 @global_options()
 @click.pass_context
-def eval_track(
-    ctx: click.Context, export_id: str, access_key: str, secret_key: str, base_url: str
-) -> None:
+def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
     """Follow the evaluation-result export ID (96 or amemt-...); every sync refreshes it.
 
     The API is asked about it first: an id it does not answer is refused (exit 4).
@@ -795,6 +838,8 @@ def eval_track(
     from catalog.sync import build_client, validate
     from catalog.walk import Walker
 
+    account = _writer_account(ctx, kw)
+    access_key, secret_key, base_url = kw["access_key"], kw["secret_key"], kw["base_url"]
     logs.add_secret(secret_key)
     ref = tracking.check_ref(export_id)
     options = SyncOptions(
@@ -810,7 +855,7 @@ def eval_track(
     engine = db.create_engine_for(ctx.obj["database_url"])
     try:
         with db.connect(engine) as conn:
-            added = tracking.track(conn, ref, base_url, access_key)
+            added = tracking.track(conn, ref, base_url, access_key, account)
             conn.commit()
     finally:
         engine.dispose()
@@ -828,7 +873,7 @@ def eval_untrack(ctx: click.Context, export_id: str) -> None:
     ref = tracking.check_ref(export_id)
     _require_file(ctx.obj["database_url"])
     with db.reading(ctx.obj["database_url"]) as conn:
-        tracking.untrack(conn, ref)
+        tracking.untrack(conn, ref, _account(ctx) or DEFAULT_ACCOUNT)
         conn.commit()
     click.echo(f"untracked {ref}: the next sync marks it deleted")
 
@@ -841,7 +886,7 @@ def eval_list(ctx: click.Context, fmt: str) -> None:
     """The tracked evaluation-result exports, with their last stored state."""
     from catalog import tracking
 
-    _show(ctx, tracking.listing, fmt)
+    _show(ctx, lambda conn: tracking.listing(conn, _account(ctx)), fmt)
 
 
 def main() -> None:

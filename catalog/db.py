@@ -42,23 +42,48 @@ def describe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any, foreign_keys: bool = True) -> None:
+#: How long a sync's writer waits for SQLite's one write lock, held by another account's sync
+#: (seconds): that sync commits at least once per --commit-interval, so the wait is short unless
+#: it is in a long delete phase; waiting is what the user wants, failing is not.
+WRITER_BUSY_TIMEOUT = 600
+
+
+def _sqlite_pragmas(
+    dbapi_conn: Any, _record: Any, foreign_keys: bool = True, immediate: bool = False
+) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets readers (BI tools) read while a sync writes; busy_timeout rides out short locks.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={(WRITER_BUSY_TIMEOUT if immediate else 30) * 1000}")
     cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     # 8 MB of page cache instead of 2: a batch's inserts land at random places in the key
     # indexes, and with the smaller cache each one spilled and re-read pages (bench/run.py db).
     cur.execute("PRAGMA cache_size=-8000")
     cur.close()
+    if immediate:
+        # The driver must not open transactions itself: _begin_immediate does.
+        dbapi_conn.isolation_level = None
 
 
-def create_engine_for(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+def _begin_immediate(conn: Connection) -> None:
+    """Start every transaction holding SQLite's write lock.
+
+    A transaction that reads first and writes later fails at once with SQLITE_BUSY when
+    another connection (another account's sync) committed in between: SQLite cannot wait for
+    it then, only at the start. Taking the write lock at BEGIN makes two writers wait for each
+    other (busy_timeout) instead of failing.
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine_for(
+    url: str, *, foreign_keys: bool = True, immediate: bool = False, **kwargs: Any
+) -> Engine:
     """An engine for a checked URL; a wrong URL is a ``ConfigError`` that says how to fix it.
 
-    ``foreign_keys=False`` is for the sync's writer only (see :func:`writer_engine`).
+    ``foreign_keys=False`` and ``immediate=True`` are for the sync's writer only (see
+    :func:`writer_engine`).
     """
     try:
         parsed = make_url(url)
@@ -88,7 +113,13 @@ def create_engine_for(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> 
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"cannot use database URL {describe_url(url)}: {exc}") from None
     if backend == "sqlite":
-        event.listen(engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
+        event.listen(
+            engine,
+            "connect",
+            partial(_sqlite_pragmas, foreign_keys=foreign_keys, immediate=immediate),
+        )
+        if immediate:
+            event.listen(engine, "begin", _begin_immediate)
     return engine
 
 
@@ -100,8 +131,11 @@ def writer_engine(url: str) -> Engine:
     history and change rows) protects nothing and was a sixth of a database-bound sync. The
     constraints stay declared (BI tools read them), every other connection enforces them,
     PostgreSQL always does, and the tests run ``PRAGMA foreign_key_check`` after their syncs.
+
+    On SQLite its transactions also begin with the write lock held (:func:`_begin_immediate`),
+    so syncs of several accounts into one file wait for each other instead of failing.
     """
-    return create_engine_for(url, foreign_keys=False)
+    return create_engine_for(url, foreign_keys=False, immediate=True)
 
 
 def connect(engine: Engine) -> Connection:
@@ -150,9 +184,11 @@ class CommitPacer:
         self.pending = True
         self.idle()
 
-    def idle(self) -> None:
-        """Nothing new arrived: commit what is pending once the interval has passed."""
-        if self.pending and time.monotonic() - self.last >= self.interval:
+    def idle(self, open_transaction: bool = False) -> None:
+        """Nothing new arrived: commit what is pending once the interval has passed, or end an
+        ``open_transaction`` that wrote nothing (on SQLite it holds the one write lock that
+        other accounts' syncs wait for)."""
+        if (self.pending or open_transaction) and time.monotonic() - self.last >= self.interval:
             self.now()
 
     def now(self) -> None:

@@ -19,10 +19,16 @@ from catalog.schema import SPECS
 COLUMNS = ["step", "kind", "id", "name", "state", "detail"]
 
 
-def _rows(
-    conn: Connection, kind: str, column: str, value: Any, moment: dt.datetime | None
+def _linked(
+    conn: Connection,
+    kind: str,
+    column: str,
+    value: Any,
+    moment: dt.datetime | None,
+    account: str | None,
 ) -> list[dict[str, Any]]:
-    """Entities of ``kind`` whose ``column`` equals ``value``: alive now, or valid at ``moment``."""
+    """Entities of ``kind`` whose ``column`` equals ``value``: alive now, or valid at
+    ``moment``; of ``account`` (None: of any)."""
     spec = SPECS[kind]
     if moment is None:
         t = spec.table
@@ -30,47 +36,69 @@ def _rows(
     else:
         t = spec.history
         where = [t.c.valid_from <= moment, or_(t.c.valid_to.is_(None), t.c.valid_to > moment)]
-    stmt = select(t).where(t.c[column] == value, *where).order_by(t.c[spec.key])
+    if account is not None:
+        where.append(t.c.account == account)
+    stmt = select(t).where(t.c[column] == value, *where).order_by(t.c.account, t.c[spec.key])
     return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
-def lineage(conn: Connection, model_id: str, moment: dt.datetime | None = None) -> Result:
-    """The chain of one version, one row per linked entity, in the order a reader follows it."""
-    versions = _rows(conn, "model_version", "model_id", model_id, moment)
+def lineage(
+    conn: Connection,
+    model_id: str,
+    moment: dt.datetime | None = None,
+    account: str | None = None,
+) -> Result:
+    """The chain of one version, one row per linked entity, in the order a reader follows it.
+
+    Without ``account`` the version's id must name a version in one account only: two
+    accounts may hold the same id, and their chains are not one.
+    """
+    versions = _linked(conn, "model_version", "model_id", model_id, moment, account)
+    when = f" at {moment.isoformat()}" if moment else ""
     if not versions:
-        when = f" at {moment.isoformat()}" if moment else ""
-        raise QueryError(f"no such model_version {model_id}{when}")
+        whose = f" in account {account!r}" if account is not None else ""
+        raise QueryError(f"no such model_version {model_id}{whose}{when}")
+    accounts = sorted({v["account"] for v in versions})
+    if len(accounts) > 1:
+        raise QueryError(
+            f"model_version {model_id} exists in accounts {', '.join(accounts)}{when}: "
+            "choose one with --account"
+        )
     version = versions[0]
+
+    def linked(kind: str, column: str, value: Any) -> list[dict[str, Any]]:
+        return _linked(conn, kind, column, value, moment, version["account"])
+
     out: list[tuple[Any, ...]] = []
 
     def add(step: str, kind: str, key: Any, name: Any, state: Any, detail: Any = None) -> None:
         out.append((step, kind, key, name, state, detail))
 
-    for task in _rows(conn, "fine_tuning_task", "task_id", version["train_task_id"], moment):
-        for job in _rows(conn, "fine_tuning_job", "job_id", task["job_id"], moment):
+    for task in linked("fine_tuning_task", "task_id", version["train_task_id"]):
+        for job in linked("fine_tuning_job", "job_id", task["job_id"]):
             add("trained by job", "fine_tuning_job", job["job_id"], job["name"], None,
                 job["model"])
         add("trained by task", "fine_tuning_task", task["task_id"], task["job_name"],
             task["run_status"], task["parameter_scale"])
-    for made in _rows(conn, "compression_task", "model_id", model_id, moment):
+    for made in linked("compression_task", "model_id", model_id):
         add("compressed from", "compression_task", made["task_id"], made["name"],
             made["status"], made["source_model_id"])
-    for model_set in _rows(conn, "model_set", "model_set_id", version["model_set_id"], moment):
+    for model_set in linked("model_set", "model_set_id", version["model_set_id"]):
         add("in model set", "model_set", model_set["model_set_id"],
             model_set["model_set_name"], None, model_set["source"])
     add("version", "model_version", model_id, version["model_name"], version["status"],
         version["source_type"])
-    for task in _rows(conn, "compression_task", "source_model_id", model_id, moment):
+    for task in linked("compression_task", "source_model_id", model_id):
         add("compressed into", "compression_task", task["task_id"], task["name"],
             task["status"], task["model_id"] or task["failed_reason"])
-    for export in _rows(conn, "model_export", "model_id", model_id, moment):
+    for export in linked("model_export", "model_id", model_id):
         add("exported", "model_export", export["export_id"], export["file_name"],
             export["state"], export["file_size"])
-    for service in _rows(conn, "service", "model_id", model_id, moment):
+    for service in linked("service", "model_id", model_id):
         add("runs as", "service", service["service_id"], service["name"],
             service["run_status"], service["endpoint"])
-    for unit in _rows(conn, "eval_task_report", "model_id", model_id, moment):
-        tasks = _rows(conn, "eval_task", "task_id", unit["task_id"], moment)
+    for unit in linked("eval_task_report", "model_id", model_id):
+        tasks = linked("eval_task", "task_id", unit["task_id"])
         state = tasks[0]["state"] if tasks else None
         metric = (f"{unit['headline_metric']}={unit['headline_value']:g}"
                   if unit["headline_metric"] and unit["headline_value"] is not None else None)

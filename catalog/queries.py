@@ -44,6 +44,7 @@ _views = MetaData()
 report_versions_by_model_set = Table(
     "report_versions_by_model_set",
     _views,
+    Column("account", String),
     Column("model_set_id", String),
     Column("model_set_name", Text),
     Column("is_system", Boolean),
@@ -60,6 +61,7 @@ report_versions_by_model_set = Table(
 report_compression_tasks_by_status = Table(
     "report_compression_tasks_by_status",
     _views,
+    Column("account", String),
     Column("status", String),
     Column("strategy", String),
     Column("tasks", Integer),
@@ -69,6 +71,7 @@ report_compression_tasks_by_status = Table(
 report_exports = Table(
     "report_exports",
     _views,
+    Column("account", String),
     Column("model_id", String),
     Column("model_name", Text),
     Column("model_set_id", String),
@@ -84,6 +87,7 @@ report_exports = Table(
 report_latest_changes = Table(
     "report_latest_changes",
     _views,
+    Column("account", String),
     Column("run_id", Integer),
     Column("run_started_at", UTCDateTime),
     Column("run_status", String),
@@ -99,6 +103,7 @@ report_latest_changes = Table(
 lineage_model_versions = Table(
     "lineage_model_versions",
     _views,
+    Column("account", String),
     Column("model_id", String),
     Column("model_name", Text),
     Column("model_set_id", String),
@@ -124,12 +129,13 @@ lineage_model_versions = Table(
 
 #: Report name -> (view, ORDER BY columns). Names are what ``qianfan-catalog report NAME`` takes.
 REPORTS: dict[str, tuple[Table, tuple[str, ...]]] = {
-    "versions_by_model_set": (report_versions_by_model_set, ("model_set_name", "model_set_id",
-                                                             "model_id")),
-    "compression_tasks_by_status": (report_compression_tasks_by_status, ("status", "strategy")),
-    "exports": (report_exports, ("model_set_name", "model_name", "model_id")),
+    "versions_by_model_set": (report_versions_by_model_set, ("account", "model_set_name",
+                                                             "model_set_id", "model_id")),
+    "compression_tasks_by_status": (report_compression_tasks_by_status,
+                                    ("account", "status", "strategy")),
+    "exports": (report_exports, ("account", "model_set_name", "model_name", "model_id")),
     "latest_changes": (report_latest_changes, ("change_id",)),
-    "lineage": (lineage_model_versions, ("model_set_name", "model_name", "model_id")),
+    "lineage": (lineage_model_versions, ("account", "model_set_name", "model_name", "model_id")),
 }
 REPORT_NAMES = tuple(REPORTS)
 #: One line per report (fits 80 columns), for ``qianfan-catalog report`` without a name.
@@ -198,8 +204,9 @@ RUNS_TABLE_COLUMNS = ("run_id", "started_at", "status", "seconds", "new", "chang
                       "errors")
 
 
-def runs(conn: Connection, limit: int = 20) -> Result:
-    """Recent runs, newest first, with their totals over all entity kinds.
+def runs(conn: Connection, limit: int = 20, account: str | None = None) -> Result:
+    """Recent runs (of one account, or all), newest first, with their totals over all entity
+    kinds.
 
     ``new`` counts inserts and restores, ``changed`` updates; ``seconds`` is the run's duration
     (computed here, so it reads the same on both databases).
@@ -214,7 +221,7 @@ def runs(conn: Connection, limit: int = 20) -> Result:
 
     stmt = (
         select(
-            r.run_id, r.started_at, r.finished_at, r.status,
+            r.run_id, r.account, r.started_at, r.finished_at, r.status,
             total("seen").label("seen"), total("inserted").label("new"),
             total("updated").label("changed"), total("deleted").label("deleted"),
             r.errors, r.api_calls, r.api_retries, r.error,
@@ -222,6 +229,8 @@ def runs(conn: Connection, limit: int = 20) -> Result:
         .order_by(r.run_id.desc())
         .limit(limit)
     )
+    if account is not None:
+        stmt = stmt.where(r.account == account)
     res = conn.execute(stmt)
     columns = list(res.keys())
     columns.insert(columns.index("status") + 1, "seconds")
@@ -249,14 +258,17 @@ def changes_query(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     kind: str | None = None,
+    account: str | None = None,
 ) -> Result:
     """Change rows, oldest first; ``since``/``until`` compare with the run timestamp (``since``
     inclusive, ``until`` exclusive), so two dates give exactly the changes between them."""
     c = changes.c
     stmt = select(
-        c.run_id, c.changed_at, c.kind, c.entity_id, c.operation, c.field, c.old_value,
-        c.new_value,
+        c.run_id, c.account, c.changed_at, c.kind, c.entity_id, c.operation, c.field,
+        c.old_value, c.new_value,
     ).order_by(c.change_id)
+    if account is not None:
+        stmt = stmt.where(c.account == account)
     if run_id is not None:
         stmt = stmt.where(c.run_id == run_id)
     if since is not None:
@@ -271,8 +283,11 @@ def changes_query(
 # -- history ----------------------------------------------------------------------------------
 
 
-def as_of(conn: Connection, kind: str, moment: dt.datetime) -> Result:
-    """The entities of ``kind`` as they were at ``moment``: the history versions valid then.
+def as_of(
+    conn: Connection, kind: str, moment: dt.datetime, account: str | None = None
+) -> Result:
+    """The entities of ``kind`` (of one account, or all) as they were at ``moment``: the
+    history versions valid then.
 
     A version is valid on ``[valid_from, valid_to)``; ``moment`` equal to a run's timestamp
     therefore shows the state that run left behind.
@@ -280,13 +295,15 @@ def as_of(conn: Connection, kind: str, moment: dt.datetime) -> Result:
     spec = SPECS[check_kind(kind)]
     h = spec.history
     stmt = (
-        select(h.c[spec.key], *(h.c[name] for name in spec.tracked))
+        select(h.c.account, h.c[spec.key], *(h.c[name] for name in spec.tracked))
         .where(
             h.c.valid_from <= moment,
             or_(h.c.valid_to.is_(None), h.c.valid_to > moment),
         )
-        .order_by(h.c[spec.key])
+        .order_by(h.c.account, h.c[spec.key])
     )
+    if account is not None:
+        stmt = stmt.where(h.c.account == account)
     return _result(conn, stmt)
 
 
@@ -300,29 +317,39 @@ def _key_value(kind: str, entity_id: str) -> Any:
     return entity_id
 
 
-def history(conn: Connection, kind: str, entity_id: str) -> Result:
-    """Every version of one entity, oldest first, with the runs that opened and closed it."""
+def history(
+    conn: Connection, kind: str, entity_id: str, account: str | None = None
+) -> Result:
+    """Every version of one entity (in one account, or in each that has the id), oldest first,
+    with the runs that opened and closed it."""
     spec = SPECS[check_kind(kind)]
     h = spec.history
     stmt = (
         select(
-            h.c.valid_from, h.c.valid_to, h.c.valid_from_run_id, h.c.valid_to_run_id,
-            h.c[spec.key], *(h.c[name] for name in spec.tracked),
+            h.c.account, h.c.valid_from, h.c.valid_to, h.c.valid_from_run_id,
+            h.c.valid_to_run_id, h.c[spec.key], *(h.c[name] for name in spec.tracked),
         )
         .where(h.c[spec.key] == _key_value(kind, entity_id))
-        .order_by(h.c.valid_from, h.c.history_id)
+        .order_by(h.c.account, h.c.valid_from, h.c.history_id)
     )
+    if account is not None:
+        stmt = stmt.where(h.c.account == account)
     return _result(conn, stmt)
 
 
-def entity_changes(conn: Connection, kind: str, entity_id: str) -> Result:
+def entity_changes(
+    conn: Connection, kind: str, entity_id: str, account: str | None = None
+) -> Result:
     """The change rows of one entity, oldest first (what ``history`` shows as whole versions)."""
     c = changes.c
     stmt = (
-        select(c.run_id, c.changed_at, c.operation, c.field, c.old_value, c.new_value)
+        select(c.run_id, c.account, c.changed_at, c.operation, c.field, c.old_value,
+               c.new_value)
         .where(and_(c.kind == check_kind(kind), c.entity_id == str(_key_value(kind, entity_id))))
         .order_by(c.change_id)
     )
+    if account is not None:
+        stmt = stmt.where(c.account == account)
     return _result(conn, stmt)
 
 
@@ -335,10 +362,24 @@ def report_view(name: str) -> Table:
     return REPORTS[name][0]
 
 
-def report(conn: Connection, name: str, columns: Sequence[str] | None = None) -> Result:
-    """All rows of one report view in a stable order (optionally only some columns)."""
+def report(
+    conn: Connection,
+    name: str,
+    columns: Sequence[str] | None = None,
+    account: str | None = None,
+) -> Result:
+    """All rows of one report view (of one account, or all) in a stable order (optionally only
+    some columns)."""
     view = report_view(name)
     order = REPORTS[name][1]
     cols = [view.c[c] for c in columns] if columns else list(view.c)
     stmt = select(*cols).order_by(*(view.c[c].asc().nulls_last() for c in order))
+    if account is not None:
+        stmt = stmt.where(view.c.account == account)
     return _result(conn, stmt)
+
+
+def accounts(conn: Connection) -> list[str]:
+    """The accounts that have run a sync into this database."""
+    stmt = select(sync_runs.c.account).distinct().order_by(sync_runs.c.account)
+    return list(conn.execute(stmt).scalars())

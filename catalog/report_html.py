@@ -233,19 +233,29 @@ def line_chart(
 # -- data --------------------------------------------------------------------------------------
 
 
-def _current_counts(conn: Connection) -> dict[str, int]:
+def _whose(table: Any, account: str | None) -> list[Any]:
+    """The filter on one account's rows (none: every account's)."""
+    return [] if account is None else [table.c.account == account]
+
+
+def _current_counts(conn: Connection, account: str | None) -> dict[str, int]:
     out = {}
     for kind, spec in SPECS.items():
-        stmt = select(func.count()).select_from(spec.table).where(spec.table.c.deleted_at.is_(None))
+        t = spec.table
+        stmt = (
+            select(func.count())
+            .select_from(t)
+            .where(t.c.deleted_at.is_(None), *_whose(t, account))
+        )
         out[kind] = int(conn.execute(stmt).scalar_one())
     return out
 
 
-def _recent_runs(conn: Connection) -> tuple[list[int], dict[str, list[int]]]:
+def _recent_runs(conn: Connection, account: str | None) -> tuple[list[int], dict[str, list[int]]]:
     r = sync_runs.c
     stmt = (
         select(r.run_id, *(r[f"{k}_seen"] for k in KINDS))
-        .where(r.status.in_(("success", "partial")))
+        .where(r.status.in_(("success", "partial")), *_whose(sync_runs, account))
         .order_by(r.run_id.desc())
         .limit(RECENT_RUNS)
     )
@@ -255,27 +265,32 @@ def _recent_runs(conn: Connection) -> tuple[list[int], dict[str, list[int]]]:
     }
 
 
-def _versions_per_set(conn: Connection) -> list[tuple[str, float, str]]:
+def _versions_per_set(conn: Connection, account: str | None) -> list[tuple[str, float, str]]:
     _, rows = queries.report(
-        conn, "versions_by_model_set", ["model_set_id", "model_set_name", "versions"]
+        conn, "versions_by_model_set", ["account", "model_set_id", "model_set_name", "versions"],
+        account,
     )
+    several = len({row[0] for row in rows}) > 1
     per_set: dict[str, tuple[str, int]] = {}
-    for set_id, name, versions in rows:
-        per_set[str(set_id)] = (str(name or set_id), int(versions or 0))
+    for owner, set_id, name, versions in rows:
+        label = str(name or set_id) + (f" ({owner})" if several else "")
+        per_set[f"{owner}/{set_id}"] = (label, int(versions or 0))
     top = sorted(per_set.items(), key=lambda kv: (-kv[1][1], kv[1][0]))[:TOP_SETS]
     return [(name, float(n), str(n)) for _, (name, n) in top]
 
 
-def _tasks_by_strategy(conn: Connection) -> dict[str, dict[str, int]]:
-    _, rows = queries.report(conn, "compression_tasks_by_status", ["status", "strategy", "tasks"])
-    out: dict[str, dict[str, int]] = defaultdict(dict)
-    for status, strategy, tasks in rows:
-        out[str(strategy or "unknown")][str(status or "unknown")] = int(tasks or 0)
-    return dict(out)
+def _tasks_by_strategy(conn: Connection, account: str | None) -> dict[str, dict[str, int]]:
+    _, rows = queries.report(
+        conn, "compression_tasks_by_status", ["status", "strategy", "tasks"], account
+    )
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for status, strategy, tasks in rows:  # summed over the accounts shown
+        out[str(strategy or "unknown")][str(status or "unknown")] += int(tasks or 0)
+    return {strategy: dict(states) for strategy, states in out.items()}
 
 
-def _exports_by_state(conn: Connection) -> list[tuple[str, float, str]]:
-    _, rows = queries.report(conn, "exports", ["state", "file_size"])
+def _exports_by_state(conn: Connection, account: str | None) -> list[tuple[str, float, str]]:
+    _, rows = queries.report(conn, "exports", ["state", "file_size"], account)
     count: dict[str, int] = defaultdict(int)
     size: dict[str, int] = defaultdict(int)
     for state, file_size in rows:
@@ -287,18 +302,18 @@ def _exports_by_state(conn: Connection) -> list[tuple[str, float, str]]:
     ]
 
 
-def _eval_by_state(conn: Connection) -> list[tuple[str, float, str]]:
+def _eval_by_state(conn: Connection, account: str | None) -> list[tuple[str, float, str]]:
     e = eval_result_exports.c
     stmt = (
         select(e.state, func.count())
-        .where(e.deleted_at.is_(None))
+        .where(e.deleted_at.is_(None), *_whose(eval_result_exports, account))
         .group_by(e.state)
         .order_by(e.state)
     )
     return [(str(state or "unknown"), float(n), str(n)) for state, n in conn.execute(stmt)]
 
 
-def _recent_changes(conn: Connection) -> list[tuple[Any, ...]]:
+def _recent_changes(conn: Connection, account: str | None) -> list[tuple[Any, ...]]:
     """The newest change rows over all runs (a no-op latest run must not leave this empty).
 
     Not ``report latest_changes``, which is the last run's changes only: hence "Recent".
@@ -307,6 +322,7 @@ def _recent_changes(conn: Connection) -> list[tuple[Any, ...]]:
     stmt = (
         select(
             c.run_id,
+            c.account,
             c.changed_at,
             c.kind,
             c.entity_id,
@@ -315,6 +331,7 @@ def _recent_changes(conn: Connection) -> list[tuple[Any, ...]]:
             c.old_value,
             c.new_value,
         )
+        .where(*_whose(changes, account))
         .order_by(c.change_id.desc())
         .limit(MAX_CHANGES)
     )
@@ -325,12 +342,14 @@ def _changes_table(rows: Sequence[tuple[Any, ...]]) -> str:
     if not rows:
         return _empty("no changes recorded yet")
     head = "".join(
-        f"<th>{h}</th>" for h in ("run", "at", "kind", "id", "operation", "field", "old", "new")
+        f"<th>{h}</th>"
+        for h in ("run", "account", "at", "kind", "id", "operation", "field", "old", "new")
     )
     body = []
-    for run_id, at, kind, entity, op, field, old, new in rows:
+    for run_id, owner, at, kind, entity, op, field, old, new in rows:
         body.append(
-            f'<tr data-kind="{esc(kind)}"><td class="num">{esc(run_id)}</td>'
+            f'<tr data-kind="{esc(kind)}" data-account="{esc(owner)}">'
+            f'<td class="num">{esc(run_id)}</td><td>{esc(owner)}</td>'
             f"<td>{_fmt_time(at)}</td><td>{esc(kind)}</td><td>{esc(entity)}</td>"
             f"<td>{esc(op)}</td><td>{esc(field or '')}</td>"
             f'<td class="val">{esc(_cut(old))}</td><td class="val">{esc(_cut(new))}</td></tr>'
@@ -395,60 +414,68 @@ def _evaluated(v: Mapping[str, Any]) -> str:
             f"({esc(v['latest_eval_state'])}){metric}")
 
 
-def _lineage(conn: Connection) -> str:
-    """Per model set, its versions: where they came from and where they run
+def _lineage(conn: Connection, account: str | None) -> str:
+    """Per account and model set, its versions: where they came from and where they run
     (``lineage_model_versions``, the services' names from the current services)."""
-    _, rows = queries.report(conn, "lineage", LINEAGE_COLUMNS)
-    versions = [dict(zip(LINEAGE_COLUMNS, row, strict=True)) for row in rows]
+    columns_read = ("account", *LINEAGE_COLUMNS)
+    _, rows = queries.report(conn, "lineage", columns_read, account)
+    versions = [dict(zip(columns_read, row, strict=True)) for row in rows]
     if not versions:
         return _empty("no model versions stored yet")
-    s, svc = model_sets.c, SPECS["service"].table.c
+    several = len({v["account"] for v in versions}) > 1
+    service = SPECS["service"].table
+    s, svc = model_sets.c, service.c
     sets = {
-        str(set_id): (name, bool(system))
-        for set_id, name, system in conn.execute(
-            select(s.model_set_id, s.model_set_name, s.is_system).where(s.deleted_at.is_(None))
+        (str(owner), str(set_id)): (name, bool(system))
+        for owner, set_id, name, system in conn.execute(
+            select(s.account, s.model_set_id, s.model_set_name, s.is_system).where(
+                s.deleted_at.is_(None), *_whose(model_sets, account)
+            )
         )
     }
-    running: dict[str, list[tuple[Any, Any, Any]]] = defaultdict(list)
-    for model_id, service_id, name, status in conn.execute(
-        select(svc.model_id, svc.service_id, svc.name, svc.run_status).where(
-            svc.deleted_at.is_(None), svc.model_id.is_not(None)
+    running: dict[tuple[str, str], list[tuple[Any, Any, Any]]] = defaultdict(list)
+    for owner, model_id, service_id, name, status in conn.execute(
+        select(svc.account, svc.model_id, svc.service_id, svc.name, svc.run_status).where(
+            svc.deleted_at.is_(None), svc.model_id.is_not(None), *_whose(service, account)
         )
     ):
-        running[str(model_id)].append((service_id, name, status))
-    names = {str(v["model_id"]): str(v["model_name"] or v["model_id"]) for v in versions}
-    per_set: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        running[(str(owner), str(model_id))].append((service_id, name, status))
+    per_set: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for v in versions:
-        per_set[str(v["model_set_id"])].append(v)
+        per_set[(str(v["account"]), str(v["model_set_id"]))].append(v)
 
-    def set_order(set_id: str) -> tuple[bool, str, str]:
-        name, system = sets.get(set_id, (per_set[set_id][0]["model_set_name"], False))
-        return system, str(name or ""), set_id
+    def set_order(key: tuple[str, str]) -> tuple[str, bool, str, str]:
+        name, system = sets.get(key, (per_set[key][0]["model_set_name"], False))
+        return key[0], system, str(name or ""), key[1]
 
     columns = (("version", 17), ("status", 8), ("came from", 31), ("runs on", 18),
                ("latest evaluation", 26))
     head = "".join(f'<col style="width:{w}%">' for _, w in columns) + "<thead><tr>" + "".join(
         f"<th>{h}</th>" for h, _ in columns) + "</tr></thead>"
     out, shown = [], 0
-    for set_id in sorted(per_set, key=set_order):
+    for key in sorted(per_set, key=set_order):
         if shown >= MAX_LINEAGE_VERSIONS:
             break
-        name, system = sets.get(set_id, (per_set[set_id][0]["model_set_name"], False))
-        members = per_set[set_id][: MAX_LINEAGE_VERSIONS - shown]
+        owner, set_id = key
+        names = {str(v["model_id"]): str(v["model_name"] or v["model_id"])
+                 for v in versions if v["account"] == owner}
+        name, system = sets.get(key, (per_set[key][0]["model_set_name"], False))
+        members = per_set[key][: MAX_LINEAGE_VERSIONS - shown]
         shown += len(members)
         body = "".join(
             f'<tr data-model-id="{esc(v["model_id"])}">'
             f"<td>{esc(v['model_name'])} {_code(v['model_id'])}</td>"
             f"<td>{esc(v['status'])}</td><td>{_came_from(v, names, system)}</td>"
-            f"<td>{_runs_on(running.get(str(v['model_id']), []))}</td>"
+            f"<td>{_runs_on(running.get((owner, str(v['model_id'])), []))}</td>"
             f"<td>{_evaluated(v)}</td></tr>"
             for v in members
         )
         preset = ' <span class="muted">preset</span>' if system else ""
+        whose = f' <span class="muted">account {esc(owner)}</span>' if several else ""
         out.append(
-            f'<details open data-model-set-id="{esc(set_id)}"><summary>'
-            f"<b>{esc(name or set_id)}</b>{preset} {_code(set_id)} "
-            f'<span class="muted">{len(per_set[set_id])} version(s)</span></summary>'
+            f'<details open data-model-set-id="{esc(set_id)}" data-account="{esc(owner)}">'
+            f"<summary><b>{esc(name or set_id)}</b>{preset}{whose} {_code(set_id)} "
+            f'<span class="muted">{len(per_set[key])} version(s)</span></summary>'
             f'<table class="lineage">{head}<tbody>{body}</tbody>'
             "</table></details>"
         )
@@ -457,24 +484,38 @@ def _lineage(conn: Connection) -> str:
     return "".join(out)
 
 
-def render(conn: Connection, database_label: str, now: dt.datetime | None = None) -> str:
-    """The whole page as a string (no file, no network)."""
+def render(
+    conn: Connection,
+    database_label: str,
+    now: dt.datetime | None = None,
+    account: str | None = None,
+) -> str:
+    """The whole page as a string (no file, no network): one account's catalog, or all."""
     now = now or dt.datetime.now(dt.UTC)
-    counts = _current_counts(conn)
-    run_ids, series = _recent_runs(conn)
-    change_rows = _recent_changes(conn)
+    counts = _current_counts(conn, account)
+    run_ids, series = _recent_runs(conn, account)
+    change_rows = _recent_changes(conn, account)
     last = conn.execute(
         select(sync_runs.c.run_id, sync_runs.c.status, sync_runs.c.started_at)
+        .where(*_whose(sync_runs, account))
         .order_by(sync_runs.c.run_id.desc())
         .limit(1)
     ).first()
     run_note = (
         f"last run {last[0]} ({esc(last[1])}, {_fmt_time(last[2])})" if last else "no runs yet"
     )
-    total_changes = int(conn.execute(select(func.count()).select_from(changes)).scalar_one())
+    accounts = [account] if account is not None else queries.accounts(conn)
+    if accounts:
+        label = "account" if len(accounts) == 1 else "accounts"
+        database_label = f"{database_label} · {label} {', '.join(accounts)}"
+    total_changes = int(
+        conn.execute(
+            select(func.count()).select_from(changes).where(*_whose(changes, account))
+        ).scalar_one()
+    )
     tiles = "".join(f'<div class="tile"><b>{counts[k]}</b>{esc(LABELS[k])}</div>' for k in KINDS)
     tiles += f'<div class="tile"><b>{total_changes}</b>changes recorded</div>'
-    kinds_present = sorted({str(r[2]) for r in change_rows})
+    kinds_present = sorted({str(r[3]) for r in change_rows})
     template = Template(
         resources.files("catalog").joinpath("report_template.html").read_text(encoding="utf-8")
     )
@@ -485,21 +526,21 @@ def render(conn: Connection, database_label: str, now: dt.datetime | None = None
         tiles=tiles,
         run_count=len(run_ids),
         runs_chart=line_chart(run_ids, series),
-        versions_chart=hbar_chart(_versions_per_set(conn)),
-        tasks_chart=stacked_chart(_tasks_by_strategy(conn)),
-        exports_chart=hbar_chart(_exports_by_state(conn)),
-        eval_chart=hbar_chart(_eval_by_state(conn)),
+        versions_chart=hbar_chart(_versions_per_set(conn, account)),
+        tasks_chart=stacked_chart(_tasks_by_strategy(conn, account)),
+        exports_chart=hbar_chart(_exports_by_state(conn, account)),
+        eval_chart=hbar_chart(_eval_by_state(conn, account)),
         changes_shown=len(change_rows),
         kind_options="".join(f'<option value="{esc(k)}">{esc(k)}</option>' for k in kinds_present),
         changes_table=_changes_table(change_rows),
-        lineage=_lineage(conn),
+        lineage=_lineage(conn, account),
     )
 
 
-def write_report(database_url: str, path: str | Path) -> str:
+def write_report(database_url: str, path: str | Path, account: str | None = None) -> str:
     """Render from the database and write ``path``; returns the line the CLI prints."""
     with db.reading(database_url) as conn:
-        page = render(conn, db.describe_url(database_url))
+        page = render(conn, db.describe_url(database_url), account=account)
     target = Path(path)
     try:
         target.write_text(page, encoding="utf-8")

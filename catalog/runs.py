@@ -1,7 +1,9 @@
-"""The run ledger (``sync_runs``, ``sync_errors``) and the one-writer lock.
+"""The run ledger (``sync_runs``, ``sync_errors``) and the one-writer-per-account lock.
 
 A run's row is written first and committed, so a run killed at any point leaves a ``running`` row
-behind; the next run, holding the lock, knows no other writer exists and marks it ``aborted``.
+behind; the account's next run, holding the account's lock, knows no other writer of that account
+exists and marks it ``aborted``. Runs of other accounts may be running meanwhile: their rows are
+not touched.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import fcntl
 import os
 import socket
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +23,10 @@ from sqlalchemy import Connection, func, select, text, update
 
 from catalog.documented import DriftLog
 from catalog.errors import LockTimeout
-from catalog.schema import KINDS, api_drift, sync_errors, sync_runs
+from catalog.schema import DEFAULT_ACCOUNT, KINDS, api_drift, sync_errors, sync_runs
 
-#: PostgreSQL advisory lock id: a constant of this project ("qfcat" in ASCII).
-ADVISORY_LOCK_ID = 0x7166636174
+#: PostgreSQL advisory locks take two int4 keys: this project's ("qfca" in ASCII) and the account's.
+ADVISORY_LOCK_CLASS = 0x71666361
 FINAL_STATUSES = ("success", "partial", "failed", "aborted", "interrupted")
 
 
@@ -31,11 +34,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def repair_aborted(conn: Connection) -> int:
-    """Mark runs left ``running`` by a dead process as ``aborted``; call only under the lock."""
+def repair_aborted(conn: Connection, account: str = DEFAULT_ACCOUNT) -> int:
+    """Mark the account's runs left ``running`` by a dead process as ``aborted``; call only under
+    the account's lock (another account's ``running`` row may be a live run)."""
     result = conn.execute(
         update(sync_runs)
-        .where(sync_runs.c.status == "running")
+        .where(sync_runs.c.account == account, sync_runs.c.status == "running")
         .values(
             status="aborted",
             finished_at=utcnow(),
@@ -45,19 +49,25 @@ def repair_aborted(conn: Connection) -> int:
     return int(result.rowcount or 0)
 
 
-def start_run(conn: Connection, scope: Mapping[str, Any]) -> tuple[int, dt.datetime]:
-    """Insert the run's row; its timestamp is strictly later than every earlier run's.
+def start_run(
+    conn: Connection, scope: Mapping[str, Any], account: str = DEFAULT_ACCOUNT
+) -> tuple[int, dt.datetime]:
+    """Insert the run's row; its timestamp is strictly later than every earlier run's of the
+    account.
 
-    History validity uses run timestamps as boundaries, so two runs must never share one, even
-    when the clock steps back or two runs start within a microsecond.
+    History validity uses run timestamps as boundaries, so two runs of an account must never
+    share one, even when the clock steps back or two runs start within a microsecond.
     """
     now = utcnow()
-    last = conn.execute(select(func.max(sync_runs.c.started_at))).scalar_one_or_none()
+    last = conn.execute(
+        select(func.max(sync_runs.c.started_at)).where(sync_runs.c.account == account)
+    ).scalar_one_or_none()
     if last is not None and now <= last:
         now = last + dt.timedelta(microseconds=1)
     run_id = conn.execute(
         sync_runs.insert()
         .values(
+            account=account,
             started_at=now,
             status="running",
             scope=dict(scope),
@@ -109,10 +119,12 @@ def record_error(
     kind: str | None = None,
     entity_id: str | None = None,
     code: str | None = None,
+    account: str = DEFAULT_ACCOUNT,
 ) -> None:
     conn.execute(
         sync_errors.insert().values(
             run_id=run_id,
+            account=account,
             call=call[:128],
             message=message[:4000],
             kind=kind,
@@ -156,38 +168,57 @@ def record_drift(conn: Connection, run_id: int, drift: DriftLog) -> list[tuple[s
 # -- the lock ------------------------------------------------------------------------------------
 
 
-def _sqlite_lock_path(conn: Connection) -> Path | None:
+def _sqlite_lock_path(conn: Connection, account: str) -> Path | None:
+    """``catalog.db.lock`` for the default account (as before accounts existed), else
+    ``catalog.db.ACCOUNT.lock``."""
     database = conn.engine.url.database
     if not database or database == ":memory:":
         return None
-    return Path(database).expanduser().resolve().with_name(Path(database).name + ".lock")
+    name = Path(database).name
+    suffix = ".lock" if account == DEFAULT_ACCOUNT else f".{_file_safe(account)}.lock"
+    return Path(database).expanduser().resolve().with_name(name + suffix)
+
+
+def _file_safe(account: str) -> str:
+    """The account as part of a file name: other characters as their code point."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else f"%{ord(ch):x}" for ch in account)
+
+
+def advisory_key(account: str) -> int:
+    """The account's int4 advisory lock key (two accounts may share one: they then only wait
+    for each other, never run together)."""
+    value = zlib.crc32(account.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 @contextmanager
-def writer_lock(conn: Connection, timeout: float, poll: float = 0.2) -> Iterator[None]:
-    """Hold the one-writer lock for the database behind ``conn``, waiting up to ``timeout`` s.
+def writer_lock(
+    conn: Connection, timeout: float, account: str = DEFAULT_ACCOUNT, poll: float = 0.2
+) -> Iterator[None]:
+    """Hold the account's writer lock for the database behind ``conn``, waiting up to
+    ``timeout`` s. Other accounts' syncs run beside it.
 
-    PostgreSQL: a session advisory lock on this connection. SQLite: ``flock`` on a file beside
-    the database; the kernel drops it when the process dies, so a crashed run never leaves it held.
+    PostgreSQL: a session advisory lock on this connection, keyed by the account. SQLite:
+    ``flock`` on a file per account beside the database; the kernel drops it when the process
+    dies, so a crashed run never leaves it held.
     """
     deadline = time.monotonic() + max(timeout, 0.0)
     if conn.dialect.name == "postgresql":
-        while not conn.execute(
-            text("SELECT pg_try_advisory_lock(:id)"), {"id": ADVISORY_LOCK_ID}
-        ).scalar():
+        keys = {"cls": ADVISORY_LOCK_CLASS, "key": advisory_key(account)}
+        while not conn.execute(text("SELECT pg_try_advisory_lock(:cls, :key)"), keys).scalar():
             conn.rollback()
             if time.monotonic() >= deadline:
-                raise LockTimeout(_locked_message(timeout))
+                raise LockTimeout(_locked_message(timeout, account))
             time.sleep(poll)
         conn.commit()
         try:
             yield
         finally:
             conn.rollback()
-            conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": ADVISORY_LOCK_ID})
+            conn.execute(text("SELECT pg_advisory_unlock(:cls, :key)"), keys)
             conn.commit()
         return
-    path = _sqlite_lock_path(conn)
+    path = _sqlite_lock_path(conn, account)
     if path is None:
         yield
         return
@@ -199,15 +230,15 @@ def writer_lock(conn: Connection, timeout: float, poll: float = 0.2) -> Iterator
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(_locked_message(timeout)) from None
+                    raise LockTimeout(_locked_message(timeout, account)) from None
                 time.sleep(poll)
         yield
     finally:
         handle.close()
 
 
-def _locked_message(timeout: float) -> str:
+def _locked_message(timeout: float, account: str) -> str:
     return (
-        f"another sync is running on this database (waited {timeout:g}s): let it finish, "
-        "or raise --lock-timeout"
+        f"another sync of account {account!r} is running on this database (waited "
+        f"{timeout:g}s): let it finish, or raise --lock-timeout"
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from catalog.kinds import KINDS as KIND_NAMES
@@ -36,6 +38,27 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: The account a row belongs to when a database holds one account's catalog (and the name every
+#: row written before accounts existed was given by migration 0007).
+DEFAULT_ACCOUNT = "default"
+
+
+def account_column(*, primary_key: bool = False, index: bool = False) -> Column[str]:
+    """The account a row belongs to: ``--account``, part of every entity's key.
+
+    The server default names the rows written before accounts existed; the sync always gives
+    the account explicitly.
+    """
+    return Column(
+        "account",
+        String(64),
+        primary_key=primary_key,
+        nullable=False,
+        index=index,
+        server_default=text(f"'{DEFAULT_ACCOUNT}'"),
+        comment="the account (--account) the row belongs to",
+    )
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,10 @@ class KindSpec:
     def key_column(self) -> Column[Any]:
         return self.table.c[self.key]
 
+    def of(self, account: str) -> ColumnElement[bool]:
+        """'This row is the account's': the filter every read and write of a run carries."""
+        return self.table.c.account == account
+
 
 def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> tuple[Table, Table]:
     """An entity table and its history table, sharing the tracked columns."""
@@ -65,6 +92,7 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
     table = Table(
         name,
         metadata,
+        account_column(primary_key=True),
         key,
         *columns,
         Column("raw", JsonValue, nullable=False, comment="the API object as last stored"),
@@ -90,6 +118,7 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
         f"{name}_history",
         metadata,
         Column("history_id", BigId, primary_key=True, autoincrement=True),
+        account_column(),
         Column(key.name, key.type, nullable=False),
         *copies(),
         Column("valid_from", UTCDateTime, nullable=False),
@@ -97,7 +126,12 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
         Column("valid_from_run_id", Integer, ForeignKey("sync_runs.run_id"), nullable=False),
         Column("valid_to_run_id", Integer, ForeignKey("sync_runs.run_id"), nullable=True),
     )
-    Index(f"ix_{name}_history_key_valid_to", history.c[key.name], history.c.valid_to)
+    Index(
+        f"ix_{name}_history_key_valid_to",
+        history.c.account,
+        history.c[key.name],
+        history.c.valid_to,
+    )
     Index(f"ix_{name}_history_valid_from", history.c.valid_from)
     return table, history
 
@@ -108,6 +142,7 @@ sync_runs = Table(
     "sync_runs",
     metadata,
     Column("run_id", Integer, primary_key=True, autoincrement=True),
+    account_column(),
     Column(
         "started_at", UTCDateTime, nullable=False, comment="the run's timestamp: history bounds"
     ),
@@ -140,12 +175,14 @@ sync_runs = Table(
     ],
 )
 Index("ix_sync_runs_started_at", sync_runs.c.started_at)
+Index("ix_sync_runs_account_status", sync_runs.c.account, sync_runs.c.status)
 
 sync_errors = Table(
     "sync_errors",
     metadata,
     Column("error_id", BigId, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("sync_runs.run_id"), nullable=False, index=True),
+    account_column(),
     Column("kind", String(32), nullable=True),
     Column("call", String(128), nullable=False),
     Column("entity_id", Text, nullable=True),
@@ -157,6 +194,7 @@ sync_errors = Table(
 tracked_eval_exports = Table(
     "tracked_eval_exports",
     metadata,
+    account_column(primary_key=True),
     Column("export_ref", String(64), primary_key=True, comment="as given: 96 or amemt-..."),
     Column("added_at", UTCDateTime, nullable=False),
 )
@@ -205,6 +243,7 @@ changes = Table(
     metadata,
     Column("change_id", BigId, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("sync_runs.run_id"), nullable=False, index=True),
+    account_column(),
     Column("changed_at", UTCDateTime, nullable=False, comment="the run's timestamp"),
     Column("kind", String(32), nullable=False),
     Column("entity_id", Text, nullable=False),
@@ -213,12 +252,13 @@ changes = Table(
     Column("old_value", Text, nullable=True, comment="JSON text"),
     Column("new_value", Text, nullable=True, comment="JSON text"),
 )
-Index("ix_changes_kind_entity_id", changes.c.kind, changes.c.entity_id)
+Index("ix_changes_kind_entity_id", changes.c.account, changes.c.kind, changes.c.entity_id)
 
 
 def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()) -> KindSpec:
-    key = next(c.name for c in table.primary_key.columns)
+    key = next(c.name for c in table.primary_key.columns if c.name != "account")
     bookkeeping = {
+        "account",
         "raw",
         "raw_hash",
         "first_seen_run_id",

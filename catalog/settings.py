@@ -14,6 +14,13 @@ that names the key, because a silently ignored typo in a cron job's config is wo
 The group's options may also be typed after a command (``sync --database-url ...``): those copies
 are the group's options, not the command's, so a file sets them at the top level only and
 ``config show`` lists them once, with the value and source the command will use.
+
+``[accounts.NAME]`` tables give one account's options (``base-url``, ``model-set``, ...) and name
+the environment variables that hold its keys (``access-key-env``, ``secret-key-env``), so a
+crontab line is ``qianfan-catalog sync --account NAME``. They apply to the commands that talk to
+the API, when ``--account NAME`` is chosen, with precedence flag > the account's table >
+environment variable > the rest of the file > default: an account's own key variables must win
+over a ``QIANFAN_ACCESS_KEY`` exported for another account.
 """
 
 from __future__ import annotations
@@ -113,8 +120,75 @@ def _check_type(where: str, param: click.Option, value: Any) -> Any:
     return value
 
 
+#: Keys of an ``[accounts.NAME]`` table that name no option: where the account's keys are.
+KEY_ENV_KEYS = {"access_key_env": "access_key", "secret_key_env": "secret_key"}
+
+
+def account_tables(root: click.Command, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``[accounts.NAME]`` tables of a parsed file, keys as parameter names; checked
+    against the options of the commands that use them, so a typo fails at once."""
+    tables = data.get("accounts", {})
+    if not isinstance(tables, dict):
+        raise ConfigError("config file: 'accounts' must be a table of [accounts.NAME] tables")
+    allowed: dict[str, str] = {}
+    for path, _command, options in _walk(root):
+        if path in (("sync",), ("check",)):
+            for param in options:
+                assert param.name is not None
+                allowed.update(dict.fromkeys(_option_names(param), param.name))
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file: accounts.{name} must be a table")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"accounts.{name}.{key}"
+            if _key(key) in KEY_ENV_KEYS:
+                if not isinstance(value, str) or not value:
+                    raise ConfigError(f"config file: {where} must name an environment variable")
+                values[_key(key)] = value
+            elif _key(key) in allowed:
+                values[allowed[_key(key)]] = value
+            else:
+                raise ConfigError(
+                    f"config file: unknown key {where!r}: it names no option of sync or check "
+                    f"(nor {', '.join(k.replace('_', '-') for k in KEY_ENV_KEYS)})"
+                )
+        out[str(name)] = values
+    return out
+
+
+def apply_account(
+    ctx: click.Context, kw: dict[str, Any], tables: dict[str, dict[str, Any]], account: str
+) -> None:
+    """Give ``kw`` (a command's parsed options) the values of ``account``'s table, where no
+    flag set them; its key variables must be set."""
+    table = tables.get(account, {})
+    params = {p.name: p for p in ctx.command.params if p.name and isinstance(p, click.Option)}
+    flagged = {n for n in params if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE}
+    for name, value in table.items():
+        if name in KEY_ENV_KEYS:
+            target = KEY_ENV_KEYS[name]
+            if target not in params or target in flagged:
+                continue
+            found = os.environ.get(value)
+            if not found:
+                raise ConfigError(
+                    f"account {account!r}: environment variable {value} "
+                    f"({name.replace('_', '-')} in the config file) is not set"
+                )
+            kw[target] = found
+        elif name in params and name not in flagged:
+            param = params[name]
+            kw[name] = param.type_cast_value(ctx, _check_type(f"accounts.{account}.{name}",
+                                                              param, value))
+
+
 def build_default_map(root: click.Command, data: dict[str, Any]) -> dict[str, Any]:
-    """Turn a parsed file into click's nested ``default_map``; unknown keys are a ConfigError."""
+    """Turn a parsed file into click's nested ``default_map``; unknown keys are a ConfigError.
+
+    ``[accounts.NAME]`` tables are left to :func:`account_tables`."""
+    data = {k: v for k, v in data.items() if k != "accounts"}
     index = _index(root)
     commands = {path[-1].replace("-", "_"): path for path in index if path}
     params = {path: {p.name: p for p in options} for path, _cmd, options in _walk(root)}
@@ -169,15 +243,21 @@ def load_into(ctx: click.Context, given: str | None) -> Path | None:
     path = config_path(given)
     if path is None:
         return None
-    loaded = build_default_map(ctx.command, read_file(path))
+    data = read_file(path)
+    loaded = build_default_map(ctx.command, data)
+    ctx.meta["accounts"] = account_tables(ctx.command, data)
     ctx.default_map = _merge(dict(ctx.default_map or {}), loaded)
     return path
 
 
-def load_for(root: click.Command, given: str) -> tuple[Path, dict[str, Any]]:
-    """A ``--config`` given after a command: the file and the whole ``default_map`` it makes."""
+def load_for(
+    root: click.Command, given: str
+) -> tuple[Path, dict[str, Any], dict[str, dict[str, Any]]]:
+    """A ``--config`` given after a command: the file, the whole ``default_map`` it makes and
+    its account tables."""
     path = Path(given)
-    return path, build_default_map(root, read_file(path))
+    data = read_file(path)
+    return path, build_default_map(root, data), account_tables(root, data)
 
 
 def section(default_map: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from catalog.bulk import Bulk, has_json_each, one_of, to_json
-from catalog.schema import SPECS, KindSpec, changes
+from catalog.schema import DEFAULT_ACCOUNT, SPECS, KindSpec, changes
 from catalog.types import UTCDateTime
 
 _temp = MetaData()
@@ -90,7 +90,9 @@ def _upsert_statement(spec: KindSpec, dialect: str) -> Insert:
         *[t.c[name].is_distinct_from(excluded[name]) for name in spec.tracked],
         t.c.deleted_at.is_not(None),
     )
-    return stmt.on_conflict_do_update(index_elements=[spec.key], set_=set_, where=changed)
+    return stmt.on_conflict_do_update(
+        index_elements=["account", spec.key], set_=set_, where=changed
+    )
 
 
 #: Per kind, a getter of the tracked fields in order (every kind tracks two fields or more).
@@ -98,12 +100,17 @@ _TRACKED = {kind: itemgetter(*spec.tracked) for kind, spec in SPECS.items()}
 
 
 class Store:
-    """Writes for one run on one connection. Never commits: the caller owns the transaction."""
+    """Writes for one run of one account on one connection. Never commits: the caller owns the
+    transaction. Every statement carries the account: a run never reads, writes or deletes
+    another account's rows, even where two accounts hold the same API ids."""
 
-    def __init__(self, conn: Connection, run_id: int, run_ts: dt.datetime) -> None:
+    def __init__(
+        self, conn: Connection, run_id: int, run_ts: dt.datetime, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         self.conn = conn
         self.run_id = run_id
         self.run_ts = run_ts
+        self.account = account
         self.dialect = conn.dialect.name
         self._json_each = self.dialect != "sqlite" or has_json_each(conn)
         _temp.create_all(conn, checkfirst=True)
@@ -125,7 +132,11 @@ class Store:
 
     def _alive(self, spec: KindSpec) -> int:
         t = spec.table
-        stmt = select(func.count()).select_from(t).where(t.c.deleted_at.is_(None))
+        stmt = (
+            select(func.count())
+            .select_from(t)
+            .where(spec.of(self.account), t.c.deleted_at.is_(None))
+        )
         return int(self.conn.execute(stmt).scalar_one())
 
     # -- batches ------------------------------------------------------------
@@ -205,7 +216,9 @@ class Store:
         t = spec.table
         found = self.conn.execute(
             select(t.c[spec.key], t.c.raw_hash).where(
-                self._one_of(spec.key_column, list(hashes)), t.c.deleted_at.is_(None)
+                spec.of(self.account),
+                self._one_of(spec.key_column, list(hashes)),
+                t.c.deleted_at.is_(None),
             )
         )
         same = {key for key, stored in found if stored is not None and stored == hashes[key]}
@@ -232,7 +245,9 @@ class Store:
         found = {
             row[0]: row
             for row in self.conn.execute(
-                select(*cols).where(self._one_of(spec.key_column, list(hashes)))
+                select(*cols).where(
+                    spec.of(self.account), self._one_of(spec.key_column, list(hashes))
+                )
             )
         }
         wanted: dict[Any, dict[str, Any] | None] = {}
@@ -258,7 +273,7 @@ class Store:
         if what == "upsert":
             # deleted_at and deleted_run_id are left to their NULL default on insert
             stmt: ClauseElement = self._upserts[kind].values(
-                first_seen_run_id=self.run_id, last_seen_run_id=self.run_id
+                account=self.account, first_seen_run_id=self.run_id, last_seen_run_id=self.run_id
             )
             bulk = Bulk(stmt, d, [*columns, "raw", "raw_hash"])
         elif what == "refresh":
@@ -267,12 +282,14 @@ class Store:
             t = spec.table
             stmt = (
                 update(t)
-                .where(t.c[spec.key] == bindparam("refresh_key"))
+                .where(spec.of(self.account), t.c[spec.key] == bindparam("refresh_key"))
                 .values(raw=bindparam("raw"), raw_hash=bindparam("raw_hash"))
             )
             bulk = Bulk(stmt, d, ["raw", "raw_hash", "refresh_key"])
         elif what == "changes":
-            stmt = changes.insert().values(run_id=self.run_id, changed_at=self.run_ts, kind=kind)
+            stmt = changes.insert().values(
+                run_id=self.run_id, account=self.account, changed_at=self.run_ts, kind=kind
+            )
             bulk = Bulk(stmt, d, ["entity_id", "operation", "field", "old_value", "new_value"])
         else:
             bulk = Bulk(seen.insert().values(kind=kind), d, ["entity_key"])
@@ -290,7 +307,9 @@ class Store:
             spec.table.c.deleted_at,
             spec.table.c.raw_hash,
         ]
-        found = self.conn.execute(select(*cols).where(self._one_of(spec.key_column, keys)))
+        found = self.conn.execute(
+            select(*cols).where(spec.of(self.account), self._one_of(spec.key_column, keys))
+        )
         return {row[0]: row for row in found}
 
     @staticmethod
@@ -334,11 +353,11 @@ class Store:
         # History is copied in SQL from the rows just stored: no second trip of every row through
         # Python parameter processing (JSON and times), and history equals the current row exactly.
         t = spec.table
-        columns = [spec.key, *spec.tracked]
+        columns = ["account", spec.key, *spec.tracked]
         stamp = (literal(self.run_ts, UTCDateTime()), literal(self.run_id, Integer()))
         keys = [row[spec.key] for row in rows]
         source = select(*(t.c[c] for c in columns), *stamp).where(
-            self._one_of(spec.key_column, keys)
+            spec.of(self.account), self._one_of(spec.key_column, keys)
         )
         self.conn.execute(
             spec.history.insert().from_select([*columns, "valid_from", "valid_from_run_id"], source)
@@ -350,7 +369,11 @@ class Store:
         h = spec.history
         self.conn.execute(
             update(h)
-            .where(self._one_of(h.c[spec.key], keys), h.c.valid_to.is_(None))
+            .where(
+                h.c.account == self.account,
+                self._one_of(h.c[spec.key], keys),
+                h.c.valid_to.is_(None),
+            )
             .values(valid_to=self.run_ts, valid_to_run_id=self.run_id)
         )
 
@@ -378,7 +401,9 @@ class Store:
         )
 
     def unseen_in(self, spec: KindSpec, scope: ColumnElement[bool]) -> ColumnElement[bool]:
-        return and_(spec.table.c.deleted_at.is_(None), ~self._seen(spec), scope)
+        return and_(
+            spec.of(self.account), spec.table.c.deleted_at.is_(None), ~self._seen(spec), scope
+        )
 
     def unseen(self, kind: str, scope: ColumnElement[bool]) -> ColumnElement[bool]:
         """'Alive, in ``scope``, and not seen by this run': what a delete would mark."""
@@ -407,7 +432,7 @@ class Store:
             keys = [row[spec.key] for row in part]
             self.conn.execute(
                 update(t)
-                .where(self._one_of(spec.key_column, keys))
+                .where(spec.of(self.account), self._one_of(spec.key_column, keys))
                 .values(deleted_at=self.run_ts, deleted_run_id=self.run_id)
             )
             self._close_history(spec, keys)
@@ -422,5 +447,9 @@ class Store:
 
     def seen_count(self, kind: str) -> int:
         spec = SPECS[kind]
-        stmt = select(func.count()).select_from(spec.table).where(self._seen(spec))
+        stmt = (
+            select(func.count())
+            .select_from(spec.table)
+            .where(spec.of(self.account), self._seen(spec))
+        )
         return int(self.conn.execute(stmt).scalar_one())

@@ -33,7 +33,7 @@ from catalog.errors import CatalogError, ConfigError, ExitCode
 from catalog.events import Failure, Keep, Record, ScopeDone, ScopedSet
 from catalog.kinds import KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
-from catalog.schema import tracked_eval_exports
+from catalog.schema import DEFAULT_ACCOUNT, tracked_eval_exports
 from catalog.store import Store
 from catalog.walk import Walker
 
@@ -56,6 +56,8 @@ class SyncOptions:
     access_key: str
     secret_key: str = field(repr=False)  # never in a repr, a log line or a traceback
     base_url: str = DEFAULT_BASE_URL
+    #: Whose catalog this is: part of every row's key, so several accounts share a database.
+    account: str = DEFAULT_ACCOUNT
     model_sets: Sequence[str] = ()
     include_system: bool = False
     eval_export_ids: Sequence[str] = ()
@@ -414,7 +416,8 @@ class _Run:
                 keep_buf[kind] = []
             for f in errors:
                 runs.record_error(
-                    self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code
+                    self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code,
+                    store.account,
                 )
             errors.clear()
             if commit:
@@ -477,7 +480,8 @@ class _Run:
                 raise Interrupted(
                     "interrupted: stopped after the current batch; nothing was deleted"
                 )
-            pacer.idle()  # written batches wait at most commit_interval, even between batches
+            # written batches wait at most commit_interval, even between batches
+            pacer.idle(self.conn.in_transaction())
             if event is None:
                 continue
             if isinstance(event, _Done):
@@ -540,8 +544,9 @@ class _Run:
             self.counts[kind].deleted += n
 
 
-def _tracked_refs(conn: Connection) -> list[str]:
-    return list(conn.execute(select(tracked_eval_exports.c.export_ref)).scalars())
+def _tracked_refs(conn: Connection, account: str) -> list[str]:
+    t = tracked_eval_exports
+    return list(conn.execute(select(t.c.export_ref).where(t.c.account == account)).scalars())
 
 
 def _plan_engine(options: SyncOptions) -> Engine | None:
@@ -568,7 +573,8 @@ def run_sync(
     conn = db.connect(engine)
     client = build_client(options, observer)
     try:
-        with runs.writer_lock(conn, options.lock_timeout), _stop_on_signals(stop):
+        lock = runs.writer_lock(conn, options.lock_timeout, options.account)
+        with lock, _stop_on_signals(stop):
             if options.dry_run:
                 state = db.schema_state(conn)
                 if state == "behind" and db.current_revision(conn) is None:
@@ -588,13 +594,17 @@ def run_sync(
             run.walker.open_first_listing(scoped=scoped is not None)
             # Only refs not tracked yet are checked: a tracked one's failure is that entity's,
             # not a reason to refuse the whole run (cron lines repeat --eval-export-id).
-            known = _tracked_refs(conn) if db.schema_state(conn) == "current" else []
+            current = db.schema_state(conn) == "current"
+            known = _tracked_refs(conn, options.account) if current else []
             prefetched = run.walker.resolve_eval_exports([r for r in new_refs if r not in known])
             db.ensure_schema(conn, options.migrate)
-            source.bind(conn, options.base_url, options.access_key, rebind=options.rebind_source)
-            if runs.repair_aborted(conn):
+            source.bind(
+                conn, options.base_url, options.access_key, rebind=options.rebind_source,
+                account=options.account,
+            )
+            if runs.repair_aborted(conn, options.account):
                 run.commit()
-            tracked = _tracked_refs(conn)
+            tracked = _tracked_refs(conn, options.account)
             refs = list(dict.fromkeys([*tracked, *new_refs]))
             scope = {
                 "model_sets": list(options.model_sets),
@@ -603,7 +613,7 @@ def run_sync(
                 "kinds": list(options.kinds),
                 "dry_run": options.dry_run,
             }
-            run_id, run_ts = runs.start_run(conn, scope)
+            run_id, run_ts = runs.start_run(conn, scope, options.account)
             run.commit()
             run.notify("run_start", run_id=run_id, dry_run=options.dry_run)
             summary = RunSummary(
@@ -613,11 +623,13 @@ def run_sync(
                 skipped=tuple(k for k in KINDS if k not in options.kinds),
             )
             try:
-                store = Store(conn, run_id, run_ts)
+                store = Store(conn, run_id, run_ts, options.account)
                 for ref in dict.fromkeys(new_refs):
                     if ref not in tracked:
                         conn.execute(
-                            tracked_eval_exports.insert().values(export_ref=ref, added_at=run_ts)
+                            tracked_eval_exports.insert().values(
+                                account=options.account, export_ref=ref, added_at=run_ts
+                            )
                         )
                 run.drive(store, scoped, refs, prefetched)
                 run.shutdown()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, delete, or_, select
+from sqlalchemy import Connection, String, and_, cast, delete, or_, select
 
 from catalog import db, normalize, source
 from catalog.errors import ConfigError
 from catalog.runs import utcnow
-from catalog.schema import eval_result_exports, tracked_eval_exports
+from catalog.schema import DEFAULT_ACCOUNT, eval_result_exports, tracked_eval_exports
 
 
 def check_ref(ref: str) -> str:
@@ -24,44 +24,56 @@ def check_ref(ref: str) -> str:
         raise ConfigError(str(exc)) from None
 
 
-def track(conn: Connection, ref: str, base_url: str, access_key: str) -> bool:
-    """Track ``ref`` (checked against the API by the caller); False if it already was.
+def track(
+    conn: Connection, ref: str, base_url: str, access_key: str, account: str = DEFAULT_ACCOUNT
+) -> bool:
+    """Track ``ref`` for ``account`` (checked against the API by the caller); False if it
+    already was.
 
-    Binds the database to the source like a sync does: a ref from another account must not
-    join this catalog. The caller commits.
+    Binds the account to the source like a sync does: a ref from another account's key must
+    not join this catalog. The caller commits.
     """
     db.ensure_schema(conn, migrate=True)
-    source.bind(conn, base_url, access_key)
+    source.bind(conn, base_url, access_key, account=account)
+    t = tracked_eval_exports
     known = conn.execute(
-        select(tracked_eval_exports.c.export_ref).where(tracked_eval_exports.c.export_ref == ref)
+        select(t.c.export_ref).where(t.c.account == account, t.c.export_ref == ref)
     ).first()
     if known is not None:
         return False
-    conn.execute(tracked_eval_exports.insert().values(export_ref=ref, added_at=utcnow()))
+    conn.execute(t.insert().values(account=account, export_ref=ref, added_at=utcnow()))
     return True
 
 
-def untrack(conn: Connection, ref: str) -> None:
-    """Stop following ``ref``; the next sync marks its export deleted. The caller commits."""
-    gone = conn.execute(
-        delete(tracked_eval_exports).where(tracked_eval_exports.c.export_ref == ref)
-    ).rowcount
+def untrack(conn: Connection, ref: str, account: str = DEFAULT_ACCOUNT) -> None:
+    """Stop following ``ref``; the account's next sync marks its export deleted. The caller
+    commits."""
+    t = tracked_eval_exports
+    gone = conn.execute(delete(t).where(t.c.account == account, t.c.export_ref == ref)).rowcount
     if not gone:
         raise ConfigError(
-            f"evaluation export {ref} is not tracked (see `qianfan-catalog eval list`)"
+            f"evaluation export {ref} is not tracked for account {account!r} "
+            "(see `qianfan-catalog eval list`)"
         )
 
 
-def listing(conn: Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The tracked refs with what the last sync stored for each (nothing yet: NULLs)."""
+def listing(
+    conn: Connection, account: str | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The tracked refs (of one account, or all) with what the last sync stored for each
+    (nothing yet: NULLs)."""
     t, e = tracked_eval_exports, eval_result_exports
-    matches = or_(
-        cast(e.c.export_id, String) == t.c.export_ref, e.c.export_id_str == t.c.export_ref
+    matches = and_(
+        e.c.account == t.c.account,
+        or_(cast(e.c.export_id, String) == t.c.export_ref, e.c.export_id_str == t.c.export_ref),
     )
     stmt = (
-        select(t.c.export_ref, t.c.added_at, e.c.export_id, e.c.state, e.c.deleted_at)
+        select(t.c.account, t.c.export_ref, t.c.added_at, e.c.export_id, e.c.state,
+               e.c.deleted_at)
         .select_from(t.outerjoin(e, matches))
-        .order_by(t.c.added_at, t.c.export_ref)
+        .order_by(t.c.account, t.c.added_at, t.c.export_ref)
     )
+    if account is not None:
+        stmt = stmt.where(t.c.account == account)
     rows = [tuple(r) for r in conn.execute(stmt)]
-    return ["export_ref", "added_at", "export_id", "state", "deleted_at"], rows
+    return ["account", "export_ref", "added_at", "export_id", "state", "deleted_at"], rows
