@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
@@ -240,8 +240,23 @@ def downgrade(connection: Connection, revision: str) -> None:
     connection.commit()
 
 
+#: PostgreSQL advisory lock keys (two int4) held while the schema is checked and migrated: syncs
+#: of several accounts may start at once on a new database, and only one may create it.
+SCHEMA_LOCK = (0x71666362, 0)
+
+
 def ensure_schema(connection: Connection, migrate: bool) -> None:
-    """Bring the schema to head, or refuse clearly when told not to migrate or it is newer."""
+    """Bring the schema to head, or refuse clearly when told not to migrate or it is newer.
+
+    Holds the schema lock until the caller's transaction ends (SQLite: the writer's
+    transactions hold the write lock already), so a second sync waits and then finds the
+    schema current.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, :key)"),
+            {"cls": SCHEMA_LOCK[0], "key": SCHEMA_LOCK[1]},
+        )
     state = schema_state(connection)
     if state == "ahead":
         raise DatabaseError(

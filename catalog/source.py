@@ -17,9 +17,8 @@ from sqlalchemy import Connection, delete, select
 
 from catalog.errors import ConfigError
 from catalog.runs import utcnow
-from catalog.schema import catalog_source
+from catalog.schema import DEFAULT_ACCOUNT, catalog_source
 
-DEFAULT_ACCOUNT = "default"
 _SALT = b"qianfan-catalog source fingerprint v1\0"
 
 
@@ -56,8 +55,11 @@ def bind(
         if _host(stored.base_url) == _host(base_url) and stored.key_fingerprint == print_:
             return
         if not rebind:
+            whose = "this database holds" if account == DEFAULT_ACCOUNT else (
+                f"account {account!r} of this database holds"
+            )
             raise ConfigError(
-                f"this database holds the catalog of {stored.base_url} (access key "
+                f"{whose} the catalog of {stored.base_url} (access key "
                 f"fingerprint {stored.key_fingerprint}), not of {base_url} (fingerprint "
                 f"{print_}): sync into another --database-url, or pass --rebind-source if "
                 "this database should follow the new source from now on"

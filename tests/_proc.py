@@ -126,18 +126,61 @@ def connection_problems(conn: Connection) -> list[str]:
     if conn.dialect.name == "sqlite":  # the writer does not check them row by row
         for row in conn.exec_driver_sql("PRAGMA foreign_key_check"):
             problems.append(f"foreign key violation: {tuple(row)}")
+    problems += _cross_account(conn)
+    accounts = set(conn.execute(select(sync_runs.c.account).distinct()).scalars())
+    for spec in SPECS.values():
+        accounts |= set(conn.execute(select(spec.table.c.account).distinct()).scalars())
+    for account in sorted(accounts):
+        problems += [
+            problem if account == "default" else f"account {account}: {problem}"
+            for problem in _account_problems(conn, account)
+        ]
+    return problems
+
+
+def _cross_account(conn: Connection) -> list[str]:
+    """Rows that name a run of another account: a run of one account wrote into another's."""
+    problems: list[str] = []
+    runs = {r[0]: r[1] for r in conn.execute(select(sync_runs.c.run_id, sync_runs.c.account))}
+    for spec in SPECS.values():
+        t, h = spec.table, spec.history
+        pairs = [
+            (t.name, col, conn.execute(select(t.c.account, t.c[col]).distinct()))
+            for col in ("first_seen_run_id", "last_seen_run_id", "deleted_run_id")
+        ] + [
+            (h.name, col, conn.execute(select(h.c.account, h.c[col]).distinct()))
+            for col in ("valid_from_run_id", "valid_to_run_id")
+        ]
+        for table, col, rows in pairs:
+            for account, run_id in rows:
+                if run_id is not None and runs.get(run_id) != account:
+                    problems.append(f"{table}.{col}: account {account} row names run {run_id} "
+                                    f"of account {runs.get(run_id)}")
+    for account, run_id in conn.execute(select(changes.c.account, changes.c.run_id).distinct()):
+        if runs.get(run_id) != account:
+            problems.append(f"changes: account {account} row of run {run_id} "
+                            f"of account {runs.get(run_id)}")
+    return problems
+
+
+def _account_problems(conn: Connection, account: str) -> list[str]:
+    problems: list[str] = []
     for kind, spec in SPECS.items():
         t, h = spec.table, spec.history
-        current = {r[spec.key]: r for r in conn.execute(select(t)).mappings()}
+        current = {
+            r[spec.key]: r for r in conn.execute(select(t).where(t.c.account == account)).mappings()
+        }
         versions: dict[Any, list[Any]] = {}
-        ordered = select(h).order_by(h.c.valid_from, h.c.history_id)
+        ordered = (
+            select(h).where(h.c.account == account).order_by(h.c.valid_from, h.c.history_id)
+        )
         for r in conn.execute(ordered).mappings():
             versions.setdefault(r[spec.key], []).append(r)
         ops = {
             (r.entity_id, r.run_id, r.operation)
             for r in conn.execute(
                 select(changes.c.entity_id, changes.c.run_id, changes.c.operation)
-                .where(changes.c.kind == kind)
+                .where(changes.c.kind == kind, changes.c.account == account)
             )
         }
         for key in set(versions) - set(current):

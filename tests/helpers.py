@@ -143,13 +143,15 @@ def _lifecycle_rows(server: FakeServer, out: dict[str, dict[str, dict[str, Any]]
         out["service"][item["serviceId"]] = services.row(item, True, True)
 
 
-def stored_rows(db_url: str, current_only: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
-    """The tracked columns of every stored entity, per kind and key (as text)."""
+def stored_rows(
+    db_url: str, current_only: bool = True, account: str = "default"
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The tracked columns of every stored entity of ``account``, per kind and key (as text)."""
     engine = db.create_engine_for(db_url)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     with engine.connect() as conn:
         for kind, spec in SPECS.items():
-            stmt = select(spec.table)
+            stmt = select(spec.table).where(spec.table.c.account == account)
             if current_only:
                 stmt = stmt.where(spec.table.c.deleted_at.is_(None))
             out[kind] = {
