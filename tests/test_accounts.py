@@ -27,8 +27,9 @@ from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
 from catalog.killpoints import ENV as KILL_AT
 from catalog.schema import SPECS, changes, sync_runs
-from tests._proc import assert_consistent, cli_env, popen_cli, sync_argv
+from tests._proc import assert_consistent, cli_env, popen_cli, run_cli, sync_argv
 from tests.helpers import AK, SK, expected_rows, fake_console, stored_rows, sync, tracked_only
+from tests.test_concurrency import Gate, _wait
 
 FIXTURE = Path(__file__).with_name("fixtures") / "pre_accounts.json"
 #: Tables with a generated integer key, and that key.
@@ -281,36 +282,57 @@ def test_three_accounts_sync_side_by_side_and_a_killed_one_repairs_alone(
         db_url = f"sqlite:///{tmp_path}/catalog.db"
     else:
         db_url = request.getfixturevalue("pg_url")
-    catalogs = {name: small(seed=51) for name in ("a", "b", "c")}  # the same ids in all three
-    with fake_console(catalogs["a"], latency=0.01) as a, \
-            fake_console(catalogs["b"], latency=0.01) as b, \
-            fake_console(catalogs["c"], latency=0.01) as c:
+    names = ("a", "b", "c")
+    catalogs = {name: small(seed=51 + i) for i, name in enumerate(names)}
+    keys = {name: (f"ak-{name}-0123456789", f"sk-{name}-0123456789") for name in names}
+    envs = {name: cli_env(*keys[name]) for name in names}
+    with FakeServer(catalogs["a"], *keys["a"], latency=0.01) as a, \
+            FakeServer(catalogs["b"], *keys["b"], latency=0.01) as b, \
+            FakeServer(catalogs["c"], *keys["c"], latency=0.01) as c:
         servers = {"a": a, "b": b, "c": c}
-        # First runs: all three at once. The SQLite writers wait for each other, none fails.
-        procs = {n: popen_cli(_argv(db_url, s, n, "--workers", "2")) for n, s in servers.items()}
+        # a is held at its third call (it holds its lock by then) while a fourth process for a
+        # starts: that one exits 7 at once. The others go on meanwhile.
+        gate = Gate(a, at=3)
+        procs = {n: popen_cli(_argv(db_url, s, n, "--workers", "2"), env=envs[n])
+                 for n, s in servers.items()}
+        _wait(gate, procs["a"])
+        fourth = run_cli(_argv(db_url, a, "a", "--lock-timeout", "0"), env=envs["a"])
+        assert fourth.returncode == ExitCode.LOCKED, fourth.stderr[-2000:]
+        assert "another sync of account 'a' is running" in fourth.stderr
+        gate.open()
         for name, proc in procs.items():
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, (name, err[-2000:])
         first = run_rows(db_url)
-        assert sorted(r["account"] for r in first) == ["a", "b", "c"]
+        assert sorted(r["account"] for r in first) == ["a", "b", "c"]  # the fourth: no row
         if backend == "postgresql":
             assert _overlap(first), "the three runs did not run side by side"
-        expected = tracked_only(expected_rows(catalogs["a"]))
-        for name in servers:
-            assert stored_rows(db_url, account=name) == expected
-        # Second runs, every entity changed; c is SIGKILLed after its first commit while a and
-        # b go on.
+        totals: dict[str, int] = {}
+        for name, catalog in catalogs.items():
+            stored = stored_rows(db_url, account=name)
+            assert stored == tracked_only(expected_rows(catalog))
+            for kind, rows in stored.items():
+                totals[kind] = totals.get(kind, 0) + len(rows)
+        engine = db.create_engine_for(db_url)
+        try:
+            with engine.connect() as conn:
+                for kind, spec in SPECS.items():  # the whole table is the sum of the three
+                    count = conn.execute(select(func.count()).select_from(spec.table))
+                    assert count.scalar_one() == totals[kind], kind
+        finally:
+            engine.dispose()
+        # Second runs, every task changed; c is SIGKILLed after its first commit while a and b
+        # go on.
         rng = random.Random(9)
         for catalog in catalogs.values():
             for key in sorted(catalog.keys("compression_task")):
                 catalog.change("compression_task", key, rng)
-        env = cli_env()
-        killed_env = {**env, KILL_AT: "batch_committed"}
         procs = {
-            "a": popen_cli(_argv(db_url, a, "a", "--workers", "2")),
+            "a": popen_cli(_argv(db_url, a, "a", "--workers", "2"), env=envs["a"]),
             "c": popen_cli(_argv(db_url, c, "c", "--workers", "1", "--batch-size", "2",
-                                 "--commit-interval", "0"), env=killed_env),
-            "b": popen_cli(_argv(db_url, b, "b", "--workers", "2")),
+                                 "--commit-interval", "0"), env={**envs["c"], KILL_AT:
+                                                                 "batch_committed"}),
+            "b": popen_cli(_argv(db_url, b, "b", "--workers", "2"), env=envs["b"]),
         }
         results = {name: proc.communicate(timeout=120) for name, proc in procs.items()}
         assert procs["c"].returncode == -signal.SIGKILL, results["c"][1][-2000:]
@@ -320,7 +342,7 @@ def test_three_accounts_sync_side_by_side_and_a_killed_one_repairs_alone(
         statuses = {(r["account"], r["status"]) for r in run_rows(db_url)[3:]}
         assert statuses == {("a", "success"), ("b", "success"), ("c", "running")}
         # c's next run marks its own dead run aborted and completes; a's and b's rows stay.
-        again = popen_cli(_argv(db_url, c, "c"))
+        again = popen_cli(_argv(db_url, c, "c"), env=envs["c"])
         out, err = again.communicate(timeout=120)
         assert again.returncode == 0, err[-2000:]
         assert {n: account_rows(db_url, n) for n in ("a", "b")} == after_others

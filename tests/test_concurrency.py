@@ -125,7 +125,7 @@ def test_second_sync_exits_locked_or_waits_never_two_writers(db_url: str) -> Non
         impatient = run_cli(sync_argv(db_url, server, "--lock-timeout", "0"))
         assert impatient.returncode == ExitCode.LOCKED, impatient.stderr
         errors = [line for line in impatient.stderr.splitlines() if line.startswith("Error:")]
-        assert len(errors) == 1 and "another sync is running" in errors[0]
+        assert len(errors) == 1 and "another sync of account 'default' is running" in errors[0]
         assert "--lock-timeout" in errors[0] and "Traceback" not in impatient.stderr
         # Patient: waits for the first to finish, then runs.
         others = _sessions(db_url)
