@@ -25,6 +25,11 @@ Modes (``python3 bench/run.py MODE --help``):
 ``db``   database only, no HTTP: feeds ``Store.write_batch`` compression-task rows in batches as the
          sync's writer does, and reports entity rows per second (insert pass, no-change pass, a pass
          where every row changed), history and change rows included.
+``accounts`` N accounts (``--accounts 1,2,4,8``), each with a fake console of its own (its own
+         catalog, rate limit and process) and a sync process of its own, all started together
+         into one database (PostgreSQL by default): total wall time against one account's, calls
+         per second in total, throttled answers. Issue 15's target: 8 accounts take <= 1.2x the
+         wall time of one.
 ``noop`` the database-bound pair, in one run: against a fake with no latency and no rate limit
          holding ``--comp-tasks`` (100,000) compression tasks, a full sync (set-up), then the
          no-op re-sync next to a fetch-only walk of the same listing (the same pages through the
@@ -853,6 +858,104 @@ def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
     return {"mode": "noop", "spec": spec, "results": results}
 
 
+# ----------------------------------------------------------------------------- accounts mode
+
+
+def _start_child(kind: str, opts: dict[str, Any]) -> subprocess.Popen[str]:
+    """``bench/run.py _sync|_fetch`` started with ``opts`` on stdin (not in argv: `ps`)."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, kind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(opts))
+    proc.stdin.close()
+    return proc
+
+
+def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """N accounts, each its own fake console (own catalog, own rate limit, own process) and its
+    own sync process, all started together into one database: total wall time against one
+    account's, and calls per second in total."""
+    results: list[dict[str, Any]] = []
+    spec = catalog_spec(args)
+    one: dict[str, float] = {}
+    with databases(args.db) as fresh:
+        for n in args.accounts:
+            with contextlib.ExitStack() as stack:
+                servers = [
+                    stack.enter_context(fake_server(**{**spec, "seed": spec["seed"] + i}))
+                    for i in range(n)
+                ]
+                for db, url in fresh():
+                    for pipe, _info in servers:
+                        ask(pipe, "limiter", ("bucket", args.rate_limit))
+                        ask(pipe, "reset")
+                    t0 = time.monotonic()
+                    procs = [
+                        _start_child(
+                            "_sync",
+                            {
+                                "database_url": url,
+                                "account": f"account-{i}",
+                                "access_key": AK,
+                                "secret_key": SK,
+                                "base_url": info["url"],
+                                "eval_export_ids": info["eval_ids"],
+                                "qps": args.rate_limit,
+                                "workers": args.workers,
+                                "batch_size": args.batch_size,
+                                "commit_interval": args.commit_interval,
+                                "page_size": PAGE_SIZE,
+                                "include_system": False,
+                                "lock_timeout": 60.0,
+                            },
+                        )
+                        for i, (_pipe, info) in enumerate(servers)
+                    ]
+                    outs = []
+                    for proc in procs:
+                        stdout, stderr = proc.communicate()
+                        if proc.returncode != 0:
+                            raise RuntimeError(
+                                f"sync failed ({proc.returncode}):\n{stderr[-3000:]}"
+                            )
+                        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+                    wall = time.monotonic() - t0
+                    calls = sum(ask(pipe, "stats")["calls"] for pipe, _info in servers)
+                    throttled = sum(ask(pipe, "stats")["throttled"] for pipe, _info in servers)
+                    if n == 1:
+                        one[db] = wall
+                    row = {
+                        "db": db,
+                        "accounts": n,
+                        "statuses": sorted({o["status"] for o in outs}),
+                        "wall_s": round(wall, 2),
+                        "slowest_sync_s": round(max(o["wall"] for o in outs), 2),
+                        "calls": calls,
+                        "calls_per_s": round(calls / wall, 1),
+                        "per_account_floor_s": round(
+                            max(o["api_calls"] for o in outs) / args.rate_limit, 2
+                        ),
+                        "throttled": throttled,
+                        "wall_over_one": round(wall / one[db], 3) if db in one else None,
+                        "peak_rss_mb": round(max(o["peak_rss_mb"] for o in outs), 1),
+                    }
+                    results.append(row)
+                    print(
+                        f"  {db:10} {n} account(s): {row['wall_s']}s wall "
+                        f"({row['wall_over_one']}x one account), {calls} calls, "
+                        f"{row['calls_per_s']} calls/s in total, {throttled} throttled, "
+                        f"statuses {row['statuses']}",
+                        flush=True,
+                    )
+    return {"mode": "accounts", "spec": spec, "rate_limit": args.rate_limit, "results": results}
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -936,6 +1039,20 @@ def main(argv: list[str] | None = None) -> None:
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000]
     )
 
+    m = sub.add_parser(
+        "accounts", help="N accounts' syncs side by side into one database, each at its limit"
+    )
+    common(m)
+    catalog_args(m)
+    m.set_defaults(model_sets=100, versions_per_set=5, db="postgresql", eval_exports=3)
+    m.add_argument("--comp-tasks", type=int, default=2000)
+    m.add_argument("--latency", type=float, default=0.030, help="seconds per call, server side")
+    m.add_argument("--rate-limit", type=float, default=50.0,
+                   help="each account's server calls/s, and its sync's --qps")
+    m.add_argument(
+        "--accounts", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8]
+    )
+
     d = sub.add_parser("db", help="database only: Store.write_batch rows/s with history")
     common(d)
     d.add_argument("--tasks", type=int, default=100_000)
@@ -948,7 +1065,8 @@ def main(argv: list[str] | None = None) -> None:
         args.qps = 0
     started = time.strftime("%Y%m%d-%H%M%S")
     print(f"machine: {machine()}; load {os.getloadavg()}", flush=True)
-    modes = {"api": api_mode, "rss": rss_mode, "db": db_mode, "noop": noop_mode}
+    modes = {"api": api_mode, "rss": rss_mode, "db": db_mode, "noop": noop_mode,
+             "accounts": accounts_mode}
     result = modes[args.mode](args)
     result["machine"] = machine()
     result["command"] = " ".join(["python3", "bench/run.py", *argv])

@@ -165,6 +165,7 @@ class RunLog:
                 "dry run started (nothing will be written)" if dry else "run started",
                 self.run_id,
                 dry_run=bool(data.get("dry_run")),
+                account=data.get("account"),
             )
         elif name == "retry":
             message = (
@@ -192,6 +193,7 @@ class RunLog:
         if log_format() != "json":
             return
         fields: dict[str, Any] = {
+            "account": summary.account,
             "status": summary.status,
             "dry_run": summary.dry_run,
             "api_calls": summary.api_calls,

@@ -123,6 +123,7 @@ class RunSummary:
     throttles: int = 0
     #: Fields where this run's answers differ from the documents for the first time.
     new_drift: list[tuple[str, str, str, str]] = field(default_factory=list)
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def exit_code(self) -> ExitCode:
@@ -147,6 +148,8 @@ class RunSummary:
                 + denied
             )
         head = "dry run (nothing written)" if self.dry_run else f"run {self.run_id} {self.status}"
+        if self.account != DEFAULT_ACCOUNT:  # several accounts' lines in one log or mailbox
+            head += f" (account {self.account})"
         tail = f"; {self.errors} errors" if self.errors else ""
         rate = ""
         if self.throttles and self.qps_settled is not None:
@@ -615,11 +618,13 @@ def run_sync(
             }
             run_id, run_ts = runs.start_run(conn, scope, options.account)
             run.commit()
-            run.notify("run_start", run_id=run_id, dry_run=options.dry_run)
+            run.notify("run_start", run_id=run_id, dry_run=options.dry_run,
+                       account=options.account)
             summary = RunSummary(
                 run_id,
                 "running",
                 dry_run=options.dry_run,
+                account=options.account,
                 skipped=tuple(k for k in KINDS if k not in options.kinds),
             )
             try:

@@ -381,7 +381,7 @@ def test_account_tables_in_the_config_file(tmp_path: Path, monkeypatch: pytest.M
             result = runner.invoke(cli, ["--config", str(config), "sync", "--account", account],
                                    env=env)
             assert result.exit_code == 0, result.output
-            assert "run " in result.output
+            assert f"success (account {account}): " in result.output
         result = runner.invoke(cli, ["--config", str(config), "runs", "--format", "csv"])
         assert result.exit_code == 0, result.output
         lines = result.output.splitlines()

@@ -104,8 +104,9 @@ def test_report_is_self_contained_and_complete(report_file: Path) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert not re.search(r"@import|url\(", page)
     assert "<link" not in page
-    assert re.search(r'<tr data-kind="model_set">.*?<td>update</td>', page)
-    assert re.search(r'<tr data-kind="compression_task">.*?<td>delete</td>', page)
+    assert re.search(r'<tr data-kind="model_set" data-account="default">.*?<td>update</td>', page)
+    assert re.search(r'<tr data-kind="compression_task" data-account="default">.*?<td>delete</td>',
+                     page)
 
 
 def _lineage_section(page: str) -> str:

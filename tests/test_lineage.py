@@ -158,7 +158,8 @@ def view_rows(db_url: str) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT * FROM lineage_model_versions")).mappings().all()
     engine.dispose()
-    return {r["model_id"]: dict(r) for r in rows}
+    assert {r["account"] for r in rows} <= {"default"}
+    return {r["model_id"]: {k: v for k, v in r.items() if k != "account"} for r in rows}
 
 
 def _lineage_cli(db_url: str, *args: str) -> Result:

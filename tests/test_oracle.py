@@ -38,7 +38,7 @@ def _stored(db_url: str) -> dict[str, dict[Any, dict[str, Any]]]:
         with engine.connect() as conn:
             for name in rows.TABLES:
                 table = metadata.tables[name]
-                key = next(iter(table.primary_key.columns)).name
+                key = next(c.name for c in table.primary_key.columns if c.name != "account")
                 out[name] = {r[key]: dict(r) for r in conn.execute(select(table)).mappings()}
     finally:
         engine.dispose()

@@ -166,7 +166,13 @@ def _untrack_all_but(db_url: str, refs: list[str]) -> None:
 def _as_of_rows(conn: Connection, kind: str, moment: dt.datetime) -> dict[str, dict[str, Any]]:
     columns, rows = queries.as_of(conn, kind, moment)
     key = SPECS[kind].key
-    return {str(r[columns.index(key)]): dict(zip(columns, r, strict=True)) for r in rows}
+    assert {r[columns.index("account")] for r in rows} <= {"default"}
+    out = {}
+    for r in rows:
+        row = dict(zip(columns, r, strict=True))
+        del row["account"]
+        out[str(row[key])] = row
+    return out
 
 
 def run_sequence(db_url: str, seed: int, ops: Counter[str]) -> None:

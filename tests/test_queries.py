@@ -97,14 +97,15 @@ def test_versions_by_model_set(known: tuple[str, FakeCatalog, list[int]]) -> Non
         for model_id in per_set.get(set_id) or [None]:  # type: ignore[list-item]
             v = exp["model_version"].get(model_id or "", {})
             e = exp["model_export"].get(model_id or "", {})
-            want.add((set_id, s["model_set_name"], s["is_system"], len(per_set.get(set_id, [])),
+            want.add(("default", set_id, s["model_set_name"], s["is_system"],
+                      len(per_set.get(set_id, [])),
                       model_id, v.get("model_name"), v.get("status"), v.get("source_type"),
                       v.get("create_time"), e.get("export_id"), e.get("state"),
                       e.get("file_size")))
     got = {tuple(r.values()) for r in _rows(db_url, queries.report, "versions_by_model_set")}
     assert got == want
-    assert any(w[4] is None for w in want)  # the empty set has its one row
-    assert any(w[9] is not None for w in want) and any(w[9] is None for w in want)
+    assert any(w[5] is None for w in want)  # the empty set has its one row
+    assert any(w[10] is not None for w in want) and any(w[10] is None for w in want)
 
 
 def test_compression_tasks_by_status(known: tuple[str, FakeCatalog, list[int]]) -> None:
@@ -132,7 +133,7 @@ def test_exports_report(known: tuple[str, FakeCatalog, list[int]]) -> None:
     db_url, catalog, _ = known
     exp = expected_rows(catalog)
     want = {
-        model_id: (model_id, exp["model_version"][model_id]["model_name"],
+        model_id: ("default", model_id, exp["model_version"][model_id]["model_name"],
                    exp["model_version"][model_id]["model_set_id"],
                    exp["model_version"][model_id]["model_set_name"], e["export_id"], e["state"],
                    e["file_name"], e["file_type"], e["file_size"], e["md5"], e["download_url"])
@@ -140,7 +141,7 @@ def test_exports_report(known: tuple[str, FakeCatalog, list[int]]) -> None:
     }
     got = {r["model_id"]: tuple(r.values()) for r in _rows(db_url, queries.report, "exports")}
     assert got == want
-    assert any(r[5] == "Done" and r[8] and r[9] for r in got.values())
+    assert any(r[6] == "Done" and r[9] and r[10] for r in got.values())
 
 
 def test_latest_changes_report_is_the_second_runs_changes(

@@ -14,9 +14,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-#: Columns the sync keeps for itself, not compared with the oracle.
+#: Columns the sync keeps for itself, not compared with the oracle (the account is no answer's:
+#: the sync's --account).
 BOOKKEEPING = frozenset(
-    {"raw", "raw_hash", "first_seen_run_id", "last_seen_run_id", "deleted_at", "deleted_run_id"}
+    {"account", "raw", "raw_hash", "first_seen_run_id", "last_seen_run_id", "deleted_at",
+     "deleted_run_id"}
 )
 
 
