@@ -874,7 +874,16 @@ def _start_child(kind: str, opts: dict[str, Any]) -> subprocess.Popen[str]:
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(opts))
     proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() only reads
     return proc
+
+
+def _cpu_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (all cores)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
 
 
 def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
@@ -896,6 +905,7 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                         ask(pipe, "limiter", ("bucket", args.rate_limit))
                         ask(pipe, "reset")
                     t0 = time.monotonic()
+                    busy0, total0 = _cpu_busy()
                     procs = [
                         _start_child(
                             "_sync",
@@ -926,6 +936,7 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                             )
                         outs.append(json.loads(stdout.strip().splitlines()[-1]))
                     wall = time.monotonic() - t0
+                    busy1, total1 = _cpu_busy()
                     calls = sum(ask(pipe, "stats")["calls"] for pipe, _info in servers)
                     throttled = sum(ask(pipe, "stats")["throttled"] for pipe, _info in servers)
                     if n == 1:
@@ -944,13 +955,21 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                         "throttled": throttled,
                         "wall_over_one": round(wall / one[db], 3) if db in one else None,
                         "peak_rss_mb": round(max(o["peak_rss_mb"] for o in outs), 1),
+                        # The machine's cores busy during the run (fake servers, syncs and the
+                        # database together), and the syncs' own share: near 100% busy, the
+                        # bound is this machine's CPU, not the accounts' limits.
+                        "machine_busy": round((busy1 - busy0) / (total1 - total0), 3),
+                        "sync_cpu_s": round(sum(o["cpu"] for o in outs), 1),
+                        "cpu_ms_per_call": round(1000 * (busy1 - busy0) / calls, 2),
                     }
                     results.append(row)
                     print(
                         f"  {db:10} {n} account(s): {row['wall_s']}s wall "
                         f"({row['wall_over_one']}x one account), {calls} calls, "
                         f"{row['calls_per_s']} calls/s in total, {throttled} throttled, "
-                        f"statuses {row['statuses']}",
+                        f"statuses {row['statuses']}; machine {row['machine_busy']:.0%} busy, "
+                        f"{row['cpu_ms_per_call']} ms CPU per call (syncs "
+                        f"{row['sync_cpu_s']}s)",
                         flush=True,
                     )
     return {"mode": "accounts", "spec": spec, "rate_limit": args.rate_limit, "results": results}

@@ -77,14 +77,20 @@ def popen_cli(argv: Sequence[str], env: dict[str, str] | None = None) -> subproc
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
-def dump_db(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table (sorted), to show that a command changed nothing."""
+def dump_db(db_url: str, account: str | None = None) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (sorted), to show that a command changed nothing; with
+    ``account``, that account's rows of the tables that have an account."""
     engine = db.create_engine_for(db_url)
     out: dict[str, list[tuple[Any, ...]]] = {}
     try:
         with engine.connect() as conn:
             for name in sorted(inspect(conn).get_table_names()):
-                rows = conn.execute(text(f'SELECT * FROM "{name}"')).all()  # noqa: S608 - own names
+                sql = f'SELECT * FROM "{name}"'  # noqa: S608 - own names
+                if account is not None:
+                    if "account" not in {c["name"] for c in inspect(conn).get_columns(name)}:
+                        continue
+                    sql += " WHERE account = :account"
+                rows = conn.execute(text(sql), {"account": account}).all()
                 out[name] = sorted((tuple(r) for r in rows), key=repr)
     finally:
         engine.dispose()

@@ -26,8 +26,8 @@ from catalog.errors import ConfigError, ExitCode, LockTimeout
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
 from catalog.killpoints import ENV as KILL_AT
-from catalog.schema import SPECS, changes, sync_runs
-from tests._proc import assert_consistent, cli_env, popen_cli, run_cli, sync_argv
+from catalog.schema import SPECS, sync_runs
+from tests._proc import assert_consistent, cli_env, dump_db, popen_cli, run_cli, sync_argv
 from tests.helpers import AK, SK, expected_rows, fake_console, stored_rows, sync, tracked_only
 from tests.test_concurrency import Gate, _wait
 
@@ -47,18 +47,8 @@ def small(seed: int = 31, **kw: Any) -> FakeCatalog:
 
 
 def account_rows(db_url: str, account: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of one account in the entity, history and change tables (sorted)."""
-    engine = db.create_engine_for(db_url)
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    try:
-        with engine.connect() as conn:
-            tables = [t for spec in SPECS.values() for t in (spec.table, spec.history)]
-            for table in [*tables, changes]:
-                rows = conn.execute(select(table).where(table.c.account == account)).all()
-                out[table.name] = sorted((tuple(r) for r in rows), key=repr)
-    finally:
-        engine.dispose()
-    return out
+    """Every row of one account (entities, history, changes, runs, errors, its source)."""
+    return dump_db(db_url, account=account)
 
 
 def run_rows(db_url: str) -> list[dict[str, Any]]:
