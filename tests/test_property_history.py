@@ -36,7 +36,10 @@ KINDS = tuple(SPECS)
 #: report of an ended task is final), so reports move through eval_task mutations.
 MUTATED = tuple(kind for kind in KINDS if kind != "eval_task_report")
 SEQUENCES_PER_CHUNK = 5
-CHUNKS = 5  # 25 sequences per backend, 50 in all
+#: 15 sequences per backend, 30 in all: each chunk covers every operation (asserted), and more
+#: chunks cost the suite time without finding more (the 25 of earlier sessions found nothing
+#: that 15 did not).
+CHUNKS = 3
 
 Rows = dict[str, dict[str, dict[str, Any]]]
 
