@@ -10,13 +10,15 @@ Modes (``python3 bench/run.py MODE --help``):
          sliding one-second windows; see ``catalog/fake/limiters.py``), on each database (SQLite
          file, throwaway PostgreSQL server) runs, each sync in a subprocess of its own and into a
          fresh database: 1. a full sync, 2. a re-sync with no change, 3. a re-sync after 1% of the
-         entities of every kind the sync reads changed (``--steps`` picks some). Per sync it
-         reports API calls made and the minimum (the README's formula, per call, and where the
-         two differ), wall seconds and the floor (calls / the lower of the server's rate and
-         ``--qps``), the 429s the server sent, the rate the client settled on and how soon its
-         pace came within 5% of the server's, rows written per table (counted from the rowcount
-         of every INSERT/UPDATE/DELETE the sync executed; the run's own ledger rows apart) and
-         per second, and the sync process's peak RSS. Issue 12's setting::
+         entities of every kind the sync reads changed (``--steps`` picks some). The catalog holds
+         fine-tuning jobs and tasks, evaluation tasks and services beside the model catalog, in
+         proportion to its model sets (``--lifecycle-share``). Per sync it reports API calls made
+         and the minimum (the README's formula, per call, and where the two differ), wall seconds
+         and the floor (calls / the lower of the server's rate and ``--qps``), the 429s the
+         server sent, the rate the client settled on and how soon its pace came within 5% of the
+         server's, rows written per table (counted from the rowcount of every
+         INSERT/UPDATE/DELETE the sync executed; the run's own ledger rows apart) and per second,
+         and the sync process's peak RSS. Issue 12's setting::
 
              bench/run.py api --db sqlite --model-sets 100 --versions-per-set 5 \
                  --comp-tasks 2000 --qps 50 --rate-limit 50,30 \
@@ -206,6 +208,10 @@ def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
         eval_exports=spec["eval_exports"],
         system_sets=0,
         export_share=spec["export_share"],
+        fine_tuning_jobs=spec["fine_tuning_jobs"],
+        tasks_per_job=spec["tasks_per_job"],
+        eval_tasks=spec["eval_tasks"],
+        services=spec["services"],
     )
     server = FakeServer(catalog, AK, SK, latency=spec["latency"])
     server.start()
@@ -713,7 +719,12 @@ STEPS = ("full", "resync-nochange", "resync-1pct")
 
 
 def catalog_spec(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
-    """The fake's catalog and latency, from the command line unless overridden."""
+    """The fake's catalog and latency, from the command line unless overridden.
+
+    The lifecycle kinds scale with the model sets (``--lifecycle-share``): as many fine-tuning
+    jobs, evaluation tasks and custom services each, so a larger catalog is larger in every kind.
+    """
+    lifecycle = round(args.model_sets * args.lifecycle_share)
     spec = {
         "seed": args.seed,
         "model_sets": args.model_sets,
@@ -721,6 +732,10 @@ def catalog_spec(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         "comp_tasks": getattr(args, "comp_tasks", 0),
         "eval_exports": args.eval_exports,
         "export_share": args.export_share,
+        "fine_tuning_jobs": lifecycle,
+        "tasks_per_job": args.tasks_per_job,
+        "eval_tasks": lifecycle,
+        "services": lifecycle,
         "latency": getattr(args, "latency", 0.0),
     }
     return {**spec, **overrides}
@@ -956,6 +971,14 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument(
             "--export-share", type=float, default=1.0, help="share of versions exported"
         )
+        sp.add_argument(
+            "--lifecycle-share",
+            type=float,
+            default=0.2,
+            help="fine-tuning jobs, evaluation tasks and custom services: each this share of "
+            "the model sets (default 0.2); the fake's 2 preset services whatever the size",
+        )
+        sp.add_argument("--tasks-per-job", type=int, default=2, help="fine-tuning tasks per job")
         sp.add_argument("--workers", type=int, default=8, help="the sync's --workers")
 
     def floats(text: str) -> list[float]:
