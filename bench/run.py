@@ -17,8 +17,9 @@ Modes (``python3 bench/run.py MODE --help``):
          and the floor (calls / the lower of the server's rate and ``--qps``), the 429s the
          server sent, the rate the client settled on and how soon its pace came within 5% of the
          server's, rows written per table (counted from the rowcount of every
-         INSERT/UPDATE/DELETE the sync executed; the run's own ledger rows apart) and per second,
-         and the sync process's peak RSS. Issue 12's setting::
+         INSERT/UPDATE/DELETE the sync executed on entity, history and change tables; the run's
+         ledger and the schema's own rows apart) and per second, and the sync process's peak
+         RSS. Issue 12's setting::
 
              bench/run.py api --db sqlite --model-sets 100 --versions-per-set 5 \
                  --comp-tasks 2000 --qps 50 --rate-limit 50,30 \
@@ -71,9 +72,9 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "bench" / "results"
 AK, SK = "bench-ak", "bench-secret-key-0123456789abcdef"
 PAGE_SIZE = 100
-#: Tables a sync writes to whatever changed, reported apart from the catalog's rows: its own
-#: ledger row, and the run's record of answers that differ from the documents (``api_drift``
-#: holds each run's, docs/schema.md; the fake serves a few fields the documents do not name).
+#: Tables a sync writes to whatever changed: its own ledger row, and the run's record of answers
+#: that differ from the documents (``api_drift`` holds each run's, docs/schema.md; the fake
+#: serves a few fields the documents do not name).
 LEDGER_TABLES = {"sync_runs", "api_drift"}
 #: Connection-local bookkeeping of the run, not part of the catalog.
 TEMP_TABLES = {"catalog_run_seen", "catalog_run_scope"}
@@ -322,6 +323,15 @@ def databases(which: str) -> Iterator[Callable[[], Iterator[tuple[str, str]]]]:
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
+
+
+def catalog_tables() -> set[str]:
+    """The tables "rows written" counts (README): entity, history and ``changes``."""
+    from catalog.schema import SPECS, changes
+
+    return {t.name for spec in SPECS.values() for t in (spec.table, spec.history)} | {
+        changes.name
+    }
 
 
 def table_counts(url: str) -> dict[str, int]:
@@ -638,7 +648,8 @@ def one_step(
     after = table_counts(url)
     stats = ask(pipe, "stats")
     catalog_writes = {t: n for t, n in res["rows_written"].items() if t not in TEMP_TABLES and n}
-    written = sum(n for t, n in catalog_writes.items() if t not in LEDGER_TABLES | {"sync_errors"})
+    entity_tables = catalog_tables()
+    written = sum(n for t, n in catalog_writes.items() if t in entity_tables)
     floor = stats["calls"] / lower if lower else None
     out = {
         "step": name,
@@ -683,7 +694,8 @@ def one_step(
         "last_call_s": res.get("last_call_s"),
         "calls_per_second": res.get("calls_per_second"),
         "rows_written": written,
-        "ledger_rows": {t: n for t, n in catalog_writes.items() if t in LEDGER_TABLES},
+        # the run's ledger, and on a new database the schema's and the source binding's rows
+        "other_rows": {t: n for t, n in catalog_writes.items() if t not in entity_tables},
         "rows_written_per_s": round(written / res["wall"], 1),
         "writes_by_table": catalog_writes,
         "row_count_delta": {
@@ -708,7 +720,7 @@ def one_step(
         + (f", within 5% from {near}s" if near is not None else "")
         + (f" | over the minimum {out['over_minimum']}" if out["over_minimum"] else "")
         + (f" | outside the formula {out['outside_formula']}" if out["outside_formula"] else "")
-        + f" | rows {written} ({out['rows_written_per_s']}/s), ledger {out['ledger_rows']}"
+        + f" | rows {written} ({out['rows_written_per_s']}/s), other {out['other_rows']}"
         + f" | rss {out['peak_rss_mb']} MB",
         flush=True,
     )
