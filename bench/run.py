@@ -10,12 +10,16 @@ Modes (``python3 bench/run.py MODE --help``):
          sliding one-second windows; see ``catalog/fake/limiters.py``), on each database (SQLite
          file, throwaway PostgreSQL server) runs, each sync in a subprocess of its own and into a
          fresh database: 1. a full sync, 2. a re-sync with no change, 3. a re-sync after 1% of the
-         entities of every kind changed (``--steps`` picks some). Per sync it reports API calls
-         made and the minimum (the README's formula), wall seconds and the floor (calls / the
-         lower of the server's rate and ``--qps``), the 429s the server sent, the rate the client
-         settled on and how soon its pace came within 5% of the server's, rows written per table
-         (counted from the rowcount of every INSERT/UPDATE/DELETE the sync executed) and per
-         second, and the sync process's peak RSS. Issue 12's setting::
+         entities of every kind the sync reads changed (``--steps`` picks some). The catalog holds
+         fine-tuning jobs and tasks, evaluation tasks and services beside the model catalog, in
+         proportion to its model sets (``--lifecycle-share``). Per sync it reports API calls made
+         and the minimum (the README's formula, per call, and where the two differ), wall seconds
+         and the floor (calls / the lower of the server's rate and ``--qps``), the 429s the
+         server sent, the rate the client settled on and how soon its pace came within 5% of the
+         server's, rows written per table (counted from the rowcount of every
+         INSERT/UPDATE/DELETE the sync executed on entity, history and change tables; the run's
+         ledger and the schema's own rows apart) and per second, and the sync process's peak
+         RSS. Issue 12's setting::
 
              bench/run.py api --db sqlite --model-sets 100 --versions-per-set 5 \
                  --comp-tasks 2000 --qps 50 --rate-limit 50,30 \
@@ -73,10 +77,17 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "bench" / "results"
 AK, SK = "bench-ak", "bench-secret-key-0123456789abcdef"
 PAGE_SIZE = 100
-#: Tables a sync may legitimately write to when nothing changed (its own ledger row).
-LEDGER_TABLES = {"sync_runs"}
+#: Tables a sync writes to whatever changed: its own ledger row, and the run's record of answers
+#: that differ from the documents (``api_drift`` holds each run's, docs/schema.md; the fake
+#: serves a few fields the documents do not name).
+LEDGER_TABLES = {"sync_runs", "api_drift"}
 #: Connection-local bookkeeping of the run, not part of the catalog.
 TEMP_TABLES = {"catalog_run_seen", "catalog_run_scope"}
+#: The fake's kinds no sync reads (docs/api.md: DescribeEvalResultExportTask is not made yet):
+#: changing them would change nothing a sync sees, so the 1% re-sync leaves them be.
+UNREAD_KINDS = {"eval_result_export_task"}
+#: The evaluation-export call as the fake's call log names it (the V1 route has no Action).
+EVAL_EXPORT_CALL = "/wenxinworkshop/modelrepo/eval/result/export/info"
 
 
 # ----------------------------------------------------------------------------- machine
@@ -111,19 +122,82 @@ def machine() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- fake server process
 
 
-def _listing_items(server: Any) -> dict[str, str]:
-    """Every compression task as the listing shows it (id -> its item as JSON), paged as the
-    sync pages it, so "changed since the last run" means what it means to the sync."""
-    items: dict[str, str] = {}
-    body: dict[str, Any] = {"maxKeys": PAGE_SIZE}
+def _listing(server: Any, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One listing's items as the sync pages it (id -> the item as served), so "new or changed
+    since the last run" means what it means to the sync."""
+    from catalog.fake.server import ACTION_ROUTES, LISTINGS
+
+    listing = LISTINGS[action]
+    items: dict[str, Any] = {}
+    page: dict[str, Any] = {**(body or {}), "maxKeys": PAGE_SIZE}
     while True:
-        result = server.answer("/v2/model", "DescribeModelCompTasks", body, None)
-        for item in result["modelCompTaskList"]:
-            items[str(item["id"])] = json.dumps(item, sort_keys=True)
+        result = server.answer(ACTION_ROUTES[action], action, page, None)
+        for item in result[listing.list_key]:
+            items[str(item[listing.id_field])] = item
         info = result["pageInfo"]
         if not info.get("isTruncated"):
             return items
-        body = {"maxKeys": PAGE_SIZE, "marker": info["nextMarker"]}
+        page = {**(body or {}), "maxKeys": PAGE_SIZE, "marker": info["nextMarker"]}
+
+
+def _walk_ahead(server: Any, before: dict[str, dict[str, Any]] | None) -> tuple[
+    dict[str, Any], dict[str, dict[str, Any]]
+]:
+    """What the next sync's listings will find: the sizes its paging depends on, and the detail
+    calls it owes (the formula's variable terms), judged as the sync judges them: an item is new
+    or changed when its answer's hash differs from the one the last sync saw (``before``; None:
+    the database is new). Returns those figures and what the listings show now (the next
+    ``before``)."""
+    from catalog.bulk import answer_hash
+    from catalog.kinds.eval_tasks import EVAL_TYPES, FINAL
+
+    now: dict[str, dict[str, Any]] = {
+        "compression_task": _listing(server, "DescribeModelCompTasks"),
+        "fine_tuning_task": {},
+        "eval_task": {},
+    }
+    jobs = _listing(server, "DescribeFineTuningJobs")
+    per_job = []
+    for job_id in jobs:
+        tasks = _listing(server, "DescribeFineTuningTasks", {"jobId": job_id})
+        per_job.append(len(tasks))
+        now["fine_tuning_task"].update(tasks)
+    per_type = []
+    for eval_type in EVAL_TYPES:
+        tasks = _listing(server, "DescribeEvalTasks", {"evalType": eval_type})
+        per_type.append(len(tasks))
+        now["eval_task"].update(tasks)
+    last = before or {kind: {} for kind in now}
+
+    def due(kind: str) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """(item now, item as the last sync saw it) of those new or changed since."""
+        seen = last[kind]
+        return [
+            (item, seen.get(key))
+            for key, item in now[kind].items()
+            if key not in seen or answer_hash(seen[key]) != answer_hash(item)
+        ]
+
+    evals = due("eval_task")
+    ft_due = {str(item["taskId"]) for item, _ in due("fine_tuning_task")}
+    running = now["fine_tuning_task"].items()
+    ft_due |= {key for key, item in running if item.get("runStatus") == "Running"}
+    figures = {
+        "failed_tasks_due": sum(1 for item, _ in due("compression_task")
+                                if item.get("status") == "failed"),
+        "jobs": len(jobs),
+        "tasks_per_job": per_job,
+        "ft_tasks_due": len(ft_due),
+        "eval_tasks_per_type": per_type,
+        "eval_tasks_due": len(evals),
+        # ended, or ended when last stored (its units may be gone)
+        "reports_due": sum(
+            1 for item, was in evals
+            if item.get("state") in FINAL or (was or {}).get("state") in FINAL
+        ),
+        "custom_services": len(_listing(server, "DescribeServices")),
+    }
+    return figures, now
 
 
 def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
@@ -140,12 +214,16 @@ def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
         eval_exports=spec["eval_exports"],
         system_sets=0,
         export_share=spec["export_share"],
+        fine_tuning_jobs=spec["fine_tuning_jobs"],
+        tasks_per_job=spec["tasks_per_job"],
+        eval_tasks=spec["eval_tasks"],
+        services=spec["services"],
     )
     server = FakeServer(catalog, AK, SK, latency=spec["latency"])
     server.start()
     conn.send({"url": server.url, "eval_ids": [str(k) for k in catalog.keys("eval_result_export")]})
     rng = random.Random(spec["seed"] + 1)
-    seen: dict[str, str] = {}  # the listing as the last sync saw it
+    seen: dict[str, dict[str, Any]] | None = None  # the listings as the last sync saw them
     try:
         while True:
             cmd, arg = conn.recv()
@@ -170,21 +248,12 @@ def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
                 shape, rate = arg
                 server.limiter = make_limiter(shape, rate) if rate else None
                 conn.send(True)
-            elif cmd == "due":
-                # Failed tasks new or changed since the last sync (``arg``: the database is
-                # new): each costs one DescribeModelCompTask, the formula's last variable term.
-                now = _listing_items(server)
-                before = {} if arg else seen
-                due = sum(
-                    1
-                    for key, item in now.items()
-                    if before.get(key) != item and json.loads(item).get("status") == "failed"
-                )
-                seen = now
-                conn.send(due)
+            elif cmd == "due":  # ``arg``: the database is new
+                figures, seen = _walk_ahead(server, None if arg else seen)
+                conn.send(figures)
             elif cmd == "mutate":
                 changed: dict[str, int] = {}
-                for kind in catalog.KINDS:
+                for kind in (k for k in catalog.ALL_KINDS if k not in UNREAD_KINDS):
                     keys = catalog.keys(kind)
                     n = max(1, round(len(keys) * arg)) if keys else 0
                     for key in rng.sample(keys, n):
@@ -259,6 +328,15 @@ def databases(which: str) -> Iterator[Callable[[], Iterator[tuple[str, str]]]]:
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
+
+
+def catalog_tables() -> set[str]:
+    """The tables "rows written" counts (README): entity, history and ``changes``."""
+    from catalog.schema import SPECS, changes
+
+    return {t.name for spec in SPECS.values() for t in (spec.table, spec.history)} | {
+        changes.name
+    }
 
 
 def table_counts(url: str) -> dict[str, int]:
@@ -515,20 +593,34 @@ def run_sync_process(
 # ----------------------------------------------------------------------------- api mode
 
 
-def minimum_calls(spec: dict[str, Any], eval_count: int, failed_due: int) -> dict[str, int]:
-    """The calls a sync cannot do without (README, walk.py): the formula, term by term.
+def minimum_calls(spec: dict[str, Any], eval_count: int, ahead: dict[str, Any]) -> dict[str, int]:
+    """The calls a sync cannot do without (README, "What a sync calls"), per call.
 
-    ``failed_due``: failed compression tasks new or changed since the last sync.
+    ``ahead``: what the sync's listings will find (``_walk_ahead``): the lifecycle listings'
+    sizes, and the detail calls owed for what is new or changed since the last sync (failed
+    compression tasks, fine-tuning tasks, or still Running, evaluation tasks, and the reports of
+    those ended or ended when last stored).
     """
-    sets = spec["model_sets"]
-    versions = sets * spec["versions_per_set"]
+    def pages(n: int) -> int:
+        return max(1, math.ceil(n / PAGE_SIZE))
+
+    versions = spec["model_sets"] * spec["versions_per_set"]
     return {
-        "set_pages": max(1, math.ceil(sets / PAGE_SIZE)),
+        "DescribeCustomModelSets": pages(spec["model_sets"]),
         "DescribeModel": versions,
         "DescribeModelExportTask": versions,
-        "task_pages": max(1, math.ceil(spec["comp_tasks"] / PAGE_SIZE)),
-        "DescribeModelCompTask": failed_due,
-        "eval_exports": eval_count,
+        "DescribeModelCompTasks": pages(spec["comp_tasks"]),
+        "DescribeModelCompTask": ahead["failed_tasks_due"],
+        EVAL_EXPORT_CALL: eval_count,
+        "DescribeFineTuningJobs": pages(ahead["jobs"]),
+        "DescribeFineTuningTasks": sum(pages(n) for n in ahead["tasks_per_job"]),
+        "DescribeFineTuningTask": ahead["ft_tasks_due"],
+        "DescribeEvalTasks": sum(pages(n) for n in ahead["eval_tasks_per_type"]),
+        "DescribeEvalTask": ahead["eval_tasks_due"],
+        "DescribeEvalTaskReport": ahead["reports_due"],
+        "DescribeServices": pages(ahead["custom_services"]),
+        "DescribeService": ahead["custom_services"],
+        "DescribePresetServices": 1,
     }
 
 
@@ -561,7 +653,8 @@ def one_step(
     after = table_counts(url)
     stats = ask(pipe, "stats")
     catalog_writes = {t: n for t, n in res["rows_written"].items() if t not in TEMP_TABLES and n}
-    written = sum(n for t, n in catalog_writes.items() if t not in LEDGER_TABLES | {"sync_errors"})
+    entity_tables = catalog_tables()
+    written = sum(n for t, n in catalog_writes.items() if t in entity_tables)
     floor = stats["calls"] / lower if lower else None
     out = {
         "step": name,
@@ -575,10 +668,14 @@ def one_step(
         "minimum_calls": minimum,
         "minimum_terms": terms,
         "calls_by_action": stats["by_action"],
-        # calls of kinds the formula (README) does not cover yet: not counted in the minimum
-        "outside_formula": {
-            a: n for a, n in stats["by_action"].items() if a not in FORMULA_ACTIONS
+        # per call, made - minimum where they differ: where a run strays from the formula
+        "over_minimum": {
+            a: stats["by_action"].get(a, 0) - n
+            for a, n in terms.items()
+            if stats["by_action"].get(a, 0) != n
         },
+        # calls the formula (README) does not name at all
+        "outside_formula": {a: n for a, n in stats["by_action"].items() if a not in terms},
         "status_429": stats["status_429"],
         "throttled": stats["throttled"],
         "throttled_share": round(stats["throttled"] / stats["calls"], 4) if stats["calls"] else 0,
@@ -602,6 +699,8 @@ def one_step(
         "last_call_s": res.get("last_call_s"),
         "calls_per_second": res.get("calls_per_second"),
         "rows_written": written,
+        # the run's ledger, and on a new database the schema's and the source binding's rows
+        "other_rows": {t: n for t, n in catalog_writes.items() if t not in entity_tables},
         "rows_written_per_s": round(written / res["wall"], 1),
         "writes_by_table": catalog_writes,
         "row_count_delta": {
@@ -624,30 +723,25 @@ def one_step(
         f"  {db:10} {case:12} {name:16} {res['status']:8} calls {res['api_calls']} "
         f"(min {minimum}) 429s {stats['status_429']} | {out['wall_s']}s = {ratio} | {settled}"
         + (f", within 5% from {near}s" if near is not None else "")
-        + (f" | +{sum(out['outside_formula'].values())} calls outside the formula"
-           if out["outside_formula"] else "")
-        + f" | rows {written} ({out['rows_written_per_s']}/s) | rss {out['peak_rss_mb']} MB",
+        + (f" | over the minimum {out['over_minimum']}" if out["over_minimum"] else "")
+        + (f" | outside the formula {out['outside_formula']}" if out["outside_formula"] else "")
+        + f" | rows {written} ({out['rows_written_per_s']}/s), other {out['other_rows']}"
+        + f" | rss {out['peak_rss_mb']} MB",
         flush=True,
     )
     return out
 
 
 STEPS = ("full", "resync-nochange", "resync-1pct")
-#: The actions minimum_calls() counts.
-FORMULA_ACTIONS = frozenset(
-    {
-        "DescribeCustomModelSets",
-        "DescribeModel",
-        "DescribeModelExportTask",
-        "DescribeModelCompTasks",
-        "DescribeModelCompTask",
-        "/wenxinworkshop/modelrepo/eval/result/export/info",
-    }
-)
 
 
 def catalog_spec(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
-    """The fake's catalog and latency, from the command line unless overridden."""
+    """The fake's catalog and latency, from the command line unless overridden.
+
+    The lifecycle kinds scale with the model sets (``--lifecycle-share``): as many fine-tuning
+    jobs, evaluation tasks and custom services each, so a larger catalog is larger in every kind.
+    """
+    lifecycle = round(args.model_sets * args.lifecycle_share)
     spec = {
         "seed": args.seed,
         "model_sets": args.model_sets,
@@ -655,6 +749,10 @@ def catalog_spec(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         "comp_tasks": getattr(args, "comp_tasks", 0),
         "eval_exports": args.eval_exports,
         "export_share": args.export_share,
+        "fine_tuning_jobs": lifecycle,
+        "tasks_per_job": args.tasks_per_job,
+        "eval_tasks": lifecycle,
+        "services": lifecycle,
         "latency": getattr(args, "latency", 0.0),
     }
     return {**spec, **overrides}
@@ -1007,6 +1105,14 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument(
             "--export-share", type=float, default=1.0, help="share of versions exported"
         )
+        sp.add_argument(
+            "--lifecycle-share",
+            type=float,
+            default=0.2,
+            help="fine-tuning jobs, evaluation tasks and custom services: each this share of "
+            "the model sets (default 0.2); the fake's 2 preset services whatever the size",
+        )
+        sp.add_argument("--tasks-per-job", type=int, default=2, help="fine-tuning tasks per job")
         sp.add_argument("--workers", type=int, default=8, help="the sync's --workers")
 
     def floats(text: str) -> list[float]:
