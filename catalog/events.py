@@ -99,6 +99,9 @@ class ScopedSet:
     obj: dict[str, Any]
     system: bool
 
-#: How deep in the walk a task is: a worker pool runs deeper tasks first (``catalog.pool``),
-#: which finishes a set's versions before the next page of sets and keeps the queue short.
-LISTING, SET, VERSION = 0, 1, 2
+#: A task's place in the worker pool's order (``catalog.pool`` runs the greatest first). Deeper
+#: walk tasks go first, which finishes a set's versions before the next page of sets and keeps
+#: the queue short. The root listings go before them all: they are a handful of long tasks (one
+#: pages through a whole listing), and one left for last (the 200-page compression-task listing,
+#: behind the set tasks of a re-sync's first page) would page alone at the end of the run.
+SET, VERSION, LISTING = 1, 2, 3

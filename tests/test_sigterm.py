@@ -240,8 +240,9 @@ WALK_KINDS = ("model_set", "model_version", "compression_task", "model_export")
 def test_a_signal_ends_the_run_interrupted_with_what_it_fetched_and_no_deletes(
     db_url: str, sig: signal.Signals, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # On the third page of compression tasks: every set and version was walked before it.
-    seen = _interrupt(db_url, monkeypatch, sig, "DescribeModelCompTasks", 3)
+    # On the sixth export call: the root listings start first, so compression task pages and
+    # versions were both fetched before it, and most of the walk is still to come.
+    seen = _interrupt(db_url, monkeypatch, sig, "DescribeModelExportTask", 6)
     assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
     assert "Traceback" not in seen.stderr
     assert [line for line in seen.stderr.splitlines() if line.startswith("Error:")] == [
