@@ -366,6 +366,30 @@ def test_session_is_built_as_promised() -> None:
     assert build_session(AK, SK, verify=False).verify is False
 
 
+def test_the_environment_is_read_once_with_requests_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Proxies and the CA bundle come from the environment as requests would take them, once:
+    the session then ignores the environment (it no longer looks on every request)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                 "https_proxy", "all_proxy", "no_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
+    session = build_session(AK, SK, base_url="https://qianfan.baidubce.com")
+    assert session.proxies.get("https") == "http://proxy.internal:3128"
+    assert session.verify == "/etc/corp/ca.pem" and session.trust_env is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere:1")  # read once: later changes do not count
+    assert session.proxies.get("https") == "http://proxy.internal:3128"
+    # NO_PROXY naming the host: no proxy, as requests decides it.
+    monkeypatch.setenv("NO_PROXY", "qianfan.baidubce.com")
+    bypass = build_session(AK, SK, base_url="https://qianfan.baidubce.com")
+    assert "https" not in bypass.proxies
+    # Plain HTTP (the fake): no bundle; verify=False stays False whatever the environment says.
+    assert build_session(AK, SK, base_url="http://127.0.0.1:8765").verify is True
+    assert build_session(AK, SK, verify=False, base_url="https://x.example").verify is False
+
+
 def test_client_defaults() -> None:
     client = ConsoleClient("https://qianfan.baidubce.com", AK, SK)
     try:

@@ -73,9 +73,13 @@ def test_secret_key_appears_nowhere(db_url: str, caplog: pytest.LogCaptureFixtur
     assert AK not in dump  # the key id is not needed in the database
 
 
-def test_tls_verification_is_on_by_default_and_reprs_hide_the_secret() -> None:
+def test_tls_verification_is_on_by_default_and_reprs_hide_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from catalog.sync import SyncOptions, build_client
 
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # else verify is that bundle's path
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     opts = SyncOptions(database_url="sqlite://", access_key=AK, secret_key=SK)
     assert opts.verify_tls is True
     assert SK not in repr(opts)
