@@ -84,9 +84,11 @@ def expected_lineage(catalog: FakeCatalog) -> dict[str, dict[str, Any]]:
     """``lineage_model_versions`` as the fake's answers say it should read, per version."""
     server = FakeServer(catalog)  # never started: only its answers are used
     versions: dict[str, dict[str, Any]] = {}
+    set_names: dict[str, Any] = {}  # as the set listings name them (model_sets.model_set_name)
     for action, detail in (("DescribeCustomModelSets", "DescribeModel"),
                            ("DescribeSystemModelSets", "DescribeSystemModel")):
         for model_set in _listing(server, action, {}):
+            set_names[model_set["modelSetId"]] = model_set.get("modelSetName")
             for model_id in model_set["modelIds"]:
                 versions[model_id] = _answers(server, detail, {"modelId": model_id})
     jobs = {j["jobId"]: j for j in _listing(server, "DescribeFineTuningJobs", {}, FT)}
@@ -134,7 +136,8 @@ def expected_lineage(catalog: FakeCatalog) -> dict[str, dict[str, Any]]:
             "model_id": model_id,
             "model_name": v["modelName"],
             "model_set_id": v["modelSetId"],
-            "model_set_name": v.get("modelSetName"),
+            # A preset version's answer has no set name: the view takes its set's.
+            "model_set_name": v.get("modelSetName") or set_names.get(v["modelSetId"]),
             "status": v["status"],
             "source_type": source.get("sourceType"),
             "fine_tuning_task_id": source.get("trainTaskId"),

@@ -11,6 +11,9 @@ list are copied (Alembic's batch mode). Every view reads the tables, so all of t
 first and created again with the account as a column and in every join: two accounts may hold
 the same API ids (the same preset models, a partner's shared sets).
 
+The lineage view also takes a version's set name from its set when the version's answer has
+none (a preset version: DescribeSystemModel does not give it).
+
 Downgrading refuses while rows of an account other than ``default`` exist: their keys would
 collide.
 """
@@ -173,7 +176,8 @@ def _report_views() -> None:
                 ON t.account = r.account AND t.task_id = r.task_id AND t.deleted_at IS NULL
              WHERE r.deleted_at IS NULL AND r.model_id IS NOT NULL
         )
-        SELECT v.account, v.model_id, v.model_name, v.model_set_id, v.model_set_name, v.status,
+        SELECT v.account, v.model_id, v.model_name, v.model_set_id,
+               COALESCE(v.model_set_name, ms.model_set_name) AS model_set_name, v.status,
                v.source_type,
                v.train_task_id AS fine_tuning_task_id,
                ft.run_status AS fine_tuning_task_status,
@@ -201,6 +205,9 @@ def _report_views() -> None:
                le.headline_metric AS latest_eval_metric,
                le.headline_value AS latest_eval_value
           FROM model_versions v
+          LEFT JOIN model_sets ms
+                 ON ms.account = v.account AND ms.model_set_id = v.model_set_id
+                AND ms.deleted_at IS NULL
           LEFT JOIN fine_tuning_tasks ft
                  ON ft.account = v.account AND ft.task_id = v.train_task_id
                 AND ft.deleted_at IS NULL
