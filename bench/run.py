@@ -1035,8 +1035,9 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                         outs.append(json.loads(stdout.strip().splitlines()[-1]))
                     wall = time.monotonic() - t0
                     busy1, total1 = _cpu_busy()
-                    calls = sum(ask(pipe, "stats")["calls"] for pipe, _info in servers)
-                    throttled = sum(ask(pipe, "stats")["throttled"] for pipe, _info in servers)
+                    stats = [ask(pipe, "stats") for pipe, _info in servers]
+                    calls = sum(st["calls"] for st in stats)
+                    throttled = sum(st["throttled"] for st in stats)
                     if n == 1:
                         one[db] = wall
                     row = {

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, or_, select
 
-from catalog.queries import QueryError, Result
+from catalog.queries import QueryError, Result, whose
 from catalog.schema import SPECS
 
 COLUMNS = ["step", "kind", "id", "name", "state", "detail"]
@@ -36,8 +36,7 @@ def _linked(
     else:
         t = spec.history
         where = [t.c.valid_from <= moment, or_(t.c.valid_to.is_(None), t.c.valid_to > moment)]
-    if account is not None:
-        where.append(t.c.account == account)
+    where += whose(t, account)
     stmt = select(t).where(t.c[column] == value, *where).order_by(t.c.account, t.c[spec.key])
     return [dict(r) for r in conn.execute(stmt).mappings()]
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Float,
     Integer,
@@ -152,6 +153,12 @@ class QueryError(ValueError):
     """A bad argument to a query (unknown kind, report or timestamp); the message is one line."""
 
 
+def whose(table: Any, account: str | None) -> list[ColumnElement[bool]]:
+    """The filter on one account's rows of ``table`` (a table or view with an ``account``
+    column); none without an account: every read shows all accounts unless told one."""
+    return [] if account is None else [table.c.account == account]
+
+
 def _result(conn: Connection, stmt: Select[Any]) -> Result:
     res = conn.execute(stmt)
     columns = list(res.keys())
@@ -229,8 +236,7 @@ def runs(conn: Connection, limit: int = 20, account: str | None = None) -> Resul
         .order_by(r.run_id.desc())
         .limit(limit)
     )
-    if account is not None:
-        stmt = stmt.where(r.account == account)
+    stmt = stmt.where(*whose(sync_runs, account))
     res = conn.execute(stmt)
     columns = list(res.keys())
     columns.insert(columns.index("status") + 1, "seconds")
@@ -267,8 +273,7 @@ def changes_query(
         c.run_id, c.account, c.changed_at, c.kind, c.entity_id, c.operation, c.field,
         c.old_value, c.new_value,
     ).order_by(c.change_id)
-    if account is not None:
-        stmt = stmt.where(c.account == account)
+    stmt = stmt.where(*whose(changes, account))
     if run_id is not None:
         stmt = stmt.where(c.run_id == run_id)
     if since is not None:
@@ -302,8 +307,7 @@ def as_of(
         )
         .order_by(h.c.account, h.c[spec.key])
     )
-    if account is not None:
-        stmt = stmt.where(h.c.account == account)
+    stmt = stmt.where(*whose(h, account))
     return _result(conn, stmt)
 
 
@@ -332,8 +336,7 @@ def history(
         .where(h.c[spec.key] == _key_value(kind, entity_id))
         .order_by(h.c.account, h.c.valid_from, h.c.history_id)
     )
-    if account is not None:
-        stmt = stmt.where(h.c.account == account)
+    stmt = stmt.where(*whose(h, account))
     return _result(conn, stmt)
 
 
@@ -348,8 +351,7 @@ def entity_changes(
         .where(and_(c.kind == check_kind(kind), c.entity_id == str(_key_value(kind, entity_id))))
         .order_by(c.change_id)
     )
-    if account is not None:
-        stmt = stmt.where(c.account == account)
+    stmt = stmt.where(*whose(changes, account))
     return _result(conn, stmt)
 
 
@@ -374,8 +376,7 @@ def report(
     order = REPORTS[name][1]
     cols = [view.c[c] for c in columns] if columns else list(view.c)
     stmt = select(*cols).order_by(*(view.c[c].asc().nulls_last() for c in order))
-    if account is not None:
-        stmt = stmt.where(view.c.account == account)
+    stmt = stmt.where(*whose(view, account))
     return _result(conn, stmt)
 
 

@@ -233,11 +233,6 @@ def line_chart(
 # -- data --------------------------------------------------------------------------------------
 
 
-def _whose(table: Any, account: str | None) -> list[Any]:
-    """The filter on one account's rows (none: every account's)."""
-    return [] if account is None else [table.c.account == account]
-
-
 def _current_counts(conn: Connection, account: str | None) -> dict[str, int]:
     out = {}
     for kind, spec in SPECS.items():
@@ -245,7 +240,7 @@ def _current_counts(conn: Connection, account: str | None) -> dict[str, int]:
         stmt = (
             select(func.count())
             .select_from(t)
-            .where(t.c.deleted_at.is_(None), *_whose(t, account))
+            .where(t.c.deleted_at.is_(None), *queries.whose(t, account))
         )
         out[kind] = int(conn.execute(stmt).scalar_one())
     return out
@@ -255,7 +250,7 @@ def _recent_runs(conn: Connection, account: str | None) -> tuple[list[int], dict
     r = sync_runs.c
     stmt = (
         select(r.run_id, *(r[f"{k}_seen"] for k in KINDS))
-        .where(r.status.in_(("success", "partial")), *_whose(sync_runs, account))
+        .where(r.status.in_(("success", "partial")), *queries.whose(sync_runs, account))
         .order_by(r.run_id.desc())
         .limit(RECENT_RUNS)
     )
@@ -306,7 +301,7 @@ def _eval_by_state(conn: Connection, account: str | None) -> list[tuple[str, flo
     e = eval_result_exports.c
     stmt = (
         select(e.state, func.count())
-        .where(e.deleted_at.is_(None), *_whose(eval_result_exports, account))
+        .where(e.deleted_at.is_(None), *queries.whose(eval_result_exports, account))
         .group_by(e.state)
         .order_by(e.state)
     )
@@ -331,7 +326,7 @@ def _recent_changes(conn: Connection, account: str | None) -> list[tuple[Any, ..
             c.old_value,
             c.new_value,
         )
-        .where(*_whose(changes, account))
+        .where(*queries.whose(changes, account))
         .order_by(c.change_id.desc())
         .limit(MAX_CHANGES)
     )
@@ -429,14 +424,14 @@ def _lineage(conn: Connection, account: str | None) -> str:
         (str(owner), str(set_id)): (name, bool(system))
         for owner, set_id, name, system in conn.execute(
             select(s.account, s.model_set_id, s.model_set_name, s.is_system).where(
-                s.deleted_at.is_(None), *_whose(model_sets, account)
+                s.deleted_at.is_(None), *queries.whose(model_sets, account)
             )
         )
     }
     running: dict[tuple[str, str], list[tuple[Any, Any, Any]]] = defaultdict(list)
     for owner, model_id, service_id, name, status in conn.execute(
         select(svc.account, svc.model_id, svc.service_id, svc.name, svc.run_status).where(
-            svc.deleted_at.is_(None), svc.model_id.is_not(None), *_whose(service, account)
+            svc.deleted_at.is_(None), svc.model_id.is_not(None), *queries.whose(service, account)
         )
     ):
         running[(str(owner), str(model_id))].append((service_id, name, status))
@@ -497,7 +492,7 @@ def render(
     change_rows = _recent_changes(conn, account)
     last = conn.execute(
         select(sync_runs.c.run_id, sync_runs.c.status, sync_runs.c.started_at)
-        .where(*_whose(sync_runs, account))
+        .where(*queries.whose(sync_runs, account))
         .order_by(sync_runs.c.run_id.desc())
         .limit(1)
     ).first()
@@ -510,7 +505,7 @@ def render(
         database_label = f"{database_label} · {label} {', '.join(accounts)}"
     total_changes = int(
         conn.execute(
-            select(func.count()).select_from(changes).where(*_whose(changes, account))
+            select(func.count()).select_from(changes).where(*queries.whose(changes, account))
         ).scalar_one()
     )
     tiles = "".join(f'<div class="tile"><b>{counts[k]}</b>{esc(LABELS[k])}</div>' for k in KINDS)

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, String, and_, cast, delete, or_, select
 
 from catalog import db, normalize, source
 from catalog.errors import ConfigError
+from catalog.queries import whose
 from catalog.runs import utcnow
 from catalog.schema import DEFAULT_ACCOUNT, eval_result_exports, tracked_eval_exports
 
@@ -73,7 +74,6 @@ def listing(
         .select_from(t.outerjoin(e, matches))
         .order_by(t.c.account, t.c.added_at, t.c.export_ref)
     )
-    if account is not None:
-        stmt = stmt.where(t.c.account == account)
+    stmt = stmt.where(*whose(t, account))
     rows = [tuple(r) for r in conn.execute(stmt)]
     return ["account", "export_ref", "added_at", "export_id", "state", "deleted_at"], rows
