@@ -205,12 +205,21 @@ def writer_lock(
     deadline = time.monotonic() + max(timeout, 0.0)
     if conn.dialect.name == "postgresql":
         keys = {"cls": ADVISORY_LOCK_CLASS, "key": advisory_key(account)}
-        while not conn.execute(text("SELECT pg_try_advisory_lock(:cls, :key)"), keys).scalar():
+        # Polled in autocommit: no transaction is held open between attempts, and the session's
+        # last statement (pg_stat_activity) stays the lock attempt, not a ROLLBACK, so a waiting
+        # sync can be told from outside.
+        conn.rollback()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            while not conn.execute(
+                text("SELECT pg_try_advisory_lock(:cls, :key)"), keys
+            ).scalar():
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(_locked_message(timeout, account))
+                time.sleep(poll)
+        finally:
             conn.rollback()
-            if time.monotonic() >= deadline:
-                raise LockTimeout(_locked_message(timeout, account))
-            time.sleep(poll)
-        conn.commit()
+            conn.execution_options(isolation_level=conn.default_isolation_level)
         try:
             yield
         finally:
