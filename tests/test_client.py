@@ -80,6 +80,38 @@ def test_call_posts_signed_json_and_returns_result() -> None:
     assert parsed.signature == expected
 
 
+def test_a_redirect_is_reported_not_followed() -> None:
+    """Following it would re-send a signed request wherever the answer points."""
+    moved = Reply(302, None, {"Location": "https://elsewhere.example/v2/model?Action=X"})
+    with (
+        StubServer([moved]) as stub,
+        make_client(stub.url) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.call("DescribeModel", {"modelId": "amv-1"})
+    assert len(stub.seen) == 1  # not retried: it will answer the same
+    assert not caught.value.retryable
+    assert "redirect to elsewhere.example" in str(caught.value)
+    assert "--base-url" in str(caught.value)
+
+
+def test_the_proxy_from_the_environment_carries_every_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session's proxies reach the wire: the proxy gets the absolute URL, signed for the
+    real host."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                 "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with StubServer([ok({"modelId": "amv-1"})]) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        with make_client("http://console.example") as client:
+            assert client.call("DescribeModel", {"modelId": "amv-1"}) == {"modelId": "amv-1"}
+    (seen,) = proxy.seen
+    assert seen.path == "/v2/model" and seen.query == {"Action": "DescribeModel"}
+    assert seen.headers["Host"] == "console.example"
+
+
 def test_call_with_another_route() -> None:
     with StubServer([ok({})]) as stub, make_client(stub.url) as client:
         client.call("DescribeFineTuningTasks", {}, route="/v2/finetuning")

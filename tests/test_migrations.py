@@ -27,6 +27,11 @@ def test_upgrade_check_downgrade(db_url: str) -> None:
     engine.dispose()
 
 
+def test_the_known_head_is_alembics_head() -> None:
+    """``db.SCHEMA_HEAD`` lets a current database skip Alembic; a new migration must move it."""
+    assert db.head_revision() == db.SCHEMA_HEAD
+
+
 def test_newer_schema_is_refused(db_url: str) -> None:
     import pytest
     from sqlalchemy import text
