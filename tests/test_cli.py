@@ -95,6 +95,35 @@ def test_wrong_secret_on_an_empty_database_creates_nothing(db_url: str) -> None:
     engine.dispose()
 
 
+def test_new_eval_export_ids_are_resolved_side_by_side() -> None:
+    """Each new id is asked once before the run, all at once: a barrier that every call must
+    reach before any returns would break (and fail the test) if they went one by one."""
+    import threading
+
+    from catalog.errors import ApiError, ConfigError
+    from catalog.kinds import eval_result_exports
+
+    refs = ["11", "12", "amemt-x13", "14"]
+    barrier = threading.Barrier(len(refs), timeout=10)
+    asked: list[dict[str, object]] = []
+
+    class Client:
+        def call_v1(self, path: str, body: dict[str, object]) -> dict[str, object]:
+            asked.append(body)
+            barrier.wait()
+            if body["exportID"] == 14:
+                raise ApiError("no such export", call=path, code="500002", status=200)
+            return {"exportID": body["exportID"], "state": "Done"}
+
+    with pytest.raises(ConfigError, match="unknown --eval-export-id '14'"):
+        eval_result_exports.resolve(Client(), refs)  # type: ignore[arg-type]
+    assert sorted(str(b["exportID"]) for b in asked) == sorted(refs)
+    refs.pop()
+    barrier = threading.Barrier(len(refs), timeout=10)
+    found = eval_result_exports.resolve(Client(), refs)  # type: ignore[arg-type]
+    assert list(found) == refs and found["12"] == {"exportID": 12, "state": "Done"}
+
+
 def test_unknown_eval_export_id_is_refused_and_not_remembered(db_url: str) -> None:
     from sqlalchemy import func, select
 

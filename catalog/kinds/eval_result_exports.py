@@ -8,6 +8,7 @@ catalog only when it is untracked, never because its status call failed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -29,6 +30,8 @@ from catalog.normalize import (
 
 PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
 CALL = "EvalResultExportInfo"
+#: Threads that resolve new tracked ids before a run; the limiter, not this, sets the pace.
+_RESOLVERS = 8
 
 KEY = Column("export_id", BigInteger, primary_key=True, autoincrement=False)
 COLUMNS = (
@@ -73,11 +76,15 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def resolve(client: Client, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Fetch each new ``--eval-export-id`` before the run, so a wrong one is refused instead
-    of being tracked forever; the walk reuses the answers (no second call)."""
-    found = {}
-    for ref in refs:
+    of being tracked forever; the walk reuses the answers (no second call).
+
+    The calls go side by side (the client's limiter still paces them): one after another, a
+    first sync with many new ids waited their latency in turn before the walk could start.
+    """
+
+    def fetch(ref: str) -> dict[str, Any]:
         try:
-            found[ref] = client.call_v1(PATH, eval_ref_body(ref))
+            return client.call_v1(PATH, eval_ref_body(ref))
         except ApiError as exc:
             if exc.is_auth or exc.retryable:
                 raise
@@ -85,7 +92,11 @@ def resolve(client: Client, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
                 f"unknown --eval-export-id {ref!r}: the API did not answer it "
                 f"({exc.message} [{exc.code}])"
             ) from None
-    return found
+
+    if not refs:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(refs), _RESOLVERS)) as pool:
+        return dict(zip(refs, pool.map(fetch, refs), strict=True))
 
 
 def _start(walk: Walk, pages: Pages | None) -> None:
