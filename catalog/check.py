@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from catalog import db
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, ExitCode
+from catalog.schema import DEFAULT_ACCOUNT
 
 #: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
 API_TIMEOUT = (2.0, 2.0)
@@ -200,8 +201,9 @@ def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
     return results
 
 
-def check_database(database_url: str) -> list[CheckResult]:
-    """Connectivity of the database, then whether its schema matches this code."""
+def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[CheckResult]:
+    """Connectivity of the database, then whether its schema matches this code, then the drift
+    ``account``'s last run met."""
     shown = db.describe_url(database_url)
     schema_skipped = CheckResult("schema", False, "not checked without a database", skipped=True)
     try:
@@ -239,7 +241,7 @@ def check_database(database_url: str) -> list[CheckResult]:
             head = db.head_revision()
             if state == "current":
                 results.append(CheckResult("schema", True, f"revision {current} (up to date)"))
-                results.extend(_open_drift(conn))
+                results.extend(_open_drift(conn, account))
             elif state == "behind":
                 results.append(
                     CheckResult(
@@ -275,15 +277,16 @@ def check_database(database_url: str) -> list[CheckResult]:
         engine.dispose()
 
 
-def _open_drift(conn: Any) -> list[CheckResult]:
-    """Where the last finished run's answers differed from the documents."""
+def _open_drift(conn: Any, account: str) -> list[CheckResult]:
+    """Where the account's last finished run's answers differed from the documents: accounts
+    may sit behind different endpoints or API versions, so another account's run says less."""
     from sqlalchemy import select
 
     from catalog.schema import api_drift, sync_runs
 
     last = conn.execute(
         select(sync_runs.c.run_id)
-        .where(sync_runs.c.status.in_(("success", "partial")))
+        .where(sync_runs.c.status.in_(("success", "partial")), sync_runs.c.account == account)
         .order_by(sync_runs.c.run_id.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -312,9 +315,16 @@ def _open_drift(conn: Any) -> list[CheckResult]:
 
 
 def run_checks(
-    database_url: str, access_key: str, secret_key: str, base_url: str
+    database_url: str,
+    access_key: str,
+    secret_key: str,
+    base_url: str,
+    account: str = DEFAULT_ACCOUNT,
 ) -> list[CheckResult]:
-    return [*check_api(access_key, secret_key, base_url), *check_database(database_url)]
+    return [
+        *check_api(access_key, secret_key, base_url),
+        *check_database(database_url, account),
+    ]
 
 
 #: The exit code of a failed check, so a probe can tell a config problem from an outage.

@@ -475,10 +475,10 @@ def check(ctx: click.Context, /, **kw: Any) -> None:
     from catalog import logs
     from catalog.check import exit_code, run_checks
 
-    _writer_account(ctx, kw)
+    account = _writer_account(ctx, kw)
     logs.add_secret(kw["secret_key"])
     results = run_checks(ctx.obj["database_url"], kw["access_key"], kw["secret_key"],
-                         kw["base_url"])
+                         kw["base_url"], account)
     for result in results:
         click.echo(result.line())
     ctx.exit(exit_code(results))

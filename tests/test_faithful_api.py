@@ -292,6 +292,9 @@ def test_check_says_which_kinds_the_key_may_read_and_shows_drift(db_url: str) ->
                "QIANFAN_SECRET_KEY": SK, "QIANFAN_CONSOLE_API_BASE_URL": server.url,
                "CATALOG_CONFIG": None}
         result = CliRunner().invoke(cli, ["check"], env=env)
+        # Another account's check shows its own runs' drift: it has none yet.
+        other = CliRunner().invoke(cli, ["--account", "other", "check"], env=env)
+    assert not [line for line in other.stdout.splitlines() if line.split()[1] == "drift"]
     by_name = {line.split()[1]: line for line in result.stdout.splitlines()}
     assert by_name["model_version"].startswith("ok ")
     assert by_name["compression_task"].startswith("ok ")
