@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, func, select
 
 from catalog import db
 from catalog.fake.catalog import FakeCatalog
-from catalog.kinds import eval_tasks
+from catalog.kinds import KINDS, eval_tasks
 from catalog.schema import SPECS, changes, sync_runs
 from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
 
@@ -27,11 +27,14 @@ def _count(db_url: str, table: object) -> int:
 
 
 def test_full_walk_stores_every_entity_with_its_fields(db_url: str) -> None:
+    """Every kind, the opt-in one too, its V2 export tasks tracked beside the V1 exports."""
     catalog = FakeCatalog.generate(seed=3, model_sets=6, comp_tasks=40, eval_exports=3)
+    tasks = catalog.keys("eval_result_export_task")
+    refs = [*(str(k) for k in catalog.keys("eval_result_export")), *tasks]
     with fake_console(catalog) as server:
-        summary = sync(db_url, server)
+        summary = sync(db_url, server, kinds=KINDS, eval_export_ids=refs)
     assert summary.status == "success"
-    expected = tracked_only(expected_rows(catalog))
+    expected = tracked_only(expected_rows(catalog, export_tasks=tasks))
     stored = stored_rows(db_url)
     for kind in SPECS:
         assert stored[kind] == expected[kind], kind
@@ -89,16 +92,23 @@ def _pages(n: int) -> int:
 
 
 def minimum_calls(
-    catalog: FakeCatalog, *, include_system: bool, evals: int, described_failed: int
+    catalog: FakeCatalog,
+    *,
+    include_system: bool,
+    evals: int,
+    described_failed: int,
+    export_tasks: int = 0,
 ) -> int:
     """README's formula for a full sync: pages of custom sets + 2 x custom versions + pages of
-    compression tasks + failed tasks new or changed + tracked eval exports, and with
-    --include-system pages of preset sets + preset versions."""
+    compression tasks + failed tasks new or changed + tracked eval exports (``evals`` through
+    the V1 route, ``export_tasks``: the amemt- ones through DescribeEvalResultExportTask when
+    its kind is on), and with --include-system pages of preset sets + preset versions."""
     sets = [catalog.get("model_set", k) for k in catalog.keys("model_set")]
     custom = [s for s in sets if s["source"] != "System"]
     system = [s for s in sets if s["source"] == "System"]
     calls = _pages(len(custom)) + 2 * sum(len(s["modelIds"]) for s in custom)
     calls += _pages(len(catalog.keys("compression_task"))) + described_failed + evals
+    calls += export_tasks
     if include_system:
         calls += _pages(len(system)) + sum(len(s["modelIds"]) for s in system)
     return calls + lifecycle_calls(catalog, first_run=described_failed > 0)
@@ -158,6 +168,30 @@ def test_call_count_is_the_documented_minimum(db_url: str, include_system: bool)
     assert "DescribeModelSet" not in actions
     assert ("DescribeSystemModel" in actions) == include_system
     assert "DescribeSystemModelSet" not in actions
+
+
+def test_call_count_with_the_v2_export_tasks_on(db_url: str) -> None:
+    """With eval_result_export_task in --kinds, one DescribeEvalResultExportTask per tracked
+    amemt- ref, in place of the V1 route's call; numeric refs stay on the V1 route."""
+    catalog = FakeCatalog.generate(
+        seed=8, model_sets=5, system_sets=2, comp_tasks=30, eval_exports=2, eval_export_tasks=3
+    )
+    ints = [str(k) for k in catalog.keys("eval_result_export")]
+    tasks = catalog.keys("eval_result_export_task")
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server, include_system=False, kinds=KINDS,
+                       eval_export_ids=[*ints, *tasks])
+        first = len(server.calls)
+        v2 = server.call_count("DescribeEvalResultExportTask")
+        again = sync(db_url, server, include_system=False, kinds=KINDS)
+    assert summary.status == again.status == "success"
+    assert v2 == len(tasks) == 3
+    assert first == summary.api_calls == minimum_calls(
+        catalog, include_system=False, evals=len(ints), described_failed=_failed_tasks(catalog),
+        export_tasks=len(tasks))
+    assert again.api_calls == minimum_calls(
+        catalog, include_system=False, evals=len(ints), described_failed=0,
+        export_tasks=len(tasks))
 
 
 def test_scoped_call_count(db_url: str) -> None:
