@@ -212,8 +212,41 @@ def test_scoped_call_count(db_url: str) -> None:
     )
     with fake_console(catalog) as server:
         summary = sync(db_url, server, model_sets=[item["modelSetName"]], eval_export_ids=[])
-    # only what hangs off the sets: no fine-tuning, evaluation or service call
-    assert summary.api_calls == 1 + 3 * len(versions) + failed
+    # what hangs off the sets, and the account-wide lifecycle listings as a full run reads them
+    assert summary.api_calls == 1 + 3 * len(versions) + failed + lifecycle_calls(
+        catalog, first_run=True)
+
+
+def test_a_scoped_run_reads_the_lifecycle_kinds_and_deletes_only_in_scope(db_url: str) -> None:
+    """The lifecycle listings are the account's, complete whatever set is scoped: a scoped run
+    picks up a new fine-tuning job and deletes a removed service, and still no set (nor its
+    versions) outside its scope."""
+    catalog = FakeCatalog.generate(
+        seed=12, model_sets=3, system_sets=0, comp_tasks=10, eval_exports=0,
+        fine_tuning_jobs=2, tasks_per_job=1, eval_tasks=3, services=3, preset_services=1,
+    )
+    target, other = catalog.keys("model_set")[:2]
+    name = catalog.get("model_set", target)["modelSetName"]
+    outside = set(catalog.get("model_set", other)["modelIds"])
+    with fake_console(catalog) as server:
+        assert sync(db_url, server, include_system=False).status == "success"
+        job = catalog.add("fine_tuning_job", random.Random(12))
+        service = catalog.keys("service")[0]
+        catalog.remove("service", service)
+        catalog.remove("model_set", other)
+        scoped = sync(db_url, server, model_sets=[name], include_system=False)
+    assert scoped.status == "success"
+    stored = stored_rows(db_url)
+    assert job in stored["fine_tuning_job"] and scoped.counts["fine_tuning_job_inserted"] == 1
+    assert len([t for t in stored["fine_tuning_task"].values() if t["job_id"] == job]) == 1
+    assert service not in stored["service"] and scoped.counts["service_deleted"] == 1
+    assert other in stored["model_set"] and outside <= set(stored["model_version"])
+    assert scoped.counts["model_set_deleted"] == scoped.counts["model_version_deleted"] == 0
+    # every lifecycle kind as the fake serves it now
+    want = tracked_only(expected_rows(catalog))
+    for kind in ("fine_tuning_job", "fine_tuning_task", "eval_task", "eval_task_report",
+                 "service"):
+        assert stored[kind] == want[kind], kind
 
 
 def test_scoped_sync_walks_only_that_model_set(db_url: str) -> None:
