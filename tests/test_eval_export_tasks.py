@@ -7,11 +7,13 @@ leaves only when untracked, never because its call failed.
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from catalog import db, tracking
 from catalog.cli import cli
@@ -27,6 +29,7 @@ from tests.helpers import AK, SK, expected_rows, fake_console, options, stored_r
 KIND = "eval_result_export_task"
 V2 = "DescribeEvalResultExportTask"
 V1 = "/wenxinworkshop/modelrepo/eval/result/export/info"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
 
 
 def _catalog(seed: int) -> FakeCatalog:
@@ -201,3 +204,25 @@ def test_eval_track_checks_with_the_kinds_given(db_url: str, tmp_path: Any) -> N
     assert refused.exit_code == ExitCode.CONFIG and "EvalResultExportInfo" in refused.output
     assert tracked.exit_code == 0, tracked.output
     assert summary.status == "success" and set(stored_rows(db_url)[KIND]) == {task}
+
+
+def test_the_schema_doc_example_links_export_tasks_to_their_evaluation(db_url: str) -> None:
+    catalog = _catalog(88)
+    tasks = catalog.keys(KIND)[:2]
+    with fake_console(catalog) as server:
+        assert _on(db_url, server, tasks).status == "success"
+        evals = {t: server.answer("/v2/eval", "DescribeEvalTask", {"taskId": t}, None)
+                 for t in catalog.keys("eval_task")}
+    blocks = re.findall(r"```sql( \w+)?\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    (sql,) = [b for tag, b in blocks if "export_task_id" in b and not tag.strip()]
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        got = [tuple(r) for r in conn.execute(text(sql))]
+    engine.dispose()
+    want = []
+    for task in tasks:
+        item = catalog.get(KIND, task)
+        ev = evals[item["evalId"]]
+        want.append((ev["taskId"], ev["taskName"], ev["state"], task, item["state"],
+                     item["storageType"], item["downloadUrl"] or None))
+    assert got == sorted(want, key=lambda r: (r[0], r[3]))
