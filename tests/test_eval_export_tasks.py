@@ -6,6 +6,7 @@ leaves only when untracked, never because its call failed.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -201,9 +202,14 @@ def test_eval_track_checks_with_the_kinds_given(db_url: str, tmp_path: Any) -> N
         tracked = CliRunner().invoke(
             cli, ["eval", "track", task, "--kinds", ",".join(KINDS)], env=env)
         summary = _on(db_url, server, [])
+        listed = CliRunner().invoke(cli, ["eval", "list", "--format", "json"], env=env)
     assert refused.exit_code == ExitCode.CONFIG and "EvalResultExportInfo" in refused.output
     assert tracked.exit_code == 0, tracked.output
     assert summary.status == "success" and set(stored_rows(db_url)[KIND]) == {task}
+    # eval list shows the V2 task's state beside the (here empty) V1 columns
+    (row,) = json.loads(listed.stdout)
+    assert (row["export_ref"], row["state"], row["task_state"]) == (
+        task, None, catalog.get(KIND, task)["state"])
 
 
 def test_the_schema_doc_example_links_export_tasks_to_their_evaluation(db_url: str) -> None:
