@@ -47,7 +47,6 @@ KINDS: tuple[str, ...] = tuple(REGISTRY)
 DEFAULT_KINDS: tuple[str, ...] = tuple(k for k in KINDS if REGISTRY[k].opt_in is None)
 
 
-
 def ref_reader(ref: str, enabled: Collection[str]) -> Kind | None:
     """The one kind of ``enabled`` that reads the tracked evaluation export ref ``ref``: one
     that can, unless another that can reads it instead (``RefReader.instead_of``: the V2 call
