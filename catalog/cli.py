@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from catalog import __version__, db
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, DatabaseError, ExitCode
+from catalog.kinds import REGISTRY
 from catalog.queries import REPORT_NAMES
 from catalog.schema import DEFAULT_ACCOUNT
 from catalog.schema import KINDS as SPEC_KINDS
@@ -299,8 +300,23 @@ def _api_options(f: Any) -> Any:
     return f
 
 
+def _kinds_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--kinds``, for sync and for ``eval track`` (whose id the kinds read are asked)."""
+    opt_in = "; ".join(f"{k.name} ({k.opt_in})" for k in REGISTRY.values() if k.opt_in)
+    return click.option(
+        "--kinds",
+        default=",".join(_default("kinds")),
+        metavar="KIND,...",
+        help=f"{what} Off unless named: {opt_in}.",
+    )
+
+
+def _kinds(value: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in value.split(",") if k.strip())
+
+
 def _sync_options(f: Any) -> Any:
-    options = [
+    options: list[Callable[[Any], Any]] = [
         click.option(
             "--model-set",
             "model_sets",
@@ -318,12 +334,9 @@ def _sync_options(f: Any) -> Any:
             metavar="ID",
             help="Track this evaluation-result export (96 or amemt-...; repeatable).",
         ),
-        click.option(
-            "--kinds",
-            default=",".join(_default("kinds")),
-            metavar="KIND,...",
-            help="The kinds to read; the others are neither read nor deleted "
-            "(e.g. without model_export for a read-only key).",
+        _kinds_option(
+            "The kinds to read; the others are neither read nor deleted "
+            "(e.g. without model_export for a read-only key)."
         ),
         click.option(
             "--rebind-source",
@@ -429,7 +442,7 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> SyncOptions:
         database_url=ctx.obj["database_url"],
         migrate=not kw["no_migrate"],
         timeout=(min(5.0, kw["timeout"]), kw["timeout"]),
-        kinds=tuple(k.strip() for k in kw["kinds"].split(",") if k.strip()),
+        kinds=_kinds(kw["kinds"]),
     )
     return SyncOptions(**values)
 
@@ -827,12 +840,15 @@ def eval_group() -> None:
 @eval_group.command(name="track")
 @click.argument("export_id", metavar="ID")
 @_api_options
+@_kinds_option("The kinds a sync reads: each that reads ID is asked about it.")
 @global_options()
 @click.pass_context
 def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
     """Follow the evaluation-result export ID (96 or amemt-...); every sync refreshes it.
 
-    The API is asked about it first: an id it does not answer is refused (exit 4).
+    The API is asked about it first, by the call of every kind in --kinds that reads it (an
+    amemt- id: eval_result_export_task's too, when named): an id one of them does not answer is
+    refused (exit 4).
     """
     from catalog import logs, tracking
     from catalog.sync import build_client, validate
@@ -844,12 +860,14 @@ def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
     ref = tracking.check_ref(export_id)
     options = SyncOptions(
         database_url=ctx.obj["database_url"], access_key=access_key, secret_key=secret_key,
-        base_url=base_url, max_attempts=3,
+        base_url=base_url, max_attempts=3, kinds=_kinds(kw["kinds"]),
     )
     validate(options)
     client = build_client(options)
     try:
-        Walker(client, lambda task, depth: None, lambda event: None).resolve_eval_exports([ref])
+        Walker(
+            client, lambda task, depth: None, lambda event: None, kinds=options.kinds
+        ).resolve_eval_exports([ref])
     finally:
         client.close()
     engine = db.create_engine_for(ctx.obj["database_url"])

@@ -96,10 +96,18 @@ def lineage(
     for service in linked("service", "model_id", model_id):
         add("runs as", "service", service["service_id"], service["name"],
             service["run_status"], service["endpoint"])
+    exported: set[str] = set()
     for unit in linked("eval_task_report", "model_id", model_id):
         tasks = linked("eval_task", "task_id", unit["task_id"])
         state = tasks[0]["state"] if tasks else None
         metric = (f"{unit['headline_metric']}={unit['headline_value']:g}"
                   if unit["headline_metric"] and unit["headline_value"] is not None else None)
         add("evaluated by", "eval_task", unit["task_id"], unit["task_name"], state, metric)
+        if unit["task_id"] in exported:  # one task, several units: its exports once
+            continue
+        exported.add(unit["task_id"])
+        # Stored only when eval_result_export_task is on and the task tracked (no listing).
+        for task in linked("eval_result_export_task", "eval_id", unit["task_id"]):
+            add("results exported", "eval_result_export_task", task["task_id"],
+                task["storage_type"], task["state"], task["download_url"] or task["storage_path"])
     return COLUMNS, out

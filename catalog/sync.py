@@ -31,7 +31,7 @@ from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode
 from catalog.events import Failure, Keep, Record, ScopeDone, ScopedSet
-from catalog.kinds import KINDS, REGISTRY
+from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
 from catalog.schema import DEFAULT_ACCOUNT, tracked_eval_exports
 from catalog.store import Store
@@ -75,7 +75,8 @@ class SyncOptions:
     verify_tls: bool = True
     page_size: int = 100
     #: The kinds to read; the others are left as they are (not read, not deleted, not partial).
-    kinds: Sequence[str] = KINDS
+    #: The opt-in kinds (``Kind.opt_in``) only when named.
+    kinds: Sequence[str] = DEFAULT_KINDS
     #: Accept a database bound to another base URL or access key, and bind it to this one.
     rebind_source: bool = False
     #: Write every request and answer (credentials, signatures, dates, request ids removed)
@@ -345,7 +346,7 @@ class _Run:
         store: Store,
         scoped: Sequence[ScopedSet] | None,
         eval_refs: Sequence[str],
-        prefetched: Mapping[str, dict[str, Any]] | None = None,
+        prefetched: Mapping[tuple[str, str], dict[str, Any]] | None = None,
     ) -> None:
         """Run the walk to its end, writing batches; returns when every task has finished."""
         batches: dict[str, list[Record]] = {kind: [] for kind in KINDS}

@@ -15,7 +15,7 @@ from catalog import db, normalize, source
 from catalog.errors import ConfigError
 from catalog.queries import whose
 from catalog.runs import utcnow
-from catalog.schema import DEFAULT_ACCOUNT, eval_result_exports, tracked_eval_exports
+from catalog.schema import DEFAULT_ACCOUNT, SPECS, eval_result_exports, tracked_eval_exports
 
 
 def check_ref(ref: str) -> str:
@@ -62,18 +62,21 @@ def listing(
     conn: Connection, account: str | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The tracked refs (of one account, or all) with what the last sync stored for each
-    (nothing yet: NULLs)."""
-    t, e = tracked_eval_exports, eval_result_exports
+    (nothing yet: NULLs): the V1 route's export, and ``task_state``, the V2 export task's
+    (stored only by syncs with eval_result_export_task on)."""
+    t, e, x = tracked_eval_exports, eval_result_exports, SPECS["eval_result_export_task"].table
     matches = and_(
         e.c.account == t.c.account,
         or_(cast(e.c.export_id, String) == t.c.export_ref, e.c.export_id_str == t.c.export_ref),
     )
+    task = and_(x.c.account == t.c.account, x.c.task_id == t.c.export_ref)
     stmt = (
         select(t.c.account, t.c.export_ref, t.c.added_at, e.c.export_id, e.c.state,
-               e.c.deleted_at)
-        .select_from(t.outerjoin(e, matches))
+               e.c.deleted_at, x.c.state)
+        .select_from(t.outerjoin(e, matches).outerjoin(x, task))
         .order_by(t.c.account, t.c.added_at, t.c.export_ref)
     )
     stmt = stmt.where(*whose(t, account))
     rows = [tuple(r) for r in conn.execute(stmt)]
-    return ["account", "export_ref", "added_at", "export_id", "state", "deleted_at"], rows
+    columns = ["account", "export_ref", "added_at", "export_id", "state", "deleted_at"]
+    return [*columns, "task_state"], rows

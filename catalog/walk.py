@@ -19,11 +19,12 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from catalog.api.paging import iter_pages
 from catalog.documented import DriftLog
-from catalog.errors import ApiError
+from catalog.errors import ApiError, ConfigError
 from catalog.events import (
     LISTING,
     SET,
@@ -36,13 +37,15 @@ from catalog.events import (
     ScopeDone,
     ScopedSet,
 )
-from catalog.kinds import KINDS, REGISTRY
+from catalog.kinds import DEFAULT_KINDS, REGISTRY, ref_reader
 from catalog.kinds import eval_result_exports as _evals
 from catalog.kinds import model_sets as _sets
 from catalog.kinds.base import Pages
 
 #: The IAM policies the vendor's pages name for each kind's calls (said on a permission error).
 POLICIES = {name: kind.policy for name, kind in REGISTRY.items()}
+#: Threads that ask new tracked refs before a run; the limiter, not this, sets the pace.
+_RESOLVERS = 8
 
 __all__ = [
     "LISTING",
@@ -68,7 +71,7 @@ class Walker:
         *,
         include_system: bool = False,
         page_size: int = 100,
-        kinds: Collection[str] = KINDS,
+        kinds: Collection[str] = DEFAULT_KINDS,
         drift: DriftLog | None = None,
         stop: threading.Event | None = None,
     ) -> None:
@@ -83,7 +86,7 @@ class Walker:
         self.stop = stop or threading.Event()
         self.scoped: Sequence[ScopedSet] | None = None
         self.eval_refs: Sequence[str] = ()
-        self.prefetched: Mapping[str, dict[str, Any]] = {}
+        self.prefetched: Mapping[tuple[str, str], dict[str, Any]] = {}
         self._first: tuple[str, Pages] | None = None
         self._denied: set[str] = set()
         self._lock = threading.Lock()
@@ -92,6 +95,10 @@ class Walker:
 
     def enabled(self, kind: str) -> bool:
         return kind in self.kinds
+
+    def reader_of(self, ref: str) -> str | None:
+        kind = ref_reader(ref, self.kinds)
+        return None if kind is None else kind.name
 
     def denied(self, kind: str) -> bool:
         with self._lock:
@@ -153,8 +160,34 @@ class Walker:
     def resolve_model_sets(self, refs: Sequence[str]) -> list[ScopedSet]:
         return _sets.resolve(self.client, refs)
 
-    def resolve_eval_exports(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return _evals.resolve(self.client, refs)
+    def resolve_eval_exports(self, refs: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Ask each new ``--eval-export-id`` before the run, by the kind that will read it
+        (by the V1 call when no enabled kind does, as before there were two), so a wrong one
+        is refused instead of failing every later run; the walk reuses the answers, by
+        (kind, ref).
+
+        The calls go side by side (the limiter still paces them): one after another, a first
+        sync with many new ids waited each one's latency before the walk could start.
+        """
+
+        def ask(ref: str) -> tuple[tuple[str, str], dict[str, Any]]:
+            kind = ref_reader(ref, self.kinds) or _evals.KIND
+            reader = kind.reads_refs
+            assert reader is not None
+            try:
+                return (kind.name, ref), reader.fetch(self.client, ref)
+            except ApiError as exc:
+                if exc.is_auth or exc.retryable:
+                    raise
+                raise ConfigError(
+                    f"unknown --eval-export-id {ref!r}: the API did not answer it "
+                    f"({reader.call}: {exc.message} [{exc.code}])"
+                ) from None
+
+        if not refs:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(len(refs), _RESOLVERS)) as pool:
+            return dict(pool.map(ask, refs))
 
     def open_first_listing(self, scoped: bool) -> None:
         """Fetch the first page of the run's first listing now, so a wrong key or a dead
@@ -174,7 +207,7 @@ class Walker:
         self,
         scoped_sets: Sequence[ScopedSet] | None,
         eval_refs: Sequence[str],
-        prefetched: Mapping[str, dict[str, Any]] | None = None,
+        prefetched: Mapping[tuple[str, str], dict[str, Any]] | None = None,
     ) -> None:
         """Submit every enabled kind's first tasks; each submits the ones its answers need."""
         self.scoped = scoped_sets

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ from catalog.fake.faults import FaultPlan
 from catalog.fake.server import FakeServer
 from catalog.kinds import (
     compression_tasks,
+    eval_result_export_tasks,
     eval_result_exports,
     eval_task_reports,
     eval_tasks,
@@ -79,12 +80,15 @@ def _listing(
         marker = page["pageInfo"]["nextMarker"]
 
 
-def expected_rows(catalog: FakeCatalog) -> dict[str, dict[str, dict[str, Any]]]:
+def expected_rows(
+    catalog: FakeCatalog, export_tasks: Iterable[str] = ()
+) -> dict[str, dict[str, dict[str, Any]]]:
     """What the database should hold, per kind and key, for what the fake serves now.
 
     Built from the fake's answers to the documented calls the sync makes (sets from their
     listings, versions from the custom or preset describe call, a failed task's reason from its
-    detail call), so it follows what the API says, not how the fake stores it.
+    detail call), so it follows what the API says, not how the fake stores it. ``export_tasks``:
+    the tracked ``amemt-`` refs a sync with eval_result_export_task on reads (V2 call).
     """
     server = FakeServer(catalog, AK, SK)  # never started: only its answers are used
     out: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SPECS}
@@ -114,6 +118,9 @@ def expected_rows(catalog: FakeCatalog) -> dict[str, dict[str, dict[str, Any]]]:
         row = eval_result_exports.row(obj)
         out["eval_result_export"][str(row["export_id"])] = row
     _lifecycle_rows(server, out)
+    for ref in export_tasks:
+        answer = _answers(server, "DescribeEvalResultExportTask", {"taskId": ref}, "/v2/eval")
+        out["eval_result_export_task"][ref] = eval_result_export_tasks.row(answer)
     return out
 
 

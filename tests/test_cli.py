@@ -101,7 +101,7 @@ def test_new_eval_export_ids_are_resolved_side_by_side() -> None:
     import threading
 
     from catalog.errors import ApiError, ConfigError
-    from catalog.kinds import eval_result_exports
+    from catalog.walk import Walker
 
     refs = ["11", "12", "amemt-x13", "14"]
     barrier = threading.Barrier(len(refs), timeout=10)
@@ -115,13 +115,18 @@ def test_new_eval_export_ids_are_resolved_side_by_side() -> None:
                 raise ApiError("no such export", call=path, code="500002", status=200)
             return {"exportID": body["exportID"], "state": "Done"}
 
+    def resolve(refs: list[str]) -> dict[tuple[str, str], dict[str, object]]:
+        walker = Walker(Client(), lambda task, depth: None, lambda event: None)  # type: ignore[arg-type]
+        return walker.resolve_eval_exports(refs)
+
     with pytest.raises(ConfigError, match="unknown --eval-export-id '14'"):
-        eval_result_exports.resolve(Client(), refs)  # type: ignore[arg-type]
+        resolve(refs)
     assert sorted(str(b["exportID"]) for b in asked) == sorted(refs)
     refs.pop()
     barrier = threading.Barrier(len(refs), timeout=10)
-    found = eval_result_exports.resolve(Client(), refs)  # type: ignore[arg-type]
-    assert list(found) == refs and found["12"] == {"exportID": 12, "state": "Done"}
+    found = resolve(refs)
+    assert [ref for _kind, ref in found] == refs
+    assert found[("eval_result_export", "12")] == {"exportID": 12, "state": "Done"}
 
 
 def test_unknown_eval_export_id_is_refused_and_not_remembered(db_url: str) -> None:

@@ -25,6 +25,7 @@ from catalog import db
 from catalog.cli import cli
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
+from catalog.kinds import KINDS
 from catalog.schema import sync_runs
 from tests.helpers import _answers, _listing, fake_console, sync
 
@@ -342,3 +343,24 @@ def test_lineage_as_of_shows_the_chain_as_it_was(db_url: str) -> None:
     assert now[links.trained]["fine_tuning_job_id"] is None
     assert now == {k: {**v, "latest_eval_value": now[k]["latest_eval_value"]}
                    for k, v in expected_lineage(catalog).items()}
+
+
+def test_lineage_shows_the_tracked_export_tasks_of_an_evaluation(db_url: str) -> None:
+    """With eval_result_export_task on, an evaluation's tracked V2 export tasks follow it in
+    the chain (``evalId`` -> the evaluation task); an untracked one is not there."""
+    catalog, links = linked_catalog()
+    rng = random.Random(21)
+    evals = [k for k in catalog.keys("eval_task_report") if any(
+        u["modelId"] == links.evaluated for u in catalog.get("eval_task_report", k)["units"])]
+    tracked = catalog.add("eval_result_export_task", rng, parent=evals[0])
+    untracked = catalog.add("eval_result_export_task", rng, parent=evals[0])
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server, kinds=KINDS, eval_export_ids=[tracked])
+    assert summary.status == "success"
+    chain = _chain(db_url, links.evaluated)
+    task = catalog.get("eval_result_export_task", tracked)
+    assert [(r["kind"], r["id"], r["state"]) for r in _steps(chain, "results exported")] == [
+        ("eval_result_export_task", tracked, task["state"])]
+    steps = [(r["step"], r["id"]) for r in chain]
+    assert steps.index(("evaluated by", evals[0])) < steps.index(("results exported", tracked))
+    assert untracked not in {r["id"] for r in chain}

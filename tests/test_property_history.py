@@ -108,12 +108,15 @@ def mutate(catalog: FakeCatalog, rng: random.Random, removed: list[dict[str, Any
                 removal = catalog.remove(kind, rng.choice(keys))
                 removed.append(removal)
                 step.removed.update(_keys_of(removal))
-            else:
+            else:  # of the wanted kind, else any removed one (eleven kinds: a drawn kind
+                # rarely has one)
                 candidates = [r for r in removed
-                              if r["kind"] == kind and _parent_present(catalog, r)]
+                              if (wanted is None or r["kind"] == kind)
+                              and _parent_present(catalog, r)]
                 if not candidates:
                     continue
                 removal = rng.choice(candidates)
+                kind = removal["kind"]
                 removed.remove(removal)
                 catalog.restore(kind, removal)
                 step.restored.update(_keys_of(removal))
@@ -191,14 +194,16 @@ def run_sequence(db_url: str, seed: int, ops: Counter[str]) -> None:
         for k in range(rng.randint(3, 4)):  # the first sync, then 2-3 steps of mutations
             if k:
                 steps.append(mutate(catalog, rng, removed, ops, every_kind=k == 1))
-            refs = [str(key) for key in catalog.keys("eval_result_export")]
+            # every kind, the opt-in V2 export tasks too (tracked by their amemt- ids)
+            tasks = catalog.keys("eval_result_export_task")
+            refs = [*(str(key) for key in catalog.keys("eval_result_export")), *tasks]
             _untrack_all_but(db_url, refs)  # an export leaves the catalog only by `eval untrack`
             summary = sync(db_url, server, workers=2, allow_mass_delete=True,
-                           eval_export_ids=refs)
+                           eval_export_ids=refs, kinds=KINDS)
             assert summary.status == "success", (seed, k, summary.message)
             assert summary.run_id is not None
             run_ids.append(summary.run_id)
-            snapshots.append(tracked_only(expected_rows(catalog)))
+            snapshots.append(tracked_only(expected_rows(catalog, export_tasks=tasks)))
 
     engine = db.create_engine_for(db_url)
     with engine.connect() as conn:

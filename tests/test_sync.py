@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, func, select
 
 from catalog import db
 from catalog.fake.catalog import FakeCatalog
-from catalog.kinds import eval_tasks
+from catalog.kinds import KINDS, eval_tasks
 from catalog.schema import SPECS, changes, sync_runs
 from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
 
@@ -27,11 +27,14 @@ def _count(db_url: str, table: object) -> int:
 
 
 def test_full_walk_stores_every_entity_with_its_fields(db_url: str) -> None:
+    """Every kind, the opt-in one too, its V2 export tasks tracked beside the V1 exports."""
     catalog = FakeCatalog.generate(seed=3, model_sets=6, comp_tasks=40, eval_exports=3)
+    tasks = catalog.keys("eval_result_export_task")
+    refs = [*(str(k) for k in catalog.keys("eval_result_export")), *tasks]
     with fake_console(catalog) as server:
-        summary = sync(db_url, server)
+        summary = sync(db_url, server, kinds=KINDS, eval_export_ids=refs)
     assert summary.status == "success"
-    expected = tracked_only(expected_rows(catalog))
+    expected = tracked_only(expected_rows(catalog, export_tasks=tasks))
     stored = stored_rows(db_url)
     for kind in SPECS:
         assert stored[kind] == expected[kind], kind
@@ -89,16 +92,23 @@ def _pages(n: int) -> int:
 
 
 def minimum_calls(
-    catalog: FakeCatalog, *, include_system: bool, evals: int, described_failed: int
+    catalog: FakeCatalog,
+    *,
+    include_system: bool,
+    evals: int,
+    described_failed: int,
+    export_tasks: int = 0,
 ) -> int:
     """README's formula for a full sync: pages of custom sets + 2 x custom versions + pages of
-    compression tasks + failed tasks new or changed + tracked eval exports, and with
-    --include-system pages of preset sets + preset versions."""
+    compression tasks + failed tasks new or changed + tracked eval exports (``evals`` through
+    the V1 route, ``export_tasks``: the amemt- ones through DescribeEvalResultExportTask when
+    its kind is on), and with --include-system pages of preset sets + preset versions."""
     sets = [catalog.get("model_set", k) for k in catalog.keys("model_set")]
     custom = [s for s in sets if s["source"] != "System"]
     system = [s for s in sets if s["source"] == "System"]
     calls = _pages(len(custom)) + 2 * sum(len(s["modelIds"]) for s in custom)
     calls += _pages(len(catalog.keys("compression_task"))) + described_failed + evals
+    calls += export_tasks
     if include_system:
         calls += _pages(len(system)) + sum(len(s["modelIds"]) for s in system)
     return calls + lifecycle_calls(catalog, first_run=described_failed > 0)
@@ -160,6 +170,30 @@ def test_call_count_is_the_documented_minimum(db_url: str, include_system: bool)
     assert "DescribeSystemModelSet" not in actions
 
 
+def test_call_count_with_the_v2_export_tasks_on(db_url: str) -> None:
+    """With eval_result_export_task in --kinds, one DescribeEvalResultExportTask per tracked
+    amemt- ref, in place of the V1 route's call; numeric refs stay on the V1 route."""
+    catalog = FakeCatalog.generate(
+        seed=8, model_sets=5, system_sets=2, comp_tasks=30, eval_exports=2, eval_export_tasks=3
+    )
+    ints = [str(k) for k in catalog.keys("eval_result_export")]
+    tasks = catalog.keys("eval_result_export_task")
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server, include_system=False, kinds=KINDS,
+                       eval_export_ids=[*ints, *tasks])
+        first = len(server.calls)
+        v2 = server.call_count("DescribeEvalResultExportTask")
+        again = sync(db_url, server, include_system=False, kinds=KINDS)
+    assert summary.status == again.status == "success"
+    assert v2 == len(tasks) == 3
+    assert first == summary.api_calls == minimum_calls(
+        catalog, include_system=False, evals=len(ints), described_failed=_failed_tasks(catalog),
+        export_tasks=len(tasks))
+    assert again.api_calls == minimum_calls(
+        catalog, include_system=False, evals=len(ints), described_failed=0,
+        export_tasks=len(tasks))
+
+
 def test_scoped_call_count(db_url: str) -> None:
     """Scoped: one DescribeModelSet to resolve the name, then per version DescribeModel, its
     export state and one page of its compression tasks, plus failed tasks' details."""
@@ -178,8 +212,41 @@ def test_scoped_call_count(db_url: str) -> None:
     )
     with fake_console(catalog) as server:
         summary = sync(db_url, server, model_sets=[item["modelSetName"]], eval_export_ids=[])
-    # only what hangs off the sets: no fine-tuning, evaluation or service call
-    assert summary.api_calls == 1 + 3 * len(versions) + failed
+    # what hangs off the sets, and the account-wide lifecycle listings as a full run reads them
+    assert summary.api_calls == 1 + 3 * len(versions) + failed + lifecycle_calls(
+        catalog, first_run=True)
+
+
+def test_a_scoped_run_reads_the_lifecycle_kinds_and_deletes_only_in_scope(db_url: str) -> None:
+    """The lifecycle listings are the account's, complete whatever set is scoped: a scoped run
+    picks up a new fine-tuning job and deletes a removed service, and still no set (nor its
+    versions) outside its scope."""
+    catalog = FakeCatalog.generate(
+        seed=12, model_sets=3, system_sets=0, comp_tasks=10, eval_exports=0,
+        fine_tuning_jobs=2, tasks_per_job=1, eval_tasks=3, services=3, preset_services=1,
+    )
+    target, other = catalog.keys("model_set")[:2]
+    name = catalog.get("model_set", target)["modelSetName"]
+    outside = set(catalog.get("model_set", other)["modelIds"])
+    with fake_console(catalog) as server:
+        assert sync(db_url, server, include_system=False).status == "success"
+        job = catalog.add("fine_tuning_job", random.Random(12))
+        service = catalog.keys("service")[0]
+        catalog.remove("service", service)
+        catalog.remove("model_set", other)
+        scoped = sync(db_url, server, model_sets=[name], include_system=False)
+    assert scoped.status == "success"
+    stored = stored_rows(db_url)
+    assert job in stored["fine_tuning_job"] and scoped.counts["fine_tuning_job_inserted"] == 1
+    assert len([t for t in stored["fine_tuning_task"].values() if t["job_id"] == job]) == 1
+    assert service not in stored["service"] and scoped.counts["service_deleted"] == 1
+    assert other in stored["model_set"] and outside <= set(stored["model_version"])
+    assert scoped.counts["model_set_deleted"] == scoped.counts["model_version_deleted"] == 0
+    # every lifecycle kind as the fake serves it now
+    want = tracked_only(expected_rows(catalog))
+    for kind in ("fine_tuning_job", "fine_tuning_task", "eval_task", "eval_task_report",
+                 "service"):
+        assert stored[kind] == want[kind], kind
 
 
 def test_scoped_sync_walks_only_that_model_set(db_url: str) -> None:

@@ -1006,6 +1006,14 @@ class FakeCatalog:
         return ""
 
     def _new_eval_export_task(self, rng: random.Random, eval_id: str | None = None) -> str:
+        """A V2 export task of an evaluation task (``evalId``).
+
+        INVENTED: that V2 tasks and the V1 exports are separate objects (a V1 ``exportIDStr``
+        is unknown to the V2 call and a V2 ``taskId`` to the V1 route; the documents do not say
+        whether the two ``amemt-`` ids name the same export); that a task exports a
+        ``Successed`` evaluation when there is one; the storage path's form (a bucket-first
+        path for BOS, V1's ``exportPath`` form for system storage).
+        """
         tasks = self._items["eval_task"]
         if eval_id is None:
             finished = [t for t, v in tasks.items() if v["state"] == "Successed"] or list(tasks)

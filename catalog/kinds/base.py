@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Column, ColumnElement, Table, or_
 
 from catalog.documented import DriftLog, Fields
-from catalog.events import Event, Record
+from catalog.errors import ApiError
+from catalog.events import VERSION, Event, Record
+from catalog.normalize import NormalizeError
 
 if TYPE_CHECKING:
     from catalog.events import Client
@@ -33,11 +36,16 @@ class Walk(Protocol):
     drift: DriftLog
     #: ``--model-set`` scope (resolved sets), or None for a full walk.
     scoped: Sequence[Any] | None
-    #: Tracked evaluation export refs, and the answers fetched for new ones before the run.
+    #: Tracked evaluation export refs, and the answers fetched for new ones before the run,
+    #: by (kind, ref).
     eval_refs: Sequence[str]
-    prefetched: Mapping[str, dict[str, Any]]
+    prefetched: Mapping[tuple[str, str], dict[str, Any]]
 
     def enabled(self, kind: str) -> bool: ...
+
+    def reader_of(self, ref: str) -> str | None:
+        """The one enabled kind that reads the tracked ref ``ref`` (``RefReader``)."""
+        ...
 
     def denied(self, kind: str) -> bool: ...
 
@@ -92,6 +100,54 @@ def within_parents(
 
 
 @dataclass(frozen=True)
+class RefReader:
+    """How a kind whose listing is the tracked evaluation export refs reads one ref. Each ref
+    is read by one enabled kind (``catalog.kinds.ref_reader``), which also asks a new ref
+    before it is tracked, so a wrong one is refused instead of failing every later run."""
+
+    #: The call, as errors and sync_errors name it.
+    call: str
+    #: Whether the kind can read this ref (a V2 export task: an ``amemt-`` id only).
+    takes: Callable[[str], bool]
+    fetch: Callable[[Client, str], dict[str, Any]]
+    #: When this kind is enabled, the refs it takes are read by it instead of by that kind
+    #: (the documented replacement of that kind's call).
+    instead_of: str | None = None
+
+
+def read_tracked(
+    kind: str, reader: RefReader, row: Callable[[Mapping[str, Any]], dict[str, Any]], key: str
+) -> Callable[[Walk, Pages | None], None]:
+    """The ``start`` of a kind read from the tracked refs: each ref it takes is asked once a
+    run (a new ref's answer, fetched before the run, is recorded at once). A failed answer is
+    that ref's failure; its row stays, since only untracking deletes it."""
+
+    def describe(walk: Walk, ref: str, obj: dict[str, Any] | None) -> None:
+        if walk.denied(kind):
+            return
+        try:
+            if obj is None:
+                obj = reader.fetch(walk.client, ref)
+            walk.drift.check(kind, reader.call, obj, ref)
+            built = row(obj)
+            walk.emit(Record.of(kind, built[key], obj, built, reader.call))
+        except (ApiError, NormalizeError) as exc:
+            walk.fail(kind, reader.call, ref, exc)
+
+    def start(walk: Walk, pages: Pages | None) -> None:
+        for ref in walk.eval_refs:
+            if walk.reader_of(ref) != kind:
+                continue
+            answer = walk.prefetched.get((kind, ref))
+            if answer is not None:  # fetched before the run: recorded now, not by a late task
+                describe(walk, ref, answer)
+            else:  # few calls: among the first the pool runs, so a signal rarely finds them undone
+                walk.submit(partial(describe, walk, ref, None), VERSION)
+
+    return start
+
+
+@dataclass(frozen=True)
 class Kind:
     name: str
     table: str
@@ -127,3 +183,9 @@ class Kind:
     detail: Callable[[Walk, Record], None] | None = None
     #: The SQL condition inside which unseen entities are deleted; None: none this run.
     deletes: Callable[[DeleteView], ColumnElement[bool] | None] | None = None
+    #: A kind read from the tracked evaluation export refs (see ``RefReader``).
+    reads_refs: RefReader | None = None
+    #: Why the kind is not read unless named in ``--kinds`` (None: read by default). For a
+    #: call the vendor documents but says may not be served: a guess that fails would make
+    #: every run partial.
+    opt_in: str | None = None

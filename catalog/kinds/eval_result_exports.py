@@ -7,17 +7,14 @@ catalog only when it is untracked, never because its status call failed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, ColumnElement, String, Text, cast, or_
 
 from catalog.documented import fields
-from catalog.errors import ApiError, ConfigError
-from catalog.events import VERSION, Client, Record
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.events import Client
+from catalog.kinds.base import DeleteView, Kind, RefReader, read_tracked
 from catalog.normalize import (
     NormalizeError,
     as_int,
@@ -30,8 +27,6 @@ from catalog.normalize import (
 
 PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
 CALL = "EvalResultExportInfo"
-#: Threads that resolve new tracked ids before a run; the limiter, not this, sets the pace.
-_RESOLVERS = 8
 
 KEY = Column("export_id", BigInteger, primary_key=True, autoincrement=False)
 COLUMNS = (
@@ -74,51 +69,11 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 
-def resolve(client: Client, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Fetch each new ``--eval-export-id`` before the run, so a wrong one is refused instead
-    of being tracked forever; the walk reuses the answers (no second call).
-
-    The calls go side by side (the client's limiter still paces them): one after another, a
-    first sync with many new ids waited their latency in turn before the walk could start.
-    """
-
-    def fetch(ref: str) -> dict[str, Any]:
-        try:
-            return client.call_v1(PATH, eval_ref_body(ref))
-        except ApiError as exc:
-            if exc.is_auth or exc.retryable:
-                raise
-            raise ConfigError(
-                f"unknown --eval-export-id {ref!r}: the API did not answer it "
-                f"({exc.message} [{exc.code}])"
-            ) from None
-
-    if not refs:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(len(refs), _RESOLVERS)) as pool:
-        return dict(zip(refs, pool.map(fetch, refs), strict=True))
+def _fetch(client: Client, ref: str) -> dict[str, Any]:
+    return client.call_v1(PATH, eval_ref_body(ref))
 
 
-def _start(walk: Walk, pages: Pages | None) -> None:
-    for ref in walk.eval_refs:
-        answer = walk.prefetched.get(ref)
-        if answer is not None:  # fetched before the run: recorded now, not by a late task
-            _describe(walk, ref, answer)
-        else:  # few calls: among the first the pool runs, so a signal rarely finds them undone
-            walk.submit(partial(_describe, walk, ref, None), VERSION)
-
-
-def _describe(walk: Walk, ref: str, obj: dict[str, Any] | None) -> None:
-    if walk.denied("eval_result_export"):
-        return
-    try:
-        if obj is None:
-            obj = walk.client.call_v1(PATH, eval_ref_body(ref))
-        walk.drift.check("eval_result_export", CALL, obj, ref)
-        built = row(obj)
-        walk.emit(Record.of("eval_result_export", built["export_id"], obj, built, CALL))
-    except (ApiError, NormalizeError) as exc:
-        walk.fail("eval_result_export", CALL, ref, exc)
+READER = RefReader(CALL, lambda ref: True, _fetch)
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
@@ -136,6 +91,7 @@ KIND = Kind(
     columns=COLUMNS,
     policy="a policy the documents do not name for this call",
     calls=CALLS,
-    start=_start,
+    start=read_tracked("eval_result_export", READER, row, "export_id"),
     deletes=_deletes,
+    reads_refs=READER,
 )

@@ -75,9 +75,9 @@ def row(obj: Mapping[str, Any], eval_type: str | None = None) -> dict[str, Any]:
 
 
 def _start(walk: Walk, pages: Any) -> None:
-    if walk.scoped is None:
-        for eval_type in EVAL_TYPES:
-            walk.submit(partial(_list, walk, eval_type), LISTING)
+    # Scoped too: the listings are the account's, complete whatever sets are scoped.
+    for eval_type in EVAL_TYPES:
+        walk.submit(partial(_list, walk, eval_type), LISTING)
 
 
 def _list(walk: Walk, eval_type: str) -> None:
@@ -125,9 +125,7 @@ def _describe(walk: Walk, listed: Record) -> None:
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
-    """Tasks of an ``evalType`` whose listing completed without them; none when scoped."""
-    if d.scoped:
-        return None
+    """Tasks of an ``evalType`` whose listing completed without them."""
     listed = [t for t in EVAL_TYPES if d.whole("eval_task", t)]
     return d.table("eval_task").c.eval_type.in_(listed) if listed else None
 

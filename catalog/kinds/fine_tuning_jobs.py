@@ -60,8 +60,8 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _start(walk: Walk, pages: Pages | None) -> None:
-    if walk.scoped is None:
-        walk.submit(partial(_list, walk), LISTING)
+    # Scoped too: the listing is the account's, complete whatever sets are scoped.
+    walk.submit(partial(_list, walk), LISTING)
 
 
 def _list(walk: Walk) -> None:

@@ -117,8 +117,7 @@ def row(obj: Mapping[str, Any], is_preset: bool, detailed: bool) -> dict[str, An
 
 
 def _start(walk: Walk, pages: Pages | None) -> None:
-    if walk.scoped is not None:
-        return  # a --model-set walk reads only what hangs off its sets
+    # Scoped too: both listings are the account's, complete whatever sets are scoped.
     walk.submit(partial(_list, walk), LISTING)
     walk.submit(partial(_presets, walk), LISTING)
 
@@ -177,9 +176,7 @@ def _presets(walk: Walk) -> None:
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
-    """Custom or preset services their completed listing did not name; none when scoped."""
-    if d.scoped:
-        return None
+    """Custom or preset services their completed listing did not name."""
     listed = [flag for flag, key in ((False, CUSTOM), (True, PRESET)) if d.whole("service", key)]
     return d.table("service").c.is_preset.in_(listed) if listed else None
 
