@@ -600,7 +600,9 @@ def run_sync(
             # not a reason to refuse the whole run (cron lines repeat --eval-export-id).
             current = db.schema_state(conn) == "current"
             known = _tracked_refs(conn, options.account) if current else []
-            prefetched = run.walker.resolve_eval_exports([r for r in new_refs if r not in known])
+            prefetched = run.walker.resolve_eval_exports(
+                [r for r in new_refs if r not in known], options.workers
+            )
             db.ensure_schema(conn, options.migrate)
             source.bind(
                 conn, options.base_url, options.access_key, rebind=options.rebind_source,

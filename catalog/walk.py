@@ -44,8 +44,6 @@ from catalog.kinds.base import Pages
 
 #: The IAM policies the vendor's pages name for each kind's calls (said on a permission error).
 POLICIES = {name: kind.policy for name, kind in REGISTRY.items()}
-#: Threads that ask new tracked refs before a run; the limiter, not this, sets the pace.
-_RESOLVERS = 8
 
 __all__ = [
     "LISTING",
@@ -160,14 +158,17 @@ class Walker:
     def resolve_model_sets(self, refs: Sequence[str]) -> list[ScopedSet]:
         return _sets.resolve(self.client, refs)
 
-    def resolve_eval_exports(self, refs: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    def resolve_eval_exports(
+        self, refs: Sequence[str], workers: int = 1
+    ) -> dict[tuple[str, str], dict[str, Any]]:
         """Ask each new ``--eval-export-id`` before the run, by the kind that will read it
         (by the V1 call when no enabled kind does, as before there were two), so a wrong one
         is refused instead of failing every later run; the walk reuses the answers, by
         (kind, ref).
 
-        The calls go side by side (the limiter still paces them): one after another, a first
-        sync with many new ids waited each one's latency before the walk could start.
+        Up to ``workers`` calls go side by side, as in the walk (the limiter still paces
+        them): one after another, a first sync with many new ids waited each one's latency
+        before the walk could start.
         """
 
         def ask(ref: str) -> tuple[tuple[str, str], dict[str, Any]]:
@@ -186,7 +187,7 @@ class Walker:
 
         if not refs:
             return {}
-        with ThreadPoolExecutor(max_workers=min(len(refs), _RESOLVERS)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(refs), workers))) as pool:
             return dict(pool.map(ask, refs))
 
     def open_first_listing(self, scoped: bool) -> None:

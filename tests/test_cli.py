@@ -117,7 +117,7 @@ def test_new_eval_export_ids_are_resolved_side_by_side() -> None:
 
     def resolve(refs: list[str]) -> dict[tuple[str, str], dict[str, object]]:
         walker = Walker(Client(), lambda task, depth: None, lambda event: None)  # type: ignore[arg-type]
-        return walker.resolve_eval_exports(refs)
+        return walker.resolve_eval_exports(refs, workers=8)
 
     with pytest.raises(ConfigError, match="unknown --eval-export-id '14'"):
         resolve(refs)
