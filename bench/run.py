@@ -222,7 +222,13 @@ def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
     )
     server = FakeServer(catalog, AK, SK, latency=spec["latency"])
     server.start()
-    conn.send({"url": server.url, "eval_ids": [str(k) for k in catalog.keys("eval_result_export")]})
+    conn.send(
+        {
+            "url": server.url,
+            "eval_ids": [str(k) for k in catalog.keys("eval_result_export")],
+            "pid": os.getpid(),
+        }
+    )
     rng = random.Random(spec["seed"] + 1)
     seen: dict[str, dict[str, Any]] | None = None  # the listings as the last sync saw them
     try:
@@ -985,6 +991,31 @@ def _cpu_busy() -> tuple[float, float]:
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
 
 
+def _process_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds of process ``pid`` so far (with ``children``: those of its reaped children
+    too, which for PostgreSQL's postmaster are the ended sessions' backends)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = [int(f) for f in fields[11:15]]  # utime, stime, cutime, cstime
+    return sum(ticks if children else ticks[:2]) / os.sysconf("SC_CLK_TCK")
+
+
+def _postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's pid, when it runs on this machine (its data directory is here)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            data = conn.execute(text("SHOW data_directory")).scalar_one()
+    finally:
+        engine.dispose()
+    pidfile = Path(data) / "postmaster.pid"
+    try:
+        return int(pidfile.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
     """N accounts, each its own fake console (own catalog, own rate limit, own process) and its
     own sync process, all started together into one database: total wall time against one
@@ -1003,6 +1034,10 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                     for pipe, _info in servers:
                         ask(pipe, "limiter", ("bucket", args.rate_limit))
                         ask(pipe, "reset")
+                    pg_pid = _postmaster_pid(url) if db == "postgresql" else None
+                    fakes0 = sum(_process_cpu(info["pid"]) for _pipe, info in servers)
+                    pg0 = _process_cpu(pg_pid, children=True) if pg_pid else 0.0
+                    syncs0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t0 = time.monotonic()
                     busy0, total0 = _cpu_busy()
                     procs = [
@@ -1036,6 +1071,14 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                         outs.append(json.loads(stdout.strip().splitlines()[-1]))
                     wall = time.monotonic() - t0
                     busy1, total1 = _cpu_busy()
+                    syncs1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    fakes_cpu = sum(_process_cpu(info["pid"]) for _pipe, info in servers) - fakes0
+                    pg_cpu = (_process_cpu(pg_pid, children=True) - pg0) if pg_pid else None
+                    # Whole processes, start-up (imports, schema) included: the sync children
+                    # are reaped by now; the fake consoles live on, so theirs is a difference.
+                    syncs_cpu = (syncs1.ru_utime + syncs1.ru_stime) - (
+                        syncs0.ru_utime + syncs0.ru_stime
+                    )
                     stats = [ask(pipe, "stats") for pipe, _info in servers]
                     calls = sum(st["calls"] for st in stats)
                     throttled = sum(st["throttled"] for st in stats)
@@ -1061,6 +1104,15 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                         "machine_busy": round((busy1 - busy0) / (total1 - total0), 3),
                         "sync_cpu_s": round(sum(o["cpu"] for o in outs), 1),
                         "cpu_ms_per_call": round(1000 * (busy1 - busy0) / calls, 2),
+                        # Where the machine's CPU went, in ms per call: the sync processes whole
+                        # (start-up included), the fake consoles, the database server.
+                        "ms_per_call": {
+                            "syncs": round(1000 * syncs_cpu / calls, 2),
+                            "fakes": round(1000 * fakes_cpu / calls, 2),
+                            "database": round(1000 * pg_cpu / calls, 2)
+                            if pg_cpu is not None
+                            else None,
+                        },
                     }
                     results.append(row)
                     print(
@@ -1068,8 +1120,9 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                         f"({row['wall_over_one']}x one account), {calls} calls, "
                         f"{row['calls_per_s']} calls/s in total, {throttled} throttled, "
                         f"statuses {row['statuses']}; machine {row['machine_busy']:.0%} busy, "
-                        f"{row['cpu_ms_per_call']} ms CPU per call (syncs "
-                        f"{row['sync_cpu_s']}s)",
+                        f"{row['cpu_ms_per_call']} ms CPU per call: syncs "
+                        f"{row['ms_per_call']['syncs']}, fake consoles "
+                        f"{row['ms_per_call']['fakes']}, database {row['ms_per_call']['database']}",
                         flush=True,
                     )
     return {"mode": "accounts", "spec": spec, "rate_limit": args.rate_limit, "results": results}
