@@ -24,12 +24,14 @@ from sqlalchemy import (
     String,
     any_,
     bindparam,
+    cast,
     func,
     select,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from catalog.types import UTCDateTime
 
@@ -95,6 +97,20 @@ def one_of(
         return column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))
     listed = func.json_each(bindparam(None, _sqlite_json(list(keys)), type_=String()))
     return column.in_(select(listed.table_valued("value").c.value))
+
+
+def pairs(mapping: Mapping[str, str], dialect: str) -> TableValuedAlias:
+    """``mapping`` as rows ``(key, value)``, bound as one JSON object (one parameter).
+
+    For the no-op re-sync's per-batch question "which of these keys still has this hash": the
+    database joins the rows with the stored ones itself, so an unchanged key never comes back
+    to Python (``json_each`` on SQLite, ``json_each_text`` on PostgreSQL; both name the columns
+    ``key`` and ``value``). Keys and values are text, whatever the key column's type.
+    """
+    text = bindparam(None, _sqlite_json(mapping), type_=String())
+    if dialect == "postgresql":
+        return func.json_each_text(cast(text, postgresql.JSON)).table_valued("key", "value")
+    return func.json_each(text).table_valued("key", "value")
 
 
 class Bulk:
