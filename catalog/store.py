@@ -42,8 +42,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.selectable import TableValuedAlias
 
-from catalog.bulk import Bulk, has_json_each, one_of, pairs, to_json
+from catalog.bulk import Bulk, has_json_each, one_of, pairs, pairs_json, to_json
 from catalog.schema import DEFAULT_ACCOUNT, SPECS, KindSpec, changes
 from catalog.types import UTCDateTime
 
@@ -134,9 +137,25 @@ class Store:
         stmt = (
             select(func.count())
             .select_from(t)
-            .where(spec.of(self.account), t.c.deleted_at.is_(None))
+            .where(self._whole(spec), t.c.deleted_at.is_(None))
         )
         return int(self.conn.execute(stmt).scalar_one())
+
+    def _whole(self, spec: KindSpec) -> ColumnElement[bool]:
+        """The account filter of a scan of a whole kind (the counts and deletes that open and
+        close a run: five per kind).
+
+        On SQLite the plain filter makes the planner walk the primary key's index and fetch each
+        row by its rowid, seven times the cost of reading the table in order (0.25 s against
+        0.035 s for 100,000 tasks); a unary ``+`` keeps the column from the index. That loses
+        only where the account holds under a seventh of the table's rows. PostgreSQL chooses by
+        its statistics, so it keeps the plain filter.
+        """
+        if self.dialect != "sqlite":
+            return spec.of(self.account)
+        account = spec.table.c.account
+        plus = UnaryExpression(account, operator=operators.custom_op("+"), type_=account.type)
+        return plus == self.account
 
     # -- batches ------------------------------------------------------------
 
@@ -251,31 +270,14 @@ class Store:
             return {}
         if not self._json_each:
             return self._settle_in_python(spec, hashes, answered, context)
-        t = spec.table
-        given = pairs(hashes, self.dialect)
-        key = given.c.key if isinstance(spec.key_column.type, String) else cast(
-            given.c.key, spec.key_column.type
-        )
-        same = and_(
-            spec.of(self.account),
-            spec.key_column == key,
-            t.c.raw_hash == given.c.value,
-            t.c.deleted_at.is_(None),
-            *(t.c[c].is_not(None) for c in answered),
-        )
-        # EXISTS, not a join: SQLite's planner would scan the account's whole table and probe
-        # the batch; a correlated EXISTS makes it walk the batch and look each key up.
-        marked = self.conn.execute(
-            seen.insert().from_select(
-                ["kind", "entity_key"],
-                select(literal(spec.kind, String()), given.c.key).where(
-                    select(t.c[spec.key]).where(same).exists()
-                ),
-            )
-        ).rowcount
-        if marked == len(hashes):
+        text = {"pairs": pairs_json(hashes)}
+        if self._marking(spec, tuple(answered)).execute_one(self.conn, text) == len(hashes):
             return {}
-        # The negation of ``same`` for an outer join: no stored row, or one that differs.
+        t = spec.table
+        given = pairs(self.dialect)
+        key = self._key_of(spec, given)
+        # The negation of the marking's condition, for an outer join: no stored row, or one
+        # that differs.
         other = or_(
             spec.key_column.is_(None),
             t.c.raw_hash.is_distinct_from(given.c.value),
@@ -286,9 +288,44 @@ class Store:
             select(given.c.key, spec.key_column, *(t.c[c] for c in context))
             .select_from(given)
             .outerjoin(t, and_(spec.of(self.account), spec.key_column == key))
-            .where(other)
+            .where(other),
+            text,
         )
         return {row[0]: tuple(row[1:]) for row in rest}
+
+    @staticmethod
+    def _key_of(spec: KindSpec, given: TableValuedAlias) -> ColumnElement[Any]:
+        """The key of a ``pairs`` row, typed as the kind's key column (JSON keys are text)."""
+        if isinstance(spec.key_column.type, String):
+            return given.c.key
+        return cast(given.c.key, spec.key_column.type)
+
+    def _marking(self, spec: KindSpec, answered: tuple[str, ...]) -> Bulk:
+        """``INSERT INTO seen`` the keys of a ``pairs`` batch whose stored row is alive with
+        the same hash and every ``answered`` column set; compiled once per run (building and
+        compiling it per batch cost more than running it)."""
+        what = "same" + "".join(f",{c}" for c in answered)
+        bulk = self._bulk.get((spec.kind, what))
+        if bulk is None:
+            t = spec.table
+            given = pairs(self.dialect)
+            same = and_(
+                spec.of(self.account),
+                spec.key_column == self._key_of(spec, given),
+                t.c.raw_hash == given.c.value,
+                t.c.deleted_at.is_(None),
+                *(t.c[c].is_not(None) for c in answered),
+            )
+            # EXISTS, not a join: SQLite's planner would scan the account's whole table and
+            # probe the batch; a correlated EXISTS makes it walk the batch and look keys up.
+            stmt = seen.insert().from_select(
+                ["kind", "entity_key"],
+                select(literal(spec.kind, String()), given.c.key).where(
+                    select(t.c[spec.key]).where(same).exists()
+                ),
+            )
+            bulk = self._bulk[(spec.kind, what)] = Bulk(stmt, self.conn.dialect, ["pairs"])
+        return bulk
 
     def _settle_in_python(
         self,
@@ -466,7 +503,7 @@ class Store:
 
     def unseen_in(self, spec: KindSpec, scope: ColumnElement[bool]) -> ColumnElement[bool]:
         return and_(
-            spec.of(self.account), spec.table.c.deleted_at.is_(None), ~self._seen(spec), scope
+            self._whole(spec), spec.table.c.deleted_at.is_(None), ~self._seen(spec), scope
         )
 
     def unseen(self, kind: str, scope: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -514,6 +551,6 @@ class Store:
         stmt = (
             select(func.count())
             .select_from(spec.table)
-            .where(spec.of(self.account), self._seen(spec))
+            .where(self._whole(spec), self._seen(spec))
         )
         return int(self.conn.execute(stmt).scalar_one())
