@@ -470,12 +470,16 @@ class _Run:
                     api_calls=self.client.calls_made,
                 )
 
+        batch_size = self.options.batch_size
+        observed = self.observer is not None
+
         def add(record: Record) -> None:
-            kind = record.kind
-            batches[kind].append(record)
-            counted(record)
-            if len(batches[kind]) >= self.options.batch_size:
-                flush((kind,), commit=False)
+            batch = batches[record.kind]
+            batch.append(record)
+            if observed:
+                counted(record)
+            if len(batch) >= batch_size:
+                flush((record.kind,), commit=False)
 
         def detail(record: Record) -> None:
             """Submit a detail call from the writer: any end of the walk told before is stale."""
@@ -506,20 +510,23 @@ class _Run:
                         counted(record)
             return asked
 
+        #: Per kind, its (always_detail, wants_detail) hooks: looked up once per record.
+        hooks = {name: (kind.always_detail, kind.wants_detail) for name, kind in REGISTRY.items()}
+
         def route(event: Record) -> None:
             """To a detail call, to the answers waiting to learn whether they need one, or to
             the batch of its kind."""
-            kind = REGISTRY[event.kind]
-            always = kind.always_detail
-            if not event.detailed and always is not None and always(event.obj):
-                detail(event)  # asked every run, whatever is stored
-                return
-            wants = kind.wants_detail
-            if not event.detailed and wants is not None and wants(event.obj):
-                waiting[event.kind].append(event)
-                if len(waiting[event.kind]) >= self.options.batch_size:
-                    ask_details()
-                return
+            if not event.detailed:
+                always, wants = hooks[event.kind]
+                if always is not None and always(event.obj):
+                    detail(event)  # asked every run, whatever is stored
+                    return
+                if wants is not None and wants(event.obj):
+                    held = waiting[event.kind]
+                    held.append(event)
+                    if len(held) >= batch_size:
+                        ask_details()
+                    return
             add(event)
 
         with self.pending_lock:
