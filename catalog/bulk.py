@@ -24,12 +24,14 @@ from sqlalchemy import (
     String,
     any_,
     bindparam,
+    cast,
     func,
     select,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from catalog.types import UTCDateTime
 
@@ -95,6 +97,26 @@ def one_of(
         return column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))
     listed = func.json_each(bindparam(None, _sqlite_json(list(keys)), type_=String()))
     return column.in_(select(listed.table_valued("value").c.value))
+
+
+def pairs(dialect: str, name: str = "pairs") -> TableValuedAlias:
+    """Rows ``(key, value)`` of a JSON object bound as one parameter, ``name`` (its text:
+    ``pairs_json``).
+
+    For the no-op re-sync's per-batch question "which of these keys still has this hash": the
+    database joins the rows with the stored ones itself, so an unchanged key never comes back
+    to Python (``json_each`` on SQLite, ``json_each_text`` on PostgreSQL; both name the columns
+    ``key`` and ``value``). Keys and values are text, whatever the key column's type.
+    """
+    text = bindparam(name, type_=String())
+    if dialect == "postgresql":
+        return func.json_each_text(cast(text, postgresql.JSON)).table_valued("key", "value")
+    return func.json_each(text).table_valued("key", "value")
+
+
+def pairs_json(mapping: Mapping[str, str]) -> str:
+    """The parameter of ``pairs``."""
+    return _sqlite_json(mapping)
 
 
 class Bulk:
@@ -168,6 +190,13 @@ class Bulk:
             params = [dict(zip(names, values(row), strict=True)) for row in rows]
         if not params:
             return 0
+        return int(conn.exec_driver_sql(self.sql, params).rowcount)
+
+    def execute_one(self, conn: Connection, row: Mapping[str, Any]) -> int:
+        """Run once for ``row``; returns the rows changed (a single execute: every driver
+        counts the rows of an INSERT ... SELECT then)."""
+        values = self._values(row)
+        params = values if self.positional else dict(zip(self.names, values, strict=True))
         return int(conn.exec_driver_sql(self.sql, params).rowcount)
 
 

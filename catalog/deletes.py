@@ -91,8 +91,13 @@ def apply(
     """
     order = [name for name in reversed(REGISTRY) if name in where]
     too_many = []
+    #: Per kind, how many it would delete. A child's delete does not change what its parents'
+    #: conditions hold, so the counts stand, and a kind with none is not scanned a second time
+    #: (on a no-op re-sync that second scan of the whole kind is all a delete would cost).
+    doomed_of: dict[str, int] = {}
     for kind in order:
         doomed, alive = store.count_unseen(kind, where[kind])
+        doomed_of[kind] = doomed
         if doomed and doomed > max_share * alive:
             too_many.append(f"{kind} {doomed} of the {alive} there were before this run")
     if too_many and not allow_mass_delete:
@@ -103,7 +108,7 @@ def apply(
         )
     deleted = {}
     for kind in order:
-        deleted[kind] = store.delete_unseen(kind, where[kind])
+        deleted[kind] = store.delete_unseen(kind, where[kind]) if doomed_of[kind] else 0
         if deleted[kind]:
             killpoints.reached("mid_delete")
     return deleted

@@ -26,8 +26,9 @@ class Fields:
     required: frozenset[str]
     optional: frozenset[str] = frozenset()
 
-    @property
+    @functools.cached_property
     def known(self) -> frozenset[str]:
+        # cached: every listed item of every run asks for it
         return self.required | self.optional
 
 
@@ -70,10 +71,10 @@ class DriftLog:
         if documented is None:
             return
         keys = obj.keys()
+        if documented.known.issuperset(keys) and keys >= documented.required:
+            return  # the common case, without building two sets per answer or taking the lock
         unknown = keys - documented.known
         missing = documented.required - keys
-        if not unknown and not missing:  # the common case: no lock taken
-            return
         with self._lock:
             for names, drift in ((unknown, UNKNOWN), (missing, MISSING)):
                 for name in names:

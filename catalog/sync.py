@@ -30,7 +30,7 @@ from catalog.api.retry import RateLimiter, RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode
-from catalog.events import Failure, Keep, Record, ScopeDone, ScopedSet
+from catalog.events import Failure, Keep, Page, Record, ScopeDone, ScopedSet
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
 from catalog.schema import DEFAULT_ACCOUNT, tracked_eval_exports
@@ -262,6 +262,36 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _weight(event: object) -> int:
+    """What an event counts for in the writer's queue: a page, its records (at least one)."""
+    return max(len(event.records), 1) if isinstance(event, Page) else 1
+
+
+class _Inbox(queue.Queue[object]):
+    """The writer's queue, bounded by records, not events: a ``Page`` counts as the records it
+    holds, so pages cut the hand-offs without letting the queue hold more answers in memory.
+
+    ``Queue`` admits an event while its size is under the bound, so the records held stay
+    under the bound plus one page.
+    """
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self.records = 0
+
+    def _qsize(self) -> int:
+        return self.records
+
+    def _put(self, item: object) -> None:
+        super()._put(item)
+        self.records += _weight(item)
+
+    def _get(self) -> object:
+        item = super()._get()
+        self.records -= _weight(item)
+        return item
+
+
 class _Run:
     """The state of one run while it lasts: queue, worker pool, batches, counters."""
 
@@ -278,7 +308,7 @@ class _Run:
         self.client = client
         self.observer = observer
         self.stop = stop
-        self.events: queue.Queue[object] = queue.Queue(maxsize=max(options.batch_size * 4, 1000))
+        self.events = _Inbox(maxsize=max(options.batch_size * 4, 1000))
         self.pool = DeepestFirstPool(options.workers)
         self.pending = 0
         self.writer_epoch = 0
@@ -384,11 +414,13 @@ class _Run:
 
         def rows_of(kind: str, records: list[Record]) -> list[dict[str, Any]]:
             """Rows for the records whose answers changed; the others are only marked seen."""
-            hashes = {r.key: r.raw_hash for r in records if not r.detailed}
-            same = store.skip_unchanged(kind, hashes) if hashes else set()
+            hashes = {str(r.key): r.raw_hash for r in records if not r.detailed}
+            changed = store.mark_unchanged(kind, hashes)
+            if len(hashes) == len(records) and not changed:
+                return []  # a no-op batch: nothing to build
             rows = []
             for record in records:
-                if not record.detailed and record.key in same:
+                if not record.detailed and str(record.key) not in changed:
                     continue
                 try:
                     row = record.build()
@@ -429,17 +461,26 @@ class _Run:
             else:
                 pacer.wrote()
 
+        def counted(record: Record) -> None:
+            """Tell the progress display (if any) of one more answer recorded."""
+            if self.observer is not None:
+                self.notify(
+                    "record",
+                    kind=record.kind,
+                    row=record.build() if record.kind == "model_set" else None,  # its versions
+                    api_calls=self.client.calls_made,
+                )
+
+        batch_size = self.options.batch_size
+        observed = self.observer is not None
+
         def add(record: Record) -> None:
-            kind = record.kind
-            batches[kind].append(record)
-            self.notify(
-                "record",
-                kind=kind,
-                row=record.build() if kind == "model_set" else None,  # progress counts versions
-                api_calls=self.client.calls_made,
-            )
-            if len(batches[kind]) >= self.options.batch_size:
-                flush((kind,), commit=False)
+            batch = batches[record.kind]
+            batch.append(record)
+            if observed:
+                counted(record)
+            if len(batch) >= batch_size:
+                flush((record.kind,), commit=False)
 
         def detail(record: Record) -> None:
             """Submit a detail call from the writer: any end of the walk told before is stale."""
@@ -456,17 +497,38 @@ class _Run:
                     continue
                 waiting[kind] = []
                 spec = REGISTRY[kind]
+                # The settled ones (the same answer, detailed before) are marked seen there.
                 wanted = store.needs_detail(
-                    kind, {r.key: r.raw_hash for r in records}, spec.unanswered,
+                    kind, {str(r.key): r.raw_hash for r in records}, spec.unanswered,
                     spec.detail_context,
                 )
                 for record in records:
-                    if record.key in wanted:
-                        detail(replace(record, previous=wanted[record.key]))
+                    key = str(record.key)
+                    if key in wanted:
+                        detail(replace(record, previous=wanted[key]))
                         asked = True
                     else:
-                        add(record)
+                        counted(record)
             return asked
+
+        #: Per kind, its (always_detail, wants_detail) hooks: looked up once per record.
+        hooks = {name: (kind.always_detail, kind.wants_detail) for name, kind in REGISTRY.items()}
+
+        def route(event: Record) -> None:
+            """To a detail call, to the answers waiting to learn whether they need one, or to
+            the batch of its kind."""
+            if not event.detailed:
+                always, wants = hooks[event.kind]
+                if always is not None and always(event.obj):
+                    detail(event)  # asked every run, whatever is stored
+                    return
+                if wants is not None and wants(event.obj):
+                    held = waiting[event.kind]
+                    held.append(event)
+                    if len(held) >= batch_size:
+                        ask_details()
+                    return
+            add(event)
 
         with self.pending_lock:
             self.pending += 1  # held until start() has submitted everything
@@ -494,19 +556,11 @@ class _Run:
                 if stale or ask_details():
                     continue  # records of tasks the writer submitted are to come, then a _Done
                 break
-            if isinstance(event, Record):
-                kind = REGISTRY[event.kind]
-                always = kind.always_detail
-                if not event.detailed and always is not None and always(event.obj):
-                    detail(event)  # asked every run, whatever is stored
-                    continue
-                wants = kind.wants_detail
-                if not event.detailed and wants is not None and wants(event.obj):
-                    waiting[event.kind].append(event)
-                    if len(waiting[event.kind]) >= self.options.batch_size:
-                        ask_details()
-                    continue
-                add(event)
+            if isinstance(event, Page):
+                for record in event.records:
+                    route(record)
+            elif isinstance(event, Record):
+                route(event)
             elif isinstance(event, Keep):
                 keep_buf[event.kind].append(event.key)
             elif isinstance(event, ScopeDone):

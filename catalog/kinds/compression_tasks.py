@@ -17,7 +17,7 @@ from sqlalchemy import Column, ColumnElement, Float, String, Text, true
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import LISTING, VERSION, Record, ScopeDone
+from catalog.events import LISTING, VERSION, Page, Record, ScopeDone
 from catalog.kinds.base import DeleteView, Kind, Pages, Walk
 from catalog.normalize import (
     NormalizeError,
@@ -125,6 +125,7 @@ def _list(walk: Walk, source_model_id: str | None, pages: Pages | None) -> None:
     try:
         for page in pages if pages is not None else _pages(walk, source_model_id):
             count += len(page)
+            records = []
             for item in page:
                 task_id = str(item.get("id"))
                 walk.drift.check("compression_task", LIST, item, task_id)
@@ -133,8 +134,10 @@ def _list(walk: Walk, source_model_id: str | None, pages: Pages | None) -> None:
                               NormalizeError("id: missing or not an id"))
                     continue
                 # Normalised by the writer, and only if the answer changed (see Record).
-                walk.emit(Record("compression_task", task_id, item, answer_hash(item),
-                                 partial(row, item), LIST))
+                records.append(Record("compression_task", task_id, item, answer_hash(item),
+                                      partial(row, item), LIST))
+            if records:
+                walk.emit(Page(records))  # the longest listing: one hand-off per page
     except ApiError as exc:
         walk.fail("compression_task", LIST, source_model_id, exc)
         return

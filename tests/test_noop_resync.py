@@ -1,0 +1,165 @@
+"""The no-op re-sync's fast path: answers whose hash equals the stored one are settled in SQL.
+
+Per batch one statement marks the unchanged keys seen, and only the other keys come back to be
+normalised and written (``Store.mark_unchanged``; ``Store.needs_detail`` for answers that may need
+a detail call). These tests pin what that path must still honour: a changed answer is changed,
+a deleted or never-answered entity is not "unchanged", another account's row with the same id and
+hash does not count, and what was only marked seen survives the end of a complete listing.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+
+import pytest
+from sqlalchemy import select, true, update
+
+from catalog import db, runs
+from catalog.events import Page, Record
+from catalog.fake.catalog import FakeCatalog
+from catalog.schema import compression_tasks
+from catalog.store import Store
+from catalog.sync import _Inbox
+from tests.helpers import fake_console, stored_rows, sync
+
+TASK = "compression_task"
+
+
+def _row(n: int, raw_hash: str, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "task_id": f"amva-{n:04d}",
+        "name": f"task {n}",
+        "status": "running",
+        "raw": {"id": f"amva-{n:04d}"},
+        "raw_hash": raw_hash,
+    }
+    row.update(over)
+    return row
+
+
+@pytest.fixture
+def conn(db_url: str) -> Any:
+    engine = db.create_engine_for(db_url)
+    connection = db.connect(engine)
+    db.ensure_schema(connection, True)
+    yield connection
+    connection.close()
+    engine.dispose()
+
+
+def _store(conn: Any, account: str = "a") -> Store:
+    run_id, run_ts = runs.start_run(conn, {}, account)
+    return Store(conn, run_id, run_ts, account)
+
+
+@pytest.mark.parametrize("python_side", [False, True], ids=["sql", "no-json-functions"])
+def test_only_alive_rows_of_the_account_with_the_same_hash_are_unchanged(
+    conn: Any, python_side: bool
+) -> None:
+    first = _store(conn, "a")
+    first.write_batch(TASK, [_row(n, f"h{n}") for n in range(5)])
+    _store(conn, "b").write_batch(TASK, [_row(9, "h9")])  # same id and hash, other account
+    conn.execute(
+        update(compression_tasks)
+        .where(compression_tasks.c.account == "a", compression_tasks.c.task_id == "amva-0003")
+        .values(deleted_at=first.run_ts, deleted_run_id=first.run_id)
+    )
+    conn.commit()
+
+    store = _store(conn, "a")
+    if python_side:
+        store._json_each = False
+    changed = store.mark_unchanged(TASK, {
+        "amva-0000": "h0",  # unchanged
+        "amva-0001": "h1",  # unchanged
+        "amva-0002": "other",  # answered differently
+        "amva-0003": "h3",  # same hash, but deleted: it comes back, a write
+        "amva-0009": "h9",  # only account b has it
+        "amva-0042": "h42",  # never stored
+    })
+    assert changed == {"amva-0002", "amva-0003", "amva-0009", "amva-0042"}
+    assert store.seen_count(TASK) == 2  # the unchanged ones, marked seen without a write
+    assert store.count_unseen(TASK, true()) == (2, 4)  # amva-0002 and -0004 would go
+
+
+@pytest.mark.parametrize("python_side", [False, True], ids=["sql", "no-json-functions"])
+def test_a_detail_is_wanted_unless_the_same_answer_was_detailed_before(
+    conn: Any, python_side: bool
+) -> None:
+    _store(conn, "a").write_batch(TASK, [
+        _row(1, "h1", status="failed", failed_reason="out of memory"),
+        _row(2, "h2", status="failed"),  # its detail never answered: reason NULL
+        _row(3, "h3", status="failed", failed_reason=""),
+    ])
+    conn.commit()
+    store = _store(conn, "a")
+    if python_side:
+        store._json_each = False
+    wanted = store.needs_detail(
+        TASK, {"amva-0001": "h1", "amva-0002": "h2", "amva-0003": "new", "amva-0004": "h4"},
+        unanswered=("failed_reason",), context=("failed_reason",),
+    )
+    assert wanted == {
+        "amva-0002": {"failed_reason": None},
+        "amva-0003": {"failed_reason": ""},
+        "amva-0004": None,  # new
+    }
+    assert store.seen_count(TASK) == 1  # the settled one is seen, nothing else yet
+
+
+def test_the_writers_queue_counts_a_page_as_its_records() -> None:
+    inbox = _Inbox(maxsize=10)
+
+    def record(n: int) -> Record:
+        return Record(TASK, f"k{n}", {}, "h", dict, "L")
+
+    inbox.put(Page([record(n) for n in range(8)]))
+    inbox.put(record(8))
+    assert inbox.qsize() == 9
+    inbox.put(Page([record(n) for n in range(5)]))  # admitted below the bound
+    with pytest.raises(queue.Full):
+        inbox.put(record(99), block=False)  # 14 records held: nothing more
+    assert isinstance(inbox.get(), Page) and inbox.qsize() == 6
+    inbox.put(record(100), block=False)
+
+
+def test_a_no_op_run_keeps_every_entity_and_a_change_anywhere_is_still_seen(
+    db_url: str,
+) -> None:
+    """Failed tasks go through the detail check, the others through the batch's: both paths
+    only mark the unchanged ones seen, and the complete listing then deletes none of them."""
+    catalog = FakeCatalog.generate(seed=61, model_sets=2, comp_tasks=60, eval_exports=0)
+    tasks = catalog.keys(TASK)
+    failed = [k for k in tasks if catalog.get(TASK, k).get("status") == "failed"]
+    running = [k for k in tasks if k not in failed]
+    assert failed and running
+    with fake_console(catalog) as server:
+        sync(db_url, server, batch_size=7, page_size=10)
+        before = stored_rows(db_url)[TASK]
+        again = sync(db_url, server, batch_size=7, page_size=10)
+        assert again.status == "success"
+        assert again.counts[f"{TASK}_seen"] == len(tasks)
+        assert again.counts[f"{TASK}_deleted"] == again.counts[f"{TASK}_updated"] == 0
+        assert stored_rows(db_url)[TASK] == before
+
+        # A field no typed column holds, on a failed and on a running task; a typed one.
+        catalog.patch(TASK, failed[0], fields={"quotaTier": "gold"})
+        catalog.patch(TASK, running[0], fields={"quotaTier": "gold"})
+        catalog.patch(TASK, running[1], fields={"name": "renamed"})
+        third = sync(db_url, server, batch_size=7, page_size=10)
+    assert third.counts[f"{TASK}_updated"] == 1
+    assert third.counts[f"{TASK}_deleted"] == 0
+    assert third.counts[f"{TASK}_seen"] == len(tasks)
+    assert stored_rows(db_url)[TASK][running[1]]["name"] == "renamed"
+    raws = _raws(db_url)
+    assert raws[failed[0]]["quotaTier"] == raws[running[0]]["quotaTier"] == "gold"
+
+
+def _raws(db_url: str) -> dict[str, Any]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as c:
+        t = compression_tasks
+        out = {key: raw for key, raw in c.execute(select(t.c.task_id, t.c.raw))}
+    engine.dispose()
+    return out
