@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
-from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.sql.selectable import ScalarSelect, TableValuedAlias
 
 from catalog.bulk import Bulk, has_json_each, one_of, pairs, pairs_json, to_json
 from catalog.schema import DEFAULT_ACCOUNT, SPECS, KindSpec, changes
@@ -275,20 +275,24 @@ class Store:
             return {}
         t = spec.table
         given = pairs(self.dialect)
-        key = self._key_of(spec, given)
-        # The negation of the marking's condition, for an outer join: no stored row, or one
-        # that differs.
-        other = or_(
-            spec.key_column.is_(None),
-            t.c.raw_hash.is_distinct_from(given.c.value),
-            t.c.deleted_at.is_not(None),
-            *(t.c[c].is_(None) for c in answered),
+        by_key = and_(spec.of(self.account), spec.key_column == self._key_of(spec, given))
+
+        def stored(column: ColumnElement[Any]) -> ScalarSelect[Any]:
+            """The stored row's ``column`` (deleted or not), looked up by the batch's key."""
+            return select(column).where(by_key).scalar_subquery()
+
+        # What the marking did not mark: no alive, answered row with this hash. Scalar
+        # subqueries on the key, as in the marking, so the keys are looked up one by one
+        # whatever the statistics say (an outer join was a scan of the table per batch).
+        same = (
+            select(t.c.raw_hash)
+            .where(by_key, t.c.deleted_at.is_(None), *(t.c[c].is_not(None) for c in answered))
+            .scalar_subquery()
         )
         rest = self.conn.execute(
-            select(given.c.key, spec.key_column, *(t.c[c] for c in context))
+            select(given.c.key, stored(spec.key_column), *(stored(t.c[c]) for c in context))
             .select_from(given)
-            .outerjoin(t, and_(spec.of(self.account), spec.key_column == key))
-            .where(other),
+            .where(same.is_distinct_from(given.c.value)),
             text,
         )
         return {row[0]: tuple(row[1:]) for row in rest}

@@ -13,7 +13,7 @@ import queue
 from typing import Any
 
 import pytest
-from sqlalchemy import select, true, update
+from sqlalchemy import event, select, true, update
 
 from catalog import db, runs
 from catalog.bulk import pairs_json
@@ -189,3 +189,26 @@ def test_the_marking_looks_each_key_up_whatever_the_statistics(conn: Any) -> Non
         assert "SEARCH compression_tasks USING" in plan, plan
         assert "SCAN compression_tasks" not in plan, plan
     assert marking.execute_one(conn, batch) == 100
+    # The keys that were not marked (new or changed) are fetched the same way.
+    statements: list[tuple[str, Any]] = []
+
+    def keep(_c: Any, _cur: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "json_each" in statement:
+            statements.append((statement, parameters))
+
+    later = _store(conn, "a")
+    event.listen(conn, "before_cursor_execute", keep)
+    try:
+        changed = later.mark_unchanged(
+            TASK, {f"amva-{n:04d}": "new" for n in range(100)}
+        )
+    finally:
+        event.remove(conn, "before_cursor_execute", keep)
+    assert len(changed) == 100
+    ((sql, params),) = statements
+    explained = conn.exec_driver_sql(
+        ("EXPLAIN " if conn.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN ") + sql, params
+    ).all()
+    plan = "\n".join(str(r[0] if conn.dialect.name == "postgresql" else r[-1]) for r in explained)
+    assert "Seq Scan on compression_tasks" not in plan and "Hash" not in plan, plan
+    assert "SCAN compression_tasks" not in plan, plan
