@@ -275,20 +275,15 @@ class Store:
             return {}
         t = spec.table
         given = pairs(self.dialect)
-        by_key = and_(spec.of(self.account), spec.key_column == self._key_of(spec, given))
 
         def stored(column: ColumnElement[Any]) -> ScalarSelect[Any]:
             """The stored row's ``column`` (deleted or not), looked up by the batch's key."""
-            return select(column).where(by_key).scalar_subquery()
+            return select(column).where(self._by_key(spec, given)).scalar_subquery()
 
         # What the marking did not mark: no alive, answered row with this hash. Scalar
         # subqueries on the key, as in the marking, so the keys are looked up one by one
         # whatever the statistics say (an outer join was a scan of the table per batch).
-        same = (
-            select(t.c.raw_hash)
-            .where(by_key, t.c.deleted_at.is_(None), *(t.c[c].is_not(None) for c in answered))
-            .scalar_subquery()
-        )
+        same = self._alive_hash(spec, given, answered)
         rest = self.conn.execute(
             select(given.c.key, stored(spec.key_column), *(stored(t.c[c]) for c in context))
             .select_from(given)
@@ -297,12 +292,29 @@ class Store:
         )
         return {row[0]: tuple(row[1:]) for row in rest}
 
-    @staticmethod
-    def _key_of(spec: KindSpec, given: TableValuedAlias) -> ColumnElement[Any]:
-        """The key of a ``pairs`` row, typed as the kind's key column (JSON keys are text)."""
-        if isinstance(spec.key_column.type, String):
-            return given.c.key
-        return cast(given.c.key, spec.key_column.type)
+    def _by_key(self, spec: KindSpec, given: TableValuedAlias) -> ColumnElement[bool]:
+        """The account's stored row of a ``pairs`` row's key (JSON keys are text: cast to the
+        key column's type)."""
+        key = spec.key_column
+        given_key = given.c.key if isinstance(key.type, String) else cast(given.c.key, key.type)
+        return and_(spec.of(self.account), key == given_key)
+
+    def _alive_hash(
+        self, spec: KindSpec, given: TableValuedAlias, answered: Sequence[str]
+    ) -> ScalarSelect[Any]:
+        """The stored hash of a ``pairs`` row's key if its row is alive with every ``answered``
+        column set, else NULL: a scalar subquery, so each key is looked up in the primary key.
+        """
+        t = spec.table
+        return (
+            select(t.c.raw_hash)
+            .where(
+                self._by_key(spec, given),
+                t.c.deleted_at.is_(None),
+                *(t.c[c].is_not(None) for c in answered),
+            )
+            .scalar_subquery()
+        )
 
     def _marking(self, spec: KindSpec, answered: tuple[str, ...]) -> Bulk:
         """``INSERT INTO seen`` the keys of a ``pairs`` batch whose stored row is alive with
@@ -311,18 +323,8 @@ class Store:
         what = "same" + "".join(f",{c}" for c in answered)
         bulk = self._bulk.get((spec.kind, what))
         if bulk is None:
-            t = spec.table
             given = pairs(self.dialect)
-            stored_hash = (
-                select(t.c.raw_hash)
-                .where(
-                    spec.of(self.account),
-                    spec.key_column == self._key_of(spec, given),
-                    t.c.deleted_at.is_(None),
-                    *(t.c[c].is_not(None) for c in answered),
-                )
-                .scalar_subquery()
-            )
+            stored_hash = self._alive_hash(spec, given, answered)
             # A scalar subquery on the key, not EXISTS or a join: both databases then look
             # each key of the batch up in the primary key. PostgreSQL turned EXISTS into a hash
             # join over the account's whole table whenever its statistics were stale (a table

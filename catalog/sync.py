@@ -472,13 +472,11 @@ class _Run:
                 )
 
         batch_size = self.options.batch_size
-        observed = self.observer is not None
 
         def add(record: Record) -> None:
             batch = batches[record.kind]
             batch.append(record)
-            if observed:
-                counted(record)
+            counted(record)
             if len(batch) >= batch_size:
                 flush((record.kind,), commit=False)
 
