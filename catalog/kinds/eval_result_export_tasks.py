@@ -9,8 +9,9 @@ eval_result_export_task``) after trying it.
 No call lists these tasks either: the tracked refs that are ``amemt-`` ids are the listing
 (``--eval-export-id``, ``eval track``). Every one is asked each run, and a task leaves the catalog
 only when it is untracked, never because its call failed. Whether a V1 export's ``exportIDStr``
-names the same task as this call's ``taskId`` is not documented: each kind asks for every ref it
-takes, and each answer is its own kind's row.
+names the same task as this call's ``taskId`` is not documented, so each ref is read by one call
+only: with this kind on, its ``amemt-`` refs are read here instead of by the V1 route
+(``RefReader.instead_of``), and each answer is its own kind's row.
 """
 
 from __future__ import annotations
