@@ -20,9 +20,10 @@ import itertools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
-from catalog.api.paging import iter_pages
+from catalog.api.paging import iter_pages, read_ahead
 from catalog.documented import DriftLog
 from catalog.errors import ApiError, ConfigError
 from catalog.events import (
@@ -114,10 +115,11 @@ class Walker:
         listing = iter_pages(
             self.client, action, body, item_key=item_key, max_keys=self.page_size, route=route
         )
-        for page in listing:
-            yield page
-            if self.stop.is_set():
-                return
+        with closing(read_ahead(listing, name=f"pages-{action}")) as ahead:
+            for page in ahead:
+                yield page
+                if self.stop.is_set():
+                    return
 
     def children(self, parent: str, row: dict[str, Any], system: bool) -> None:
         """Let every enabled kind that hangs off ``parent`` submit its tasks for ``row``."""

@@ -4,12 +4,14 @@ and over HTTP against the fake console, where an unreadable page is retried."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from typing import Any
 
 import pytest
 
 from catalog.api.client import ConsoleClient
-from catalog.api.paging import iter_pages
+from catalog.api.paging import iter_pages, read_ahead
 from catalog.api.retry import RetryPolicy
 from catalog.errors import MalformedResponse, PaginationError
 from catalog.fake.catalog import FakeCatalog
@@ -235,3 +237,60 @@ def test_malformed_pages_past_the_attempts_still_fail_as_malformed() -> None:
     with pytest.raises(MalformedResponse) as info:
         _fake_listing(plan, attempts=3)
     assert "not JSON" in str(info.value) and "gave up after 3 attempts" in str(info.value)
+
+
+# -- read_ahead: the next page is asked for while the caller still handles this one --------
+
+
+class GatedListing:
+    """Pages 0..n-1 as a generator; records when each is asked for, and can fail at one."""
+
+    def __init__(self, n: int, fail_at: int | None = None) -> None:
+        self.n = n
+        self.fail_at = fail_at
+        self.asked: list[int] = []
+        self.asked_event = {i: threading.Event() for i in range(n)}
+
+    def __iter__(self) -> Any:
+        for i in range(self.n):
+            self.asked.append(i)
+            self.asked_event[i].set()
+            if i == self.fail_at:
+                raise PaginationError(f"page {i} repeats a marker", call=ACTION)
+            yield [{"id": f"p{i}"}]
+
+
+def test_the_next_page_is_asked_for_while_the_caller_handles_this_one() -> None:
+    listing = GatedListing(4)
+    got = []
+    for n, items in enumerate(read_ahead(iter(listing))):
+        got.append(items[0]["id"])
+        if n + 1 < listing.n:
+            # Without reading ahead the next page is asked only once this loop body ends.
+            assert listing.asked_event[n + 1].wait(5), f"page {n + 1} not asked during page {n}"
+    assert got == ["p0", "p1", "p2", "p3"]
+    assert listing.asked == [0, 1, 2, 3]  # each page once, in order
+
+
+def test_an_error_reaches_the_caller_after_the_pages_before_it() -> None:
+    listing = GatedListing(5, fail_at=2)
+    got = []
+    with pytest.raises(PaginationError, match="page 2"):
+        for items in read_ahead(iter(listing)):
+            got.append(items[0]["id"])
+    assert got == ["p0", "p1"]
+    assert listing.asked == [0, 1, 2]  # nothing asked after the failure
+
+
+def test_a_caller_that_stops_stops_the_asking() -> None:
+    listing = GatedListing(50)
+    before = threading.active_count()
+    ahead = read_ahead(iter(listing), name="test-read-ahead")
+    assert next(ahead) == [{"id": "p0"}]
+    ahead.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "test-read-ahead" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the read-ahead thread did not end"
+        time.sleep(0.01)
+    assert threading.active_count() <= before
+    assert len(listing.asked) <= 3  # at most two pages beyond the one taken, never the rest

@@ -6,10 +6,14 @@ entities that vanished. So every inconsistency in ``pageInfo`` is an error, not 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+import queue
+import threading
+from collections.abc import Generator, Iterator
+from typing import Any, Protocol, TypeVar
 
 from catalog.errors import MalformedResponse, PaginationError
+
+T = TypeVar("T")
 
 #: The documents cap ``maxKeys`` at 100 (larger values are silently treated as 100).
 MAX_KEYS_LIMIT = 100
@@ -97,3 +101,54 @@ def iter_pages(
         seen_markers.add(next_marker)
         marker = next_marker
         previous = current
+
+
+def read_ahead(pages: Iterator[T], name: str = "read-ahead") -> Generator[T, None, None]:
+    """Yield what ``pages`` yields, asking for the next page in a thread of its own while the
+    caller still handles this one.
+
+    A marker listing is a chain: a page can only be asked for with the marker the one before
+    ended on. Without this, the caller's own work on a page (checks, hashes, handing it to the
+    writer) was added to every link, and on a long listing that work was as long again as the
+    calls themselves. The thread runs at most two pages ahead of the caller, so memory stays
+    flat; once the caller stops (it returns, breaks, or the generator is closed or collected)
+    the thread asks for no further page. An error ``pages`` raises reaches the caller after
+    the pages before it, as it would have without the thread.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    closed = threading.Event()
+
+    def pass_on(what: str, value: Any) -> bool:
+        while not closed.is_set():
+            try:
+                handoff.put((what, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not pass_on("page", page):
+                    return
+            pass_on("end", None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            pass_on("error", exc)
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name=name, daemon=True).start()
+    try:
+        while True:
+            what, value = handoff.get()
+            if what == "page":
+                yield value
+            elif what == "end":
+                return
+            else:
+                raise value
+    finally:
+        closed.set()
