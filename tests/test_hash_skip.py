@@ -46,6 +46,10 @@ def _count(db_url: str, table: Any) -> int:
     return n
 
 
+def _history_and_changes(db_url: str) -> tuple[int, int]:
+    return _count(db_url, SPECS["compression_task"].history), _count(db_url, changes)
+
+
 def test_a_no_op_run_normalises_nothing(db_url: str, normalised: Counter[str]) -> None:
     catalog = FakeCatalog.generate(seed=51, model_sets=3, comp_tasks=40, eval_exports=0)
     with fake_console(catalog) as server:
@@ -81,15 +85,13 @@ def test_a_change_outside_the_typed_columns_refreshes_raw_only(
     task = catalog.keys("compression_task")[0]
     with fake_console(catalog) as server:
         sync(db_url, server)
-        history = _count(db_url, SPECS["compression_task"].history)
-        n_changes = _count(db_url, changes)
+        written = _history_and_changes(db_url)
         catalog.patch("compression_task", task, fields={"quotaTier": "gold"})
         normalised.clear()
         summary = sync(db_url, server)
         assert normalised["compression_task_row"] == 1  # seen as changed: parsed again
         assert summary.counts["compression_task_updated"] == 0  # no typed column changed
-        assert _count(db_url, SPECS["compression_task"].history) == history
-        assert _count(db_url, changes) == n_changes
+        assert _history_and_changes(db_url) == written
         engine = db.create_engine_for(db_url)
         with engine.connect() as conn:
             raw, stored_hash = conn.execute(
@@ -107,9 +109,35 @@ def test_a_change_outside_the_typed_columns_refreshes_raw_only(
     assert normalised["compression_task_row"] == 0  # and the next run skips it again
 
 
-def test_the_hash_ignores_key_order_and_a_signed_urls_query() -> None:
+def test_the_hash_ignores_a_signed_urls_query_but_not_a_value() -> None:
     a = {"id": "x", "downloadUrl": "https://b/o.tar?authorization=1", "n": [1, 2]}
-    b = {"n": [1, 2], "downloadUrl": "https://b/o.tar?authorization=2", "id": "x"}
-    assert answer_hash(a) == answer_hash(b)
+    assert answer_hash(a) == answer_hash({**a, "downloadUrl": "https://b/o.tar?authorization=2"})
     assert answer_hash(a) != answer_hash({**a, "n": [2, 1]})
+    assert answer_hash(a) != answer_hash({**a, "n": [1, 2.0]})  # 2 and 2.0 are two answers
     assert answer_hash(a) != answer_hash({**a, "downloadUrl": "https://b/p.tar?x"})
+    assert answer_hash({"t": None}) != answer_hash({"t": ""})
+
+
+def test_an_answer_with_its_keys_reordered_is_compared_once_and_changes_nothing(
+    db_url: str, normalised: Counter[str]
+) -> None:
+    """The hash counts key order (it is cheaper that way): a reordered answer is normalised
+    and compared, found equal, and only its stored answer and hash follow it."""
+    catalog = FakeCatalog.generate(seed=54, model_sets=2, comp_tasks=10, eval_exports=0)
+    task = catalog.keys("compression_task")[0]
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        written = _history_and_changes(db_url)
+        served = server.answer("/v2/model", "DescribeModelCompTasks", {"maxKeys": 100}, None)
+        item = next(i for i in served["modelCompTaskList"] if i["id"] == task)
+        reordered = dict(reversed(list(item.items())))
+        assert reordered == item and answer_hash(reordered) != answer_hash(item)
+        catalog.patch("compression_task", task, drop=list(item), fields=reordered)
+        normalised.clear()
+        summary = sync(db_url, server)
+        assert normalised["compression_task_row"] == 1  # compared once
+        assert summary.counts["compression_task_updated"] == 0
+        assert _history_and_changes(db_url) == written
+        normalised.clear()
+        sync(db_url, server)
+    assert normalised["compression_task_row"] == 0  # its new hash was stored: skipped again
