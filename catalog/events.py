@@ -61,7 +61,8 @@ class Record:
 
 @dataclass(frozen=True)
 class Page:
-    """The records of one listing page, handed to the writer at once.
+    """The records of one listing page (one kind's, straight from the listing: none has been
+    through a detail call yet), handed to the writer at once.
 
     A no-op re-sync of a long listing does little per item besides this hand-off; one queue
     round trip (two locks, a condition notified) per page instead of per item. The writer's
