@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.elements import True_, UnaryExpression
 from sqlalchemy.sql.selectable import ScalarSelect, TableValuedAlias
 
 from catalog.bulk import Bulk, has_json_each, one_of, pairs, pairs_json, to_json
@@ -123,6 +123,9 @@ class Store:
         conn.execute(seen.delete())
         conn.execute(scopes.delete())
         self._bulk: dict[tuple[str, str], Bulk] = {}
+        #: Per kind, the alive entities this run saw, as ``seen_count`` last counted them;
+        #: dropped by anything that writes the kind's rows or its seen keys afterwards.
+        self._seen_alive: dict[str, int] = {}
         #: Per kind, how many entities were alive before this run wrote anything: the delete
         #: guard's denominator (rows this run inserts must not dilute the share it deletes).
         self.alive_before = {kind: self._alive(spec) for kind, spec in SPECS.items()}
@@ -162,6 +165,7 @@ class Store:
     def write_batch(self, kind: str, rows: Sequence[dict[str, Any]]) -> BatchResult:
         """Upsert rows of one kind; history and change rows for what changed; mark them seen."""
         spec = SPECS[kind]
+        self._seen_alive.pop(kind, None)
         result = BatchResult()
         if not rows:
             return result
@@ -266,6 +270,7 @@ class Store:
         entry and its JSON text in Python, instead of a fetched row, a comparison and a bound
         parameter row (cProfile of the no-op re-sync: those were most of the writer's time).
         """
+        self._seen_alive.pop(spec.kind, None)
         if not hashes:
             return {}
         if not self._json_each:
@@ -371,6 +376,7 @@ class Store:
 
     def keep(self, kind: str, keys: Sequence[str]) -> None:
         """Count ``keys`` as seen: a complete listing named them though their answers failed."""
+        self._seen_alive.pop(kind, None)
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
 
     def _prepared(self, kind: str, what: str) -> Bulk:
@@ -523,16 +529,25 @@ class Store:
         return self.unseen_in(SPECS[kind], scope)
 
     def count_unseen(self, kind: str, scope: ColumnElement[bool]) -> tuple[int, int]:
-        """(entities this run would delete in ``scope``, entities of the kind alive before it)."""
+        """(entities this run would delete in ``scope``, entities of the kind alive before it).
+
+        When ``scope`` is the whole kind and ``seen_count`` has counted the alive entities
+        this run saw, with nothing written since, the answer is the alive count less those:
+        a count of the table instead of a second pass asking of each row whether it was seen
+        (on a no-op re-sync of a long listing, that pass was half the run's closing time).
+        """
         spec = SPECS[kind]
-        t = spec.table
+        seen_alive = self._seen_alive.get(kind)
+        if isinstance(scope, True_) and seen_alive is not None:
+            return self._alive(spec) - seen_alive, self.alive_before[kind]
         doomed = self.conn.execute(
-            select(func.count()).select_from(t).where(self.unseen_in(spec, scope))
+            select(func.count()).select_from(spec.table).where(self.unseen_in(spec, scope))
         )
         return int(doomed.scalar_one()), self.alive_before[kind]
 
     def delete_unseen(self, kind: str, scope: ColumnElement[bool], chunk: int = 1000) -> int:
         """Mark deleted what this run did not see in ``scope``; close history; record changes."""
+        self._seen_alive.pop(kind, None)
         spec = SPECS[kind]
         t = spec.table
         cols = [t.c[spec.key], *(t.c[n] for n in spec.tracked)]
@@ -559,10 +574,15 @@ class Store:
         return len(doomed)
 
     def seen_count(self, kind: str) -> int:
+        """How many of the kind's entities this run saw: written, found unchanged, or kept.
+
+        The same pass counts the deleted ones among them (a kept key may name a deleted row),
+        so that ``count_unseen`` knows how many alive ones were seen without a pass of its own.
+        """
         spec = SPECS[kind]
-        stmt = (
-            select(func.count())
-            .select_from(spec.table)
-            .where(self._whole(spec), self._seen(spec))
+        stmt = select(func.count(), func.count(spec.table.c.deleted_at)).where(
+            self._whole(spec), self._seen(spec)
         )
-        return int(self.conn.execute(stmt).scalar_one())
+        seen_rows, deleted = self.conn.execute(stmt).one()
+        self._seen_alive[kind] = int(seen_rows) - int(deleted)
+        return int(seen_rows)

@@ -212,3 +212,37 @@ def test_the_marking_looks_each_key_up_whatever_the_statistics(conn: Any) -> Non
     plan = "\n".join(str(r[0] if conn.dialect.name == "postgresql" else r[-1]) for r in explained)
     assert "Seq Scan on compression_tasks" not in plan and "Hash" not in plan, plan
     assert "SCAN compression_tasks" not in plan, plan
+
+
+def test_the_unseen_count_from_the_seen_count_equals_a_full_count(conn: Any) -> None:
+    """``count_unseen`` of a whole kind after ``seen_count`` is the alive count less the alive
+    ones seen; it must equal the full pass in every case a run mixes: written this run, found
+    unchanged, kept (alive, and deleted), unseen, deleted before, another account's rows."""
+    first = _store(conn, "a")
+    first.write_batch(TASK, [_row(n, f"h{n}") for n in range(12)])
+    _store(conn, "b").write_batch(TASK, [_row(n, f"h{n}") for n in range(20)])
+    gone = ["amva-0010", "amva-0011"]
+    conn.execute(
+        update(compression_tasks)
+        .where(compression_tasks.c.account == "a", compression_tasks.c.task_id.in_(gone))
+        .values(deleted_at=first.run_ts, deleted_run_id=first.run_id)
+    )
+    conn.commit()
+
+    store = _store(conn, "a")
+    store.mark_unchanged(TASK, {"amva-0000": "h0", "amva-0001": "h1"})  # unchanged
+    store.write_batch(TASK, [_row(2, "new"), _row(30, "h30")])  # changed, and new
+    store.keep(TASK, ["amva-0003", "amva-0010"])  # kept: one alive, one deleted before
+    # amva-0004..0009 alive and unseen; amva-0011 deleted and unseen
+    full = store.count_unseen(TASK, true())
+    assert full == (6, 10)
+
+    assert store.seen_count(TASK) == 6  # 0, 1, 2, 30, 3 and the deleted 10
+    assert store.count_unseen(TASK, true()) == full
+
+    store.keep(TASK, ["amva-0004"])  # seen after the count: the shortcut must not be used
+    assert store.count_unseen(TASK, true()) == (5, 10)
+    assert store.seen_count(TASK) == 7
+    assert store.count_unseen(TASK, true()) == (5, 10)
+    assert store.delete_unseen(TASK, true()) == 5
+    assert store.count_unseen(TASK, true()) == (0, 10)  # after a delete: counted again
