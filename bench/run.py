@@ -94,6 +94,17 @@ EVAL_EXPORT_CALL = "/wenxinworkshop/modelrepo/eval/result/export/info"
 # ----------------------------------------------------------------------------- machine
 
 
+def compile_package() -> None:
+    """Write the package's bytecode before any sync process starts, as installing it does
+    (pip compiles what it installs). A source checkout run with ``PYTHONDONTWRITEBYTECODE``
+    set, as on the machine these figures come from, never writes it, and then every sync
+    process compiles the package again at start: about 0.2 s of CPU each, eight at once in
+    the accounts mode, which no installed deployment pays."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "catalog"), quiet=1)
+
+
 def machine() -> dict[str, Any]:
     """What the figures came from: they mean little without it."""
     cpu = ""
@@ -1246,6 +1257,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode in ("rss", "noop"):
         args.qps = 0
     started = time.strftime("%Y%m%d-%H%M%S")
+    compile_package()
     print(f"machine: {machine()}; load {os.getloadavg()}", flush=True)
     modes = {"api": api_mode, "rss": rss_mode, "db": db_mode, "noop": noop_mode,
              "accounts": accounts_mode}
