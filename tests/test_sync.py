@@ -325,3 +325,37 @@ def test_commit_interval_zero_commits_every_batch() -> None:
     for _ in range(3):
         pacer.wrote()
     assert len(commits) == 3
+
+
+def test_a_run_hands_the_interpreter_over_quickly_and_restores_the_setting(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader of a listing must not wait 5 ms behind the hashing threads on every page;
+    the setting is process-wide, so the run puts the previous one back, even on an error."""
+    import sys
+
+    from catalog import sync as sync_module
+
+    during: list[float] = []
+    real_drive = sync_module._Run.drive
+
+    def drive(self: Any, *args: Any, **kw: Any) -> Any:
+        during.append(sys.getswitchinterval())
+        return real_drive(self, *args, **kw)
+
+    monkeypatch.setattr(sync_module._Run, "drive", drive)
+    before = sys.getswitchinterval()
+    assert before > sync_module.HANDOVER_INTERVAL  # the interpreter's default, 5 ms
+    catalog = FakeCatalog.generate(seed=61, model_sets=2, comp_tasks=5, eval_exports=0)
+    with fake_console(catalog) as server:
+        assert sync(sqlite_url, server).status == "success"
+        assert during == [sync_module.HANDOVER_INTERVAL]
+        assert sys.getswitchinterval() == before
+
+        def failing(self: Any, *args: Any, **kw: Any) -> Any:
+            raise RuntimeError("the writer failed")
+
+        monkeypatch.setattr(sync_module._Run, "drive", failing)
+        with pytest.raises(RuntimeError, match="the writer failed"):
+            sync(sqlite_url, server)
+    assert sys.getswitchinterval() == before
