@@ -36,9 +36,10 @@ Modes (``python3 bench/run.py MODE --help``):
          wall time of one.
 ``noop`` the database-bound pair, in one run: against a fake with no latency and no rate limit
          holding ``--comp-tasks`` (100,000) compression tasks, a full sync (set-up), then the
-         no-op re-sync next to a fetch-only walk of the same listing (the same pages through the
-         same client, answers parsed, nothing normalised or written), each in its own process;
-         reports wall and CPU seconds of each and their ratio.
+         no-op re-sync between two fetch-only walks of the same listing (the same pages through
+         the same client, answers parsed, nothing normalised or written), each in its own
+         process; reports wall and CPU seconds of each and the re-sync's ratio to the mean of
+         the two walks around it (the machine's speed drifts between runs).
 
 Every result is printed and written as JSON to ``bench/results/``.
 
@@ -938,16 +939,25 @@ def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     with fake_server(**spec) as (pipe, info), databases(args.db) as fresh:
         print(f"fake console {info['url']}: {spec}", flush=True)
+        creds = {"base_url": info["url"], "access_key": AK, "secret_key": SK}
+
+        def fetch_only() -> tuple[dict[str, Any], int]:
+            ask(pipe, "reset")
+            out = _child("_fetch", creds)
+            return out, ask(pipe, "stats")["calls"]
+
         for db, url in fresh():
             setup = one_step("full", db, url, pipe, info, spec, args, fresh_db=True)
             results.append(setup)
             for _ in range(args.repeat):
+                # The fetch-only walk runs just before and just after the re-sync, and the ratio
+                # is against their mean: this machine's speed drifts by a third within minutes,
+                # and a single fetch-only run on either side moved the ratio with it.
+                before, _calls = fetch_only()
                 noop = one_step("resync-nochange", db, url, pipe, info, spec, args, fresh_db=False)
-                ask(pipe, "reset")
-                fetch = _child(
-                    "_fetch", {"base_url": info["url"], "access_key": AK, "secret_key": SK}
-                )
-                fetch_calls = ask(pipe, "stats")["calls"]
+                after, fetch_calls = fetch_only()
+                fetch = {k: (before[k] + after[k]) / 2 for k in ("wall", "cpu")}
+                fetch["items"] = after["items"]
                 pair = {
                     "step": "noop-vs-fetch",
                     "db": db,
@@ -956,6 +966,7 @@ def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
                     "noop_calls": noop["server_calls"],
                     "noop_zero_writes_ok": noop["zero_writes_ok"],
                     "fetch_wall_s": round(fetch["wall"], 2),
+                    "fetch_walls_s": [round(before["wall"], 2), round(after["wall"], 2)],
                     "fetch_cpu_s": round(fetch["cpu"], 2),
                     "fetch_calls": fetch_calls,
                     "fetch_items": fetch["items"],
@@ -966,6 +977,7 @@ def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
                 print(
                     f"  {db:10} no-op re-sync {noop['wall_s']}s (cpu {noop['cpu_s']}s, "
                     f"{noop['server_calls']} calls) vs fetch-only {pair['fetch_wall_s']}s "
+                    f"(mean of {pair['fetch_walls_s']}) "
                     f"(cpu {pair['fetch_cpu_s']}s, {fetch_calls} calls): "
                     f"{pair['wall_ratio']}x wall, {pair['cpu_ratio']}x cpu",
                     flush=True,
