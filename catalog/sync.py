@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import queue
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -264,33 +263,28 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-#: Seconds a thread waiting for the interpreter may wait while another runs Python code, during
-#: a run (Python's default is 5 ms).
-HANDOVER_INTERVAL = 0.0005
 #: Allocations between two collections of the youngest generation during a run (default 700).
 YOUNG_COLLECTION = 10_000
 
 
 @contextmanager
-def _tuned_interpreter() -> Iterator[None]:
-    """While a run lasts: hand the interpreter over quickly, and collect cyclic garbage seldom.
+def _steady_collector() -> Iterator[None]:
+    """While a run lasts, collect cyclic garbage seldom, and never walk what existed before.
 
-    * A listing's reader thread spends most of its time waiting for an answer; when one
-      arrives it must wait for the interpreter while the threads that hash, route and write
-      hold it. On a long listing that wait sat on every link of the page chain. A waiting
-      thread now gets it within ``HANDOVER_INTERVAL``.
-    * A run allocates and frees objects for every listed item, nearly all freed at once by
-      reference counting. With Python's defaults the cycle collector still ran about 500
-      times in a no-op re-sync of 100,000 tasks, and each full collection walked every object
-      the imports had made (SQLAlchemy's, mostly). What existed before the run is frozen
-      (``gc.freeze``: never walked), and the youngest generation is collected every
-      ``YOUNG_COLLECTION`` allocations.
+    A run allocates and frees objects for every listed item, nearly all freed at once by
+    reference counting. With Python's defaults the cycle collector still ran hundreds of times
+    in a no-op re-sync of a long listing, and each full collection walked every object the
+    imports had made (SQLAlchemy's, mostly): a large share of that run's CPU (README, the no-op
+    benchmark). What existed before the run is
+    frozen (``gc.freeze``: never walked), and the youngest generation is collected every
+    ``YOUNG_COLLECTION`` allocations. The settings are the process's, so they are put back
+    when the run ends.
 
-    Both settings are the process's, so the previous ones come back when the run ends.
+    (Handing the interpreter over to a waiting thread sooner than Python's 5 ms was tried as
+    well: it sped up the unpaced no-op benchmark a little but cost a paced sync about as much
+    in CPU, and every real sync is paced.)
     """
-    interval = sys.getswitchinterval()
     threshold = gc.get_threshold()
-    sys.setswitchinterval(min(interval, HANDOVER_INTERVAL))
     gc.freeze()
     gc.set_threshold(max(threshold[0], YOUNG_COLLECTION), *threshold[1:])
     try:
@@ -298,7 +292,6 @@ def _tuned_interpreter() -> Iterator[None]:
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
-        sys.setswitchinterval(interval)
 
 
 def _weight(event: object) -> int:
@@ -698,7 +691,7 @@ def run_sync(
     client = build_client(options, observer)
     try:
         lock = runs.writer_lock(conn, options.lock_timeout, options.account)
-        with lock, _stop_on_signals(stop), _tuned_interpreter():
+        with lock, _stop_on_signals(stop), _steady_collector():
             if options.dry_run:
                 state = db.schema_state(conn)
                 if state == "behind" and db.current_revision(conn) is None:

@@ -327,36 +327,33 @@ def test_commit_interval_zero_commits_every_batch() -> None:
     assert len(commits) == 3
 
 
-def test_a_run_tunes_the_interpreter_and_restores_it(
+def test_a_run_quiets_the_cycle_collector_and_restores_it(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """During a run the listing's reader does not wait 5 ms behind the hashing threads, and the
-    collector neither runs every 700 allocations nor walks what existed before the run. The
-    settings are the process's, so the run puts them back, even on an error."""
+    """During a run the collector neither runs every 700 allocations nor walks what existed
+    before the run. The settings are the process's, so the run puts them back, even on an
+    error."""
     import gc
-    import sys
 
     from catalog import sync as sync_module
 
-    during: list[tuple[float, int, int]] = []
+    during: list[tuple[int, int]] = []
     real_drive = sync_module._Run.drive
 
     def drive(self: Any, *args: Any, **kw: Any) -> Any:
-        during.append((sys.getswitchinterval(), gc.get_threshold()[0], gc.get_freeze_count()))
+        during.append((gc.get_threshold()[0], gc.get_freeze_count()))
         return real_drive(self, *args, **kw)
 
     monkeypatch.setattr(sync_module._Run, "drive", drive)
-    before = (sys.getswitchinterval(), gc.get_threshold(), gc.get_freeze_count())
-    assert before[0] > sync_module.HANDOVER_INTERVAL  # the interpreter's default, 5 ms
-    assert before[1][0] < sync_module.YOUNG_COLLECTION and before[2] == 0
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    assert before[0][0] < sync_module.YOUNG_COLLECTION and before[1] == 0
     catalog = FakeCatalog.generate(seed=61, model_sets=2, comp_tasks=5, eval_exports=0)
     with fake_console(catalog) as server:
         assert sync(sqlite_url, server).status == "success"
-        (interval, young, frozen), = during
-        assert interval == sync_module.HANDOVER_INTERVAL
+        (young, frozen), = during
         assert young == sync_module.YOUNG_COLLECTION
         assert frozen > 1000  # the modules, SQLAlchemy's tables and the like
-        assert (sys.getswitchinterval(), gc.get_threshold(), gc.get_freeze_count()) == before
+        assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
         def failing(self: Any, *args: Any, **kw: Any) -> Any:
             raise RuntimeError("the writer failed")
@@ -364,4 +361,4 @@ def test_a_run_tunes_the_interpreter_and_restores_it(
         monkeypatch.setattr(sync_module._Run, "drive", failing)
         with pytest.raises(RuntimeError, match="the writer failed"):
             sync(sqlite_url, server)
-    assert (sys.getswitchinterval(), gc.get_threshold(), gc.get_freeze_count()) == before
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
