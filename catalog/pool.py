@@ -34,6 +34,9 @@ class DeepestFirstPool:
             for i in range(max(workers, 1))
         ]
         self._started = False  # threads start with the first task, so an unused pool costs none
+        self._room = threading.Lock()
+        self._waiting = 0  # workers inside wait_for_room
+        self._stopping = threading.Event()
 
     def submit(self, task: Task, depth: int = 0) -> None:
         if not self._started:
@@ -50,8 +53,29 @@ class DeepestFirstPool:
                 return
             task()
 
+    def wait_for_room(self, limit: int, poll: float = 0.01) -> None:
+        """Hold the calling worker while more than ``limit`` tasks are queued.
+
+        A listing runs in one worker and can name entities faster than the other workers
+        answer the detail calls they need (a failed compression task's, with no rate limit):
+        without a bound those calls queued up with their answers, and memory grew with the
+        listing. The wait is skipped when it would leave no other worker free to drain the
+        queue (one worker, or all the others waiting too), so it can never stop the walk.
+        """
+        with self._room:
+            if self._waiting + 1 >= len(self._threads):
+                return
+            self._waiting += 1
+        try:
+            while self._queue.qsize() > limit and not self._stopping.is_set():
+                self._stopping.wait(poll)
+        finally:
+            with self._room:
+                self._waiting -= 1
+
     def shutdown(self) -> None:
         """Stop the workers after their current task; tasks still queued are dropped."""
+        self._stopping.set()
         if not self._started:
             return
         for _ in self._threads:

@@ -359,6 +359,8 @@ class _Run:
             kinds=options.kinds,
             drift=self.drift,
             stop=stop,
+            # Twice what the writer submits at once (a batch's detail calls).
+            room=partial(self.pool.wait_for_room, 2 * options.batch_size),
         )
 
     # -- worker side ------------------------------------------------------------

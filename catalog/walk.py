@@ -73,6 +73,7 @@ class Walker:
         kinds: Collection[str] = DEFAULT_KINDS,
         drift: DriftLog | None = None,
         stop: threading.Event | None = None,
+        room: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.submit = submit
@@ -83,6 +84,9 @@ class Walker:
         self.drift = drift if drift is not None else DriftLog()
         #: Set by a signal: listings fetch no further page (the run ends, deleting nothing).
         self.stop = stop or threading.Event()
+        #: Called before a listing hands on each page: holds it while the workers' queue is
+        #: long (the detail calls its answers need), so memory stays flat in the listing.
+        self.room = room
         self.scoped: Sequence[ScopedSet] | None = None
         self.eval_refs: Sequence[str] = ()
         self.prefetched: Mapping[tuple[str, str], dict[str, Any]] = {}
@@ -117,6 +121,8 @@ class Walker:
         )
         with closing(read_ahead(listing, name=f"pages-{action}")) as ahead:
             for page in ahead:
+                if self.room is not None:
+                    self.room()
                 yield page
                 if self.stop.is_set():
                     return

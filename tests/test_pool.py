@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from catalog.fake.catalog import FakeCatalog
 from catalog.pool import DeepestFirstPool
 from catalog.sync import build_client
 from catalog.walk import Record, ScopeDone, Walker
-from tests.helpers import fake_console, options
+from tests.helpers import fake_console, options, sync
 
 
 def _blocked_pool() -> tuple[DeepestFirstPool, threading.Event]:
@@ -120,3 +122,61 @@ def test_the_queue_holds_sets_not_every_version() -> None:
     assert deep_records == fifo_records > sets * 5  # the same walk either way
     assert fifo_peak > sets * 5  # most of the 400 version tasks waited at once
     assert deep_peak <= sets + 40  # the sets not yet described, and a few sets' versions
+
+
+def test_a_worker_waits_for_room_only_while_another_can_drain_the_queue() -> None:
+    pool = DeepestFirstPool(2)
+    gate = threading.Event()
+    pool.submit(gate.wait)  # one worker busy until the gate opens
+    waited = threading.Event()
+
+    def listing() -> None:
+        for _ in range(5):
+            pool.submit(lambda: None)  # queued behind the busy worker's task
+        pool.wait_for_room(2)
+        waited.set()
+
+    pool.submit(listing)
+    assert not waited.wait(0.3)  # five queued, two allowed: the listing waits
+    gate.set()  # the first worker drains the queue
+    assert waited.wait(5)
+    pool.shutdown()
+
+    alone = DeepestFirstPool(1)
+    done = threading.Event()
+
+    def only_worker() -> None:
+        for _ in range(5):
+            alone.submit(lambda: None)
+        alone.wait_for_room(2)  # nobody else could drain it: no wait
+        done.set()
+
+    alone.submit(only_worker)
+    assert done.wait(5)
+    alone.shutdown()
+
+
+def test_a_long_listing_waits_for_room_before_each_page(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed compression tasks each need a detail call; with no rate limit the listing named
+    them faster than the workers answered, and the calls queued up with their answers (memory
+    grew with the listing: 97 MB at 100,000 tasks against 84 MB at 10,000). Every page of a
+    listing now goes through the pool's ``wait_for_room`` with twice a batch as the bound."""
+    from catalog import sync as sync_module
+
+    limits: list[int] = []
+
+    class Recorded(DeepestFirstPool):
+        def wait_for_room(self, limit: int, poll: float = 0.01) -> None:
+            limits.append(limit)
+            super().wait_for_room(limit, poll)
+
+    monkeypatch.setattr(sync_module, "DeepestFirstPool", Recorded)
+    catalog = FakeCatalog.generate(seed=71, model_sets=1, versions_per_set=1, comp_tasks=3000,
+                                   eval_exports=0, fine_tuning_jobs=0, eval_tasks=0, services=0)
+    with fake_console(catalog) as server:
+        summary = sync(sqlite_url, server, batch_size=10, workers=4, qps=0)
+    assert summary.status == "success"
+    assert summary.counts["compression_task_inserted"] == 3000
+    assert len(limits) >= 3000 // 100 and set(limits) == {2 * 10}
