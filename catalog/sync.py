@@ -275,10 +275,9 @@ def _steady_collector() -> Iterator[None]:
     reference counting. With Python's defaults the cycle collector still ran hundreds of times
     in a no-op re-sync of a long listing, and each full collection walked every object the
     imports had made (SQLAlchemy's, mostly): a large share of that run's CPU (README, the no-op
-    benchmark). What existed before the run is
-    frozen (``gc.freeze``: never walked), and the youngest generation is collected every
-    ``YOUNG_COLLECTION`` allocations. The settings are the process's, so they are put back
-    when the run ends.
+    benchmark). What existed before the run is frozen (``gc.freeze``: never walked), and the
+    youngest generation is collected every ``YOUNG_COLLECTION`` allocations. The settings are
+    the process's, so they are put back when the run ends.
 
     (Handing the interpreter over to a waiting thread sooner than Python's 5 ms was tried as
     well: it sped up the unpaced no-op benchmark a little but cost a paced sync about as much

@@ -161,8 +161,8 @@ def test_a_long_listing_waits_for_room_before_each_page(
 ) -> None:
     """Failed compression tasks each need a detail call; with no rate limit the listing named
     them faster than the workers answered, and the calls queued up with their answers (memory
-    grew with the listing: 97 MB at 100,000 tasks against 84 MB at 10,000). Every page of a
-    listing now goes through the pool's ``wait_for_room`` with twice a batch as the bound."""
+    grew with the listing; README, the ``rss`` benchmark). Every page of a listing now goes
+    through the pool's ``wait_for_room`` with twice a batch as the bound."""
     from catalog import sync as sync_module
 
     limits: list[int] = []
