@@ -345,6 +345,7 @@ class _Run:
         self.writer_epoch = 0
         self.pending_lock = threading.Lock()
         self.aborting = False
+        self.walking = False
         self.counts = {kind: KindCounts() for kind in KINDS}
         self.failures = 0
         self.whole_listings: set[tuple[str, str]] = set()
@@ -404,6 +405,24 @@ class _Run:
         if self.observer is not None:
             self.observer(name, data)
 
+    def start_walk(
+        self,
+        scoped: Sequence[ScopedSet] | None,
+        eval_refs: Sequence[str],
+        prefetched: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    ) -> None:
+        """Submit the walk's root tasks. The walk only calls the API and hands events to the
+        inbox, so it may start before the writer can write (see ``run_sync``)."""
+        if self.walking:
+            return
+        self.walking = True
+        with self.pending_lock:
+            self.pending += 1  # held until start() has submitted everything
+        try:
+            self.walker.start(scoped, eval_refs, prefetched)
+        finally:
+            self.release()
+
     def drive(
         self,
         store: Store,
@@ -411,7 +430,8 @@ class _Run:
         eval_refs: Sequence[str],
         prefetched: Mapping[tuple[str, str], dict[str, Any]] | None = None,
     ) -> None:
-        """Run the walk to its end, writing batches; returns when every task has finished."""
+        """Run the walk to its end (starting it unless started), writing batches; returns when
+        every task has finished."""
         batches: dict[str, list[Record]] = {kind: [] for kind in KINDS}
         scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
         keep_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
@@ -591,12 +611,7 @@ class _Run:
                 if len(batch) >= batch_size:
                     flush((kind,), commit=False)
 
-        with self.pending_lock:
-            self.pending += 1  # held until start() has submitted everything
-        try:
-            self.walker.start(scoped, eval_refs, prefetched)
-        finally:
-            self.release()
+        self.start_walk(scoped, eval_refs, prefetched)
         while True:
             try:
                 event = self.events.get(timeout=0.2)
@@ -690,6 +705,7 @@ def run_sync(
     engine = _plan_engine(options) or db.writer_engine(options.database_url)
     conn = db.connect(engine)
     client = build_client(options, observer)
+    run: _Run | None = None
     try:
         lock = runs.writer_lock(conn, options.lock_timeout, options.account)
         with lock, _stop_on_signals(stop), _steady_collector():
@@ -712,11 +728,17 @@ def run_sync(
             run.walker.open_first_listing(scoped=scoped is not None)
             # Only refs not tracked yet are checked: a tracked one's failure is that entity's,
             # not a reason to refuse the whole run (cron lines repeat --eval-export-id).
-            current = db.schema_state(conn) == "current"
-            known = _tracked_refs(conn, options.account) if current else []
+            revision = db.current_revision(conn)
+            known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
             prefetched = run.walker.resolve_eval_exports(
                 [r for r in new_refs if r not in known], options.workers
             )
+            if revision is None and options.migrate:
+                # An empty database tracks, binds and leaves to repair nothing, so the walk can
+                # start now: its calls go on while the schema is created (eight migrations, a
+                # pause the length of many calls), and its events wait in the inbox. Anything
+                # that fails before the writer starts stops the walk (``finally`` below).
+                run.start_walk(scoped, list(dict.fromkeys(new_refs)), prefetched)
             db.ensure_schema(conn, options.migrate)
             source.bind(
                 conn, options.base_url, options.access_key, rebind=options.rebind_source,
@@ -782,6 +804,8 @@ def run_sync(
             run.notify("summary", line=summary.line(), status=summary.status)
             return summary
     finally:
+        if run is not None:
+            run.shutdown()  # idempotent; stops a walk started before a failure in the prelude
         client.close()
         if client.recorder is not None:
             client.recorder.close()

@@ -362,3 +362,63 @@ def test_a_run_quiets_the_cycle_collector_and_restores_it(
         with pytest.raises(RuntimeError, match="the writer failed"):
             sync(sqlite_url, server)
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def _wait_for(server: Any, action: str, timeout: float) -> bool:
+    """Whether the fake gets a call of ``action`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.action == action for c in list(server.calls)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_new_database_is_walked_while_its_schema_is_created(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating the schema takes as long as dozens of paced calls; on an empty database (nothing
+    tracked, bound or to repair) the walk goes on meanwhile. A version is described only once
+    the set listing's pages are walked, so seeing one during the migration says the walk runs."""
+    catalog = FakeCatalog.generate(seed=5, model_sets=4, comp_tasks=20)
+    real_upgrade = db.upgrade
+    walked: list[bool] = []
+
+    def upgrade(connection: Any, revision: str = "head") -> None:
+        walked.append(_wait_for(server, "DescribeModel", timeout=3.0))
+        real_upgrade(connection, revision)
+
+    monkeypatch.setattr(db, "upgrade", upgrade)
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server)
+        assert walked == [True]
+        assert summary.status == "success"
+        assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
+        again = sync(db_url, server)  # a database at the head: no migration, nothing early
+    assert walked == [True]
+    assert again.status == "success" and again.counts["model_version_inserted"] == 0
+
+
+def test_a_failed_migration_stops_the_walk_it_started(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is written and no call is made once the sync has returned with the error."""
+    catalog = FakeCatalog.generate(seed=6, model_sets=30, comp_tasks=400)
+
+    def upgrade(connection: Any, revision: str = "head") -> None:
+        assert _wait_for(server, "DescribeModel", timeout=3.0)
+        raise db.DatabaseError("migration failed: disk full")
+
+    monkeypatch.setattr(db, "upgrade", upgrade)
+    with fake_console(catalog, latency=0.01) as server:
+        with pytest.raises(db.DatabaseError, match="disk full"):
+            sync(db_url, server, workers=2)
+        time.sleep(0.1)  # the calls in flight when it returned
+        made = len(server.calls)
+        time.sleep(0.5)  # at 10 ms a call, a walk still going would make dozens
+        assert len(server.calls) == made
+        assert made < 100  # the walk was cut short, not finished
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        assert db.current_revision(conn) is None
+    engine.dispose()
