@@ -646,6 +646,11 @@ class _Run:
                         set_listings -= 1
                     if event.kind != "model_set" or set_listings == 0:
                         self.notify("total", kind=event.kind, total=listed[event.kind])
+                    if waiting[event.kind]:
+                        # Its listing will add none: ask now, so these calls keep the workers
+                        # busy instead of waiting for the walk to run dry (``_Done``), which
+                        # left the workers idle while the writer wrote its last batches.
+                        ask_details()
                 else:
                     scope_buf[event.kind].append(event.key)
             elif isinstance(event, Failure):

@@ -422,3 +422,33 @@ def test_a_failed_migration_stops_the_walk_it_started(
     with engine.connect() as conn:
         assert db.current_revision(conn) is None
     engine.dispose()
+
+
+def test_a_finished_listing_asks_its_details_while_the_walk_goes_on(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed compression tasks are submitted for their details once their listing has ended,
+    while versions are still being described, not once the whole walk has run dry (which left
+    the workers idle while the writer wrote its last batches: a fifth of a second in a paced
+    run)."""
+    from catalog.walk import Walker
+
+    catalog = FakeCatalog.generate(seed=8, model_sets=30, versions_per_set=2, comp_tasks=150)
+    described_then: list[int] = []
+    real_detail = Walker.detail
+
+    def detail(self: Walker, record: Any) -> None:
+        if record.kind == "compression_task":
+            described_then.append(sum(c.action == "DescribeModel" for c in list(server.calls)))
+        real_detail(self, record)
+
+    monkeypatch.setattr(Walker, "detail", detail)
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:  # so that the walk does not run during the migration
+        db.upgrade(conn)
+    engine.dispose()
+    with fake_console(catalog, latency=0.005) as server:
+        summary = sync(db_url, server)
+    assert summary.status == "success"
+    assert len(described_then) == _failed_tasks(catalog) > 0
+    assert described_then[0] < len(catalog.keys("model_version")) / 2, described_then
