@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
 
 from catalog.api import auth
 from catalog.api.client import ConsoleClient, build_session, parse_answer
@@ -110,6 +111,41 @@ def test_the_proxy_from_the_environment_carries_every_call(
     (seen,) = proxy.seen
     assert seen.path == "/v2/model" and seen.query == {"Action": "DescribeModel"}
     assert seen.headers["Host"] == "console.example"
+
+
+def test_the_adapter_looks_up_a_pool_once_per_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call used to look its connection pool up again (URL parsing, proxy selection, a
+    pool key); calls to one origin now share one lookup, and another origin gets its own pool."""
+    looked_up: list[str] = []
+    real = HTTPAdapter.get_connection_with_tls_context
+
+    def counted(self: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(request.url.split("?")[0])
+        return real(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(HTTPAdapter, "get_connection_with_tls_context", counted)
+    with StubServer([ok({})]) as one, StubServer([ok({})]) as two:
+        with make_client(one.url) as client:
+            for _ in range(5):
+                client.call("DescribeModel", {"modelId": "amv-1"})
+                client.call_v1(EVAL, {"exportID": 1})
+        session = build_session(AK, SK)
+        for url in (one.url, two.url, one.url, two.url):
+            assert session.post(url + "/v2/model?Action=X", json={}).status_code == 200
+        session.close()
+    assert len(one.seen) == 12 and len(two.seen) == 2
+    assert looked_up == [one.url + "/v2/model", one.url + "/v2/model", two.url + "/v2/model"]
+
+
+def test_answers_keep_no_cookie_and_calls_send_none() -> None:
+    """The console API signs each request; a cookie it set would be neither kept nor sent."""
+    cookie = Reply(200, {"requestId": "r", "result": {}}, {"Set-Cookie": "session=abc; Path=/"})
+    with StubServer([cookie]) as stub, make_client(stub.url) as client:
+        response = client._send(stub.url + "/v2/model?Action=DescribeModel", b"{}")
+        assert response.status_code == 200 and response.content
+        assert len(response.cookies) == 0
+        client.call("DescribeModel", {})
+    assert all("Cookie" not in seen.headers for seen in stub.seen)
 
 
 def test_call_with_another_route() -> None:
