@@ -851,3 +851,21 @@ def test_serve_runs_until_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
     serve(port=0, seed=1, comp_tasks=3, echo=lines.append)
     assert lines[0].startswith("fake Qianfan console on http://127.0.0.1:")
     assert lines[-1] == "stopped after 0 calls"
+
+
+def test_a_served_answer_is_a_copy(catalog: FakeCatalog) -> None:
+    """Changing what was served, however deep, changes neither the catalog nor the next answer."""
+    set_id = catalog.keys("model_set")[0]
+    model_id = catalog.get("model_set", set_id)["modelIds"][0]
+    first = catalog.served("DescribeModel", model_id)
+    again = json.loads(json.dumps(catalog.served("DescribeModel", model_id)))
+    assert first == again
+    nested = [v for v in first.values() if isinstance(v, (dict, list)) and v]
+    assert nested, "the answer has nested values to change"
+    for value in nested:
+        if isinstance(value, dict):
+            value.clear()
+        else:
+            value.append({"changed": True})
+    first["modelId"] = "changed"
+    assert catalog.served("DescribeModel", model_id) == again
