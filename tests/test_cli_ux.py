@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,7 +155,8 @@ def test_json_logs_parse_line_by_line_with_run_id_and_timestamps(db_url: str) ->
     assert result.exit_code == 3, result.output  # partial: one entity failed
     records = _json_lines(result.stderr)  # every line is JSON, or this raises
     events = [r["event"] for r in records]
-    assert events[0] == "run_start" and events[-1] == "summary"
+    # Retries may come first: on a new database the walk goes on while the schema is created.
+    assert [e for e in events if e != "retry"][0] == "run_start" and events[-1] == "summary"
     assert events.count("retry") >= 2 and events.count("error") == 1
     for r in records:
         assert r["ts"].endswith("Z") and "T" in r["ts"]
@@ -176,7 +178,8 @@ def test_text_logs_show_retries_not_the_summary_twice(db_url: str) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert any("info run 1: run started" in line for line in lines)
-    assert any("warning run 1: retry DescribeModel" in line for line in lines)
+    # On a new database the walk may retry before the run has its id (during the migration).
+    assert any(re.search(r"warning( run 1)?: retry DescribeModel", line) for line in lines)
     assert "success:" not in result.stderr  # the summary is on stdout only
     with pytest.raises(json.JSONDecodeError):
         json.loads(lines[0])
