@@ -611,27 +611,9 @@ class _Run:
                 if len(batch) >= batch_size:
                     flush((kind,), commit=False)
 
-        self.start_walk(scoped, eval_refs, prefetched)
-        while True:
-            try:
-                event = self.events.get(timeout=0.2)
-            except queue.Empty:
-                event = None
-            if self.stop.is_set():
-                flush(KINDS)
-                raise Interrupted(
-                    "interrupted: stopped after the current batch; nothing was deleted"
-                )
-            # written batches wait at most commit_interval, even between batches
-            pacer.idle(self.conn.in_transaction())
-            if event is None:
-                continue
-            if isinstance(event, _Done):
-                with self.pending_lock:
-                    stale = event.epoch != self.writer_epoch
-                if stale or ask_details():
-                    continue  # records of tasks the writer submitted are to come, then a _Done
-                break
+        def handle(event: object) -> None:
+            """One event of the walk (not ``_Done``) into the batches, buffers and counts."""
+            nonlocal set_listings
             if isinstance(event, Page):
                 route_page(event.records)
             elif isinstance(event, Record):
@@ -658,6 +640,39 @@ class _Run:
                 if event.fatal:
                     flush(KINDS)
                     raise RunFailed(event.message) from event.error
+
+        self.start_walk(scoped, eval_refs, prefetched)
+        while True:
+            try:
+                event = self.events.get(timeout=0.2)
+            except queue.Empty:
+                event = None
+            if self.stop.is_set():
+                # What was fetched before the signal is written, queued or not (on a new
+                # database the walk runs ahead of the writer while the schema is created);
+                # the tasks it would start are not (``_run_task``).
+                while event is not None:
+                    if not isinstance(event, _Done):
+                        handle(event)
+                    try:
+                        event = self.events.get_nowait()
+                    except queue.Empty:
+                        event = None
+                flush(KINDS)
+                raise Interrupted(
+                    "interrupted: stopped after the current batch; nothing was deleted"
+                )
+            # written batches wait at most commit_interval, even between batches
+            pacer.idle(self.conn.in_transaction())
+            if event is None:
+                continue
+            if isinstance(event, _Done):
+                with self.pending_lock:
+                    stale = event.epoch != self.writer_epoch
+                if stale or ask_details():
+                    continue  # records of tasks the writer submitted are to come, then a _Done
+                break
+            handle(event)
         flush(KINDS)
 
     def shutdown(self) -> None:

@@ -38,6 +38,15 @@ def fake_console(catalog: FakeCatalog | None = None, **kw: Any) -> Iterator[Fake
         yield server
 
 
+def create_schema(db_url: str) -> None:
+    """The schema at head before a sync, for tests that time something after the run's row is
+    written: on an empty database the walk starts while the schema is being created."""
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        db.upgrade(conn)
+    engine.dispose()
+
+
 def options(db_url: str, server: FakeServer, **kw: Any) -> SyncOptions:
     defaults: dict[str, Any] = dict(
         database_url=db_url,

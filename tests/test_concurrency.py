@@ -23,7 +23,7 @@ from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import CallRecord, FakeServer
 from catalog.schema import sync_runs
 from tests._proc import assert_consistent, popen_cli, run_cli, sync_argv
-from tests.helpers import expected_rows, fake_console, stored_rows, tracked_only
+from tests.helpers import create_schema, expected_rows, fake_console, stored_rows, tracked_only
 
 
 class Gate:
@@ -150,6 +150,7 @@ def test_a_killed_holder_does_not_keep_the_lock(db_url: str) -> None:
     catalog = FakeCatalog.generate(seed=22, model_sets=3, comp_tasks=6)
     # Before the run's row is written: the first listing page and each --eval-export-id given.
     preflight = 1 + len(catalog.keys("eval_result_export"))
+    create_schema(db_url)  # else the walk would go on before the run's row exists
     with fake_console(catalog) as server:
         gate = Gate(server, at=preflight + 2)
         holder = popen_cli(sync_argv(db_url, server, "--workers", "1"))

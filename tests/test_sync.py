@@ -15,7 +15,15 @@ from catalog import db
 from catalog.fake.catalog import FakeCatalog
 from catalog.kinds import KINDS, eval_tasks
 from catalog.schema import SPECS, changes, sync_runs
-from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+from tests.helpers import (
+    create_schema,
+    expected_rows,
+    fake_console,
+    options,
+    stored_rows,
+    sync,
+    tracked_only,
+)
 
 
 def _count(db_url: str, table: object) -> int:
@@ -443,12 +451,38 @@ def test_a_finished_listing_asks_its_details_while_the_walk_goes_on(
         real_detail(self, record)
 
     monkeypatch.setattr(Walker, "detail", detail)
-    engine = db.create_engine_for(db_url)
-    with engine.connect() as conn:  # so that the walk does not run during the migration
-        db.upgrade(conn)
-    engine.dispose()
+    create_schema(db_url)  # so that the walk does not run during the migration
     with fake_console(catalog, latency=0.005) as server:
         summary = sync(db_url, server)
     assert summary.status == "success"
     assert len(described_then) == _failed_tasks(catalog) > 0
     assert described_then[0] < len(catalog.keys("model_version")) / 2, described_then
+
+
+def test_a_signal_during_the_migration_still_writes_what_was_fetched(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a new database the walk runs ahead of the writer; a stop (SIGTERM) that comes before
+    the writer starts still writes every answer fetched before it, then deletes nothing."""
+    import threading
+
+    from catalog.sync import Interrupted, run_sync
+
+    catalog = FakeCatalog.generate(seed=9, model_sets=20, versions_per_set=2, comp_tasks=50)
+    stop = threading.Event()
+    before: list[str] = []
+    real_upgrade = db.upgrade
+
+    def upgrade(connection: Any, revision: str = "head") -> None:
+        assert _wait_for(server, "DescribeModel", timeout=3.0)
+        before.extend(c.body["modelId"] for c in list(server.calls) if c.action == "DescribeModel")
+        stop.set()
+        time.sleep(0.3)  # the answers on their way arrive and wait in the inbox
+        real_upgrade(connection, revision)
+
+    monkeypatch.setattr(db, "upgrade", upgrade)
+    with fake_console(catalog, latency=0.005) as server, pytest.raises(Interrupted):
+        run_sync(options(db_url, server, workers=2), stop=stop)
+    stored = stored_rows(db_url)["model_version"]
+    assert before and set(before) <= set(stored)
+    assert len(stored) < len(catalog.keys("model_version"))  # stopped, not finished
