@@ -869,3 +869,44 @@ def test_a_served_answer_is_a_copy(catalog: FakeCatalog) -> None:
             value.append({"changed": True})
     first["modelId"] = "changed"
     assert catalog.served("DescribeModel", model_id) == again
+
+
+def _raw_exchange(server: FakeServer, request: bytes) -> bytes:
+    """Send ``request`` as is on a fresh connection; everything the server sends until it
+    closes (or goes quiet for a second)."""
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=1.0) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+    return received
+
+
+def test_the_fake_reads_request_headers_line_by_line(server: FakeServer) -> None:
+    """The fake's own header reader (the ``email`` parser cost a third of its CPU): names in any
+    case, a repeated header read as its first value, a close honoured, and bad header sections
+    refused as the standard library refuses them."""
+    body = b"{}"
+    head = (
+        b"POST /v2/model?Action=DescribeModel HTTP/1.1\r\nhOsT: x\r\ncontent-length: 2\r\n"
+        b"Content-Length: 99\r\nConnection: close\r\n\r\n"
+    )
+    answer = _raw_exchange(server, head + body)  # unsigned: refused, but read whole
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 403 Forbidden"
+    assert b'"SignatureDoesNotMatch"' in rest and answer.count(b"HTTP/1.1") == 1
+    assert server.calls[-1].action == "DescribeModel" and server.calls[-1].body == {}
+
+    no_colon = b"POST /v2/model HTTP/1.1\r\nHost x\r\n\r\n"
+    assert _raw_exchange(server, no_colon).startswith(b"HTTP/1.1 400 ")
+    too_many = b"POST /v2/model HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n"
+    assert _raw_exchange(server, too_many).startswith(b"HTTP/1.1 431 ")
+    too_long = b"POST /v2/model HTTP/1.1\r\nX-A: " + b"a" * 70000 + b"\r\n\r\n"
+    assert _raw_exchange(server, too_long).startswith(b"HTTP/1.1 431 ")
+    # Any other request line goes to the standard parser (an HTTP/0.9-style error page here).
+    assert b"400 - Bad request syntax" in _raw_exchange(server, b"NONSENSE\r\n\r\n")
