@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +14,11 @@ from sqlalchemy import Engine, event, func, select
 
 from catalog import db
 from catalog.fake.catalog import FakeCatalog
+from catalog.fake.server import FakeServer
 from catalog.kinds import KINDS, eval_tasks
 from catalog.schema import SPECS, changes, sync_runs
+from catalog.sync import Interrupted, run_sync
+from catalog.walk import Walker
 from tests.helpers import (
     create_schema,
     expected_rows,
@@ -372,7 +376,7 @@ def test_a_run_quiets_the_cycle_collector_and_restores_it(
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
-def _wait_for(server: Any, action: str, timeout: float) -> bool:
+def _wait_for(server: FakeServer, action: str, timeout: float) -> bool:
     """Whether the fake gets a call of ``action`` within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -439,8 +443,6 @@ def test_a_finished_listing_asks_its_details_while_the_walk_goes_on(
     while versions are still being described, not once the whole walk has run dry (which left
     the workers idle while the writer wrote its last batches: a fifth of a second in a paced
     run)."""
-    from catalog.walk import Walker
-
     catalog = FakeCatalog.generate(seed=8, model_sets=30, versions_per_set=2, comp_tasks=150)
     described_then: list[int] = []
     real_detail = Walker.detail
@@ -464,10 +466,6 @@ def test_a_signal_during_the_migration_still_writes_what_was_fetched(
 ) -> None:
     """On a new database the walk runs ahead of the writer; a stop (SIGTERM) that comes before
     the writer starts still writes every answer fetched before it, then deletes nothing."""
-    import threading
-
-    from catalog.sync import Interrupted, run_sync
-
     catalog = FakeCatalog.generate(seed=9, model_sets=20, versions_per_set=2, comp_tasks=50)
     stop = threading.Event()
     before: list[str] = []

@@ -453,7 +453,6 @@ class _Patch:
     actions: frozenset[str] | None  # None: every call that serves the object
 
 
-
 def _copied(value: Any) -> Any:
     """A deep copy of JSON-shaped data (what every answer is made of), so a caller that changes
     an answer cannot change the catalog. ``copy.deepcopy``'s generality (memo, any type) was a
@@ -1243,7 +1242,7 @@ class FakeCatalog:
             if patch.actions is None or action in patch.actions:
                 for name in patch.drop:
                     served.pop(name, None)
-                served.update(_copied(dict(patch.fields)))
+                served.update({name: _copied(value) for name, value in patch.fields.items()})
         return served
 
     @overload

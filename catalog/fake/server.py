@@ -610,12 +610,12 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-
 @functools.lru_cache(maxsize=256)
 def _issued(timestamp: str) -> int:
     """Seconds since the epoch of an auth string's timestamp. Cached: a second's calls share
     one, and ``strptime`` was a tenth of the signature check."""
     return timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
+
 
 class FakeServer:
     """The fake console API on a local port; see the module docstring for what it does."""
