@@ -908,6 +908,8 @@ def eval_list(ctx: click.Context, fmt: str) -> None:
 
 
 def main() -> None:
+    from catalog.sync import end_of_process
+
     try:
         cli(prog_name="qianfan-catalog")
     except BrokenPipeError:
@@ -915,6 +917,8 @@ def main() -> None:
         # the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(int(ExitCode.FAILED))
+    finally:
+        end_of_process()
 
 
 if __name__ == "__main__":  # pragma: no cover

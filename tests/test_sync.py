@@ -316,6 +316,63 @@ def test_commits_are_paced_not_one_per_batch(sqlite_url: str) -> None:
     assert paced[0] < 10  # the run's own commits, and the last batches in one
 
 
+def test_a_batch_that_does_not_fill_is_written_once_commit_interval_old(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paced sync writes as it goes: a kind's batch that has not filled is written once it is
+    --commit-interval old, not held for the end of the walk. (With several accounts ending
+    together on one database, the last partial batches of every kind, written after the last
+    answer, took seconds.)"""
+    from catalog.api.client import ConsoleClient
+    from catalog.store import Store
+
+    writes: list[tuple[float, str, int]] = []
+    answered: list[float] = []
+    real_write, real_send = Store.write_batch, ConsoleClient._send
+
+    def write_batch(self: Store, kind: str, rows: Any) -> Any:
+        writes.append((time.monotonic(), kind, len(rows)))
+        return real_write(self, kind, rows)
+
+    def send(self: ConsoleClient, *args: Any) -> Any:
+        try:
+            return real_send(self, *args)
+        finally:
+            answered.append(time.monotonic())
+
+    monkeypatch.setattr(Store, "write_batch", write_batch)
+    monkeypatch.setattr(ConsoleClient, "_send", send)
+    catalog = FakeCatalog.generate(seed=23, model_sets=4, versions_per_set=3, comp_tasks=5)
+    with fake_console(catalog, latency=0.02) as server:
+        summary = sync(sqlite_url, server, workers=1, batch_size=1000, commit_interval=0.1)
+    assert summary.status == "success"
+    last_answer = max(answered)
+    first_set = min(t for t, kind, _ in writes if kind == "model_set")
+    assert first_set < last_answer  # written during the walk, not after it
+    versions = [n for _, kind, n in writes if kind == "model_version"]
+    assert len(versions) > 1 and sum(versions) == summary.kinds["model_version"].inserted
+
+
+def test_the_command_line_exits_without_running_the_cycle_collector() -> None:
+    """Once the command is done, the interpreter's teardown does not walk what the sync left
+    (``end_of_process``); ``atexit`` handlers still run, and the exit code is the command's."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, gc, sys\n"
+        "from catalog.cli import main\n"
+        "atexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count() > 0))\n"
+        "sys.argv = ['qianfan-catalog', '--version']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "collector False True"
+
+
 def test_commit_pacer_commits_pending_work_once_the_interval_passed() -> None:
     commits: list[float] = []
     pacer = db.CommitPacer(lambda: commits.append(time.monotonic()), interval=0.05)
