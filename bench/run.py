@@ -213,8 +213,28 @@ def _walk_ahead(server: Any, before: dict[str, dict[str, Any]] | None) -> tuple[
     return figures, now
 
 
-def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
-    """The fake console's process: serve, and answer the benchmark's requests on the pipe."""
+def _server_main(conns: list[Pipe], specs: list[dict[str, Any]]) -> None:
+    """The fake consoles' process: one server per spec, each answering the benchmark's requests
+    on its own pipe.
+
+    Several accounts' consoles share this one process. A real console runs elsewhere, so its
+    CPU is not on the syncs' host; eight console processes beside eight syncs each woke cold for
+    every call, and cost the machine about twice the CPU per call one busy process does.
+    """
+    import threading
+
+    threads = [
+        threading.Thread(target=_console, args=(conn, spec), name=f"console-{i}")
+        for i, (conn, spec) in enumerate(zip(conns, specs, strict=True))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _console(conn: Pipe, spec: dict[str, Any]) -> None:
+    """One fake console: serve, and answer the benchmark's requests on the pipe."""
     from catalog.fake.catalog import FakeCatalog
     from catalog.fake.limiters import make_limiter
     from catalog.fake.server import FakeServer
@@ -286,25 +306,38 @@ def _server_main(conn: Pipe, spec: dict[str, Any]) -> None:
 
 
 @contextmanager
-def fake_server(**spec: Any) -> Iterator[tuple[Pipe, dict[str, Any]]]:
+def fake_servers(specs: list[dict[str, Any]]) -> Iterator[list[tuple[Pipe, dict[str, Any]]]]:
+    """One fake console per spec, all in one process: (pipe, info) each."""
     ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
+    pipes = [ctx.Pipe() for _ in specs]
     proc = ctx.Process(
-        target=_server_main, args=(child, spec), name="bench-fake-console", daemon=True
+        target=_server_main,
+        args=([child for _parent, child in pipes], specs),
+        name="bench-fake-console",
+        daemon=True,
     )
     proc.start()
     try:
-        if not parent.poll(600):
-            raise RuntimeError("the fake server did not start")
-        info = parent.recv()
-        yield parent, info
+        servers = []
+        for parent, _child in pipes:
+            if not parent.poll(600):
+                raise RuntimeError("the fake server did not start")
+            servers.append((parent, parent.recv()))
+        yield servers
     finally:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            parent.send(("stop", None))
+        for parent, _child in pipes:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                parent.send(("stop", None))
         proc.join(10)
         if proc.is_alive():
             proc.terminate()
             proc.join(5)
+
+
+@contextmanager
+def fake_server(**spec: Any) -> Iterator[tuple[Pipe, dict[str, Any]]]:
+    with fake_servers([spec]) as servers:
+        yield servers[0]
 
 
 def ask(pipe: Pipe, cmd: str, arg: Any = None) -> Any:
@@ -493,7 +526,7 @@ def _sync_child() -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from catalog.sync import SyncOptions, run_sync
+    from catalog.sync import SyncOptions, end_of_process, run_sync
 
     writes: Counter[str] = Counter()
     statements: Counter[str] = Counter()
@@ -536,8 +569,10 @@ def _sync_child() -> None:
                 **paced,
                 **({"settled_rate": settled} if settled is not None else {}),
             }
-        )
+        ),
+        flush=True,
     )
+    end_of_process()  # as the command line's entry point does
 
 
 def _fetch_child() -> None:
@@ -1048,17 +1083,15 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
     one: dict[str, float] = {}
     with databases(args.db) as fresh:
         for n in args.accounts:
-            with contextlib.ExitStack() as stack:
-                servers = [
-                    stack.enter_context(fake_server(**{**spec, "seed": spec["seed"] + i}))
-                    for i in range(n)
-                ]
+            specs = [{**spec, "seed": spec["seed"] + i} for i in range(n)]
+            with fake_servers(specs) as servers:
+                fake_pids = {info["pid"] for _pipe, info in servers}
                 for db, url in fresh():
                     for pipe, _info in servers:
                         ask(pipe, "limiter", ("bucket", args.rate_limit))
                         ask(pipe, "reset")
                     pg_pid = _postmaster_pid(url) if db == "postgresql" else None
-                    fakes0 = sum(_process_cpu(info["pid"]) for _pipe, info in servers)
+                    fakes0 = sum(_process_cpu(pid) for pid in fake_pids)
                     pg0 = _process_cpu(pg_pid, children=True) if pg_pid else 0.0
                     syncs0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t0 = time.monotonic()
@@ -1095,7 +1128,7 @@ def accounts_mode(args: argparse.Namespace) -> dict[str, Any]:
                     wall = time.monotonic() - t0
                     busy1, total1 = _cpu_busy()
                     syncs1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    fakes_cpu = sum(_process_cpu(info["pid"]) for _pipe, info in servers) - fakes0
+                    fakes_cpu = sum(_process_cpu(pid) for pid in fake_pids) - fakes0
                     pg_cpu = (_process_cpu(pg_pid, children=True) - pg0) if pg_pid else None
                     # Whole processes, start-up (imports, schema) included: the sync children
                     # are reaped by now; the fake consoles live on, so theirs is a difference.
