@@ -377,7 +377,8 @@ def _sync_options(f: Any) -> Any:
             "--commit-interval",
             type=click.FloatRange(0),
             default=_default("commit_interval"),
-            help="Seconds between commits of written batches (0: commit every batch).",
+            help="Seconds between commits of written batches (0: commit every batch); a batch "
+            "that has not filled is written once it is this old.",
         ),
         click.option(
             "--lock-timeout",
