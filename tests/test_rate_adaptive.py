@@ -395,11 +395,13 @@ def test_fixed_windows_out_of_phase_are_found_by_a_cut_then_bisection(phase: flo
     """The hard case: starting late in a fixed window, each Retry-After hold ends mid-window,
     so the second before every refusal holds as many calls as were sent, whatever the limit:
     the count says nothing. A second refusal at a plateau cuts by 1 - beta, and bisection up
-    between the pace that held and the lowest refused one finds the limit."""
+    between the pace that held and the lowest refused one finds the limit: each step set at
+    once and confirmed ``confirm`` seconds later (climbing to each one as after a cut took
+    until 35 s at some phases)."""
     limiter, sends = drive("fixed", 30.0, 50.0, 90.0, phase=phase)
     refused = [t for t, accepted, _ in sends if not accepted]
-    assert len(refused) <= 6
-    assert all(0.95 * 30 <= rate <= 1.05 * 30 for t, _, rate in sends if t >= 40.0)
+    assert len(refused) <= 0.005 * len(sends)  # the target allows 2%
+    assert all(0.95 * 30 <= rate <= 1.05 * 30 for t, _, rate in sends if t >= 20.0)
     settled = limiter.settled_rate()
     assert settled is not None and 0.95 * 30 <= settled <= 1.05 * 30
 

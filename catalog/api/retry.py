@@ -433,7 +433,11 @@ class RateLimiter:
                 self._accepted.popleft()
             if self._plateau is not None:
                 self._rate = self._curve(now - self._moved_at)
-                if now - self._moved_at >= self.recovery + self.confirm:
+                # A plateau the pace climbs to holds once it was kept ``confirm`` seconds
+                # after the climb; one set at once (a bisection's raise, a step down at a
+                # plateau), after ``confirm`` seconds.
+                climb = self.recovery if self._start < self._plateau else 0.0
+                if now - self._moved_at >= climb + self.confirm:
                     self._held(now)
 
     def _held(self, now: float) -> None:
@@ -448,8 +452,10 @@ class RateLimiter:
         self._good = max(self._good or 0.0, self._plateau)
         bad = self._bad
         if bad is not None and self._good < bad * (1 - 2 * self.margin):
-            self._start = self._rate
-            self._plateau = (self._good + bad) / 2
+            # At once, not by the curve: the midpoint is below the lowest pace refused, and a
+            # climb to it only put off the next step by ``recovery`` (fixed windows out of
+            # phase with the holds need several steps; README, "Limiter shapes").
+            self._plateau = self._start = (self._good + bad) / 2
             self._moved_at = now
             self._raised = True
 
