@@ -434,7 +434,7 @@ def test_a_call_that_went_late_pushes_the_call_a_window_later() -> None:
     for _ in range(30):
         limiter.acquire()
         went.append(fake.now)
-    for i in range(len(went) - 10):  # ten calls a second at most, with 10 ms to spare
-        assert went[i + 10] - went[i] >= 1.01 - 1e-9
+    for i in range(len(went) - 10):  # ten calls a second at most, with 18 ms to spare
+        assert went[i + 10] - went[i] >= 1.018 - 1e-9
     # and the pace itself is kept: nothing else was delayed beyond the late call's own shift
     assert went[-1] - went[0] == pytest.approx(29 / 9.8 + 0.05, abs=0.06)
