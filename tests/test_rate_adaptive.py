@@ -400,7 +400,11 @@ def test_fixed_windows_out_of_phase_are_found_by_a_cut_then_bisection(phase: flo
     until 35 s at some phases)."""
     limiter, sends = drive("fixed", 30.0, 50.0, 90.0, phase=phase)
     refused = [t for t, accepted, _ in sends if not accepted]
-    assert len(refused) <= 0.005 * len(sends)  # the target allows 2%
+    # What the search costs: refusals, each a one-second hold of every caller, and seconds
+    # below the limit. A pace counts as held only for seconds it was sent at, not for a hold
+    # (a hold's second "confirmed" paces that a refusal then ended: 8-9 refusals at 0.4-0.6).
+    assert len(refused) <= 7
+    assert len(sends) >= 0.92 * 30 * 90
     assert all(0.95 * 30 <= rate <= 1.05 * 30 for t, _, rate in sends if t >= 20.0)
     settled = limiter.settled_rate()
     assert settled is not None and 0.95 * 30 <= settled <= 1.05 * 30

@@ -443,9 +443,11 @@ class RateLimiter:
                 self._rate = self._curve(now - self._moved_at)
                 # A plateau the pace climbs to holds once it was kept ``confirm`` seconds
                 # after the climb; one set at once (a bisection's raise, a step down at a
-                # plateau), after ``confirm`` seconds.
+                # plateau), after ``confirm`` seconds. Seconds of a hold confirm nothing: no
+                # call went (a fixed window found a pace "held" that a refusal ended right
+                # after, most of its confirmation having been the hold).
                 climb = self.recovery if self._start < self._plateau else 0.0
-                if now - self._moved_at >= climb + self.confirm:
+                if now - max(self._moved_at, self._hold_until) >= climb + self.confirm:
                     self._held(now)
 
     def _held(self, now: float) -> None:
