@@ -378,7 +378,7 @@ def _sync_options(f: Any) -> Any:
             type=click.FloatRange(0),
             default=_default("commit_interval"),
             help="Seconds between commits of written batches (0: commit every batch); a batch "
-            "that has not filled is written once it is this old.",
+            "that has not filled is written once it is this old (a second when 0).",
         ),
         click.option(
             "--lock-timeout",

@@ -297,9 +297,9 @@ def end_of_process() -> None:
     """Called when the process has nothing left to do but exit: no cycle collection from here.
 
     The interpreter's teardown clears every module, and with the collector on, each step runs
-    it over everything a sync left (SQLAlchemy's and the run's objects). That cost a sync process
-    a tenth of a second or more of CPU after its summary line was written, which counts when
-    several accounts' syncs end together on one host (README, the accounts benchmark). Memory
+    it over everything a sync left (SQLAlchemy's and the run's objects): CPU spent after the
+    summary line was written, which counts when several accounts' syncs end together on one
+    host (README, the accounts benchmark). Memory
     goes back to the operating system whole; ``atexit`` handlers and the final flush of
     standard output and error still run, and every connection and file the sync opened was
     closed before this.
@@ -464,10 +464,11 @@ class _Run:
         #: When each kind's unwritten batch got its first record. A batch that has not filled
         #: within ``commit_interval`` is written then, as a written one is committed: a paced
         #: sync's writer is idle between calls, and otherwise wrote every kind's last partial
-        #: batch after the walk's last call (with eight accounts finishing together on one
-        #: database, seconds of writes after the last answer).
+        #: batch after the walk's last call, all at once (README, the accounts benchmark). With
+        #: ``commit_interval`` 0 (commit every batch) a second: at once, every batch would be
+        #: a single record.
         opened: dict[str, float] = {}
-        interval = self.options.commit_interval
+        interval = self.options.commit_interval or 1.0
 
         def commit_batches() -> None:
             self.commit()

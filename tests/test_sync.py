@@ -316,13 +316,10 @@ def test_commits_are_paced_not_one_per_batch(sqlite_url: str) -> None:
     assert paced[0] < 10  # the run's own commits, and the last batches in one
 
 
-def test_a_batch_that_does_not_fill_is_written_once_commit_interval_old(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A paced sync writes as it goes: a kind's batch that has not filled is written once it is
-    --commit-interval old, not held for the end of the walk. (With several accounts ending
-    together on one database, the last partial batches of every kind, written after the last
-    answer, took seconds.)"""
+def _timed_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[tuple[float, str, int]], list[float]]:
+    """(when each batch was written, its kind, its rows) and when each API answer came."""
     from catalog.api.client import ConsoleClient
     from catalog.store import Store
 
@@ -342,8 +339,20 @@ def test_a_batch_that_does_not_fill_is_written_once_commit_interval_old(
 
     monkeypatch.setattr(Store, "write_batch", write_batch)
     monkeypatch.setattr(ConsoleClient, "_send", send)
+    return writes, answered
+
+
+def test_a_batch_that_does_not_fill_is_written_once_commit_interval_old(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paced sync writes as it goes: a kind's batch that has not filled is written once it is
+    --commit-interval old, not held for the end of the walk. (With several accounts ending
+    together on one database, the last partial batches of every kind, written after the last
+    answer, took seconds.)"""
+    writes, answered = _timed_writes(monkeypatch)
+    create_schema(sqlite_url)  # the writer runs from the first answer, not after a migration
     catalog = FakeCatalog.generate(seed=23, model_sets=4, versions_per_set=3, comp_tasks=5)
-    with fake_console(catalog, latency=0.02) as server:
+    with fake_console(catalog, latency=0.03) as server:
         summary = sync(sqlite_url, server, workers=1, batch_size=1000, commit_interval=0.1)
     assert summary.status == "success"
     last_answer = max(answered)
@@ -351,6 +360,21 @@ def test_a_batch_that_does_not_fill_is_written_once_commit_interval_old(
     assert first_set < last_answer  # written during the walk, not after it
     versions = [n for _, kind, n in writes if kind == "model_version"]
     assert len(versions) > 1 and sum(versions) == summary.kinds["model_version"].inserted
+
+
+def test_commit_interval_zero_still_fills_batches(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--commit-interval 0 commits every batch; it does not make every record a batch of its
+    own: an unfilled batch then waits a second, not nothing."""
+    writes, _answered = _timed_writes(monkeypatch)
+    catalog = FakeCatalog.generate(seed=24, model_sets=4, versions_per_set=3, comp_tasks=5)
+    with fake_console(catalog) as server:
+        summary = sync(sqlite_url, server, workers=1, batch_size=1000, commit_interval=0)
+    assert summary.status == "success"
+    versions = [n for _, kind, n in writes if kind == "model_version"]
+    assert sum(versions) == summary.kinds["model_version"].inserted > 2
+    assert len(versions) <= sum(versions) // 4  # a few batches, not one per record
 
 
 def test_the_command_line_exits_without_running_the_cycle_collector() -> None:
