@@ -299,10 +299,9 @@ def end_of_process() -> None:
     The interpreter's teardown clears every module, and with the collector on, each step runs
     it over everything a sync left (SQLAlchemy's and the run's objects): CPU spent after the
     summary line was written, which counts when several accounts' syncs end together on one
-    host (README, the accounts benchmark). Memory
-    goes back to the operating system whole; ``atexit`` handlers and the final flush of
-    standard output and error still run, and every connection and file the sync opened was
-    closed before this.
+    host (README, the accounts benchmark). Memory goes back to the operating system whole;
+    ``atexit`` handlers and the final flush of standard output and error still run, and every
+    connection and file the sync opened was closed before this.
     """
     gc.disable()
     gc.freeze()
@@ -550,10 +549,15 @@ class _Run:
 
         batch_size = self.options.batch_size
 
-        def add(record: Record) -> None:
-            batch = batches[record.kind]
+        def batch_of(kind: str) -> list[Record]:
+            """The kind's batch to add to, its age counted from the first record added."""
+            batch = batches[kind]
             if not batch:
-                opened[record.kind] = time.monotonic()
+                opened[kind] = time.monotonic()
+            return batch
+
+        def add(record: Record) -> None:
+            batch = batch_of(record.kind)
             batch.append(record)
             counted(record)
             if len(batch) >= batch_size:
@@ -630,9 +634,7 @@ class _Run:
                     ask_details()
             start = 0
             while start < len(listed):  # batches of --batch-size, as one by one
-                batch = batches[kind]
-                if not batch:
-                    opened[kind] = time.monotonic()
+                batch = batch_of(kind)
                 end = start + batch_size - len(batch)
                 batch.extend(listed[start:end])
                 start = end
