@@ -265,6 +265,36 @@ def test_scoped_sync_deletes_only_inside_its_scope(db_url: str) -> None:
     assert gone_out in stored_rows(db_url)["model_version"]
 
 
+def test_a_scoped_sync_deletes_compression_tasks_its_versions_listings_no_longer_name(
+    db_url: str,
+) -> None:
+    """A scoped run lists compression tasks per version of its sets: a task gone from that
+    listing is deleted, and one of a version outside the scope is not, though gone too."""
+    catalog = FakeCatalog.generate(seed=29, model_sets=3, system_sets=0, comp_tasks=12)
+    sets = catalog.keys("model_set")
+    inside, outside = sets[0], sets[1]
+    versions_in = set(catalog.get("model_set", inside)["modelIds"])
+    versions_out = set(catalog.get("model_set", outside)["modelIds"])
+    tasks = {key: catalog.get("compression_task", key) for key in catalog.keys("compression_task")}
+    task_in = next(k for k, t in tasks.items() if t["sourceModelId"] in versions_in)
+    task_out = next(k for k, t in tasks.items() if t["sourceModelId"] in versions_out)
+    name = catalog.get("model_set", inside)["modelSetName"]
+    with fake_console(catalog) as server:
+        sync(db_url, server, workers=2)
+        catalog.remove("compression_task", task_in)
+        catalog.remove("compression_task", task_out)
+        scoped = sync(db_url, server, workers=2, model_sets=[name], include_system=False,
+                      allow_mass_delete=True)
+    assert scoped.status == "success"
+    deleted = {(r["kind"], r["entity_id"])
+               for r in _query(db_url, queries.changes_query, run_id=scoped.run_id)
+               if r["operation"] == "delete"}
+    assert ("compression_task", task_in) in deleted
+    assert ("compression_task", task_out) not in deleted
+    assert task_in not in stored_rows(db_url)["compression_task"]
+    assert task_out in stored_rows(db_url)["compression_task"]
+
+
 def test_a_reused_connection_does_not_carry_seen_keys_into_the_next_run(db_url: str) -> None:
     """Which entities a run saw lives in connection-local temporary tables; a second run on the
     same (pooled) connection must start from none, or it would miss deletions."""

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Column, ColumnElement, Table, or_
 
+from catalog.bulk import answer_hash
 from catalog.documented import DriftLog, Fields
 from catalog.errors import ApiError
-from catalog.events import VERSION, Event, Record
+from catalog.events import VERSION, Event, Page, Record, ScopeDone
 from catalog.normalize import NormalizeError
 
 if TYPE_CHECKING:
@@ -97,6 +98,53 @@ def within_parents(
     condition: ColumnElement[bool] = fk.in_(d.scope_keys(kind))
     gone = d.gone(parent)
     return condition if gone is None else or_(condition, fk.in_(gone))
+
+
+def list_records(
+    walk: Walk,
+    kind: str,
+    call: str,
+    pages: Pages,
+    key: str,
+    build: Callable[[dict[str, Any]], dict[str, Any]],
+    scope: str,
+    *,
+    whole: bool,
+    listing: str | None,
+) -> None:
+    """Hand one listing of ``kind`` to the writer: each page as one ``Page`` of records, the
+    ``ScopeDone`` of ``scope`` after the last, so that a delete inside that scope can follow.
+
+    The row is built by the writer from ``build(item)``, and only for an answer whose hash
+    differs from the stored one (a no-op re-sync normalises nothing). An item whose ``key`` is
+    empty or a boolean is that item's failure; a failed page is the listing's, which then sends
+    no ``ScopeDone``, so nothing is deleted inside it. ``whole``: the listing names every entity
+    of ``scope`` on its own (its count is the total the progress display shows); otherwise
+    ``scope`` is a parent's. ``listing``: how ``sync_errors`` names the listing when it fails
+    (None: the account's whole listing).
+    """
+    count = 0
+    check = walk.drift.check
+    try:
+        for page in pages:
+            count += len(page)
+            records = []
+            for item in page:
+                ident = item.get(key)
+                entity = str(ident)
+                check(kind, call, item, entity)
+                if isinstance(ident, bool) or ident in (None, ""):
+                    walk.fail(kind, call, entity, NormalizeError(f"{key}: missing or not an id"))
+                    continue
+                records.append(
+                    Record(kind, entity, item, answer_hash(item), partial(build, item), call)
+                )
+            if records:
+                walk.emit(Page(records))  # one hand-off per page, not per item
+    except ApiError as exc:
+        walk.fail(kind, call, listing, exc)
+        return
+    walk.emit(ScopeDone(kind, scope, count if whole else None))
 
 
 @dataclass(frozen=True)

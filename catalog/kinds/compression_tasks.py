@@ -14,11 +14,10 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Float, String, Text, true
 
-from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import LISTING, VERSION, Page, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.events import LISTING, VERSION, Record
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, list_records
 from catalog.normalize import (
     NormalizeError,
     as_float,
@@ -121,27 +120,13 @@ def _of_set(walk: Walk, model_set: dict[str, Any], system: bool) -> None:
 
 
 def _list(walk: Walk, source_model_id: str | None, pages: Pages | None) -> None:
-    count = 0
-    try:
-        for page in pages if pages is not None else _pages(walk, source_model_id):
-            count += len(page)
-            records = []
-            for item in page:
-                task_id = str(item.get("id"))
-                walk.drift.check("compression_task", LIST, item, task_id)
-                if isinstance(item.get("id"), bool) or item.get("id") in (None, ""):
-                    walk.fail("compression_task", LIST, task_id,
-                              NormalizeError("id: missing or not an id"))
-                    continue
-                # Normalised by the writer, and only if the answer changed (see Record).
-                records.append(Record("compression_task", task_id, item, answer_hash(item),
-                                      partial(row, item), LIST))
-            if records:
-                walk.emit(Page(records))  # the longest listing: one hand-off per page
-    except ApiError as exc:
-        walk.fail("compression_task", LIST, source_model_id, exc)
-        return
-    walk.emit(ScopeDone("compression_task", source_model_id or ALL, count))
+    """The account's whole listing, or (scoped) one version's: a scope of its own, inside which
+    ``_deletes`` deletes what the listing did not name."""
+    if pages is None:
+        pages = _pages(walk, source_model_id)
+    scope = source_model_id or ALL
+    list_records(walk, "compression_task", LIST, pages, "id", row, scope,
+                 whole=source_model_id is None, listing=source_model_id)
 
 
 def _wants_detail(obj: Mapping[str, Any]) -> bool:

@@ -15,12 +15,11 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, String, Text
 
-from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import LISTING, UNANSWERED, VERSION, Record, ScopeDone
+from catalog.events import LISTING, UNANSWERED, VERSION, Record
 from catalog.kinds import eval_task_reports as reports
-from catalog.kinds.base import DeleteView, Kind, Walk
+from catalog.kinds.base import DeleteView, Kind, Walk, list_records
 from catalog.normalize import (
     NormalizeError,
     as_text,
@@ -81,19 +80,11 @@ def _start(walk: Walk, pages: Any) -> None:
 
 
 def _list(walk: Walk, eval_type: str) -> None:
-    count = 0
-    try:
-        for page in walk.pages(LIST, {"evalType": eval_type}, item_key="taskId", route=ROUTE):
-            count += len(page)
-            for item in page:
-                task_id = str(item.get("taskId"))
-                walk.drift.check("eval_task", LIST, item, task_id)
-                walk.emit(Record("eval_task", task_id, item, answer_hash(item),
-                                 partial(row, item, eval_type), LIST))
-    except ApiError as exc:
-        walk.fail("eval_task", LIST, eval_type, exc)
-        return
-    walk.emit(ScopeDone("eval_task", eval_type, count))
+    pages = walk.pages(LIST, {"evalType": eval_type}, item_key="taskId", route=ROUTE)
+    build = partial(row, eval_type=eval_type)
+    list_records(
+        walk, "eval_task", LIST, pages, "taskId", build, eval_type, whole=True, listing=eval_type
+    )
 
 
 def _detail(walk: Walk, listed: Record) -> None:

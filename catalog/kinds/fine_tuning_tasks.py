@@ -14,11 +14,10 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, String, Text
 
-from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import UNANSWERED, VERSION, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Walk, within_parents
+from catalog.events import UNANSWERED, VERSION, Record
+from catalog.kinds.base import DeleteView, Kind, Walk, list_records, within_parents
 from catalog.normalize import (
     NormalizeError,
     as_obj,
@@ -102,19 +101,10 @@ def _of_job(walk: Walk, job: dict[str, Any], system: bool) -> None:
 
 
 def _list(walk: Walk, job_id: str) -> None:
-    count = 0
-    try:
-        for page in walk.pages(LIST, {"jobId": job_id}, item_key="taskId", route=ROUTE):
-            count += len(page)
-            for item in page:
-                task_id = str(item.get("taskId"))
-                walk.drift.check("fine_tuning_task", LIST, item, task_id)
-                walk.emit(Record("fine_tuning_task", task_id, item, answer_hash(item),
-                                 partial(row, item), LIST))
-    except ApiError as exc:
-        walk.fail("fine_tuning_task", LIST, job_id, exc)
-        return
-    walk.emit(ScopeDone("fine_tuning_task", job_id))
+    pages = walk.pages(LIST, {"jobId": job_id}, item_key="taskId", route=ROUTE)
+    list_records(
+        walk, "fine_tuning_task", LIST, pages, "taskId", row, job_id, whole=False, listing=job_id
+    )
 
 
 def _detail(walk: Walk, listed: Record) -> None:

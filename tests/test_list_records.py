@@ -1,0 +1,86 @@
+"""``kinds.base.list_records``: how a listing reaches the writer, page by page.
+
+It decides what may be deleted afterwards (its ``ScopeDone``), so each way a page can go wrong
+is checked here against a stand-in walk that only collects what the listing emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from catalog.bulk import answer_hash
+from catalog.documented import DriftLog
+from catalog.errors import ApiError
+from catalog.events import Page, ScopeDone
+from catalog.kinds.base import list_records
+
+CALL = "DescribeModelCompTasks"
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.drift = DriftLog()
+        self.events: list[Any] = []
+        self.failures: list[tuple[str, str, str | None, Exception]] = []
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+    def fail(self, kind: str, call: str, entity: str | None, exc: Exception) -> None:
+        self.failures.append((kind, call, entity, exc))
+
+
+def _row(item: dict[str, Any]) -> dict[str, Any]:
+    return {"task_id": item["id"], "name": item.get("name")}
+
+
+def _list(walk: _Walk, pages: Iterator[list[dict[str, Any]]], **kw: Any) -> None:
+    options: dict[str, Any] = {"whole": True, "listing": None, **kw}
+    list_records(walk, "compression_task", CALL, pages, "id", _row, "*", **options)  # type: ignore[arg-type]
+
+
+def test_each_page_is_one_hand_off_and_the_scope_closes_with_the_count() -> None:
+    walk = _Walk()
+    first = [{"id": "t1", "name": "a"}, {"id": "t2", "name": "b"}]
+    second = [{"id": "t3", "name": "c"}]
+    _list(walk, iter([first, second]))
+    pages = [e for e in walk.events if isinstance(e, Page)]
+    assert [[r.key for r in p.records] for p in pages] == [["t1", "t2"], ["t3"]]
+    record = pages[0].records[0]
+    assert record.raw_hash == answer_hash(first[0]) and record.call == CALL
+    assert record.build() == {"task_id": "t1", "name": "a"}  # built only when asked
+    assert walk.events[-1] == ScopeDone("compression_task", "*", 3)
+    assert walk.failures == []
+
+
+def test_an_item_without_a_usable_id_is_its_own_failure_not_the_listings() -> None:
+    walk = _Walk()
+    _list(walk, iter([[{"id": ""}, {"id": True}, {"id": "t9"}]]))
+    (page,) = [e for e in walk.events if isinstance(e, Page)]
+    assert [r.key for r in page.records] == ["t9"]
+    assert [(f[0], f[2], str(f[3])) for f in walk.failures] == [
+        ("compression_task", "", "id: missing or not an id"),
+        ("compression_task", "True", "id: missing or not an id"),
+    ]
+    # The listing itself completed: what it did not name may still be deleted.
+    assert walk.events[-1] == ScopeDone("compression_task", "*", 3)
+
+
+def test_a_failed_page_fails_the_listing_and_closes_no_scope() -> None:
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        yield [{"id": "t1"}]
+        raise ApiError("answer is not JSON", call=CALL)
+
+    walk = _Walk()
+    _list(walk, pages(), listing="amv-1")
+    assert not any(isinstance(e, ScopeDone) for e in walk.events)
+    assert [(f[0], f[1], f[2]) for f in walk.failures] == [("compression_task", CALL, "amv-1")]
+    # What the first page named is still recorded (seen, never deleted for this run).
+    assert [r.key for e in walk.events if isinstance(e, Page) for r in e.records] == ["t1"]
+
+
+def test_a_parents_scope_closes_without_a_count() -> None:
+    walk = _Walk()
+    _list(walk, iter([[{"id": "t1"}]]), whole=False, listing="job-1")
+    assert walk.events[-1] == ScopeDone("compression_task", "*", None)
