@@ -129,6 +129,11 @@ class Store:
         #: Per kind, how many entities were alive before this run wrote anything: the delete
         #: guard's denominator (rows this run inserts must not dilute the share it deletes).
         self.alive_before = {kind: self._alive(spec) for kind, spec in SPECS.items()}
+        #: Kinds whose seen keys all came from the marking statement (``_marking``): each names
+        #: an alive row of this account that this run did not write. For them ``seen_count`` counts
+        #: the keys, not the table, and nothing has changed what is alive since ``alive_before``.
+        #: Anything else that writes a kind's rows or its seen keys takes the kind out.
+        self._marked_only: set[str] = set(SPECS)
         #: Per kind, the positions of carried fields in a stored tuple (key, *tracked, deleted_at).
         self._carried = {
             kind: [(name, 1 + spec.tracked.index(name)) for name in spec.carried]
@@ -169,6 +174,7 @@ class Store:
         result = BatchResult()
         if not rows:
             return result
+        self._marked_only.discard(kind)
         latest: dict[Any, dict[str, Any]] = {}
         for row in rows:  # an id repeated within a batch: the last answer wins
             latest[row[spec.key]] = row
@@ -352,6 +358,7 @@ class Store:
         context: Sequence[str],
     ) -> dict[str, tuple[Any, ...]]:
         """``_settle`` for an SQLite without JSON functions: compared here, keys in an IN list."""
+        self._marked_only.discard(spec.kind)
         t = spec.table
         n = len(answered)
         cols = [t.c[spec.key], t.c.raw_hash, t.c.deleted_at, *(t.c[c] for c in answered)]
@@ -376,7 +383,10 @@ class Store:
 
     def keep(self, kind: str, keys: Sequence[str]) -> None:
         """Count ``keys`` as seen: a complete listing named them though their answers failed."""
+        if not keys:
+            return
         self._seen_alive.pop(kind, None)
+        self._marked_only.discard(kind)  # a kept key may name a deleted row, or none
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
 
     def _prepared(self, kind: str, what: str) -> Bulk:
@@ -539,7 +549,8 @@ class Store:
         spec = SPECS[kind]
         seen_alive = self._seen_alive.get(kind)
         if isinstance(scope, True_) and seen_alive is not None:
-            return self._alive(spec) - seen_alive, self.alive_before[kind]
+            alive = self.alive_before[kind] if kind in self._marked_only else self._alive(spec)
+            return alive - seen_alive, self.alive_before[kind]
         doomed = self.conn.execute(
             select(func.count()).select_from(spec.table).where(self.unseen_in(spec, scope))
         )
@@ -548,6 +559,7 @@ class Store:
     def delete_unseen(self, kind: str, scope: ColumnElement[bool], chunk: int = 1000) -> int:
         """Mark deleted what this run did not see in ``scope``; close history; record changes."""
         self._seen_alive.pop(kind, None)
+        self._marked_only.discard(kind)
         spec = SPECS[kind]
         t = spec.table
         cols = [t.c[spec.key], *(t.c[n] for n in spec.tracked)]
@@ -578,8 +590,17 @@ class Store:
 
         The same pass counts the deleted ones among them (a kept key may name a deleted row),
         so that ``count_unseen`` knows how many alive ones were seen without a pass of its own.
+        When every seen key came from the marking statement (a kind unchanged since the last
+        run), the keys are counted instead of the table (each is an alive row, but a listing
+        may name one twice): on a no-op re-sync of 100,000 tasks that pass was most of the
+        time after the last answer.
         """
         spec = SPECS[kind]
+        if kind in self._marked_only:
+            marked = select(func.count(seen.c.entity_key.distinct())).where(seen.c.kind == kind)
+            count = int(self.conn.execute(marked).scalar_one())
+            self._seen_alive[kind] = count
+            return count
         stmt = select(func.count(), func.count(spec.table.c.deleted_at)).where(
             self._whole(spec), self._seen(spec)
         )

@@ -126,10 +126,20 @@ def test_the_writers_queue_counts_a_page_as_its_records() -> None:
 
 
 def test_a_no_op_run_keeps_every_entity_and_a_change_anywhere_is_still_seen(
-    db_url: str,
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Failed tasks go through the detail check, the others through the batch's: both paths
-    only mark the unchanged ones seen, and the complete listing then deletes none of them."""
+    only mark the unchanged ones seen, and the complete listing then deletes none of them.
+    A run that found every task unchanged counts them from their keys, not the table."""
+    counted_from_keys: list[bool] = []
+    seen_count = Store.seen_count
+
+    def watched(self: Store, kind: str) -> int:
+        if kind == TASK:
+            counted_from_keys.append(kind in self._marked_only)
+        return seen_count(self, kind)
+
+    monkeypatch.setattr(Store, "seen_count", watched)
     catalog = FakeCatalog.generate(seed=61, model_sets=2, comp_tasks=60, eval_exports=0)
     tasks = catalog.keys(TASK)
     failed = [k for k in tasks if catalog.get(TASK, k).get("status") == "failed"]
@@ -140,6 +150,7 @@ def test_a_no_op_run_keeps_every_entity_and_a_change_anywhere_is_still_seen(
         before = stored_rows(db_url)[TASK]
         again = sync(db_url, server, batch_size=7, page_size=10)
         assert again.status == "success"
+        assert counted_from_keys == [False, True]  # the first run wrote; the second did not
         assert again.counts[f"{TASK}_seen"] == len(tasks)
         assert again.counts[f"{TASK}_deleted"] == again.counts[f"{TASK}_updated"] == 0
         assert stored_rows(db_url)[TASK] == before
@@ -150,6 +161,7 @@ def test_a_no_op_run_keeps_every_entity_and_a_change_anywhere_is_still_seen(
         catalog.patch(TASK, running[1], fields={"name": "renamed"})
         third = sync(db_url, server, batch_size=7, page_size=10)
     assert third.counts[f"{TASK}_updated"] == 1
+    assert counted_from_keys[2] is False  # it wrote the changed ones
     assert third.counts[f"{TASK}_deleted"] == 0
     assert third.counts[f"{TASK}_seen"] == len(tasks)
     assert stored_rows(db_url)[TASK][running[1]]["name"] == "renamed"
@@ -246,3 +258,46 @@ def test_the_unseen_count_from_the_seen_count_equals_a_full_count(conn: Any) -> 
     assert store.count_unseen(TASK, true()) == (5, 10)
     assert store.delete_unseen(TASK, true()) == 5
     assert store.count_unseen(TASK, true()) == (0, 10)  # after a delete: counted again
+
+
+def _table_pass(conn: Any, store: Store) -> int:
+    """What this run saw of the account's tasks, counted over the table (the general way)."""
+    from sqlalchemy import func
+
+    t = compression_tasks
+    stmt = select(func.count()).select_from(t).where(
+        t.c.account == store.account, store._seen(SPECS[TASK])
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+@pytest.mark.parametrize("then", ["nothing", "keep", "write"])
+def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_table(
+    conn: Any, then: str
+) -> None:
+    """When every seen key of a kind came from the marking (a no-op re-sync of it), the seen
+    count is the number of keys marked, not a pass over the table; a key a listing named twice
+    counts once. Anything else seen (a kept key, a write) goes back to the table's count."""
+    first = _store(conn, "a")
+    first.write_batch(TASK, [_row(n, f"h{n}") for n in range(10)])
+    _store(conn, "b").write_batch(TASK, [_row(n, f"h{n}") for n in range(4)])
+    conn.execute(
+        update(compression_tasks)
+        .where(compression_tasks.c.account == "a", compression_tasks.c.task_id == "amva-0009")
+        .values(deleted_at=first.run_ts, deleted_run_id=first.run_id)
+    )
+    conn.commit()
+
+    store = _store(conn, "a")
+    store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(6)})
+    store.mark_unchanged(TASK, {"amva-0005": "h5", "amva-0006": "h6"})  # 0005 named twice
+    if then == "keep":
+        store.keep(TASK, ["amva-0009", "amva-0077"])  # a deleted row, and no row at all
+    elif then == "write":
+        store.write_batch(TASK, [_row(7, "changed")])
+    expected = {"nothing": 7, "keep": 8, "write": 8}[then]
+    assert (TASK in store._marked_only) == (then == "nothing")
+    assert store.seen_count(TASK) == _table_pass(conn, store) == expected
+    alive_unseen = {"nothing": 2, "keep": 2, "write": 1}[then]  # of 0000-0008
+    assert store.count_unseen(TASK, true()) == (alive_unseen, 9)
+    assert store.delete_unseen(TASK, true()) == alive_unseen
