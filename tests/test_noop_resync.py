@@ -54,19 +54,26 @@ def _store(conn: Any, account: str = "a") -> Store:
     return Store(conn, run_id, run_ts, account)
 
 
+def _stored(conn: Any, alive: int, other: list[int], deleted: list[int]) -> None:
+    """Account a's tasks 0..``alive``-1 (hash ``h<n>``), those of ``deleted`` then deleted, and
+    account b's ``other`` with the same ids and hashes; committed."""
+    first = _store(conn, "a")
+    first.write_batch(TASK, [_row(n, f"h{n}") for n in range(alive)])
+    _store(conn, "b").write_batch(TASK, [_row(n, f"h{n}") for n in other])
+    gone = [f"amva-{n:04d}" for n in deleted]
+    conn.execute(
+        update(compression_tasks)
+        .where(compression_tasks.c.account == "a", compression_tasks.c.task_id.in_(gone))
+        .values(deleted_at=first.run_ts, deleted_run_id=first.run_id)
+    )
+    conn.commit()
+
+
 @pytest.mark.parametrize("python_side", [False, True], ids=["sql", "no-json-functions"])
 def test_only_alive_rows_of_the_account_with_the_same_hash_are_unchanged(
     conn: Any, python_side: bool
 ) -> None:
-    first = _store(conn, "a")
-    first.write_batch(TASK, [_row(n, f"h{n}") for n in range(5)])
-    _store(conn, "b").write_batch(TASK, [_row(9, "h9")])  # same id and hash, other account
-    conn.execute(
-        update(compression_tasks)
-        .where(compression_tasks.c.account == "a", compression_tasks.c.task_id == "amva-0003")
-        .values(deleted_at=first.run_ts, deleted_run_id=first.run_id)
-    )
-    conn.commit()
+    _stored(conn, 5, other=[9], deleted=[3])  # 9: the same id and hash, other account
 
     store = _store(conn, "a")
     if python_side:
@@ -230,16 +237,7 @@ def test_the_unseen_count_from_the_seen_count_equals_a_full_count(conn: Any) -> 
     """``count_unseen`` of a whole kind after ``seen_count`` is the alive count less the alive
     ones seen; it must equal the full pass in every case a run mixes: written this run, found
     unchanged, kept (alive, and deleted), unseen, deleted before, another account's rows."""
-    first = _store(conn, "a")
-    first.write_batch(TASK, [_row(n, f"h{n}") for n in range(12)])
-    _store(conn, "b").write_batch(TASK, [_row(n, f"h{n}") for n in range(20)])
-    gone = ["amva-0010", "amva-0011"]
-    conn.execute(
-        update(compression_tasks)
-        .where(compression_tasks.c.account == "a", compression_tasks.c.task_id.in_(gone))
-        .values(deleted_at=first.run_ts, deleted_run_id=first.run_id)
-    )
-    conn.commit()
+    _stored(conn, 12, other=list(range(20)), deleted=[10, 11])
 
     store = _store(conn, "a")
     store.mark_unchanged(TASK, {"amva-0000": "h0", "amva-0001": "h1"})  # unchanged
@@ -278,15 +276,7 @@ def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_tab
     """When every seen key of a kind came from the marking (a no-op re-sync of it), the seen
     count is the number of keys marked, not a pass over the table; a key a listing named twice
     counts once. Anything else seen (a kept key, a write) goes back to the table's count."""
-    first = _store(conn, "a")
-    first.write_batch(TASK, [_row(n, f"h{n}") for n in range(10)])
-    _store(conn, "b").write_batch(TASK, [_row(n, f"h{n}") for n in range(4)])
-    conn.execute(
-        update(compression_tasks)
-        .where(compression_tasks.c.account == "a", compression_tasks.c.task_id == "amva-0009")
-        .values(deleted_at=first.run_ts, deleted_run_id=first.run_id)
-    )
-    conn.commit()
+    _stored(conn, 10, other=list(range(4)), deleted=[9])
 
     store = _store(conn, "a")
     store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(6)})
