@@ -70,8 +70,8 @@ class KindSpec:
     history: Table
     key: str
     tracked: tuple[str, ...]
-    #: Tracked fields only a detail call answers: a row from the listing alone lacks them, and
-    #: the stored value is kept instead of being erased.
+    #: Tracked fields some answers lack (a listing item, where a detail or describe call has
+    #: them): a row without them keeps the stored value instead of erasing it.
     carried: tuple[str, ...] = ()
 
     @property

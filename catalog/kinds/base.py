@@ -209,7 +209,8 @@ class Kind:
     #: Per call, the fields its answers' objects are documented to carry (drift is measured
     #: against these).
     calls: Mapping[str, Fields] = field(default_factory=dict)
-    #: Tracked columns only a detail call answers (see ``KindSpec.carried``).
+    #: Tracked columns some of the kind's answers lack (a listing item, where a detail or
+    #: describe call has them): kept as stored when an answer lacks them (``KindSpec.carried``).
     carried: tuple[str, ...] = ()
     #: The kind whose listing names this one's entities (lineage, reports).
     parent: str | None = None

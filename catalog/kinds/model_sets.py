@@ -32,6 +32,10 @@ SET_ACTIONS = {False: "DescribeModelSet", True: "DescribeSystemModelSet"}
 #: Scope keys of the two whole listings.
 CUSTOM_SETS, SYSTEM_SETS = "custom", "system"
 
+#: Tracked columns some answers for a set lack (by the field that answers them): REFERENCE.md
+#: sections 1-2; kept as stored when an answer lacks them.
+CARRIED = {"description": "description", "create_time": "createTime"}
+
 KEY = Column("model_set_id", String(64), primary_key=True)
 COLUMNS = (
     Column("model_set_name", Text),
@@ -77,7 +81,7 @@ def row(obj: Mapping[str, Any], is_system: bool) -> dict[str, Any]:
         raise NormalizeError("modelIds: expected a list")
     source = field_of(obj, "source", as_text) or ("System" if is_system else "UserCreate")
     modified = obj.get("modifyTime") if obj.get("modifyTime") is not None else obj.get("time")
-    return fits(
+    out = fits(
         "model_sets",
         {
             "model_set_id": require_id(obj, "modelSetId"),
@@ -93,6 +97,13 @@ def row(obj: Mapping[str, Any], is_system: bool) -> dict[str, Any]:
             "raw": dict(obj),
         },
     )
+    # What this answer does not carry is kept as stored (CARRIED), not erased: the custom
+    # listing has no description and the preset listing no creation time, which the describe
+    # calls of a scoped run answer.
+    for column, name in CARRIED.items():
+        if name not in obj:
+            del out[column]
+    return out
 
 
 
@@ -198,6 +209,7 @@ KIND = Kind(
     columns=COLUMNS,
     policy="QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
     calls=CALLS,
+    carried=tuple(CARRIED),
     open_listing=_open,
     start=_start,
     deletes=_deletes,
