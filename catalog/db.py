@@ -56,10 +56,12 @@ def _sqlite_pragmas(
     dbapi_conn: Any, _record: Any, foreign_keys: bool = True, immediate: bool = False
 ) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets readers (BI tools) read while a sync writes; busy_timeout rides out short locks.
-    cur.execute("PRAGMA journal_mode=WAL")
+    # busy_timeout rides out short locks.
+    wait = WRITER_BUSY_TIMEOUT if immediate else 30
+    cur.execute(f"PRAGMA busy_timeout={wait * 1000}")
+    # WAL lets readers (BI tools) read while a sync writes.
+    _to_wal(cur, wait)
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA busy_timeout={(WRITER_BUSY_TIMEOUT if immediate else 30) * 1000}")
     cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     # 8 MB of page cache instead of 2: a batch's inserts land at random places in the key
     # indexes, and with the smaller cache each one spilled and re-read pages (bench/run.py db).
@@ -68,6 +70,27 @@ def _sqlite_pragmas(
     if immediate:
         # The driver must not open transactions itself: _begin_immediate does.
         dbapi_conn.isolation_level = None
+
+
+def _to_wal(cur: Any, wait: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while the file is locked, for up to ``wait`` s.
+
+    Turning a new file to WAL takes its write lock. While another process holds that lock (the
+    first sync of another account, creating the schema) SQLite answers "database is locked" at
+    once, without its busy handler, since waiting there could deadlock: several syncs started
+    together on a new file then failed to connect. So the wait is here.
+    """
+    import sqlite3  # here: only a SQLite connection comes this way
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _begin_immediate(conn: Connection) -> None:

@@ -163,3 +163,31 @@ def test_a_killed_holder_does_not_keep_the_lock(db_url: str) -> None:
     statuses = [status for _, status, _, _ in _run_intervals(db_url)]
     assert statuses == ["aborted", "success"]
     assert_consistent(db_url)
+
+
+def test_a_new_sqlite_file_whose_write_lock_is_held_is_waited_for_not_failed(
+    tmp_path: Path,
+) -> None:
+    """Turning a new file to WAL takes its write lock. When another process holds it (another
+    account's first sync creating the schema), a connection must wait (busy_timeout) from its
+    very first statement, not fail with "database is locked" after the driver's default."""
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE t (x INTEGER)")  # rollback journal, write lock held
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    # No wait of the driver's own (its default is 5 s): only our PRAGMA can make it wait.
+    engine = db.create_engine_for(f"sqlite:///{path}", connect_args={"timeout": 0})
+    release.start()
+    try:
+        started = time.monotonic()
+        with db.connect(engine) as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        assert mode == "wal"
+        assert time.monotonic() - started >= 0.3  # it did wait for the holder
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()
