@@ -170,11 +170,10 @@ class Store:
     def write_batch(self, kind: str, rows: Sequence[dict[str, Any]]) -> BatchResult:
         """Upsert rows of one kind; history and change rows for what changed; mark them seen."""
         spec = SPECS[kind]
-        self._seen_alive.pop(kind, None)
         result = BatchResult()
         if not rows:
             return result
-        self._marked_only.discard(kind)
+        self._seen_changed(kind)
         latest: dict[Any, dict[str, Any]] = {}
         for row in rows:  # an id repeated within a batch: the last answer wins
             latest[row[spec.key]] = row
@@ -276,9 +275,10 @@ class Store:
         entry and its JSON text in Python, instead of a fetched row, a comparison and a bound
         parameter row (cProfile of the no-op re-sync: those were most of the writer's time).
         """
-        self._seen_alive.pop(spec.kind, None)
         if not hashes:
             return {}
+        # Without JSON functions the keys are compared in Python and marked by a plain insert.
+        self._seen_changed(spec.kind, marking=self._json_each)
         if not self._json_each:
             return self._settle_in_python(spec, hashes, answered, context)
         text = {"pairs": pairs_json(hashes)}
@@ -358,7 +358,6 @@ class Store:
         context: Sequence[str],
     ) -> dict[str, tuple[Any, ...]]:
         """``_settle`` for an SQLite without JSON functions: compared here, keys in an IN list."""
-        self._marked_only.discard(spec.kind)
         t = spec.table
         n = len(answered)
         cols = [t.c[spec.key], t.c.raw_hash, t.c.deleted_at, *(t.c[c] for c in answered)]
@@ -381,12 +380,18 @@ class Store:
         self._prepared(spec.kind, "seen").execute(self.conn, same)
         return others
 
+    def _seen_changed(self, kind: str, marking: bool = False) -> None:
+        """The kind's rows or seen keys are about to change: ``seen_count`` must count again.
+        Only keys added by the marking statement (``marking``) leave its short count valid."""
+        self._seen_alive.pop(kind, None)
+        if not marking:
+            self._marked_only.discard(kind)
+
     def keep(self, kind: str, keys: Sequence[str]) -> None:
         """Count ``keys`` as seen: a complete listing named them though their answers failed."""
         if not keys:
             return
-        self._seen_alive.pop(kind, None)
-        self._marked_only.discard(kind)  # a kept key may name a deleted row, or none
+        self._seen_changed(kind)  # a kept key may name a deleted row, or none
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
 
     def _prepared(self, kind: str, what: str) -> Bulk:
@@ -558,8 +563,7 @@ class Store:
 
     def delete_unseen(self, kind: str, scope: ColumnElement[bool], chunk: int = 1000) -> int:
         """Mark deleted what this run did not see in ``scope``; close history; record changes."""
-        self._seen_alive.pop(kind, None)
-        self._marked_only.discard(kind)
+        self._seen_changed(kind)
         spec = SPECS[kind]
         t = spec.table
         cols = [t.c[spec.key], *(t.c[n] for n in spec.tracked)]
