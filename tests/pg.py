@@ -294,18 +294,23 @@ class PostgresServer:
         return self._server_version
 
     @contextlib.contextmanager
-    def fresh_database(self) -> Iterator[str]:
-        """A new empty database for the ``with`` block: its URL; dropped after."""
+    def fresh_database(self, template: str | None = None) -> Iterator[str]:
+        """A new database for the ``with`` block, empty or a copy of ``template``: its URL;
+        dropped after."""
         name = f"test_{uuid.uuid4().hex}"
-        self.create_database(name)
+        self.create_database(name, template)
         try:
             yield self.url(name)
         finally:
             self.drop_database(name)
 
-    def create_database(self, name: str) -> None:
+    def create_database(self, name: str, template: str | None = None) -> None:
+        """``template``: a database to copy (no one may be connected to it meanwhile)."""
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self._connect() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(statement)
 
     def drop_database(self, name: str) -> None:
         """Drop ``name`` even if connections are still open (WITH (FORCE) on PG >= 13)."""

@@ -224,6 +224,7 @@ def _fixture_catalog() -> FakeCatalog:
     return catalog
 
 
+@pytest.mark.empty_database
 def test_a_database_from_before_accounts_upgrades_in_place(db_url: str) -> None:
     engine = db.create_engine_for(db_url)
     try:

@@ -84,6 +84,7 @@ def test_missing_credentials_is_a_config_failure(db_url: str) -> None:
     assert "fix: set QIANFAN_ACCESS_KEY" in lines(result)["credentials"]
 
 
+@pytest.mark.empty_database
 def test_schema_behind_is_reported_with_the_upgrade_command(db_url: str) -> None:
     if db_url.startswith("sqlite"):
         Path(db_url.removeprefix("sqlite:///")).touch()  # an empty database file

@@ -55,6 +55,7 @@ def test_sync_then_db_current(db_url: str) -> None:
     assert ": current" in result.output
 
 
+@pytest.mark.empty_database
 def test_no_migrate_refuses_on_an_empty_database(db_url: str) -> None:
     with fake_console() as server:
         env = {
@@ -78,6 +79,7 @@ def test_demo(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "model_sets" in result.output
 
 
+@pytest.mark.empty_database
 def test_wrong_secret_on_an_empty_database_creates_nothing(db_url: str) -> None:
     from sqlalchemy import inspect
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from sqlalchemy import inspect
 
@@ -9,6 +10,7 @@ from catalog import db
 from catalog.schema import metadata
 
 
+@pytest.mark.empty_database
 def test_upgrade_check_downgrade(db_url: str) -> None:
     engine = db.create_engine_for(db_url)
     with engine.connect() as conn:
@@ -33,7 +35,6 @@ def test_the_known_head_is_alembics_head() -> None:
 
 
 def test_newer_schema_is_refused(db_url: str) -> None:
-    import pytest
     from sqlalchemy import text
 
     from catalog.errors import DatabaseError

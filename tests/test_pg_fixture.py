@@ -1,4 +1,5 @@
-"""The database fixtures themselves: both dialects work, and every use is an empty database."""
+"""The database fixtures themselves: both dialects work, each use is a database of its own, empty
+when marked so and at the schema's head with no row otherwise."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
         eng.dispose()
 
 
+@pytest.mark.empty_database
 def test_roundtrip_unicode_and_aware_datetime(engine: sa.Engine) -> None:
     metadata.create_all(engine)
     with engine.begin() as conn:
@@ -56,6 +58,7 @@ def test_roundtrip_unicode_and_aware_datetime(engine: sa.Engine) -> None:
         assert row.seen_at == SEEN_AT.replace(tzinfo=None)
 
 
+@pytest.mark.empty_database
 @pytest.mark.parametrize("attempt", [1, 2])
 def test_each_use_is_an_isolated_empty_database(engine: sa.Engine, attempt: int) -> None:
     # Both attempts create the same table; whichever runs second would fail if they shared a db.
@@ -109,3 +112,24 @@ def test_pg_server_settings(pg_server: PostgresServer, pg_url: str) -> None:
         "server_encoding": "UTF8",
         "TimeZone": "UTC",
     }
+
+
+def test_db_url_is_at_the_schema_head_with_no_row_and_its_own(db_url: str) -> None:
+    """Unmarked, a test's database is a copy of one migrated once: at head, with no row in any
+    table, and written to by this test alone."""
+    from catalog import db
+
+    assert db_url not in _urls_seen
+    _urls_seen.add(db_url)
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            assert db.schema_state(conn) == "current"
+            tables = set(sa.inspect(conn).get_table_names()) - {"alembic_version"}
+            assert "model_sets" in tables
+            for name in sorted(tables):
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                assert count == 0, name
+    finally:
+        engine.dispose()

@@ -467,6 +467,7 @@ def _wait_for(server: FakeServer, action: str, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.empty_database
 def test_a_new_database_is_walked_while_its_schema_is_created(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -492,6 +493,7 @@ def test_a_new_database_is_walked_while_its_schema_is_created(
     assert again.status == "success" and again.counts["model_version_inserted"] == 0
 
 
+@pytest.mark.empty_database
 def test_a_failed_migration_stops_the_walk_it_started(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -542,6 +544,7 @@ def test_a_finished_listing_asks_its_details_while_the_walk_goes_on(
     assert described_then[0] < len(catalog.keys("model_version")) / 2, described_then
 
 
+@pytest.mark.empty_database
 def test_a_signal_during_the_migration_still_writes_what_was_fetched(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
