@@ -550,12 +550,20 @@ class Store:
         this run saw, with nothing written since, the answer is the alive count less those:
         a count of the table instead of a second pass asking of each row whether it was seen
         (on a no-op re-sync of a long listing, that pass was half the run's closing time).
+        Each such pass also reads every key of the temporary table.
         """
         spec = SPECS[kind]
         seen_alive = self._seen_alive.get(kind)
-        if isinstance(scope, True_) and seen_alive is not None:
-            alive = self.alive_before[kind] if kind in self._marked_only else self._alive(spec)
-            return alive - seen_alive, self.alive_before[kind]
+        if seen_alive is not None:
+            # Only marked: nothing written, so the alive rows are those alive at the start, and
+            # each key seen is one of them. All seen, then none is unseen in any scope: a
+            # no-op re-sync counts its kinds' scopes (versions of sets...) with no statement.
+            marked_only = kind in self._marked_only
+            if marked_only and seen_alive == self.alive_before[kind]:
+                return 0, self.alive_before[kind]
+            if isinstance(scope, True_):
+                alive = self.alive_before[kind] if marked_only else self._alive(spec)
+                return alive - seen_alive, self.alive_before[kind]
         doomed = self.conn.execute(
             select(func.count()).select_from(spec.table).where(self.unseen_in(spec, scope))
         )
@@ -601,13 +609,26 @@ class Store:
         """
         spec = SPECS[kind]
         if kind in self._marked_only:
-            marked = select(func.count(seen.c.entity_key.distinct())).where(seen.c.kind == kind)
-            count = int(self.conn.execute(marked).scalar_one())
-            self._seen_alive[kind] = count
-            return count
+            if kind not in self._seen_alive:
+                self._count_marked()
+            return self._seen_alive[kind]
         stmt = select(func.count(), func.count(spec.table.c.deleted_at)).where(
             self._whole(spec), self._seen(spec)
         )
         seen_rows, deleted = self.conn.execute(stmt).one()
         self._seen_alive[kind] = int(seen_rows) - int(deleted)
         return int(seen_rows)
+
+    def _count_marked(self) -> None:
+        """The seen count of every kind whose keys all came from the marking, in one pass over
+        the temporary table, which has no index (one would make each marked key dearer): a
+        statement per kind scanned it once per kind, and the run's end asks for every kind."""
+        wanted = sorted(self._marked_only - self._seen_alive.keys())
+        stmt = (
+            select(seen.c.kind, func.count(seen.c.entity_key.distinct()))
+            .where(seen.c.kind.in_(wanted))
+            .group_by(seen.c.kind)
+        )
+        counts = {str(k): int(n) for k, n in self.conn.execute(stmt)}
+        for kind in wanted:
+            self._seen_alive[kind] = counts.get(kind, 0)

@@ -13,7 +13,7 @@ import queue
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, true, update
+from sqlalchemy import event, func, select, true, update
 
 from catalog import db, runs
 from catalog.bulk import pairs_json
@@ -256,6 +256,61 @@ def test_the_unseen_count_from_the_seen_count_equals_a_full_count(conn: Any) -> 
     assert store.count_unseen(TASK, true()) == (5, 10)
     assert store.delete_unseen(TASK, true()) == 5
     assert store.count_unseen(TASK, true()) == (0, 10)  # after a delete: counted again
+
+
+def test_the_seen_counts_of_kinds_only_found_unchanged_take_one_statement(conn: Any) -> None:
+    """At a run's end every kind's seen count is asked. Those of the kinds found unchanged
+    come from one pass over the temporary table, not one each; a key marked after that pass
+    is counted again."""
+    _stored(conn, 6, other=[], deleted=[])
+    store = _store(conn, "a")
+    store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(3)})
+    statements: list[str] = []
+
+    def keep(_c: Any, _cur: Any, sql: str, *_rest: Any) -> None:
+        if "catalog_run_seen" in sql:
+            statements.append(sql)
+
+    event.listen(conn, "before_cursor_execute", keep)
+    try:
+        counts = {kind: store.seen_count(kind) for kind in SPECS}
+        assert len(statements) == 1, statements
+        assert counts == {kind: 3 if kind == TASK else 0 for kind in SPECS}
+        store.mark_unchanged(TASK, {"amva-0003": "h3", "amva-0000": "h0"})  # 0000 again
+        assert store.seen_count(TASK) == 4
+    finally:
+        event.remove(conn, "before_cursor_execute", keep)
+    assert store.count_unseen(TASK, true()) == (2, 6)
+    assert store.seen_count(TASK) == _table_pass(conn, store) == 4
+
+
+def test_a_scoped_unseen_count_of_a_kind_seen_whole_and_unchanged_takes_no_statement(
+    conn: Any,
+) -> None:
+    """A kind found unchanged whose every alive entity was seen has none unseen in any scope:
+    the count takes no statement. One alive entity not seen, and the scope is counted."""
+    _stored(conn, 4, other=[0, 1, 7], deleted=[3])
+    t = compression_tasks
+    scope = t.c.task_id.in_(["amva-0001", "amva-0002", "amva-0007"])
+    statements: list[str] = []
+
+    def keep(_c: Any, _cur: Any, sql: str, *_rest: Any) -> None:
+        statements.append(sql)
+
+    for marked, expected in ((3, (0, 3)), (2, (1, 3))):
+        store = _store(conn, "a")
+        store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(marked)})
+        assert store.seen_count(TASK) == marked
+        statements.clear()
+        event.listen(conn, "before_cursor_execute", keep)
+        try:
+            assert store.count_unseen(TASK, scope) == expected
+        finally:
+            event.remove(conn, "before_cursor_execute", keep)
+        assert len(statements) == (0 if marked == 3 else 1), statements
+        full = select(func.count()).select_from(t).where(store.unseen_in(SPECS[TASK], scope))
+        assert conn.execute(full).scalar_one() == expected[0]
+        conn.rollback()
 
 
 def _table_pass(conn: Any, store: Store) -> int:
