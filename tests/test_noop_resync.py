@@ -313,6 +313,20 @@ def test_a_scoped_unseen_count_of_a_kind_seen_whole_and_unchanged_takes_no_state
         conn.rollback()
 
 
+def test_a_new_entity_does_not_stand_in_for_an_unseen_one(conn: Any) -> None:
+    """Three alive before the run; it writes a new one and finds two unchanged. It saw as many
+    alive entities as there were before, and one of those is still unseen."""
+    _stored(conn, 3, other=[], deleted=[])
+    store = _store(conn, "a")
+    store.write_batch(TASK, [_row(9, "h9")])
+    store.mark_unchanged(TASK, {"amva-0000": "h0", "amva-0001": "h1"})
+    assert store.seen_count(TASK) == 3 == store.alive_before[TASK]
+    scope = compression_tasks.c.task_id.in_(["amva-0002", "amva-0009"])
+    assert store.count_unseen(TASK, scope) == (1, 3)
+    assert store.count_unseen(TASK, true()) == (1, 3)
+    assert store.delete_unseen(TASK, scope) == 1
+
+
 def _table_pass(conn: Any, store: Store) -> int:
     """What this run saw of the account's tasks, counted over the table (the general way)."""
     from sqlalchemy import func
@@ -346,3 +360,53 @@ def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_tab
     alive_unseen = {"nothing": 2, "keep": 2, "write": 1}[then]  # of 0000-0008
     assert store.count_unseen(TASK, true()) == (alive_unseen, 9)
     assert store.delete_unseen(TASK, true()) == alive_unseen
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_does(
+    conn: Any, seed: int
+) -> None:
+    """The counts' short paths (keys counted instead of rows, none unseen when all were seen)
+    decide whether a delete runs: a wrong 0 would leave gone entities alive. A run here does
+    random marks (right and wrong hashes, keys named twice, unknown keys), keeps (alive,
+    deleted and absent keys), writes and deletes in a random order, asking for the counts at
+    random points; each count must equal the table's, for the whole kind and for a scope."""
+    import random
+
+    rng = random.Random(seed)
+    _stored(conn, 16, other=list(range(0, 16, 3)), deleted=rng.sample(range(16), 3))
+    store = _store(conn, "a")
+    t = compression_tasks
+    spec = SPECS[TASK]
+
+    def key(n: int) -> str:
+        return f"amva-{n:04d}"
+
+    def check() -> None:
+        scopes = [true(), t.c.task_id.in_([key(n) for n in rng.sample(range(20), 6)])]
+        for scope in scopes:
+            full = select(func.count()).select_from(t).where(store.unseen_in(spec, scope))
+            expected = int(conn.execute(full).scalar_one())
+            assert store.count_unseen(TASK, scope)[0] == expected, (seed, scope)
+        assert store.seen_count(TASK) == _table_pass(conn, store), seed
+
+    for _ in range(12):
+        step = rng.choice(["mark", "mark", "mark", "count", "keep", "write", "delete"])
+        if step == "mark":
+            named = rng.sample(range(20), rng.randint(1, 8))
+            store.mark_unchanged(
+                TASK, {key(n): f"h{n}" if rng.random() < 0.8 else "other" for n in named}
+            )
+        elif step == "count":
+            store.seen_count(TASK)
+        elif step == "keep":
+            store.keep(TASK, [key(n) for n in rng.sample(range(20), 2)])
+        elif step == "write":
+            n = rng.randrange(20)
+            store.write_batch(TASK, [_row(n, f"new{n}")])
+        elif rng.random() < 0.5:
+            scope = t.c.task_id.in_([key(n) for n in rng.sample(range(20), 5)])
+            store.delete_unseen(TASK, scope)
+        if rng.random() < 0.5:
+            check()
+    check()
