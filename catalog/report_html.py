@@ -179,15 +179,16 @@ def stacked_chart(rows: dict[str, dict[str, int]], width: int = 560) -> str:
 
 def line_chart(
     run_ids: Sequence[int],
-    series: Mapping[str, Sequence[int]],
+    series: Mapping[str, Sequence[int | None]],
     width: int = 1180,
     height: int = 260,
 ) -> str:
-    """Counts per kind (one line each) over runs (x axis, oldest left)."""
+    """Counts per kind (one line each) over runs (x axis, oldest left); a None is a run
+    that did not read the kind: the line breaks there."""
     if not run_ids:
         return _empty("no finished runs yet")
     left, right, top_pad, bottom = 50, 20, 12, 30
-    top = max((max(v) for v in series.values() if v), default=0) or 1
+    top = max((v for values in series.values() for v in values if v is not None), default=0) or 1
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     n = len(run_ids)
 
@@ -202,11 +203,11 @@ def line_chart(
         f'viewBox="0 0 {width} {height}" role="img">'
     ]
     for k in range(5):
-        v = top * k / 4
+        tick = top * k / 4
         out.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-            f'stroke="#e3e6ec"/><text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" '
-            f'font-size="11">{v:.0f}</text>'
+            f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
+            f'stroke="#e3e6ec"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
+            f'font-size="11">{tick:.0f}</text>'
         )
     step = max(1, n // 12)
     for i, run_id in enumerate(run_ids):
@@ -219,9 +220,20 @@ def line_chart(
     for j, (kind, values) in enumerate(series.items()):
         color = PALETTE[j % len(PALETTE)]
         legend.append((LABELS.get(kind, kind), color))
-        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        stretches: list[list[str]] = [[]]  # of consecutive runs that read the kind
         for i, v in enumerate(values):
+            if v is None:
+                stretches.append([])
+            else:
+                stretches[-1].append(f"{x(i):.1f},{y(v):.1f}")
+        for points in filter(None, stretches):
+            out.append(
+                f'<polyline points="{" ".join(points)}" fill="none" stroke="{color}" '
+                'stroke-width="2"/>'
+            )
+        for i, v in enumerate(values):
+            if v is None:
+                continue
             out.append(
                 f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
                 f"<title>run {run_ids[i]}: {v} {esc(LABELS.get(kind, kind))}</title></circle>"
@@ -246,17 +258,31 @@ def _current_counts(conn: Connection, account: str | None) -> dict[str, int]:
     return out
 
 
-def _recent_runs(conn: Connection, account: str | None) -> tuple[list[int], dict[str, list[int]]]:
+def _recent_runs(
+    conn: Connection, account: str | None
+) -> tuple[list[int], dict[str, list[int | None]]]:
+    """Per kind, what each recent run saw: None where the run did not read the kind (left out
+    of its ``--kinds``, as the opt-in kind is by default), so the chart shows no 0 for it. A
+    kind no run shown read has no series."""
     r = sync_runs.c
     stmt = (
-        select(r.run_id, *(r[f"{k}_seen"] for k in KINDS))
+        select(r.run_id, r.scope, *(r[f"{k}_seen"] for k in KINDS))
         .where(r.status.in_(("success", "partial")), *queries.whose(sync_runs, account))
         .order_by(r.run_id.desc())
         .limit(RECENT_RUNS)
     )
     rows = list(reversed(conn.execute(stmt).all()))
+
+    def read(scope: Any, kind: str) -> bool:
+        kinds = scope.get("kinds") if isinstance(scope, dict) else None
+        return not isinstance(kinds, list) or kind in kinds  # older runs read every kind
+
+    series: dict[str, list[int | None]] = {
+        k: [int(row[i + 2] or 0) if read(row[1], k) else None for row in rows]
+        for i, k in enumerate(KINDS)
+    }
     return [int(row[0]) for row in rows], {
-        k: [int(row[i + 1] or 0) for row in rows] for i, k in enumerate(KINDS)
+        k: values for k, values in series.items() if any(v is not None for v in values)
     }
 
 

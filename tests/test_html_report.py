@@ -253,3 +253,35 @@ def test_console_error_detection_works(tmp_path: Path) -> None:
     result = _run_chromium(bad, "--dump-dom")
     console = "\n".join(_console(result.stderr))
     assert "Content Security Policy" in console and "nope is not defined" in console
+
+
+def test_the_runs_chart_breaks_a_line_where_a_run_did_not_read_the_kind() -> None:
+    svg = report_html.line_chart([1, 2, 3, 4], {"service": [5, None, 6, 7]})
+    polylines = re.findall(r'<polyline points="([^"]*)"', svg)
+    assert [len(p.split()) for p in polylines] == [1, 2]  # run 1; runs 3 and 4
+    assert re.findall(r"<title>run (\d+): (\d+) ", svg) == [("1", "5"), ("3", "6"), ("4", "7")]
+
+
+def test_the_runs_chart_leaves_out_what_a_run_did_not_read(db_url: str) -> None:
+    """The opt-in kind, off by default, is no line of zeros; a kind left out of one run's
+    --kinds has no point for that run, and one read in every run has one in each."""
+    from catalog import db
+    from catalog.kinds import DEFAULT_KINDS
+
+    catalog = FakeCatalog.generate(seed=4, model_sets=3, comp_tasks=5)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        sync(db_url, server, kinds=tuple(k for k in DEFAULT_KINDS if k != "service"))
+        sync(db_url, server)
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            run_ids, series = report_html._recent_runs(conn, None)
+    finally:
+        engine.dispose()
+    assert len(run_ids) == 3
+    assert "eval_result_export_task" not in series
+    first, skipped, last = series["service"]
+    assert skipped is None
+    assert first == last and first is not None and first >= len(catalog.keys("service")) > 0
+    assert series["model_set"] == [len(catalog.keys("model_set"))] * 3
