@@ -31,7 +31,7 @@ from catalog.api.retry import RateLimiter, RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode
-from catalog.events import Failure, Keep, Page, Record, ScopeDone, ScopedSet
+from catalog.events import UNANSWERED, Failure, Keep, Page, Record, ScopeDone, ScopedSet
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
 from catalog.schema import DEFAULT_ACCOUNT, tracked_eval_exports
@@ -451,6 +451,8 @@ class _Run:
         keep_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
         #: Answers that may need their kind's detail call, waiting to learn whether they do.
         waiting: dict[str, list[Record]] = {kind: [] for kind in KINDS}
+        #: Answers sent to their detail call by the writer, until they come back detailed.
+        asked: dict[tuple[str, str], Record] = {}
         errors: list[Failure] = []
         #: Items the whole listings named, per kind: totals for the progress display.
         listed: Counter[str] = Counter()
@@ -567,6 +569,7 @@ class _Run:
             """Submit a detail call from the writer: any end of the walk told before is stale."""
             with self.pending_lock:
                 self.writer_epoch += 1
+            asked[(record.kind, str(record.key))] = record
             self.walker.detail(record)
 
         def ask_details() -> bool:
@@ -592,13 +595,38 @@ class _Run:
                         counted(record)
             return asked
 
+        def write_undetailed() -> None:
+            """At a stop: answers fetched but not back from their detail call (not asked, or
+            asked and not answered: the tasks a stop does not start) are written as their
+            listings gave them, as when that call fails: stored without a hash, so the next
+            run asks for it. Those found to need no detail call are marked seen."""
+            for kind, records in waiting.items():
+                if not records:
+                    continue
+                waiting[kind] = []
+                spec = REGISTRY[kind]
+                wanted = store.needs_detail(
+                    kind, {str(r.key): r.raw_hash for r in records}, spec.unanswered,
+                    spec.detail_context,
+                )
+                for record in records:
+                    if str(record.key) in wanted:
+                        asked[(kind, str(record.key))] = record
+                    else:
+                        counted(record)
+            for record in asked.values():
+                add(replace(record, raw_hash=UNANSWERED, detailed=True))
+            asked.clear()
+
         #: Per kind, its (always_detail, wants_detail) hooks: looked up once per record.
         hooks = {name: (kind.always_detail, kind.wants_detail) for name, kind in REGISTRY.items()}
 
         def route(event: Record) -> None:
             """To a detail call, to the answers waiting to learn whether they need one, or to
             the batch of its kind."""
-            if not event.detailed:
+            if event.detailed:
+                asked.pop((event.kind, str(event.key)), None)
+            else:
                 always, wants = hooks[event.kind]
                 if always is not None and always(event.obj):
                     detail(event)  # asked every run, whatever is stored
@@ -688,6 +716,7 @@ class _Run:
                         event = self.events.get_nowait()
                     except queue.Empty:
                         event = None
+                write_undetailed()
                 flush(KINDS)
                 raise Interrupted(
                     "interrupted: stopped after the current batch; nothing was deleted"

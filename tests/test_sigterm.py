@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from catalog import db
 from catalog.errors import ExitCode
+from catalog.events import UNANSWERED
 from catalog.fake import server as fake_server
 from catalog.fake.catalog import KINDS, FakeCatalog
 from catalog.fake.server import CallRecord, FakeServer
@@ -119,12 +120,11 @@ def _fetched(
 ) -> dict[str, set[str]]:
     """The changed entities whose answers the client had before the signal, per kind.
 
-    Sets come from their listings, versions from a describe call, tasks from their listing, a
-    failed task only with its detail answer too (the walk records it after that call).
+    Sets come from their listings, versions from a describe call, tasks from their listing: a
+    failed task too, whether its detail call was answered, asked or not asked yet (a stop
+    writes it as listed, without a hash, so the next run asks for its detail).
     """
     out: dict[str, set[str]] = {kind: set() for kind in KINDS}
-    failed: set[str] = set()
-    detailed: set[str] = set()
     for action, body, result in before:
         if action in ("DescribeCustomModelSets", "DescribeSystemModelSets"):
             items = next(v for k, v in result.items() if k != "pageInfo")
@@ -133,14 +133,10 @@ def _fetched(
             out["model_version"].add(str(result["modelId"]))
         elif action == "DescribeModelCompTasks":
             out["compression_task"] |= {str(t["id"]) for t in result["modelCompTaskList"]}
-            failed |= {str(t["id"]) for t in result["modelCompTaskList"] if t["status"] == "failed"}
-        elif action == "DescribeModelCompTask":
-            detailed.add(str(body["modelCompTaskId"]))
         elif action == "DescribeModelExportTask" and result.get("hasRecord") is not False:
             out["model_export"].add(str(body["modelId"]))
         elif action.endswith("/eval/result/export/info"):
             out["eval_result_export"].add(str(result["exportID"]))
-    out["compression_task"] -= failed - detailed
     return {kind: keys & changed[kind] for kind, keys in out.items()}
 
 
@@ -173,6 +169,20 @@ def _written_and_deleted_by(db_url: str, run_id: int) -> tuple[dict[str, set[str
         engine.dispose()
 
 
+def _unanswered_tasks(db_url: str, run_id: int) -> set[str]:
+    """The compression tasks run ``run_id`` stored without a hash: failed ones whose detail
+    it did not get."""
+    t = SPECS["compression_task"].table
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            mine = t.c.last_seen_run_id == run_id
+            rows = conn.execute(select(t.c.task_id).where(mine, t.c.raw_hash == UNANSWERED))
+            return {str(k) for k in rows.scalars()}
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Interrupted:
     """What one interrupted run and the run after it left, for the tests to judge."""
@@ -186,6 +196,7 @@ class Interrupted:
     fetched: dict[str, set[str]]  # per kind, entities whose answers the client had before it
     written: dict[str, set[str]]  # per kind, entities the interrupted run committed
     deleted: int  # deletions by the interrupted run (marks and delete changes)
+    unanswered: set[str]  # compression tasks it stored without a hash (detail not answered)
     doomed_alive: bool  # the entities removed from the catalog are still alive after it
     next_status: str
     converged: bool  # after the next run, the database equals the catalog
@@ -215,6 +226,7 @@ def _interrupt(
         run_id, status = run_statuses(db_url)[-1]
         problems = consistency_problems(db_url)
         written, deleted = _written_and_deleted_by(db_url, run_id)
+        unanswered = _unanswered_tasks(db_url, run_id)
         doomed_alive = set(doomed) <= set(stored_rows(db_url)["compression_task"])
         done = sync(db_url, server)
     return Interrupted(
@@ -227,6 +239,7 @@ def _interrupt(
         fetched=_fetched(signaller.before, changed),
         written=written,
         deleted=deleted,
+        unanswered=unanswered,
         doomed_alive=doomed_alive,
         next_status=done.status,
         converged=stored_rows(db_url) == tracked_only(expected_rows(catalog)),
@@ -257,6 +270,26 @@ def test_a_signal_ends_the_run_interrupted_with_what_it_fetched_and_no_deletes(
     for kind in WALK_KINDS:
         missing = seen.fetched[kind] - seen.written[kind]
         assert not missing, (kind, missing)
+    assert seen.deleted == 0 and seen.doomed_alive
+    assert seen.next_status == "success" and seen.converged and seen.next_problems == []
+
+
+def test_a_signal_between_listing_pages_writes_the_failed_tasks_waiting_for_details(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the second page of compression tasks, the first page's failed tasks are still
+    waiting to learn whether they need a detail call (the writer asks a batch's worth, or at
+    the listing's end). The stop writes them as listed, with no hash: the next run asks for
+    their details and ends equal to the console."""
+    seen = _interrupt(db_url, monkeypatch, signal.SIGTERM, "DescribeModelCompTasks", 2)
+    assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
+    assert seen.problems == []
+    tasks = seen.fetched["compression_task"]
+    assert len(tasks) >= 90  # the first page's, all changed
+    assert not tasks - seen.written["compression_task"]
+    # Some of them were failed, waiting: stored without a hash. (A page answered after the
+    # signal may be written too, which is no harm.)
+    assert seen.unanswered & tasks, "no failed task was waiting: the test shows nothing"
     assert seen.deleted == 0 and seen.doomed_alive
     assert seen.next_status == "success" and seen.converged and seen.next_problems == []
 
