@@ -452,7 +452,7 @@ class _Run:
         #: Answers that may need their kind's detail call, waiting to learn whether they do.
         waiting: dict[str, list[Record]] = {kind: [] for kind in KINDS}
         #: Answers sent to their detail call by the writer, until they come back detailed.
-        asked: dict[tuple[str, str], Record] = {}
+        detailing: dict[tuple[str, str], Record] = {}
         errors: list[Failure] = []
         #: Items the whole listings named, per kind: totals for the progress display.
         listed: Counter[str] = Counter()
@@ -569,7 +569,7 @@ class _Run:
             """Submit a detail call from the writer: any end of the walk told before is stale."""
             with self.pending_lock:
                 self.writer_epoch += 1
-            asked[(record.kind, str(record.key))] = record
+            detailing[(record.kind, str(record.key))] = record
             self.walker.detail(record)
 
         def ask_details() -> bool:
@@ -611,12 +611,12 @@ class _Run:
                 )
                 for record in records:
                     if str(record.key) in wanted:
-                        asked[(kind, str(record.key))] = record
+                        detailing[(kind, str(record.key))] = record
                     else:
                         counted(record)
-            for record in asked.values():
+            for record in detailing.values():
                 add(replace(record, raw_hash=UNANSWERED, detailed=True))
-            asked.clear()
+            detailing.clear()
 
         #: Per kind, its (always_detail, wants_detail) hooks: looked up once per record.
         hooks = {name: (kind.always_detail, kind.wants_detail) for name, kind in REGISTRY.items()}
@@ -625,7 +625,7 @@ class _Run:
             """To a detail call, to the answers waiting to learn whether they need one, or to
             the batch of its kind."""
             if event.detailed:
-                asked.pop((event.kind, str(event.key)), None)
+                detailing.pop((event.kind, str(event.key)), None)
             else:
                 always, wants = hooks[event.kind]
                 if always is not None and always(event.obj):
