@@ -565,17 +565,21 @@ class _Run:
             if len(batch) >= batch_size:
                 flush((record.kind,), commit=False)
 
+        def awaiting(record: Record) -> None:
+            """Remember an answer until it comes back detailed (a stop writes it if not)."""
+            detailing[(record.kind, str(record.key))] = record
+
         def detail(record: Record) -> None:
             """Submit a detail call from the writer: any end of the walk told before is stale."""
             with self.pending_lock:
                 self.writer_epoch += 1
-            detailing[(record.kind, str(record.key))] = record
+            awaiting(record)
             self.walker.detail(record)
 
-        def ask_details() -> bool:
-            """Route the waiting answers: a detail call for those new or changed (or never
-            detailed), the batch for the rest. True if calls were submitted (the walk goes on)."""
-            asked = False
+        def route_waiting(needing: Callable[[Record], None]) -> bool:
+            """Route the waiting answers: those new or changed (or never detailed) to
+            ``needing``, the batch for the rest. True if any went to ``needing``."""
+            sent = False
             for kind, records in waiting.items():
                 if not records:
                     continue
@@ -589,31 +593,23 @@ class _Run:
                 for record in records:
                     key = str(record.key)
                     if key in wanted:
-                        detail(replace(record, previous=wanted[key]))
-                        asked = True
+                        needing(replace(record, previous=wanted[key]))
+                        sent = True
                     else:
                         counted(record)
-            return asked
+            return sent
+
+        def ask_details() -> bool:
+            """A detail call for each waiting answer that needs one. True if calls were
+            submitted (the walk goes on)."""
+            return route_waiting(detail)
 
         def write_undetailed() -> None:
             """At a stop: answers fetched but not back from their detail call (not asked, or
             asked and not answered: the tasks a stop does not start) are written as their
             listings gave them, as when that call fails: stored without a hash, so the next
             run asks for it. Those found to need no detail call are marked seen."""
-            for kind, records in waiting.items():
-                if not records:
-                    continue
-                waiting[kind] = []
-                spec = REGISTRY[kind]
-                wanted = store.needs_detail(
-                    kind, {str(r.key): r.raw_hash for r in records}, spec.unanswered,
-                    spec.detail_context,
-                )
-                for record in records:
-                    if str(record.key) in wanted:
-                        detailing[(kind, str(record.key))] = record
-                    else:
-                        counted(record)
+            route_waiting(awaiting)
             for record in detailing.values():
                 add(replace(record, raw_hash=UNANSWERED, detailed=True))
             detailing.clear()
