@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog import db
+from tests.helpers import create_schema
 from tests.pg import PostgresServer, find_bindir
 
 PG_MISSING = "PostgreSQL server binaries (initdb) not found; install Debian's postgresql"
@@ -78,20 +78,11 @@ def pg_url(pg_server: PostgresServer) -> Iterator[str]:
         yield url
 
 
-def _migrate(url: str) -> None:
-    engine = db.create_engine_for(url)
-    try:
-        with engine.connect() as conn:
-            db.upgrade(conn)
-    finally:
-        engine.dispose()  # SQLite: the WAL is folded into the file, which can then be copied
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file at the schema's head, migrated once per worker."""
     url = _sqlite_url(tmp_path_factory.mktemp("template"))
-    _migrate(url)
+    create_schema(url)
     return Path(url.removeprefix("sqlite:///"))
 
 
@@ -100,7 +91,7 @@ def pg_template(pg_server: PostgresServer) -> str:
     """The name of a database at the schema's head, migrated once per server."""
     name = f"template_{uuid.uuid4().hex}"
     pg_server.create_database(name)
-    _migrate(pg_server.url(name))
+    create_schema(pg_server.url(name))
     return name
 
 

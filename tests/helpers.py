@@ -39,12 +39,15 @@ def fake_console(catalog: FakeCatalog | None = None, **kw: Any) -> Iterator[Fake
 
 
 def create_schema(db_url: str) -> None:
-    """The schema at head before a sync, for tests that time something after the run's row is
-    written: on an empty database the walk starts while the schema is being created."""
+    """The schema at head before a sync: the fixtures' templates, and tests of an empty database
+    that time something after the run's row is written (on an empty database the walk starts
+    while the schema is being created)."""
     engine = db.create_engine_for(db_url)
-    with engine.connect() as conn:
-        db.upgrade(conn)
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            db.upgrade(conn)
+    finally:
+        engine.dispose()  # SQLite: the WAL is folded into the file, which can then be copied
 
 
 def options(db_url: str, server: FakeServer, **kw: Any) -> SyncOptions:

@@ -10,6 +10,8 @@ hash does not count, and what was only marked seen survives the end of a complet
 from __future__ import annotations
 
 import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -52,6 +54,21 @@ def conn(db_url: str) -> Any:
 def _store(conn: Any, account: str = "a") -> Store:
     run_id, run_ts = runs.start_run(conn, {}, account)
     return Store(conn, run_id, run_ts, account)
+
+
+@contextmanager
+def _statements(conn: Any) -> Iterator[list[tuple[str, Any]]]:
+    """The (SQL, parameters) of every statement ``conn`` sends inside the ``with`` block."""
+    sent: list[tuple[str, Any]] = []
+
+    def keep(_c: Any, _cur: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(conn, "before_cursor_execute", keep)
+    try:
+        yield sent
+    finally:
+        event.remove(conn, "before_cursor_execute", keep)
 
 
 def _stored(conn: Any, alive: int, other: list[int], deleted: list[int]) -> None:
@@ -209,22 +226,16 @@ def test_the_marking_looks_each_key_up_whatever_the_statistics(conn: Any) -> Non
         assert "SCAN compression_tasks" not in plan, plan
     assert marking.execute_one(conn, batch) == 100
     # The keys that were not marked (new or changed) are fetched the same way.
-    statements: list[tuple[str, Any]] = []
-
-    def keep(_c: Any, _cur: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "json_each" in statement:
-            statements.append((statement, parameters))
-
     later = _store(conn, "a")
-    event.listen(conn, "before_cursor_execute", keep)
-    try:
+    with _statements(conn) as sent:
         changed = later.mark_unchanged(
             TASK, {f"amva-{n:04d}": "new" for n in range(100)}
         )
-    finally:
-        event.remove(conn, "before_cursor_execute", keep)
     assert len(changed) == 100
-    ((sql, params),) = statements
+    ((sql, params),) = [
+        (statement, parameters) for statement, parameters in sent
+        if statement.lstrip().upper().startswith("SELECT") and "json_each" in statement
+    ]
     explained = conn.exec_driver_sql(
         ("EXPLAIN " if conn.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN ") + sql, params
     ).all()
@@ -265,21 +276,13 @@ def test_the_seen_counts_of_kinds_only_found_unchanged_take_one_statement(conn: 
     _stored(conn, 6, other=[], deleted=[])
     store = _store(conn, "a")
     store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(3)})
-    statements: list[str] = []
-
-    def keep(_c: Any, _cur: Any, sql: str, *_rest: Any) -> None:
-        if "catalog_run_seen" in sql:
-            statements.append(sql)
-
-    event.listen(conn, "before_cursor_execute", keep)
-    try:
+    with _statements(conn) as sent:
         counts = {kind: store.seen_count(kind) for kind in SPECS}
-        assert len(statements) == 1, statements
+        reads = [sql for sql, _ in sent if "catalog_run_seen" in sql]
+        assert len(reads) == 1, reads
         assert counts == {kind: 3 if kind == TASK else 0 for kind in SPECS}
         store.mark_unchanged(TASK, {"amva-0003": "h3", "amva-0000": "h0"})  # 0000 again
         assert store.seen_count(TASK) == 4
-    finally:
-        event.remove(conn, "before_cursor_execute", keep)
     assert store.count_unseen(TASK, true()) == (2, 6)
     assert store.seen_count(TASK) == _table_pass(conn, store) == 4
 
@@ -292,22 +295,13 @@ def test_a_scoped_unseen_count_of_a_kind_seen_whole_and_unchanged_takes_no_state
     _stored(conn, 4, other=[0, 1, 7], deleted=[3])
     t = compression_tasks
     scope = t.c.task_id.in_(["amva-0001", "amva-0002", "amva-0007"])
-    statements: list[str] = []
-
-    def keep(_c: Any, _cur: Any, sql: str, *_rest: Any) -> None:
-        statements.append(sql)
-
     for marked, expected in ((3, (0, 3)), (2, (1, 3))):
         store = _store(conn, "a")
         store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(marked)})
         assert store.seen_count(TASK) == marked
-        statements.clear()
-        event.listen(conn, "before_cursor_execute", keep)
-        try:
+        with _statements(conn) as sent:
             assert store.count_unseen(TASK, scope) == expected
-        finally:
-            event.remove(conn, "before_cursor_execute", keep)
-        assert len(statements) == (0 if marked == 3 else 1), statements
+        assert len(sent) == (0 if marked == 3 else 1), sent
         full = select(func.count()).select_from(t).where(store.unseen_in(SPECS[TASK], scope))
         assert conn.execute(full).scalar_one() == expected[0]
         conn.rollback()
