@@ -147,6 +147,36 @@ def list_records(
     walk.emit(ScopeDone(kind, scope, count if whole else None))
 
 
+def ask_detail(
+    walk: Walk,
+    listed: Record,
+    call: str,
+    body: dict[str, Any],
+    build: Callable[[dict[str, Any]], dict[str, Any]],
+    route: str = "/v2/model",
+) -> Callable[[], dict[str, Any]] | None:
+    """A kind's detail call for one listed answer: the row ``build`` makes of the listing item
+    with the answer's fields over it (both answer for the same entity, the detail call more
+    fully), ready for ``Record.build``. None when the kind was refused in this run, or when the
+    call or its answer failed, which is reported as the entity's failure: the caller then
+    records the listing's answer so that the next run asks again."""
+    kind, key = listed.kind, str(listed.key)
+    if walk.denied(kind):
+        return None
+    try:
+        obj = walk.client.call(call, body, route)
+        walk.drift.check(kind, call, obj, key)
+        built = build({**listed.obj, **obj})
+    except (ApiError, NormalizeError) as exc:
+        walk.fail(kind, call, key, exc)
+        return None
+    return partial(_ready, built)
+
+
+def _ready(row: dict[str, Any]) -> dict[str, Any]:
+    return row
+
+
 @dataclass(frozen=True)
 class RefReader:
     """How a kind whose listing is the tracked evaluation export refs reads one ref. Each ref

@@ -15,9 +15,8 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, Float, String, Text, true
 
 from catalog.documented import fields
-from catalog.errors import ApiError
 from catalog.events import LISTING, VERSION, Record
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk, list_records
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail, list_records
 from catalog.normalize import (
     NormalizeError,
     as_float,
@@ -138,22 +137,13 @@ def _detail(walk: Walk, listed: Record) -> None:
 
 
 def _describe(walk: Walk, listed: Record) -> None:
-    """Fetch a failed task's reason (the listing lacks it), then record the task."""
-    task_id = listed.key
-    # If the detail fails, the listing's answer is still recorded; its reason stays unknown
-    # (NULL) and the next run asks again.
-    build = listed.build
-    if not walk.denied("compression_task"):
-        try:
-            obj = walk.client.call(DETAIL, {"modelCompTaskId": task_id})
-            walk.drift.check("compression_task", DETAIL, obj, task_id)
-            # The detail answers for the same task as the listing item: its fields win.
-            built = row({**listed.obj, **obj})
-            build = partial(lambda ready: ready, built)
-        except (ApiError, NormalizeError) as exc:
-            walk.fail("compression_task", DETAIL, task_id, exc)
-    # The listing item's hash: the next run compares the listing's answer with it.
-    walk.emit(replace(listed, build=build, detailed=True))
+    """Fetch a failed task's reason (the listing lacks it), then record the task.
+
+    If the detail fails, the listing's answer is still recorded; its reason stays unknown
+    (NULL, ``unanswered``) and the next run asks again. The record keeps the listing item's
+    hash: the next run compares the listing's answer with it."""
+    built = ask_detail(walk, listed, DETAIL, {"modelCompTaskId": listed.key}, row)
+    walk.emit(replace(listed, build=built or listed.build, detailed=True))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

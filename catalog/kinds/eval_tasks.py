@@ -16,12 +16,10 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, String, Text
 
 from catalog.documented import fields
-from catalog.errors import ApiError
 from catalog.events import LISTING, UNANSWERED, VERSION, Record
 from catalog.kinds import eval_task_reports as reports
-from catalog.kinds.base import DeleteView, Kind, Walk, list_records
+from catalog.kinds.base import DeleteView, Kind, Walk, ask_detail, list_records
 from catalog.normalize import (
-    NormalizeError,
     as_text,
     field_of,
     fits,
@@ -94,20 +92,13 @@ def _detail(walk: Walk, listed: Record) -> None:
 def _describe(walk: Walk, listed: Record) -> None:
     """The task's detail, then its report if it has ended."""
     task_id = str(listed.key)
-    build = listed.build
-    state = listed.obj.get("state")
-    if not walk.denied("eval_task"):
-        try:
-            obj = walk.client.call(DETAIL, {"taskId": task_id}, ROUTE)
-            walk.drift.check("eval_task", DETAIL, obj, task_id)
-            built = row({**listed.obj, **obj})
-            build, state = partial(lambda ready: ready, built), built["state"]
-        except (ApiError, NormalizeError) as exc:
-            walk.fail("eval_task", DETAIL, task_id, exc)
+    built = ask_detail(walk, listed, DETAIL, {"taskId": task_id}, row, ROUTE)
+    build = built or listed.build
+    state = built()["state"] if built is not None else listed.obj.get("state")
     # Ended: its report is final. Was ended and no longer is (re-run): its report is asked
     # again too, and that answer (maybe empty) is the complete list of its units now.
     was = (listed.previous or {}).get("state")
-    answered = build is not listed.build
+    answered = built is not None
     if (state in FINAL or was in FINAL) and walk.enabled("eval_task_report"):
         answered = reports.fetch(walk, task_id) and answered
     # A detail or report that failed: stored without a hash, so the next run asks again.

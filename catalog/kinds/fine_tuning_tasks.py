@@ -15,11 +15,16 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, String, Text
 
 from catalog.documented import fields
-from catalog.errors import ApiError
 from catalog.events import UNANSWERED, VERSION, Record
-from catalog.kinds.base import DeleteView, Kind, Walk, list_records, within_parents
+from catalog.kinds.base import (
+    DeleteView,
+    Kind,
+    Walk,
+    ask_detail,
+    list_records,
+    within_parents,
+)
 from catalog.normalize import (
-    NormalizeError,
     as_obj,
     as_text,
     field_of,
@@ -113,16 +118,13 @@ def _detail(walk: Walk, listed: Record) -> None:
 
 def _describe(walk: Walk, listed: Record) -> None:
     """The detail; if it fails, the listing's row with no hash, so the next run asks again."""
-    record = replace(listed, raw_hash=UNANSWERED, detailed=True)
-    if not walk.denied("fine_tuning_task"):
-        try:
-            obj = walk.client.call(DETAIL, {"taskId": listed.key}, ROUTE)
-            walk.drift.check("fine_tuning_task", DETAIL, obj, str(listed.key))
-            built = row({**listed.obj, **obj}, detailed=True)
-            record = replace(listed, build=partial(lambda ready: ready, built), detailed=True)
-        except (ApiError, NormalizeError) as exc:
-            walk.fail("fine_tuning_task", DETAIL, str(listed.key), exc)
-    walk.emit(record)
+    built = ask_detail(
+        walk, listed, DETAIL, {"taskId": listed.key}, partial(row, detailed=True), ROUTE
+    )
+    if built is None:
+        walk.emit(replace(listed, raw_hash=UNANSWERED, detailed=True))
+    else:
+        walk.emit(replace(listed, build=built, detailed=True))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
