@@ -98,16 +98,20 @@ def expected_rows(
     """What the database should hold, per kind and key, for what the fake serves now.
 
     Built from the fake's answers to the documented calls the sync makes (sets from their
-    listings, versions from the custom or preset describe call, a failed task's reason from its
-    detail call), so it follows what the API says, not how the fake stores it. ``export_tasks``:
+    listings, a preset set's creation time from its describe call, versions from the custom or
+    preset describe call, a failed task's reason from its detail call), so it follows what the
+    API says, not how the fake stores it. ``export_tasks``:
     the tracked ``amemt-`` refs a sync with eval_result_export_task on reads (V2 call).
     """
     server = FakeServer(catalog, AK, SK)  # never started: only its answers are used
     out: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SPECS}
     for system, action in ((False, "DescribeCustomModelSets"), (True, "DescribeSystemModelSets")):
         for item in _listing(server, action, {}):
+            if "createTime" not in item:  # a preset listing item: its describe call answers it
+                body = {"modelSetId": item["modelSetId"]}
+                item = {**item, **_answers(server, model_sets.SET_ACTIONS[system], body)}
             row = model_sets.row(item, is_system=system)
-            for column in model_sets.CARRIED:  # not in this listing: never learnt by a full run
+            for column in model_sets.CARRIED:  # answered by no call of a full run: never learnt
                 row.setdefault(column, None)
             out["model_set"][row["model_set_id"]] = row
             for model_id in row["model_ids"]:

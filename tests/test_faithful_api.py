@@ -19,6 +19,7 @@ from catalog import db
 from catalog.errors import ConfigError, ExitCode
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer, V1Error, V2Error
+from catalog.normalize import parse_time
 from catalog.schema import api_drift, catalog_source, sync_errors
 from catalog.sync import MassDeleteRefused, SyncOptions, run_sync
 from tests.helpers import AK, SK, fake_console, options, stored_rows, sync
@@ -347,3 +348,57 @@ def test_a_kind_without_a_listing_of_its_own_needs_its_parent(alone: str, needed
         run_sync(SyncOptions(database_url="sqlite:///x.db", access_key="a", secret_key="b",
                              kinds=(alone,)))
     assert caught.value.exit_code == ExitCode.CONFIG
+
+
+def test_a_preset_sets_creation_time_is_asked_once_and_again_only_when_new_changed_or_unknown(
+    db_url: str,
+) -> None:
+    """The preset listing has no ``createTime``; DescribeSystemModelSet answers it (REFERENCE
+    §1-2). It is asked for a preset set that is new, changed, or whose time is still unknown,
+    and for no other. A failed describe call records the set from its listing (time NULL),
+    deletes nothing, and is asked again by the next run, which learns the time."""
+    catalog = FakeCatalog.generate(seed=31, model_sets=1, system_sets=3, comp_tasks=2,
+                                   eval_exports=0)
+    broken, changed, steady = sorted(k for k in catalog.keys("model_set")
+                                     if catalog.is_preset_set(k))
+
+    def described(server: FakeServer, since: int) -> list[str]:
+        return sorted(c.body["modelSetId"] for c in server.calls[since:]
+                      if c.action == "DescribeSystemModelSet")
+
+    def create_time(set_id: str) -> Any:
+        return stored_rows(db_url)["model_set"][set_id]["create_time"]
+
+    def told(set_id: str) -> Any:
+        return parse_time(catalog.get("model_set", set_id)["createTime"], "createTime")
+
+    with fake_console(catalog) as server:
+        answer = server.answer
+        _failing(server, lambda r, a, b: a == "DescribeSystemModelSet"
+                 and b.get("modelSetId") == broken,
+                 V2Error(500, "InternalError", "internal error"))
+        first = sync(db_url, server, include_system=True)
+        assert first.status == "partial"
+        assert described(server, 0).count(broken) == 3  # retried within --max-attempts
+        assert set(described(server, 0)) == {broken, changed, steady}
+        assert create_time(broken) is None  # recorded from its listing
+        assert stored_rows(db_url)["model_set"][broken]["model_set_name"] is not None
+        for set_id in (changed, steady):
+            assert create_time(set_id) == told(set_id) is not None
+        errors = [e for e in _rows(db_url, sync_errors) if e["run_id"] == first.run_id]
+        assert [(e["kind"], e["call"], e["entity_id"]) for e in errors] == [
+            ("model_set", "DescribeSystemModelSet", broken)]
+
+        server.answer = answer  # the describe call answers again
+        catalog.change("model_set", changed, random.Random(3))
+        calls = len(server.calls)
+        second = sync(db_url, server, include_system=True)
+        assert second.status == "success"
+        assert described(server, calls) == sorted([broken, changed])
+        assert create_time(broken) == told(broken) is not None
+        assert second.counts["model_set_deleted"] == 0
+
+        calls = len(server.calls)
+        third = sync(db_url, server, include_system=True)
+        assert described(server, calls) == []
+        assert third.counts["model_set_updated"] == 0

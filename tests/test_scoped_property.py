@@ -104,9 +104,11 @@ def test_full_and_scoped_runs_in_turn_record_no_change_when_the_console_has_none
     db_url: str, system: bool
 ) -> None:
     """A set's listing and its describe call answer different fields (the custom listing has no
-    ``description``, the preset listing no ``createTime``). The first scoped run learns the
-    field (one update, from NULL); after that, a run reading one call after a run that read the
-    other keeps what it was not told instead of recording it as changed to NULL and back."""
+    ``description``, the preset listing no ``createTime``). A custom set's description is
+    learnt by the first scoped run (one update, from NULL); a preset set's creation time by the
+    first full run, which asks the describe call for it. After that, a run reading one call
+    after a run that read the other keeps what it was not told instead of recording it as
+    changed to NULL and back."""
     catalog = FakeCatalog.generate(seed=2111, model_sets=2, system_sets=2, comp_tasks=4,
                                    eval_exports=0)
     target = [k for k in catalog.keys("model_set") if catalog.is_preset_set(k) == system][0]
@@ -114,20 +116,21 @@ def test_full_and_scoped_runs_in_turn_record_no_change_when_the_console_has_none
         catalog.patch("model_set", target, fields={"description": "told by DescribeModelSet"},
                       actions=["DescribeModelSet"])
     name = catalog.get("model_set", target)["modelSetName"]
-    with fake_console(catalog) as server:
-        runs = [
-            sync(db_url, server, include_system=True),
-            sync(db_url, server, model_sets=[name], include_system=True),
-            sync(db_url, server, include_system=True),
-            sync(db_url, server, model_sets=[name], include_system=True),
-        ]
-    assert [r.status for r in runs] == ["success"] * 4
     column = "create_time" if system else "description"
+    runs, after = [], []
+    with fake_console(catalog) as server:
+        for scoped in (False, True, False, True):
+            scope = {"model_sets": [name]} if scoped else {}
+            runs.append(sync(db_url, server, include_system=True, **scope))
+            after.append(stored_rows(db_url)["model_set"][target][column])
+    assert [r.status for r in runs] == ["success"] * 4
     described = _described(catalog, target, system)
     assert described[column] is not None
     learnt = [(r["entity_id"], r["operation"], r["field"], r["old_value"])
               for r in _changes(db_url, runs[1].run_id)]
-    assert learnt == [(target, "update", column, None)]
+    assert learnt == ([] if system else [(target, "update", column, None)])
+    assert (after[0] is not None) == system  # the full run described the preset set
+    assert after[1:] == [described[column]] * 3
     for run in runs[2:]:
         assert run.counts["model_set_updated"] == 0, run.line()
         assert _changes(db_url, run.run_id) == []

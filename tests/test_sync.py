@@ -109,12 +109,14 @@ def minimum_calls(
     include_system: bool,
     evals: int,
     described_failed: int,
+    described_presets: int = 0,
     export_tasks: int = 0,
 ) -> int:
     """README's formula for a full sync: pages of custom sets + 2 x custom versions + pages of
     compression tasks + failed tasks new or changed + tracked eval exports (``evals`` through
     the V1 route, ``export_tasks``: the amemt- ones through DescribeEvalResultExportTask when
-    its kind is on), and with --include-system pages of preset sets + preset versions."""
+    its kind is on), and with --include-system pages of preset sets + preset sets new, changed
+    or without a creation time (``described_presets``) + preset versions."""
     sets = [catalog.get("model_set", k) for k in catalog.keys("model_set")]
     custom = [s for s in sets if s["source"] != "System"]
     system = [s for s in sets if s["source"] == "System"]
@@ -122,7 +124,8 @@ def minimum_calls(
     calls += _pages(len(catalog.keys("compression_task"))) + described_failed + evals
     calls += export_tasks
     if include_system:
-        calls += _pages(len(system)) + sum(len(s["modelIds"]) for s in system)
+        calls += _pages(len(system)) + described_presets
+        calls += sum(len(s["modelIds"]) for s in system)
     return calls + lifecycle_calls(catalog, first_run=described_failed > 0)
 
 
@@ -161,25 +164,32 @@ def test_call_count_is_the_documented_minimum(db_url: str, include_system: bool)
     )
     failed = _failed_tasks(catalog)
     assert failed > 0  # the formula's detail term is exercised
+    presets = [k for k in catalog.keys("model_set") if catalog.is_preset_set(k)]
+    assert presets
     with fake_console(catalog) as server:
         summary = sync(db_url, server, include_system=include_system)
         first = len(server.calls)
+        described = server.call_count("DescribeSystemModelSet")
         again = sync(db_url, server, include_system=include_system)
         second = len(server.calls) - first
         actions = {c.action for c in server.calls}
     expected = minimum_calls(
-        catalog, include_system=include_system, evals=2, described_failed=failed
+        catalog, include_system=include_system, evals=2, described_failed=failed,
+        described_presets=len(presets) if include_system else 0,
     )
     assert first == summary.api_calls == expected
-    # a failed task is described once, not every run (nor an unchanged eval task)
+    # a failed task is described once, not every run (nor an unchanged eval task, nor a
+    # preset set whose creation time is stored)
     assert second == again.api_calls == minimum_calls(
         catalog, include_system=include_system, evals=2, described_failed=0
     )
     assert lifecycle_calls(catalog, first_run=True) > lifecycle_calls(catalog, first_run=False)
-    # custom sets come from their listing alone; presets only through the preset calls
+    # custom sets come from their listing alone; presets only through the preset calls, each
+    # preset set described once, on the first run
     assert "DescribeModelSet" not in actions
     assert ("DescribeSystemModel" in actions) == include_system
-    assert "DescribeSystemModelSet" not in actions
+    assert described == (len(presets) if include_system else 0)
+    assert server.call_count("DescribeSystemModelSet") == described
 
 
 def test_call_count_with_the_v2_export_tasks_on(db_url: str) -> None:

@@ -1,13 +1,17 @@
 """Model sets (模型): custom ones from their listing, presets from theirs.
 
-Each listing item carries every field the describe calls would add but ``source``, which the
-listing itself implies, so a full walk makes no call per set. A set's ``modelIds`` are the
-complete listing of its versions (see ``model_versions`` and ``model_exports``).
+A custom listing item carries every field its describe call answers but ``source``, which the
+listing itself implies, and ``description``, which that call answers for presets only
+(REFERENCE §2). A preset listing item lacks ``createTime``: DescribeSystemModelSet answers it,
+and is asked for a preset set new or changed since the last run, or whose creation time is
+still unknown; an unchanged set whose time is stored costs no call. A set's ``modelIds`` are
+the complete listing of its versions (see ``model_versions`` and ``model_exports``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -16,7 +20,7 @@ from sqlalchemy import Boolean, Column, ColumnElement, String, Text
 from catalog.documented import fields
 from catalog.errors import ApiError, ConfigError
 from catalog.events import LISTING, SET, Client, Keep, Record, ScopeDone, ScopedSet
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail
 from catalog.normalize import (
     NormalizeError,
     as_text,
@@ -191,6 +195,30 @@ def _record(
     return built
 
 
+def _wants_detail(obj: Mapping[str, Any]) -> bool:
+    """An answer without the set's creation time: a preset listing item (a custom one too,
+    should the service leave it out there)."""
+    return "createTime" not in obj
+
+
+def _detail(walk: Walk, listed: Record) -> None:
+    walk.submit(partial(_describe, walk, listed), SET)
+
+
+def _describe(walk: Walk, listed: Record) -> None:
+    """Ask a listed set's describe call for its creation time, then record the set.
+
+    If the call fails, the listing's answer is recorded as it is: the creation time stays as
+    stored (NULL for a new set, ``unanswered``), so the next run asks again. The record keeps
+    the listing item's hash, which the next run compares its listing's answer with."""
+    built = None
+    if listed.call in LIST_ACTIONS.values():  # not a describe call's own answer (scoped)
+        system = listed.call == LIST_ACTIONS[True]
+        call, build = SET_ACTIONS[system], partial(row, is_system=system)
+        built = ask_detail(walk, listed, call, {"modelSetId": listed.key}, build)
+    walk.emit(replace(listed, build=built or listed.build, detailed=True))
+
+
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
     """Sets of a listing (custom, preset) that completed without them; none when scoped."""
     if d.scoped:
@@ -210,7 +238,10 @@ KIND = Kind(
     policy="QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
     calls=CALLS,
     carried=tuple(CARRIED),
+    unanswered=("create_time",),
     open_listing=_open,
     start=_start,
+    wants_detail=_wants_detail,
+    detail=_detail,
     deletes=_deletes,
 )

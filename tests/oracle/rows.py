@@ -4,9 +4,10 @@ Times are UTC: ``+08:00`` and ``+0800 CST`` are eight hours ahead, ``Z`` is UTC,
 and an absent time are NULL. Fractions keep microseconds and drop the rest (Go's nanoseconds
 ``.123456789`` -> ``.123456``; a trimmed ``.5`` -> ``.500000``). Empty strings are NULL; ids
 the API gives as numbers are text where the column is text (``trainTaskId`` 423 -> ``'423'``).
-A listing answers for sets, so a custom set has no description and a preset set no creation
-time. A task's ``failed_reason`` is asked for only when it failed; NULL otherwise. Download links
-are stored without the query string the service signs them with.
+A listing answers for sets, so a custom set has no description; a preset set's creation time is
+its describe call's (DescribeSystemModelSet), which its listing item lacks. A task's
+``failed_reason`` is asked for only when it failed; NULL otherwise. Download links are stored
+without the query string the service signs them with.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ MODEL_SETS: dict[str, dict[str, Any]] = {
         "labels": None,
         "description": "百度自研的高性能大语言模型",
         "model_ids": ["amv-preset00001"],
-        "create_time": None,  # not in the preset listing
+        "create_time": utc(2023, 12, 1, 0, 0, 0),  # "...Z", from DescribeSystemModelSet
         "modify_time": utc(2024, 2, 1, 10, 0, 0),
     },
 }
