@@ -26,7 +26,7 @@ from catalog.errors import ConfigError, ExitCode, LockTimeout
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
 from catalog.killpoints import ENV as KILL_AT
-from catalog.schema import SPECS, sync_runs
+from catalog.schema import SPECS, changes, sync_runs
 from tests._proc import assert_consistent, cli_env, dump_db, popen_cli, run_cli, sync_argv
 from tests.helpers import AK, SK, expected_rows, fake_console, stored_rows, sync, tracked_only
 from tests.test_concurrency import Gate, _wait
@@ -253,12 +253,26 @@ def test_a_database_from_before_accounts_upgrades_in_place(db_url: str) -> None:
     assert counts["changes"] > 0 and counts["model_versions_history"] > counts["model_versions"]
     assert_consistent(db_url)
     # The old catalog goes on syncing as account 'default': its source binding, keys and
-    # history carry over, so an unchanged catalog gives a run that changes nothing.
-    with fake_console(_fixture_catalog()) as server:
+    # history carry over, so an unchanged catalog gives a run that changes nothing but what
+    # the code of then never asked for: each preset set's creation time, learnt once.
+    catalog = _fixture_catalog()
+    presets = sorted(k for k in catalog.keys("model_set") if catalog.is_preset_set(k))
+    assert presets
+    with fake_console(catalog) as server:
         summary = sync(db_url, server)
     assert summary.status == "success"
-    assert sum(c.inserted + c.updated + c.deleted for c in summary.kinds.values()) == 0, \
-        summary.line()
+    assert sum(c.inserted + c.updated + c.deleted for c in summary.kinds.values()) == \
+        summary.kinds["model_set"].updated == len(presets), summary.line()
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            learnt = conn.execute(
+                select(changes.c.kind, changes.c.entity_id, changes.c.field, changes.c.old_value)
+                .where(changes.c.run_id == summary.run_id).order_by(changes.c.entity_id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in learnt] == [("model_set", k, "create_time", None) for k in presets]
     assert [r["account"] for r in run_rows(db_url)] == ["default"] * 3
 
 
