@@ -402,3 +402,27 @@ def test_a_preset_sets_creation_time_is_asked_once_and_again_only_when_new_chang
         third = sync(db_url, server, include_system=True)
         assert described(server, calls) == []
         assert third.counts["model_set_updated"] == 0
+
+
+def test_a_describe_answer_without_a_creation_time_is_not_asked_again_in_the_same_run(
+    db_url: str,
+) -> None:
+    """A scoped run's set comes from its describe call. Should that answer lack ``createTime``
+    too, the set is recorded as answered (time NULL) instead of being described twice; a full
+    run then asks the describe call for it, as for any preset set whose time is unknown."""
+    catalog = FakeCatalog.generate(seed=32, model_sets=1, system_sets=1, comp_tasks=2,
+                                   eval_exports=0)
+    (preset,) = [k for k in catalog.keys("model_set") if catalog.is_preset_set(k)]
+    catalog.patch("model_set", preset, drop=["createTime"], actions=["DescribeSystemModelSet"])
+    name = catalog.get("model_set", preset)["modelSetName"]
+    with fake_console(catalog) as server:
+        scoped = sync(db_url, server, model_sets=[name], include_system=True)
+        asked = server.call_count("DescribeSystemModelSet")
+        custom = server.call_count("DescribeModelSet")
+        full = sync(db_url, server, include_system=True)
+        again = server.call_count("DescribeSystemModelSet") - asked
+    assert scoped.status == full.status == "success"
+    assert asked == 1  # resolving the --model-set, and no detail call after it
+    assert custom == 1  # the custom call tried first when resolving, and no other
+    assert again == 1  # the full run: the time is still unknown
+    assert stored_rows(db_url)["model_set"][preset]["create_time"] is None
