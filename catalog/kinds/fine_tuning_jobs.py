@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, String, Text, true
 
-from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import LISTING, Record, ScopeDone
@@ -77,8 +76,7 @@ def _list(walk: Walk) -> None:
                 except NormalizeError as exc:
                     walk.fail("fine_tuning_job", LIST, job_id, exc)
                     continue
-                walk.emit(Record("fine_tuning_job", built["job_id"], item, answer_hash(item),
-                                 partial(lambda ready: ready, built), LIST))
+                walk.emit(Record.of("fine_tuning_job", built["job_id"], item, built, LIST))
                 walk.children("fine_tuning_job", built, False)
     except ApiError as exc:
         walk.fail("fine_tuning_job", LIST, None, exc)
