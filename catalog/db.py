@@ -31,7 +31,7 @@ SUPPORTED = ("sqlite", "postgresql")
 #: without reading ``migrations/`` lets a sync whose database is current skip importing Alembic
 #: and loading every migration script: with many accounts starting at once on a small host,
 #: that start-up was a visible share of the run (README, "Many accounts side by side").
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 
 def resolve_database_url(url: str | None) -> str:

@@ -224,6 +224,20 @@ def _fixture_catalog() -> FakeCatalog:
     return catalog
 
 
+def _hashes_cleared(table: Table, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Migration 0009: alive preset sets without a creation time lose their answer hash, so
+    that the next run describes them (the code before never asked for the time)."""
+    at = {c.name: i for i, c in enumerate(table.columns)}
+    out = []
+    for row in rows:
+        if row[at["is_system"]] and row[at["create_time"]] is None and \
+                row[at["deleted_at"]] is None:
+            row = (*row[:at["raw_hash"]], "", *row[at["raw_hash"] + 1:])
+        out.append(row)
+    assert out != rows  # the fixture has such sets
+    return sorted(out, key=repr)
+
+
 @pytest.mark.empty_database
 def test_a_database_from_before_accounts_upgrades_in_place(db_url: str) -> None:
     engine = db.create_engine_for(db_url)
@@ -244,6 +258,8 @@ def test_a_database_from_before_accounts_upgrades_in_place(db_url: str) -> None:
                 table = Table(name, MetaData(), autoload_with=conn)
                 columns = [table.c[c.name] for c in old[name].columns]
                 kept = sorted((tuple(r) for r in conn.execute(select(*columns))), key=repr)
+                if name == "model_sets":
+                    rows = _hashes_cleared(old[name], rows)
                 assert kept == rows, name  # every row as it was
                 if "account" not in old[name].c and "account" in table.c:
                     got = set(conn.execute(select(table.c.account).distinct()).scalars())

@@ -350,12 +350,12 @@ def test_a_kind_without_a_listing_of_its_own_needs_its_parent(alone: str, needed
     assert caught.value.exit_code == ExitCode.CONFIG
 
 
-def test_a_preset_sets_creation_time_is_asked_once_and_again_only_when_new_changed_or_unknown(
+def test_a_preset_sets_creation_time_is_asked_once_and_again_only_when_changed_or_failed(
     db_url: str,
 ) -> None:
     """The preset listing has no ``createTime``; DescribeSystemModelSet answers it (REFERENCE
-    §1-2). It is asked for a preset set that is new, changed, or whose time is still unknown,
-    and for no other. A failed describe call records the set from its listing (time NULL),
+    §1-2). It is asked for a preset set that is new, changed, or whose last describe call
+    failed, and for no other. A failed describe call records the set from its listing (time NULL),
     deletes nothing, and is asked again by the next run, which learns the time."""
     catalog = FakeCatalog.generate(seed=31, model_sets=1, system_sets=3, comp_tasks=2,
                                    eval_exports=0)
@@ -408,8 +408,10 @@ def test_a_describe_answer_without_a_creation_time_is_not_asked_again_in_the_sam
     db_url: str,
 ) -> None:
     """A scoped run's set comes from its describe call. Should that answer lack ``createTime``
-    too, the set is recorded as answered (time NULL) instead of being described twice; a full
-    run then asks the describe call for it, as for any preset set whose time is unknown."""
+    too, the set is recorded as answered (time NULL) instead of being described twice. A full
+    run then finds the listing's answer new and asks the call once; the next full run, finding
+    the set unchanged, does not ask again whatever the time is: an answer without one is not
+    asked for every run."""
     catalog = FakeCatalog.generate(seed=32, model_sets=1, system_sets=1, comp_tasks=2,
                                    eval_exports=0)
     (preset,) = [k for k in catalog.keys("model_set") if catalog.is_preset_set(k)]
@@ -421,8 +423,11 @@ def test_a_describe_answer_without_a_creation_time_is_not_asked_again_in_the_sam
         custom = server.call_count("DescribeModelSet")
         full = sync(db_url, server, include_system=True)
         again = server.call_count("DescribeSystemModelSet") - asked
-    assert scoped.status == full.status == "success"
+        later = sync(db_url, server, include_system=True)
+        last = server.call_count("DescribeSystemModelSet") - asked - again
+    assert scoped.status == full.status == later.status == "success"
     assert asked == 1  # resolving the --model-set, and no detail call after it
     assert custom == 1  # the custom call tried first when resolving, and no other
-    assert again == 1  # the full run: the time is still unknown
+    assert again == 1  # the full run: the listing's answer is not the describe call's
+    assert last == 0
     assert stored_rows(db_url)["model_set"][preset]["create_time"] is None

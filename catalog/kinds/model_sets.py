@@ -3,8 +3,8 @@
 A custom listing item carries every field its describe call answers but ``source``, which the
 listing itself implies, and ``description``, which that call answers for presets only
 (REFERENCE §2). A preset listing item lacks ``createTime``: DescribeSystemModelSet answers it,
-and is asked for a preset set new or changed since the last run, or whose creation time is
-still unknown; an unchanged set whose time is stored costs no call. A set's ``modelIds`` are
+and is asked for a preset set new or changed since the last run, or whose last describe call
+failed; an unchanged set costs no call. A set's ``modelIds`` are
 the complete listing of its versions (see ``model_versions`` and ``model_exports``).
 """
 
@@ -19,7 +19,16 @@ from sqlalchemy import Boolean, Column, ColumnElement, String, Text
 
 from catalog.documented import fields
 from catalog.errors import ApiError, ConfigError
-from catalog.events import LISTING, SET, Client, Keep, Record, ScopeDone, ScopedSet
+from catalog.events import (
+    LISTING,
+    SET,
+    UNANSWERED,
+    Client,
+    Keep,
+    Record,
+    ScopeDone,
+    ScopedSet,
+)
 from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail
 from catalog.normalize import (
     NormalizeError,
@@ -208,15 +217,21 @@ def _detail(walk: Walk, listed: Record) -> None:
 def _describe(walk: Walk, listed: Record) -> None:
     """Ask a listed set's describe call for its creation time, then record the set.
 
-    If the call fails, the listing's answer is recorded as it is: the creation time stays as
-    stored (NULL for a new set, ``unanswered``), so the next run asks again. The record keeps
-    the listing item's hash, which the next run compares its listing's answer with."""
-    built = None
-    if listed.call in LIST_ACTIONS.values():  # not a describe call's own answer (scoped)
-        system = listed.call == LIST_ACTIONS[True]
-        call, build = SET_ACTIONS[system], partial(row, is_system=system)
-        built = ask_detail(walk, listed, call, {"modelSetId": listed.key}, build)
-    walk.emit(replace(listed, build=built or listed.build, detailed=True))
+    The record keeps the listing item's hash, which the next run compares its listing's answer
+    with: an answer the call gave without a time (or with the zero time) is not asked again
+    every run. If the call fails, the listing's answer is recorded without a hash: the creation
+    time stays as stored (NULL for a new set), and the next run, finding the set changed, asks
+    again."""
+    if listed.call not in LIST_ACTIONS.values():  # a describe call's own answer (scoped)
+        walk.emit(replace(listed, detailed=True))
+        return
+    system = listed.call == LIST_ACTIONS[True]
+    call, build = SET_ACTIONS[system], partial(row, is_system=system)
+    built = ask_detail(walk, listed, call, {"modelSetId": listed.key}, build)
+    if built is None:
+        walk.emit(replace(listed, raw_hash=UNANSWERED, detailed=True))
+    else:
+        walk.emit(replace(listed, build=built, detailed=True))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
@@ -238,7 +253,6 @@ KIND = Kind(
     policy="QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
     calls=CALLS,
     carried=tuple(CARRIED),
-    unanswered=("create_time",),
     open_listing=_open,
     start=_start,
     wants_detail=_wants_detail,
