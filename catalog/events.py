@@ -8,7 +8,7 @@ Shared by the walk engine (``walk.py``), the kinds that describe how each entity
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from catalog.bulk import answer_hash
@@ -75,6 +75,15 @@ class Page:
 #: The hash a record is stored with when its detail call failed: it equals no answer, so the
 #: next run finds the answer "changed" and asks for the detail again.
 UNANSWERED = ""
+
+
+def back_from_detail(listed: Record, build: Callable[[], dict[str, Any]] | None) -> Record:
+    """``listed`` as it comes back from its detail call: with the row the call's answer built,
+    or (``build`` None: the call failed or never ran) as listed and without a hash, so that
+    the next run finds it changed and asks again."""
+    if build is None:
+        return replace(listed, raw_hash=UNANSWERED, detailed=True)
+    return replace(listed, build=build, detailed=True)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,15 @@ from catalog.api.retry import RateLimiter, RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode
-from catalog.events import UNANSWERED, Failure, Keep, Page, Record, ScopeDone, ScopedSet
+from catalog.events import (
+    Failure,
+    Keep,
+    Page,
+    Record,
+    ScopeDone,
+    ScopedSet,
+    back_from_detail,
+)
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
 from catalog.schema import DEFAULT_ACCOUNT, tracked_eval_exports
@@ -611,7 +619,7 @@ class _Run:
             run asks for it. Those found to need no detail call are marked seen."""
             route_waiting(awaiting)
             for record in detailing.values():
-                add(replace(record, raw_hash=UNANSWERED, detailed=True))
+                add(back_from_detail(record, None))
             detailing.clear()
 
         #: Per kind, its (always_detail, wants_detail) hooks: looked up once per record.

@@ -8,14 +8,13 @@ task is still running. A version whose ``sourceInfo`` names a train task links t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, String, Text
 
 from catalog.documented import fields
-from catalog.events import UNANSWERED, VERSION, Record
+from catalog.events import VERSION, Record, back_from_detail
 from catalog.kinds.base import (
     DeleteView,
     Kind,
@@ -121,10 +120,7 @@ def _describe(walk: Walk, listed: Record) -> None:
     built = ask_detail(
         walk, listed, DETAIL, {"taskId": listed.key}, partial(row, detailed=True), ROUTE
     )
-    if built is None:
-        walk.emit(replace(listed, raw_hash=UNANSWERED, detailed=True))
-    else:
-        walk.emit(replace(listed, build=built, detailed=True))
+    walk.emit(back_from_detail(listed, built))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

@@ -4,8 +4,8 @@ A custom listing item carries every field its describe call answers but ``source
 listing itself implies, and ``description``, which that call answers for presets only
 (REFERENCE §2). A preset listing item lacks ``createTime``: DescribeSystemModelSet answers it,
 and is asked for a preset set new or changed since the last run, or whose last describe call
-failed; an unchanged set costs no call. A set's ``modelIds`` are
-the complete listing of its versions (see ``model_versions`` and ``model_exports``).
+failed; an unchanged set costs no call. A set's ``modelIds`` are the complete listing of its
+versions (see ``model_versions`` and ``model_exports``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from catalog.errors import ApiError, ConfigError
 from catalog.events import (
     LISTING,
     SET,
-    UNANSWERED,
     Client,
     Keep,
     Record,
     ScopeDone,
     ScopedSet,
+    back_from_detail,
 )
 from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail
 from catalog.normalize import (
@@ -227,11 +227,8 @@ def _describe(walk: Walk, listed: Record) -> None:
         return
     system = listed.call == LIST_ACTIONS[True]
     call, build = SET_ACTIONS[system], partial(row, is_system=system)
-    built = ask_detail(walk, listed, call, {"modelSetId": listed.key}, build)
-    if built is None:
-        walk.emit(replace(listed, raw_hash=UNANSWERED, detailed=True))
-    else:
-        walk.emit(replace(listed, build=built, detailed=True))
+    body = {"modelSetId": listed.key}
+    walk.emit(back_from_detail(listed, ask_detail(walk, listed, call, body, build)))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
