@@ -20,10 +20,9 @@ import itertools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from typing import Any
 
-from catalog.api.paging import iter_pages, read_ahead
+from catalog.api.paging import iter_pages
 from catalog.documented import DriftLog
 from catalog.errors import ApiError, ConfigError
 from catalog.events import (
@@ -116,16 +115,14 @@ class Walker:
     def pages(
         self, action: str, body: dict[str, Any], *, item_key: str, route: str = "/v2/model"
     ) -> Pages:
-        listing = iter_pages(
+        for page in iter_pages(
             self.client, action, body, item_key=item_key, max_keys=self.page_size, route=route
-        )
-        with closing(read_ahead(listing, name=f"pages-{action}")) as ahead:
-            for page in ahead:
-                if self.room is not None:
-                    self.room()
-                yield page
-                if self.stop.is_set():
-                    return
+        ):
+            if self.room is not None:
+                self.room()
+            yield page
+            if self.stop.is_set():
+                return
 
     def children(self, parent: str, row: dict[str, Any], system: bool) -> None:
         """Let every enabled kind that hangs off ``parent`` submit its tasks for ``row``."""

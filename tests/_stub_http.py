@@ -22,6 +22,7 @@ class Reply:
     body: Any = None  # dict/list -> JSON; str/bytes -> sent as is; None -> empty body
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False  # block until the server stops (for read-timeout tests)
+    drop: bool = False  # close the connection without answering
 
 
 def ok(result: Any, **extra: Any) -> Reply:
@@ -74,6 +75,9 @@ class StubServer:
                 reply = stub._next(seen)
                 if reply.hang:
                     stub._stopping.wait(10)
+                    return
+                if reply.drop:
+                    self.close_connection = True
                     return
                 if isinstance(reply.body, dict | list):
                     payload = json.dumps(reply.body).encode()

@@ -22,7 +22,7 @@ from catalog.bulk import pairs_json
 from catalog.events import Page, Record
 from catalog.fake.catalog import FakeCatalog
 from catalog.schema import SPECS, compression_tasks
-from catalog.store import Store
+from catalog.store import Store, _Marked
 from catalog.sync import _Inbox
 from tests.helpers import fake_console, stored_rows, sync
 
@@ -269,20 +269,25 @@ def test_the_unseen_count_from_the_seen_count_equals_a_full_count(conn: Any) -> 
     assert store.count_unseen(TASK, true()) == (0, 10)  # after a delete: counted again
 
 
-def test_the_seen_counts_of_kinds_only_found_unchanged_take_one_statement(conn: Any) -> None:
+def test_the_seen_counts_of_kinds_only_found_unchanged_take_at_most_one_statement(
+    conn: Any,
+) -> None:
     """At a run's end every kind's seen count is asked. Those of the kinds found unchanged
-    come from one pass over the temporary table, not one each; a key marked after that pass
-    is counted again."""
+    are their marked rows, with no statement while no key can have been named twice; once one
+    was (0000 again), one pass over the temporary table finds the repeats of every kind."""
     _stored(conn, 6, other=[], deleted=[])
     store = _store(conn, "a")
     store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(3)})
     with _statements(conn) as sent:
         counts = {kind: store.seen_count(kind) for kind in SPECS}
+        assert [sql for sql, _ in sent if "catalog_run_seen" in sql] == []
+        assert counts == {kind: 3 if kind == TASK else 0 for kind in SPECS}
+    store.mark_unchanged(TASK, {"amva-0003": "h3", "amva-0000": "h0"})  # 0000 again
+    with _statements(conn) as sent:
+        counts = {kind: store.seen_count(kind) for kind in SPECS}
         reads = [sql for sql, _ in sent if "catalog_run_seen" in sql]
         assert len(reads) == 1, reads
-        assert counts == {kind: 3 if kind == TASK else 0 for kind in SPECS}
-        store.mark_unchanged(TASK, {"amva-0003": "h3", "amva-0000": "h0"})  # 0000 again
-        assert store.seen_count(TASK) == 4
+        assert counts == {kind: 4 if kind == TASK else 0 for kind in SPECS}
     assert store.count_unseen(TASK, true()) == (2, 6)
     assert store.seen_count(TASK) == _table_pass(conn, store) == 4
 
@@ -332,13 +337,21 @@ def _table_pass(conn: Any, store: Store) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+#: (bitmap bits, suspects cap) of the marked-key count: the real one; one where nearly every
+#: key is a suspect; one past its cap, so the distinct keys are counted in the table.
+MARKED = [(1 << 24, 50_000), (8, 50_000), (8, 2)]
+
+
 @pytest.mark.parametrize("then", ["nothing", "keep", "write"])
+@pytest.mark.parametrize(("bits", "cap"), MARKED)
 def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_table(
-    conn: Any, then: str
+    conn: Any, then: str, bits: int, cap: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When every seen key of a kind came from the marking (a no-op re-sync of it), the seen
     count is the number of keys marked, not a pass over the table; a key a listing named twice
     counts once. Anything else seen (a kept key, a write) goes back to the table's count."""
+    monkeypatch.setattr(_Marked, "BITS", bits)
+    monkeypatch.setattr(_Marked, "CAP", cap)
     _stored(conn, 10, other=list(range(4)), deleted=[9])
 
     store = _store(conn, "a")
@@ -357,8 +370,9 @@ def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_tab
 
 
 @pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("bits", "cap"), MARKED)
 def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_does(
-    conn: Any, seed: int
+    conn: Any, seed: int, bits: int, cap: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The counts' short paths (keys counted instead of rows, none unseen when all were seen)
     decide whether a delete runs: a wrong 0 would leave gone entities alive. A run here does
@@ -367,6 +381,8 @@ def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_d
     random points; each count must equal the table's, for the whole kind and for a scope."""
     import random
 
+    monkeypatch.setattr(_Marked, "BITS", bits)
+    monkeypatch.setattr(_Marked, "CAP", cap)
     rng = random.Random(seed)
     _stored(conn, 16, other=list(range(0, 16, 3)), deleted=rng.sample(range(16), 3))
     store = _store(conn, "a")

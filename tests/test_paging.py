@@ -4,19 +4,19 @@ and over HTTP against the fake console, where an unreadable page is retried."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from typing import Any
 
 import pytest
 
 from catalog.api.client import ConsoleClient
-from catalog.api.paging import iter_pages, read_ahead
+from catalog.api.paging import iter_pages
 from catalog.api.retry import RetryPolicy
 from catalog.errors import MalformedResponse, PaginationError
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
 from catalog.fake.server import FakeServer
+from tests._stub_http import Reply, Seen, StubServer, ok
 
 ACTION = "DescribeModelCompTasks"
 
@@ -239,58 +239,108 @@ def test_malformed_pages_past_the_attempts_still_fail_as_malformed() -> None:
     assert "not JSON" in str(info.value) and "gave up after 3 attempts" in str(info.value)
 
 
-# -- read_ahead: the next page is asked for while the caller still handles this one --------
+# -- asking early: the next page is asked for while the caller still handles this one ------
 
 
-class GatedListing:
-    """Pages 0..n-1 as a generator; records when each is asked for, and can fail at one."""
+class EarlyClient(ListingClient):
+    """``ListingClient`` with ``call_early``: records the pages asked for, fails at one, counts
+    the pending calls left unanswered."""
 
-    def __init__(self, n: int, fail_at: int | None = None) -> None:
-        self.n = n
+    def __init__(self, total: int, fail_at: int | None = None) -> None:
+        super().__init__(total)
+        self.asked = 0
+        self.cancelled = 0
         self.fail_at = fail_at
-        self.asked: list[int] = []
-        self.asked_event = {i: threading.Event() for i in range(n)}
 
-    def __iter__(self) -> Any:
-        for i in range(self.n):
-            self.asked.append(i)
-            self.asked_event[i].set()
-            if i == self.fail_at:
-                raise PaginationError(f"page {i} repeats a marker", call=ACTION)
-            yield [{"id": f"p{i}"}]
+    def call_early(self, action: str, body: dict[str, Any], route: str = "/v2/model") -> Any:
+        number, self.asked = self.asked, self.asked + 1
+        client = self
+
+        class Pending:
+            def __call__(self) -> dict[str, Any]:
+                if number == client.fail_at:
+                    raise MalformedResponse(f"page {number} unreadable", call=action)
+                return client.call(action, body, route)
+
+            def cancel(self) -> None:
+                client.cancelled += 1
+
+        return Pending()
 
 
-def test_the_next_page_is_asked_for_while_the_caller_handles_this_one() -> None:
-    listing = GatedListing(4)
-    got = []
-    for n, items in enumerate(read_ahead(iter(listing))):
-        got.append(items[0]["id"])
-        if n + 1 < listing.n:
-            # Without reading ahead the next page is asked only once this loop body ends.
-            assert listing.asked_event[n + 1].wait(5), f"page {n + 1} not asked during page {n}"
-    assert got == ["p0", "p1", "p2", "p3"]
-    assert listing.asked == [0, 1, 2, 3]  # each page once, in order
+def test_the_next_page_is_asked_for_before_this_one_is_handed_on() -> None:
+    client = EarlyClient(250)
+    asked = [client.asked for _page in iter_pages(client, ACTION, {}, max_keys=100)]
+    assert asked == [2, 3, 3]  # page n+1 asked before page n is yielded; none after the last
+    assert client.cancelled == 0
 
 
 def test_an_error_reaches_the_caller_after_the_pages_before_it() -> None:
-    listing = GatedListing(5, fail_at=2)
+    client = EarlyClient(1000, fail_at=2)
     got = []
-    with pytest.raises(PaginationError, match="page 2"):
-        for items in read_ahead(iter(listing)):
+    with pytest.raises(MalformedResponse, match="page 2"):
+        for items in iter_pages(client, ACTION, {}, max_keys=100):
             got.append(items[0]["id"])
-    assert got == ["p0", "p1"]
-    assert listing.asked == [0, 1, 2]  # nothing asked after the failure
+    assert got == ["amva-0000", "amva-0100"]
+    assert client.asked == 3 and client.cancelled == 0  # nothing asked after the failure
 
 
-def test_a_caller_that_stops_stops_the_asking() -> None:
-    listing = GatedListing(50)
-    before = threading.active_count()
-    ahead = read_ahead(iter(listing), name="test-read-ahead")
-    assert next(ahead) == [{"id": "p0"}]
-    ahead.close()
-    deadline = time.monotonic() + 5
-    while any(t.name == "test-read-ahead" for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the read-ahead thread did not end"
-        time.sleep(0.01)
-    assert threading.active_count() <= before
-    assert len(listing.asked) <= 3  # at most two pages beyond the one taken, never the rest
+def test_a_caller_that_stops_leaves_one_call_unanswered_and_asks_no_more() -> None:
+    client = EarlyClient(1000)
+    pages = iter_pages(client, ACTION, {}, max_keys=100)
+    assert next(pages)[0]["id"] == "amva-0000"
+    pages.close()
+    assert (client.asked, client.cancelled) == (2, 1)
+
+
+def _marker_pages(seen: Seen) -> Reply:
+    """Two pages over HTTP: the first without a marker, the second for marker m1."""
+    if seen.json().get("marker") == "m1":
+        return ok({"taskList": [{"id": "b"}], "pageInfo": {"isTruncated": False}})
+    return ok({"taskList": [{"id": "a"}],
+               "pageInfo": {"isTruncated": True, "nextMarker": "m1"}})
+
+
+def test_the_console_client_writes_the_next_request_before_the_page_is_handled() -> None:
+    stub = StubServer(_marker_pages)
+    with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
+        pages = iter_pages(client, ACTION, {})
+        assert next(pages) == [{"id": "a"}]
+        deadline = time.monotonic() + 5
+        while len(stub.seen) < 2:  # page 2 reaches the server while page 1 is in our hands
+            assert time.monotonic() < deadline, "the next page was not asked for early"
+            time.sleep(0.01)
+        assert stub.seen[1].json()["marker"] == "m1"
+        assert list(pages) == [[{"id": "b"}]]
+        assert (client.calls_made, client.retries) == (2, 0)
+
+
+def test_an_early_request_whose_connection_breaks_is_made_again_the_ordinary_way() -> None:
+    dropped: list[Seen] = []
+
+    def script(seen: Seen) -> Reply:
+        if seen.json().get("marker") == "m1" and not dropped:
+            dropped.append(seen)
+            return Reply(drop=True)
+        return _marker_pages(seen)
+
+    stub = StubServer(script)
+    with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
+        pages = list(iter_pages(client, ACTION, {}))
+        assert pages == [[{"id": "a"}], [{"id": "b"}]]
+        # the broken exchange is a call made, not a retry: no answer came back to judge
+        assert (client.calls_made, client.retries, len(stub.seen)) == (3, 0, 3)
+
+
+def test_through_a_proxy_nothing_is_written_before_the_answer_is_wanted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stub = StubServer([ok({"id": "a"})])
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", stub.url)  # the stub answers as the proxy would
+    with stub, ConsoleClient("http://console.example.invalid", "AK-test", "SK-test") as client:
+        pending = client.call_early("DescribeModel", {"modelId": "a"})
+        assert stub.seen == [] and client.calls_made == 0
+        assert pending() == {"id": "a"}
+        assert len(stub.seen) == 1 and client.calls_made == 1

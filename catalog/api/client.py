@@ -23,6 +23,7 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from catalog.api import early
 from catalog.api.auth import BceAuth
 from catalog.api.record import Recorder
 from catalog.api.retry import (
@@ -290,6 +291,9 @@ class ConsoleClient:
             for name, value in self._session.headers.items()
         }
         self._verify: bool | str = True if self._session.verify is None else self._session.verify
+        #: Requests written before their answer is wanted (``call_early``) go on requests' own
+        #: pooled connections, straight to the host: not through a proxy or another adapter.
+        self._early = isinstance(self._adapter, HTTPAdapter) and not self._session.proxies
         self._lock = threading.Lock()
         self._calls_made = 0
         self._retries = 0
@@ -331,8 +335,48 @@ class ConsoleClient:
         result: dict[str, Any] = self._post(path, path, None, body)
         return result
 
+    def call_early(self, action: str, body: dict[str, Any], route: str = "/v2/model") -> Early:
+        """:meth:`call` in two steps (``early``): the request is written now, and the returned
+        ``Early`` reads its answer when called, with ``call``'s retries, pacing and errors.
+        Through a proxy, or an adapter that is not requests' own, nothing is written before
+        the ``Early`` is called, which then makes the call as ``call`` does."""
+        first: tuple[float, early.Written | None] | None = None
+        if self._early:
+            url, data = self._request(route, {"Action": action}, body)
+            sent_at = self._admit(retry=False)
+            written = early.write(
+                self._adapter,  # type: ignore[arg-type]  # an HTTPAdapter: see _early
+                self._signed(url, data),
+                self.timeout,
+                self._verify,
+                self._session.cert,
+            )
+            first = (sent_at, written)
+        return Early(self, action, route, body, first)
+
     def close(self) -> None:
         self._session.close()
+
+    def _request(
+        self, route: str, params: dict[str, str] | None, body: dict[str, Any]
+    ) -> tuple[str, bytes]:
+        """The URL and body of one call."""
+        route = route if route.startswith("/") else "/" + route
+        url = self.base_url + route + (f"?{urlencode(params)}" if params else "")
+        return url, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _admit(self, retry: bool) -> float:
+        """Wait for the pace to allow one more request and count it; when it was sent (the
+        limiter's clock), for the feedback on its answer."""
+        sent_at = 0.0
+        if self.limiter is not None:
+            self.limiter.acquire()
+            sent_at = self.limiter.now()
+        with self._lock:
+            self._calls_made += 1
+            if retry:
+                self._retries += 1
+        return sent_at
 
     def _post(
         self,
@@ -341,29 +385,33 @@ class ConsoleClient:
         params: dict[str, str] | None,
         body: dict[str, Any],
         listed: bool = False,
+        first: tuple[float, early.Written | None] | None = None,
     ) -> Any:
+        """One call with its retries; ``first``: its first attempt, already written by
+        ``call_early`` (when it was sent, and the request on the wire if writing it worked)."""
         route = path if path.startswith("/") else "/" + path
-        url = self.base_url + route + (f"?{urlencode(params)}" if params else "")
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
+        url, data = self._request(route, params, body)
         limiter = self.limiter
 
-        def attempt(number: int) -> Any:
-            sent_at = 0.0
-            if limiter is not None:
-                limiter.acquire()
-                sent_at = limiter.now()
-            with self._lock:
-                self._calls_made += 1
-                if number > 1:
-                    self._retries += 1
+        def exchange() -> early.Answer:
             try:
                 response = self._send(url, data)
             except requests.RequestException as exc:
                 raise self._transport_error(name, exc) from exc  # no answer: nothing to learn
+            return response.status_code, response.headers, response.content
+
+        def attempt(number: int) -> Any:
+            answer: early.Answer | None = None
+            if number == 1 and first is not None:
+                sent_at, written = first
+                answer = written.receive() if written is not None else None
+                if answer is None:  # the early exchange broke: made again the ordinary way
+                    sent_at = self._admit(retry=False)
+            else:
+                sent_at = self._admit(retry=number > 1)
+            status, headers, content = answer if answer is not None else exchange()
             if self.recorder is not None:
-                self.recorder.record(route, name, body, response.status_code, response.content)
-            status, headers, content = response.status_code, response.headers, response.content
+                self.recorder.record(route, name, body, status, content)
             try:
                 result = parse_answer(name, status, headers, content, listed=listed)
             except ApiError as err:
@@ -386,6 +434,16 @@ class ConsoleClient:
 
         return self.retry.run(attempt, announce)
 
+    def _signed(self, url: str, data: bytes) -> requests.PreparedRequest:
+        """A POST of ``data`` to ``url`` with the session's headers, signed by its auth."""
+        request = requests.PreparedRequest()
+        request.method = "POST"
+        request.url = url
+        request.headers = CaseInsensitiveDict(self._headers)
+        request.headers["Content-Length"] = str(len(data))
+        request.body = data
+        return self._auth(request)
+
     def _send(self, url: str, data: bytes) -> requests.Response:
         """POST ``data`` through the session's adapter, signed by the session's auth.
 
@@ -396,15 +454,8 @@ class ConsoleClient:
         followed: the console API does not redirect, and following one would re-send a signed
         request to wherever it points (``parse_answer`` reports it instead).
         """
-        request = requests.PreparedRequest()
-        request.method = "POST"
-        request.url = url
-        request.headers = CaseInsensitiveDict(self._headers)
-        request.headers["Content-Length"] = str(len(data))
-        request.body = data
-        request = self._auth(request)
         return self._adapter.send(
-            request,
+            self._signed(url, data),
             timeout=self.timeout,
             verify=self._verify,
             cert=self._session.cert,
@@ -425,3 +476,34 @@ class ConsoleClient:
         return ApiError(
             f"cannot reach {self.origin}: {why}", call=call, retryable=classify(exc=exc)
         )
+
+
+class Early:
+    """A call whose request ``ConsoleClient.call_early`` wrote; calling it gives the answer's
+    ``result`` (once), ``cancel`` leaves the answer unread."""
+
+    def __init__(
+        self,
+        client: ConsoleClient,
+        action: str,
+        route: str,
+        body: dict[str, Any],
+        first: tuple[float, early.Written | None] | None,
+    ) -> None:
+        self._client = client
+        self._action = action
+        self._route = route
+        self._body = body
+        self._first = first
+
+    def __call__(self) -> dict[str, Any]:
+        first, self._first = self._first, None
+        result: dict[str, Any] = self._client._post(
+            self._action, self._route, {"Action": self._action}, self._body, first=first
+        )
+        return result
+
+    def cancel(self) -> None:
+        first, self._first = self._first, None
+        if first is not None and first[1] is not None:
+            first[1].cancel()

@@ -6,14 +6,11 @@ entities that vanished. So every inconsistency in ``pageInfo`` is an error, not 
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Generator, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterator
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
 from catalog.errors import MalformedResponse, PaginationError
-
-T = TypeVar("T")
 
 #: The documents cap ``maxKeys`` at 100 (larger values are silently treated as 100).
 MAX_KEYS_LIMIT = 100
@@ -23,6 +20,43 @@ class SupportsCall(Protocol):
     def call(
         self, action: str, body: dict[str, Any], route: str = "/v2/model"
     ) -> dict[str, Any]: ...
+
+
+class Pending(Protocol):
+    """A call asked for and not yet answered: calling it gives the answer's ``result``."""
+
+    def __call__(self) -> dict[str, Any]: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsEarly(SupportsCall, Protocol):
+    """A client that can write a request before its answer is wanted (``ConsoleClient``)."""
+
+    def call_early(
+        self, action: str, body: dict[str, Any], route: str = "/v2/model"
+    ) -> Pending: ...
+
+
+class _Later:
+    """``call``, made when the answer is wanted: the pending call of a client without
+    ``call_early`` (the tests' scripted ones)."""
+
+    def __init__(self, client: SupportsCall, action: str, body: dict[str, Any], route: str):
+        self._call = partial(client.call, action, body, route)
+
+    def __call__(self) -> dict[str, Any]:
+        return self._call()
+
+    def cancel(self) -> None:
+        pass
+
+
+def _ask(client: SupportsCall, action: str, body: dict[str, Any], route: str) -> Pending:
+    if isinstance(client, SupportsEarly):
+        return client.call_early(action, body, route)
+    return _Later(client, action, body, route)
 
 
 def _find_list_key(action: str, result: dict[str, Any]) -> str:
@@ -52,6 +86,11 @@ def iter_pages(
     one before is dropped: a listing that shifts under us repeats items at a page boundary.
     Only those two pages are remembered, so memory stays flat in the listing's length; a repeat
     from further back would merely reach the store twice, which finds it unchanged.
+
+    The next page is asked for as soon as this page's marker checks out, before this page is
+    yielded (``call_early``, when the client has it): the caller's work on a page overlaps the
+    server's on the next, and a listing is as fast as its calls. A caller that stops leaves at
+    most that one request unanswered (its connection is closed).
     """
     if not 1 <= max_keys <= MAX_KEYS_LIMIT:
         raise ValueError(f"max_keys must be between 1 and {MAX_KEYS_LIMIT}, got {max_keys}")
@@ -60,95 +99,51 @@ def iter_pages(
     seen_markers: set[str] = {marker} if marker else set()
     previous: set[Any] = set()
     page_number = 0
-    while True:
-        page_number += 1
-        page_body = {**request, "marker": marker} if marker else dict(request)
-        result = client.call(action, page_body, route)
-        key = list_key or _find_list_key(action, result)
-        items = result.get(key)
-        if not isinstance(items, list):
-            raise MalformedResponse(f"'{key}' is missing or not a list", call=action)
-        info = result.get("pageInfo")
-        if not isinstance(info, dict):
-            raise PaginationError(f"page {page_number} has no pageInfo", call=action)
-
-        fresh: list[dict[str, Any]] = []
-        current: set[Any] = set()
-        for item in items:
-            if not isinstance(item, dict) or item.get(item_key) is None:
-                raise MalformedResponse(
-                    f"page {page_number} has an item without '{item_key}'", call=action
-                )
-            ident = item[item_key]
-            if ident not in current and ident not in previous:
-                fresh.append(item)
-            current.add(ident)
-
-        truncated = info.get("isTruncated") in (True, "true", "True")
-        next_marker = str(info.get("nextMarker") or "")
-        where = f"page {page_number} (marker {marker!r})"
-        if truncated and not items:
-            raise PaginationError(f"{where} is empty but claims more items", call=action)
-        if truncated and not next_marker:
-            raise PaginationError(f"{where} is truncated but has no nextMarker", call=action)
-        if truncated and next_marker in seen_markers:
-            raise PaginationError(
-                f"{where} repeats marker {next_marker!r}; the listing would loop", call=action
-            )
-        yield fresh
-        if not truncated:
-            return
-        seen_markers.add(next_marker)
-        marker = next_marker
-        previous = current
-
-
-def read_ahead(pages: Iterator[T], name: str = "read-ahead") -> Generator[T, None, None]:
-    """Yield what ``pages`` yields, asking for the next page in a thread of its own while the
-    caller still handles this one.
-
-    A marker listing is a chain: a page can only be asked for with the marker the one before
-    ended on. Without this, the caller's own work on a page (checks, hashes, handing it to the
-    writer) was added to every link, and on a long listing that work was as long again as the
-    calls themselves. The thread runs at most two pages ahead of the caller, so memory stays
-    flat; once the caller stops (it returns, breaks, or the generator is closed or collected)
-    the thread asks for no further page. An error ``pages`` raises reaches the caller after
-    the pages before it, as it would have without the thread.
-    """
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    closed = threading.Event()
-
-    def pass_on(what: str, value: Any) -> bool:
-        while not closed.is_set():
-            try:
-                handoff.put((what, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for page in pages:
-                if not pass_on("page", page):
-                    return
-            pass_on("end", None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
-            pass_on("error", exc)
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
-
-    threading.Thread(target=produce, name=name, daemon=True).start()
+    pending: Pending | None = _ask(
+        client, action, {**request, "marker": marker} if marker else dict(request), route
+    )
     try:
-        while True:
-            what, value = handoff.get()
-            if what == "page":
-                yield value
-            elif what == "end":
-                return
-            else:
-                raise value
+        while pending is not None:
+            page_number += 1
+            asked, pending = pending, None
+            result = asked()
+            key = list_key or _find_list_key(action, result)
+            items = result.get(key)
+            if not isinstance(items, list):
+                raise MalformedResponse(f"'{key}' is missing or not a list", call=action)
+            info = result.get("pageInfo")
+            if not isinstance(info, dict):
+                raise PaginationError(f"page {page_number} has no pageInfo", call=action)
+
+            truncated = info.get("isTruncated") in (True, "true", "True")
+            next_marker = str(info.get("nextMarker") or "")
+            where = f"page {page_number} (marker {marker!r})"
+            if truncated and not items:
+                raise PaginationError(f"{where} is empty but claims more items", call=action)
+            if truncated and not next_marker:
+                raise PaginationError(f"{where} is truncated but has no nextMarker", call=action)
+            if truncated and next_marker in seen_markers:
+                raise PaginationError(
+                    f"{where} repeats marker {next_marker!r}; the listing would loop", call=action
+                )
+            if truncated:
+                seen_markers.add(next_marker)
+                pending = _ask(client, action, {**request, "marker": next_marker}, route)
+
+            fresh: list[dict[str, Any]] = []
+            current: set[Any] = set()
+            for item in items:
+                if not isinstance(item, dict) or item.get(item_key) is None:
+                    raise MalformedResponse(
+                        f"page {page_number} has an item without '{item_key}'", call=action
+                    )
+                ident = item[item_key]
+                if ident not in current and ident not in previous:
+                    fresh.append(item)
+                current.add(ident)
+            yield fresh
+            marker = next_marker
+            previous = current
     finally:
-        closed.set()
+        if pending is not None:
+            pending.cancel()

@@ -1,0 +1,103 @@
+"""Two-step HTTP: a request written now, its answer read when the caller wants it.
+
+A marker listing is a chain: page n+1 can only be asked for with the marker page n ended on.
+Written as soon as that marker is known, before page n is handled, the request for page n+1 is
+being answered while the caller checks and hashes page n, in the caller's own thread.
+(A thread of its own that read ahead did the same, but its reading and the caller's hashing
+took turns at the interpreter lock, and on the no-op benchmark that cost more than it saved.)
+
+``requests`` has no such call; urllib3, its transport, has: a connection's ``request`` writes,
+its ``getresponse`` reads. The connection comes from the pool the session's adapter would use
+for the same URL (so the same TLS settings, and kept alive across calls) and goes back to it
+once the answer is read. Whatever fails on the way (a connection the server closed, a reset, a
+timeout) returns None, and the caller asks again through ``requests``, whose errors the client
+already knows how to report and retry: this module never reports a failure of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http.client import HTTPException
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+#: Status, headers and body of one answer, as ``parse_answer`` takes them.
+Answer = tuple[int, Mapping[str, str], bytes]
+
+#: What a broken exchange raises: sockets, the HTTP layer under urllib3, urllib3 itself, and a
+#: URL or TLS setting the pool refuses (``requests`` then reports it properly).
+_BROKEN = (OSError, ValueError, HTTPException, urllib3.exceptions.HTTPError)
+
+
+class Written:
+    """A request on the wire on a connection taken from ``pool``; read it or cancel it."""
+
+    def __init__(self, pool: Any, conn: Any, read_timeout: float) -> None:
+        self._pool = pool
+        self._conn: Any = conn
+        self._read_timeout = read_timeout
+
+    def receive(self) -> Answer | None:
+        """The answer, whole (its body decoded as ``requests`` would); None when the exchange
+        broke (the connection is then closed, not reused)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return None
+        try:
+            conn.timeout = self._read_timeout
+            response = conn.getresponse()
+            content = response.data
+        except _BROKEN:
+            self._give_back(conn, broken=True)
+            return None
+        self._give_back(conn, broken=False)
+        return response.status, response.headers, content
+
+    def cancel(self) -> None:
+        """Leave the answer unread: the connection is closed (an answer still on its way would
+        otherwise be read as the next request's)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._give_back(conn, broken=True)
+
+    def _give_back(self, conn: Any, broken: bool) -> None:
+        if broken:
+            conn.close()  # a closed connection in the pool reconnects when next used
+        self._pool._put_conn(conn)
+
+
+def write(
+    adapter: HTTPAdapter,
+    request: requests.PreparedRequest,
+    timeout: tuple[float, float],
+    verify: bool | str,
+    cert: Any = None,
+) -> Written | None:
+    """``request`` (signed, with its body) written on one of ``adapter``'s pooled connections;
+    None when it could not be written. Only for a request that goes straight to its host: the
+    caller does not use this through a proxy."""
+    connect, read = timeout
+    try:
+        # As ``HTTPAdapter.send`` does: the pool for the URL, its TLS settings set again.
+        pool: Any = adapter.get_connection_with_tls_context(request, verify, None, cert)
+        adapter.cert_verify(pool, request.url or "", verify, cert)  # type: ignore[no-untyped-call]
+        conn = pool._get_conn()
+    except _BROKEN:
+        return None
+    try:
+        conn.timeout = connect
+        conn.request(
+            request.method or "POST",
+            request.path_url,
+            body=request.body,
+            headers=request.headers,
+            preload_content=True,
+            decode_content=True,
+        )
+    except _BROKEN:
+        Written(pool, conn, read).cancel()
+        return None
+    return Written(pool, conn, read)
