@@ -828,6 +828,12 @@ def run_sync(
                 # pause the length of many calls), and its events wait in the inbox. Anything
                 # that fails before the writer starts stops the walk (``finally`` below).
                 run.start_walk(scoped, list(dict.fromkeys(new_refs)), prefetched)
+            elif revision == db.SCHEMA_HEAD:
+                # A current schema: what the walk needs is known (the tracked refs, read above
+                # under the writer lock), so it starts while the run is opened (the source
+                # checked, the run recorded, the alive counts taken: on PostgreSQL a pause the
+                # length of many calls of an unpaced re-sync).
+                run.start_walk(scoped, list(dict.fromkeys([*known, *new_refs])), prefetched)
             db.ensure_schema(conn, options.migrate)
             source.bind(
                 conn, options.base_url, options.access_key, rebind=options.rebind_source,

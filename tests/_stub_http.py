@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,8 +48,10 @@ Script = list[Reply] | Callable[[Seen], Reply]
 class StubServer:
     """Answers each request with the next scripted ``Reply`` (the last one repeats)."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate, key) files to answer HTTPS with."""
         self._script = script
+        self._tls = tls
         self._index = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -96,6 +99,10 @@ class StubServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
@@ -111,7 +118,8 @@ class StubServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> StubServer:
         self._thread.start()

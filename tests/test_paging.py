@@ -4,6 +4,8 @@ and over HTTP against the fake console, where an unreadable page is retried."""
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
 import time
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from catalog.api.client import ConsoleClient
 from catalog.api.paging import iter_pages
 from catalog.api.retry import RetryPolicy
-from catalog.errors import MalformedResponse, PaginationError
+from catalog.errors import ApiError, MalformedResponse, PaginationError
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
 from catalog.fake.server import FakeServer
@@ -344,3 +346,45 @@ def test_through_a_proxy_nothing_is_written_before_the_answer_is_wanted(
         assert stub.seen == [] and client.calls_made == 0
         assert pending() == {"id": "a"}
         assert len(stub.seen) == 1 and client.calls_made == 1
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed (Debian's openssl package)")
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = str(where / "cert.pem"), str(where / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def test_an_early_request_over_tls_is_verified_as_requests_verifies_it(
+    self_signed: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early request takes its connection, and so its certificate check, from requests'
+    own pool: trusted through the CA bundle requests reads, it is written early; untrusted,
+    no request reaches the server at all and the call fails as requests reports it."""
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    stub = StubServer(_marker_pages, tls=self_signed)
+    with stub:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", self_signed[0])
+        with ConsoleClient(stub.url, "AK-test", "SK-test") as client:
+            pages = iter_pages(client, ACTION, {})
+            assert next(pages) == [{"id": "a"}]
+            deadline = time.monotonic() + 5
+            while len(stub.seen) < 2:
+                assert time.monotonic() < deadline, "the next page was not asked for early"
+                time.sleep(0.01)
+            assert list(pages) == [[{"id": "b"}]]
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        once = RetryPolicy(max_attempts=1, sleep=lambda _s: None)
+        with ConsoleClient(stub.url, "AK-test", "SK-test", retry=once) as client:
+            with pytest.raises(ApiError, match="TLS failure"):
+                list(iter_pages(client, ACTION, {}))
+        assert len(stub.seen) == 2  # the untrusted server was asked nothing
