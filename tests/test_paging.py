@@ -303,15 +303,19 @@ def _marker_pages(seen: Seen) -> Reply:
                "pageInfo": {"isTruncated": True, "nextMarker": "m1"}})
 
 
+def _wait_for_requests(stub: StubServer, n: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(stub.seen) < n:
+        assert time.monotonic() < deadline, "the next page was not asked for early"
+        time.sleep(0.01)
+
+
 def test_the_console_client_writes_the_next_request_before_the_page_is_handled() -> None:
     stub = StubServer(_marker_pages)
     with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
         pages = iter_pages(client, ACTION, {})
         assert next(pages) == [{"id": "a"}]
-        deadline = time.monotonic() + 5
-        while len(stub.seen) < 2:  # page 2 reaches the server while page 1 is in our hands
-            assert time.monotonic() < deadline, "the next page was not asked for early"
-            time.sleep(0.01)
+        _wait_for_requests(stub, 2)  # page 2 reaches the server while page 1 is in our hands
         assert stub.seen[1].json()["marker"] == "m1"
         assert list(pages) == [[{"id": "b"}]]
         assert (client.calls_made, client.retries) == (2, 0)
@@ -377,14 +381,13 @@ def test_an_early_request_over_tls_is_verified_as_requests_verifies_it(
         with ConsoleClient(stub.url, "AK-test", "SK-test") as client:
             pages = iter_pages(client, ACTION, {})
             assert next(pages) == [{"id": "a"}]
-            deadline = time.monotonic() + 5
-            while len(stub.seen) < 2:
-                assert time.monotonic() < deadline, "the next page was not asked for early"
-                time.sleep(0.01)
+            _wait_for_requests(stub, 2)
             assert list(pages) == [[{"id": "b"}]]
         monkeypatch.delenv("REQUESTS_CA_BUNDLE")
         once = RetryPolicy(max_attempts=1, sleep=lambda _s: None)
-        with ConsoleClient(stub.url, "AK-test", "SK-test", retry=once) as client:
-            with pytest.raises(ApiError, match="TLS failure"):
-                list(iter_pages(client, ACTION, {}))
+        with (
+            ConsoleClient(stub.url, "AK-test", "SK-test", retry=once) as client,
+            pytest.raises(ApiError, match="TLS failure"),
+        ):
+            list(iter_pages(client, ACTION, {}))
         assert len(stub.seen) == 2  # the untrusted server was asked nothing
