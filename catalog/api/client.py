@@ -279,8 +279,10 @@ class ConsoleClient:
         self.limiter = limiter
         self.on_event = on_event
         self.recorder = recorder
+        # One connection more than the callers: a listing's early request holds one while
+        # its answer waits (the run's first listing's, while the other threads start calling).
         self._session = build_session(
-            access_key, secret_key, pool_size=pool_size, verify=verify, base_url=self.base_url
+            access_key, secret_key, pool_size=pool_size + 1, verify=verify, base_url=self.base_url
         )
         self._adapter: BaseAdapter = self._session.get_adapter(self.base_url)
         auth = self._session.auth
