@@ -39,9 +39,8 @@ def fake_console(catalog: FakeCatalog | None = None, **kw: Any) -> Iterator[Fake
 
 
 def create_schema(db_url: str) -> None:
-    """The schema at head before a sync: the fixtures' templates, and tests of an empty database
-    that time something after the run's row is written (on an empty database the walk starts
-    while the schema is being created)."""
+    """The schema at head before a sync: the fixtures' templates, and tests that need the
+    schema to exist before their sync starts."""
     engine = db.create_engine_for(db_url)
     try:
         with engine.connect() as conn:

@@ -150,11 +150,14 @@ def test_a_killed_holder_does_not_keep_the_lock(db_url: str) -> None:
     catalog = FakeCatalog.generate(seed=22, model_sets=3, comp_tasks=6)
     # Before the run's row is written: the first listing page and each --eval-export-id given.
     preflight = 1 + len(catalog.keys("eval_result_export"))
-    create_schema(db_url)  # else the walk would go on before the run's row exists
+    create_schema(db_url)
     with fake_console(catalog) as server:
         gate = Gate(server, at=preflight + 2)
         holder = popen_cli(sync_argv(db_url, server, "--workers", "1"))
         _wait(gate, holder)
+        # The walk starts while the run is opened: its call waits at the gate, the run's row
+        # is written meanwhile, and the holder dies with its run under way.
+        _wait_until(lambda: [s for _, s, _, _ in _run_intervals(db_url)] == ["running"], holder)
         holder.kill()
         holder.communicate(timeout=30)
         gate.open()
