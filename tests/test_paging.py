@@ -338,6 +338,37 @@ def test_an_early_request_whose_connection_breaks_is_made_again_the_ordinary_way
         assert (client.calls_made, client.retries, len(stub.seen)) == (3, 0, 3)
 
 
+def test_a_pool_that_lends_no_connection_leaves_every_call_to_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The early write borrows a connection through urllib3's pool internals: a pool without
+    them writes nothing, and a client whose early write fails makes each call the ordinary way
+    (counted as a call, not a retry)."""
+    import requests
+
+    from catalog.api import early
+
+    class NoLending:
+        def get_connection_with_tls_context(self, *args: Any) -> object:
+            return object()  # a "pool" without _get_conn
+
+        def cert_verify(self, *args: Any) -> None:
+            pass
+
+    prepared = requests.Request("POST", "http://127.0.0.1:9/v2/model", data=b"{}").prepare()
+    assert early.write(NoLending(), prepared, (1.0, 1.0), True) is None  # type: ignore[arg-type]
+
+    monkeypatch.setattr(early, "write", lambda *args, **kwargs: None)
+    stub = StubServer(_marker_pages)
+    with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
+        pages = iter_pages(client, ACTION, {})
+        assert next(pages) == [{"id": "a"}]
+        time.sleep(0.1)
+        assert len(stub.seen) == 1  # nothing written early
+        assert list(pages) == [[{"id": "b"}]]
+        assert (client.retries, len(stub.seen)) == (0, 2)
+
+
 def test_through_a_proxy_nothing_is_written_before_the_answer_is_wanted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -84,8 +84,10 @@ def write(
         # As ``HTTPAdapter.send`` does: the pool for the URL, its TLS settings set again.
         pool: Any = adapter.get_connection_with_tls_context(request, verify, None, cert)
         adapter.cert_verify(pool, request.url or "", verify, cert)  # type: ignore[no-untyped-call]
+        # The pool's own way to lend a connection (urlopen's); an urllib3 without it only
+        # loses the early write: every call is then made the ordinary way.
         conn = pool._get_conn()
-    except _BROKEN:
+    except (*_BROKEN, AttributeError):
         return None
     try:
         conn.timeout = connect
