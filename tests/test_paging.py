@@ -338,6 +338,26 @@ def test_an_early_request_whose_connection_breaks_is_made_again_the_ordinary_way
         assert (client.calls_made, client.retries, len(stub.seen)) == (3, 0, 3)
 
 
+def test_an_early_request_that_times_out_waits_for_the_retry_policy() -> None:
+    """No answer within the read timeout: the server has the request, so it is not sent again
+    at once; it fails as a read timeout, and the policy retries it after its delay."""
+    hung: list[Seen] = []
+
+    def script(seen: Seen) -> Reply:
+        if seen.json().get("marker") == "m1" and not hung:
+            hung.append(seen)
+            return Reply(hang=True)
+        return _marker_pages(seen)
+
+    sleeps: list[float] = []
+    policy = RetryPolicy(max_attempts=2, sleep=sleeps.append, rng=random.Random(0))
+    stub = StubServer(script)
+    with stub, ConsoleClient(stub.url, "AK-test", "SK-test", timeout=(2.0, 0.3),
+                             retry=policy) as client:
+        assert list(iter_pages(client, ACTION, {})) == [[{"id": "a"}], [{"id": "b"}]]
+        assert (client.calls_made, client.retries, len(sleeps), len(stub.seen)) == (3, 1, 1, 3)
+
+
 def test_a_pool_that_lends_no_connection_leaves_every_call_to_requests(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

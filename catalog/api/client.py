@@ -406,7 +406,10 @@ class ConsoleClient:
             answer: early.Answer | None = None
             if number == 1 and first is not None:
                 sent_at, written = first
-                answer = written.receive() if written is not None else None
+                try:
+                    answer = written.receive() if written is not None else None
+                except early.ReadTimedOut:  # the server has it: retried after the delay
+                    raise self._transport_error(name, requests.ReadTimeout()) from None
                 if answer is None:  # the early exchange broke: made again the ordinary way
                     sent_at = self._admit(retry=False)
             else:

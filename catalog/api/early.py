@@ -9,9 +9,11 @@ took turns at the interpreter lock, and on the no-op benchmark that cost more th
 ``requests`` has no such call; urllib3, its transport, has: a connection's ``request`` writes,
 its ``getresponse`` reads. The connection comes from the pool the session's adapter would use
 for the same URL (so the same TLS settings, and kept alive across calls) and goes back to it
-once the answer is read. Whatever fails on the way (a connection the server closed, a reset, a
-timeout) returns None, and the caller asks again through ``requests``, whose errors the client
-already knows how to report and retry: this module never reports a failure of its own.
+once the answer is read. What breaks on the way (a connection the server closed, a reset)
+returns None, and the caller asks again through ``requests``, whose errors the client already
+knows how to report and retry. One failure is told apart: no answer within the read timeout
+(``ReadTimedOut``). The server has that request, so it is not sent again at once; the caller
+reports a read timeout, which its retry policy retries after its delay.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ Answer = tuple[int, Mapping[str, str], bytes]
 _BROKEN = (OSError, ValueError, HTTPException, urllib3.exceptions.HTTPError)
 
 
+class ReadTimedOut(Exception):
+    """The request was written and its answer did not come within the read timeout."""
+
+
 class Written:
     """A request on the wire on a connection taken from ``pool``; read it or cancel it."""
 
@@ -42,7 +48,7 @@ class Written:
 
     def receive(self) -> Answer | None:
         """The answer, whole (its body decoded as ``requests`` would); None when the exchange
-        broke (the connection is then closed, not reused)."""
+        broke (the connection is then closed, not reused). Raises ``ReadTimedOut``."""
         conn, self._conn = self._conn, None
         if conn is None:
             return None
@@ -50,6 +56,9 @@ class Written:
             conn.timeout = self._read_timeout
             response = conn.getresponse()
             content = response.data
+        except (TimeoutError, urllib3.exceptions.ReadTimeoutError):
+            self._give_back(conn, broken=True)
+            raise ReadTimedOut from None
         except _BROKEN:
             self._give_back(conn, broken=True)
             return None
