@@ -42,7 +42,7 @@ from tests._proc import (
 from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
 
 WORKERS = 4  # sync_argv's --workers
-READ_AHEAD = 2  # pages a listing's thread may ask for beyond the one its caller holds
+EARLY = 1  # the page a listing asks for before it hands on the one it just read
 #: How long the server lets the client take in the answers it already has before signalling.
 SETTLE = 0.5
 
@@ -302,10 +302,10 @@ def test_calls_after_a_signal_are_bounded_by_the_workers_in_flight(
     assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
     assert seen.held <= WORKERS - 1
     # Calls in flight at the signal finish; at most one more per worker (a task's next call
-    # made as the signal arrived), and a listing's read-ahead thread may have asked for up to
-    # two pages beyond the one its worker holds (``paging.read_ahead``); never the rest of the
-    # walk (dozens of calls: versions, exports and failed tasks' details).
-    assert seen.after <= WORKERS + READ_AHEAD, (seen.after, seen.held)
+    # made as the signal arrived), and a listing may have asked for the page after the one
+    # its worker holds (``iter_pages`` asks early); never the rest of the walk (dozens of
+    # calls: versions, exports and failed tasks' details).
+    assert seen.after <= WORKERS + EARLY, (seen.after, seen.held)
 
 
 def test_evaluation_exports_fetched_before_a_signal_are_committed(
