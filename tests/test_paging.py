@@ -7,6 +7,7 @@ import random
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -321,16 +322,21 @@ def test_the_console_client_writes_the_next_request_before_the_page_is_handled()
         assert (client.calls_made, client.retries) == (2, 0)
 
 
-def test_an_early_request_whose_connection_breaks_is_made_again_the_ordinary_way() -> None:
-    dropped: list[Seen] = []
+def _second_page_first_answered(reply: Reply) -> Callable[[Seen], Reply]:
+    """``_marker_pages``, but the first request for page 2 gets ``reply``."""
+    done: list[Seen] = []
 
     def script(seen: Seen) -> Reply:
-        if seen.json().get("marker") == "m1" and not dropped:
-            dropped.append(seen)
-            return Reply(drop=True)
+        if seen.json().get("marker") == "m1" and not done:
+            done.append(seen)
+            return reply
         return _marker_pages(seen)
 
-    stub = StubServer(script)
+    return script
+
+
+def test_an_early_request_whose_connection_breaks_is_made_again_the_ordinary_way() -> None:
+    stub = StubServer(_second_page_first_answered(Reply(drop=True)))
     with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
         pages = list(iter_pages(client, ACTION, {}))
         assert pages == [[{"id": "a"}], [{"id": "b"}]]
@@ -341,17 +347,9 @@ def test_an_early_request_whose_connection_breaks_is_made_again_the_ordinary_way
 def test_an_early_request_that_times_out_waits_for_the_retry_policy() -> None:
     """No answer within the read timeout: the server has the request, so it is not sent again
     at once; it fails as a read timeout, and the policy retries it after its delay."""
-    hung: list[Seen] = []
-
-    def script(seen: Seen) -> Reply:
-        if seen.json().get("marker") == "m1" and not hung:
-            hung.append(seen)
-            return Reply(hang=True)
-        return _marker_pages(seen)
-
     sleeps: list[float] = []
     policy = RetryPolicy(max_attempts=2, sleep=sleeps.append, rng=random.Random(0))
-    stub = StubServer(script)
+    stub = StubServer(_second_page_first_answered(Reply(hang=True)))
     with stub, ConsoleClient(stub.url, "AK-test", "SK-test", timeout=(2.0, 0.3),
                              retry=policy) as client:
         assert list(iter_pages(client, ACTION, {})) == [[{"id": "a"}], [{"id": "b"}]]

@@ -170,11 +170,7 @@ def ask_detail(
     except (ApiError, NormalizeError) as exc:
         walk.fail(kind, call, key, exc)
         return None
-    return partial(_ready, built)
-
-
-def _ready(row: dict[str, Any]) -> dict[str, Any]:
-    return row
+    return lambda: built
 
 
 @dataclass(frozen=True)
