@@ -9,13 +9,17 @@ one history insert, one change insert. Unchanged rows cost a read and a temporar
 Which entities a run saw is decided in SQL at the end of a walk: a row this run wrote carries the
 run in ``last_seen_run_id``, and the keys of rows found unchanged go to a connection-local
 temporary table, so unchanged rows write nothing to the catalog's own tables. Before any of
-that, an answer whose hash equals the stored one is settled in the database alone: one statement
-per batch marks every such key seen, and only the others come back to be normalised and written.
+that, an answer whose hash equals the stored one is settled without being normalised: in memory,
+against the kind's ``Ledger`` of stored hashes (read on a connection of its own while the run
+goes on), or, until that is ready and for whatever it cannot say, in the database, where one
+statement per batch marks every such key seen. Only the others come back to be written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -26,13 +30,16 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    Engine,
     Insert,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     and_,
     bindparam,
+    case,
     cast,
     func,
     literal,
@@ -47,8 +54,12 @@ from sqlalchemy.sql.elements import True_, UnaryExpression
 from sqlalchemy.sql.selectable import ScalarSelect, TableValuedAlias
 
 from catalog.bulk import Bulk, has_json_each, one_of, pairs, pairs_json, to_json
+from catalog.kinds import REGISTRY
+from catalog.ledger import ANSWERED, Ledger
 from catalog.schema import DEFAULT_ACCOUNT, SPECS, KindSpec, changes
 from catalog.types import UTCDateTime
+
+_log = logging.getLogger(__name__)
 
 _temp = MetaData()
 #: Keys this run saw, per kind. TEMPORARY: private to the writer's connection, gone after it.
@@ -150,9 +161,22 @@ class Store:
     transaction. Every statement carries the account: a run never reads, writes or deletes
     another account's rows, even where two accounts hold the same API ids."""
 
+    #: Pairs kept per kind for a ledger not ready yet (``_waiting``).
+    EARLY_CAP = 50_000
+
     def __init__(
-        self, conn: Connection, run_id: int, run_ts: dt.datetime, account: str = DEFAULT_ACCOUNT
+        self,
+        conn: Connection,
+        run_id: int,
+        run_ts: dt.datetime,
+        account: str = DEFAULT_ACCOUNT,
+        *,
+        preload: Engine | None = None,
     ) -> None:
+        """``preload``: an engine to read each kind's stored hashes with, into a ``Ledger``
+        per kind (``_Loader``), so that answers are compared in memory. Right for a run that
+        lists whole kinds; a scoped run compares a handful of answers, for which a scan of
+        every kind would cost more. Until a kind's ledger is ready, it compares in SQL."""
         self.conn = conn
         self.run_id = run_id
         self.run_ts = run_ts
@@ -176,6 +200,23 @@ class Store:
         #: Anything else that writes a kind's rows or its seen keys takes the kind out.
         self._marked_only: set[str] = set(SPECS)
         self._marked = _Marked()
+        #: Per kind, the ledger in use (None: the kind compares in SQL for the rest of the run).
+        self._ledgers: dict[str, Ledger | None] = {}
+        #: Per kind whose ledger is not ready yet: the (key, hash) pairs SQL marked seen, and
+        #: those the run wrote or deleted; applied to the ledger when it is taken up.
+        self._early: dict[str, list[tuple[str, str]]] = {kind: [] for kind in SPECS}
+        self._stale: dict[str, list[tuple[str, str | None]]] = {kind: [] for kind in SPECS}
+        #: Per kind, the columns whose NULL means its detail must be asked again.
+        self._answered = {kind: REGISTRY[kind].unanswered for kind in SPECS}
+        self._loader: _Loader | None = None
+        if preload is not None:
+            wanted = [
+                (kind, n, bool(self._answered[kind]), self._hashes(SPECS[kind]))
+                for kind, n in sorted(self.alive_before.items(), key=lambda kv: -kv[1])
+                if n
+            ]
+            self._loader = _Loader(preload, wanted)
+            self._loader.start()
         #: Per kind, the positions of carried fields in a stored tuple (key, *tracked, deleted_at).
         self._carried = {
             kind: [(name, 1 + spec.tracked.index(name)) for name in spec.carried]
@@ -267,6 +308,10 @@ class Store:
                 )
             to_write.append(row)
         result.unchanged = len(unchanged)
+        self._forget(kind, [
+            (str(key), stored[key][-1])
+            for key in (*close_keys, *(r["refresh_key"] for r in refresh))
+        ])
         if to_write and self._write(spec, to_write, close_keys, change_rows) != len(to_write):
             # The database judged a row unchanged after all (its guard is stricter than Python's
             # comparison), so that row kept its old last_seen_run_id: mark the whole batch seen.
@@ -311,7 +356,8 @@ class Store:
         """Mark seen the keys whose stored row is alive, has the hash given and every
         ``answered`` column set; per other key, (its stored key or None when new, *``context``).
 
-        The comparison runs in the database: one INSERT into the temporary "seen" table joins
+        The kind's ledger, once ready, settles what it holds. The rest is compared in the
+        database: one INSERT into the temporary "seen" table joins
         the batch's (key, hash) pairs with the stored rows, and only when it marked fewer than
         all does a second statement fetch the rest. Per unchanged item that leaves a dictionary
         entry and its JSON text in Python, instead of a fetched row, a comparison and a bound
@@ -319,8 +365,35 @@ class Store:
         """
         if not hashes:
             return {}
+        ledger = self._ledger(spec)
+        if ledger is not None and (not answered or tuple(answered) == self._answered[spec.kind]):
+            listed: list[str] = []
+            missed = ledger.settle(hashes, bool(answered), listed)
+            if len(missed) < len(hashes):
+                self._seen_changed(spec.kind, marking=True)
+            if listed:  # the run's end has asked for the seen keys in the table already
+                self._prepared(spec.kind, "seen").execute(
+                    self.conn, [{"entity_key": key} for key in listed]
+                )
+            if not missed:
+                return {}
+            hashes = missed
         # Without JSON functions the keys are compared in Python and marked by a plain insert.
         self._seen_changed(spec.kind, marking=self._json_each)
+        others = self._settle_in_sql(spec, hashes, answered, context)
+        if len(others) < len(hashes):
+            early = self._early[spec.kind]
+            self._waiting(spec.kind, early, ((k, d) for k, d in hashes.items() if k not in others))
+        return others
+
+    def _settle_in_sql(
+        self,
+        spec: KindSpec,
+        hashes: Mapping[str, str],
+        answered: Sequence[str],
+        context: Sequence[str],
+    ) -> dict[str, tuple[Any, ...]]:
+        """``_settle`` without a ledger: one statement marks, a second fetches the others."""
         if not self._json_each:
             return self._settle_in_python(spec, hashes, answered, context)
         text = {"pairs": pairs_json(hashes)}
@@ -346,6 +419,81 @@ class Store:
             text,
         )
         return {row[0]: tuple(row[1:]) for row in rest}
+
+    def _ledger(self, spec: KindSpec) -> Ledger | None:
+        """The kind's ledger once the loader has it (None until then, or for good when it
+        has none), taken up with what SQL marked and the run changed before that."""
+        kind = spec.kind
+        if kind in self._ledgers:
+            return self._ledgers[kind]
+        if self._loader is None or kind not in self._loader.ready:
+            return None
+        held = self._loader.ready[kind]
+        if held is not None:
+            for key, digest in self._early[kind]:
+                held.mark_listed(key, digest)
+            for key, stored in self._stale[kind]:
+                held.forget(key, stored)  # after the marks: a row written since is GONE
+        self._early[kind], self._stale[kind] = [], []
+        self._ledgers[kind] = held
+        return held
+
+    def _waiting(self, kind: str, pairs: list[Any], more: Iterable[Any]) -> None:
+        """Keep ``more`` for the kind's ledger when it is taken up; past ``EARLY_CAP`` pairs
+        the kind goes without a ledger (the memory they hold grows with the listing)."""
+        if kind in self._ledgers or self._loader is None:
+            return
+        pairs.extend(more)
+        if len(pairs) > self.EARLY_CAP:
+            self._ledgers[kind] = None
+            self._early[kind], self._stale[kind] = [], []
+
+    def close(self) -> None:
+        """Stop and wait for the loader of ledgers, if any (it closes its own connection)."""
+        if self._loader is not None:
+            self._loader.stop.set()
+            if self._loader.is_alive():
+                self._loader.join()
+
+    def _hashes(self, spec: KindSpec) -> Select[Any]:
+        """The kind's alive stored rows as (key as text, hash), streamed, the hash marked
+        ``ANSWERED`` where every ``unanswered`` column is set: a ``Ledger``'s pairs."""
+        t = spec.table
+        key = spec.key_column
+        text_key = key if isinstance(key.type, String) else cast(key, String)
+        digest: ColumnElement[Any] = t.c.raw_hash
+        needed = [t.c[c].is_not(None) for c in self._answered[spec.kind]]
+        if needed:
+            digest = digest + case((and_(*needed), ANSWERED), else_="")
+        return (
+            select(text_key, digest)
+            .where(self._whole(spec), t.c.deleted_at.is_(None), t.c.raw_hash.is_not(None))
+            .execution_options(yield_per=10_000)
+        )
+
+    def _list_counted(self, kind: str) -> None:
+        """Put the keys the kind's ledger counted into the temporary "seen" table: a statement
+        is about to read it. One more scan of the kind; its later hits go to the table at once."""
+        held = self._ledgers.get(kind)
+        if held is None or held.listed:
+            return
+        held.listed = True
+        self._seen_changed(kind)
+        if not held.counted:
+            return
+        insert = self._prepared(kind, "seen")
+        for part in self.conn.execute(self._hashes(SPECS[kind])).partitions():
+            keys = [{"entity_key": row[0]} for row in part if held.take(hash(row))]
+            insert.execute(self.conn, keys)
+
+    def _forget(self, kind: str, stored: Iterable[tuple[str, str | None]]) -> None:
+        """(key, stored hash) pairs this run is writing or deleting: no longer in the ledger."""
+        ledger = self._ledgers.get(kind)
+        if ledger is not None:
+            for key, digest in stored:
+                ledger.forget(key, digest)
+        else:
+            self._waiting(kind, self._stale[kind], stored)
 
     def _by_key(self, spec: KindSpec, given: TableValuedAlias) -> ColumnElement[bool]:
         """The account's stored row of a ``pairs`` row's key (JSON keys are text: cast to the
@@ -572,6 +720,7 @@ class Store:
         Only unchanged keys go to the temporary table; a written row says so itself through its
         ``last_seen_run_id``, which spares a temporary row per write on a full first sync.
         """
+        self._list_counted(spec.kind)
         unchanged = select(seen.c.entity_key).where(seen.c.kind == spec.kind)
         return or_(
             spec.table.c.last_seen_run_id == self.run_id,
@@ -618,11 +767,12 @@ class Store:
         self._seen_changed(kind)
         spec = SPECS[kind]
         t = spec.table
-        cols = [t.c[spec.key], *(t.c[n] for n in spec.tracked)]
+        cols = [t.c[spec.key], *(t.c[n] for n in spec.tracked), t.c.raw_hash]
         doomed = [
             dict(r)
             for r in self.conn.execute(select(*cols).where(self.unseen_in(spec, scope))).mappings()
         ]
+        self._forget(kind, ((str(row[spec.key]), row["raw_hash"]) for row in doomed))
         for start in range(0, len(doomed), chunk):
             part = doomed[start : start + chunk]
             keys = [row[spec.key] for row in part]
@@ -679,7 +829,7 @@ class Store:
             )
             counts = {str(k): int(n) for k, n in self.conn.execute(stmt)}
             for kind in wanted:
-                self._seen_alive[kind] = counts.get(kind, 0)
+                self._seen_alive[kind] = counts.get(kind, 0) + self._counted(kind)
             return
         repeats: dict[str, int] = {}
         if suspects:
@@ -690,4 +840,50 @@ class Store:
             )
             repeats = {str(k): int(n) for k, n in self.conn.execute(stmt)}
         for kind in wanted:
-            self._seen_alive[kind] = self._marked.rows[kind] - repeats.get(kind, 0)
+            self._seen_alive[kind] = (
+                self._marked.rows[kind] - repeats.get(kind, 0) + self._counted(kind)
+            )
+
+    def _counted(self, kind: str) -> int:
+        """The kind's seen keys counted in its ledger, not in the temporary table."""
+        ledger = self._ledgers.get(kind)
+        return 0 if ledger is None else ledger.counted
+
+
+class _Loader(threading.Thread):
+    """Fills a ledger per kind (``Store``'s ``preload``) on a connection of its own, while the
+    run goes on: scanning a long listing's rows in the writer held up the walk, whose pages
+    then waited in the writer's bounded inbox. A ledger is only a shortcut: if a scan fails,
+    its kind and those after it compare in SQL."""
+
+    def __init__(self, engine: Engine, kinds: list[tuple[str, int, bool, Select[Any]]]) -> None:
+        super().__init__(name="catalog-ledgers", daemon=True)
+        self.engine = engine
+        self.kinds = kinds
+        #: Per kind: its ledger, or None (none to be had); absent while loading.
+        self.ready: dict[str, Ledger | None] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                for kind, expected, answered, stmt in self.kinds:
+                    ledger: Ledger | None = Ledger(expected, answered)
+                    result = conn.execute(stmt)
+                    try:
+                        for part in result.partitions():
+                            if self.stop.is_set():
+                                return
+                            # A row hashes as the tuple of its values: a fingerprint per row
+                            # without a Python step per row.
+                            if ledger is not None and not ledger.fill(map(hash, part)):
+                                ledger = None  # more rows than at the run's start
+                                break
+                    finally:
+                        result.close()
+                    self.ready[kind] = ledger
+        except Exception as exc:  # noqa: BLE001 - a shortcut lost, never the run
+            _log.warning("stored hashes not read ahead (%s): comparing in SQL", type(exc).__name__)
+        finally:
+            for kind, *_ in self.kinds:
+                self.ready.setdefault(kind, None)

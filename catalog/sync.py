@@ -791,10 +791,13 @@ def run_sync(
     started = time.monotonic()
     new_refs = validate(options)
     stop = stop or threading.Event()
-    engine = _plan_engine(options) or db.writer_engine(options.database_url)
+    planned = _plan_engine(options)
+    engine = planned or db.writer_engine(options.database_url)
     conn = db.connect(engine)
     client = build_client(options, observer)
     run: _Run | None = None
+    store: Store | None = None
+    reader: Engine | None = None
     try:
         lock = runs.writer_lock(conn, options.lock_timeout, options.account)
         with lock, _stop_on_signals(stop), _steady_collector():
@@ -861,8 +864,11 @@ def run_sync(
                 account=options.account,
                 skipped=tuple(k for k in KINDS if k not in options.kinds),
             )
+            # A run of whole kinds reads the stored hashes ahead, on a connection of its own.
+            if scoped is None and planned is None and not db.is_memory_url(options.database_url):
+                reader = db.create_engine_for(options.database_url)
             try:
-                store = Store(conn, run_id, run_ts, options.account)
+                store = Store(conn, run_id, run_ts, options.account, preload=reader)
                 for ref in dict.fromkeys(new_refs):
                     if ref not in tracked:
                         conn.execute(
@@ -901,6 +907,10 @@ def run_sync(
     finally:
         if run is not None:
             run.shutdown()  # idempotent; stops a walk started before a failure in the prelude
+        if store is not None:
+            store.close()
+        if reader is not None:
+            reader.dispose()
         client.close()
         if client.recorder is not None:
             client.recorder.close()

@@ -10,9 +10,11 @@ hash does not count, and what was only marked seen survives the end of a complet
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from sqlalchemy import event, func, select, true, update
@@ -22,7 +24,8 @@ from catalog.bulk import pairs_json
 from catalog.events import Page, Record
 from catalog.fake.catalog import FakeCatalog
 from catalog.schema import SPECS, compression_tasks
-from catalog.store import Store, _Marked
+from catalog.store import Store, _Loader, _Marked
+from catalog.store import seen as seen_table
 from catalog.sync import _Inbox
 from tests.helpers import fake_console, stored_rows, sync
 
@@ -51,9 +54,43 @@ def conn(db_url: str) -> Any:
     engine.dispose()
 
 
-def _store(conn: Any, account: str = "a") -> Store:
+_readers: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _dispose_readers() -> Iterator[None]:
+    yield
+    while _readers:
+        _readers.pop().dispose()
+
+
+def _store(
+    conn: Any, account: str = "a", preload: bool = False, gate: threading.Event | None = None
+) -> Store:
+    """A run's store; with ``preload``, its ledgers read by a second engine, before it is
+    returned, or (with a ``gate``) once the test sets the gate."""
     run_id, run_ts = runs.start_run(conn, {}, account)
-    return Store(conn, run_id, run_ts, account)
+    if not preload:
+        return Store(conn, run_id, run_ts, account)
+    _readers.append(db.create_engine_for(conn.engine.url.render_as_string(hide_password=False)))
+    if gate is None:
+        store = Store(conn, run_id, run_ts, account, preload=_readers[-1])
+        assert store._loader is not None
+        store._loader.join()  # every kind read: the ledgers are taken up at their first use
+        return store
+    run = _Loader.run
+
+    def gated(loader: _Loader) -> None:
+        gate.wait()
+        run(loader)
+
+    with patch.object(_Loader, "run", gated):
+        return Store(conn, run_id, run_ts, account, preload=_readers[-1])
+
+
+#: Both ways a run compares answers: in SQL, batch by batch, and with the stored hashes read
+#: into memory first (``catalog.ledger``; what a full run does).
+PRELOAD = pytest.mark.parametrize("preload", [False, True], ids=["sql", "ledger"])
 
 
 @contextmanager
@@ -86,13 +123,14 @@ def _stored(conn: Any, alive: int, other: list[int], deleted: list[int]) -> None
     conn.commit()
 
 
+@PRELOAD
 @pytest.mark.parametrize("python_side", [False, True], ids=["sql", "no-json-functions"])
 def test_only_alive_rows_of_the_account_with_the_same_hash_are_unchanged(
-    conn: Any, python_side: bool
+    conn: Any, python_side: bool, preload: bool
 ) -> None:
     _stored(conn, 5, other=[9], deleted=[3])  # 9: the same id and hash, other account
 
-    store = _store(conn, "a")
+    store = _store(conn, "a", preload)
     if python_side:
         store._json_each = False
     changed = store.mark_unchanged(TASK, {
@@ -108,9 +146,10 @@ def test_only_alive_rows_of_the_account_with_the_same_hash_are_unchanged(
     assert store.count_unseen(TASK, true()) == (2, 4)  # amva-0002 and -0004 would go
 
 
+@PRELOAD
 @pytest.mark.parametrize("python_side", [False, True], ids=["sql", "no-json-functions"])
 def test_a_detail_is_wanted_unless_the_same_answer_was_detailed_before(
-    conn: Any, python_side: bool
+    conn: Any, python_side: bool, preload: bool
 ) -> None:
     _store(conn, "a").write_batch(TASK, [
         _row(1, "h1", status="failed", failed_reason="out of memory"),
@@ -118,7 +157,7 @@ def test_a_detail_is_wanted_unless_the_same_answer_was_detailed_before(
         _row(3, "h3", status="failed", failed_reason=""),
     ])
     conn.commit()
-    store = _store(conn, "a")
+    store = _store(conn, "a", preload)
     if python_side:
         store._json_each = False
     wanted = store.needs_detail(
@@ -244,13 +283,16 @@ def test_the_marking_looks_each_key_up_whatever_the_statistics(conn: Any) -> Non
     assert "SCAN compression_tasks" not in plan, plan
 
 
-def test_the_unseen_count_from_the_seen_count_equals_a_full_count(conn: Any) -> None:
+@PRELOAD
+def test_the_unseen_count_from_the_seen_count_equals_a_full_count(
+    conn: Any, preload: bool
+) -> None:
     """``count_unseen`` of a whole kind after ``seen_count`` is the alive count less the alive
     ones seen; it must equal the full pass in every case a run mixes: written this run, found
     unchanged, kept (alive, and deleted), unseen, deleted before, another account's rows."""
     _stored(conn, 12, other=list(range(20)), deleted=[10, 11])
 
-    store = _store(conn, "a")
+    store = _store(conn, "a", preload)
     store.mark_unchanged(TASK, {"amva-0000": "h0", "amva-0001": "h1"})  # unchanged
     store.write_batch(TASK, [_row(2, "new"), _row(30, "h30")])  # changed, and new
     store.keep(TASK, ["amva-0003", "amva-0010"])  # kept: one alive, one deleted before
@@ -312,11 +354,12 @@ def test_a_scoped_unseen_count_of_a_kind_seen_whole_and_unchanged_takes_no_state
         conn.rollback()
 
 
-def test_a_new_entity_does_not_stand_in_for_an_unseen_one(conn: Any) -> None:
+@PRELOAD
+def test_a_new_entity_does_not_stand_in_for_an_unseen_one(conn: Any, preload: bool) -> None:
     """Three alive before the run; it writes a new one and finds two unchanged. It saw as many
     alive entities as there were before, and one of those is still unseen."""
     _stored(conn, 3, other=[], deleted=[])
-    store = _store(conn, "a")
+    store = _store(conn, "a", preload)
     store.write_batch(TASK, [_row(9, "h9")])
     store.mark_unchanged(TASK, {"amva-0000": "h0", "amva-0001": "h1"})
     assert store.seen_count(TASK) == 3 == store.alive_before[TASK]
@@ -342,10 +385,11 @@ def _table_pass(conn: Any, store: Store) -> int:
 MARKED = [(1 << 24, 50_000), (8, 50_000), (8, 2)]
 
 
+@PRELOAD
 @pytest.mark.parametrize("then", ["nothing", "keep", "write"])
 @pytest.mark.parametrize(("bits", "cap"), MARKED)
 def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_table(
-    conn: Any, then: str, bits: int, cap: int, monkeypatch: pytest.MonkeyPatch
+    conn: Any, then: str, bits: int, cap: int, preload: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When every seen key of a kind came from the marking (a no-op re-sync of it), the seen
     count is the number of keys marked, not a pass over the table; a key a listing named twice
@@ -354,7 +398,7 @@ def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_tab
     monkeypatch.setattr(_Marked, "CAP", cap)
     _stored(conn, 10, other=list(range(4)), deleted=[9])
 
-    store = _store(conn, "a")
+    store = _store(conn, "a", preload)
     store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(6)})
     store.mark_unchanged(TASK, {"amva-0005": "h5", "amva-0006": "h6"})  # 0005 named twice
     if then == "keep":
@@ -369,10 +413,11 @@ def test_a_kind_only_found_unchanged_is_counted_from_its_keys_and_equals_the_tab
     assert store.delete_unseen(TASK, true()) == alive_unseen
 
 
+@PRELOAD
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize(("bits", "cap"), MARKED)
 def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_does(
-    conn: Any, seed: int, bits: int, cap: int, monkeypatch: pytest.MonkeyPatch
+    conn: Any, seed: int, bits: int, cap: int, preload: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The counts' short paths (keys counted instead of rows, none unseen when all were seen)
     decide whether a delete runs: a wrong 0 would leave gone entities alive. A run here does
@@ -385,7 +430,10 @@ def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_d
     monkeypatch.setattr(_Marked, "CAP", cap)
     rng = random.Random(seed)
     _stored(conn, 16, other=list(range(0, 16, 3)), deleted=rng.sample(range(16), 3))
-    store = _store(conn, "a")
+    # With a ledger, it is read while the run goes on: taken up after a random step.
+    gate = threading.Event()
+    store = _store(conn, "a", preload, gate)
+    ready_after = rng.randrange(13)
     t = compression_tasks
     spec = SPECS[TASK]
 
@@ -400,13 +448,25 @@ def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_d
             assert store.count_unseen(TASK, scope)[0] == expected, (seed, scope)
         assert store.seen_count(TASK) == _table_pass(conn, store), seed
 
-    for _ in range(12):
+    for n_step in range(12):
+        if n_step == ready_after and store._loader is not None:
+            gate.set()
+            store._loader.join()
         step = rng.choice(["mark", "mark", "mark", "count", "keep", "write", "delete"])
         if step == "mark":
             named = rng.sample(range(20), rng.randint(1, 8))
-            store.mark_unchanged(
-                TASK, {key(n): f"h{n}" if rng.random() < 0.8 else "other" for n in named}
-            )
+            asked = {key(n): f"h{n}" if rng.random() < 0.8 else "other" for n in named}
+            alive = {
+                k: digest
+                for k, digest in conn.execute(
+                    select(t.c.task_id, t.c.raw_hash).where(
+                        t.c.account == "a", t.c.deleted_at.is_(None)
+                    )
+                )
+            }
+            assert store.mark_unchanged(TASK, asked) == {
+                k for k, digest in asked.items() if alive.get(k) != digest
+            }, seed
         elif step == "count":
             store.seen_count(TASK)
         elif step == "keep":
@@ -420,3 +480,128 @@ def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_d
         if rng.random() < 0.5:
             check()
     check()
+    gate.set()
+    store.close()
+
+
+def test_with_the_hashes_in_memory_a_no_op_marks_nothing_in_sql_and_counts_repeats_once(
+    conn: Any,
+) -> None:
+    """With ``preload`` the kind's stored hashes are read once, on another connection; then
+    no batch sends a statement, a key named twice counts once, and the run's end counts and
+    finds none unseen without a statement."""
+    _stored(conn, 6, other=[1], deleted=[5])
+    store = _store(conn, "a", preload=True)
+    with _statements(conn) as sent:
+        first = store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(3)})
+        again = store.mark_unchanged(TASK, {"amva-0003": "h3", "amva-0000": "h0"})
+        assert first == again == set()
+        assert store.seen_count(TASK) == 4
+        assert sent == []
+        # A miss (a deleted task) goes to SQL, which finds it is no unchanged one.
+        assert store.mark_unchanged(TASK, {"amva-0004": "h4", "amva-0005": "h5"}) == {
+            "amva-0005"  # deleted: it comes back, a write
+        }
+        assert store.count_unseen(TASK, true()) == (0, 5)
+    # Asked for the seen keys in the table (a scope), the counted ones are written there once.
+    scope = compression_tasks.c.task_id.in_(["amva-0001", "amva-0002"])
+    assert store.count_unseen(TASK, scope) == (0, 5)
+    assert store.seen_count(TASK) == _table_pass(conn, store) == 5
+    assert store.mark_unchanged(TASK, {"amva-0001": "h1"}) == set()
+    listed = conn.execute(
+        select(func.count()).select_from(seen_table).where(seen_table.c.kind == TASK)
+    ).scalar_one()
+    assert listed == 5
+
+
+@PRELOAD
+def test_a_key_named_again_after_its_write_is_compared_with_what_was_written(
+    conn: Any, preload: bool
+) -> None:
+    """A listing that names a task twice (pages shifting under it) with two answers: the
+    first, a change, is written; the second, the answer stored before the run, must be found
+    different from what is stored now, so the last answer wins, as within a batch."""
+    _stored(conn, 3, other=[], deleted=[])
+    store = _store(conn, "a", preload)
+    assert store.mark_unchanged(TASK, {"amva-0000": "h0", "amva-0001": "new"}) == {"amva-0001"}
+    store.write_batch(TASK, [_row(1, "new", status="done")])
+    assert store.mark_unchanged(TASK, {"amva-0001": "h1", "amva-0002": "h2"}) == {"amva-0001"}
+    assert store.seen_count(TASK) == 3 == _table_pass(conn, store)
+
+
+def test_a_full_run_compares_in_memory_and_a_scoped_run_does_not(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync preloads the stored hashes when it lists whole kinds, so a no-op re-sync sends
+    no marking statement for its tasks; a run scoped to one model set compares its few answers
+    in SQL. (Running fine-tuning tasks are asked in detail every run and written as ever.)"""
+    from sqlalchemy.engine import Engine
+
+    catalog = FakeCatalog.generate(seed=62, model_sets=2, comp_tasks=40, eval_exports=0)
+    marking: list[str] = []
+
+    def watch(_c: Any, _cur: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if "INSERT INTO catalog_run_seen" in statement and TASK in str(parameters):
+            marking.append(f"{statement} {parameters}")
+
+    preloads: list[bool] = []
+    init = Store.__init__
+
+    def watched(self: Store, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        preloads.append(self._loader is not None)
+
+    monkeypatch.setattr(Store, "__init__", watched)
+    # The ledgers ready before the first batch (the loader's thread races the walk else).
+    monkeypatch.setattr(_Loader, "start", _Loader.run)
+    with fake_console(catalog) as server:
+        sync(db_url, server, batch_size=7, page_size=10)
+        event.listen(Engine, "before_cursor_execute", watch)
+        try:
+            again = sync(db_url, server, batch_size=7, page_size=10)
+            assert again.status == "success"
+            assert again.counts[f"{TASK}_seen"] == len(catalog.keys(TASK))
+            assert marking == []
+            one_set = catalog.keys("model_set")[0]
+            scoped = sync(db_url, server, batch_size=7, page_size=10, model_sets=[one_set])
+        finally:
+            event.remove(Engine, "before_cursor_execute", watch)
+    assert scoped.status == "success"
+    assert preloads == [True, True, False]
+    assert marking  # the scoped run marked its unchanged answers in SQL
+
+
+@PRELOAD
+def test_a_task_this_run_deleted_is_no_unchanged_one_when_named_again(
+    conn: Any, preload: bool
+) -> None:
+    """A scope's delete comes before another listing names the task with its stored answer:
+    it is deleted now, so the answer brings it back (a write), not an unchanged mark."""
+    _stored(conn, 6, other=[], deleted=[])
+    store = _store(conn, "a", preload)
+    assert store.mark_unchanged(TASK, {"amva-0000": "h0"}) == set()
+    assert store.delete_unseen(TASK, compression_tasks.c.task_id.in_(["amva-0004"])) == 1
+    assert store.mark_unchanged(TASK, {"amva-0004": "h4", "amva-0005": "h5"}) == {"amva-0004"}
+
+
+def test_a_ledger_taken_up_late_counts_what_sql_marked_once_and_knows_what_was_written(
+    conn: Any,
+) -> None:
+    """Batches compared before the loader is done go to SQL; the ledger then takes up what
+    SQL marked (named again, not counted twice) and what the run wrote meanwhile (the old
+    answer named again is a change, not unchanged)."""
+    _stored(conn, 8, other=[], deleted=[])
+    gate = threading.Event()
+    store = _store(conn, "a", preload=True, gate=gate)
+    assert store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(3)}) == set()
+    assert store.mark_unchanged(TASK, {"amva-0003": "new"}) == {"amva-0003"}
+    store.write_batch(TASK, [_row(3, "new", status="done")])
+    gate.set()
+    assert store._loader is not None
+    store._loader.join()
+    later = {"amva-0000": "h0", "amva-0003": "h3", "amva-0004": "h4", "amva-0005": "h5"}
+    assert store.mark_unchanged(TASK, later) == {"amva-0003"}
+    ledger = store._ledgers[TASK]
+    assert ledger is not None and ledger.counted == 2  # 0004 and 0005; 0000 was SQL's
+    assert store.seen_count(TASK) == 6 == _table_pass(conn, store)
+    assert store.count_unseen(TASK, true()) == (2, 8)

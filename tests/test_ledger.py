@@ -1,0 +1,88 @@
+"""The in-memory ledger of stored answer hashes (``catalog.ledger``): what counts as unchanged,
+what is counted once, and what goes back to SQL."""
+
+from __future__ import annotations
+
+import random
+
+from catalog.ledger import ANSWERED, Ledger
+
+
+def _filled(rows: list[tuple[str, str]], answered: bool = False) -> Ledger:
+    """A ledger of stored (key, hash) rows, fingerprinted as the store does: each row's hash."""
+    ledger = Ledger(len(rows), answered)
+    assert ledger.fill(map(hash, rows))
+    return ledger
+
+
+def test_only_the_same_key_with_the_same_hash_is_settled() -> None:
+    ledger = _filled([("a", "h1"), ("b", "h2"), ("7", "h3")])
+    rest = ledger.settle({"a": "h1", "b": "other", "c": "h1", "7": "h3"}, False, [])
+    assert rest == {"b": "other", "c": "h1"}
+    assert ledger.counted == 2
+
+
+def test_a_detail_check_settles_only_rows_whose_detail_was_answered() -> None:
+    ledger = _filled([("a", "h" + ANSWERED), ("b", "h")], answered=True)
+    assert ledger.settle({"a": "h", "b": "h"}, True, []) == {"b": "h"}
+    assert ledger.counted == 1
+    # Without a detail check either form is the same answer.
+    assert ledger.settle({"a": "h", "b": "h"}, False, []) == {}
+    assert ledger.counted == 2
+
+
+def test_a_kind_without_detail_columns_is_not_asked_for_the_answered_form() -> None:
+    ledger = _filled([("a", "h" + ANSWERED)], answered=False)
+    assert ledger.settle({"a": "h"}, False, []) == {"a": "h"}
+
+
+def test_a_key_named_twice_is_counted_once() -> None:
+    ledger = _filled([("a", "h"), ("b", "h")])
+    ledger.settle({"a": "h"}, False, [])
+    ledger.settle({"a": "h", "b": "h"}, False, [])
+    assert ledger.counted == 2
+
+
+def test_a_forgotten_row_goes_back_to_sql_and_leaves_the_count() -> None:
+    ledger = _filled([("a", "h"), ("b", "h" + ANSWERED)], answered=True)
+    ledger.settle({"a": "h"}, False, [])
+    ledger.forget("a", "h")  # the run wrote it
+    ledger.forget("b", "h")  # the run deleted it (held in its answered form)
+    ledger.forget("c", "h")  # never held: nothing to do
+    ledger.forget("a", None)
+    assert ledger.counted == 0
+    assert ledger.settle({"a": "h", "b": "h"}, False, []) == {"a": "h", "b": "h"}
+
+
+def test_take_gives_each_counted_row_once_and_later_hits_are_listed() -> None:
+    ledger = _filled([("a", "h"), ("b", "h"), ("c", "h")])
+    ledger.settle({"a": "h", "b": "h"}, False, [])
+    taken = [ledger.take(hash((k, "h"))) for k in ("a", "b", "c", "a")]
+    assert taken == [True, True, False, False]
+    assert ledger.counted == 0
+    ledger.listed = True
+    listed: list[str] = []
+    assert ledger.settle({"a": "h", "c": "h"}, False, listed) == {}
+    assert listed == ["c"]  # a was seen (and listed) already
+    assert ledger.counted == 0
+
+
+def test_a_ledger_refuses_more_rows_than_it_was_sized_for() -> None:
+    rows = [(f"k{n}", "h") for n in range(40)]
+    assert not Ledger(2, False).fill(map(hash, rows))
+    assert Ledger(40, False).fill(map(hash, rows))
+
+
+def test_many_rows_share_neighbouring_slots_and_are_still_told_apart() -> None:
+    """Slots are chosen modulo the table's size, so rows probe past each other; every held
+    pair must still be found, and no pair that was not held."""
+    rng = random.Random(5)
+    rows = [(f"k{n}", f"{rng.getrandbits(64):x}") for n in range(5000)]
+    ledger = _filled(rows + rows[:10])  # a row twice: one entry
+    assert ledger.entries == 5000
+    asked = dict(rows[::2])
+    asked.update({f"k{n}": "changed" for n in range(1, 5000, 4)})
+    asked.update({f"new{n}": "x" for n in range(100)})
+    rest = ledger.settle(asked, False, [])
+    assert set(rest) == {f"k{n}" for n in range(1, 5000, 4)} | {f"new{n}" for n in range(100)}
+    assert ledger.counted == 2500
