@@ -206,6 +206,10 @@ class Store:
         #: those the run wrote or deleted; applied to the ledger when it is taken up.
         self._early: dict[str, list[tuple[str, str]]] = {kind: [] for kind in SPECS}
         self._stale: dict[str, list[tuple[str, str | None]]] = {kind: [] for kind in SPECS}
+        #: Kinds whose ledger may count a key that is also in the temporary table (a kept
+        #: key): their seen count needs the ledger's keys listed. Every key the store writes
+        #: is taken out of the ledger instead (``write_batch``), so that the two never meet.
+        self._inexact: set[str] = set()
         #: Per kind, the columns whose NULL means its detail must be asked again.
         self._answered = {kind: REGISTRY[kind].unanswered for kind in SPECS}
         self._loader: _Loader | None = None
@@ -217,6 +221,8 @@ class Store:
             ]
             self._loader = _Loader(preload, wanted)
             self._loader.start()
+            # A kind with no alive row has no ledger to wait for (a first sync: none has).
+            self._ledgers.update((kind, None) for kind, n in self.alive_before.items() if not n)
         #: Per kind, the positions of carried fields in a stored tuple (key, *tracked, deleted_at).
         self._carried = {
             kind: [(name, 1 + spec.tracked.index(name)) for name in spec.carried]
@@ -308,10 +314,13 @@ class Store:
                 )
             to_write.append(row)
         result.unchanged = len(unchanged)
-        self._forget(kind, [
-            (str(key), stored[key][-1])
-            for key in (*close_keys, *(r["refresh_key"] for r in refresh))
-        ])
+        # Out of the kind's ledger, every key handled here, as stored before and as answered
+        # now: its row is written, or its key goes to the temporary table.
+        self._forget(kind, (
+            (str(key), digest)
+            for key, row in latest.items()
+            for digest in (row.get("raw_hash"), stored[key][-1] if key in stored else None)
+        ))
         if to_write and self._write(spec, to_write, close_keys, change_rows) != len(to_write):
             # The database judged a row unchanged after all (its guard is stricter than Python's
             # comparison), so that row kept its old last_seen_run_id: mark the whole batch seen.
@@ -488,10 +497,10 @@ class Store:
 
     def _forget(self, kind: str, stored: Iterable[tuple[str, str | None]]) -> None:
         """(key, stored hash) pairs this run is writing or deleting: no longer in the ledger."""
-        ledger = self._ledgers.get(kind)
-        if ledger is not None:
+        held = self._ledger(SPECS[kind])
+        if held is not None:
             for key, digest in stored:
-                ledger.forget(key, digest)
+                held.forget(key, digest)
         else:
             self._waiting(kind, self._stale[kind], stored)
 
@@ -584,6 +593,7 @@ class Store:
         if not keys:
             return
         self._seen_changed(kind)  # a kept key may name a deleted row, or none
+        self._inexact.add(kind)  # and one its ledger may count too
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
 
     def _prepared(self, kind: str, what: str) -> Bulk:
@@ -721,6 +731,10 @@ class Store:
         ``last_seen_run_id``, which spares a temporary row per write on a full first sync.
         """
         self._list_counted(spec.kind)
+        return self._seen_in_sql(spec)
+
+    def _seen_in_sql(self, spec: KindSpec) -> ColumnElement[bool]:
+        """``_seen`` less what the kind's ledger counted and did not list."""
         unchanged = select(seen.c.entity_key).where(seen.c.kind == spec.kind)
         return or_(
             spec.table.c.last_seen_run_id == self.run_id,
@@ -806,12 +820,21 @@ class Store:
             if kind not in self._seen_alive:
                 self._count_marked()
             return self._seen_alive[kind]
+        # A ledger's counted rows are alive and seen by no other way (``_exact``): added to
+        # the table's count instead of written to the temporary table for it (0.6 s at the
+        # end of a re-sync of 100,000 tasks, 1% of them changed).
+        held = self._ledgers.get(kind)
+        counted = 0
+        if held is not None and not held.listed and kind not in self._inexact:
+            counted, seen_here = held.counted, self._seen_in_sql(spec)
+        else:
+            seen_here = self._seen(spec)
         stmt = select(func.count(), func.count(spec.table.c.deleted_at)).where(
-            self._whole(spec), self._seen(spec)
+            self._whole(spec), seen_here
         )
         seen_rows, deleted = self.conn.execute(stmt).one()
-        self._seen_alive[kind] = int(seen_rows) - int(deleted)
-        return int(seen_rows)
+        self._seen_alive[kind] = int(seen_rows) - int(deleted) + counted
+        return int(seen_rows) + counted
 
     def _count_marked(self) -> None:
         """The seen count of every kind whose keys all came from the marking: its marked rows

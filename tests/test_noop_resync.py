@@ -441,6 +441,11 @@ def test_the_seen_and_unseen_counts_equal_a_pass_over_the_table_whatever_a_run_d
         return f"amva-{n:04d}"
 
     def check() -> None:
+        if rng.random() < 0.5:  # counted before anything asks for the seen keys in SQL
+            counted, unseen = store.seen_count(TASK), store.count_unseen(TASK, true())[0]
+            full = select(func.count()).select_from(t).where(store.unseen_in(spec, true()))
+            assert counted == _table_pass(conn, store), seed
+            assert unseen == int(conn.execute(full).scalar_one()), seed
         scopes = [true(), t.c.task_id.in_([key(n) for n in rng.sample(range(20), 6)])]
         for scope in scopes:
             full = select(func.count()).select_from(t).where(store.unseen_in(spec, scope))
@@ -605,3 +610,43 @@ def test_a_ledger_taken_up_late_counts_what_sql_marked_once_and_knows_what_was_w
     assert ledger is not None and ledger.counted == 2  # 0004 and 0005; 0000 was SQL's
     assert store.seen_count(TASK) == 6 == _table_pass(conn, store)
     assert store.count_unseen(TASK, true()) == (2, 8)
+
+
+def test_a_ledgers_count_is_added_to_the_tables_without_listing_its_keys(conn: Any) -> None:
+    """A run with writes counts what it saw over the table, plus what its ledger counted;
+    every key the store writes is out of the ledger first, so no key counts twice (a task
+    found unchanged, then written; one found unchanged by the write). A kept key could be
+    counted twice: then the ledger's keys are listed and the table counts all."""
+    for keep in (False, True):
+        _stored(conn, 8, other=[], deleted=[6])
+        store = _store(conn, "a", preload=True)
+        store.mark_unchanged(TASK, {f"amva-{n:04d}": f"h{n}" for n in range(4)})
+        store.write_batch(TASK, [_row(1, "new", status="done"), _row(2, "h2"), _row(9, "h9")])
+        if keep:
+            store.keep(TASK, ["amva-0000", "amva-0006"])
+        ledger = store._ledgers[TASK]
+        assert ledger is not None and ledger.counted == 2  # 0000 and 0003
+        seen = store.seen_count(TASK)
+        assert ledger.listed is keep
+        assert store.count_unseen(TASK, true()) == (3, 7)  # 0004, 0005 and 0007
+        assert seen == _table_pass(conn, store) == (6 if keep else 5)
+        conn.rollback()
+        conn.execute(compression_tasks.delete())
+        conn.commit()
+
+
+def test_a_row_written_before_its_ledger_was_read_is_not_counted_twice(conn: Any) -> None:
+    """The loader reads what is committed: a row this run wrote and committed first is in
+    the ledger with its new answer. Named again with that answer, it must not be counted by
+    the ledger as well as by the table (written rows carry the run)."""
+    _stored(conn, 4, other=[], deleted=[])
+    gate = threading.Event()
+    store = _store(conn, "a", preload=True, gate=gate)
+    store.write_batch(TASK, [_row(1, "new", status="done")])
+    conn.commit()
+    gate.set()
+    assert store._loader is not None
+    store._loader.join()
+    assert store.mark_unchanged(TASK, {"amva-0001": "new", "amva-0002": "h2"}) == set()
+    assert store.seen_count(TASK) == 2 == _table_pass(conn, store)
+    assert store.count_unseen(TASK, true()) == (2, 4)
