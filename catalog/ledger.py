@@ -107,11 +107,23 @@ class Ledger:
         """Mark seen each key whose (key, hash) is held (with its detail answered, if
         ``answered``); returns the others. Once the counted keys were listed, newly seen keys
         are appended to ``listed`` for the caller to write."""
-        state = self._state
+        slots, state, size = self._slots, self._state, self._size
         new = LISTED if self.listed else COUNTED
         rest: dict[str, str] = {}
         for key, digest in hashes.items():
-            i = self._slot(key, digest, answered)
+            if answered:
+                i = self._slot(key, digest, answered)
+            else:  # ``_slot``'s first probe, inline: this loop runs once per listed item
+                fp = hash((key, digest)) or 1
+                i = fp % size
+                while True:
+                    found = slots[i]
+                    if found == fp:
+                        break
+                    if not found:
+                        i = self._slot(key, digest, answered) if self._answered else -1
+                        break
+                    i = i + 1 if i + 1 < size else 0
             if i < 0 or state[i] == GONE:
                 rest[key] = digest
             elif state[i] == UNSEEN:  # else seen already: a listing named it twice
