@@ -53,7 +53,11 @@ WRITER_BUSY_TIMEOUT = 600
 
 
 def _sqlite_pragmas(
-    dbapi_conn: Any, _record: Any, foreign_keys: bool = True, immediate: bool = False
+    dbapi_conn: Any,
+    _record: Any,
+    foreign_keys: bool = True,
+    immediate: bool = False,
+    cache_kb: int = 8000,
 ) -> None:
     cur = dbapi_conn.cursor()
     # busy_timeout rides out short locks.
@@ -65,7 +69,7 @@ def _sqlite_pragmas(
     cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     # 8 MB of page cache instead of 2: a batch's inserts land at random places in the key
     # indexes, and with the smaller cache each one spilled and re-read pages (bench/run.py db).
-    cur.execute("PRAGMA cache_size=-8000")
+    cur.execute(f"PRAGMA cache_size=-{int(cache_kb)}")
     cur.close()
     if immediate:
         # The driver must not open transactions itself: _begin_immediate does.
@@ -105,12 +109,17 @@ def _begin_immediate(conn: Connection) -> None:
 
 
 def create_engine_for(
-    url: str, *, foreign_keys: bool = True, immediate: bool = False, **kwargs: Any
+    url: str,
+    *,
+    foreign_keys: bool = True,
+    immediate: bool = False,
+    cache_kb: int = 8000,
+    **kwargs: Any,
 ) -> Engine:
     """An engine for a checked URL; a wrong URL is a ``ConfigError`` that says how to fix it.
 
     ``foreign_keys=False`` and ``immediate=True`` are for the sync's writer only (see
-    :func:`writer_engine`).
+    :func:`writer_engine`), ``cache_kb`` for its reader (:func:`reader_engine`).
     """
     try:
         parsed = make_url(url)
@@ -143,7 +152,9 @@ def create_engine_for(
         event.listen(
             engine,
             "connect",
-            partial(_sqlite_pragmas, foreign_keys=foreign_keys, immediate=immediate),
+            partial(
+                _sqlite_pragmas, foreign_keys=foreign_keys, immediate=immediate, cache_kb=cache_kb
+            ),
         )
         if immediate:
             event.listen(engine, "begin", _begin_immediate)
@@ -163,6 +174,13 @@ def writer_engine(url: str) -> Engine:
     so syncs of several accounts into one file wait for each other instead of failing.
     """
     return create_engine_for(url, foreign_keys=False, immediate=True)
+
+
+def reader_engine(url: str) -> Engine:
+    """The engine a sync reads its stored answer hashes with (``store._Loader``): one scan per
+    kind, each page read once, so on SQLite a page cache of 512 KB instead of 8 MB (a cache
+    the scan filled stayed in the process's memory until the run ended)."""
+    return create_engine_for(url, cache_kb=512)
 
 
 def connect(engine: Engine) -> Connection:

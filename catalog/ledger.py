@@ -134,24 +134,30 @@ class Ledger:
                     self.counted += 1
         return rest
 
-    def mark_listed(self, key: str, digest: str) -> None:
-        """SQL marked this pair seen, its key in the table, before the ledger was taken up:
-        a listing that names it again must not count it a second time."""
-        for held in (digest, digest + ANSWERED):
-            i = self._find(hash((key, held)))
-            if i >= 0 and self._state[i] == UNSEEN:
-                self._state[i] = LISTED
+    @staticmethod
+    def fingerprints(key: str, digest: str) -> tuple[int, int]:
+        """The fingerprints a stored row with this key and hash may be held under: as is, and
+        with its detail answered. 16 bytes to keep for later, where the pair would be 200."""
+        return hash((key, digest)), hash((key, digest + ANSWERED))
 
-    def forget(self, key: str, digest: str | None) -> None:
-        """The run wrote or deleted this row: its stored hash is about to change."""
-        if digest is None:
-            return
-        for held in (digest, digest + ANSWERED):
-            i = self._find(hash((key, held)))
+    def mark_listed(self, fingerprints: Iterable[int]) -> None:
+        """SQL marked these rows seen, their keys in the table, before the ledger was taken
+        up: a listing that names one again must not count it a second time."""
+        state = self._state
+        for fp in fingerprints:
+            i = self._find(fp)
+            if i >= 0 and state[i] == UNSEEN:
+                state[i] = LISTED
+
+    def forget(self, fingerprints: Iterable[int]) -> None:
+        """The run wrote or deleted these rows: their stored hashes are about to change."""
+        state = self._state
+        for fp in fingerprints:
+            i = self._find(fp)
             if i >= 0:
-                if self._state[i] == COUNTED:
+                if state[i] == COUNTED:
                     self.counted -= 1
-                self._state[i] = GONE
+                state[i] = GONE
 
     def take(self, fingerprint: int) -> bool:
         """True (once) if this stored row was seen and its key is not yet in the table."""

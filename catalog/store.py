@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -161,8 +162,8 @@ class Store:
     transaction. Every statement carries the account: a run never reads, writes or deletes
     another account's rows, even where two accounts hold the same API ids."""
 
-    #: Pairs kept per kind for a ledger not ready yet (``_waiting``).
-    EARLY_CAP = 50_000
+    #: Fingerprints kept per kind for a ledger not ready yet (``_waiting``): 800 KB.
+    EARLY_CAP = 100_000
 
     def __init__(
         self,
@@ -202,10 +203,10 @@ class Store:
         self._marked = _Marked()
         #: Per kind, the ledger in use (None: the kind compares in SQL for the rest of the run).
         self._ledgers: dict[str, Ledger | None] = {}
-        #: Per kind whose ledger is not ready yet: the (key, hash) pairs SQL marked seen, and
-        #: those the run wrote or deleted; applied to the ledger when it is taken up.
-        self._early: dict[str, list[tuple[str, str]]] = {kind: [] for kind in SPECS}
-        self._stale: dict[str, list[tuple[str, str | None]]] = {kind: [] for kind in SPECS}
+        #: Per kind whose ledger is not ready yet: the fingerprints of the rows SQL marked
+        #: seen, and of those the run wrote or deleted; applied when it is taken up.
+        self._early: dict[str, array[int]] = {kind: array("q") for kind in SPECS}
+        self._stale: dict[str, array[int]] = {kind: array("q") for kind in SPECS}
         #: Kinds whose ledger may count a key that is also in the temporary table (a kept
         #: key): their seen count needs the ledger's keys listed. Every key the store writes
         #: is taken out of the ledger instead (``write_batch``), so that the two never meet.
@@ -439,23 +440,25 @@ class Store:
             return None
         held = self._loader.ready[kind]
         if held is not None:
-            for key, digest in self._early[kind]:
-                held.mark_listed(key, digest)
-            for key, stored in self._stale[kind]:
-                held.forget(key, stored)  # after the marks: a row written since is GONE
-        self._early[kind], self._stale[kind] = [], []
+            held.mark_listed(self._early[kind])
+            held.forget(self._stale[kind])  # after the marks: a row written since is GONE
+        self._early[kind], self._stale[kind] = array("q"), array("q")
         self._ledgers[kind] = held
         return held
 
-    def _waiting(self, kind: str, pairs: list[Any], more: Iterable[Any]) -> None:
-        """Keep ``more`` for the kind's ledger when it is taken up; past ``EARLY_CAP`` pairs
-        the kind goes without a ledger (the memory they hold grows with the listing)."""
+    def _waiting(
+        self, kind: str, kept: array[int], pairs: Iterable[tuple[str, str | None]]
+    ) -> None:
+        """Keep the fingerprints of (key, hash) ``pairs`` for the kind's ledger when it is taken
+        up; past ``EARLY_CAP`` of them the kind goes without a ledger."""
         if kind in self._ledgers or self._loader is None:
             return
-        pairs.extend(more)
-        if len(pairs) > self.EARLY_CAP:
+        for key, digest in pairs:
+            if digest is not None:
+                kept.extend(Ledger.fingerprints(key, digest))
+        if len(kept) > self.EARLY_CAP:
             self._ledgers[kind] = None
-            self._early[kind], self._stale[kind] = [], []
+            self._early[kind], self._stale[kind] = array("q"), array("q")
 
     def close(self) -> None:
         """Stop and wait for the loader of ledgers, if any (it closes its own connection)."""
@@ -477,7 +480,7 @@ class Store:
         return (
             select(text_key, digest)
             .where(self._whole(spec), t.c.deleted_at.is_(None), t.c.raw_hash.is_not(None))
-            .execution_options(yield_per=10_000)
+            .execution_options(yield_per=2_000)
         )
 
     def _list_counted(self, kind: str) -> None:
@@ -499,8 +502,10 @@ class Store:
         """(key, stored hash) pairs this run is writing or deleting: no longer in the ledger."""
         held = self._ledger(SPECS[kind])
         if held is not None:
-            for key, digest in stored:
-                held.forget(key, digest)
+            held.forget(
+                fp for key, digest in stored if digest is not None
+                for fp in Ledger.fingerprints(key, digest)
+            )
         else:
             self._waiting(kind, self._stale[kind], stored)
 

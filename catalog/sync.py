@@ -866,7 +866,7 @@ def run_sync(
             )
             # A run of whole kinds reads the stored hashes ahead, on a connection of its own.
             if scoped is None and planned is None and not db.is_memory_url(options.database_url):
-                reader = db.create_engine_for(options.database_url)
+                reader = db.reader_engine(options.database_url)
             try:
                 store = Store(conn, run_id, run_ts, options.account, preload=reader)
                 for ref in dict.fromkeys(new_refs):

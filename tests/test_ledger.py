@@ -46,10 +46,9 @@ def test_a_key_named_twice_is_counted_once() -> None:
 def test_a_forgotten_row_goes_back_to_sql_and_leaves_the_count() -> None:
     ledger = _filled([("a", "h"), ("b", "h" + ANSWERED)], answered=True)
     ledger.settle({"a": "h"}, False, [])
-    ledger.forget("a", "h")  # the run wrote it
-    ledger.forget("b", "h")  # the run deleted it (held in its answered form)
-    ledger.forget("c", "h")  # never held: nothing to do
-    ledger.forget("a", None)
+    ledger.forget(Ledger.fingerprints("a", "h"))  # the run wrote it
+    ledger.forget(Ledger.fingerprints("b", "h"))  # deleted it (held in its answered form)
+    ledger.forget(Ledger.fingerprints("c", "h"))  # never held: nothing to do
     assert ledger.counted == 0
     assert ledger.settle({"a": "h", "b": "h"}, False, []) == {"a": "h", "b": "h"}
 
@@ -86,3 +85,11 @@ def test_many_rows_share_neighbouring_slots_and_are_still_told_apart() -> None:
     rest = ledger.settle(asked, False, [])
     assert set(rest) == {f"k{n}" for n in range(1, 5000, 4)} | {f"new{n}" for n in range(100)}
     assert ledger.counted == 2500
+
+
+def test_rows_sql_marked_before_the_ledger_was_taken_up_are_not_counted_again() -> None:
+    ledger = _filled([("a", "h"), ("b", "h" + ANSWERED), ("c", "h")], answered=True)
+    ledger.mark_listed([*Ledger.fingerprints("a", "h"), *Ledger.fingerprints("b", "h")])
+    assert ledger.settle({"a": "h", "b": "h", "c": "h"}, False, []) == {}
+    assert ledger.counted == 1  # c only: a and b are in the temporary table already
+    assert not ledger.take(hash(("a", "h")))
