@@ -650,3 +650,26 @@ def test_a_row_written_before_its_ledger_was_read_is_not_counted_twice(conn: Any
     assert store.mark_unchanged(TASK, {"amva-0001": "new", "amva-0002": "h2"}) == set()
     assert store.seen_count(TASK) == 2 == _table_pass(conn, store)
     assert store.count_unseen(TASK, true()) == (2, 4)
+
+
+def test_a_ledger_that_cannot_be_read_leaves_the_run_comparing_in_sql(
+    conn: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loader's connection fails: one warning that names the error's type (no URL, no
+    password), no ledger, and the run compares in SQL as a scoped run does."""
+    from sqlalchemy import create_engine
+
+    _stored(conn, 3, other=[], deleted=[])
+    run_id, run_ts = runs.start_run(conn, {}, "a")
+    broken = create_engine("sqlite:////nonexistent-folder/secret-name.db")
+    store = Store(conn, run_id, run_ts, "a", preload=broken)
+    assert store._loader is not None
+    store._loader.join()
+    assert store.mark_unchanged(TASK, {"amva-0000": "h0", "amva-0001": "x"}) == {"amva-0001"}
+    assert store._ledgers[TASK] is None
+    assert store.seen_count(TASK) == 1
+    (warning,) = [r for r in caplog.records if r.name == "catalog.store"]
+    assert warning.getMessage() == (
+        "stored hashes not read ahead (OperationalError): comparing in SQL"
+    )
+    broken.dispose()
