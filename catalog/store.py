@@ -375,7 +375,7 @@ class Store:
         """
         if not hashes:
             return {}
-        ledger = self._ledger(spec)
+        ledger = self._ledger(spec.kind)
         if ledger is not None and (not answered or tuple(answered) == self._answered[spec.kind]):
             listed: list[str] = []
             missed = ledger.settle(hashes, bool(answered), listed)
@@ -430,10 +430,9 @@ class Store:
         )
         return {row[0]: tuple(row[1:]) for row in rest}
 
-    def _ledger(self, spec: KindSpec) -> Ledger | None:
+    def _ledger(self, kind: str) -> Ledger | None:
         """The kind's ledger once the loader has it (None until then, or for good when it
         has none), taken up with what SQL marked and the run changed before that."""
-        kind = spec.kind
         if kind in self._ledgers:
             return self._ledgers[kind]
         if self._loader is None or kind not in self._loader.ready:
@@ -500,7 +499,7 @@ class Store:
 
     def _forget(self, kind: str, stored: Iterable[tuple[str, str | None]]) -> None:
         """(key, stored hash) pairs this run is writing or deleting: no longer in the ledger."""
-        held = self._ledger(SPECS[kind])
+        held = self._ledger(kind)
         if held is not None:
             held.forget(
                 fp for key, digest in stored if digest is not None
