@@ -84,3 +84,35 @@ def test_a_parents_scope_closes_without_a_count() -> None:
     walk = _Walk()
     _list(walk, iter([[{"id": "t1"}]]), whole=False, listing="job-1")
     assert walk.events[-1] == ScopeDone("compression_task", "*", None)
+
+
+def test_drift_is_found_page_by_page_as_item_by_item() -> None:
+    """``check_page`` passes a conforming page in one step; any other page must give what
+    checking each item gives: the same fields, counts and first example."""
+    import random
+
+    from catalog.documented import call_fields
+
+    documented = call_fields()[CALL]
+    required, optional = sorted(documented.required), sorted(documented.optional)
+    assert required, "the listing's documents name fields that are always present"
+    rng = random.Random(5)
+    for _ in range(200):
+        page = []
+        for n in range(rng.randint(1, 6)):
+            item: dict[str, Any] = {"id": f"t{n}"}
+            for name in required + optional:
+                if name in required and rng.random() > 0.1 or rng.random() < 0.5:
+                    item[name] = "x"
+            if rng.random() < 0.1:
+                item["quotaTier"] = 1  # a field no document names
+            page.append(item)
+        by_page, by_item = DriftLog(), DriftLog()
+        by_page.check_page("compression_task", CALL, page, "id")
+        for item in page:
+            by_item.check("compression_task", CALL, item, str(item["id"]))
+        assert by_page.found == by_item.found
+    # A page that keeps to the documents records nothing.
+    clean = DriftLog()
+    clean.check_page("compression_task", CALL, [dict.fromkeys(required, "x")], "id")
+    assert clean.found == {}

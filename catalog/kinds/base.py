@@ -124,15 +124,14 @@ def list_records(
     (None: the account's whole listing).
     """
     count = 0
-    check = walk.drift.check
     try:
         for page in pages:
             count += len(page)
+            walk.drift.check_page(kind, call, page, key)
             records = []
             for item in page:
                 ident = item.get(key)
                 entity = str(ident)
-                check(kind, call, item, entity)
                 if isinstance(ident, bool) or ident in (None, ""):
                     walk.fail(kind, call, entity, NormalizeError(f"{key}: missing or not an id"))
                     continue
