@@ -237,12 +237,13 @@ class RateLimiter:
     * Refused again at a plateau: no dip, but back to the last pace that held ``confirm`` seconds
       below the refused one if there is one; else, counted clearly below the pace, to that
       count; else a step down by the margin (jitter at a window's edge) and, if the refusals go
-      on, by ``1 - beta``. The count cannot always say how far to go: a bucket's saved tokens
-      inflate it (with no hold since the last refusal, what was accepted since then is the
-      count), and a fixed window out of phase with the holds shows about as many accepted
-      calls as were sent whatever its limit (soon after a hold, a count below the pace is cut
-      by ``1 - beta`` too). Once a pace holds, the pace moves half way up to the lowest refused
-      one while that is more than twice the margin away: bisection. A quiet spell (``quiet``
+      on or this one came soon after a hold, by ``1 - beta``. The count cannot always say how
+      far to go: a bucket's saved tokens inflate it (with no hold since the last refusal, what
+      was accepted since then is the count), and a fixed window out of phase with the holds
+      shows about as many accepted calls as were sent whatever its limit (soon after a hold, a
+      count below the pace is cut by ``1 - beta`` too, unless a pace held since: the count is
+      then of steady sending). Once a pace holds, the pace moves half way up to the lowest
+      refused one while that is more than twice the margin away: bisection. A quiet spell (``quiet``
       seconds) forgets what was refused, since the limit may have moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
@@ -523,6 +524,7 @@ class RateLimiter:
         if self._bad is None or now - self._cut_at > self.quiet:
             self._bad = self._good = None  # a quiet spell: the limit may have moved
         self._bad = refused if self._bad is None else min(self._bad, refused)
+        held = self._good is not None  # a pace held since the last cut (or quiet spell)
         if self._good is not None and self._good >= self._bad:
             self._good = None  # refused at the pace that held: it no longer does
         repeated = now - self._cut_at <= self.quiet and self._held_since_cut
@@ -535,13 +537,18 @@ class RateLimiter:
         elif refused < self._rate * (1 - 2 * self.margin):
             # Counted clearly below the pace. Soon after a refusal that made everyone hold, the
             # count is suspect (a fixed window out of phase): by 1 - beta, the bisection after.
+            # Not when a pace held since: the second counted was sent at a steady pace (a
+            # bisection's raise refused), and beta then took a fixed window at 30 down to 21.
             self._steps = int(repeated)
-            factor = self.beta if repeated else 1 - self.margin
+            factor = self.beta if repeated and not held else 1 - self.margin
             self._plateau = max(refused * factor, self.min_rate)
         else:
             if now - self._cut_at > self.quiet:
                 self._steps = 0
-            step = self.margin if self._steps == 0 else 1 - self.beta
+            # The margin step is for jitter at a window's edge, which comes alone; refused
+            # again soon after a hold, at a plateau no pace confirmed, the plateau itself was
+            # too high (a fixed window out of phase), and the margin step only cost a refusal.
+            step = self.margin if self._steps == 0 and not repeated else 1 - self.beta
             self._steps += 1
             self._plateau = max(refused * (1 - step), self.min_rate)
         self._refused = refused
