@@ -362,7 +362,7 @@ def test_serve_accepts_denied_actions(monkeypatch: pytest.MonkeyPatch) -> None:
     lines: list[str] = []
     statuses: list[int] = []
 
-    def call_then_interrupt(_: float) -> None:
+    def call_then_interrupt() -> None:
         url = lines[0].split(" on ")[1].split(" ")[0]
         with requests.Session() as session:
             session.auth = BceAuth("fake-ak", "fake-sk")
@@ -373,7 +373,7 @@ def test_serve_accepts_denied_actions(monkeypatch: pytest.MonkeyPatch) -> None:
                 statuses.append(response.status_code)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("catalog.fake.server.time.sleep", call_then_interrupt)
+    monkeypatch.setattr("catalog.fake.server._until_interrupted", call_then_interrupt)
     serve(port=0, comp_tasks=3, echo=lines.append, denied_actions=["DescribeModelCompTasks"])
     assert statuses == [200, 403]
 

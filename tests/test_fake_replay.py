@@ -172,7 +172,7 @@ def test_serve_replays_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     lines: list[str] = []
     seen: list[dict[str, Any]] = []
 
-    def call_then_interrupt(_: float) -> None:
+    def call_then_interrupt() -> None:
         url = lines[0].split(" on ")[1].split(" ")[0]
         with requests.Session() as session:
             session.auth = BceAuth("fake-ak", "fake-sk")
@@ -187,7 +187,7 @@ def test_serve_replays_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 )
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("catalog.fake.server.time.sleep", call_then_interrupt)
+    monkeypatch.setattr("catalog.fake.server._until_interrupted", call_then_interrupt)
     serve(port=0, echo=lines.append, replay_dir=str(tmp_path))
     assert seen[0] == _answer(MODEL, "rid-1") and seen[1]["code"] == "NoRecording"
     assert lines[1] == f"replaying 6 recorded answers from {tmp_path}"

@@ -844,10 +844,10 @@ def test_concurrent_reads_during_mutations(catalog: FakeCatalog, server: FakeSer
 def test_serve_runs_until_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
     lines: list[str] = []
 
-    def interrupt(_: float) -> None:
+    def interrupt() -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("catalog.fake.server.time.sleep", interrupt)
+    monkeypatch.setattr("catalog.fake.server._until_interrupted", interrupt)
     serve(port=0, seed=1, comp_tasks=3, echo=lines.append)
     assert lines[0].startswith("fake Qianfan console on http://127.0.0.1:")
     assert lines[-1] == "stopped after 0 calls"

@@ -1019,6 +1019,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def _until_interrupted() -> None:
+    """Block the ``fake-api`` command until Ctrl-C. Its own function so that a test can stop
+    the command here, instead of replacing ``time.sleep`` for every thread of the process."""
+    while True:
+        time.sleep(0.5)
+
+
 def serve(
     port: int = 8100,
     seed: int = 0,
@@ -1079,8 +1086,7 @@ def serve(
     if recording is not None:
         echo(f"replaying {recording.size} recorded answers from {replay_dir}")
     try:
-        while True:
-            time.sleep(0.5)
+        _until_interrupted()
     except KeyboardInterrupt:
         pass
     finally:
