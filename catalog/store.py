@@ -895,7 +895,8 @@ class _Loader(threading.Thread):
         try:
             with self.engine.connect() as conn:
                 for kind, expected, answered, stmt in self.kinds:
-                    ledger: Ledger | None = Ledger(expected, answered)
+                    ledger = Ledger(expected, answered)
+                    fits = True
                     result = conn.execute(stmt)
                     try:
                         for part in result.partitions():
@@ -903,12 +904,12 @@ class _Loader(threading.Thread):
                                 return
                             # A row hashes as the tuple of its values: a fingerprint per row
                             # without a Python step per row.
-                            if ledger is not None and not ledger.fill(map(hash, part)):
-                                ledger = None  # more rows than at the run's start
-                                break
+                            fits = ledger.fill(map(hash, part))
+                            if not fits:
+                                break  # more rows than at the run's start
                     finally:
                         result.close()
-                    self.ready[kind] = ledger
+                    self.ready[kind] = ledger if fits else None
         except Exception as exc:  # noqa: BLE001 - a shortcut lost, never the run
             _log.warning("stored hashes not read ahead (%s): comparing in SQL", type(exc).__name__)
         finally:
