@@ -242,9 +242,10 @@ class RateLimiter:
       was accepted since then is the count), and a fixed window out of phase with the holds
       shows about as many accepted calls as were sent whatever its limit (soon after a hold, a
       count below the pace is cut by ``1 - beta`` too, unless a pace held since: the count is
-      then of steady sending). Once a pace holds, the pace moves half way up to the lowest
-      refused one while that is more than twice the margin away: bisection. A quiet spell (``quiet``
-      seconds) forgets what was refused, since the limit may have moved.
+      then of steady sending; and once a pace held, a refusal at about the pace is a margin
+      step, however soon after a hold). Once a pace holds, the pace moves half way up to the
+      lowest refused one while that is more than twice the margin away: bisection. A quiet
+      spell (``quiet`` seconds) forgets what was refused, since the limit may have moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
     asleep on a reserved slot; the first call after it goes exactly at its end and the rest keep
@@ -548,7 +549,9 @@ class RateLimiter:
             # The margin step is for jitter at a window's edge, which comes alone; refused
             # again soon after a hold, at a plateau no pace confirmed, the plateau itself was
             # too high (a fixed window out of phase), and the margin step only cost a refusal.
-            step = self.margin if self._steps == 0 and not repeated else 1 - self.beta
+            # Once a pace held, though, the limit is near it: refused at about a pace set just
+            # under a raise that was refused, the margin step (1 - beta took 30 down to 21).
+            step = self.margin if (self._steps == 0 and not repeated) or held else 1 - self.beta
             self._steps += 1
             self._plateau = max(refused * (1 - step), self.min_rate)
         self._refused = refused
