@@ -91,6 +91,8 @@ class Walker:
         self.prefetched: Mapping[tuple[str, str], dict[str, Any]] = {}
         self._first: tuple[str, Pages] | None = None
         self._denied: set[str] = set()
+        #: Detail calls the key may not make: not asked again in this run (``fail``).
+        self._refused: set[str] = set()
         self._lock = threading.Lock()
 
     # -- what kinds ask of the walk ----------------------------------------------------------
@@ -105,6 +107,10 @@ class Walker:
     def denied(self, kind: str) -> bool:
         with self._lock:
             return kind in self._denied
+
+    def refused(self, call: str) -> bool:
+        with self._lock:
+            return call in self._refused
 
     @property
     def denied_kinds(self) -> frozenset[str]:
@@ -131,25 +137,21 @@ class Walker:
             if hook is not None and kind.name in self.kinds:
                 hook(self, row, system)
 
-    def fail(self, kind: str, call: str, entity: str | None, exc: Exception) -> None:
-        """Report one failed answer; a permission refusal turns the kind off for this run."""
+    def fail(
+        self, kind: str, call: str, entity: str | None, exc: Exception, *, detail: bool = False
+    ) -> None:
+        """Report one failed answer. A permission refusal turns the kind off for this run; of a
+        ``detail`` call (one asked on top of a listed answer), only that call: the answers it
+        would have completed are recorded as listed, so the kind's listings still say what
+        exists, and what they did not name is deleted as usual."""
         if isinstance(exc, ApiError):
             if exc.is_permission:
                 with self._lock:
-                    first = kind not in self._denied
-                    self._denied.add(kind)
+                    refused = self._refused if detail else self._denied
+                    first = (call if detail else kind) not in refused
+                    refused.add(call if detail else kind)
                 if first:
-                    self.emit(
-                        Failure(
-                            kind,
-                            call,
-                            None,
-                            f"the access key may not call {call}, so {kind} was not read and "
-                            f"nothing of it is deleted in this run; the documents name "
-                            f"{POLICIES[kind]} for it (or leave it out with --kinds)",
-                            exc.code,
-                        )
-                    )
+                    self.emit(Failure(kind, call, None, _refusal(kind, call, detail), exc.code))
                 return
             self.emit(
                 Failure(kind, call, entity, str(exc), exc.code or None, exc.is_auth, exc)
@@ -230,3 +232,17 @@ class Walker:
         describe = REGISTRY[record.kind].detail
         assert describe is not None
         describe(self, record)
+
+
+def _refusal(kind: str, call: str, detail: bool) -> str:
+    """What a permission refusal of ``call`` means for ``kind``, and what to grant."""
+    grant = f"the documents name {POLICIES[kind]} for it"
+    if detail:
+        return (
+            f"the access key may not call {call}, so {REGISTRY[kind].label} that need it were "
+            f"recorded as listed, without its answer, and are asked again next run; {grant}"
+        )
+    return (
+        f"the access key may not call {call}, so {kind} was not read and nothing of it is "
+        f"deleted in this run; {grant} (or leave it out with --kinds)"
+    )

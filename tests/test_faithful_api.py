@@ -174,6 +174,42 @@ def test_a_key_without_export_permission_warns_once_and_keeps_exports(db_url: st
     assert "not allowed" in summary.line()
 
 
+def test_a_refused_detail_call_keeps_the_kind_and_its_deletes(db_url: str) -> None:
+    """A key that may list compression tasks but not describe one (a failed task's reason):
+    the failed tasks are recorded as listed and asked again next run, the refusal is reported
+    once, and the listing, complete, still deletes what it no longer names (until 2026-12-02
+    the refusal turned the whole kind off: nothing of it deleted, "not allowed" every run)."""
+    catalog = FakeCatalog.generate(seed=35, model_sets=3, comp_tasks=12, eval_exports=0)
+    failed = [t["id"] for t in catalog.items("compression_task") if t["status"] == "failed"]
+    gone = next(t["id"] for t in catalog.items("compression_task") if t["status"] != "failed")
+    assert failed
+    denied = ["DescribeModelCompTask"]
+    with fake_console(catalog, denied_actions=denied) as server:
+        sync(db_url, server)
+    first = stored_rows(db_url)["compression_task"]
+    assert set(first) == set(catalog.keys("compression_task"))
+    assert all(first[key]["failed_reason"] is None for key in failed)  # not asked: unknown
+    catalog.remove("compression_task", gone)
+    with fake_console(catalog, denied_actions=denied) as server:
+        seen: list[tuple[str, dict[str, Any]]] = []
+        summary = run_sync(options(db_url, server), observer=lambda n, d: seen.append((n, d)))
+        detail_calls = sum(1 for c in server.calls if c.action == "DescribeModelCompTask")
+    assert summary.status == "partial" and summary.denied == ()
+    assert "not allowed" not in summary.line()
+    warnings = [str(d["message"]) for n, d in seen if n == "error"]
+    assert len(warnings) == 1 and "DescribeModelCompTask" in warnings[0]
+    assert "recorded as listed" in warnings[0] and "QianfanReadAccessPolicy" in warnings[0]
+    assert 1 <= detail_calls <= 8  # asked again; the first refusal stops the rest
+    assert summary.counts["compression_task_deleted"] == 1
+    assert set(stored_rows(db_url)["compression_task"]) == set(first) - {gone}
+    with fake_console(catalog) as server:  # allowed again: the reasons are asked for
+        summary = run_sync(options(db_url, server))
+    assert summary.status == "success"
+    stored = stored_rows(db_url)["compression_task"]
+    assert all(stored[k]["failed_reason"] == catalog.get("compression_task", k)["failedReason"]
+               for k in failed)
+
+
 def test_kinds_left_out_are_not_read_deleted_or_partial(db_url: str) -> None:
     catalog = FakeCatalog.generate(seed=36, model_sets=2, comp_tasks=6, eval_exports=0)
     with fake_console(catalog) as server:

@@ -50,11 +50,17 @@ class Walk(Protocol):
 
     def denied(self, kind: str) -> bool: ...
 
+    def refused(self, call: str) -> bool:
+        """Whether the key was refused the detail call ``call`` in this run."""
+        ...
+
     def submit(self, task: Callable[[], None], depth: int) -> None: ...
 
     def emit(self, event: Event) -> None: ...
 
-    def fail(self, kind: str, call: str, entity: str | None, exc: Exception) -> None: ...
+    def fail(
+        self, kind: str, call: str, entity: str | None, exc: Exception, *, detail: bool = False
+    ) -> None: ...
 
     def pages(
         self, action: str, body: dict[str, Any], *, item_key: str, route: str = "/v2/model"
@@ -158,16 +164,17 @@ def ask_detail(
     with the answer's fields over it (both answer for the same entity, the detail call more
     fully), ready for ``Record.build``. None when the kind was refused in this run, or when the
     call or its answer failed, which is reported as the entity's failure: the caller then
-    records the listing's answer so that the next run asks again."""
+    records the listing's answer so that the next run asks again. A refused call is not asked
+    again in the run; the kind's listing still stands, deletes included."""
     kind, key = listed.kind, str(listed.key)
-    if walk.denied(kind):
+    if walk.denied(kind) or walk.refused(call):
         return None
     try:
         obj = walk.client.call(call, body, route)
         walk.drift.check(kind, call, obj, key)
         built = build({**listed.obj, **obj})
     except (ApiError, NormalizeError) as exc:
-        walk.fail(kind, call, key, exc)
+        walk.fail(kind, call, key, exc, detail=True)
         return None
     return lambda: built
 
