@@ -304,7 +304,7 @@ class RateLimiter:
         self._cut_at = -math.inf
         self._cut_sent = -math.inf  # the refused call's send time, at the last cut
         self._gentle = False  # the last cut was at a plateau (no dip)
-        self._held_since_cut = False
+        self._hold_since_cut = False
         self._start = self.max_rate
         self._plateau: float | None = None
         self._refused: float | None = None
@@ -420,7 +420,7 @@ class RateLimiter:
                 return
             self._hold_until = until
             self._hold_epoch += 1
-            self._held_since_cut = True
+            self._hold_since_cut = True
 
     # -- feedback -------------------------------------------------------------------------
 
@@ -450,10 +450,11 @@ class RateLimiter:
                 # after, most of its confirmation having been the hold).
                 climb = self.recovery if self._start < self._plateau else 0.0
                 if now - max(self._moved_at, self._hold_until) >= climb + self.confirm:
-                    self._held(now)
+                    self._confirmed(now)
 
-    def _held(self, now: float) -> None:
-        """The plateau held: a good pace. Half way up to the lowest bad one, if that is far.
+    def _confirmed(self, now: float) -> None:
+        """The plateau held ``confirm`` seconds: a good pace. Half way up to the lowest bad
+        one, if that is far.
 
         After steps down from a plateau that started above the limit (see :meth:`_cut`) the
         pace that stopped the throttling may be well below the limit; bisecting between it and
@@ -496,7 +497,7 @@ class RateLimiter:
         count = self._accepted_before(sent_at - self.window, sent_at)
         measured = count / self.window if count >= _MIN_MEASURED else None
         span = sent_at - self._cut_sent
-        if self._gentle and not self._held_since_cut and self.window <= span <= self.quiet:
+        if self._gentle and not self._hold_since_cut and self.window <= span <= self.quiet:
             # Refused again at a plateau, with no hold since: a bucket, empty at both refusals
             # and never full between, took exactly its rate in between; the second before this
             # one may have spent tokens saved before. (A hold would have wasted time a window
@@ -525,10 +526,10 @@ class RateLimiter:
         if self._bad is None or now - self._cut_at > self.quiet:
             self._bad = self._good = None  # a quiet spell: the limit may have moved
         self._bad = refused if self._bad is None else min(self._bad, refused)
-        held = self._good is not None  # a pace held since the last cut (or quiet spell)
+        confirmed = self._good is not None  # a pace held since the last quiet spell
         if self._good is not None and self._good >= self._bad:
             self._good = None  # refused at the pace that held: it no longer does
-        repeated = now - self._cut_at <= self.quiet and self._held_since_cut
+        repeated = now - self._cut_at <= self.quiet and self._hold_since_cut
         if not settled:
             self._steps = 0
             self._plateau = max(refused * (1 - self.margin), self.min_rate)
@@ -541,7 +542,7 @@ class RateLimiter:
             # Not when a pace held since: the second counted was sent at a steady pace (a
             # bisection's raise refused), and beta then took a fixed window at 30 down to 21.
             self._steps = int(repeated)
-            factor = self.beta if repeated and not held else 1 - self.margin
+            factor = self.beta if repeated and not confirmed else 1 - self.margin
             self._plateau = max(refused * factor, self.min_rate)
         else:
             if now - self._cut_at > self.quiet:
@@ -551,14 +552,15 @@ class RateLimiter:
             # too high (a fixed window out of phase), and the margin step only cost a refusal.
             # Once a pace held, though, the limit is near it: refused at about a pace set just
             # under a raise that was refused, the margin step (1 - beta took 30 down to 21).
-            step = self.margin if (self._steps == 0 and not repeated) or held else 1 - self.beta
+            alone = self._steps == 0 and not repeated
+            step = self.margin if alone or confirmed else 1 - self.beta
             self._steps += 1
             self._plateau = max(refused * (1 - step), self.min_rate)
         self._refused = refused
         self._start = self._plateau if settled else max(refused * self.beta, self.min_rate)
         self._rate = min(self._start, self.max_rate)
         self._cut_at = self._moved_at = now
-        self._cut_sent, self._gentle, self._held_since_cut = sent_at, settled, False
+        self._cut_sent, self._gentle, self._hold_since_cut = sent_at, settled, False
         self.cuts += 1
         # The new pace starts from the last call that went; slots handed out at the old pace
         # to callers still asleep are taken back (they reserve again when they wake).
