@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import marshal
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Dialect,
+    Select,
     String,
     any_,
     bindparam,
@@ -210,6 +211,32 @@ class Bulk:
         values = self._values(row)
         params = values if self.positional else dict(zip(self.names, values, strict=True))
         return int(conn.exec_driver_sql(self.sql, params).rowcount)
+
+
+def driver_rows(conn: Connection, stmt: Select[Any], size: int) -> Iterator[list[Any]]:
+    """``stmt``'s rows, ``size`` at a time, as the driver's own tuples, on ``conn``.
+
+    For a long scan whose rows are only hashed (a ledger's): SQLAlchemy's ``Row`` over each
+    tuple was most of the scan's time in the interpreter (README, the no-op benchmark), and its
+    result processing changes nothing in text columns. The statement is compiled once and run
+    on a cursor of the connection's driver; on PostgreSQL a named (server-side) cursor, so the
+    rows stream in parts instead of arriving all at once. Only for statements whose columns
+    have no result processor and whose parameters need no bind processor (plain text).
+    """
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args: Any = params
+    if compiled.positional:
+        args = [params[name] for name in compiled.positiontup or ()]
+    driver: Any = conn.connection.driver_connection
+    streamed = conn.dialect.name == "postgresql"
+    cursor = driver.cursor(name="catalog_scan") if streamed else driver.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        while part := cursor.fetchmany(size):
+            yield part
+    finally:
+        cursor.close()
 
 
 def _single(key: str) -> Callable[[Mapping[str, Any]], tuple[Any]]:

@@ -54,7 +54,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import True_, UnaryExpression
 from sqlalchemy.sql.selectable import ScalarSelect, TableValuedAlias
 
-from catalog.bulk import Bulk, has_json_each, one_of, pairs, pairs_json, to_json
+from catalog.bulk import Bulk, driver_rows, has_json_each, one_of, pairs, pairs_json, to_json
 from catalog.kinds import REGISTRY
 from catalog.ledger import ANSWERED, Ledger
 from catalog.schema import DEFAULT_ACCOUNT, SPECS, KindSpec, changes
@@ -883,6 +883,9 @@ class _Loader(threading.Thread):
     then waited in the writer's bounded inbox. A ledger is only a shortcut: if a scan fails,
     its kind and those after it compare in SQL."""
 
+    #: Rows read from the driver at a time.
+    PART = 2_000
+
     def __init__(self, engine: Engine, kinds: list[tuple[str, int, bool, Select[Any]]]) -> None:
         super().__init__(name="catalog-ledgers", daemon=True)
         self.engine = engine
@@ -897,18 +900,14 @@ class _Loader(threading.Thread):
                 for kind, expected, answered, stmt in self.kinds:
                     ledger = Ledger(expected, answered)
                     fits = True
-                    result = conn.execute(stmt)
-                    try:
-                        for part in result.partitions():
-                            if self.stop.is_set():
-                                return
-                            # A row hashes as the tuple of its values: a fingerprint per row
-                            # without a Python step per row.
-                            fits = ledger.fill(map(hash, part))
-                            if not fits:
-                                break  # more rows than at the run's start
-                    finally:
-                        result.close()
+                    for part in driver_rows(conn, stmt, self.PART):
+                        if self.stop.is_set():
+                            return
+                        # A row hashes as the tuple of its values: a fingerprint per row
+                        # without a Python step per row.
+                        fits = ledger.fill(map(hash, part))
+                        if not fits:
+                            break  # more rows than at the run's start
                     self.ready[kind] = ledger if fits else None
         except Exception as exc:  # noqa: BLE001 - a shortcut lost, never the run
             _log.warning("stored hashes not read ahead (%s): comparing in SQL", type(exc).__name__)

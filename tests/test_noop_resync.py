@@ -77,6 +77,7 @@ def _store(
         store = Store(conn, run_id, run_ts, account, preload=_readers[-1])
         assert store._loader is not None
         store._loader.join()  # every kind read: the ledgers are taken up at their first use
+        assert None not in store._loader.ready.values()  # each read, none fell back to SQL
         return store
     run = _Loader.run
 

@@ -27,7 +27,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import pysqlite
 
 from catalog import db, runs
-from catalog.bulk import _json_default, _processor, _sqlite_json, _sqlite_utc, to_json
+from catalog.bulk import (
+    _json_default,
+    _processor,
+    _sqlite_json,
+    _sqlite_utc,
+    driver_rows,
+    to_json,
+)
 from catalog.schema import (
     SPECS,
     JsonValue,
@@ -238,6 +245,46 @@ def test_every_kind_has_bulk_statements_that_run(db_url: str) -> None:
             assert store._prepared(kind, "seen").execute(conn, [{"entity_key": "k1"}]) == 1
             keys = conn.execute(select(seen.c.entity_key).where(seen.c.kind == kind)).scalars()
             assert list(keys) == ["k1"], kind
+        conn.rollback()
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def test_driver_rows_are_the_rows_core_reads(db_url: str) -> None:
+    """A ledger's scan reads the driver's tuples (``driver_rows``) instead of Core's rows: the
+    same rows, each hashing as Core's row does (the ledger's fingerprint), for every kind's
+    statement, in parts of the size asked; on PostgreSQL through a server-side cursor."""
+    engine, conn = _open(db_url)
+    try:
+        run_id, run_ts = runs.start_run(conn, {})
+        store = Store(conn, run_id, run_ts)
+        rows = [{**_task(i), "raw_hash": f"h{i}"} for i in range(25)]
+        for row in rows[:5]:
+            row.update(status="failed", failed_reason="OOM")  # answered: "+" after the hash
+        store.write_batch("compression_task", rows)
+        for kind, spec in SPECS.items():
+            stmt = store._hashes(spec)
+            core = list(conn.execute(stmt))
+            parts = list(driver_rows(conn, stmt, 7))
+            assert [len(p) for p in parts] == [7] * (len(core) // 7) + (
+                [len(core) % 7] if len(core) % 7 else []
+            ), kind
+            tuples = [row for part in parts for row in part]
+            assert tuples == [tuple(row) for row in core], kind
+            assert [hash(t) for t in tuples] == [hash(row) for row in core], kind
+        tasks = [t for part in driver_rows(conn, store._hashes(SPECS["compression_task"]), 10)
+                 for t in part]
+        assert sorted(tasks) == sorted(
+            (r["task_id"], r["raw_hash"] + ("+" if r["failed_reason"] else "")) for r in rows
+        )
+        if conn.dialect.name == "postgresql":
+            scan = driver_rows(conn, store._hashes(SPECS["compression_task"]), 10)
+            next(scan)
+            cursors = conn.exec_driver_sql("SELECT name FROM pg_cursors").scalars().all()
+            assert cursors == ["catalog_scan"]
+            scan.close()  # the cursor closes with the generator
+            assert conn.exec_driver_sql("SELECT count(*) FROM pg_cursors").scalar_one() == 0
         conn.rollback()
     finally:
         conn.close()
