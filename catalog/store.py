@@ -479,7 +479,7 @@ class Store:
         return (
             select(text_key, digest)
             .where(self._whole(spec), t.c.deleted_at.is_(None), t.c.raw_hash.is_not(None))
-            .execution_options(yield_per=2_000)
+            .execution_options(yield_per=_Loader.PART)
         )
 
     def _list_counted(self, kind: str) -> None:
@@ -883,7 +883,7 @@ class _Loader(threading.Thread):
     then waited in the writer's bounded inbox. A ledger is only a shortcut: if a scan fails,
     its kind and those after it compare in SQL."""
 
-    #: Rows read from the driver at a time.
+    #: Rows of a kind's stored hashes read at a time (also by ``_list_counted``).
     PART = 2_000
 
     def __init__(self, engine: Engine, kinds: list[tuple[str, int, bool, Select[Any]]]) -> None:
