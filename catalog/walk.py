@@ -146,10 +146,10 @@ class Walker:
         exists, and what they did not name is deleted as usual."""
         if isinstance(exc, ApiError):
             if exc.is_permission:
+                name, refused = (call, self._refused) if detail else (kind, self._denied)
                 with self._lock:
-                    refused = self._refused if detail else self._denied
-                    first = (call if detail else kind) not in refused
-                    refused.add(call if detail else kind)
+                    first = name not in refused
+                    refused.add(name)
                 if first:
                     self.emit(Failure(kind, call, None, _refusal(kind, call, detail), exc.code))
                 return
