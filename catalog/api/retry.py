@@ -244,7 +244,8 @@ class RateLimiter:
       count below the pace is cut by ``1 - beta`` too, unless a pace held since: the count is
       then of steady sending; and once a pace held, a refusal at about the pace is a margin
       step, however soon after a hold). Once a pace holds, the pace moves half way up to the
-      lowest refused one while that is more than twice the margin away: bisection. A quiet
+      lowest refused one while that is more than twice the margin away: bisection; a refused
+      raise goes straight to the next midpoint down, the pace below it having held. A quiet
       spell (``quiet`` seconds) forgets what was refused, since the limit may have moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
@@ -519,8 +520,9 @@ class RateLimiter:
         # fixed window or a bucket can let more through in the second counted than it allows
         # for long, so a plateau can start above the limit). Before that, nothing is known
         # yet: the full cut.
+        raised = self._raised
         settled = self._plateau is not None and (
-            self._raised or self._rate >= self._plateau * (1 - self.margin)
+            raised or self._rate >= self._plateau * (1 - self.margin)
         )
         self._raised = False
         if self._bad is None or now - self._cut_at > self.quiet:
@@ -535,7 +537,14 @@ class RateLimiter:
             self._plateau = max(refused * (1 - self.margin), self.min_rate)
         elif self._good is not None:
             self._steps = 0
-            self._plateau = min(self._good, self._bad * (1 - self.margin))
+            if raised and self._good < self._bad * (1 - 2 * self.margin):
+                # A bisection's raise refused: the next midpoint below it at once. The pace
+                # that held still does; going back to it first cost a ``confirm`` per refused
+                # raise (README, "Limiter shapes").
+                self._plateau = (self._good + self._bad) / 2
+                self._raised = True
+            else:
+                self._plateau = min(self._good, self._bad * (1 - self.margin))
         elif refused < self._rate * (1 - 2 * self.margin):
             # Counted clearly below the pace. Soon after a refusal that made everyone hold, the
             # count is suspect (a fixed window out of phase): by 1 - beta, the bisection after.
