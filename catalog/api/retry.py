@@ -494,7 +494,10 @@ class RateLimiter:
         """
         return sum(1 for t in self._accepted if start < t <= sent_at)
 
-    def _cut(self, now: float, sent_at: float) -> None:
+    def _refused_rate(self, sent_at: float) -> float:
+        """The rate a throttling answer to a call sent at ``sent_at`` refused: what the server
+        accepted in the window before it, when that was clearly less than the pace (the
+        server's limit), else the pace itself."""
         count = self._accepted_before(sent_at - self.window, sent_at)
         measured = count / self.window if count >= _MIN_MEASURED else None
         span = sent_at - self._cut_sent
@@ -506,14 +509,18 @@ class RateLimiter:
             since = self._accepted_before(self._cut_sent, sent_at) / span
             measured = since if measured is None else min(measured, since)
         if math.isinf(self._rate):  # no ceiling: what the server accepted is all there is
-            refused = measured if measured is not None else max(count, 1) / self.window
-        elif measured is not None and measured < self._rate * (1 - 2 * self.margin):
-            refused = measured  # the server accepted clearly less than was sent: its limit
-        else:
-            # Refused at about the pace sent (jitter at the edge of a window, a bucket's burst
-            # just spent), or too little seen to measure: the pace itself was too much. A count
-            # one call short of the pace is noise, not a lower limit.
-            refused = self._rate
+            return measured if measured is not None else max(count, 1) / self.window
+        if measured is not None and measured < self._rate * (1 - 2 * self.margin):
+            return measured  # the server accepted clearly less than was sent: its limit
+        # Refused at about the pace sent (jitter at the edge of a window, a bucket's burst just
+        # spent), or too little seen to measure: the pace itself was too much. A count one call
+        # short of the pace is noise, not a lower limit.
+        return self._rate
+
+    def _cut(self, now: float, sent_at: float) -> None:
+        """A throttling answer to a call sent at ``sent_at``: the new plateau, and the pace
+        from which the curve climbs to it (the class docstring tells the rules)."""
+        refused = self._refused_rate(sent_at)
         # Settled at a plateau that was itself learnt, a throttle says the limit is just below
         # it: no dip, but back to the last pace that held below it if there is one, else a step
         # down by the margin, and by 1 - beta when that step did not end the throttling (a
