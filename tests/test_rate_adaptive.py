@@ -491,7 +491,7 @@ def test_fixed_windows_with_answers_in_flight() -> None:
     """The same search as above with 30-40 ms answers in flight, as in the benchmark: within 5%
     of the server's rate from 7 s at the median and 13 s at worst, over 40 start phases
     (before the margin step after a pace held: 8.1 s at the median, 15.7 s at worst; before a
-    refused raise went straight to the next midpoint: 14.2 s at worst, 14 phases over 10 s)."""
+    refused raise went straight to the next midpoint: 14.2 s at worst, 15 phases over 10 s)."""
     found = []
     for n in range(40):
         sends = drive_in_flight("fixed", 30.0, 60.0, phase=n / 40, seed=n)
