@@ -522,7 +522,8 @@ class RateLimiter:
         from which the curve climbs to it (the class docstring tells the rules)."""
         refused = self._refused_rate(sent_at)
         # Settled at a plateau that was itself learnt, a throttle says the limit is just below
-        # it: no dip, but back to the last pace that held below it if there is one, else a step
+        # it: no dip, but back to the last pace that held below it if there is one (a refused
+        # bisection's raise: the next midpoint down, above that pace), else a step
         # down by the margin, and by 1 - beta when that step did not end the throttling (a
         # fixed window or a bucket can let more through in the second counted than it allows
         # for long, so a plateau can start above the limit). Before that, nothing is known
