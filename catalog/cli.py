@@ -365,7 +365,8 @@ def _sync_options(f: Any) -> Any:
             "--qps",
             type=click.FloatRange(0),
             default=_default("qps"),
-            help="Client-side rate limit for all calls of a run (0: none).",
+            help="Most calls per second for all calls of a run (0: no ceiling); the pace "
+            "adapts below it when the API throttles.",
         ),
         click.option(
             "--batch-size",
