@@ -563,33 +563,6 @@ def test_a_refused_raise_goes_straight_to_the_next_midpoint_down() -> None:
     assert limiter.settled_rate() == pytest.approx(limiter.rate)
 
 
-def test_a_raise_refused_with_a_count_clearly_below_it_is_taken_with_the_margin() -> None:
-    """A refused raise whose count is clearly below it: the second before was sent at the
-    steady pace of the raise, so the count is the limit (as when no pace held): the margin
-    under it, when that is above the next midpoint."""
-    fake = FakeTime()
-    limiter = limiter_on(fake, 50.0)
-    refused_after(limiter, fake, 49)  # pace refused: plateau 48.02
-    limiter.hold(1.0)
-    succeed(limiter, fake, fake.now + 2.5)
-    refused_after(limiter, fake, 0)  # again: by 1 - beta, to 33.6
-    limiter.hold(1.0)
-    succeed(limiter, fake, fake.now + 3.5)  # 33.6 held: raised half way up to 48.02
-    assert limiter.rate == pytest.approx((33.6 + 48.02) / 2, rel=0.01)
-    # A second at the raise, of which the server took 38: one call in twenty has no answer
-    # yet, the rest were accepted.
-    for n in range(41):
-        limiter.acquire()
-        if n % 20:
-            limiter.feedback(fake.now, throttled=False)
-    limiter.acquire()
-    limiter.feedback(fake.now, throttled=True)
-    counted = limiter.refused_rate
-    assert counted == 38.0  # 41 sent in that second, 3 of them not (yet) answered
-    # 38 less the margin (37.24), not the midpoint between 33.6 and 38 (35.8)
-    assert limiter.rate == pytest.approx(38 * 0.98, rel=0.002)
-
-
 def test_a_quiet_spell_forgets_what_was_refused() -> None:
     """A refusal long after the last one starts a new search from the pace it hit, with the
     smallest step: the limit may have moved since."""

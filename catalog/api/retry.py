@@ -245,8 +245,7 @@ class RateLimiter:
       then of steady sending; and once a pace held, a refusal at about the pace is a margin
       step, however soon after a hold). Once a pace holds, the pace moves half way up to the
       lowest refused one while that is more than twice the margin away: bisection; a refused
-      raise goes straight to the next midpoint down, the pace below it having held (or to the
-      count less the margin, if higher, when the count was clearly below the raise). A quiet
+      raise goes straight to the next midpoint down, the pace below it having held. A quiet
       spell (``quiet`` seconds) forgets what was refused, since the limit may have moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
@@ -549,11 +548,8 @@ class RateLimiter:
             if raised and self._good < self._bad * (1 - 2 * self.margin):
                 # A bisection's raise refused: the next midpoint below it at once. The pace
                 # that held still does; going back to it first cost a ``confirm`` per refused
-                # raise (README, "Limiter shapes"). A count clearly below the raise is of
-                # steady sending, as below: the limit, taken with the margin if that is higher.
+                # raise (README, "Limiter shapes").
                 self._plateau = (self._good + self._bad) / 2
-                if refused < self._rate * (1 - 2 * self.margin):
-                    self._plateau = max(self._plateau, refused * (1 - self.margin))
                 self._raised = True
             else:
                 self._plateau = min(self._good, self._bad * (1 - self.margin))
