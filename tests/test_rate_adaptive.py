@@ -518,18 +518,26 @@ def test_refused_again_right_after_a_hold_at_a_pace_never_held_cuts_by_one_minus
     assert limiter.rate == pytest.approx(pace * 0.7, rel=0.01)
 
 
+def at_a_bisection_raise() -> tuple[FakeTime, RateLimiter]:
+    """A limiter (ceiling 50) at its first bisection raise: refused at the pace (plateau
+    48.02), refused again soon after the hold (by 1 - beta, to 33.6), 33.6 held, and raised
+    half way up to 48.02."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 49)
+    limiter.hold(1.0)
+    succeed(limiter, fake, fake.now + 2.5)
+    refused_after(limiter, fake, 0)
+    limiter.hold(1.0)
+    succeed(limiter, fake, fake.now + 3.5)
+    return fake, limiter
+
+
 def test_a_count_below_the_pace_after_a_pace_held_is_taken_with_the_margin() -> None:
     """Refused at a bisection's raise, having held the pace below it: the second before the
     refusal was sent at a steady pace, so its count is the limit (not a count a hold's phase
     made suspect, which is cut by beta)."""
-    fake = FakeTime()
-    limiter = limiter_on(fake, 50.0)
-    refused_after(limiter, fake, 49)  # pace refused: plateau 48.02
-    limiter.hold(1.0)
-    succeed(limiter, fake, fake.now + 2.5)
-    refused_after(limiter, fake, 0)  # again: by 1 - beta, to 33.6
-    limiter.hold(1.0)
-    succeed(limiter, fake, fake.now + 3.5)  # 33.6 held: raised half way up to 48.02
+    fake, limiter = at_a_bisection_raise()
     assert limiter.rate == pytest.approx((33.6 + 48.02) / 2, rel=0.01)
     # The server takes 38 a second: a count clearly below the pace, with a pace held.
     fake.now += 1.0
@@ -545,14 +553,7 @@ def test_a_count_below_the_pace_after_a_pace_held_is_taken_with_the_margin() -> 
 def test_a_refused_raise_goes_straight_to_the_next_midpoint_down() -> None:
     """Bisection: the pace that held still holds, so a refused raise need not go back to it and
     wait ``confirm`` again before the next, lower raise; it goes to that raise at once."""
-    fake = FakeTime()
-    limiter = limiter_on(fake, 50.0)
-    refused_after(limiter, fake, 49)  # pace refused: plateau 48.02
-    limiter.hold(1.0)
-    succeed(limiter, fake, fake.now + 2.5)
-    refused_after(limiter, fake, 0)  # again: by 1 - beta, to 33.6
-    limiter.hold(1.0)
-    succeed(limiter, fake, fake.now + 3.5)  # 33.6 held: raised half way up to 48.02
+    fake, limiter = at_a_bisection_raise()
     raised = (33.6 + 48.02) / 2
     succeed(limiter, fake, fake.now + 1.0)  # a steady second at the raise: the count is the pace
     refused_after(limiter, fake, 0)

@@ -464,14 +464,22 @@ class RateLimiter:
         """
         assert self._plateau is not None
         self._good = max(self._good or 0.0, self._plateau)
-        bad = self._bad
-        if bad is not None and self._good < bad * (1 - 2 * self.margin):
+        midpoint = self._midpoint()
+        if midpoint is not None:
             # At once, not by the curve: the midpoint is below the lowest pace refused, and a
             # climb to it only put off the next step by ``recovery`` (fixed windows out of
             # phase with the holds need several steps; README, "Limiter shapes").
-            self._plateau = self._start = (self._good + bad) / 2
+            self._plateau = self._start = midpoint
             self._moved_at = now
             self._raised = True
+
+    def _midpoint(self) -> float | None:
+        """Bisection's next pace: half way between the pace that held and the lowest refused
+        one, while those are more than twice the margin apart (else None: the limit is found)."""
+        good, bad = self._good, self._bad
+        if good is None or bad is None or good >= bad * (1 - 2 * self.margin):
+            return None
+        return (good + bad) / 2
 
     def _curve(self, t: float) -> float:
         """The rate ``t`` seconds after the curve last moved, by a cut or a bisection's raise
@@ -545,11 +553,12 @@ class RateLimiter:
             self._plateau = max(refused * (1 - self.margin), self.min_rate)
         elif self._good is not None:
             self._steps = 0
-            if raised and self._good < self._bad * (1 - 2 * self.margin):
+            midpoint = self._midpoint() if raised else None
+            if midpoint is not None:
                 # A bisection's raise refused: the next midpoint below it at once. The pace
                 # that held still does; going back to it first cost a ``confirm`` per refused
                 # raise (README, "Limiter shapes").
-                self._plateau = (self._good + self._bad) / 2
+                self._plateau = midpoint
                 self._raised = True
             else:
                 self._plateau = min(self._good, self._bad * (1 - self.margin))
