@@ -425,7 +425,7 @@ class _Pace:
         import threading
 
         import catalog.sync
-        from catalog.api.retry import RateLimiter
+        from catalog.api.pacing import RateLimiter
 
         watch = self
         self.limiter: RateLimiter | None = None

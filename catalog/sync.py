@@ -26,8 +26,9 @@ from sqlalchemy import Connection, Engine, select
 
 from catalog import db, deletes, killpoints, normalize, runs, source
 from catalog.api.client import ConsoleClient
+from catalog.api.pacing import RateLimiter
 from catalog.api.record import Recorder
-from catalog.api.retry import RateLimiter, RetryPolicy
+from catalog.api.retry import RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
 from catalog.errors import CatalogError, ConfigError, ExitCode

@@ -15,8 +15,9 @@ from requests.adapters import HTTPAdapter
 
 from catalog.api import auth
 from catalog.api.client import ConsoleClient, build_session, parse_answer
+from catalog.api.pacing import RateLimiter
 from catalog.api.paging import iter_pages
-from catalog.api.retry import MIN_RETRY_AFTER, RateLimiter, RetryPolicy
+from catalog.api.retry import MIN_RETRY_AFTER, RetryPolicy
 from catalog.errors import ApiError, MalformedResponse
 from tests._stub_http import Reply, Seen, StubServer, ok, refused_url
 

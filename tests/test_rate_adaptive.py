@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from catalog.api.retry import RateLimiter, is_throttling
+from catalog.api.pacing import RateLimiter
+from catalog.api.retry import is_throttling
 from catalog.fake.limiters import make_limiter
 from tests.test_retry import FakeTime
 

@@ -25,9 +25,9 @@ from requests.structures import CaseInsensitiveDict
 
 from catalog.api import early
 from catalog.api.auth import BceAuth
+from catalog.api.pacing import RateLimiter
 from catalog.api.record import Recorder
 from catalog.api.retry import (
-    RateLimiter,
     RetryPolicy,
     classify,
     is_throttling,
