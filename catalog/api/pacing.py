@@ -50,19 +50,26 @@ class RateLimiter:
       slow (``probe`` seconds to reach the refused rate again) that a server whose limit was
       found is not knocked on every few seconds, while one whose limit rose is found again. Each
       refused probe costs a ``Retry-After`` hold of every worker, more than it could win.
-    * Refused again at a plateau: no dip, but back to the last pace that held ``confirm`` seconds
-      below the refused one if there is one; else, counted clearly below the pace, to that
-      count; else a step down by the margin (jitter at a window's edge) and, if the refusals go
-      on or this one came soon after a hold, by ``1 - beta``. The count cannot always say how
-      far to go: a bucket's saved tokens inflate it (with no hold since the last refusal, what
-      was accepted since then is the count), and a fixed window out of phase with the holds
-      shows about as many accepted calls as were sent whatever its limit (soon after a hold, a
-      count below the pace is cut by ``1 - beta`` too, unless a pace held since: the count is
-      then of steady sending; and once a pace held, a refusal at about the pace is a margin
-      step, however soon after a hold). Once a pace holds, the pace moves half way up to the
-      lowest refused one while that is more than twice the margin away: bisection; a refused
-      raise goes straight to the next midpoint down, the pace below it having held. A quiet
-      spell (``quiet`` seconds) forgets what was refused, since the limit may have moved.
+    * Refused again at a plateau (the pace had reached it, or was set to it at once), there is
+      no dip: the plateau moves, by the first of these rules that applies (``_cut``):
+
+      1. A pace held (``confirm`` seconds at a plateau) since the last quiet spell: a refused
+         bisection raise (below) goes straight to the next midpoint down; any other refusal,
+         back to that pace (or to the margin below the refused rate, if that is lower).
+      2. The server accepted clearly fewer calls than the pace: to that count, less the margin;
+         times ``beta`` instead when the refusal came soon after a hold and no pace has held.
+      3. The pace itself was refused: a step down by the margin (jitter at a window's edge)
+         when the refusal came alone or a pace has held; by ``1 - beta`` when refusals go on,
+         or this one came soon after a hold (the plateau started above the limit).
+
+      The count cannot always say how far to go: a bucket's saved tokens inflate it (with no
+      hold since the last refusal, what was accepted since then is the count), and a fixed
+      window out of phase with the holds shows about as many accepted calls as were sent,
+      whatever its limit. Hence ``beta`` soon after a hold, and the bisection after it.
+    * Once a pace holds, the pace moves half way up to the lowest refused one while that is
+      more than twice the margin away (bisection, ``_confirmed``). A quiet spell (``quiet``
+      seconds without a throttle) forgets what was refused and what held: the limit may have
+      moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
     asleep on a reserved slot; the first call after it goes exactly at its end and the rest keep
@@ -345,13 +352,9 @@ class RateLimiter:
         """A throttling answer to a call sent at ``sent_at``: the new plateau, and the pace
         from which the curve climbs to it (the class docstring tells the rules)."""
         refused = self._refused_rate(sent_at)
-        # Settled at a plateau that was itself learnt, a throttle says the limit is just below
-        # it: no dip, but back to the last pace that held below it if there is one (a refused
-        # bisection's raise: the next midpoint down, above that pace), else a step
-        # down by the margin, and by 1 - beta when that step did not end the throttling (a
-        # fixed window or a bucket can let more through in the second counted than it allows
-        # for long, so a plateau can start above the limit). Before that, nothing is known
-        # yet: the full cut.
+        # Not settled at a plateau (the first refusal, or one while the curve climbs after a
+        # dip): nothing is learnt yet, the full cut. Settled: the rules 1-3 of the class
+        # docstring, which move the plateau without a dip.
         raised = self._raised
         settled = self._plateau is not None and (
             raised or self._rate >= self._plateau * (1 - self.margin)
@@ -367,7 +370,7 @@ class RateLimiter:
         if not settled:
             self._steps = 0
             self._plateau = max(refused * (1 - self.margin), self.min_rate)
-        elif self._good is not None:
+        elif self._good is not None:  # rule 1: a pace held
             self._steps = 0
             midpoint = self._midpoint() if raised else None
             if midpoint is not None:
@@ -379,17 +382,18 @@ class RateLimiter:
             else:
                 self._plateau = min(self._good, self._bad * (1 - self.margin))
         elif refused < self._rate * (1 - 2 * self.margin):
-            # Counted clearly below the pace. Soon after a refusal that made everyone hold, the
-            # count is suspect (a fixed window out of phase): by 1 - beta, the bisection after.
-            # Not when a pace held since: the second counted was sent at a steady pace (a
-            # bisection's raise refused), and beta then took a fixed window at 30 down to 21.
+            # Rule 2: counted clearly below the pace. Soon after a refusal that made everyone
+            # hold, the count is suspect (a fixed window out of phase): by 1 - beta, the
+            # bisection after. Not when a pace held since: the second counted was sent at a
+            # steady pace (a bisection's raise refused), and beta then took a fixed window at 30
+            # down to 21.
             self._steps = int(repeated)
             factor = self.beta if repeated and not confirmed else 1 - self.margin
             self._plateau = max(refused * factor, self.min_rate)
         else:
             if now - self._cut_at > self.quiet:
                 self._steps = 0
-            # The margin step is for jitter at a window's edge, which comes alone; refused
+            # Rule 3. The margin step is for jitter at a window's edge, which comes alone; refused
             # again soon after a hold, at a plateau no pace confirmed, the plateau itself was
             # too high (a fixed window out of phase), and the margin step only cost a refusal.
             # Once a pace held, though, the limit is near it: refused at about a pace set just
