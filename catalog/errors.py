@@ -47,6 +47,16 @@ class LockTimeout(CatalogError):
     exit_code = ExitCode.LOCKED
 
 
+class Interrupted(CatalogError):
+    """A signal stopped the run; what was fetched before it is written, nothing is deleted."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+class RunFailed(CatalogError):
+    """The run started but could not finish; its row in sync_runs says why."""
+
+
 class ApiError(CatalogError):
     """Any failed API call, whatever shape the service used to say so.
 

@@ -1,8 +1,8 @@
 """What the walk tells the writer: records (one by one or a page at a time) to store, completed
-listings, kept ids, failures.
+listings, kept ids, failures, and that every task has finished.
 
 Shared by the walk engine (``walk.py``), the kinds that describe how each entity is fetched
-(``catalog/kinds``) and the writer (``sync.py``).
+(``catalog/kinds``), the run (``sync.py``) and the writer (``writer.py``).
 """
 
 from __future__ import annotations
@@ -132,3 +132,13 @@ class ScopedSet:
 #: pages through a whole listing), and one left for last (the 200-page compression-task listing,
 #: behind the set tasks of a re-sync's first page) would page alone at the end of the run.
 SET, VERSION, LISTING = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Done:
+    """Every task submitted to the walk's pool has finished (the run's last event, unless the
+    writer submitted more since). ``epoch``: how many times the writer had submitted
+    tasks of its own by then; a ``Done`` older than the writer's last submission is stale
+    (the records of the tasks it submitted since are still to come)."""
+
+    epoch: int

@@ -1,4 +1,5 @@
-"""One sync run: the walk's workers feed a bounded queue, one writer drains it in batches.
+"""One sync run: the walk's workers feed a bounded queue, one writer drains it in batches
+(``writer.py``).
 
 Fetching is concurrent because the API's latency and rate limit set the pace; writing is not,
 because SQLite has one writer and history is simplest when one thread decides what changed.
@@ -15,7 +16,6 @@ import queue
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -31,33 +31,23 @@ from catalog.api.record import Recorder
 from catalog.api.retry import RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
-from catalog.errors import CatalogError, ConfigError, ExitCode
+from catalog.errors import CatalogError, ConfigError, ExitCode, Interrupted
 from catalog.events import (
+    Done,
     Failure,
-    Keep,
     Page,
-    Record,
-    ScopeDone,
     ScopedSet,
-    back_from_detail,
 )
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
 from catalog.schema import DEFAULT_ACCOUNT, tracked_eval_exports
 from catalog.store import Store
 from catalog.walk import Walker
+from catalog.writer import Writer
 
 DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
 
 __all__ = ["MassDeleteRefused", "RunSummary", "SyncOptions", "run_sync"]
-
-
-class Interrupted(CatalogError):
-    exit_code = ExitCode.INTERRUPTED
-
-
-class RunFailed(CatalogError):
-    """The run started but could not finish; its row in sync_runs says why."""
 
 
 @dataclass
@@ -174,15 +164,6 @@ class RunSummary:
 
 
 Observer = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class _Done:
-    """Every submitted task has finished. ``epoch``: how many times the writer had submitted
-    tasks of its own by then; a ``_Done`` older than the writer's last submission is stale
-    (the records of the tasks it submitted since are still to come)."""
-
-    epoch: int
 
 
 #: Kinds found only through another kind's answers (no listing of their own): a set's modelIds
@@ -408,7 +389,7 @@ class _Run:
             done = self.pending == 0
             epoch = self.writer_epoch
         if done:
-            self.emit(_Done(epoch))
+            self.emit(Done(epoch))
 
     def emit(self, event: object) -> None:
         while not self.aborting:
@@ -454,296 +435,8 @@ class _Run:
         prefetched: Mapping[tuple[str, str], dict[str, Any]] | None = None,
     ) -> None:
         """Run the walk to its end (starting it unless started), writing batches; returns when
-        every task has finished."""
-        batches: dict[str, list[Record]] = {kind: [] for kind in KINDS}
-        scope_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
-        keep_buf: dict[str, list[str]] = {kind: [] for kind in KINDS}
-        #: Answers that may need their kind's detail call, waiting to learn whether they do.
-        waiting: dict[str, list[Record]] = {kind: [] for kind in KINDS}
-        #: Answers sent to their detail call by the writer, until they come back detailed.
-        detailing: dict[tuple[str, str], Record] = {}
-        errors: list[Failure] = []
-        #: Items the whole listings named, per kind: totals for the progress display.
-        listed: Counter[str] = Counter()
-        #: Listings whose end makes a kind's total known (for the progress display).
-        set_listings = 1 + self.options.include_system if scoped is None else 0
-        if scoped is not None:
-            self.notify("total", kind="model_set", total=len(scoped))
-
-        written = 0
-        #: When each kind's unwritten batch got its first record. A batch that has not filled
-        #: within ``commit_interval`` is written then, as a written one is committed: a paced
-        #: sync's writer is idle between calls, and otherwise wrote every kind's last partial
-        #: batch after the walk's last call, all at once (README, the accounts benchmark). With
-        #: ``commit_interval`` 0 (commit every batch) a second: at once, every batch would be
-        #: a single record.
-        opened: dict[str, float] = {}
-        interval = self.options.commit_interval or 1.0
-
-        def commit_batches() -> None:
-            self.commit()
-            if written:
-                killpoints.reached("batch_committed")
-
-        pacer = db.CommitPacer(commit_batches, self.options.commit_interval)
-
-        def failure(event: Failure) -> None:
-            self.failures += 1
-            errors.append(event)
-            self.notify(
-                "error",
-                kind=event.kind,
-                call=event.call,
-                entity_id=event.entity_id,
-                message=event.message,
-            )
-
-        def rows_of(kind: str, records: list[Record]) -> list[dict[str, Any]]:
-            """Rows for the records whose answers changed; the others are only marked seen."""
-            hashes = {str(r.key): r.raw_hash for r in records if not r.detailed}
-            changed = store.mark_unchanged(kind, hashes)
-            if len(hashes) == len(records) and not changed:
-                return []  # a no-op batch: nothing to build
-            rows = []
-            for record in records:
-                if not record.detailed and str(record.key) not in changed:
-                    continue
-                try:
-                    row = record.build()
-                except normalize.NormalizeError as exc:
-                    where = f"{record.call} {record.key}"
-                    failure(Failure(kind, record.call, str(record.key),
-                                    f"{where}: malformed answer: {exc}", "Malformed"))
-                    keep_buf[kind].append(str(record.key))  # listed, so not deleted for it
-                    continue
-                row["raw_hash"] = record.raw_hash
-                rows.append(row)
-            return rows
-
-        def flush(kinds: Sequence[str], commit: bool = True) -> None:
-            nonlocal written
-            for kind in kinds:
-                records, batches[kind] = batches[kind], []
-                opened.pop(kind, None)
-                rows = rows_of(kind, records) if records else []
-                if rows:
-                    result = store.write_batch(kind, rows)
-                    written += len(rows)
-                    killpoints.reached("batch_written")
-                    self.counts[kind].inserted += len(result.inserted) + len(result.restored)
-                    self.counts[kind].updated += len(result.updated)
-            for kind in KINDS:
-                store.add_scopes(kind, scope_buf[kind])
-                scope_buf[kind] = []
-                store.keep(kind, keep_buf[kind])
-                keep_buf[kind] = []
-            for f in errors:
-                runs.record_error(
-                    self.conn, store.run_id, f.call, f.message, f.kind, f.entity_id, f.code,
-                    store.account,
-                )
-            errors.clear()
-            if commit:
-                pacer.now()
-            else:
-                pacer.wrote()
-
-        def counted(record: Record) -> None:
-            """Tell the progress display (if any) of one more answer recorded."""
-            if self.observer is not None:
-                self.notify(
-                    "record",
-                    kind=record.kind,
-                    row=record.build() if record.kind == "model_set" else None,  # its versions
-                    api_calls=self.client.calls_made,
-                )
-
-        batch_size = self.options.batch_size
-
-        def batch_of(kind: str) -> list[Record]:
-            """The kind's batch to add to, its age counted from the first record added."""
-            batch = batches[kind]
-            if not batch:
-                opened[kind] = time.monotonic()
-            return batch
-
-        def add(record: Record) -> None:
-            batch = batch_of(record.kind)
-            batch.append(record)
-            counted(record)
-            if len(batch) >= batch_size:
-                flush((record.kind,), commit=False)
-
-        def awaiting(record: Record) -> None:
-            """Remember an answer until it comes back detailed (a stop writes it if not)."""
-            detailing[(record.kind, str(record.key))] = record
-
-        def detail(record: Record) -> None:
-            """Submit a detail call from the writer: any end of the walk told before is stale."""
-            with self.pending_lock:
-                self.writer_epoch += 1
-            awaiting(record)
-            self.walker.detail(record)
-
-        def route_waiting(needing: Callable[[Record], None]) -> bool:
-            """Route the waiting answers: those new or changed (or never detailed) to
-            ``needing``, the batch for the rest. True if any went to ``needing``."""
-            sent = False
-            for kind, records in waiting.items():
-                if not records:
-                    continue
-                waiting[kind] = []
-                spec = REGISTRY[kind]
-                # The settled ones (the same answer, detailed before) are marked seen there.
-                wanted = store.needs_detail(
-                    kind, {str(r.key): r.raw_hash for r in records}, spec.unanswered,
-                    spec.detail_context,
-                )
-                for record in records:
-                    key = str(record.key)
-                    if key in wanted:
-                        needing(replace(record, previous=wanted[key]))
-                        sent = True
-                    else:
-                        counted(record)
-            return sent
-
-        def ask_details() -> bool:
-            """A detail call for each waiting answer that needs one. True if calls were
-            submitted (the walk goes on)."""
-            return route_waiting(detail)
-
-        def write_undetailed() -> None:
-            """At a stop: answers fetched but not back from their detail call (not asked, or
-            asked and not answered: the tasks a stop does not start) are written as their
-            listings gave them, as when that call fails: stored without a hash, so the next
-            run asks for it. Those found to need no detail call are marked seen."""
-            route_waiting(awaiting)
-            for record in detailing.values():
-                add(back_from_detail(record, None))
-            detailing.clear()
-
-        #: Per kind, its (always_detail, wants_detail) hooks: looked up once per record.
-        hooks = {name: (kind.always_detail, kind.wants_detail) for name, kind in REGISTRY.items()}
-
-        def route(event: Record) -> None:
-            """To a detail call, to the answers waiting to learn whether they need one, or to
-            the batch of its kind."""
-            if event.detailed:
-                detailing.pop((event.kind, str(event.key)), None)
-            else:
-                always, wants = hooks[event.kind]
-                if always is not None and always(event.obj):
-                    detail(event)  # asked every run, whatever is stored
-                    return
-                if wants is not None and wants(event.obj):
-                    held = waiting[event.kind]
-                    held.append(event)
-                    if len(held) >= batch_size:
-                        ask_details()
-                    return
-            add(event)
-
-        def route_page(records: list[Record]) -> None:
-            """``route`` for a listing page's records (one kind, none detailed yet), a page at a
-            time: on a no-op re-sync of a long listing, routing item by item was a third of
-            the writer's time. A kind asked in detail every run, or a progress display that
-            counts each record, takes them one by one."""
-            if not records:
-                return
-            kind = records[0].kind
-            always, wants = hooks[kind]
-            if always is not None or self.observer is not None:
-                for record in records:
-                    route(record)
-                return
-            listed = records
-            if wants is not None:
-                held = waiting[kind]
-                listed = []
-                for record in records:
-                    (held if wants(record.obj) else listed).append(record)
-                if len(held) >= batch_size:
-                    ask_details()
-            start = 0
-            while start < len(listed):  # batches of --batch-size, as one by one
-                batch = batch_of(kind)
-                end = start + batch_size - len(batch)
-                batch.extend(listed[start:end])
-                start = end
-                if len(batch) >= batch_size:
-                    flush((kind,), commit=False)
-
-        def handle(event: object) -> None:
-            """One event of the walk (not ``_Done``) into the batches, buffers and counts."""
-            nonlocal set_listings
-            if isinstance(event, Page):
-                route_page(event.records)
-            elif isinstance(event, Record):
-                route(event)
-            elif isinstance(event, Keep):
-                keep_buf[event.kind].append(event.key)
-            elif isinstance(event, ScopeDone):
-                if event.count is not None:  # a whole listing, not a parent's scope
-                    self.whole_listings.add((event.kind, event.key))
-                    listed[event.kind] += event.count or 0
-                    if event.kind == "model_set":
-                        set_listings -= 1
-                    if event.kind != "model_set" or set_listings == 0:
-                        self.notify("total", kind=event.kind, total=listed[event.kind])
-                    if waiting[event.kind]:
-                        # Its listing will add none: ask now, so these calls keep the workers
-                        # busy instead of waiting for the walk to run dry (``_Done``), which
-                        # left the workers idle while the writer wrote its last batches.
-                        ask_details()
-                else:
-                    scope_buf[event.kind].append(event.key)
-            elif isinstance(event, Failure):
-                failure(event)
-                if event.fatal:
-                    flush(KINDS)
-                    raise RunFailed(event.message) from event.error
-
-        self.start_walk(scoped, eval_refs, prefetched)
-        while True:
-            try:
-                event = self.events.get(timeout=0.2)
-            except queue.Empty:
-                event = None
-            if self.stop.is_set():
-                # What was fetched before the signal is written, queued or not (on a new
-                # database the walk runs ahead of the writer while the schema is created);
-                # the tasks it would start are not (``_run_task``).
-                while event is not None:
-                    if not isinstance(event, _Done):
-                        handle(event)
-                    try:
-                        event = self.events.get_nowait()
-                    except queue.Empty:
-                        event = None
-                write_undetailed()
-                flush(KINDS)
-                raise Interrupted(
-                    "interrupted: stopped after the current batch; nothing was deleted"
-                )
-            # written batches wait at most commit_interval, even between batches; so do
-            # batches not yet written
-            if opened:
-                now = time.monotonic()
-                aged = [kind for kind, since in opened.items() if now - since >= interval]
-                if aged:
-                    flush(aged, commit=False)
-            pacer.idle(self.conn.in_transaction())
-            if event is None:
-                continue
-            if isinstance(event, _Done):
-                with self.pending_lock:
-                    stale = event.epoch != self.writer_epoch
-                if stale or ask_details():
-                    continue  # records of tasks the writer submitted are to come, then a _Done
-                break
-            handle(event)
-        flush(KINDS)
+        every task has finished (``writer.Writer``)."""
+        Writer(self, store, scoped).drive(scoped, eval_refs, prefetched)
 
     def shutdown(self) -> None:
         self.aborting = True
