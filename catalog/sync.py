@@ -328,7 +328,8 @@ class _Inbox(queue.Queue[object]):
 
 
 class _Run:
-    """The state of one run while it lasts: queue, worker pool, batches, counters."""
+    """The state of one run while it lasts: the inbox, the worker pool and walker, counters (its
+    writer, ``writer.Writer``, holds the batches)."""
 
     def __init__(
         self,
