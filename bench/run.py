@@ -37,10 +37,10 @@ Modes (``python3 bench/run.py MODE --help``):
 ``noop`` the database-bound pair, in one run: against a fake with no latency and no rate limit
          holding ``--comp-tasks`` (100,000) compression tasks, a full sync (set-up; on
          PostgreSQL followed by the ``VACUUM (ANALYZE)`` autovacuum would run, see ``settle``),
-         then the no-op re-sync between two fetch-only walks of the same listing (the same pages through
-         the same client, answers parsed, nothing normalised or written), each in its own
-         process; reports wall and CPU seconds of each and the re-sync's ratio to the mean of
-         the two walks around it (the machine's speed drifts between runs).
+         then the no-op re-sync between two fetch-only walks of the same listing (the same
+         pages through the same client, answers parsed, nothing normalised or written), each in
+         its own process; reports wall and CPU seconds of each and the re-sync's ratio to the
+         mean of the two walks around it (the machine's speed drifts between runs).
 
 Every result is printed and written as JSON to ``bench/results/``.
 
@@ -973,11 +973,11 @@ def settle(db: str, url: str) -> None:
     """After the set-up sync: on PostgreSQL, the housekeeping its 300,000 new rows call for,
     done now rather than by autovacuum in the middle of the pairs.
 
-    Autovacuum looks at each database once a minute, and found the set-up's tables within 40-50 s
-    of its end: its pass (a vacuum and an analyze of every table the sync filled) then shared the
-    two cores with whichever walk was running, a re-sync (1.37-1.41x) or a fetch-only walk (a
-    lower ratio). A cron job's next no-op re-sync comes long after autovacuum's pass; this is
-    that state. SQLite has no background work to wait for.
+    Autovacuum looks at each database once a minute (in the run watched, it found the set-up's
+    tables 40-50 s after its end): its pass (a vacuum and an analyze of every table the sync
+    filled) then shared the two cores with whichever walk was running, a re-sync (1.37-1.41x) or
+    a fetch-only walk (a lower ratio). A cron job's next no-op re-sync comes long after
+    autovacuum's pass; this is that state. SQLite has no background work to wait for.
     """
     if db != "postgresql":
         return
