@@ -36,7 +36,7 @@ Modes (``python3 bench/run.py MODE --help``):
          wall time of one.
 ``noop`` the database-bound pair, in one run: against a fake with no latency and no rate limit
          holding ``--comp-tasks`` (100,000) compression tasks, a full sync (set-up; on
-         PostgreSQL followed by the ``VACUUM (ANALYZE)`` autovacuum would run, see ``settle``),
+         PostgreSQL followed by the ``VACUUM (ANALYZE)`` autovacuum would run: ``settle``),
          then the no-op re-sync between two fetch-only walks of the same listing (the same
          pages through the same client, answers parsed, nothing normalised or written), each in
          its own process; reports wall and CPU seconds of each and the re-sync's ratio to the
@@ -970,14 +970,13 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def settle(db: str, url: str) -> None:
-    """After the set-up sync: on PostgreSQL, the housekeeping its 300,000 new rows call for,
-    done now rather than by autovacuum in the middle of the pairs.
+    """After the set-up sync: on PostgreSQL, the vacuum and analyze its 300,000 new rows call
+    for, done now rather than by autovacuum somewhere in the pairs.
 
-    Autovacuum looks at each database once a minute (in the run watched, it found the set-up's
-    tables 40-50 s after its end): its pass (a vacuum and an analyze of every table the sync
-    filled) then shared the two cores with whichever walk was running, a re-sync (1.37-1.41x) or
-    a fetch-only walk (a lower ratio). A cron job's next no-op re-sync comes long after
-    autovacuum's pass; this is that state. SQLite has no background work to wait for.
+    Until autovacuum's first pass over the set-up's tables (it looks at each database once a
+    minute), the no-op re-sync ran slower on the server's side: 1.25-1.28x against 1.20-1.26x
+    after it, with the sync's own CPU unchanged (README, the no-op pair). A cron job's next
+    re-sync comes after that pass; this is that state. SQLite has no such pass.
     """
     if db != "postgresql":
         return
