@@ -3,7 +3,7 @@ executed with hand-made DBAPI parameters, and the JSON text the store writes and
 
 Kept apart from ``store.py``, which holds the history rules: this module knows nothing of
 kinds, history or changes, only how to move many rows through SQLAlchemy fast (every figure
-behind these choices is in the README's benchmark section).
+behind these choices is in the README's benchmark section and docs/benchmark-history.md).
 """
 
 from __future__ import annotations
@@ -217,11 +217,12 @@ def driver_rows(conn: Connection, stmt: Select[Any], size: int) -> Iterator[list
     """``stmt``'s rows, ``size`` at a time, as the driver's own tuples, on ``conn``.
 
     For a long scan whose rows are only hashed (a ledger's): SQLAlchemy's ``Row`` over each
-    tuple was most of the scan's time in the interpreter (README, the no-op benchmark), and its
-    result processing changes nothing in text columns. The statement is compiled once and run
-    on a cursor of the connection's driver; on PostgreSQL a named (server-side) cursor, so the
-    rows stream in parts instead of arriving all at once. Only for statements whose columns
-    have no result processor and whose parameters need no bind processor (plain text).
+    tuple was most of the scan's time in the interpreter (docs/benchmark-history.md, the no-op
+    pair), and its result processing changes nothing in text columns. The statement is compiled
+    once and run on a cursor of the connection's driver; on PostgreSQL a named (server-side)
+    cursor, so the rows stream in parts instead of arriving all at once. Only for statements
+    whose columns have no result processor and whose parameters need no bind processor (plain
+    text).
     """
     compiled = stmt.compile(dialect=conn.dialect)
     params = compiled.construct_params()

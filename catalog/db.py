@@ -30,7 +30,8 @@ SUPPORTED = ("sqlite", "postgresql")
 #: The newest migration's revision id; a test holds it equal to Alembic's head. Knowing it
 #: without reading ``migrations/`` lets a sync whose database is current skip importing Alembic
 #: and loading every migration script: with many accounts starting at once on a small host,
-#: that start-up was a visible share of the run (README, "Many accounts side by side").
+#: that start-up was a visible share of the run (docs/benchmark-history.md, "Many accounts
+#: side by side").
 SCHEMA_HEAD = "0009"
 
 

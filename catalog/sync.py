@@ -264,10 +264,11 @@ def _steady_collector() -> Iterator[None]:
     A run allocates and frees objects for every listed item, nearly all freed at once by
     reference counting. With Python's defaults the cycle collector still ran hundreds of times
     in a no-op re-sync of a long listing, and each full collection walked every object the
-    imports had made (SQLAlchemy's, mostly): a large share of that run's CPU (README, the no-op
-    benchmark). What existed before the run is frozen (``gc.freeze``: never walked), and the
-    youngest generation is collected every ``YOUNG_COLLECTION`` allocations. The settings are
-    the process's, so they are put back when the run ends.
+    imports had made (SQLAlchemy's, mostly): a large share of that run's CPU
+    (docs/benchmark-history.md, the no-op pair). What existed before the run is frozen
+    (``gc.freeze``: never walked), and the youngest generation is collected every
+    ``YOUNG_COLLECTION`` allocations. The settings are the process's, so they are put back when
+    the run ends.
 
     (Handing the interpreter over to a waiting thread sooner than Python's 5 ms was tried as
     well: it sped up the unpaced no-op benchmark a little but cost a paced sync about as much
@@ -289,9 +290,9 @@ def end_of_process() -> None:
     The interpreter's teardown clears every module, and with the collector on, each step runs
     it over everything a sync left (SQLAlchemy's and the run's objects): CPU spent after the
     summary line was written, which counts when several accounts' syncs end together on one
-    host (README, the accounts benchmark). Memory goes back to the operating system whole;
-    ``atexit`` handlers and the final flush of standard output and error still run, and every
-    connection and file the sync opened was closed before this.
+    host (docs/benchmark-history.md, many accounts). Memory goes back to the operating system
+    whole; ``atexit`` handlers and the final flush of standard output and error still run, and
+    every connection and file the sync opened was closed before this.
     """
     gc.disable()
     gc.freeze()

@@ -66,9 +66,9 @@ class Writer:
         #: When each kind's unwritten batch got its first record. A batch that has not filled
         #: within ``commit_interval`` is written then, as a written one is committed: a paced
         #: sync's writer is idle between calls, and otherwise wrote every kind's last partial
-        #: batch after the walk's last call, all at once (README, the accounts benchmark). With
-        #: ``commit_interval`` 0 (commit every batch) a second: at once, every batch would be
-        #: a single record.
+        #: batch after the walk's last call, all at once (docs/benchmark-history.md, many
+        #: accounts). With ``commit_interval`` 0 (commit every batch) a second: at once, every
+        #: batch would be a single record.
         self.opened: dict[str, float] = {}
         self.interval = options.commit_interval or 1.0
         self.pacer = db.CommitPacer(self._commit_batches, options.commit_interval)

@@ -161,7 +161,7 @@ def test_a_long_listing_waits_for_room_before_each_page(
 ) -> None:
     """Failed compression tasks each need a detail call; with no rate limit the listing named
     them faster than the workers answered, and the calls queued up with their answers (memory
-    grew with the listing; README, the ``rss`` benchmark). Every page of a listing now goes
+    grew with the listing; docs/benchmark-history.md, "Memory"). Every page of a listing now goes
     through the pool's ``wait_for_room`` with twice a batch as the bound."""
     from catalog import sync as sync_module
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 #: it, when that one went late (``RateLimiter._window_opens``): 0.9 of 20 ms at a margin of 2%.
 #: The send times are the client's, the count the server's, and between them lie a network and
 #: two processes' scheduling; half the margin left a sliding-window server at the ceiling's rate
-#: a 429 now and then (README, "Limiter shapes"). The other tenth is lateness absorbed without
-#: moving the next calls.
+#: a 429 now and then (docs/benchmark-history.md, "Limiter shapes"). The other tenth is
+#: lateness absorbed without moving the next calls.
 _WINDOW_KEPT = 0.9
 
 #: Fewer accepted calls than this in the measuring window say nothing about a server's limit
@@ -291,7 +291,8 @@ class RateLimiter:
         if midpoint is not None:
             # At once, not by the curve: the midpoint is below the lowest pace refused, and a
             # climb to it only put off the next step by ``recovery`` (fixed windows out of
-            # phase with the holds need several steps; README, "Limiter shapes").
+            # phase with the holds need several steps: docs/benchmark-history.md, "Limiter
+            # shapes").
             self._plateau = self._start = midpoint
             self._moved_at = now
             self._raised = True
@@ -376,7 +377,7 @@ class RateLimiter:
             if midpoint is not None:
                 # A bisection's raise refused: the next midpoint below it at once. The pace
                 # that held still does; going back to it first cost a ``confirm`` per refused
-                # raise (README, "Limiter shapes").
+                # raise (docs/benchmark-history.md, "Limiter shapes").
                 self._plateau = midpoint
                 self._raised = True
             else:
