@@ -119,10 +119,24 @@ class Walker:
             return frozenset(self._denied)
 
     def pages(
-        self, action: str, body: dict[str, Any], *, item_key: str, route: str = "/v2/model"
+        self,
+        action: str,
+        body: dict[str, Any],
+        *,
+        list_key: str | None,
+        item_key: str,
+        route: str = "/v2/model",
     ) -> Pages:
+        """A listing's pages (``iter_pages``); ``list_key``: the documented key of its items,
+        None where the documents do not show it."""
         for page in iter_pages(
-            self.client, action, body, item_key=item_key, max_keys=self.page_size, route=route
+            self.client,
+            action,
+            body,
+            list_key=list_key,
+            item_key=item_key,
+            max_keys=self.page_size,
+            route=route,
         ):
             if self.room is not None:
                 self.room()

@@ -186,6 +186,15 @@ def stored_rows(
     return out
 
 
+def table_rows(db_url: str, table: Any) -> list[dict[str, Any]]:
+    """Every row of ``table`` (any table: ``sync_errors``, ``api_drift``...), as dicts."""
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(table)).mappings()]
+    engine.dispose()
+    return rows
+
+
 def tracked_only(
     rows: dict[str, dict[str, dict[str, Any]]],
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -204,5 +213,6 @@ __all__ = [
     "options",
     "stored_rows",
     "sync",
+    "table_rows",
     "tracked_only",
 ]

@@ -22,15 +22,9 @@ from catalog.fake.server import FakeServer, V1Error, V2Error
 from catalog.normalize import parse_time
 from catalog.schema import api_drift, catalog_source, sync_errors
 from catalog.sync import MassDeleteRefused, SyncOptions, run_sync
-from tests.helpers import AK, SK, fake_console, options, stored_rows, sync
+from tests.helpers import AK, SK, fake_console, options, stored_rows, sync, table_rows
 
-
-def _rows(db_url: str, table: Any) -> list[dict[str, Any]]:
-    engine = db.create_engine_for(db_url)
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(select(table)).mappings()]
-    engine.dispose()
-    return rows
+_rows = table_rows
 
 
 def _failing(

@@ -54,19 +54,6 @@ def test_each_page_is_one_hand_off_and_the_scope_closes_with_the_count() -> None
     assert walk.failures == []
 
 
-def test_an_item_without_a_usable_id_is_its_own_failure_not_the_listings() -> None:
-    walk = _Walk()
-    _list(walk, iter([[{"id": ""}, {"id": True}, {"id": "t9"}]]))
-    (page,) = [e for e in walk.events if isinstance(e, Page)]
-    assert [r.key for r in page.records] == ["t9"]
-    assert [(f[0], f[2], str(f[3])) for f in walk.failures] == [
-        ("compression_task", "", "id: missing or not an id"),
-        ("compression_task", "True", "id: missing or not an id"),
-    ]
-    # The listing itself completed: what it did not name may still be deleted.
-    assert walk.events[-1] == ScopeDone("compression_task", "*", 3)
-
-
 def test_a_failed_page_fails_the_listing_and_closes_no_scope() -> None:
     def pages() -> Iterator[list[dict[str, Any]]]:
         yield [{"id": "t1"}]

@@ -174,31 +174,64 @@ def test_duplicates_by_a_custom_item_key() -> None:
     assert pages == [[{"modelSetId": "s1"}, {"modelSetId": "s2"}]]
 
 
-def test_item_without_its_key_is_malformed() -> None:
-    client = ScriptedClient([{"modelCompTaskList": [{"name": "x"}],
+@pytest.mark.parametrize("ident", [None, "", "  ", True, {"id": "x"}, ["a"]])
+def test_an_item_without_a_usable_id_fails_the_listing(ident: Any) -> None:
+    """Such an item cannot be told from the entity it stands for, which the listing's end would
+    delete: the page is malformed, and the listing fails (it deletes nothing)."""
+    item = {"name": "x"} if ident is None else {"id": ident, "name": "x"}
+    client = ScriptedClient([{"modelCompTaskList": [{"id": "a"}, item],
                               "pageInfo": {"isTruncated": False}}])
     with pytest.raises(MalformedResponse) as info:
         list(iter_pages(client, ACTION, {}))
-    assert "'id'" in str(info.value)
+    assert "usable 'id'" in str(info.value)
 
 
-def test_list_key_is_found_or_given() -> None:
-    result = {"customModelSetList": [{"id": "x"}], "tags": ["t"], "pageInfo": {}}
-    with pytest.raises(MalformedResponse) as info:
-        list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {}))
-    assert "customModelSetList" in str(info.value) and "tags" in str(info.value)
-    pages = list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {},
-                            list_key="customModelSetList"))
-    assert pages == [[{"id": "x"}]]
-    with pytest.raises(MalformedResponse):
-        list(iter_pages(ScriptedClient([{"pageInfo": {}}]), ACTION, {}))
+def test_an_integer_id_is_an_id() -> None:
+    client = ScriptedClient([{"modelCompTaskList": [{"id": 7}],
+                              "pageInfo": {"isTruncated": False}}])
+    assert list(iter_pages(client, ACTION, {})) == [[{"id": 7}]]
+
+
+def test_the_items_are_under_the_documented_key_or_the_one_named_like_one() -> None:
+    """Where the documents name the items' key it is the key; where they do not
+    (DescribeServices), the one list named as every documented one is (``...List``). Another
+    list, even an empty one, is never taken for the items: an empty listing deletes all."""
+    done = {"isTruncated": False}
+    result = {"customModelSetList": [{"id": "x"}], "tags": ["t"], "pageInfo": done}
+    assert list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {})) == [
+        [{"id": "x"}]]
+    assert list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {},
+                           list_key="customModelSetList")) == [[{"id": "x"}]]
+    for wrong in (
+        {"filters": [], "pageInfo": done},  # no items' list at all
+        {"aList": [], "bList": [{"id": "x"}], "pageInfo": done},  # two candidates
+    ):
+        with pytest.raises(MalformedResponse) as info:
+            list(iter_pages(ScriptedClient([wrong]), "DescribeServices", {}))
+        assert "cannot tell which list holds the items" in str(info.value)
+    with pytest.raises(MalformedResponse) as info:  # the documented key is missing
+        list(iter_pages(ScriptedClient([result]), ACTION, {}, list_key="modelCompTaskList"))
+    assert "'modelCompTaskList' is missing" in str(info.value)
+
+
+@pytest.mark.parametrize("info", [{}, {"isTruncated": None}, {"isTruncated": "yes"},
+                                  {"isTruncated": 0}, {"nextMarker": "amva-2"}])
+def test_a_page_that_does_not_say_whether_it_is_the_last_fails_the_listing(
+    info: dict[str, Any]
+) -> None:
+    """Documented: every page's ``pageInfo`` has ``isTruncated`` (a bool). A page without it
+    was read as the last one, and the listing's end then deleted every item after it."""
+    client = ScriptedClient([{"modelCompTaskList": [{"id": "a"}], "pageInfo": info}])
+    with pytest.raises(PaginationError) as raised:
+        list(iter_pages(client, ACTION, {}))
+    assert "has no isTruncated true or false" in str(raised.value)
 
 
 def test_string_is_truncated_is_understood() -> None:
     client = ScriptedClient([
         {"modelCompTaskList": [{"id": "a"}],
-         "pageInfo": {"isTruncated": "true", "nextMarker": "m"}},
-        page(["b"], truncated=False),
+         "pageInfo": {"isTruncated": "TRUE", "nextMarker": "m"}},
+        {"modelCompTaskList": [{"id": "b"}], "pageInfo": {"isTruncated": "false"}},
     ])
     assert sum(len(p) for p in iter_pages(client, ACTION, {})) == 2
 

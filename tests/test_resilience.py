@@ -12,16 +12,21 @@ import random
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from catalog import db
 from catalog.api.retry import RetryPolicy
 from catalog.errors import ApiError, ExitCode, MalformedResponse
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan, chaos_plan
 from catalog.schema import sync_errors
 from tests._proc import assert_consistent, dump_db
-from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+from tests.helpers import (
+    expected_rows,
+    fake_console,
+    stored_rows,
+    sync,
+    table_rows,
+    tracked_only,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +37,7 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _errors(db_url: str) -> list[dict[str, Any]]:
-    engine = db.create_engine_for(db_url)
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(select(sync_errors)).mappings()]
-    engine.dispose()
-    return rows
+    return table_rows(db_url, sync_errors)
 
 
 def _assert_equals_catalog(db_url: str, catalog: FakeCatalog) -> None:

@@ -60,13 +60,35 @@ def _ask(client: SupportsCall, action: str, body: dict[str, Any], route: str) ->
 
 
 def _find_list_key(action: str, result: dict[str, Any]) -> str:
-    keys = [k for k, v in result.items() if k != "pageInfo" and isinstance(v, list)]
+    """The items' key of a listing whose documents do not show it (DescribeServices): the one
+    list-valued key named as every documented listing names its items (``...List``:
+    ``customModelSetList``, ``modelCompTaskList``, ``jobList``...). Any other list, even an
+    empty one, is not taken for the items: an empty listing deletes everything it covers."""
+    keys = [k for k, v in result.items() if k.endswith("List") and isinstance(v, list)]
     if len(keys) != 1:
-        found = ", ".join(sorted(keys)) or "none"
+        found = ", ".join(sorted(k for k, v in result.items() if isinstance(v, list))) or "none"
         raise MalformedResponse(
             f"cannot tell which list holds the items (list-valued keys: {found})", call=action
         )
     return keys[0]
+
+
+def _truncated(info: dict[str, Any]) -> bool | None:
+    """``pageInfo.isTruncated`` (documented: a bool on every page), or None when it is neither
+    true nor false: a page that does not say whether it was the last ends nothing."""
+    flag = info.get("isTruncated")
+    if isinstance(flag, str):
+        flag = {"true": True, "false": False}.get(flag.strip().lower())
+    return flag if isinstance(flag, bool) else None
+
+
+def _usable_id(ident: object) -> bool:
+    """An item's id a listing can name it by: a non-empty string or an integer. An item
+    without one cannot be told from the entity it stands for, which the listing's end would
+    then delete; so its page is malformed."""
+    if isinstance(ident, str):
+        return bool(ident.strip())
+    return isinstance(ident, int) and not isinstance(ident, bool)
 
 
 def iter_pages(
@@ -79,10 +101,13 @@ def iter_pages(
     max_keys: int = 100,
     route: str = "/v2/model",
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield each page's items, following ``nextMarker`` until ``isTruncated`` is false.
+    """Yield each page's items (the ``list_key`` list of each ``result``; None where the
+    documents do not name it), following ``nextMarker`` until ``isTruncated`` is false.
 
-    Raises ``PaginationError`` on a repeated marker, a truncated page without ``nextMarker``, or an
-    empty page claiming more. An item whose ``item_key`` was already yielded on this page or the
+    Raises ``PaginationError`` on a page that does not say whether it is the last, a repeated
+    marker, a truncated page without ``nextMarker``, or an empty page claiming more, and
+    ``MalformedResponse`` on an item without a usable ``item_key``. An item whose ``item_key``
+    was already yielded on this page or the
     one before is dropped: a listing that shifts under us repeats items at a page boundary.
     Only those two pages are remembered, so memory stays flat in the listing's length; a repeat
     from further back would merely reach the store twice, which finds it unchanged.
@@ -115,9 +140,14 @@ def iter_pages(
             if not isinstance(info, dict):
                 raise PaginationError(f"page {page_number} has no pageInfo", call=action)
 
-            truncated = info.get("isTruncated") in (True, "true", "True")
-            next_marker = str(info.get("nextMarker") or "")
             where = f"page {page_number} (marker {marker!r})"
+            truncated = _truncated(info)
+            if truncated is None:
+                raise PaginationError(
+                    f"{where} has no isTruncated true or false "
+                    f"({info.get('isTruncated')!r}): its end is unknown", call=action
+                )
+            next_marker = str(info.get("nextMarker") or "")
             if truncated and not items:
                 raise PaginationError(f"{where} is empty but claims more items", call=action)
             if truncated and not next_marker:
@@ -133,9 +163,11 @@ def iter_pages(
             fresh: list[dict[str, Any]] = []
             current: set[Any] = set()
             for item in items:
-                if not isinstance(item, dict) or item.get(item_key) is None:
+                if not isinstance(item, dict) or not _usable_id(item.get(item_key)):
+                    found = item.get(item_key) if isinstance(item, dict) else item
                     raise MalformedResponse(
-                        f"page {page_number} has an item without '{item_key}'", call=action
+                        f"page {page_number} has an item without a usable '{item_key}' "
+                        f"({found!r})", call=action
                     )
                 ident = item[item_key]
                 if ident not in current and ident not in previous:

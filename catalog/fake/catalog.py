@@ -147,9 +147,9 @@ SYSTEM_MODEL_FIELDS = (
     "capabilities",
     "modelProviders",
 )
-# ASSUMPTION: the listing's source/output model and create/finish time keys are not visible in the
-# documents; these are the detail's names. ``config`` is what the fake served before the documents
-# were checked (it may be the invisible 9th field). ``failedReason`` is documented for the detail.
+# Seed 002's item table names the listing's source/output model and create/finish time keys.
+# INVENTED: ``config`` in the listing item (what the fake served before the documents were
+# checked; it may be the invisible 9th field). ``failedReason`` is documented for the detail.
 COMP_TASK_ITEM_FIELDS = (
     "id",
     "name",
@@ -161,8 +161,8 @@ COMP_TASK_ITEM_FIELDS = (
     "createTime",
     "finishTime",
 )
-# ``finishTime`` is ASSUMED to be the detail's invisible 10th field. ``modelId`` is served only
-# when the task succeeded (documented); ``failedReason`` is "" unless the task failed (ASSUMPTION:
+# INVENTED: ``finishTime`` as the detail's invisible 10th field. ``modelId`` is served only
+# when the task succeeded (documented); ``failedReason`` is "" unless the task failed (INVENTED:
 # the documents do not say what a task that did not fail carries).
 COMP_TASK_FIELDS = (
     "id",
@@ -212,8 +212,8 @@ RESOURCE_TYPES = ("GPU-I-2", "GPU-I-4", "CPU-I-2")
 PRESET_CHARGE_TYPES = ("TPM", "Tokens", "Calls", "Free")
 PRESET_CHARGE_STATUSES = ("NotOpen", "Opened", "Stopped", "Free")
 
-# QA lists six fields; the sixth's name is cut off ("creat..."). ASSUMPTION / SDK-only: the SDK
-# mock calls it ``createDate``.
+# QA lists six fields; the sixth's name is cut off ("creat..."). INVENTED from the SDK's mock
+# (SDK-only): ``createDate``.
 FT_JOB_ITEM_FIELDS = ("jobId", "name", "description", "model", "trainMode", "createDate")
 # Six documented fields, then what the SDK mock adds (SDK-only): parameterScale, runStatus,
 # createDate, finishDate. ``jobName`` / ``jobDescription`` are the job's, derived when served.
@@ -858,7 +858,7 @@ class FakeCatalog:
 
         ``named``: how many versions name each task, kept by a caller linking many versions.
 
-        ASSUMPTION: that ``sourceInfo.trainTaskId`` holds the V2 fine-tuning ``taskId``
+        INVENTED: that ``sourceInfo.trainTaskId`` holds the V2 fine-tuning ``taskId``
         (``task-...``) is not documented; the documents' example is the number 423.
         """
         tasks = list(self._items["fine_tuning_task"].values())

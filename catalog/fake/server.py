@@ -482,7 +482,7 @@ def _describe_export(catalog: FakeCatalog, body: dict[str, Any]) -> dict[str, An
     model_id = _find_version(catalog, body, preset=False)["modelId"]
     found = catalog.find("model_export", model_id)
     if found is None:
-        # ASSUMPTION: ``hasRecord`` is documented; that nothing else comes with ``false`` is not.
+        # INVENTED: ``hasRecord`` is documented; that nothing else comes with ``false`` is not.
         return {"hasRecord": False}
     return catalog.view("DescribeModelExportTask", model_id, found)
 

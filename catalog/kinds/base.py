@@ -63,7 +63,13 @@ class Walk(Protocol):
     ) -> None: ...
 
     def pages(
-        self, action: str, body: dict[str, Any], *, item_key: str, route: str = "/v2/model"
+        self,
+        action: str,
+        body: dict[str, Any],
+        *,
+        list_key: str | None,
+        item_key: str,
+        route: str = "/v2/model",
     ) -> Pages: ...
 
     def children(self, parent: str, row: dict[str, Any], system: bool) -> None: ...
@@ -122,12 +128,13 @@ def list_records(
     ``ScopeDone`` of ``scope`` after the last, so that a delete inside that scope can follow.
 
     The row is built by the writer from ``build(item)``, and only for an answer whose hash
-    differs from the stored one (a no-op re-sync normalises nothing). An item whose ``key`` is
-    empty or a boolean is that item's failure; a failed page is the listing's, which then sends
-    no ``ScopeDone``, so nothing is deleted inside it. ``whole``: the listing names every entity
-    of ``scope`` on its own (its count is the total the progress display shows); otherwise
-    ``scope`` is a parent's. ``listing``: how ``sync_errors`` names the listing when it fails
-    (None: the account's whole listing).
+    differs from the stored one (a no-op re-sync normalises nothing). Every item has a usable
+    ``key`` (``Walk.pages`` refuses a page with one that has not: such an item could not be told
+    from the entity the listing's end would delete). A failed page is the listing's, which then
+    sends no ``ScopeDone``, so nothing is deleted inside it. ``whole``: the listing names every
+    entity of ``scope`` on its own (its count is the total the progress display shows);
+    otherwise ``scope`` is a parent's. ``listing``: how ``sync_errors`` names the listing when
+    it fails (None: the account's whole listing).
     """
     count = 0
     try:
@@ -136,11 +143,7 @@ def list_records(
             walk.drift.check_page(kind, call, page, key)
             records = []
             for item in page:
-                ident = item.get(key)
-                entity = str(ident)
-                if isinstance(ident, bool) or ident in (None, ""):
-                    walk.fail(kind, call, entity, NormalizeError(f"{key}: missing or not an id"))
-                    continue
+                entity = str(item[key])
                 records.append(
                     Record(kind, entity, item, answer_hash(item), partial(build, item), call)
                 )

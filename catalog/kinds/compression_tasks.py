@@ -30,6 +30,8 @@ from catalog.normalize import (
 from catalog.types import JsonValue, UTCDateTime
 
 LIST, DETAIL = "DescribeModelCompTasks", "DescribeModelCompTask"
+#: The listing's items (REFERENCE §4, seed 002).
+LIST_KEY = "modelCompTaskList"
 #: Scope key of the whole listing (a scoped walk's scopes are version ids).
 ALL = "*"
 
@@ -52,8 +54,8 @@ COLUMNS = (
     Column("create_time", UTCDateTime),
     Column("finish_time", UTCDateTime),
 )
-#: REFERENCE.md section 4 and seed 002. The listing's key names for the source/output
-#: versions and times are not visible in the documents; these are the detail call's.
+#: REFERENCE.md section 4 and seed 002, whose item table names the listing's source and output
+#: versions and times (``sourceModelId``, ``modelId``, ``createTime``, ``finishTime``).
 CALLS = {
     LIST: fields(
         "id name status", "description sourceModelId modelId createTime finishTime config"
@@ -79,7 +81,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "task_id": require_id(obj, "id"),
             "name": field_of(obj, "name", as_text),
             "description": field_of(obj, "description", as_text),
-            "status": field_of(obj, "status", as_text) or field_of(obj, "state", as_text),
+            "status": _status(obj),
             "source_model_id": field_of(obj, "sourceModelId", as_text),
             "model_id": field_of(obj, "modelId", as_text),
             "strategy": field_of(config, "strategy", as_text),
@@ -104,7 +106,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def _pages(walk: Walk, source_model_id: str | None) -> Pages:
     body = {"sourceModelId": source_model_id} if source_model_id else {}
-    return walk.pages(LIST, body, item_key="id")
+    return walk.pages(LIST, body, list_key=LIST_KEY, item_key="id")
 
 
 def _start(walk: Walk, pages: Pages | None) -> None:
@@ -128,8 +130,14 @@ def _list(walk: Walk, source_model_id: str | None, pages: Pages | None) -> None:
                  whole=source_model_id is None, listing=source_model_id)
 
 
+def _status(obj: Mapping[str, Any]) -> str | None:
+    """``status``, or ``state``: the seeds' examples spell it both ways (seeds README)."""
+    status: str | None = field_of(obj, "status", as_text) or field_of(obj, "state", as_text)
+    return status
+
+
 def _wants_detail(obj: Mapping[str, Any]) -> bool:
-    return obj.get("status") == "failed"
+    return _status(obj) == "failed"
 
 
 def _detail(walk: Walk, listed: Record) -> None:

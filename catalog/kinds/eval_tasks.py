@@ -30,6 +30,8 @@ from catalog.types import UTCDateTime
 
 ROUTE = "/v2/eval"
 LIST, DETAIL = "DescribeEvalTasks", "DescribeEvalTask"
+#: The listing's items (REFERENCE §7).
+LIST_KEY = "evalTaskList"
 EVAL_TYPES = ("manual", "auto")
 #: States after which a task's report no longer changes (REFERENCE.md section 7).
 FINAL = ("Successed", "Failed", "Stopped")
@@ -78,7 +80,9 @@ def _start(walk: Walk, pages: Any) -> None:
 
 
 def _list(walk: Walk, eval_type: str) -> None:
-    pages = walk.pages(LIST, {"evalType": eval_type}, item_key="taskId", route=ROUTE)
+    pages = walk.pages(
+        LIST, {"evalType": eval_type}, list_key=LIST_KEY, item_key="taskId", route=ROUTE
+    )
     build = partial(row, eval_type=eval_type)
     list_records(
         walk, "eval_task", LIST, pages, "taskId", build, eval_type, whole=True, listing=eval_type

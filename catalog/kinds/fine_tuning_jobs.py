@@ -14,7 +14,7 @@ from sqlalchemy import Column, ColumnElement, String, Text, true
 
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import LISTING, Record, ScopeDone
+from catalog.events import LISTING, Keep, Record, ScopeDone
 from catalog.kinds.base import DeleteView, Kind, Pages, Walk
 from catalog.normalize import (
     NormalizeError,
@@ -28,6 +28,8 @@ from catalog.types import UTCDateTime
 
 ROUTE = "/v2/finetuning"
 LIST = "DescribeFineTuningJobs"
+#: The listing's items (REFERENCE §9).
+LIST_KEY = "jobList"
 ALL = "*"
 
 KEY = Column("job_id", String(64), primary_key=True)
@@ -66,7 +68,7 @@ def _start(walk: Walk, pages: Pages | None) -> None:
 def _list(walk: Walk) -> None:
     count = 0
     try:
-        for page in walk.pages(LIST, {}, item_key="jobId", route=ROUTE):
+        for page in walk.pages(LIST, {}, list_key=LIST_KEY, item_key="jobId", route=ROUTE):
             count += len(page)
             for item in page:
                 job_id = str(item.get("jobId"))
@@ -74,7 +76,9 @@ def _list(walk: Walk) -> None:
                 try:
                     built = row(item)
                 except NormalizeError as exc:
+                    # Listed, so not deleted; its tasks are neither walked nor deleted.
                     walk.fail("fine_tuning_job", LIST, job_id, exc)
+                    walk.emit(Keep("fine_tuning_job", job_id))
                     continue
                 walk.emit(Record.of("fine_tuning_job", built["job_id"], item, built, LIST))
                 walk.children("fine_tuning_job", built, False)

@@ -24,7 +24,6 @@ from catalog.kinds.base import (
     within_parents,
 )
 from catalog.normalize import (
-    as_obj,
     as_text,
     field_of,
     fits,
@@ -35,6 +34,8 @@ from catalog.types import JsonValue, UTCDateTime
 
 ROUTE = "/v2/finetuning"
 LIST, DETAIL = "DescribeFineTuningTasks", "DescribeFineTuningTask"
+#: The listing's items (REFERENCE §9).
+LIST_KEY = "taskList"
 RUNNING = "Running"
 
 KEY = Column("task_id", String(64), primary_key=True)
@@ -85,11 +86,12 @@ def row(obj: Mapping[str, Any], detailed: bool = False) -> dict[str, Any]:
         "raw": dict(obj),
     }
     if detailed:
-        metrics = obj.get("metrics")
+        # Stored as answered: the field's name is cut off in the documents ("metr..."), and
+        # only the SDK's mock shows it as an object (REFERENCE §9).
         out.update(
             run_progress=field_of(obj, "runProgress", as_text),
             vdl_link=field_of(obj, "vdlLink", as_text),
-            metrics=as_obj(metrics) if metrics is not None else None,
+            metrics=obj.get("metrics"),
         )
     return fits("fine_tuning_tasks", out)
 
@@ -105,7 +107,7 @@ def _of_job(walk: Walk, job: dict[str, Any], system: bool) -> None:
 
 
 def _list(walk: Walk, job_id: str) -> None:
-    pages = walk.pages(LIST, {"jobId": job_id}, item_key="taskId", route=ROUTE)
+    pages = walk.pages(LIST, {"jobId": job_id}, list_key=LIST_KEY, item_key="taskId", route=ROUTE)
     list_records(
         walk, "fine_tuning_task", LIST, pages, "taskId", row, job_id, whole=False, listing=job_id
     )

@@ -41,6 +41,8 @@ from catalog.normalize import (
 from catalog.types import JsonValue, UTCDateTime
 
 LIST_ACTIONS = {False: "DescribeCustomModelSets", True: "DescribeSystemModelSets"}
+#: Each listing's items (REFERENCE §1).
+LIST_KEYS = {False: "customModelSetList", True: "systemModelSetList"}
 SET_ACTIONS = {False: "DescribeModelSet", True: "DescribeSystemModelSet"}
 #: Scope keys of the two whole listings.
 CUSTOM_SETS, SYSTEM_SETS = "custom", "system"
@@ -89,9 +91,7 @@ def row(obj: Mapping[str, Any], is_system: bool) -> dict[str, Any]:
     models, ``System`` for presets, the two values DescribeModelSet documents). The preset
     listing's page in one of the vendor's two sites calls the modification time ``time``.
     """
-    model_ids = obj.get("modelIds") or []
-    if not isinstance(model_ids, list):
-        raise NormalizeError("modelIds: expected a list")
+    model_ids = _model_ids(obj)
     source = field_of(obj, "source", as_text) or ("System" if is_system else "UserCreate")
     modified = obj.get("modifyTime") if obj.get("modifyTime") is not None else obj.get("time")
     out = fits(
@@ -118,6 +118,28 @@ def row(obj: Mapping[str, Any], is_system: bool) -> dict[str, Any]:
             del out[column]
     return out
 
+
+
+def _model_ids(obj: Mapping[str, Any]) -> list[Any]:
+    """The set's ``modelIds``: the complete listing of its versions, which deletes those it no
+    longer names. So an answer without them (absent, null, not a list of ids) is the set's
+    failure, never an empty set; nor are they trusted when the answer's own ``modelCount``
+    (documented: the number of versions) says otherwise."""
+    model_ids = obj.get("modelIds")
+    if not isinstance(model_ids, list) or not all(
+        isinstance(m, str) and m.strip() for m in model_ids
+    ):
+        raise NormalizeError(
+            "modelIds: missing or not a list of version ids; the set and its versions are "
+            "kept as stored"
+        )
+    count = obj.get("modelCount")
+    if isinstance(count, int) and not isinstance(count, bool) and count != len(model_ids):
+        raise NormalizeError(
+            f"modelCount is {count} but modelIds names {len(model_ids)} versions; the set and "
+            "its versions are kept as stored"
+        )
+    return model_ids
 
 
 def resolve(client: Client, refs: Sequence[str]) -> list[ScopedSet]:
@@ -150,7 +172,9 @@ def resolve(client: Client, refs: Sequence[str]) -> list[ScopedSet]:
 
 
 def _open(walk: Walk) -> Pages:
-    return walk.pages(LIST_ACTIONS[False], {}, item_key="modelSetId")
+    return walk.pages(
+        LIST_ACTIONS[False], {}, list_key=LIST_KEYS[False], item_key="modelSetId"
+    )
 
 
 def _start(walk: Walk, pages: Pages | None) -> None:
@@ -168,7 +192,9 @@ def _list(walk: Walk, system: bool, pages: Pages | None) -> None:
     action = LIST_ACTIONS[system]
     count = 0
     try:
-        listing = pages if pages is not None else walk.pages(action, {}, item_key="modelSetId")
+        listing = pages if pages is not None else walk.pages(
+            action, {}, list_key=LIST_KEYS[system], item_key="modelSetId"
+        )
         for page in listing:
             count += len(page)
             for item in page:

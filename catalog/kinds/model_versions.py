@@ -100,7 +100,9 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "train_task_id": field_of(source, "trainTaskId", as_text),
             "acceleration_task_id": field_of(source, "accelerationTaskId", as_text),
             "import_model_version_bos_url": field_of(source, "importModelVersionBosUrl", as_text),
-            "model_application_type": field_of(obj, "modelApplicationType", as_text),
+            # Seed 004's field table names it modelApplicationType, its examples endpointType.
+            "model_application_type": field_of(obj, "modelApplicationType", as_text)
+            or field_of(obj, "endpointType", as_text),
             "input_tokens": field_of(trivial, "inputTokens", as_int),
             "output_tokens": field_of(trivial, "outputTokens", as_int),
             "character_limit": field_of(trivial, "characterLimit", as_int),

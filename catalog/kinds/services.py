@@ -125,7 +125,8 @@ def _start(walk: Walk, pages: Pages | None) -> None:
 def _list(walk: Walk) -> None:
     count = 0
     try:
-        for page in walk.pages(LIST, {}, item_key="serviceId", route=ROUTE):
+        # The items' key is not documented (REFERENCE §8): the one ``...List`` there is.
+        for page in walk.pages(LIST, {}, list_key=None, item_key="serviceId", route=ROUTE):
             count += len(page)
             for item in page:
                 walk.drift.check("service", LIST, item, str(item.get("serviceId")))
@@ -159,6 +160,9 @@ def _describe(walk: Walk, item: dict[str, Any]) -> None:
 
 
 def _presets(walk: Walk) -> None:
+    """All presets in one answer (documented: without ``serviceIds`` the call answers every
+    preset), which then deletes the presets it does not name, unless something in the answer
+    says it holds only part of them."""
     try:
         answer = walk.client.call(PRESETS, {}, ROUTE)
         items = answer.get("serviceList")
@@ -167,12 +171,43 @@ def _presets(walk: Walk) -> None:
     except (ApiError, NormalizeError) as exc:
         walk.fail("service", PRESETS, None, exc)
         return
+    partial_answer = _part_of_the_presets(answer, items)
     for item in items:
-        service_id = str(item.get("serviceId"))
-        walk.drift.check("service", PRESETS, item, service_id)
-        walk.emit(Record("service", service_id, item, answer_hash(item),
+        ident = item.get("serviceId") if isinstance(item, dict) else None
+        if not isinstance(ident, str) or not ident.strip():
+            partial_answer = partial_answer or f"an item without a usable serviceId ({ident!r})"
+            continue
+        walk.drift.check("service", PRESETS, item, ident)
+        walk.emit(Record("service", ident, item, answer_hash(item),
                          partial(row, item, True, True), PRESETS))
+    if partial_answer is not None:
+        walk.fail("service", PRESETS, None, NormalizeError(
+            f"{partial_answer}: the answer may not name every preset, so none is deleted"
+        ))
+        return
     walk.emit(ScopeDone("service", PRESET, len(items)))
+
+
+def _part_of_the_presets(answer: Mapping[str, Any], items: list[Any]) -> str | None:
+    """Why an answer of DescribePresetServices may hold only part of the presets, or None.
+
+    No paging is documented for this call (REFERENCE §8); if the service pages it anyway, the
+    marks every paged listing of this API carries (§0), or a total above what was listed, are
+    what would show it.
+    """
+    info = answer.get("pageInfo")
+    if isinstance(info, dict) and (
+        info.get("isTruncated") not in (False, "false") or info.get("nextMarker")
+    ):
+        return f"pageInfo {info!r} says more pages follow or does not say that none does"
+    for name in ("isTruncated", "nextMarker", "marker"):
+        if answer.get(name) not in (None, False, "", "false"):
+            return f"{name} {answer.get(name)!r} says more pages follow"
+    for name in ("totalCount", "total", "count"):
+        total = answer.get(name)
+        if isinstance(total, int) and not isinstance(total, bool) and total > len(items):
+            return f"{name} is {total} but the answer lists {len(items)}"
+    return None
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

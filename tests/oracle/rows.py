@@ -104,7 +104,8 @@ MODEL_VERSIONS: dict[str, dict[str, Any]] = {
         "train_task_id": "423",
         "acceleration_task_id": None,
         "import_model_version_bos_url": None,
-        "model_application_type": None,
+        # seed 004's example says endpointType, its field table modelApplicationType
+        "model_application_type": "chat",
         **_NO_LIMITS,
         "is_support_deploy": True,
         "is_support_model_comp": False,
