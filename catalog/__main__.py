@@ -1,3 +1,3 @@
-from catalog.cli import main
+from catalog.entry import main
 
 main()

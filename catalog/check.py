@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from catalog import db
-from catalog.errors import AUTH_HINT, ApiError, CatalogError, ExitCode
+from catalog.errors import AUTH_HINT, ApiError, CatalogError, ExitCode, NotTheApi
 from catalog.schema import DEFAULT_ACCOUNT
 
 #: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
@@ -115,6 +115,19 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
                     str(exc),
                     f"check the network, proxy and firewall towards {client.origin}, and "
                     "the base URL",
+                ),
+                CheckResult(
+                    "credentials", False, "not tried: the API was not reached", skipped=True
+                ),
+            ]
+        if isinstance(exc, NotTheApi):
+            return [
+                CheckResult(
+                    "api",
+                    False,
+                    f"{client.origin} answered, but not as the console API: {exc}",
+                    "set --base-url / QIANFAN_CONSOLE_API_BASE_URL to the console API's "
+                    "origin, e.g. https://qianfan.baidubce.com",
                 ),
                 CheckResult(
                     "credentials", False, "not tried: the API was not reached", skipped=True

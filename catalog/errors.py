@@ -114,6 +114,11 @@ class MalformedResponse(ApiError):
     """The service answered, but not as its documents promise (not JSON, no ``result``...)."""
 
 
+class NotTheApi(ApiError):
+    """An error answer that is no console API's (an HTML page with a 404, a 501): whatever
+    answered at the base URL is something else, a web server or a wrong path."""
+
+
 class PaginationError(ApiError):
     """A listing that would loop or lose items: repeated marker, truncated page without a marker."""
 

@@ -31,7 +31,7 @@ from catalog.api.record import Recorder
 from catalog.api.retry import RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
-from catalog.errors import CatalogError, ConfigError, ExitCode, Interrupted
+from catalog.errors import ApiError, CatalogError, ConfigError, ExitCode, Interrupted
 from catalog.events import (
     Done,
     Failure,
@@ -207,7 +207,10 @@ def validate(options: SyncOptions) -> list[str]:
         raise ConfigError(f"--eval-export-id: {exc}") from None
 
 
-def build_client(options: SyncOptions, observer: Observer | None = None) -> ConsoleClient:
+def build_client(
+    options: SyncOptions, observer: Observer | None = None, stop: threading.Event | None = None
+) -> ConsoleClient:
+    """The run's client; ``stop`` set (a signal), a failed call is not tried again."""
     recorder = None
     if options.record_dir is not None:
         try:
@@ -220,7 +223,7 @@ def build_client(options: SyncOptions, observer: Observer | None = None) -> Cons
             options.access_key,
             options.secret_key,
             timeout=options.timeout,
-            retry=RetryPolicy(max_attempts=options.max_attempts),
+            retry=RetryPolicy(max_attempts=options.max_attempts, stop=stop),
             # --qps is the ceiling; under it the server's throttling sets the pace (0: no
             # client-side pacing at all).
             limiter=RateLimiter(options.qps) if options.qps > 0 else None,
@@ -251,6 +254,19 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def _stopping_first(stop: threading.Event) -> Iterator[None]:
+    """The calls before the run: a signal during them is what ends the sync (exit 9), not the
+    call it cut short, and nothing after them starts."""
+    try:
+        yield
+    except ApiError:
+        if not stop.is_set():
+            raise
+    if stop.is_set():
+        raise Interrupted("interrupted before the run started; nothing was written") from None
 
 
 #: Allocations between two collections of the youngest generation during a run (default 700).
@@ -490,7 +506,7 @@ def run_sync(
     planned = _plan_engine(options)
     engine = planned or db.writer_engine(options.database_url)
     conn = db.connect(engine)
-    client = build_client(options, observer)
+    client = build_client(options, observer, stop)
     run: _Run | None = None
     store: Store | None = None
     reader: Engine | None = None
@@ -510,17 +526,21 @@ def run_sync(
             # The first calls double as the check of credentials and reachability, made before
             # anything is written (migrations included): a wrong key or a dead network leaves
             # the database as it was.
-            scoped = (
-                run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
-            )
-            run.walker.open_first_listing(scoped=scoped is not None)
-            # Only refs not tracked yet are checked: a tracked one's failure is that entity's,
-            # not a reason to refuse the whole run (cron lines repeat --eval-export-id).
-            revision = db.current_revision(conn)
-            known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
-            prefetched = run.walker.resolve_eval_exports(
-                [r for r in new_refs if r not in known], options.workers
-            )
+            with _stopping_first(stop):
+                scoped = (
+                    run.walker.resolve_model_sets(options.model_sets)
+                    if options.model_sets
+                    else None
+                )
+                run.walker.open_first_listing(scoped=scoped is not None)
+                # Only refs not tracked yet are checked: a tracked one's failure is that
+                # entity's, not a reason to refuse the whole run (cron lines repeat
+                # --eval-export-id).
+                revision = db.current_revision(conn)
+                known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
+                prefetched = run.walker.resolve_eval_exports(
+                    [r for r in new_refs if r not in known], options.workers
+                )
             if revision is None and options.migrate:
                 # An empty database tracks, binds and leaves to repair nothing, so the walk can
                 # start now: its calls go on while the schema is created (eight migrations, a

@@ -77,6 +77,24 @@ def test_unreachable_api(db_url: str) -> None:
     assert got["database"].startswith("ok ") and got["schema"].startswith("ok ")
 
 
+def test_a_web_server_at_the_base_url_is_the_api_failing_not_the_credentials(
+    db_url: str,
+) -> None:
+    from tests._stub_http import Reply, StubServer
+
+    upgrade(db_url)
+    page = "<html><head><title>404 Not Found</title></head><body>nginx</body></html>"
+    with StubServer([Reply(404, page, {"Content-Type": "text/html"})]) as server:
+        result = run_check(db_url, server.url)
+        asked = len(server.seen)
+    assert result.exit_code == 5
+    got = lines(result)
+    assert got["api"].startswith("FAIL") and "'404 Not Found'" in got["api"]
+    assert "fix: set --base-url" in got["api"] and "<" not in got["api"]
+    assert got["credentials"].startswith("SKIP")
+    assert asked == 1  # not retried: it would answer the same
+
+
 def test_missing_credentials_is_a_config_failure(db_url: str) -> None:
     upgrade(db_url)
     result = run_check(db_url, "http://127.0.0.1:1", ak=None, sk=None)

@@ -18,7 +18,7 @@ from catalog.api.client import ConsoleClient, build_session, parse_answer
 from catalog.api.pacing import RateLimiter
 from catalog.api.paging import iter_pages
 from catalog.api.retry import MIN_RETRY_AFTER, RetryPolicy
-from catalog.errors import ApiError, MalformedResponse
+from catalog.errors import ApiError, MalformedResponse, NotTheApi
 from tests._stub_http import Reply, Seen, StubServer, ok, refused_url
 
 AK = "AK-test-0001"
@@ -234,6 +234,33 @@ def test_v2_error_without_json_body_is_still_an_api_error() -> None:
     assert type(err) is ApiError  # an error answer, not a malformed success
     assert err.status == 502 and err.retryable
     assert "Bad Gateway" in err.message
+
+
+_PAGE = (b"<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<title>Error response</title>\n</head>\n"
+         b"<body>\n<h1>Error response</h1>\n<p>Error code: 404</p>\n" + b"<p>x</p>\n" * 200)
+
+
+@pytest.mark.parametrize("status", [404, 405, 501])
+def test_an_html_error_page_is_another_server_named_in_one_line(status: int) -> None:
+    """A web server at the base URL answered: one line naming the page and the setting to fix,
+    not the page itself, and not tried again (it would answer the same)."""
+    with pytest.raises(NotTheApi) as info:
+        parse_answer("DescribeCustomModelSets", status, {}, _PAGE)
+    err = info.value
+    assert not err.retryable and err.status == status
+    text = str(err)
+    assert "\n" not in text and "<" not in text and len(text) < 250
+    assert "'Error response'" in text and "--base-url" in text
+
+
+def test_base_url_with_a_route_in_it_is_refused_with_the_origin_to_give() -> None:
+    for url in ("http://127.0.0.1:8765/v2", "https://qianfan.baidubce.com/v2/model/",
+                "https://h/wenxinworkshop"):
+        with pytest.raises(ValueError) as info:
+            ConsoleClient(url, "ak", "sk")
+        assert "which each call adds" in str(info.value)
+    assert ConsoleClient("https://gateway.example/qianfan", "ak", "sk").base_url.endswith(
+        "/qianfan")  # a gateway's own prefix is kept
 
 
 # --- malformed answers -------------------------------------------------------------------------

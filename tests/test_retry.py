@@ -80,6 +80,9 @@ class MaxRandom(random.Random):
         (200, "336003", False),
         (200, "500001", False),
         (200, "500002", False),
+        # not how the server is doing, but what it is: another server at the base URL
+        (501, "", False),
+        (505, "", False),
     ],
 )
 def test_classify_answers(status: int | None, code: str, expected: bool) -> None:
@@ -240,3 +243,37 @@ def test_policy_rejects_nonsense() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay=-1)
+
+
+def test_a_stop_ends_the_retries_at_once() -> None:
+    """Once a signal asked the run to stop, a failing call is not tried again, and a wait
+    already begun ends (the stop is not held up by a retry budget of minutes)."""
+    import threading
+    import time
+
+    stop = threading.Event()
+    attempts: list[int] = []
+
+    def attempt(n: int) -> None:
+        attempts.append(n)
+        if n == 2:
+            threading.Timer(0.05, stop.set).start()  # the signal, during the next wait
+        raise ApiError("busy", call="DescribeModel", status=503, retryable=True)
+
+    policy = RetryPolicy(max_attempts=6, base_delay=10.0, max_delay=10.0,
+                         rng=random.Random(1), stop=stop)
+    policy.delay = lambda attempt, retry_after=None: 0.0 if attempt == 1 else 10.0  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(ApiError) as info:
+        policy.run(attempt)
+    assert attempts == [1, 2] and time.monotonic() - started < 5
+    assert "not tried again: the run is stopping" in str(info.value)
+    again: list[int] = []
+
+    def failing(n: int) -> None:
+        again.append(n)
+        raise ApiError("busy", call="DescribeModel", status=503, retryable=True)
+
+    with pytest.raises(ApiError):  # stopped already: one attempt, no wait
+        policy.run(failing)
+    assert again == [1]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from catalog.schema import SPECS, changes
 from tests._proc import (
     change_all,
     consistency_problems,
+    dump_db,
     popen_cli,
     run_statuses,
     sync_argv,
@@ -315,3 +318,51 @@ def test_evaluation_exports_fetched_before_a_signal_are_committed(
     assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
     assert seen.fetched["eval_result_export"]  # tracked exports are among the first calls
     assert seen.fetched["eval_result_export"] <= seen.written["eval_result_export"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_before_the_run_starts_is_exit_9_in_one_line(
+    sqlite_url: str, sig: signal.Signals
+) -> None:
+    """Stopped while its first call waits (the credentials check, before the run): not click's
+    "Aborted!" with exit 1, nor a traceback, but what a stopped run gives, and nothing
+    written."""
+    from tests._stub_http import Reply, StubServer
+
+    with StubServer([Reply(hang=True)]) as server:
+        proc = popen_cli(sync_argv(sqlite_url, server.url))
+        deadline = time.monotonic() + 30
+        while not server.seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.seen, "the sync never made its first call"
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, (proc.returncode, err)
+    assert "Traceback" not in err and "Aborted" not in err
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [
+        "Error: interrupted before the run started; nothing was written"]
+    assert "not tried again" not in err  # the stop ended the retries, and is what is reported
+    assert dump_db(sqlite_url).get("sync_runs", []) == []  # no run was started
+
+
+def test_a_signal_while_the_command_starts_is_exit_9_in_one_line(sqlite_url: str) -> None:
+    """Before a sync's run (or in any other command), a signal is the console script's: one
+    line and exit 9, not click's "Aborted!" with exit 1 or a traceback."""
+    # The lock held by another "run" keeps this one waiting, with the script's own handler on.
+    from catalog import runs
+    from tests._proc import cli_env
+
+    engine = db.create_engine_for(sqlite_url)
+    with engine.connect() as conn, runs.writer_lock(conn, 0, "default"):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from catalog.entry import main; main()",
+             "--database-url", sqlite_url, "sync", "--lock-timeout", "60"],
+            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(3)  # past the imports, waiting for the lock
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    engine.dispose()
+    assert proc.returncode == ExitCode.INTERRUPTED, (proc.returncode, err)
+    assert err.strip().splitlines()[-1] == "Error: interrupted by SIGINT", err
+    assert "Traceback" not in err and "Aborted" not in err

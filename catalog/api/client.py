@@ -33,12 +33,16 @@ from catalog.api.retry import (
     is_throttling,
     parse_retry_after,
 )
-from catalog.errors import ApiError, MalformedResponse
+from catalog.errors import ApiError, MalformedResponse, NotTheApi
 
 EventHook = Callable[[str, dict[str, Any]], None]
 
 #: How much of an unreadable body to quote in an error: enough to recognise an HTML error page.
 _SNIPPET = 120
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(rb"<[^>]*>?")
+#: The first segments of the routes each call adds to the base URL (REFERENCE §0, §6-9).
+_ROUTES = frozenset({"v2", "wenxinworkshop"})
 #: urllib3 prefixes causes with the connection object, e.g. "HTTPSConnection(host='h', port=443): ".
 _POOL_PREFIX = re.compile(r"^\w*Connection(?:Pool)?\([^)]*\):\s*")
 
@@ -150,6 +154,19 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def describe_body(content: bytes) -> str:
+    """What an answer that is not JSON holds, in one line: an HTML page by its title (a web
+    server or gateway's error page: quoted whole, it filled the terminal), else its start."""
+    text = content.lstrip()[:4096]
+    if text[:1] == b"<":
+        title = _TITLE.search(text)
+        words = title.group(1) if title else _TAG.sub(b" ", text)
+        name = " ".join(words.decode("utf-8", "replace").split())[:_SNIPPET]
+        return f"an HTML page ({name!r})" if name else "an HTML page"
+    snippet = " ".join(content[:_SNIPPET].decode("utf-8", "replace").split())
+    return repr(snippet) if snippet else "nothing"
+
+
 def parse_answer(
     call: str, status: int, headers: Mapping[str, str], content: bytes, *, listed: bool = False
 ) -> Any:
@@ -211,15 +228,23 @@ def parse_answer(
         if body:
             message = _text(body.get("message")) or f"HTTP {status} without a message"
             raise fail(message, _text(body.get("code")))
-        snippet = content[:_SNIPPET].decode("utf-8", "replace").strip()
-        raise fail(f"HTTP {status}" + (f": {snippet}" if snippet else ""), "")
+        # Not the console's JSON error: a gateway in front of it (a 502/503/504 page, retried),
+        # or another server altogether (a wrong --base-url).
+        what = f"answered {describe_body(content)}, not the API's JSON"
+        if status >= 500 and status not in (501, 505):
+            raise fail(what, "")
+        raise NotTheApi(
+            f"{what}: is --base-url (QIANFAN_CONSOLE_API_BASE_URL) the console API's?",
+            call=call, status=status, request_id=request_id,
+        )
 
     if not parsed or not content.strip():
         # An HTML page from a gateway, a body cut short: the next attempt may well be whole, so
         # this is retried like a 5xx (every call the catalog makes is a read). JSON of the wrong
         # shape, below, is the server's considered answer and is not.
-        snippet = content[:_SNIPPET].decode("utf-8", "replace").strip()
-        what = f"answer is not JSON: {snippet!r}" if snippet else "answer is empty"
+        what = f"answer is not JSON: {describe_body(content)}" if content.strip() else (
+            "answer is empty"
+        )
         raise MalformedResponse(
             what, call=call, status=status, request_id=request_id, retryable=True
         )
@@ -268,8 +293,14 @@ class ConsoleClient:
         recorder: Recorder | None = None,
     ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError(f"base URL must be http(s)://host[:port], got {base_url!r}")
+        routes = _ROUTES.intersection(parts.path.split("/"))
+        if routes:
+            raise ValueError(
+                f"base URL {base_url!r} holds the route /{min(routes)}, which each call adds: "
+                f"give {parts.scheme}://{parts.netloc} (a gateway's own path prefix may stay)"
+            )
         self.base_url = base_url.rstrip("/")
         self.access_key = access_key
         #: Only scheme and host appear in messages: enough to say what could not be reached.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -83,7 +84,12 @@ def classify(
         return False
     if code in RETRYABLE_V1_CODES or code in RETRYABLE_V2_CODES:
         return True
-    return status is not None and (status == 429 or 500 <= status <= 599)
+    # 501 (not implemented) and 505 (version not supported) say what the server is, not how
+    # it is doing: asked again, it answers the same (a --base-url that is another server).
+    return status is not None and (status == 429 or 500 <= status <= 599) and status not in (
+        501,
+        505,
+    )
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -113,12 +119,20 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(when.timestamp() - current, 0.0)
 
 
+def _gave_up(err: ApiError, why: str) -> None:
+    """Say in ``err``'s message why it is not tried again."""
+    err.message = f"{err.message} ({why})"
+    err.args = (str(err),)
+
+
 class RetryPolicy:
     """Bounded retries: at most ``max_attempts`` tries and ``max_total`` seconds per call.
 
     Full jitter (a uniform draw from ``[0, min(max_delay, base * 2**(n-1))]``) keeps many workers
     that failed together from retrying together. ``sleep``, ``rng`` and ``clock`` are injectable
-    so tests assert on the delays chosen instead of on wall time.
+    so tests assert on the delays chosen instead of on wall time. ``stop``, once set (a signal
+    asked the run to stop), ends the waits: a failed call is not tried again, so a stop is not
+    held up by a minute of retries.
     """
 
     def __init__(
@@ -130,6 +144,7 @@ class RetryPolicy:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -143,6 +158,7 @@ class RetryPolicy:
         # A fresh generator per policy: a shared default instance would couple unrelated clients.
         self.rng = rng if rng is not None else random.Random()
         self.clock = clock
+        self.stop = stop
 
     def __repr__(self) -> str:
         return (
@@ -187,10 +203,16 @@ class RetryPolicy:
                     why = "" if out_of_attempts else (
                         f": the next wait would pass the {self.max_total:g}s budget"
                     )
-                    err.message = f"{err.message} (gave up after {tries}{why})"
-                    err.args = (str(err),)
+                    _gave_up(err, f"gave up after {tries}{why}")
+                    raise
+                if self.stop is not None and self.stop.is_set():
+                    _gave_up(err, "not tried again: the run is stopping")
                     raise
                 if on_retry is not None:
                     on_retry(attempt, wait, err)
-                self.sleep(wait)
+                if self.stop is None:
+                    self.sleep(wait)
+                elif self.stop.wait(wait):
+                    _gave_up(err, "not tried again: the run is stopping")
+                    raise
                 attempt += 1
