@@ -79,8 +79,8 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
                 "credentials",
                 False,
                 "access key or secret key not set",
-                "set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY (or access_key/secret_key "
-                "in the config file)",
+                "set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY in the environment (secrets "
+                "do not belong in the config file)",
             ),
             CheckResult("api", False, "not tried without credentials", skipped=True),
         ]

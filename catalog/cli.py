@@ -544,7 +544,7 @@ def upgrade(ctx: click.Context) -> None:
 @click.pass_context
 def current(ctx: click.Context) -> None:
     """Show the schema revision and whether migrations are pending."""
-    _require_file(ctx.obj["database_url"])
+    _require_file(ctx)
     engine = db.create_engine_for(ctx.obj["database_url"])
     with db.connect(engine) as conn:
         click.echo(
@@ -659,13 +659,24 @@ def _format_option(f: Any) -> Any:
     )(f)
 
 
-def _require_file(database_url: str) -> None:
+def _require_file(ctx: click.Context) -> None:
     """Commands that only read must not create an empty SQLite file where none was."""
+    database_url = ctx.obj["database_url"]
     path = db.sqlite_file(database_url)
     if path is not None and not path.is_file():
+        source = ctx.find_root().obj["sources"].get("database_url", "")
+        where = (
+            f"database_url in the config file {source[5:]}" if source.startswith("file ")
+            else f"--database-url / {db.DATABASE_URL_ENV}"
+        )
+        if path.is_dir():
+            raise DatabaseError(
+                f"{db.describe_url(database_url)}: {path} is a folder, not a database file "
+                f"(fix {where})"
+            )
         raise DatabaseError(
-            f"{db.describe_url(database_url)}: the file does not exist (fix --database-url / "
-            f"{db.DATABASE_URL_ENV}, or run `qianfan-catalog sync` to create it)"
+            f"{db.describe_url(database_url)}: the file does not exist (fix {where}, or run "
+            "`qianfan-catalog sync` to create it)"
         )
 
 
@@ -674,7 +685,7 @@ def _show(ctx: click.Context, query: Any, fmt: str) -> None:
     from catalog.output import render
     from catalog.queries import QueryError
 
-    _require_file(ctx.obj["database_url"])
+    _require_file(ctx)
     with db.reading(ctx.obj["database_url"]) as conn:
         try:
             columns, rows = query(conn)
@@ -823,7 +834,7 @@ def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None
     if html_file is not None:
         from catalog.report_html import write_report
 
-        _require_file(ctx.obj["database_url"])
+        _require_file(ctx)
         click.echo(write_report(ctx.obj["database_url"], html_file, _account(ctx)))
         return
     if name is None:
@@ -869,7 +880,7 @@ def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
     try:
         Walker(
             client, lambda task, depth: None, lambda event: None, kinds=options.kinds
-        ).resolve_eval_exports([ref])
+        ).resolve_eval_exports([ref], what="evaluation export")
     finally:
         client.close()
     engine = db.create_engine_for(ctx.obj["database_url"])
@@ -891,7 +902,7 @@ def eval_untrack(ctx: click.Context, export_id: str) -> None:
     from catalog import tracking
 
     ref = tracking.check_ref(export_id)
-    _require_file(ctx.obj["database_url"])
+    _require_file(ctx)
     with db.reading(ctx.obj["database_url"]) as conn:
         tracking.untrack(conn, ref, _account(ctx) or DEFAULT_ACCOUNT)
         conn.commit()

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -144,11 +145,16 @@ def create_engine_for(
     if backend == "postgresql" and parsed.get_driver_name() != "psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
-        folder = Path(parsed.database).expanduser().resolve().parent
-        if not folder.is_dir():
+        file = Path(parsed.database).expanduser().resolve()
+        if not file.parent.is_dir():
             raise ConfigError(
-                f"folder {folder} for the SQLite database does not exist: create it or change "
-                "--database-url"
+                f"folder {file.parent} for the SQLite database does not exist: create it or "
+                "change --database-url"
+            )
+        if file.is_dir():
+            raise ConfigError(
+                f"{file} is a folder, not an SQLite database file: change --database-url to a "
+                "file in it, e.g. sqlite:///" + str(file / "catalog.db")
             )
     try:
         engine = create_engine(parsed, **kwargs)
@@ -200,13 +206,37 @@ def connect(engine: Engine) -> Connection:
         ) from None
 
 
+def _read_only_engine(path: Path) -> Engine | None:
+    """An engine that reads the SQLite file at ``path`` without writing anything beside it, when
+    the file or its folder may not be written (a read-only mount, a snapshot, a BI replica);
+    None when they may, and the ordinary engine serves.
+
+    In WAL mode (which every sync sets) SQLite writes a ``-shm`` index beside the file even to
+    read it, so an ordinary read of such a file failed with "unable to open database file".
+    ``immutable`` reads the file as it lies, without that index and without locks: right for a
+    file nobody can write here, which is the only case it is used for. What a sync had not yet
+    checkpointed from its ``-wal`` file into the database is not seen.
+    """
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return None
+    import sqlite3
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+    return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+
+
 @contextmanager
 def reading(database_url: str) -> Iterator[Connection]:
     """A connection for commands that only read: the schema must be current, or we say how."""
-    engine = create_engine_for(database_url)
+    path = sqlite_file(database_url)
+    read_only = _read_only_engine(path) if path is not None and path.is_file() else None
+    engine = read_only or create_engine_for(database_url)
     try:
         with connect(engine) as conn:
-            if schema_state(conn) != "current":
+            state = schema_state(conn)
+            if state == "ahead":
+                raise DatabaseError(_newer(conn))
+            if state != "current":
                 raise DatabaseError(
                     "the database has no up-to-date catalog schema: run `qianfan-catalog sync` "
                     "or `qianfan-catalog db upgrade` first"
@@ -293,6 +323,13 @@ def schema_state(connection: Connection) -> str:
     return "behind"
 
 
+def _newer(connection: Connection) -> str:
+    return (
+        f"database schema revision {current_revision(connection)} is newer than this "
+        f"qianfan-catalog ({SCHEMA_HEAD}) knows: upgrade qianfan-catalog"
+    )
+
+
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Apply migrations on the caller's connection; commits them."""
     from alembic import command
@@ -331,10 +368,7 @@ def ensure_schema(connection: Connection, migrate: bool) -> None:
         )
     state = schema_state(connection)
     if state == "ahead":
-        raise DatabaseError(
-            f"database schema revision {current_revision(connection)} is newer than this "
-            "qianfan-catalog knows: upgrade qianfan-catalog"
-        )
+        raise DatabaseError(_newer(connection))
     if state == "behind":
         if not migrate:
             raise DatabaseError(

@@ -157,8 +157,10 @@ class RunLog:
 
     def __call__(self, name: str, data: dict[str, Any]) -> None:
         if name == "run_start":
-            self.run_id = data.get("run_id")
             dry = bool(data.get("dry_run"))
+            # A dry run's id is rolled back with the rest: no log line names a run that
+            # `runs` will never show.
+            self.run_id = None if dry else data.get("run_id")
             event(
                 logging.INFO,
                 "run_start",

@@ -108,16 +108,31 @@ def _place(default_map: dict[str, Any], path: tuple[str, ...], name: str, value:
 
 
 def _check_type(where: str, param: click.Option, value: Any) -> Any:
-    """A list for a repeatable option, a scalar otherwise; click converts and validates the rest."""
+    """A list for a repeatable option, a scalar otherwise, each a value the option takes.
+
+    Checked here, not left to click: click would report a bad value as the command line's
+    (``Invalid value for '--workers'``, exit 2), with no word of the file it came from.
+    """
     if param.multiple:
         if not isinstance(value, list):
             value = [value]
-        return [
+        value = [
             str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in value
         ]
+        for item in value:
+            _convert(where, param, item)
+        return value
     if isinstance(value, list | dict):
         raise ConfigError(f"config file: {where} must be a single value, not a list or table")
+    _convert(where, param, value)
     return value
+
+
+def _convert(where: str, param: click.Option, value: Any) -> None:
+    try:
+        param.type.convert(value, param, None)
+    except click.BadParameter as exc:
+        raise ConfigError(f"config file: {where} = {value!r}: {exc.message}") from None
 
 
 #: Keys of an ``[accounts.NAME]`` table that name no option: where the account's keys are.
@@ -243,9 +258,7 @@ def load_into(ctx: click.Context, given: str | None) -> Path | None:
     path = config_path(given)
     if path is None:
         return None
-    data = read_file(path)
-    loaded = build_default_map(ctx.command, data)
-    ctx.meta["accounts"] = account_tables(ctx.command, data)
+    loaded, ctx.meta["accounts"] = _parse(ctx.command, path)
     ctx.default_map = _merge(dict(ctx.default_map or {}), loaded)
     return path
 
@@ -256,8 +269,18 @@ def load_for(
     """A ``--config`` given after a command: the file, the whole ``default_map`` it makes and
     its account tables."""
     path = Path(given)
+    return (path, *_parse(root, path))
+
+
+def _parse(
+    root: click.Command, path: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The ``default_map`` and account tables of the file at ``path``; every error names it."""
     data = read_file(path)
-    return path, build_default_map(root, data), account_tables(root, data)
+    try:
+        return build_default_map(root, data), account_tables(root, data)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("config file:", f"config file {path}:", 1)) from None
 
 
 def section(default_map: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:

@@ -180,7 +180,7 @@ class Walker:
         return _sets.resolve(self.client, refs)
 
     def resolve_eval_exports(
-        self, refs: Sequence[str], workers: int = 1
+        self, refs: Sequence[str], workers: int = 1, what: str = "--eval-export-id"
     ) -> dict[tuple[str, str], dict[str, Any]]:
         """Ask each new ``--eval-export-id`` before the run, by the kind that will read it
         (by the V1 call when no enabled kind does, as before there were two), so a wrong one
@@ -189,7 +189,8 @@ class Walker:
 
         Up to ``workers`` calls go side by side, as in the walk (the limiter still paces
         them): one after another, a first sync with many new ids waited each one's latency
-        before the walk could start.
+        before the walk could start. ``what`` names the refs in an error (the flag, or
+        ``eval track``'s argument).
         """
 
         def ask(ref: str) -> tuple[tuple[str, str], dict[str, Any]]:
@@ -202,7 +203,7 @@ class Walker:
                 if exc.is_auth or exc.retryable:
                     raise
                 raise ConfigError(
-                    f"unknown --eval-export-id {ref!r}: the API did not answer it "
+                    f"unknown {what} {ref!r}: the API did not answer it "
                     f"({reader.call}: {exc.message} [{exc.code}])"
                 ) from None
 

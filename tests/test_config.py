@@ -105,13 +105,25 @@ def test_bad_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
     assert result.exit_code == 4 and "does not exist" in result.stderr
 
 
-def test_file_values_are_validated_by_click(tmp_path: Path) -> None:
+def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
+    """Checked as click checks a flag, but reported as the file's (exit 4, the file and the key
+    named), not as a flag the user never typed (click's exit 2)."""
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[sync]\nworkers = 0\n")
-    with fake_console() as server:
-        result = run("--config", str(cfg), "sync", "--base-url", server.url,
-                     QIANFAN_ACCESS_KEY=AK, QIANFAN_SECRET_KEY=SK)
-    assert result.exit_code == 2 and "workers" in result.stderr
+    for text, words in (("[sync]\nworkers = 0\n", "sync.workers = 0: 0 is not in the range"),
+                        ('[sync]\nworkers = "many"\n', "'many' is not a valid integer"),
+                        ('kinds = ["model_set", 3]\n', "")):
+        cfg.write_text(text)
+        with fake_console() as server:
+            result = run("--config", str(cfg), "sync", "--base-url", server.url,
+                         QIANFAN_ACCESS_KEY=AK, QIANFAN_SECRET_KEY=SK)
+        assert result.exit_code == 4, result.output
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"Error: config file {cfg}: ") and words in line
+        assert "--workers" not in line
+    cfg.write_text("databse_url = 'x'\n")
+    result = run("--config", str(cfg), "config", "show")
+    assert result.exit_code == 4 and f"config file {cfg}: unknown key 'databse_url'" in (
+        result.stderr)
 
 
 def test_a_sync_configured_only_by_the_file(db_url: str, tmp_path: Path) -> None:

@@ -368,3 +368,62 @@ def test_progress_counts_a_failed_set_towards_the_sets_total() -> None:
     assert "versions 0 " in display.line()  # one set still to come: no version total yet
     display("error", {"kind": "model_set", "entity_id": "am-1", "call": "x", "message": "bad"})
     assert "versions 0/3" in display.line()
+
+
+# -- 9. what the second newcomer walk found ------------------------------------------------------
+
+
+def test_a_database_url_from_the_config_file_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "qianfan-catalog.toml").write_text('database_url = "sqlite:///nothere.db"\n')
+    result = run("runs")
+    assert result.exit_code == 6
+    assert "fix database_url in the config file qianfan-catalog.toml" in result.stderr
+    assert "--database-url" not in result.stderr
+
+
+def test_a_folder_for_a_database_file_is_named_as_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    result = run("--database-url", "sqlite:///adir", "runs")
+    assert result.exit_code == 6 and "adir is a folder, not a database file" in result.stderr
+    with fake_console(_small()) as server:
+        result = run("--database-url", "sqlite:///adir", "sync", server=server)
+    assert result.exit_code == 4 and "is a folder, not an SQLite database file" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "adir").iterdir()) == []
+
+
+def test_a_schema_newer_than_the_code_asks_for_a_newer_qianfan_catalog(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from catalog import db
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with fake_console(_small()) as server:
+        assert run("--database-url", url, "sync", server=server).exit_code == 0
+    engine = db.create_engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    for command in (["runs"], ["report", "exports"]):
+        result = run("--database-url", url, *command)
+        assert result.exit_code == 6
+        (line,) = result.stderr.splitlines()
+        assert "revision 9999 is newer than this qianfan-catalog" in line
+        assert "upgrade qianfan-catalog" in line and "db upgrade" not in line
+
+
+def test_check_without_keys_points_at_the_environment() -> None:
+    result = run("--database-url", "sqlite:///c.db", "check")
+    line = next(x for x in result.stdout.splitlines() if " credentials " in x)
+    assert "QIANFAN_SECRET_KEY in the environment" in line and "secret_key in" not in line
+
+
+def test_a_dry_runs_log_names_no_run(tmp_path: Path) -> None:
+    with fake_console(_small()) as server:
+        assert run("--database-url", "sqlite:///d.db", "sync", server=server).exit_code == 0
+        result = run("--database-url", "sqlite:///d.db", "--log-format", "json", "sync",
+                     "--dry-run", server=server)
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    start = next(e for e in events if e["event"] == "run_start")
+    assert start.get("run_id") is None and "dry run started" in start["message"]
+    assert [r["run_id"] for r in _runs("sqlite:///d.db")] == [1]

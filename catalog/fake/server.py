@@ -1082,7 +1082,8 @@ def serve(
         replay=recording,
     )
     server.start()
-    echo(f"fake Qianfan console on {server.url} (access key {access_key}); Ctrl-C to stop")
+    shown = access_key[:4] + "****" if len(access_key) > 8 else "****"  # a credential: shortened
+    echo(f"fake Qianfan console on {server.url} (access key {shown}); Ctrl-C to stop")
     if recording is not None:
         echo(f"replaying {recording.size} recorded answers from {replay_dir}")
     try:
