@@ -40,10 +40,12 @@ class CheckResult:
     #: Information, not a pass or a failure (e.g. where the API's answers differ from the docs).
     note: bool = False
 
-    def line(self) -> str:
+    def line(self, width: int = 12) -> str:
+        """One line; ``width``: the name column's, the longest name of the lines printed
+        together, so their details line up."""
         mark = "SKIP" if self.skipped else "NOTE" if self.note else ("ok" if self.ok else "FAIL")
         fix = f" -> fix: {self.fix}" if self.fix and not self.ok else ""
-        return f"{mark:<4} {self.name:<12} {self.detail}{fix}"
+        return f"{mark:<4} {self.name:<{width}} {self.detail}{fix}"
 
 
 def check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckResult]:

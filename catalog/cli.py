@@ -494,8 +494,9 @@ def check(ctx: click.Context, /, **kw: Any) -> None:
     logs.add_secret(kw["secret_key"])
     results = run_checks(ctx.obj["database_url"], kw["access_key"], kw["secret_key"],
                          kw["base_url"], account)
+    width = max(len(r.name) for r in results)
     for result in results:
-        click.echo(result.line())
+        click.echo(result.line(width))
     ctx.exit(exit_code(results))
 
 

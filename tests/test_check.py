@@ -51,6 +51,9 @@ def test_all_checks_pass(db_url: str) -> None:
     assert set(got) == {"api", "credentials", "database", "schema", "model_set",
                         "model_version", "compression_task", "model_export"}
     assert all(line.startswith("ok ") for line in got.values())
+    # The details start in one column, after the longest name ("compression_task").
+    starts = {len(line) - len(line[5 + len(name):].lstrip(" ")) for name, line in got.items()}
+    assert starts == {5 + len("compression_task") + 1}
     assert "fix:" not in result.stdout
     assert SK not in result.output
 
