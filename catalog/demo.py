@@ -42,15 +42,16 @@ def run_demo(database_url: str, model_sets: int = 12) -> Iterator[str]:
     engine = db.create_engine_for(database_url)
     with engine.connect() as conn:
         yield f"in {db.describe_url(database_url)}:"
+        width = max(len(spec.table.name) for spec in SPECS.values())
         for kind, spec in SPECS.items():
             alive = conn.execute(
                 select(func.count())
                 .select_from(spec.table)
                 .where(spec.table.c.deleted_at.is_(None))
             ).scalar_one()
-            yield f"  {spec.table.name:<22} {alive:>6} current rows   (kind {kind})"
+            yield f"  {spec.table.name:<{width}} {alive:>6} current rows   (kind {kind})"
         runs = conn.execute(select(func.count()).select_from(sync_runs)).scalar_one()
-        yield f"  {'sync_runs':<22} {runs:>6} runs"
+        yield f"  {'sync_runs':<{width}} {runs:>6} runs"
     engine.dispose()
     yield (
         "next: run it again (nothing changes), look at it with `qianfan-catalog --database-url "

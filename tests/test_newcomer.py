@@ -70,6 +70,10 @@ def test_demo_writes_its_own_file_not_the_default_database(tmp_path: Path) -> No
     assert (tmp_path / "qianfan-demo.db").is_file()
     assert not (tmp_path / "catalog.db").exists()
     assert "qianfan-demo.db" in result.stdout
+    # Its table of what the database holds lines up, the longest table name included.
+    counts = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert len(counts) > 10 and len({line.index(" current rows") for line in counts
+                                     if " current rows" in line}) == 1
 
 
 def test_demo_ignores_the_real_database_from_env_but_not_an_explicit_flag(tmp_path: Path) -> None:
