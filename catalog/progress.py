@@ -10,17 +10,33 @@ every counted set has been recorded or has failed (an ``error`` event with ``kin
 a sum over the sets seen so far is not a total, and an ETA from it read "0:00" with most of a
 run ahead. The ETA comes from the first kind with a
 total (versions, else sets) and only after ``MIN_ETA_SHARE`` of it is done.
+
+Calls per second: the calls made over the last ``RATE_WINDOW`` seconds, from the client's count
+sampled at each record, shown (else ``…``) once the samples span ``MIN_RATE_SPAN``. Calls since
+``run_start`` over the time since was wrong early: the walk starts before the run is recorded
+(its calls go on during the migrations), and those calls divided by the first second of the run
+read 302 calls/s at a 60 calls/s pace. A difference of two samples of the count counts only calls
+made between them; the window makes it the pace now, not the average since a start, and
+``MIN_RATE_SPAN`` keeps one burst (the first records drained at once) from being the figure.
+
+Too long for the terminal, the line drops whole fields, least useful first, rather than cutting
+its end (which lost the rate and the ETA first). Kept longest: the ETA (what a person watching
+asks), then the error count (a run going wrong; the error lines logged above may have scrolled
+away), the rate (alive, paced or held), the versions' then the sets' counts (what the ETA is
+of), the retries (a symptom the rate shows too), and last the other kinds' counts, later kinds
+first (the summary line gives them all).
+
 Under cron or a pipe there is nothing of it (no carriage returns in mail or log files).
 ``--quiet`` turns it off on a terminal too. The one summary line goes to stdout either way.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -33,6 +49,17 @@ ETA_KINDS = ("model_version", "model_set")
 MAX_REDRAWS_PER_SECOND = 10
 #: Share of a total done before an ETA is shown: a rate from the first few items is noise.
 MIN_ETA_SHARE = 0.05
+#: Seconds of calls the rate is over: long enough to smooth pacing and holds, short enough to
+#: follow a change of pace.
+RATE_WINDOW = 5.0
+#: Seconds the samples must span before a rate is shown: less is one burst, not a pace.
+MIN_RATE_SPAN = 2.0
+#: Seconds between the samples kept: enough for the window's edge, few to keep.
+RATE_SAMPLE_STEP = 0.1
+#: The width when the stream is not a terminal that says its size (and ``COLUMNS`` is unset):
+#: guessing wider than the terminal wraps the line, and a wrapped line is not redrawn in place.
+FALLBACK_WIDTH = 80
+SEPARATOR = "  "
 
 
 def is_tty(stream: Any) -> bool:
@@ -64,6 +91,7 @@ class Progress:
         self.version_total = 0  # the sets' modelIds so far: a total once every set is counted
         self.sets_failed = 0
         self.api_calls = 0
+        self._samples: deque[tuple[float, int]] = deque()  # (when, calls made by then)
         self.retries = 0
         self.errors = 0
         self._last_draw = -1.0
@@ -86,7 +114,7 @@ class Progress:
                 if kind == "model_set" and isinstance(row, dict):
                     self.version_total += len(row.get("model_ids") or [])
                 if isinstance(data.get("api_calls"), int):
-                    self.api_calls = data["api_calls"]
+                    self._sample(data["api_calls"])
             elif name == "total":
                 self.totals[str(data.get("kind"))] = int(data.get("total") or 0)
             elif name == "retry":
@@ -119,33 +147,82 @@ class Progress:
                 return elapsed * (total - done) / done
         return None
 
-    def line(self) -> str:
+    def _sample(self, calls: int) -> None:
+        """Note the client's call count now; keep one sample at least ``RATE_WINDOW`` old."""
+        now = self.clock()
+        self.api_calls = calls
+        if not self._samples or now - self._samples[-1][0] >= RATE_SAMPLE_STEP:
+            self._samples.append((now, calls))
+        while len(self._samples) > 1 and now - self._samples[1][0] >= RATE_WINDOW:
+            self._samples.popleft()
+
+    def rate(self) -> float | None:
+        """Calls per second over about the last ``RATE_WINDOW`` seconds; ``None`` while the
+        samples span less than ``MIN_RATE_SPAN``."""
+        if not self._samples:
+            return None
+        since, calls = self._samples[0]
+        span = self.clock() - since
+        if span < MIN_RATE_SPAN:
+            return None
+        return (self.api_calls - calls) / span
+
+    def fields(self) -> list[tuple[int, bool, str]]:
+        """The line's fields in order: (priority, in the tail, text); the lowest priority
+        number is kept longest (see the module docstring)."""
         elapsed = max(self.clock() - self.started, 1e-6)
-        parts = []
-        for kind in KINDS:  # the kinds under way (and sets, versions: the ETA's), so it fits
+        out: list[tuple[int, bool, str]] = []
+        for n, kind in enumerate(KINDS):  # the kinds under way, and sets, versions: the ETA's
             total = self.total(kind)
             if not self.done[kind] and total is None and kind not in ETA_KINDS:
                 continue
             shown = f"{self.done[kind]}" if total is None else f"{self.done[kind]}/{total}"
-            parts.append(f"{LABELS[kind]} {shown}")
-        tail = f"{self.api_calls / elapsed:.1f} calls/s"
+            priority = 3 + ETA_KINDS.index(kind) if kind in ETA_KINDS else 6 + n
+            out.append((priority, False, f"{LABELS[kind]} {shown}"))
+        rate = self.rate()
+        out.append((2, True, f"{'…' if rate is None else f'{rate:.1f}'} calls/s"))
         eta = self.eta(elapsed)
         if eta is not None:
-            tail += f"  ETA {format_eta(eta)}"
+            out.append((0, True, f"ETA {format_eta(eta)}"))
         if self.retries:
-            tail += f"  {self.retries} retries"
+            out.append((5, True, f"{self.retries} retries"))
         if self.errors:
-            tail += f"  {self.errors} errors"
-        return "  ".join(parts) + "  | " + tail
+            out.append((1, True, f"{self.errors} errors"))
+        return out
+
+    def line(self, width: int | None = None) -> str:
+        """The status line, within ``width`` columns (default: the stream's, less one, so a
+        terminal does not wrap it) by leaving out the least useful fields."""
+        width = self.columns() - 1 if width is None else width
+        fields = self.fields()
+        while True:
+            counts = SEPARATOR.join(text for _, in_tail, text in fields if not in_tail)
+            tail = SEPARATOR.join(text for _, in_tail, text in fields if in_tail)
+            text = f"{counts}{SEPARATOR}| {tail}" if counts and tail else counts or tail
+            if len(text) <= width or len(fields) <= 1:
+                return text[: max(width, 10)]
+            drop = max(range(len(fields)), key=lambda i: (fields[i][0], i))
+            del fields[drop]
+
+    def columns(self) -> int:
+        """The stream's width: ``width`` if given, ``COLUMNS``, the terminal's (stderr's, not
+        stdout's: stdout may be a file while the line is drawn on a terminal), else 80."""
+        if self.width:
+            return self.width
+        env = os.environ.get("COLUMNS", "")
+        if env.isdigit() and int(env) > 0:
+            return int(env)
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or FALLBACK_WIDTH
+        except (AttributeError, ValueError, OSError):
+            return FALLBACK_WIDTH
 
     def _maybe_draw(self, force: bool = False) -> None:
         now = self.clock()
         if not force and now - self._last_draw < 1.0 / MAX_REDRAWS_PER_SECOND:
             return
         self._last_draw = now
-        width = self.width or shutil.get_terminal_size((100, 20)).columns
-        text = self.line()[: max(width - 1, 10)]
-        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.write("\r" + self.line() + "\x1b[K")
         self.stream.flush()
         self._drawn = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -186,6 +187,23 @@ def stored_rows(
     return out
 
 
+class FakeTTY(io.StringIO):
+    """A stream that says it is a terminal, so the progress display draws on it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class Clock:
+    """A clock the test moves by hand (``now``)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def table_rows(db_url: str, table: Any) -> list[dict[str, Any]]:
     """Every row of ``table`` (any table: ``sync_errors``, ``api_drift``...), as dicts."""
     engine = db.create_engine_for(db_url)
@@ -207,6 +225,8 @@ def tracked_only(
 __all__ = [
     "AK",
     "SK",
+    "Clock",
+    "FakeTTY",
     "FaultPlan",
     "expected_rows",
     "fake_console",

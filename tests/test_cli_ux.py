@@ -17,22 +17,7 @@ from catalog.cli import cli
 from catalog.errors import ExitCode
 from catalog.fake.server import FakeServer
 from catalog.schema import KINDS
-from tests.helpers import AK, SK, FaultPlan, fake_console, stored_rows
-
-
-class FakeTTY(io.StringIO):
-    """A stream that says it is a terminal, so the progress display draws on it."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import AK, SK, Clock, FakeTTY, FaultPlan, fake_console, stored_rows
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +63,7 @@ def test_progress_line_counts_totals_rate_and_eta() -> None:
     line = display.line()
     assert "sets 1" in line
     assert "versions 1/4" in line  # total known from the set's modelIds
-    assert "3.0 calls/s" in line  # 6 calls in 2 s
+    assert "2.0 calls/s" in line  # 4 calls in the 2 s watched (2 were made before)
     assert "ETA 0:06" in line  # 3 versions left at 0.5 versions/s
     display("retry", {"call": "DescribeModel", "attempt": 1, "delay": 0.1, "error": "x"})
     assert "1 retries" in stream.getvalue()

@@ -19,7 +19,7 @@ from catalog import logs, progress, queries
 from catalog.cli import cli
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
-from tests.helpers import AK, SK, fake_console, stored_rows
+from tests.helpers import AK, SK, Clock, FakeTTY, fake_console, stored_rows
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 GLOBAL_OPTIONS = ("--database-url", "--config", "--log-format", "--quiet", "--debug")
@@ -264,22 +264,11 @@ def test_exit_code_table_matches_what_bad_values_exit_with(db_url: str) -> None:
 # -- 7. progress ----------------------------------------------------------------------------------
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _TTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def test_progress_shows_no_eta_and_no_total_before_the_sets_are_counted() -> None:
-    clock = _Clock()
-    display = progress.Progress(_TTY(), clock=clock, width=300)
+    clock = Clock()
+    display = progress.Progress(FakeTTY(), clock=clock, width=300)
     display("run_start", {"run_id": 1})
     for n in range(25):  # 25 of 200 sets described, their versions (nearly) all done
         display("record", {"kind": "model_set", "row": {"model_ids": [f"{n}a", f"{n}b"]}})
@@ -293,8 +282,8 @@ def test_progress_shows_no_eta_and_no_total_before_the_sets_are_counted() -> Non
 
 
 def test_progress_shows_done_of_total_and_an_eta_once_it_means_something() -> None:
-    clock = _Clock()
-    display = progress.Progress(_TTY(), clock=clock, width=300)
+    clock = Clock()
+    display = progress.Progress(FakeTTY(), clock=clock, width=300)
     display("run_start", {"run_id": 1})
     display("total", {"kind": "model_set", "total": 200})
     display("record", {"kind": "model_set", "row": {"model_ids": ["a"]}})
@@ -366,7 +355,7 @@ def test_readme_says_the_html_test_needs_chromium() -> None:
 
 
 def test_progress_counts_a_failed_set_towards_the_sets_total() -> None:
-    display = progress.Progress(_TTY(), clock=_Clock(), width=300)
+    display = progress.Progress(FakeTTY(), clock=Clock(), width=300)
     display("total", {"kind": "model_set", "total": 2})
     display("record", {"kind": "model_set", "row": {"model_ids": ["a", "b", "c"]}})
     assert "versions 0 " in display.line()  # one set still to come: no version total yet
