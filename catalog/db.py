@@ -236,10 +236,16 @@ def reading(database_url: str) -> Iterator[Connection]:
             state = schema_state(conn)
             if state == "ahead":
                 raise DatabaseError(_newer(conn))
+            if state != "current" and current_revision(conn) is None:
+                # An empty file (a first sync that failed before creating the schema)
+                raise DatabaseError(
+                    "the database holds no catalog yet (no sync has created it): run "
+                    "`qianfan-catalog sync`"
+                )
             if state != "current":
                 raise DatabaseError(
-                    "the database has no up-to-date catalog schema: run `qianfan-catalog sync` "
-                    "or `qianfan-catalog db upgrade` first"
+                    "the database's catalog schema is older than this version: run "
+                    "`qianfan-catalog db upgrade` (or a sync)"
                 )
             yield conn
     finally:

@@ -503,10 +503,16 @@ def run_sync(
     started = time.monotonic()
     new_refs = validate(options)
     stop = stop or threading.Event()
-    planned = _plan_engine(options)
-    engine = planned or db.writer_engine(options.database_url)
-    conn = db.connect(engine)
+    # The client first: a bad --base-url or --record is refused before the database is opened
+    # (opening a new SQLite file creates it).
     client = build_client(options, observer, stop)
+    planned = _plan_engine(options)
+    try:
+        engine = planned or db.writer_engine(options.database_url)
+        conn = db.connect(engine)
+    except BaseException:
+        client.close()
+        raise
     run: _Run | None = None
     store: Store | None = None
     reader: Engine | None = None

@@ -218,7 +218,8 @@ def test_report_needs_a_schema(tmp_path: Path) -> None:
     db.touch()
     result = CliRunner().invoke(cli, ["--database-url", f"sqlite:///{db}", "report", "--html",
                                       str(tmp_path / "r.html")], env={"CATALOG_CONFIG": None})
-    assert result.exit_code == 6 and "db upgrade" in result.stderr
+    assert result.exit_code == 6
+    assert "no catalog yet" in result.stderr and "qianfan-catalog sync" in result.stderr
     assert not (tmp_path / "r.html").exists()
 
 

@@ -420,3 +420,19 @@ def test_a_dry_runs_log_names_no_run(tmp_path: Path) -> None:
     start = next(e for e in events if e["event"] == "run_start")
     assert start.get("run_id") is None and "dry run started" in start["message"]
     assert [r["run_id"] for r in _runs("sqlite:///d.db")] == [1]
+
+
+def test_a_refused_base_url_creates_no_database_and_an_empty_one_says_so(tmp_path: Path) -> None:
+    result = run("--database-url", "sqlite:///new.db", "sync", "--base-url",
+                 "http://127.0.0.1:1/v2", QIANFAN_ACCESS_KEY=AK, QIANFAN_SECRET_KEY=SK)
+    assert result.exit_code == 4 and "which each call adds" in result.stderr
+    assert not (tmp_path / "new.db").exists()
+    # A first sync that failed after opening the file (the API unreachable) leaves it empty:
+    # read commands say that no sync created the catalog, not that a schema is out of date.
+    result = run("--database-url", "sqlite:///new.db", "sync", "--base-url",
+                 "http://127.0.0.1:1", "--max-attempts", "1",
+                 QIANFAN_ACCESS_KEY=AK, QIANFAN_SECRET_KEY=SK)
+    assert result.exit_code == 5
+    result = run("--database-url", "sqlite:///new.db", "runs")
+    assert result.exit_code == 6
+    assert "holds no catalog yet (no sync has created it)" in result.stderr
