@@ -46,8 +46,33 @@ def _auth_error(exc: BaseException) -> ApiError | None:
     return None
 
 
+class CatalogCommand(click.Command):
+    """A command whose option value from the config file, refused, is the file's error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            param, file = exc.param, ctx.find_root().meta.get("config_file")
+            if file is None or not isinstance(param, click.Option) or param.name is None:
+                raise
+            flags = (*param.opts, *param.secondary_opts)
+            typed = any(a == f or a.startswith(f"{f}=") for a in given for f in flags)
+            envvar = param.resolve_envvar_value(ctx)
+            value = ctx.lookup_default(param.name, call=False)
+            if typed or envvar is not None or value is None:
+                raise
+            from catalog import settings
+
+            raise settings.bad_value(f"config file {file}", param.name, value, exc) from None
+
+
 class CatalogGroup(click.Group):
     """Turns the project's errors into one line on stderr and their exit code."""
+
+    command_class = CatalogCommand
+    group_class = type  # its subgroups (config, db, eval) are CatalogGroups too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

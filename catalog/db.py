@@ -208,20 +208,22 @@ def connect(engine: Engine) -> Connection:
 
 def _read_only_engine(path: Path) -> Engine | None:
     """An engine that reads the SQLite file at ``path`` without writing anything beside it, when
-    the file or its folder may not be written (a read-only mount, a snapshot, a BI replica);
-    None when they may, and the ordinary engine serves.
+    this user may not write the file or its folder; None when it may (the ordinary engine).
 
     In WAL mode (which every sync sets) SQLite writes a ``-shm`` index beside the file even to
     read it, so an ordinary read of such a file failed with "unable to open database file".
-    ``immutable`` reads the file as it lies, without that index and without locks: right for a
-    file nobody can write here, which is the only case it is used for. What a sync had not yet
-    checkpointed from its ``-wal`` file into the database is not seen.
+    On a read-only file system (a read-only mount, a snapshot) the file is read ``immutable``:
+    as it lies, without that index or locks, since nothing here can change it. Elsewhere (a
+    file another user's sync writes) it is opened ``mode=ro``, which still sees what that sync
+    commits; SQLite can do so where the ``-shm`` index exists.
     """
-    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+    target = path.resolve()
+    if os.access(target, os.W_OK) and os.access(target.parent, os.W_OK):
         return None
     import sqlite3
 
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+    frozen = bool(os.statvfs(target.parent).f_flag & os.ST_RDONLY)
+    uri = f"file:{quote(str(target))}?mode=ro" + ("&immutable=1" if frozen else "")
     return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
 
 

@@ -19,8 +19,15 @@ INTERRUPTED = 9
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
-    name = signal.Signals(signum).name
-    sys.stderr.write(f"Error: interrupted by {name}\n")
+    message = f"interrupted by {signal.Signals(signum).name}"
+    # Once the CLI has set up its logs, as its other fatal errors are (a JSON line with
+    # --log-format json); before, plain text.
+    logs = sys.modules.get("catalog.logs")
+    if logs is None or not logs.report_fatal(message, INTERRUPTED):
+        sys.stderr.write(f"Error: {message}\n")
+    retry = sys.modules.get("catalog.api.retry")
+    if retry is not None:
+        retry.STOPPING.set()  # a call retrying in another thread is not tried again
     raise SystemExit(INTERRUPTED)
 
 

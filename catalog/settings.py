@@ -108,31 +108,24 @@ def _place(default_map: dict[str, Any], path: tuple[str, ...], name: str, value:
 
 
 def _check_type(where: str, param: click.Option, value: Any) -> Any:
-    """A list for a repeatable option, a scalar otherwise, each a value the option takes.
-
-    Checked here, not left to click: click would report a bad value as the command line's
-    (``Invalid value for '--workers'``, exit 2), with no word of the file it came from.
-    """
+    """A list for a repeatable option, a scalar otherwise; click converts and validates the
+    rest for the command it runs (a bad value is then the file's error: ``cli.CatalogGroup``)."""
     if param.multiple:
         if not isinstance(value, list):
             value = [value]
-        value = [
+        return [
             str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in value
         ]
-        for item in value:
-            _convert(where, param, item)
-        return value
     if isinstance(value, list | dict):
         raise ConfigError(f"config file: {where} must be a single value, not a list or table")
-    _convert(where, param, value)
     return value
 
 
-def _convert(where: str, param: click.Option, value: Any) -> None:
-    try:
-        param.type.convert(value, param, None)
-    except click.BadParameter as exc:
-        raise ConfigError(f"config file: {where} = {value!r}: {exc.message}") from None
+def bad_value(source: str, where: str, value: Any, exc: click.BadParameter) -> ConfigError:
+    """A value from the config file (``source``) that its option refuses, as the file's error:
+    click reports it as a flag's (``Invalid value for '--workers'``, exit 2), which the user
+    never typed."""
+    return ConfigError(f"{source}: {where} = {value!r}: {exc.message}")
 
 
 #: Keys of an ``[accounts.NAME]`` table that name no option: where the account's keys are.
@@ -195,8 +188,12 @@ def apply_account(
             kw[target] = found
         elif name in params and name not in flagged:
             param = params[name]
-            kw[name] = param.type_cast_value(ctx, _check_type(f"accounts.{account}.{name}",
-                                                              param, value))
+            where = f"accounts.{account}.{name}"
+            try:
+                kw[name] = param.type_cast_value(ctx, _check_type(where, param, value))
+            except click.BadParameter as exc:
+                file = ctx.find_root().meta.get("config_file")
+                raise bad_value(f"config file {file}", where, value, exc) from None
 
 
 def build_default_map(root: click.Command, data: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from catalog.api.paging import iter_pages
 from catalog.documented import DriftLog
-from catalog.errors import ApiError, ConfigError
+from catalog.errors import ApiError, ConfigError, NotTheApi
 from catalog.events import (
     LISTING,
     SET,
@@ -200,7 +200,7 @@ class Walker:
             try:
                 return (kind.name, ref), reader.fetch(self.client, ref)
             except ApiError as exc:
-                if exc.is_auth or exc.retryable:
+                if exc.is_auth or exc.retryable or isinstance(exc, NotTheApi):
                     raise
                 raise ConfigError(
                     f"unknown {what} {ref!r}: the API did not answer it "

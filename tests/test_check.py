@@ -165,3 +165,18 @@ def test_a_hanging_name_lookup_is_bounded(sqlite_url: str, monkeypatch: pytest.M
     assert got["credentials"].startswith("SKIP")
     assert got["database"].startswith("ok ")
     assert result.exit_code == 5
+
+
+def test_a_web_server_at_the_base_url_is_not_blamed_on_a_model_set_or_an_export(
+    db_url: str,
+) -> None:
+    from tests._stub_http import Reply, StubServer
+
+    page = "<html><head><title>404 Not Found</title></head><body>nginx</body></html>"
+    env = {"CATALOG_DATABASE_URL": db_url, "QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK,
+           "CATALOG_CONFIG": None}
+    with StubServer([Reply(404, page, {"Content-Type": "text/html"})]) as server:
+        for args in (["sync", "--model-set", "foo"], ["eval", "track", "amemt-abc"]):
+            result = CliRunner().invoke(cli, [*args, "--base-url", server.url], env=env)
+            assert result.exit_code == 5, (args, result.output)
+            assert "--base-url" in result.stderr and "unknown" not in result.stderr

@@ -253,14 +253,30 @@ def test_an_html_error_page_is_another_server_named_in_one_line(status: int) -> 
     assert "'Error response'" in text and "--base-url" in text
 
 
+@pytest.mark.parametrize(("status", "retryable"), [(429, True), (408, True), (503, True),
+                                                  (403, False), (401, False)])
+def test_a_gateways_page_for_throttling_or_credentials_is_no_base_url_problem(
+    status: int, retryable: bool
+) -> None:
+    """A 429 page (or an empty 429) is throttling, retried after its Retry-After; a 401/403
+    page is about the credentials. Neither is another server at the base URL."""
+    for body in (b"", _PAGE):
+        with pytest.raises(ApiError) as info:
+            parse_answer("DescribeModel", status, {"Retry-After": "2"}, body)
+        err = info.value
+        assert type(err) is ApiError and err.retryable is retryable
+        assert err.retry_after == 2.0 and "--base-url" not in str(err)
+
+
 def test_base_url_with_a_route_in_it_is_refused_with_the_origin_to_give() -> None:
     for url in ("http://127.0.0.1:8765/v2", "https://qianfan.baidubce.com/v2/model/",
                 "https://h/wenxinworkshop"):
         with pytest.raises(ValueError) as info:
             ConsoleClient(url, "ak", "sk")
         assert "which each call adds" in str(info.value)
-    assert ConsoleClient("https://gateway.example/qianfan", "ak", "sk").base_url.endswith(
-        "/qianfan")  # a gateway's own prefix is kept
+    for prefix in ("/qianfan", "/api/v2"):  # a gateway's own prefix is kept
+        assert ConsoleClient(f"https://gateway.example{prefix}", "ak", "sk").base_url.endswith(
+            prefix)
 
 
 # --- malformed answers -------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
     """Checked as click checks a flag, but reported as the file's (exit 4, the file and the key
     named), not as a flag the user never typed (click's exit 2)."""
     cfg = tmp_path / "c.toml"
-    for text, words in (("[sync]\nworkers = 0\n", "sync.workers = 0: 0 is not in the range"),
+    for text, words in (("[sync]\nworkers = 0\n", "workers = 0: 0 is not in the range"),
                         ('[sync]\nworkers = "many"\n', "'many' is not a valid integer"),
                         ('kinds = ["model_set", 3]\n', "")):
         cfg.write_text(text)
@@ -120,6 +120,10 @@ def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
         (line,) = result.stderr.splitlines()
         assert line.startswith(f"Error: config file {cfg}: ") and words in line
         assert "--workers" not in line
+    # A value another command would refuse is that command's business, not every command's.
+    cfg.write_text('model_sets = 0\n[fake-server]\nreplay = "recordings-to-come"\n')
+    result = run("--config", str(cfg), "config", "show")
+    assert result.exit_code == 0, result.output
     cfg.write_text("databse_url = 'x'\n")
     result = run("--config", str(cfg), "config", "show")
     assert result.exit_code == 4 and f"config file {cfg}: unknown key 'databse_url'" in (
@@ -139,3 +143,15 @@ def test_a_sync_configured_only_by_the_file(db_url: str, tmp_path: Path) -> None
     stored = stored_rows(db_url)
     assert {k: len(stored[k]) for k in expected} == expected
     assert SK not in result.output
+
+
+def test_a_bad_value_in_an_account_table_names_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[accounts.prod]\naccess_key_env = "PROD_AK"\nsecret_key_env = "PROD_SK"\n'
+                   'workers = "many"\n')
+    with fake_console() as server:
+        result = run("--config", str(cfg), "--account", "prod", "sync", "--base-url",
+                     server.url, PROD_AK=AK, PROD_SK=SK)
+    assert result.exit_code == 4, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: config file {cfg}: accounts.prod.workers = 'many': ")

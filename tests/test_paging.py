@@ -193,18 +193,20 @@ def test_an_integer_id_is_an_id() -> None:
 
 
 def test_the_items_are_under_the_documented_key_or_the_one_named_like_one() -> None:
-    """Where the documents name the items' key it is the key; where they do not
-    (DescribeServices), the one list named as every documented one is (``...List``). Another
-    list, even an empty one, is never taken for the items: an empty listing deletes all."""
+    """Where the documents name the items' key it is the key, whatever else the answer
+    holds; where they do not (DescribeServices), the answer's only list, named as every
+    documented one is (``...List``). Another list, even an empty one, is never taken for the
+    items: an empty listing deletes all it covers."""
     done = {"isTruncated": False}
     result = {"customModelSetList": [{"id": "x"}], "tags": ["t"], "pageInfo": done}
-    assert list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {})) == [
-        [{"id": "x"}]]
     assert list(iter_pages(ScriptedClient([result]), "DescribeCustomModelSets", {},
                            list_key="customModelSetList")) == [[{"id": "x"}]]
+    alone = {"serviceList": [{"id": "x"}], "pageInfo": done}
+    assert list(iter_pages(ScriptedClient([alone]), "DescribeServices", {})) == [[{"id": "x"}]]
     for wrong in (
         {"filters": [], "pageInfo": done},  # no items' list at all
         {"aList": [], "bList": [{"id": "x"}], "pageInfo": done},  # two candidates
+        {"services": [{"id": "x"}], "creatorList": [], "pageInfo": done},  # items elsewhere
     ):
         with pytest.raises(MalformedResponse) as info:
             list(iter_pages(ScriptedClient([wrong]), "DescribeServices", {}))

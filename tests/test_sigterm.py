@@ -345,18 +345,25 @@ def test_a_signal_before_the_run_starts_is_exit_9_in_one_line(
     assert dump_db(sqlite_url).get("sync_runs", []) == []  # no run was started
 
 
-def test_a_signal_while_the_command_starts_is_exit_9_in_one_line(sqlite_url: str) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_signal_while_the_command_starts_is_exit_9_in_one_line(
+    sqlite_url: str, log_format: str
+) -> None:
     """Before a sync's run (or in any other command), a signal is the console script's: one
-    line and exit 9, not click's "Aborted!" with exit 1 or a traceback."""
-    # The lock held by another "run" keeps this one waiting, with the script's own handler on.
+    line and exit 9, not click's "Aborted!" with exit 1 or a traceback; with JSON logs, the
+    one JSON line every other fatal error is."""
+    import json
+
     from catalog import runs
     from tests._proc import cli_env
 
+    # The lock held by another "run" keeps this one waiting, with the script's own handler on.
     engine = db.create_engine_for(sqlite_url)
     with engine.connect() as conn, runs.writer_lock(conn, 0, "default"):
         proc = subprocess.Popen(
             [sys.executable, "-c", "from catalog.entry import main; main()",
-             "--database-url", sqlite_url, "sync", "--lock-timeout", "60"],
+             "--database-url", sqlite_url, "--log-format", log_format, "sync",
+             "--lock-timeout", "60"],
             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         time.sleep(3)  # past the imports, waiting for the lock
@@ -364,5 +371,25 @@ def test_a_signal_while_the_command_starts_is_exit_9_in_one_line(sqlite_url: str
         _out, err = proc.communicate(timeout=30)
     engine.dispose()
     assert proc.returncode == ExitCode.INTERRUPTED, (proc.returncode, err)
-    assert err.strip().splitlines()[-1] == "Error: interrupted by SIGINT", err
     assert "Traceback" not in err and "Aborted" not in err
+    last = err.strip().splitlines()[-1]
+    if log_format == "text":
+        assert last == "Error: interrupted by SIGINT", err
+    else:
+        fatal = json.loads(last)
+        assert fatal["event"] == "fatal" and fatal["exit_code"] == ExitCode.INTERRUPTED
+        assert fatal["message"] == "interrupted by SIGINT"
+
+
+def test_ctrl_c_is_how_the_fake_server_stops_not_an_interruption() -> None:
+    from tests._proc import cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "catalog", "fake-server", "--port", "0"],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    assert "Ctrl-C to stop" in proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (out, err)
+    assert "stopped after 0 calls" in out and "Error" not in err

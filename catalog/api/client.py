@@ -228,10 +228,11 @@ def parse_answer(
         if body:
             message = _text(body.get("message")) or f"HTTP {status} without a message"
             raise fail(message, _text(body.get("code")))
-        # Not the console's JSON error: a gateway in front of it (a 502/503/504 page, retried),
-        # or another server altogether (a wrong --base-url).
+        # Not the console's JSON error: a gateway in front of it (a 502/503/504 page or a
+        # throttling 429, retried; a 401/403, the credentials), or another server altogether
+        # (a wrong --base-url).
         what = f"answered {describe_body(content)}, not the API's JSON"
-        if status >= 500 and status not in (501, 505):
+        if classify(status=status) or status in (401, 403):
             raise fail(what, "")
         raise NotTheApi(
             f"{what}: is --base-url (QIANFAN_CONSOLE_API_BASE_URL) the console API's?",
@@ -295,10 +296,10 @@ class ConsoleClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError(f"base URL must be http(s)://host[:port], got {base_url!r}")
-        routes = _ROUTES.intersection(parts.path.split("/"))
-        if routes:
+        first = parts.path.strip("/").split("/")[0]
+        if first in _ROUTES:
             raise ValueError(
-                f"base URL {base_url!r} holds the route /{min(routes)}, which each call adds: "
+                f"base URL {base_url!r} holds the route /{first}, which each call adds: "
                 f"give {parts.scheme}://{parts.netloc} (a gateway's own path prefix may stay)"
             )
         self.base_url = base_url.rstrip("/")

@@ -61,14 +61,15 @@ def _ask(client: SupportsCall, action: str, body: dict[str, Any], route: str) ->
 
 def _find_list_key(action: str, result: dict[str, Any]) -> str:
     """The items' key of a listing whose documents do not show it (DescribeServices): the one
-    list-valued key named as every documented listing names its items (``...List``:
-    ``customModelSetList``, ``modelCompTaskList``, ``jobList``...). Any other list, even an
-    empty one, is not taken for the items: an empty listing deletes everything it covers."""
-    keys = [k for k, v in result.items() if k.endswith("List") and isinstance(v, list)]
-    if len(keys) != 1:
-        found = ", ".join(sorted(k for k, v in result.items() if isinstance(v, list))) or "none"
+    list-valued key, named as every documented listing names its items (``...List``:
+    ``customModelSetList``, ``modelCompTaskList``, ``jobList``...). Any other shape is refused:
+    with two lists, or one named otherwise, the items may be elsewhere, and taking an empty list
+    for them would make an empty listing, which deletes everything it covers."""
+    keys = sorted(k for k, v in result.items() if isinstance(v, list))
+    if len(keys) != 1 or not keys[0].endswith("List"):
         raise MalformedResponse(
-            f"cannot tell which list holds the items (list-valued keys: {found})", call=action
+            f"cannot tell which list holds the items (list-valued keys: "
+            f"{', '.join(keys) or 'none'})", call=action
         )
     return keys[0]
 

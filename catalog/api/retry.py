@@ -86,10 +86,9 @@ def classify(
         return True
     # 501 (not implemented) and 505 (version not supported) say what the server is, not how
     # it is doing: asked again, it answers the same (a --base-url that is another server).
-    return status is not None and (status == 429 or 500 <= status <= 599) and status not in (
-        501,
-        505,
-    )
+    if status is None or status in (501, 505):
+        return False
+    return status in (408, 429) or 500 <= status <= 599
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -123,6 +122,11 @@ def _gave_up(err: ApiError, why: str) -> None:
     """Say in ``err``'s message why it is not tried again."""
     err.message = f"{err.message} ({why})"
     err.args = (str(err),)
+
+
+#: Set when the process is asked to stop outside a sync's run (``catalog/entry.py``): no call
+#: is tried again, in any thread (``eval track``'s check runs in a worker thread of its own).
+STOPPING = threading.Event()
 
 
 class RetryPolicy:
@@ -159,6 +163,15 @@ class RetryPolicy:
         self.rng = rng if rng is not None else random.Random()
         self.clock = clock
         self.stop = stop
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` before the next attempt, or less if a stop comes; True if one did."""
+        if self.stop is not None:
+            return self.stop.wait(seconds) or STOPPING.is_set()
+        if self.sleep is time.sleep:
+            return STOPPING.wait(seconds)
+        self.sleep(seconds)  # injected by a test
+        return STOPPING.is_set()
 
     def __repr__(self) -> str:
         return (
@@ -205,14 +218,12 @@ class RetryPolicy:
                     )
                     _gave_up(err, f"gave up after {tries}{why}")
                     raise
-                if self.stop is not None and self.stop.is_set():
+                if STOPPING.is_set() or (self.stop is not None and self.stop.is_set()):
                     _gave_up(err, "not tried again: the run is stopping")
                     raise
                 if on_retry is not None:
                     on_retry(attempt, wait, err)
-                if self.stop is None:
-                    self.sleep(wait)
-                elif self.stop.wait(wait):
+                if self._wait(wait):
                     _gave_up(err, "not tried again: the run is stopping")
                     raise
                 attempt += 1

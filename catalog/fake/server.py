@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import signal
 import sys
 import threading
 import time
@@ -1021,7 +1022,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _until_interrupted() -> None:
     """Block the ``fake-api`` command until Ctrl-C. Its own function so that a test can stop
-    the command here, instead of replacing ``time.sleep`` for every thread of the process."""
+    the command here, instead of replacing ``time.sleep`` for every thread of the process.
+
+    Ctrl-C is this command's way to stop, not an interruption: the console script's handler
+    (exit 9, ``catalog/entry.py``) gives way to Python's KeyboardInterrupt here.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     while True:
         time.sleep(0.5)
 

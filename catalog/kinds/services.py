@@ -197,7 +197,7 @@ def _part_of_the_presets(answer: Mapping[str, Any], items: list[Any]) -> str | N
     """
     info = answer.get("pageInfo")
     if isinstance(info, dict) and (
-        info.get("isTruncated") not in (False, "false") or info.get("nextMarker")
+        str(info.get("isTruncated")).strip().lower() != "false" or info.get("nextMarker")
     ):
         return f"pageInfo {info!r} says more pages follow or does not say that none does"
     for name in ("isTruncated", "nextMarker", "marker"):
