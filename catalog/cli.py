@@ -46,6 +46,29 @@ def _auth_error(exc: BaseException) -> ApiError | None:
     return None
 
 
+class FileValueError(click.ClickException):
+    """A value from the config file that its option refuses: the file's error (exit 4), not
+    the flag's click would report (``Invalid value for '--workers'``, exit 2), which the user
+    never typed."""
+
+    exit_code = ExitCode.CONFIG
+
+
+def _file_value(ctx: click.Context, given: list[str], exc: click.BadParameter) -> None:
+    """Raise ``exc`` as the config file's error when its value came from the file."""
+    param, file = exc.param, ctx.find_root().meta.get("config_file")
+    if file is None or not isinstance(param, click.Option) or param.name is None:
+        return
+    flags = (*param.opts, *param.secondary_opts)
+    typed = any(a == f or a.startswith(f"{f}=") for a in given for f in flags)
+    value = ctx.lookup_default(param.name, call=False)
+    if typed or param.resolve_envvar_value(ctx) is not None or value is None:
+        return
+    from catalog import settings
+
+    raise FileValueError(str(settings.bad_value(f"config file {file}", param.name, value, exc)))
+
+
 class CatalogCommand(click.Command):
     """A command whose option value from the config file, refused, is the file's error."""
 
@@ -54,18 +77,8 @@ class CatalogCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter as exc:
-            param, file = exc.param, ctx.find_root().meta.get("config_file")
-            if file is None or not isinstance(param, click.Option) or param.name is None:
-                raise
-            flags = (*param.opts, *param.secondary_opts)
-            typed = any(a == f or a.startswith(f"{f}=") for a in given for f in flags)
-            envvar = param.resolve_envvar_value(ctx)
-            value = ctx.lookup_default(param.name, call=False)
-            if typed or envvar is not None or value is None:
-                raise
-            from catalog import settings
-
-            raise settings.bad_value(f"config file {file}", param.name, value, exc) from None
+            _file_value(ctx, given, exc)
+            raise
 
 
 class CatalogGroup(click.Group):
@@ -73,6 +86,14 @@ class CatalogGroup(click.Group):
 
     command_class = CatalogCommand
     group_class = type  # its subgroups (config, db, eval) are CatalogGroups too
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:  # a global option's value (log_format...)
+            _file_value(ctx, given, exc)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -120,6 +120,11 @@ def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
         (line,) = result.stderr.splitlines()
         assert line.startswith(f"Error: config file {cfg}: ") and words in line
         assert "--workers" not in line
+    cfg.write_text('log_format = "xml"\n')  # a global option's, refused before any command
+    result = run("--config", str(cfg), "runs")
+    assert result.exit_code == 4
+    assert result.stderr.strip() == (
+        f"Error: config file {cfg}: log_format = 'xml': 'xml' is not one of 'text', 'json'.")
     # A value another command would refuse is that command's business, not every command's.
     cfg.write_text('model_sets = 0\n[fake-server]\nreplay = "recordings-to-come"\n')
     result = run("--config", str(cfg), "config", "show")

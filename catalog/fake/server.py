@@ -1022,13 +1022,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _until_interrupted() -> None:
     """Block the ``fake-api`` command until Ctrl-C. Its own function so that a test can stop
-    the command here, instead of replacing ``time.sleep`` for every thread of the process.
-
-    Ctrl-C is this command's way to stop, not an interruption: the console script's handler
-    (exit 9, ``catalog/entry.py``) gives way to Python's KeyboardInterrupt here.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    the command here, instead of replacing ``time.sleep`` for every thread of the process."""
     while True:
         time.sleep(0.5)
 
@@ -1088,12 +1082,17 @@ def serve(
         denied_actions=denied_actions,
         replay=recording,
     )
+    # Ctrl-C is this command's way to stop, not an interruption: the console script's handler
+    # (exit 9, ``catalog/entry.py``) gives way to Python's KeyboardInterrupt before the line
+    # that says to press it.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     server.start()
-    shown = access_key[:4] + "****" if len(access_key) > 8 else "****"  # a credential: shortened
-    echo(f"fake Qianfan console on {server.url} (access key {shown}); Ctrl-C to stop")
-    if recording is not None:
-        echo(f"replaying {recording.size} recorded answers from {replay_dir}")
     try:
+        shown = access_key[:4] + "****" if len(access_key) > 8 else "****"  # a credential
+        echo(f"fake Qianfan console on {server.url} (access key {shown}); Ctrl-C to stop")
+        if recording is not None:
+            echo(f"replaying {recording.size} recorded answers from {replay_dir}")
         _until_interrupted()
     except KeyboardInterrupt:
         pass
