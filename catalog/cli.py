@@ -54,30 +54,34 @@ class FileValueError(click.ClickException):
     exit_code = ExitCode.CONFIG
 
 
-def _file_value(ctx: click.Context, given: list[str], exc: click.BadParameter) -> None:
-    """Raise ``exc`` as the config file's error when its value came from the file."""
+def _file_value(ctx: click.Context, exc: click.BadParameter) -> None:
+    """Raise ``exc`` as the config file's error when the value refused is the file's: the
+    file's value for the option is refused with the very same message."""
     param, file = exc.param, ctx.find_root().meta.get("config_file")
     if file is None or not isinstance(param, click.Option) or param.name is None:
         return
-    flags = (*param.opts, *param.secondary_opts)
-    typed = any(a == f or a.startswith(f"{f}=") for a in given for f in flags)
     value = ctx.lookup_default(param.name, call=False)
-    if typed or param.resolve_envvar_value(ctx) is not None or value is None:
+    if value is None:
         return
-    from catalog import settings
+    try:
+        param.type_cast_value(ctx, value)
+    except click.BadParameter as own:
+        if own.message == exc.message:
+            from catalog import settings
 
-    raise FileValueError(str(settings.bad_value(f"config file {file}", param.name, value, exc)))
+            raise FileValueError(
+                str(settings.bad_value(f"config file {file}", param.name, value, exc))
+            ) from None
 
 
 class CatalogCommand(click.Command):
     """A command whose option value from the config file, refused, is the file's error."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        given = list(args)
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter as exc:
-            _file_value(ctx, given, exc)
+            _file_value(ctx, exc)
             raise
 
 
@@ -88,11 +92,10 @@ class CatalogGroup(click.Group):
     group_class = type  # its subgroups (config, db, eval) are CatalogGroups too
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        given = list(args)
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter as exc:  # a global option's value (log_format...)
-            _file_value(ctx, given, exc)
+            _file_value(ctx, exc)
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -243,7 +246,12 @@ def _config_after(ctx: click.Context, _param: click.Parameter, value: str | None
         name = param.name
         if name in _VALUES and not sources[name].startswith(("flag", "env")):
             if name in default_map:
-                changed[name] = (param.type_cast_value(root, default_map[name]), f"file {path}")
+                try:
+                    cast = param.type_cast_value(root, default_map[name])
+                except click.BadParameter as exc:
+                    raise FileValueError(str(settings.bad_value(
+                        f"config file {path}", name, default_map[name], exc))) from None
+                changed[name] = (cast, f"file {path}")
             else:
                 changed[name] = (param.get_default(root), "default")
     _set_globals(ctx, changed)

@@ -213,16 +213,19 @@ def _read_only_engine(path: Path) -> Engine | None:
     In WAL mode (which every sync sets) SQLite writes a ``-shm`` index beside the file even to
     read it, so an ordinary read of such a file failed with "unable to open database file".
     On a read-only file system (a read-only mount, a snapshot) the file is read ``immutable``:
-    as it lies, without that index or locks, since nothing here can change it. Elsewhere (a
-    file another user's sync writes) it is opened ``mode=ro``, which still sees what that sync
-    commits; SQLite can do so where the ``-shm`` index exists.
+    as it lies, without that index or locks, since nothing here can change it. So it is where
+    the folder may not be written and no ``-shm`` index is there to open (no connection has
+    the file open: a sync that ended removed it). Elsewhere (a file another user's sync has
+    open) it is opened ``mode=ro``, which still sees what that sync commits.
     """
     target = path.resolve()
     if os.access(target, os.W_OK) and os.access(target.parent, os.W_OK):
         return None
     import sqlite3
 
-    frozen = bool(os.statvfs(target.parent).f_flag & os.ST_RDONLY)
+    frozen = bool(os.statvfs(target.parent).f_flag & os.ST_RDONLY) or (
+        not os.access(target.parent, os.W_OK) and not Path(f"{target}-shm").exists()
+    )
     uri = f"file:{quote(str(target))}?mode=ro" + ("&immutable=1" if frozen else "")
     return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
 

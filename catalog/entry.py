@@ -22,12 +22,13 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
     message = f"interrupted by {signal.Signals(signum).name}"
     # Once the CLI has set up its logs, as its other fatal errors are (a JSON line with
     # --log-format json); before, plain text.
-    logs = sys.modules.get("catalog.logs")
-    if logs is None or not logs.report_fatal(message, INTERRUPTED):
+    # getattr: a signal may land while either module is still being imported.
+    report = getattr(sys.modules.get("catalog.logs"), "report_fatal", None)
+    if report is None or not report(message, INTERRUPTED):
         sys.stderr.write(f"Error: {message}\n")
-    retry = sys.modules.get("catalog.api.retry")
-    if retry is not None:
-        retry.STOPPING.set()  # a call retrying in another thread is not tried again
+    stopping = getattr(sys.modules.get("catalog.api.retry"), "STOPPING", None)
+    if stopping is not None:
+        stopping.set()  # a call retrying in another thread is not tried again
     raise SystemExit(INTERRUPTED)
 
 

@@ -388,12 +388,19 @@ def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
         ctx = command.make_context(path[-1], [], parent=parent, resilient_parsing=True)
         for param in options:
             assert param.name is not None
+            shown = mask(param.name, ctx.params.get(param.name))
+            raw = ctx.lookup_default(param.name, call=False)
+            if raw is not None and ctx.get_parameter_source(param.name) is (
+                ParameterSource.DEFAULT_MAP
+            ):
+                # Resilient parsing keeps a refused value quiet ("not set"): shown with why
+                # (the command it belongs to fails on it when it runs; the others do not).
+                try:
+                    param.type_cast_value(ctx, raw)
+                except click.BadParameter as exc:
+                    shown = f"{mask(param.name, raw)} (refused: {exc.message})"
             out.append(
-                Setting(
-                    " ".join(path),
-                    display_name(param),
-                    mask(param.name, ctx.params.get(param.name)),
-                    source_label(ctx, param.name, file),
-                )
+                Setting(" ".join(path), display_name(param), shown,
+                        source_label(ctx, param.name, file))
             )
     return out

@@ -125,6 +125,15 @@ def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
     assert result.exit_code == 4
     assert result.stderr.strip() == (
         f"Error: config file {cfg}: log_format = 'xml': 'xml' is not one of 'text', 'json'.")
+    for args in (("config", "show", "--config", str(cfg)),  # the file given after the command
+                 ("--config", str(cfg), "runs", "--log-format", "json")):  # its flag after it
+        result = run(*args)
+        assert result.exit_code == 4 and f"config file {cfg}: log_format = 'xml'" in (
+            result.stderr), (args, result.output)
+    cfg.write_text('[sync]\nworkers = "abc"\n')  # config show parses resiliently: shown
+    result = run("--config", str(cfg), "config", "show")
+    assert result.exit_code == 0
+    assert shown(result)["sync workers"][0] == "abc (refused: 'abc' is not a valid integer range.)"
     # A value another command would refuse is that command's business, not every command's.
     cfg.write_text('model_sets = 0\n[fake-server]\nreplay = "recordings-to-come"\n')
     result = run("--config", str(cfg), "config", "show")

@@ -34,19 +34,8 @@ def _runs(url: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_a_file_that_may_not_be_written_is_read_without_writing_beside_it(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _synced(sqlite_url)
-    real_access = os.access
-
-    def read_only(target: object, mode: int, *args: object, **kw: object) -> bool:
-        if mode & os.W_OK and Path(str(target)).resolve() in (path.resolve(),
-                                                               path.resolve().parent):
-            return False
-        return real_access(target, mode, *args, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "access", read_only)
+def _opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The databases sqlite3 is asked to open from now on."""
     import sqlite3
 
     opened: list[str] = []
@@ -57,11 +46,57 @@ def test_a_file_that_may_not_be_written_is_read_without_writing_beside_it(
         return real_connect(database, *args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sqlite3, "connect", connect)
+    return opened
+
+
+def _not_writable(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This user may write neither the file nor its folder (root may: os.access says so)."""
+    real_access = os.access
+
+    def access(target: object, mode: int, *args: object, **kw: object) -> bool:
+        if mode & os.W_OK and Path(str(target)).resolve() in (path.resolve(),
+                                                               path.resolve().parent):
+            return False
+        return real_access(target, mode, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_file_nobody_has_open_in_a_folder_that_may_not_be_written_is_read_as_it_lies(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No -shm index to open and none may be made: read-only is not enough, so immutable."""
+    path = _synced(sqlite_url)
+    _not_writable(path, monkeypatch)
+    opened = _opened(monkeypatch)
     code, out = _runs(sqlite_url)
     assert code == 0, out
     assert "success" in out.splitlines()[1]
-    # Opened read-only, and not immutable: the file system may be written, by another user's
-    # sync, whose commits a read must see.
+    assert opened and all(o.endswith("?mode=ro&immutable=1") for o in opened), opened
+
+
+def test_a_file_another_user_has_open_is_read_only_and_sees_its_commits(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Open elsewhere (its -shm index exists), the file is read mode=ro, not immutable: what
+    the other connection commits, still in its WAL, is seen."""
+    import sqlite3
+
+    path = _synced(sqlite_url)
+    writer = sqlite3.connect(path)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")  # the commit stays in the WAL
+        writer.execute("UPDATE sync_runs SET status = 'failed'")
+        writer.commit()
+        assert Path(f"{path}-shm").exists()
+        _not_writable(path, monkeypatch)
+        opened = _opened(monkeypatch)
+        code, out = _runs(sqlite_url)
+    finally:
+        writer.close()
+    assert code == 0, out
+    assert "failed" in out.splitlines()[1]  # the uncheckpointed commit
     assert opened and all(o.endswith("?mode=ro") for o in opened), opened
 
 

@@ -1085,9 +1085,14 @@ def serve(
     # Ctrl-C is this command's way to stop, not an interruption: the console script's handler
     # (exit 9, ``catalog/entry.py``) gives way to Python's KeyboardInterrupt before the line
     # that says to press it.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    server.start()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    try:
+        server.start()
+    except BaseException:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        raise
     try:
         shown = access_key[:4] + "****" if len(access_key) > 8 else "****"  # a credential
         echo(f"fake Qianfan console on {server.url} (access key {shown}); Ctrl-C to stop")
@@ -1097,6 +1102,8 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         server.stop()
         echo(f"stopped after {server.call_count()} calls")
         if recording is not None and recording.missed:
