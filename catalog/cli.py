@@ -69,13 +69,12 @@ def _file_value(ctx: click.Context, exc: click.BadParameter) -> None:
         if own.message == exc.message:
             from catalog import settings
 
-            raise FileValueError(
-                str(settings.bad_value(f"config file {file}", param.name, value, exc))
-            ) from None
+            raise FileValueError(str(settings.bad_value(file, param.name, value, exc))) from None
 
 
 class CatalogCommand(click.Command):
-    """A command whose option value from the config file, refused, is the file's error."""
+    """A command whose option value from the config file, refused, is the file's error (also
+    the base of ``CatalogGroup``, for the global options the group parses)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -85,18 +84,11 @@ class CatalogCommand(click.Command):
             raise
 
 
-class CatalogGroup(click.Group):
+class CatalogGroup(CatalogCommand, click.Group):
     """Turns the project's errors into one line on stderr and their exit code."""
 
     command_class = CatalogCommand
     group_class = type  # its subgroups (config, db, eval) are CatalogGroups too
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.BadParameter as exc:  # a global option's value (log_format...)
-            _file_value(ctx, exc)
-            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -249,8 +241,9 @@ def _config_after(ctx: click.Context, _param: click.Parameter, value: str | None
                 try:
                     cast = param.type_cast_value(root, default_map[name])
                 except click.BadParameter as exc:
-                    raise FileValueError(str(settings.bad_value(
-                        f"config file {path}", name, default_map[name], exc))) from None
+                    raise FileValueError(
+                        str(settings.bad_value(path, name, default_map[name], exc))
+                    ) from None
                 changed[name] = (cast, f"file {path}")
             else:
                 changed[name] = (param.get_default(root), "default")
@@ -719,9 +712,10 @@ def _require_file(ctx: click.Context) -> None:
     database_url = ctx.obj["database_url"]
     path = db.sqlite_file(database_url)
     if path is not None and not path.is_file():
-        source = ctx.find_root().obj["sources"].get("database_url", "")
+        root = ctx.find_root()
         where = (
-            f"database_url in the config file {source[5:]}" if source.startswith("file ")
+            f"database_url in the config file {root.meta.get('config_file')}"
+            if root.obj["sources"].get("database_url", "").startswith("file")
             else f"--database-url / {db.DATABASE_URL_ENV}"
         )
         if path.is_dir():

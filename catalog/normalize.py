@@ -158,9 +158,18 @@ def fits(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def is_id(value: object) -> bool:
+    """An id an answer can name an entity by: a non-empty string or an integer. An item of a
+    listing without one cannot be told from the entity it stands for, which the listing's end
+    would then delete."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def require_id(obj: Mapping[str, Any], name: str) -> str:
     value = obj.get(name)
-    if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
+    if not is_id(value):
         raise NormalizeError(f"{name}: missing or not an id")
     return str(value)
 

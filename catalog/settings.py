@@ -121,11 +121,13 @@ def _check_type(where: str, param: click.Option, value: Any) -> Any:
     return value
 
 
-def bad_value(source: str, where: str, value: Any, exc: click.BadParameter) -> ConfigError:
-    """A value from the config file (``source``) that its option refuses, as the file's error:
-    click reports it as a flag's (``Invalid value for '--workers'``, exit 2), which the user
-    never typed."""
-    return ConfigError(f"{source}: {where} = {value!r}: {exc.message}")
+def bad_value(
+    file: Path | str | None, where: str, value: Any, exc: click.BadParameter
+) -> ConfigError:
+    """A value from the config ``file`` that its option refuses, as the file's error: click
+    reports it as a flag's (``Invalid value for '--workers'``, exit 2), which the user never
+    typed."""
+    return ConfigError(f"config file {file}: {where} = {value!r}: {exc.message}")
 
 
 #: Keys of an ``[accounts.NAME]`` table that name no option: where the account's keys are.
@@ -193,7 +195,7 @@ def apply_account(
                 kw[name] = param.type_cast_value(ctx, _check_type(where, param, value))
             except click.BadParameter as exc:
                 file = ctx.find_root().meta.get("config_file")
-                raise bad_value(f"config file {file}", where, value, exc) from None
+                raise bad_value(file, where, value, exc) from None
 
 
 def build_default_map(root: click.Command, data: dict[str, Any]) -> dict[str, Any]:

@@ -130,3 +130,21 @@ def test_values_a_column_cannot_hold_are_refused_here() -> None:
     long_text = "名" * 10_000  # unbounded text columns take 10 KB strings as they are
     row = compression_tasks.row({"id": "amva-1", "name": long_text})
     assert row["name"] == long_text
+
+
+@pytest.mark.parametrize("value", ["amv-1", 7, "  x "])
+def test_an_id_is_a_non_empty_string_or_an_integer(value: object) -> None:
+    from catalog.normalize import is_id, require_id
+
+    assert is_id(value) and require_id({"id": value}, "id") == str(value)
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", True, 1.5, ["a"], {"id": "x"}])
+def test_anything_else_is_no_id(value: object) -> None:
+    """One rule for describe answers (``require_id``) and listings (the pager): a blank id,
+    accepted by ``require_id`` before, could not be told from the entity it stands for."""
+    from catalog.normalize import NormalizeError, is_id, require_id
+
+    assert not is_id(value)
+    with pytest.raises(NormalizeError, match="missing or not an id"):
+        require_id({"id": value}, "id")

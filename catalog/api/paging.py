@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from catalog.errors import MalformedResponse, PaginationError
+from catalog.normalize import is_id
 
 #: The documents cap ``maxKeys`` at 100 (larger values are silently treated as 100).
 MAX_KEYS_LIMIT = 100
@@ -74,22 +75,13 @@ def _find_list_key(action: str, result: dict[str, Any]) -> str:
     return keys[0]
 
 
-def _truncated(info: dict[str, Any]) -> bool | None:
+def is_truncated(info: dict[str, Any]) -> bool | None:
     """``pageInfo.isTruncated`` (documented: a bool on every page), or None when it is neither
     true nor false: a page that does not say whether it was the last ends nothing."""
     flag = info.get("isTruncated")
     if isinstance(flag, str):
         flag = {"true": True, "false": False}.get(flag.strip().lower())
     return flag if isinstance(flag, bool) else None
-
-
-def _usable_id(ident: object) -> bool:
-    """An item's id a listing can name it by: a non-empty string or an integer. An item
-    without one cannot be told from the entity it stands for, which the listing's end would
-    then delete; so its page is malformed."""
-    if isinstance(ident, str):
-        return bool(ident.strip())
-    return isinstance(ident, int) and not isinstance(ident, bool)
 
 
 def iter_pages(
@@ -142,7 +134,7 @@ def iter_pages(
                 raise PaginationError(f"page {page_number} has no pageInfo", call=action)
 
             where = f"page {page_number} (marker {marker!r})"
-            truncated = _truncated(info)
+            truncated = is_truncated(info)
             if truncated is None:
                 raise PaginationError(
                     f"{where} has no isTruncated true or false "
@@ -164,7 +156,8 @@ def iter_pages(
             fresh: list[dict[str, Any]] = []
             current: set[Any] = set()
             for item in items:
-                if not isinstance(item, dict) or not _usable_id(item.get(item_key)):
+                # An item without an id (``is_id``) makes the page malformed.
+                if not isinstance(item, dict) or not is_id(item.get(item_key)):
                     found = item.get(item_key) if isinstance(item, dict) else item
                     raise MalformedResponse(
                         f"page {page_number} has an item without a usable '{item_key}' "

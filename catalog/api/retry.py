@@ -164,14 +164,19 @@ class RetryPolicy:
         self.clock = clock
         self.stop = stop
 
+    def _stopping(self) -> bool:
+        """A stop was asked: of the run (``stop``) or of the process (``STOPPING``)."""
+        return STOPPING.is_set() or (self.stop is not None and self.stop.is_set())
+
     def _wait(self, seconds: float) -> bool:
         """Sleep ``seconds`` before the next attempt, or less if a stop comes; True if one did."""
         if self.stop is not None:
-            return self.stop.wait(seconds) or STOPPING.is_set()
-        if self.sleep is time.sleep:
-            return STOPPING.wait(seconds)
-        self.sleep(seconds)  # injected by a test
-        return STOPPING.is_set()
+            self.stop.wait(seconds)
+        elif self.sleep is time.sleep:
+            STOPPING.wait(seconds)
+        else:
+            self.sleep(seconds)  # injected by a test
+        return self._stopping()
 
     def __repr__(self) -> str:
         return (
@@ -218,7 +223,7 @@ class RetryPolicy:
                     )
                     _gave_up(err, f"gave up after {tries}{why}")
                     raise
-                if STOPPING.is_set() or (self.stop is not None and self.stop.is_set()):
+                if self._stopping():
                     _gave_up(err, "not tried again: the run is stopping")
                     raise
                 if on_retry is not None:

@@ -1094,7 +1094,9 @@ def serve(
             signal.signal(signal.SIGINT, previous)
         raise
     try:
-        shown = access_key[:4] + "****" if len(access_key) > 8 else "****"  # a credential
+        from catalog.settings import mask  # a credential: shortened as everywhere
+
+        shown = mask("access_key", access_key)
         echo(f"fake Qianfan console on {server.url} (access key {shown}); Ctrl-C to stop")
         if recording is not None:
             echo(f"replaying {recording.size} recorded answers from {replay_dir}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, ColumnElement, Integer, String, Text
 
+from catalog.api.paging import is_truncated
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
@@ -196,9 +197,7 @@ def _part_of_the_presets(answer: Mapping[str, Any], items: list[Any]) -> str | N
     what would show it.
     """
     info = answer.get("pageInfo")
-    if isinstance(info, dict) and (
-        str(info.get("isTruncated")).strip().lower() != "false" or info.get("nextMarker")
-    ):
+    if isinstance(info, dict) and (is_truncated(info) is not False or info.get("nextMarker")):
         return f"pageInfo {info!r} says more pages follow or does not say that none does"
     for name in ("isTruncated", "nextMarker", "marker"):
         if answer.get(name) not in (None, False, "", "false"):
