@@ -591,14 +591,20 @@ def upgrade(ctx: click.Context) -> None:
 @global_options()
 @click.pass_context
 def current(ctx: click.Context) -> None:
-    """Show the schema revision and whether migrations are pending."""
+    """Show the schema revision and whether migrations are pending.
+
+    Exits 6 when the schema is newer than this code (nothing here can read or sync it), 0
+    otherwise: migrations pending are the next sync's to apply.
+    """
     _require_file(ctx)
     engine = db.create_engine_for(ctx.obj["database_url"])
     with db.connect(engine) as conn:
+        state = db.schema_state(conn)
         click.echo(
-            f"revision {db.current_revision(conn) or 'none'} (head {db.head_revision()}): "
-            f"{db.schema_state(conn)}"
+            f"revision {db.current_revision(conn) or 'none'} (head {db.head_revision()}): {state}"
         )
+        if state == "ahead":
+            db.ensure_schema(conn, migrate=False)  # raises the newer schema's error
     engine.dispose()
 
 

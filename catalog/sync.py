@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, select
 from catalog import db, deletes, killpoints, normalize, runs, source
 from catalog.api.client import ConsoleClient
 from catalog.api.pacing import RateLimiter
-from catalog.api.record import Recorder
+from catalog.api.record import Recorder, unwritable
 from catalog.api.retry import RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
@@ -210,13 +210,15 @@ def validate(options: SyncOptions) -> list[str]:
 def build_client(
     options: SyncOptions, observer: Observer | None = None, stop: threading.Event | None = None
 ) -> ConsoleClient:
-    """The run's client; ``stop`` set (a signal), a failed call is not tried again."""
-    recorder = None
+    """The run's client; ``stop`` set (a signal), a failed call is not tried again.
+
+    ``--record``'s folder is checked here, and created by :func:`open_recorder` once the
+    database is open.
+    """
     if options.record_dir is not None:
-        try:
-            recorder = Recorder(options.record_dir)
-        except OSError as exc:
-            raise ConfigError(f"--record {options.record_dir}: {exc.strerror}") from None
+        why = unwritable(options.record_dir)
+        if why is not None:
+            raise ConfigError(f"--record {options.record_dir}: {why}")
     try:
         return ConsoleClient(
             options.base_url,
@@ -230,10 +232,18 @@ def build_client(
             pool_size=max(options.workers, 1),
             verify=options.verify_tls,
             on_event=observer,
-            recorder=recorder,
         )
     except ValueError as exc:
         raise ConfigError(f"--base-url: {exc}") from None
+
+
+def open_recorder(options: SyncOptions, client: ConsoleClient) -> None:
+    """Start recording the client's exchanges into ``--record``'s folder, if one was given."""
+    if options.record_dir is not None:
+        try:
+            client.recorder = Recorder(options.record_dir)
+        except OSError as exc:
+            raise ConfigError(f"--record {options.record_dir}: {exc.strerror}") from None
 
 
 @contextmanager
@@ -504,7 +514,7 @@ def run_sync(
     new_refs = validate(options)
     stop = stop or threading.Event()
     # The client first: a bad --base-url or --record is refused before the database is opened
-    # (opening a new SQLite file creates it).
+    # (opening a new SQLite file creates it); --record's folder is created once it is open.
     client = build_client(options, observer, stop)
     planned = _plan_engine(options)
     try:
@@ -517,6 +527,7 @@ def run_sync(
     store: Store | None = None
     reader: Engine | None = None
     try:
+        open_recorder(options, client)
         lock = runs.writer_lock(conn, options.lock_timeout, options.account)
         with lock, _stop_on_signals(stop), _steady_collector():
             if options.dry_run:

@@ -402,6 +402,10 @@ def test_a_schema_newer_than_the_code_asks_for_a_newer_qianfan_catalog(tmp_path:
         (line,) = result.stderr.splitlines()
         assert "revision 9999 is newer than this qianfan-catalog" in line
         assert "upgrade qianfan-catalog" in line and "db upgrade" not in line
+    result = run("--database-url", url, "db", "current")
+    assert result.exit_code == 6, result.output
+    assert "(head " in result.stdout and result.stdout.rstrip().endswith(": ahead")
+    assert "upgrade qianfan-catalog" in result.stderr
 
 
 def test_check_without_keys_points_at_the_environment() -> None:
@@ -436,3 +440,22 @@ def test_a_refused_base_url_creates_no_database_and_an_empty_one_says_so(tmp_pat
     result = run("--database-url", "sqlite:///new.db", "runs")
     assert result.exit_code == 6
     assert "holds no catalog yet (no sync has created it)" in result.stderr
+
+
+def test_record_creates_its_folder_only_once_the_database_is_open(tmp_path: Path) -> None:
+    bad_db = f"sqlite:///{tmp_path / 'missing' / 'x.db'}"
+    with fake_console(_small()) as server:
+        result = run("--database-url", bad_db, "sync", "--record", str(tmp_path / "rec"),
+                     server=server)
+        assert result.exit_code == 4 and "missing for the SQLite database" in result.stderr
+        assert not (tmp_path / "rec").exists()
+        (tmp_path / "afile").write_text("")
+        good_db = f"sqlite:///{tmp_path / 'x.db'}"
+        result = run("--database-url", good_db, "sync", "--record",
+                     str(tmp_path / "afile" / "rec"), server=server)
+        assert result.exit_code == 4 and "afile is not a folder" in result.stderr
+        assert not (tmp_path / "x.db").exists()  # refused before the database was opened
+        result = run("--database-url", good_db, "sync", "--record",
+                     str(tmp_path / "new" / "rec"), server=server)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "rec" / "calls.jsonl").stat().st_size > 0

@@ -72,6 +72,22 @@ def scrub(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def unwritable(directory: str | os.PathLike[str]) -> str | None:
+    """Why ``directory`` cannot hold a recording, or ``None``; creates nothing.
+
+    A sync checks this before it opens the database, and creates the folder only once the
+    database is open: a run refused for its database leaves no empty folder behind.
+    """
+    path = Path(directory)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        return f"{path} is not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path}: permission denied"
+    return None
+
+
 class Recorder:
     """Appends one line per HTTP exchange to ``DIR/calls.jsonl``; shared by every worker.
 
