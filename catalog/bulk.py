@@ -70,6 +70,11 @@ to_json = _encoder(json.JSONEncoder(default=_json_default, ensure_ascii=False, s
 _sqlite_json = _encoder(json.JSONEncoder())
 
 
+def _sqlite_json_or_null(value: Any) -> str | None:
+    """What Core's JSON type with ``none_as_null`` writes on SQLite: None is SQL NULL."""
+    return None if value is None else _sqlite_json(value)
+
+
 def answer_hash(obj: Mapping[str, Any]) -> str:
     """A digest of an API answer object: equal answers give equal digests.
 
@@ -261,8 +266,8 @@ def _processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     if dialect.name == "sqlite":
         if isinstance(type_, UTCDateTime):
             return _sqlite_utc
-        if isinstance(type_.dialect_impl(dialect), JSON) and not type_.none_as_null:
-            return _sqlite_json
+        if isinstance(type_.dialect_impl(dialect), JSON):
+            return _sqlite_json_or_null if type_.none_as_null else _sqlite_json
     processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).bind_processor(dialect)
     return processor
 

@@ -19,11 +19,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, case, func, select, text, update
 
 from catalog.documented import DriftLog
 from catalog.errors import LockTimeout
-from catalog.schema import DEFAULT_ACCOUNT, KINDS, api_drift, sync_errors, sync_runs
+from catalog.schema import (
+    DEFAULT_ACCOUNT,
+    KINDS,
+    RUN_COUNTS,
+    SPECS,
+    api_drift,
+    changes,
+    sync_errors,
+    sync_runs,
+)
 
 #: PostgreSQL advisory locks take two int4 keys: this project's ("qfca" in ASCII) and the account's.
 ADVISORY_LOCK_CLASS = 0x71666361
@@ -36,17 +45,58 @@ def utcnow() -> dt.datetime:
 
 def repair_aborted(conn: Connection, account: str = DEFAULT_ACCOUNT) -> int:
     """Mark the account's runs left ``running`` by a dead process as ``aborted``; call only under
-    the account's lock (another account's ``running`` row may be a live run)."""
-    result = conn.execute(
-        update(sync_runs)
+    the account's lock (another account's ``running`` row may be a live run).
+
+    The dead run's batches that were committed stay (history, changes); its row is given the
+    counts of what they hold, so that a report of "what each run did" adds up. Its end is not
+    known: ``finished_at`` stays NULL (the time of this repair would read as hours of run under
+    an hourly cron). Its API calls were never written and stay 0.
+    """
+    dead = list(conn.execute(
+        select(sync_runs.c.run_id)
         .where(sync_runs.c.account == account, sync_runs.c.status == "running")
-        .values(
-            status="aborted",
-            finished_at=utcnow(),
-            error="the process ended before the run finished (killed or crashed)",
+    ).scalars())
+    for run_id in dead:
+        conn.execute(
+            update(sync_runs)
+            .where(sync_runs.c.run_id == run_id)
+            .values(
+                status="aborted",
+                finished_at=None,
+                error="the process ended before the run finished (killed or crashed)",
+                **_committed_counts(conn, run_id, account),
+            )
         )
+    return len(dead)
+
+
+def _committed_counts(conn: Connection, run_id: int, account: str) -> dict[str, int]:
+    """``sync_runs``' counts of what a dead run committed: its change rows, the entities it
+    marked seen, its entity errors. (No later run has marked anything yet: this runs first.)"""
+    c = changes.c
+    counts = {f"{kind}_{what}": 0 for kind in KINDS for what in RUN_COUNTS}
+    operation = case(
+        (c.operation.in_(("insert", "restore")), "inserted"),
+        (c.operation == "delete", "deleted"),
+        else_="updated",
     )
-    return int(result.rowcount or 0)
+    stmt = (
+        select(c.kind, operation, func.count(c.entity_id.distinct()))
+        .where(c.run_id == run_id)
+        .group_by(c.kind, operation)
+    )
+    for kind, what, n in conn.execute(stmt):
+        if f"{kind}_{what}" in counts:
+            counts[f"{kind}_{what}"] = int(n)
+    for kind, spec in SPECS.items():
+        t = spec.table
+        counts[f"{kind}_seen"] = int(conn.execute(
+            select(func.count()).where(t.c.account == account, t.c.last_seen_run_id == run_id)
+        ).scalar_one())
+    counts["errors"] = int(conn.execute(
+        select(func.count()).where(sync_errors.c.run_id == run_id, sync_errors.c.kind.is_not(None))
+    ).scalar_one())
+    return counts
 
 
 def start_run(

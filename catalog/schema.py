@@ -138,6 +138,9 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
 
 KINDS = KIND_NAMES
 
+#: What ``sync_runs`` counts per kind (``<kind>_<what>``): seen, new or back, changed, deleted.
+RUN_COUNTS = ("seen", "inserted", "updated", "deleted")
+
 sync_runs = Table(
     "sync_runs",
     metadata,
@@ -171,7 +174,7 @@ sync_runs = Table(
     *[
         Column(f"{kind}_{what}", Integer, nullable=False, default=0)
         for kind in KINDS
-        for what in ("seen", "inserted", "updated", "deleted")
+        for what in RUN_COUNTS
     ],
 )
 Index("ix_sync_runs_started_at", sync_runs.c.started_at)

@@ -40,7 +40,7 @@ from catalog.events import (
 )
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.pool import DeepestFirstPool
-from catalog.schema import DEFAULT_ACCOUNT, tracked_eval_exports
+from catalog.schema import DEFAULT_ACCOUNT, RUN_COUNTS, tracked_eval_exports
 from catalog.store import Store
 from catalog.walk import Walker
 from catalog.writer import Writer
@@ -99,7 +99,7 @@ def flat_counts(kinds: Mapping[str, KindCounts]) -> dict[str, int]:
     return {
         f"{kind}_{what}": getattr(c, what)
         for kind, c in kinds.items()
-        for what in ("seen", "inserted", "updated", "deleted")
+        for what in RUN_COUNTS
     }
 
 
@@ -611,8 +611,7 @@ def run_sync(
                         )
                 run.drive(store, scoped, refs, prefetched)
                 run.shutdown()
-                for kind in KINDS:
-                    run.counts[kind].seen = store.seen_count(kind)
+                _count_seen(run, store)
                 run.apply_deletes(store, scoped=scoped is not None, tracked=refs)
                 killpoints.reached("before_finish")
                 summary.denied = tuple(k for k in KINDS if k in run.walker.denied_kinds)
@@ -625,6 +624,8 @@ def run_sync(
             except CatalogError as exc:
                 run.shutdown()
                 conn.rollback()
+                if isinstance(exc, Interrupted) and store is not None:  # its seen is written
+                    _count_seen(run, store)
                 summary.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
                 _finish(run, summary, str(exc))
                 raise
@@ -649,6 +650,11 @@ def run_sync(
             client.recorder.close()
         conn.close()
         engine.dispose()
+
+
+def _count_seen(run: _Run, store: Store) -> None:
+    for kind in KINDS:
+        run.counts[kind].seen = store.seen_count(kind)
 
 
 def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:

@@ -42,6 +42,8 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 #: JSON that compares by value on PostgreSQL (``json`` has no equality operator, ``jsonb`` does).
-JsonValue = JSON().with_variant(JSONB(), "postgresql")
+#: No value is SQL NULL, not the JSON ``null`` Core writes by default: ``IS NULL`` and a BI
+#: tool's "is empty" filter must find it, on both databases (migration 0010 converted the old).
+JsonValue = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 #: Auto-increment ids: BIGINT where it matters, INTEGER on SQLite where only that is a rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

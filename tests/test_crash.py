@@ -33,7 +33,7 @@ from sqlalchemy import func, select, update
 from catalog import db, killpoints
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import CallRecord, FakeServer
-from catalog.schema import SPECS, changes, compression_tasks
+from catalog.schema import SPECS, changes, compression_tasks, sync_runs
 from tests._proc import (
     assert_consistent,
     change_all,
@@ -45,7 +45,14 @@ from tests._proc import (
     run_statuses,
     sync_argv,
 )
-from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+from tests.helpers import (
+    expected_rows,
+    fake_console,
+    stored_rows,
+    sync,
+    table_rows,
+    tracked_only,
+)
 
 SETTINGS = {
     "default": (),  # 500 rows per batch, commits paced at 1 s
@@ -113,6 +120,18 @@ def _touched_by(db_url: str, run_id: int) -> dict[str, int]:
         engine.dispose()
 
 
+def _changed_entities(db_url: str, run_id: int) -> dict[str, int]:
+    """Per kind: the entities the run's change rows name (each once, however many fields)."""
+    c = changes.c
+    stmt = select(c.kind, func.count(c.entity_id.distinct())).where(c.run_id == run_id)
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            return {str(k): int(n) for k, n in conn.execute(stmt.group_by(c.kind))}
+    finally:
+        engine.dispose()
+
+
 def _deleted_keys(db_url: str, run_id: int) -> dict[str, set[str]]:
     engine = db.create_engine_for(db_url)
     try:
@@ -169,10 +188,17 @@ def test_sigkill_at_a_phase_leaves_whole_batches_and_whole_deletes(
             for kind, rows in expected.items():
                 assert {k: alive[kind][k] for k in rows} == rows, kind
                 assert gone[kind] <= set(alive[kind]), kind
+        entities = _changed_entities(db_url, dead_id)
         done = sync(db_url, server, allow_mass_delete=True)
         assert done.status == "success", done.message
     statuses = dict(run_statuses(db_url))
     assert statuses[dead_id] == "aborted"
+    # Its row counts what its committed batches hold, and does not claim to know its end.
+    (dead,) = [r for r in table_rows(db_url, sync_runs) if r["run_id"] == dead_id]
+    assert dead["finished_at"] is None
+    for kind in SPECS:
+        assert dead[f"{kind}_seen"] == touched[f"{kind}_written"], kind
+        assert dead[f"{kind}_inserted"] + dead[f"{kind}_updated"] == entities.get(kind, 0), kind
     assert stored_rows(db_url) == expected
     assert _deleted_keys(db_url, done.run_id or 0) == gone  # made whole by the next run
     assert_consistent(db_url)

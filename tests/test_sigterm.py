@@ -33,7 +33,7 @@ from catalog.events import UNANSWERED
 from catalog.fake import server as fake_server
 from catalog.fake.catalog import KINDS, FakeCatalog
 from catalog.fake.server import CallRecord, FakeServer
-from catalog.schema import SPECS, changes
+from catalog.schema import SPECS, changes, sync_runs
 from tests._proc import (
     change_all,
     consistency_problems,
@@ -42,7 +42,14 @@ from tests._proc import (
     run_statuses,
     sync_argv,
 )
-from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+from tests.helpers import (
+    expected_rows,
+    fake_console,
+    stored_rows,
+    sync,
+    table_rows,
+    tracked_only,
+)
 
 WORKERS = 4  # sync_argv's --workers
 EARLY = 1  # the page a listing asks for before it hands on the one it just read
@@ -204,6 +211,7 @@ class Interrupted:
     next_status: str
     converged: bool  # after the next run, the database equals the catalog
     next_problems: list[str]
+    ledger: dict[str, Any]  # the interrupted run's sync_runs row
 
 
 def _interrupt(
@@ -231,6 +239,7 @@ def _interrupt(
         written, deleted = _written_and_deleted_by(db_url, run_id)
         unanswered = _unanswered_tasks(db_url, run_id)
         doomed_alive = set(doomed) <= set(stored_rows(db_url)["compression_task"])
+        (ledger,) = [r for r in table_rows(db_url, sync_runs) if r["run_id"] == run_id]
         done = sync(db_url, server)
     return Interrupted(
         returncode=proc.returncode,
@@ -247,6 +256,7 @@ def _interrupt(
         next_status=done.status,
         converged=stored_rows(db_url) == tracked_only(expected_rows(catalog)),
         next_problems=consistency_problems(db_url),
+        ledger=ledger,
     )
 
 
@@ -273,6 +283,9 @@ def test_a_signal_ends_the_run_interrupted_with_what_it_fetched_and_no_deletes(
     for kind in WALK_KINDS:
         missing = seen.fetched[kind] - seen.written[kind]
         assert not missing, (kind, missing)
+        # Its sync_runs row counts them: seen and (every entity changed) changed.
+        assert seen.ledger[f"{kind}_seen"] == len(seen.written[kind]), kind
+        assert seen.ledger[f"{kind}_updated"] == len(seen.written[kind]), kind
     assert seen.deleted == 0 and seen.doomed_alive
     assert seen.next_status == "success" and seen.converged and seen.next_problems == []
 

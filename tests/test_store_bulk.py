@@ -31,6 +31,7 @@ from catalog.bulk import (
     _json_default,
     _processor,
     _sqlite_json,
+    _sqlite_json_or_null,
     _sqlite_utc,
     driver_rows,
     to_json,
@@ -86,8 +87,13 @@ def test_fast_json_text_is_what_json_dumps_writes(value: Any) -> None:
     dialect = pysqlite.dialect()
     core = JsonValue.dialect_impl(dialect).bind_processor(dialect)
     assert core is not None
-    assert _processor(JsonValue, dialect) is _sqlite_json
-    assert _sqlite_json(value) == core(value) == json.dumps(value)
+    assert _processor(JsonValue, dialect) is _sqlite_json_or_null
+    assert _sqlite_json_or_null(value) == core(value)
+    assert _sqlite_json(value) == json.dumps(value)
+    if value is not None:
+        assert core(value) == json.dumps(value)
+    else:  # none_as_null: SQL NULL, which IS NULL finds (JSON 'null' is not)
+        assert core(value) is None and _sqlite_json(value) == "null"
     expected = json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
     assert to_json(value) == expected
 
