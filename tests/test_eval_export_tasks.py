@@ -229,6 +229,6 @@ def test_the_schema_doc_example_links_export_tasks_to_their_evaluation(db_url: s
     for task in tasks:
         item = catalog.get(KIND, task)
         ev = evals[item["evalId"]]
-        want.append((ev["taskId"], ev["taskName"], ev["state"], task, item["state"],
-                     item["storageType"], item["downloadUrl"] or None))
-    assert got == sorted(want, key=lambda r: (r[0], r[3]))
+        want.append(("default", ev["taskId"], ev["taskName"], ev["state"], task,
+                     item["state"], item["storageType"], item["downloadUrl"] or None))
+    assert got == sorted(want, key=lambda r: (r[1], r[4]))

@@ -10,18 +10,20 @@ import json
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select, table, text
+from sqlalchemy import func, make_url, select, table, text
 
-from catalog import db, output, queries
+from catalog import db, output, queries, runs
 from catalog.cli import cli
 from catalog.errors import ExitCode
 from catalog.fake.catalog import FakeCatalog
+from catalog.kinds import KINDS
 from catalog.schema import sync_runs
 from tests.helpers import expected_rows, fake_console, sync
 from tests.pg import PostgresServer
@@ -271,12 +273,12 @@ def test_schema_doc_examples_run(known: tuple[str, FakeCatalog, list[int]]) -> N
         n_versions = conn.execute(
             select(func.count()).select_from(table("current_model_versions"))).scalar_one()
     engine.dispose()
-    assert all(results[:3]), "what exists now / state at a date / changes between dates"
-    assert len(results[1]) == n_versions  # as of 2030: everything current now
+    assert all(results[:4]), "per account / what exists now / state at a date / changes"
+    assert len(results[2]) == n_versions  # as of 2030: everything current now
     durations = next(r for r, sql in zip(results, examples, strict=True) if "seconds" in sql)
-    assert durations and all(float(row[3]) >= 0 for row in durations)
+    assert durations and all(float(row.seconds) >= 0 for row in durations)
     weekly = next(r for r, sql in zip(results, examples, strict=True) if "exports_done" in sql)
-    assert weekly and sum(row[1] for row in weekly) >= 1
+    assert weekly and sum(row.exports_done for row in weekly) >= 1
 
 
 def _example(dialect: str, needle: str) -> str:
@@ -328,10 +330,11 @@ def test_schema_doc_lifecycle_examples_return_what_the_fake_says(db_url: str) ->
                  for u in server.answer("/v2/eval", "DescribeEvalTaskReport", {"taskId": t}, None)}
     alive = expected_rows(catalog)["model_version"]
     want_serving = sorted(
-        (m, alive[m]["model_set_name"], alive[m]["model_name"], n)
+        ("default", m, alive[m]["model_set_name"], alive[m]["model_name"], n)
         for m, n in served.items() if m in alive and m not in units)
-    assert (never, alive[never]["model_set_name"], alive[never]["model_name"], 1) in want_serving
-    assert served[checked] and checked not in {w[0] for w in want_serving}
+    assert ("default", never, alive[never]["model_set_name"], alive[never]["model_name"],
+            1) in want_serving
+    assert served[checked] and checked not in {w[1] for w in want_serving}
     job = catalog.get("fine_tuning_job", doomed)
     engine = db.create_engine_for(db_url)
     dialect = engine.dialect.name
@@ -340,8 +343,257 @@ def test_schema_doc_lifecycle_examples_return_what_the_fake_says(db_url: str) ->
         jobs = conn.execute(text(_example(dialect, "current_fine_tuning_jobs"))).all()
     engine.dispose()
     assert serving == want_serving
-    assert [tuple(r[:3]) for r in jobs] == [(doomed, job["name"], len(per_job[doomed]))]
-    assert jobs[0][3] is not None
+    assert [(r.account, r.job_id, r.name, r.versions) for r in jobs] == [
+        ("default", doomed, job["name"], len(per_job[doomed]))]
+    assert jobs[0].last_deleted_at is not None
+
+
+# -- the examples with several accounts, a session time zone, a run on the second ------------
+
+
+def _at(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+    """The runs started from now on take ``moment`` (UTC) as their timestamp."""
+    when = dt.datetime.fromisoformat(moment).replace(tzinfo=dt.UTC)
+    monkeypatch.setattr(runs, "utcnow", lambda: when)
+
+
+def _answers(db_url: str, examples: Sequence[str],
+             setup: str | None = None) -> list[tuple[list[str], list[tuple[Any, ...]]]]:
+    """Each example's column names and rows, on one connection (``setup`` run first)."""
+    engine = db.create_engine_for(db_url)
+    out = []
+    try:
+        with engine.connect() as conn:
+            if setup:
+                conn.execute(text(setup))
+            for sql in examples:
+                result = conn.execute(text(sql))
+                out.append((list(result.keys()), [tuple(r) for r in result]))
+    finally:
+        engine.dispose()
+    return out
+
+
+def _accounts_catalog() -> FakeCatalog:
+    """The same catalog (same ids) at every call, arranged so that every example has rows: a
+    preset set, done and doing exports, a tracked V2 export task, a version never evaluated
+    that a service is ``Serving``."""
+    catalog = FakeCatalog.generate(seed=37, model_sets=4, system_sets=1, comp_tasks=6,
+                                   eval_exports=1, export_share=1.0, eval_export_tasks=1)
+    rng = random.Random(37)
+    evaluated = {u["modelId"] for k in catalog.keys("eval_task_report")
+                 for u in catalog.get("eval_task_report", k)["units"]}
+    never = next(m for m in catalog.keys("model_version")
+                 if catalog.get("model_version", m)["modelApplicationType"] in ("chat",
+                                                                               "completion")
+                 and not catalog.is_preset_version(m)
+                 and m not in evaluated and m not in _trained(catalog))
+    service = catalog.add("service", rng, parent=never)
+    if catalog.get("service", service)["runStatus"] != "Serving":
+        catalog.change("service", service, rng, status="Serving")
+    return catalog
+
+
+def _trained(catalog: FakeCatalog) -> dict[str, str]:
+    """Version -> the fine-tuning job whose task its ``sourceInfo`` names."""
+    job_of = {t: catalog.get("fine_tuning_task", t)["jobId"]
+              for t in catalog.keys("fine_tuning_task")}
+    out = {}
+    for model_id in catalog.keys("model_version"):
+        task = catalog.get("model_version", model_id)["sourceInfo"].get("trainTaskId")
+        if task in job_of:
+            out[model_id] = job_of[task]
+    return out
+
+
+def _accounts_changes(catalog: FakeCatalog) -> None:
+    """The same changes to every copy: a job loses all its versions, the exports doing are
+    done, a version changes status."""
+    rng = random.Random(38)
+    trained = _trained(catalog)
+    doomed = next(iter(trained.values()))
+    for model_id, job in trained.items():
+        if job == doomed:
+            catalog.remove("model_version", model_id)
+    for model_id in catalog.keys("model_export"):
+        if catalog.get("model_export", model_id)["state"] == "Doing":
+            catalog.change("model_export", model_id, rng, status="Done")
+    version = next(m for m in catalog.keys("model_version") if not catalog.is_preset_version(m))
+    was = catalog.get("model_version", version)["status"]
+    catalog.change("model_version", version, rng, status="Fail" if was != "Fail" else "Ready")
+
+
+def _by_account(columns: list[str], rows: list[tuple[Any, ...]],
+                run_rank: dict[Any, int]) -> dict[Any, list[tuple[Any, ...]]]:
+    """Rows per account, without the account, a run id as the run's rank in its account (no
+    ``account`` column: all rows under None)."""
+    at = columns.index("account") if "account" in columns else -1
+    out: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        values = tuple(run_rank[v] if c == "run_id" else v
+                       for i, (c, v) in enumerate(zip(columns, row, strict=True)) if i != at)
+        out[row[at] if at >= 0 else None].append(values)
+    return dict(out)
+
+
+def _run_ranks(db_url: str) -> dict[Any, int]:
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        ids = conn.execute(
+            select(sync_runs.c.run_id, sync_runs.c.account).order_by(sync_runs.c.run_id)).all()
+    engine.dispose()
+    seen: dict[str, int] = defaultdict(int)
+    ranks = {}
+    for run_id, account in ids:
+        seen[account] += 1
+        ranks[run_id] = seen[account]
+    return ranks
+
+
+def test_schema_doc_examples_answer_per_account(
+    db_url: str, request: pytest.FixtureRequest, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two accounts synced from copies of one catalog (the same ids) into one database, run by
+    run at the same times: each example's answer, per account (its ``account`` column), is the
+    answer of a database holding that catalog alone; an example that reads one account
+    (``'default'``) gives that answer as it is."""
+    with ExitStack() as stack:
+        if db_url.startswith("sqlite"):
+            alone_url = f"sqlite:///{tmp_path}/alone.db"
+        else:
+            server: PostgresServer = request.getfixturevalue("pg_server")
+            alone_url = stack.enter_context(server.fresh_database())
+        targets = [(db_url, "default"), (db_url, "b"), (alone_url, "default")]
+        catalogs = [_accounts_catalog() for _ in targets]
+        consoles = [stack.enter_context(fake_console(c)) for c in catalogs]
+        for phase, moment in enumerate(("2026-01-04T20:00:00", "2026-01-05T10:00:00")):
+            _at(monkeypatch, moment)
+            for (url, account), catalog, console in zip(targets, catalogs, consoles,
+                                                        strict=True):
+                if phase:
+                    _accounts_changes(catalog)
+                refs = [*(str(k) for k in catalog.keys("eval_result_export")),
+                        *catalog.keys("eval_result_export_task")]
+                summary = sync(url, console, account=account, kinds=KINDS,
+                               eval_export_ids=refs, workers=1)
+                assert summary.status == "success", (account, summary)
+        examples = _doc_examples(make_url(db_url).get_backend_name())
+        both, alone = _answers(db_url, examples), _answers(alone_url, examples)
+        both_ranks, alone_ranks = _run_ranks(db_url), _run_ranks(alone_url)
+    failures = []
+    for sql, (columns, rows), (alone_columns, alone_rows) in zip(examples, both, alone,
+                                                                 strict=True):
+        first = " ".join(sql.split())[:70]
+        assert alone_rows, f"no rows to compare: {first}"
+        got = _by_account(columns, rows, both_ranks)
+        want = _by_account(alone_columns, alone_rows, alone_ranks)
+        if "'default'" in sql:  # reads one account
+            if got != want:
+                failures.append(f"not that account's answer: {first}")
+        elif "account" not in columns:
+            (mixed,), (one,) = got.values(), want.values()
+            added = sorted(mixed, key=repr) != sorted(one * 2, key=repr)
+            failures.append(f"no account column{' (accounts added up)' * added}: {first}")
+        elif got != {"default": want["default"], "b": want["default"]}:
+            failures.append(f"not the one account's answer per account: {first}")
+    assert not failures, "\n".join(failures)
+
+
+def test_schema_doc_weeks_are_utc_mondays_in_any_session_time_zone(
+    db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exports first seen done on a Sunday evening (Monday morning in Shanghai), and in the last
+    half millisecond of the next Sunday (Monday in Shanghai, and what SQLite rounds to Monday):
+    each counts in the week of its Monday in UTC, on both backends, and on PostgreSQL under a
+    session time zone of Asia/Shanghai (as BI tools set) as under UTC."""
+    catalog = FakeCatalog.generate(seed=39, model_sets=4, system_sets=0, comp_tasks=0,
+                                   eval_exports=0, export_share=1.0)
+    rng = random.Random(39)
+    with fake_console(catalog) as server:
+        _at(monkeypatch, "2026-01-04T20:00:00")
+        sync(db_url, server)
+        doing = [m for m in catalog.keys("model_export")
+                 if catalog.get("model_export", m)["state"] == "Doing"]
+        done = len(catalog.keys("model_export")) - len(doing)
+        for model_id in doing:
+            catalog.change("model_export", model_id, rng, status="Done")
+        _at(monkeypatch, "2026-01-11T23:59:59.999700")
+        sync(db_url, server)
+    assert done and doing
+    want = [("default", "2025-12-29", str(done)), ("default", "2026-01-05", str(len(doing)))]
+    dialect = make_url(db_url).get_backend_name()
+    sql = _example(dialect, "exports_done")
+    for zone in ("UTC", "Asia/Shanghai") if dialect == "postgresql" else (None,):
+        ((_, rows),) = _answers(db_url, [sql], zone and f"SET TIME ZONE '{zone}'")
+        assert [tuple(str(v) for v in row) for row in rows] == want, zone
+
+
+def test_schema_doc_state_at_a_date_on_a_run_started_on_that_second(
+    db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run started at 2030-01-01 00:00:00 exactly (stored on SQLite as
+    '2030-01-01 00:00:00.000000'): the state at that date is the one this run left, on both
+    backends; changes until that date (exclusive) leave the run out."""
+    catalog = FakeCatalog.generate(seed=3, model_sets=2, system_sets=0, comp_tasks=2,
+                                   eval_exports=0)
+    rng = random.Random(1)
+    with fake_console(catalog) as server:
+        _at(monkeypatch, "2029-12-31T12:00:00")
+        first = sync(db_url, server, include_system=False)
+        version = catalog.keys("model_version")[0]
+        status = "Fail" if catalog.get("model_version", version)["status"] != "Fail" else "Ready"
+        catalog.change("model_version", version, rng, status=status)
+        _at(monkeypatch, "2030-01-01T00:00:00")
+        assert sync(db_url, server, include_system=False).status == "success"
+    want = sorted((m, v["status"]) for m, v in expected_rows(catalog)["model_version"].items())
+    assert (version, status) in want
+    dialect = make_url(db_url).get_backend_name()
+    (columns, state), (changes_columns, changed) = _answers(
+        db_url, [_example(dialect, "valid_from <="), _example(dialect, "changed_at >=")])
+    at = {c: columns.index(c) for c in ("model_id", "status")}
+    assert [(r[at["model_id"]], r[at["status"]]) for r in state] == want
+    assert {r[changes_columns.index("run_id")] for r in changed} == {first.run_id}
+
+
+def test_schema_doc_compression_durations_are_exact(db_url: str) -> None:
+    """The seconds a compression task took, as the API's times give them: SQLite's float day
+    counts rounded to the millisecond give PostgreSQL's exact interval."""
+    catalog = FakeCatalog.generate(seed=31, model_sets=3, system_sets=0, comp_tasks=20,
+                                   eval_exports=0)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+    want = sorted(
+        (((t["finish_time"] - t["create_time"]).total_seconds(), k, t["name"], t["status"])
+         for k, t in expected_rows(catalog)["compression_task"].items()
+         if t["finish_time"] and t["create_time"]),
+        key=lambda w: (-w[0], w[1]))  # the example's order: longest first, then by task id
+    assert len(want) >= 5
+    dialect = make_url(db_url).get_backend_name()
+    ((columns, rows),) = _answers(db_url, [_example(dialect, "AS seconds")])
+    at = {c: columns.index(c) for c in ("seconds", "task_id", "name", "status")}
+    got = [(float(r[at["seconds"]]), r[at["task_id"]], r[at["name"]], r[at["status"]])
+           for r in rows]
+    assert got == want
+
+
+def test_schema_doc_what_exists_now_names_preset_versions_in_one_order(
+    known: tuple[str, FakeCatalog, list[int]],
+) -> None:
+    """Preset versions (their answer has no set name) are shown with their set's name, and
+    the order is the same on both backends (no NULL in the sort key)."""
+    db_url, catalog, _ = known
+    exp = expected_rows(catalog)
+    assert any(v["model_set_name"] is None for v in exp["model_version"].values())
+    keyed = []
+    for model_id, v in exp["model_version"].items():
+        name = v["model_set_name"] or exp["model_set"][v["model_set_id"]]["model_set_name"]
+        keyed.append((("default", name or "", v["model_name"] or "", model_id),
+                      ("default", name, v["model_name"], v["status"])))
+    dialect = make_url(db_url).get_backend_name()
+    sql = next(sql for sql in _doc_examples(dialect) if "model_name" in sql)
+    ((_, rows),) = _answers(db_url, [sql])
+    assert rows == [row for _, row in sorted(keyed)]
 
 
 def test_every_table_and_view_is_documented() -> None:
