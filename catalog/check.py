@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from catalog import db
-from catalog.errors import AUTH_HINT, ApiError, CatalogError, ExitCode, NotTheApi
+from catalog.errors import AUTH_HINT, ApiError, CatalogError, ConfigError, ExitCode, NotTheApi
+from catalog.logs import unexpected
 from catalog.schema import DEFAULT_ACCOUNT
 
 #: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
@@ -39,6 +39,8 @@ class CheckResult:
     skipped: bool = False
     #: Information, not a pass or a failure (e.g. where the API's answers differ from the docs).
     note: bool = False
+    #: A failure of the configuration (exit 4), not of what it points at.
+    config: bool = False
 
     def line(self, width: int = 12) -> str:
         """One line; ``width``: the name column's, the longest name of the lines printed
@@ -51,8 +53,18 @@ class CheckResult:
 def check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckResult]:
     """Credentials and connectivity, from one signed call, given at most ``API_DEADLINE``."""
     answer: list[list[CheckResult]] = []
+
+    def attempt() -> None:
+        try:
+            answer.append(_check_api(access_key, secret_key, base_url))
+        except Exception as exc:  # in a thread: its traceback would be printed, not reported
+            answer.append([
+                CheckResult("api", False, unexpected(exc), "run `sync --debug` for details"),
+                CheckResult("credentials", False, "not tried: the API check failed", skipped=True),
+            ])
+
     worker = threading.Thread(
-        target=lambda: answer.append(_check_api(access_key, secret_key, base_url)),
+        target=attempt,
         name="check-api",
         daemon=True,  # a lookup still hanging must not keep the process alive
     )
@@ -72,6 +84,7 @@ def check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckResu
 
 
 def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckResult]:
+    from catalog.api.auth import key_problem
     from catalog.api.client import ConsoleClient
     from catalog.api.retry import RetryPolicy
 
@@ -83,8 +96,15 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
                 "access key or secret key not set",
                 "set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY in the environment (secrets "
                 "do not belong in the config file)",
+                config=True,
             ),
             CheckResult("api", False, "not tried without credentials", skipped=True),
+        ]
+    unusable = key_problem(access_key, secret_key)
+    if unusable is not None:
+        return [
+            CheckResult("credentials", False, unusable, config=True),
+            CheckResult("api", False, "not tried without usable credentials", skipped=True),
         ]
     try:
         client = ConsoleClient(
@@ -221,10 +241,7 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
     ``account``'s last run met."""
     shown = db.describe_url(database_url)
     schema_skipped = CheckResult("schema", False, "not checked without a database", skipped=True)
-    try:
-        url = make_url(database_url)
-    except ArgumentError:
-        url = None
+    url = db.parse_url(database_url)
     path = db.sqlite_file(database_url)
     if path is not None and not path.is_file():
         return [
@@ -244,7 +261,10 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
         engine = db.create_engine_for(database_url, **kwargs)
     except CatalogError as exc:
         return [
-            CheckResult("database", False, str(exc), "fix --database-url / CATALOG_DATABASE_URL"),
+            CheckResult(
+                "database", False, str(exc), "fix --database-url / CATALOG_DATABASE_URL",
+                config=isinstance(exc, ConfigError),
+            ),
             schema_skipped,
         ]
     try:
@@ -278,16 +298,14 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
             return results
     except (CatalogError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return [
-            CheckResult(
-                "database",
-                False,
-                reason,
-                "check that the server runs, the URL's host, port, user and password, "
-                "and network access",
-            ),
-            schema_skipped,
-        ]
+        fix = (
+            "check that this user may read and write the file and its folder (SQLite writes "
+            "its -wal and -shm files beside it), and that the disk has room"
+            if path is not None
+            else "check that the server runs, the URL's host, port, user and password, "
+            "and network access"
+        )
+        return [CheckResult("database", False, reason, fix), schema_skipped]
     finally:
         engine.dispose()
 
@@ -359,7 +377,7 @@ def exit_code(results: list[CheckResult]) -> int:
     """0 when every check passed, else the code of the first real failure."""
     for r in results:
         if not r.ok and not r.skipped:
-            if r.name == "credentials" and "not set" in r.detail:
+            if r.config:
                 return int(ExitCode.CONFIG)
             return int(CHECK_CODES.get(r.name, ExitCode.FAILED))
     return int(ExitCode.OK) if all(r.ok for r in results) else int(ExitCode.FAILED)

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -46,17 +46,32 @@ def _auth_error(exc: BaseException) -> ApiError | None:
     return None
 
 
-class FileValueError(click.ClickException):
-    """A value from the config file that its option refuses: the file's error (exit 4), not
-    the flag's click would report (``Invalid value for '--workers'``, exit 2), which the user
-    never typed."""
+def _config_failure(ctx: click.Context, message: str, code: int = ExitCode.CONFIG) -> NoReturn:
+    """End the command on a config file's error while the options are being read.
 
-    exit_code = ExitCode.CONFIG
+    Nothing has set the logs up yet (the file may be what would have chosen their format), so
+    the format asked on the command line or in the environment is looked up here: a JSON log
+    gets its ``fatal`` line, not a bare ``Error:``.
+    """
+    from catalog import logs
+
+    asked = os.environ.get("CATALOG_LOG_FORMAT") or "text"
+    args: list[str] = ctx.find_root().meta.get("args", [])
+    for i, arg in enumerate(args):
+        if arg == "--log-format" and i + 1 < len(args):
+            asked = args[i + 1]
+        elif arg.startswith("--log-format="):
+            asked = arg.partition("=")[2]
+    if asked in logs.FORMATS:
+        logs.setup(asked)
+    _fail(ctx, message, code)
 
 
 def _file_value(ctx: click.Context, exc: click.BadParameter) -> None:
-    """Raise ``exc`` as the config file's error when the value refused is the file's: the
-    file's value for the option is refused with the very same message."""
+    """End the command with ``exc`` as the config file's error (exit 4, not click's
+    ``Invalid value for '--workers'``, exit 2, about a flag the user never typed) when the
+    value refused is the file's: the file's value for the option is refused with the very
+    same message."""
     param, file = exc.param, ctx.find_root().meta.get("config_file")
     if file is None or not isinstance(param, click.Option) or param.name is None:
         return
@@ -69,7 +84,7 @@ def _file_value(ctx: click.Context, exc: click.BadParameter) -> None:
         if own.message == exc.message:
             from catalog import settings
 
-            raise FileValueError(str(settings.bad_value(file, param.name, value, exc))) from None
+            _config_failure(ctx, str(settings.bad_value(file, param.name, value, exc)))
 
 
 class CatalogCommand(click.Command):
@@ -77,6 +92,8 @@ class CatalogCommand(click.Command):
     the base of ``CatalogGroup``, for the global options the group parses)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:  # the whole command line, for _config_failure
+            ctx.meta["args"] = list(args)
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter as exc:
@@ -99,23 +116,21 @@ class CatalogGroup(CatalogCommand, click.Group):
                 message = f"{message}: {AUTH_HINT}"
             _fail(ctx, message, exc.exit_code)
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            _fail(ctx, f"database error: {reason}", ExitCode.DATABASE)
+            _fail(ctx, db.failure(exc), ExitCode.DATABASE)
         except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
             raise
         except Exception as exc:
-            _fail(
-                ctx,
-                f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
-                ExitCode.FAILED,
-            )
+            from catalog import logs
+
+            _fail(ctx, f"{logs.unexpected(exc)} (run with --debug for details)", ExitCode.FAILED)
 
 
-def _fail(ctx: click.Context, message: str, code: int) -> None:
+def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
     if (ctx.find_root().obj or {}).get("debug"):
         traceback.print_exc()
     from catalog import logs
 
+    message = logs.scrub(message)  # an upstream message may quote a secret or a signature
     if not logs.report_fatal(message, int(code)):  # JSON logs: the error as one JSON line
         click.echo(f"Error: {message}", err=True)
     ctx.exit(int(code))
@@ -208,8 +223,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     try:
         ctx.meta["config_file"] = settings.load_into(ctx, value)
     except CatalogError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        ctx.exit(int(exc.exit_code))
+        _config_failure(ctx, str(exc), exc.exit_code)
 
 
 def _value_after(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -241,9 +255,8 @@ def _config_after(ctx: click.Context, _param: click.Parameter, value: str | None
                 try:
                     cast = param.type_cast_value(root, default_map[name])
                 except click.BadParameter as exc:
-                    raise FileValueError(
-                        str(settings.bad_value(path, name, default_map[name], exc))
-                    ) from None
+                    why = settings.bad_value(path, name, default_map[name], exc)
+                    _config_failure(ctx, str(why))
                 changed[name] = (cast, f"file {path}")
             else:
                 changed[name] = (param.get_default(root), "default")
@@ -299,13 +312,8 @@ def cli(
 
 
 def _url_password(url: str) -> str | None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).password
-    except ArgumentError:
-        return None
+    parsed = db.parse_url(url)
+    return None if parsed is None else parsed.password
 
 
 def _default(name: str) -> Any:

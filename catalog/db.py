@@ -7,6 +7,8 @@ same pragmas everywhere and a bad URL gets the same one-line message.
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from catalog.errors import ConfigError, DatabaseError
+from catalog.errors import ConfigError, DatabaseError, Interrupted
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -40,12 +42,26 @@ def resolve_database_url(url: str | None) -> str:
     return url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
 
 
+def parse_url(url: str) -> URL | None:
+    """``url`` parsed, or ``None`` when it cannot be: SQLAlchemy raises ``ArgumentError`` for
+    most malformed URLs, but ``ValueError`` for a port that is not a number."""
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+
+
+def _shown(url: str) -> str:
+    """A URL that could not be parsed, as it may be shown: whatever stands between ``user:``
+    and ``@`` (a password) masked, since no parser found where the password ends."""
+    masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return repr(masked if len(masked) <= 80 else masked[:77] + "...")
+
+
 def describe_url(url: str) -> str:
     """The URL as it may be shown: the password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+    parsed = parse_url(url)
+    return "<unparseable URL>" if parsed is None else parsed.render_as_string(hide_password=True)
 
 
 #: How long a sync's writer waits for SQLite's one write lock, held by another account's sync
@@ -69,7 +85,7 @@ def _sqlite_pragmas(
     cur = dbapi_conn.cursor()
     # busy_timeout rides out short locks.
     wait = WRITER_BUSY_TIMEOUT if immediate else 30
-    cur.execute(f"PRAGMA busy_timeout={wait * 1000}")
+    cur.execute(f"PRAGMA busy_timeout={int((BUSY_STEP if immediate else wait) * 1000)}")
     # WAL lets readers (BI tools) read while a sync writes.
     _to_wal(cur, wait)
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -91,28 +107,68 @@ def _to_wal(cur: Any, wait: float) -> None:
     once, without its busy handler, since waiting there could deadlock: several syncs started
     together on a new file then failed to connect. So the wait is here.
     """
+    _when_free(lambda: cur.execute("PRAGMA journal_mode=WAL"), wait, pause=0.05)
+
+
+def _when_free(
+    statement: Callable[[], object],
+    wait: float,
+    pause: float = 0.0,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run ``statement`` again while SQLite answers that another connection holds the file's
+    lock (SQLITE_BUSY), ``pause`` s apart, for up to ``wait`` s; a ``stop`` set ends the wait."""
     import sqlite3  # here: only a SQLite connection comes this way
 
     deadline = time.monotonic() + wait
     while True:
         try:
-            cur.execute("PRAGMA journal_mode=WAL")
+            statement()
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            if exc.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.05)
+        if stop is not None and stop.is_set():
+            raise Interrupted(
+                "interrupted while waiting for another process to finish writing to the SQLite "
+                "file; nothing more was written"
+            )
+        time.sleep(pause)
 
 
-def _begin_immediate(conn: Connection) -> None:
-    """Start every transaction holding SQLite's write lock.
+#: The writer waits for SQLite's write lock this long at a time (its ``busy_timeout``), then
+#: looks whether it was asked to stop: SQLite's own wait holds the main thread in C, where a
+#: signal's handler cannot run, so a SIGTERM waited as long as the other writer held the lock.
+BUSY_STEP = 0.25
+#: ``Connection.info`` key of the event that, once set, ends a wait for the write lock.
+STOP_KEY = "catalog.stop"
+
+
+def stop_waits(conn: Connection, stop: threading.Event | None) -> None:
+    """Let ``stop`` end the writer's waits for SQLite's write lock (``None``: it no longer
+    does; the connection goes back to the pool)."""
+    if stop is None:
+        conn.info.pop(STOP_KEY, None)
+    else:
+        conn.info[STOP_KEY] = stop
+
+
+def _begin_immediate(dbapi_conn: Any) -> None:
+    """Start every transaction holding SQLite's write lock (the writer engine's ``do_begin``).
 
     A transaction that reads first and writes later fails at once with SQLITE_BUSY when
     another connection (another account's sync) committed in between: SQLite cannot wait for
     it then, only at the start. Taking the write lock at BEGIN makes two writers wait for each
-    other (busy_timeout) instead of failing.
+    other instead of failing: ``BUSY_STEP`` at a time, up to ``WRITER_BUSY_TIMEOUT``, unless a
+    stop is asked (:func:`stop_waits`). (The dialect's ``do_begin``, not a ``begin`` event: an
+    error raised from that event left SQLAlchemy's connection believing a BEGIN was under way,
+    and its later statements ran without one.)
     """
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    _when_free(
+        lambda: dbapi_conn.execute("BEGIN IMMEDIATE"),
+        WRITER_BUSY_TIMEOUT,
+        stop=dbapi_conn.info.get(STOP_KEY),
+    )
 
 
 def create_engine_for(
@@ -128,13 +184,12 @@ def create_engine_for(
     ``foreign_keys=False`` and ``immediate=True`` are for the sync's writer only (see
     :func:`writer_engine`), ``cache_kb`` for its reader (:func:`reader_engine`).
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    parsed = parse_url(url)
+    if parsed is None:
         raise ConfigError(
-            f"cannot parse database URL {url[:60]!r}: use e.g. sqlite:///catalog.db or "
+            f"cannot parse database URL {_shown(url)}: use e.g. sqlite:///catalog.db or "
             "postgresql+psycopg://user:password@host:5432/dbname"
-        ) from None
+        )
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:
         raise ConfigError(
@@ -169,7 +224,7 @@ def create_engine_for(
             ),
         )
         if immediate:
-            event.listen(engine, "begin", _begin_immediate)
+            engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign,assignment]
     return engine
 
 
@@ -193,6 +248,13 @@ def reader_engine(url: str) -> Engine:
     kind, each page read once, so on SQLite a page cache of 512 KB instead of 8 MB (a cache
     the scan filled stayed in the process's memory until the run ended)."""
     return create_engine_for(url, cache_kb=512)
+
+
+def failure(exc: SQLAlchemyError) -> str:
+    """One line for a database error: the driver's first line, without SQLAlchemy's wrapping
+    (the statement, its parameters, a link to its docs)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"database error: {lines[0] if lines else type(exc).__name__}"
 
 
 def connect(engine: Engine) -> Connection:
@@ -391,18 +453,16 @@ def ensure_schema(connection: Connection, migrate: bool) -> None:
 
 def is_memory_url(url: str) -> bool:
     """An SQLite database that lives in memory: gone when its last connection closes."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    parsed = parse_url(url)
+    if parsed is None:
         return False
     return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
 def sqlite_file(url: str) -> Path | None:
     """The file of an SQLite URL (``None`` for other databases and in-memory ones)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    parsed = parse_url(url)
+    if parsed is None:
         return None
     if parsed.get_backend_name() != "sqlite" or is_memory_url(url) or not parsed.database:
         return None

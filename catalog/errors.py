@@ -10,12 +10,12 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    FAILED = 1  # the run could not complete (API or database failure mid-run)
+    FAILED = 1  # the run could not complete (API failure mid-run, or an unexpected error)
     USAGE = 2  # click's own usage errors: an unknown flag, a value of the wrong form
     PARTIAL = 3  # the run completed, but some entities failed and were recorded in sync_errors
     CONFIG = 4  # missing credentials, bad database URL, bad config file
     API_UNREACHABLE = 5  # the API could not be reached, or rejected the credentials
-    DATABASE = 6  # the database could not be reached or its schema is wrong for this code
+    DATABASE = 6  # the database could not be reached or failed, or its schema is wrong for it
     LOCKED = 7  # another sync holds the lock
     MASS_DELETE = 8  # the delete guard tripped; nothing was deleted
     INTERRUPTED = 9  # SIGINT/SIGTERM: stopped after the current batch

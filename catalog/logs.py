@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -26,6 +27,9 @@ FORMATS = ("text", "json")
 #: Secrets shorter than this are not masked: replacing every "a" would wreck messages, and no
 #: real secret key is that short.
 MIN_SECRET_LENGTH = 4
+#: A bce-auth-v1 signature (an Authorization header, or a pre-signed link's query) and what
+#: follows it: a credential for as long as it lasts, cut from every message and recording.
+SIGNATURE = re.compile(r"(authorization=|bce-auth-v1/)[^\s&\"'<>]*", re.IGNORECASE)
 
 
 class SecretMask(logging.Filter):
@@ -49,7 +53,7 @@ class SecretMask(logging.Filter):
                 secrets = sorted(self._secrets, key=len, reverse=True)
             for secret in secrets:
                 value = value.replace(secret, MASK)
-            return value
+            return SIGNATURE.sub(lambda m: m.group(1) + MASK, value)
         if isinstance(value, dict):
             return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -85,6 +89,8 @@ class JsonFormatter(logging.Formatter):
         if isinstance(fields, dict):
             for key, value in fields.items():
                 obj.setdefault(key, value)
+        if record.name != LOGGER_NAME:  # another library's record
+            obj["logger"] = record.name
         return json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
@@ -108,6 +114,17 @@ def add_secret(secret: str | None) -> None:
     _mask.add(secret)
 
 
+def scrub(message: str) -> str:
+    """``message`` without any registered secret or signature: for what is printed, not logged."""
+    return str(_mask.scrub(message))
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for an error no code path expected (a library's), scrubbed like a log line."""
+    text = str(exc).strip().splitlines()
+    return scrub(f"unexpected {type(exc).__name__}: {text[0] if text else ''}".rstrip(": "))
+
+
 def setup(
     log_format: str = "text", quiet: bool = False, stream: IO[str] | None = None
 ) -> logging.Logger:
@@ -127,7 +144,18 @@ def setup(
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    _state["format"] = log_format
+    # What other libraries log (psycopg's "error ignored terminating ..." when a server goes
+    # away) and Python's warnings: in the same form, masked, not as bare lines in a JSON log.
+    root = logging.getLogger()
+    if _state.get("others") is not None:
+        root.removeHandler(_state["others"])
+    others = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    others.addFilter(_mask)
+    others.setFormatter(handler.formatter)
+    others.setLevel(logging.ERROR if quiet and log_format == "text" else logging.WARNING)
+    root.addHandler(others)
+    logging.captureWarnings(True)
+    _state.update({"format": log_format, "others": others, "run_id": None})
     return log
 
 
@@ -145,7 +173,7 @@ def report_fatal(message: str, exit_code: int) -> bool:
     """JSON mode: log a command's fatal error as one JSON line and say so; text mode: no-op."""
     if log_format() != "json":
         return False
-    event(logging.ERROR, "fatal", message, exit_code=exit_code)
+    event(logging.ERROR, "fatal", message, _state.get("run_id"), exit_code=exit_code)
     return True
 
 
@@ -161,6 +189,7 @@ class RunLog:
             # A dry run's id is rolled back with the rest: no log line names a run that
             # `runs` will never show.
             self.run_id = None if dry else data.get("run_id")
+            _state["run_id"] = self.run_id  # the fatal line, if the run fails, names it
             event(
                 logging.INFO,
                 "run_start",

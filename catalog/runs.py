@@ -64,13 +64,13 @@ def repair_aborted(conn: Connection, account: str = DEFAULT_ACCOUNT) -> int:
                 status="aborted",
                 finished_at=None,
                 error="the process ended before the run finished (killed or crashed)",
-                **_committed_counts(conn, run_id, account),
+                **committed_counts(conn, run_id, account),
             )
         )
     return len(dead)
 
 
-def _committed_counts(conn: Connection, run_id: int, account: str) -> dict[str, int]:
+def committed_counts(conn: Connection, run_id: int, account: str) -> dict[str, int]:
     """``sync_runs``' counts of what a dead run committed: its change rows, the entities it
     marked seen, its entity errors. (No later run has marked anything yet: this runs first.)"""
     c = changes.c
@@ -220,13 +220,14 @@ def record_drift(conn: Connection, run_id: int, drift: DriftLog) -> list[tuple[s
 
 def _sqlite_lock_path(conn: Connection, account: str) -> Path | None:
     """``catalog.db.lock`` for the default account (as before accounts existed), else
-    ``catalog.db.ACCOUNT.lock``."""
+    ``catalog.db.ACCOUNT.lock``; beside the file itself, so that a symbolic link to it (or a
+    path through one) locks the same file."""
     database = conn.engine.url.database
     if not database or database == ":memory:":
         return None
-    name = Path(database).name
+    real = Path(database).expanduser().resolve()
     suffix = ".lock" if account == DEFAULT_ACCOUNT else f".{_file_safe(account)}.lock"
-    return Path(database).expanduser().resolve().with_name(name + suffix)
+    return real.with_name(real.name + suffix)
 
 
 def _file_safe(account: str) -> str:

@@ -23,8 +23,10 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from catalog import db, deletes, killpoints, normalize, runs, source
+from catalog.api.auth import key_problem
 from catalog.api.client import ConsoleClient
 from catalog.api.pacing import RateLimiter
 from catalog.api.record import Recorder, unwritable
@@ -39,6 +41,7 @@ from catalog.events import (
     ScopedSet,
 )
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
+from catalog.logs import unexpected
 from catalog.pool import DeepestFirstPool
 from catalog.schema import DEFAULT_ACCOUNT, RUN_COUNTS, tracked_eval_exports
 from catalog.store import Store
@@ -182,6 +185,9 @@ def validate(options: SyncOptions) -> list[str]:
             "missing credentials: set QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY "
             "(or --access-key / --secret-key)"
         )
+    unusable = key_problem(options.access_key, options.secret_key)
+    if unusable is not None:
+        raise ConfigError(unusable)
     if not 0 <= options.max_delete_share <= 1:
         raise ConfigError("--max-delete-share must be between 0 and 1")
     if not options.dry_run and db.is_memory_url(options.database_url):
@@ -527,6 +533,7 @@ def run_sync(
     store: Store | None = None
     reader: Engine | None = None
     try:
+        db.stop_waits(conn, stop)
         open_recorder(options, client)
         lock = runs.writer_lock(conn, options.lock_timeout, options.account)
         with lock, _stop_on_signals(stop), _steady_collector():
@@ -624,16 +631,16 @@ def run_sync(
             except CatalogError as exc:
                 run.shutdown()
                 conn.rollback()
-                if isinstance(exc, Interrupted) and store is not None:  # its seen is written
-                    _count_seen(run, store)
-                summary.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-                _finish(run, summary, str(exc))
+                stopped = isinstance(exc, Interrupted)
+                summary.status = "interrupted" if stopped else "failed"
+                _finish_failed(run, summary, str(exc), store if stopped else None)
                 raise
             except BaseException as exc:
                 run.shutdown()
                 conn.rollback()
                 summary.status = "failed"
-                _finish(run, summary, f"{type(exc).__name__}: {exc}")
+                why = db.failure(exc) if isinstance(exc, SQLAlchemyError) else unexpected(exc)
+                _finish_failed(run, summary, why, None)
                 raise
             summary.seconds = time.monotonic() - started
             run.notify("summary", line=summary.line(), status=summary.status)
@@ -648,8 +655,43 @@ def run_sync(
         client.close()
         if client.recorder is not None:
             client.recorder.close()
+        db.stop_waits(conn, None)  # the pooled connection outlives the run
         conn.close()
         engine.dispose()
+
+
+def _finish_failed(run: _Run, summary: RunSummary, why: str, store: Store | None) -> None:
+    """Record a run that did not complete: its counts (``store``: an interrupted run's, whose
+    batches were all written; else what was committed), status and why.
+
+    A stop asked while this waits for SQLite's write lock (another process writing) leaves the
+    run's row ``running``: the account's next run marks it ``aborted``, with what it committed.
+    """
+    try:
+        if store is not None:
+            _count_seen(run, store)
+        else:
+            assert summary.run_id is not None
+            _count_committed(run, summary.run_id)
+        _finish(run, summary, why)
+    except Interrupted:
+        run.conn.rollback()
+
+
+def _count_committed(run: _Run, run_id: int) -> None:
+    """A failed run's counts: what its committed batches hold, not the batches rolled back
+    with the failure (a full disk's run claimed thousands of rows it never left)."""
+    if run.options.dry_run:
+        return  # nothing is committed; its counts are what it would have done
+    try:
+        counts = runs.committed_counts(run.conn, run_id, run.options.account)
+    except SQLAlchemyError:
+        return  # the database is gone too: finishing the run fails as well, and the next
+        # run repairs it from what was committed
+    for kind in KINDS:
+        for what in RUN_COUNTS:
+            setattr(run.counts[kind], what, counts[f"{kind}_{what}"])
+    run.failures = counts["errors"]
 
 
 def _count_seen(run: _Run, store: Store) -> None:

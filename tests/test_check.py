@@ -126,6 +126,17 @@ def test_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_an_unreadable_sqlite_file_gets_a_fix_about_files_not_servers(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-db.db"
+    path.write_bytes(b"this is not an SQLite database, just text" * 100)
+    with fake_console() as server:
+        result = run_check(f"sqlite:///{path}", server.url)
+    assert result.exit_code == 6, result.output
+    line = lines(result)["database"]
+    assert "file is not a database" in line
+    assert "may read and write the file and its folder" in line and "server runs" not in line
+
+
 def test_unreachable_postgresql_hides_the_password() -> None:
     url = f"postgresql+psycopg://me:pw-secret-1@127.0.0.1:{closed_port()}/cat"
     with fake_console() as server:

@@ -226,3 +226,70 @@ def test_dry_run_prints_the_plan_and_writes_nothing(db_url: str) -> None:
     assert all(not rows for rows in stored_rows(db_url).values())
     runs = runner.invoke(cli, ["runs", "--format", "json"], env=_env(None, db_url))
     assert runs.exit_code == 0 and json.loads(runs.stdout) == []
+
+
+def test_json_mode_other_libraries_warnings_are_json_lines_too() -> None:
+    """psycopg logs 'error ignored terminating <Pipeline>' when the server goes away mid-run;
+    it came out as a bare line between the JSON ones."""
+    import subprocess
+    import sys
+
+    # A process of its own: pytest takes Python's warnings over inside a test.
+    script = (
+        "import logging, warnings\n"
+        "from catalog import logs\n"
+        "logs.setup('json')\n"
+        "logs.add_secret('s3cr3t-value-xyz')\n"
+        "logging.getLogger('psycopg').warning('error ignored terminating %s', '<Pipeline>')\n"
+        "logging.getLogger('some.lib').info('chatter that is not a warning')\n"
+        "warnings.warn('deprecated s3cr3t-value-xyz', UserWarning, stacklevel=1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
+    assert len(records) == 2, done.stderr
+    assert records[0]["logger"] == "psycopg" and records[0]["level"] == "warning"
+    assert records[0]["message"] == "error ignored terminating <Pipeline>"
+    assert records[1]["logger"] == "py.warnings" and "****" in records[1]["message"]
+    assert "s3cr3t" not in done.stderr
+
+
+def test_json_mode_fatal_line_names_the_run_that_failed(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalog import writer
+
+    def reached(phase: str) -> None:
+        if phase == "batch_written":
+            raise ValueError("boom")
+
+    monkeypatch.setattr(writer.killpoints, "reached", reached)
+    with fake_console() as server:
+        result = _sync(server, db_url, "--log-format", "json")
+    assert result.exit_code == 1, result.output
+    records = _json_lines(result.stderr)
+    start = next(r for r in records if r["event"] == "run_start")
+    fatal = records[-1]
+    assert fatal["event"] == "fatal" and fatal["run_id"] == start["run_id"] is not None
+    assert fatal["message"].startswith("unexpected ValueError: boom")
+
+
+@pytest.mark.parametrize("content", ["workers = 0\n", "no_such_key = 1\n", "[sync\n"],
+                         ids=["refused-value", "unknown-key", "not-toml"])
+@pytest.mark.parametrize("how", ["flag", "flag=", "env"])
+def test_json_mode_config_file_errors_are_a_fatal_json_line(
+    tmp_path: Any, content: str, how: str
+) -> None:
+    """The file is read before the logs are set up (it may choose their format): its errors
+    were a bare 'Error:' line in a JSON log."""
+    config = tmp_path / "bad.toml"
+    config.write_text(content.replace("workers", "[sync]\nworkers"), encoding="utf-8")
+    fmt = {"flag": ["--log-format", "json"], "flag=": ["--log-format=json"], "env": []}[how]
+    env = {**_env(None, f"sqlite:///{tmp_path}/c.db"), "CATALOG_LOG_FORMAT": "json"
+           if how == "env" else None}
+    result = CliRunner().invoke(cli, [*fmt, "--config", str(config), "sync"], env=env)
+    assert result.exit_code == 4, result.output
+    (record,) = _json_lines(result.stderr)
+    assert record["event"] == "fatal" and record["exit_code"] == 4
+    assert "bad.toml" in record["message"]
+    assert not any(line.startswith("Error:") for line in result.stderr.splitlines())

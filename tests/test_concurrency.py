@@ -9,11 +9,14 @@ lock attempt in ``pg_stat_activity``), not for a while.
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -22,7 +25,7 @@ from catalog.errors import ExitCode
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import CallRecord, FakeServer
 from catalog.schema import sync_runs
-from tests._proc import assert_consistent, popen_cli, run_cli, sync_argv
+from tests._proc import assert_consistent, change_all, popen_cli, run_cli, sync_argv
 from tests.helpers import create_schema, expected_rows, fake_console, stored_rows, tracked_only
 
 
@@ -194,3 +197,106 @@ def test_a_new_sqlite_file_whose_write_lock_is_held_is_waited_for_not_failed(
         release.join()
         holder.close()
         engine.dispose()
+
+
+def test_a_symbolic_link_to_the_database_takes_the_same_lock(tmp_path: Path) -> None:
+    """The lock file was named after the path given: a link beside the file locked another."""
+    from catalog import runs
+
+    real = tmp_path / "data" / "catalog.db"
+    real.parent.mkdir()
+    (tmp_path / "link.db").symlink_to(real)
+    (tmp_path / "dirlink").symlink_to(real.parent)
+    create_schema(f"sqlite:///{real}")
+    with fake_console(FakeCatalog.generate(seed=22, model_sets=1, comp_tasks=2)) as server:
+        engine = db.create_engine_for(f"sqlite:///{real}")
+        try:
+            with engine.connect() as conn, runs.writer_lock(conn, timeout=0):
+                for path in (tmp_path / "link.db", tmp_path / "dirlink" / "catalog.db"):
+                    other = run_cli(sync_argv(f"sqlite:///{path}", server, "--lock-timeout", "0"))
+                    assert other.returncode == ExitCode.LOCKED, (path, other.stderr)
+        finally:
+            engine.dispose()
+    assert sorted(p.name for p in real.parent.iterdir() if p.suffix == ".lock") == [
+        "catalog.db.lock"]
+    assert not list(tmp_path.glob("*.lock"))
+
+
+def _term_while_held(
+    holder: Any, proc: subprocess.Popen[str], settle: float
+) -> tuple[str, float]:
+    """SIGTERM ``proc`` ``settle`` s from now while ``holder`` holds SQLite's write lock; its
+    stderr and the seconds from the signal to its end. The holder lets go afterwards."""
+    try:
+        time.sleep(settle)
+        assert proc.poll() is None
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        return err, time.monotonic() - signalled
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_signal_ends_a_wait_for_sqlites_write_lock(tmp_path: Path) -> None:
+    """Another process holding SQLite's write lock (another account's sync, a tool): the
+    writer waited inside SQLite, where no signal handler runs, until it let go."""
+    import sqlite3
+
+    path = tmp_path / "held.db"
+    url = f"sqlite:///{path}"
+    with fake_console(FakeCatalog.generate(seed=23, model_sets=2, comp_tasks=6)) as server:
+        assert run_cli(sync_argv(url, server)).returncode == 0
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        proc = popen_cli(sync_argv(url, server))
+        err, took = _term_while_held(holder, proc, 3.0)  # started, and waiting on the lock
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert took < 5, took  # not the holder's time: it held on for the whole test
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "waiting for another process to finish writing" in errors[0]
+    assert_consistent(url)
+
+
+def test_a_signal_mid_run_while_another_process_writes_leaves_the_run_to_the_next(
+    tmp_path: Path,
+) -> None:
+    """Mid-run, the holder still holding after the stop: recording the run would wait for it
+    too, so the row is left ``running`` and the next run marks it ``aborted`` with what it
+    committed."""
+    import sqlite3
+
+    path = tmp_path / "held.db"
+    url = f"sqlite:///{path}"
+    catalog = FakeCatalog.generate(seed=24, model_sets=6, comp_tasks=300)
+    with fake_console(catalog, latency=0.02) as server:
+        assert run_cli(sync_argv(url, server)).returncode == 0
+        change_all(catalog, random.Random(24))  # so that the run writes as it goes
+        proc = popen_cli(sync_argv(url, server, "--workers", "1", "--commit-interval", "0",
+                                   "--batch-size", "5"))
+        reader = sqlite3.connect(path)
+        _wait_until(lambda: reader.execute(
+            "SELECT count(*) FROM sync_runs WHERE status = 'running'").fetchone()[0] == 1, proc)
+        _wait_until(lambda: reader.execute(
+            "SELECT count(*) FROM changes WHERE run_id = 2").fetchone()[0] > 0, proc)
+        holder = sqlite3.connect(path, isolation_level=None, timeout=30)
+        holder.execute("BEGIN IMMEDIATE")
+        err, took = _term_while_held(holder, proc, 1.0)  # its next batch waits for the holder
+        status = reader.execute("SELECT status FROM sync_runs WHERE run_id = 2").fetchone()[0]
+        reader.close()
+        assert proc.returncode == ExitCode.INTERRUPTED, err
+        assert took < 5, took
+        assert status == "running"  # its row could not be written: left to the next run
+        assert run_cli(sync_argv(url, server)).returncode == 0
+    (dead,) = [r for r in _run_intervals(url) if r[0] == 2]
+    assert dead[1] == "aborted"
+    engine = db.create_engine_for(url)
+    with engine.connect() as conn:
+        changed = conn.execute(text(
+            "SELECT count(DISTINCT entity_id) FROM changes WHERE run_id = 2")).scalar_one()
+        counted = conn.execute(sync_runs.select().where(sync_runs.c.run_id == 2)).mappings().one()
+    engine.dispose()
+    assert changed > 0
+    assert sum(v for k, v in counted.items() if k.endswith(("_inserted", "_updated"))) == changed
+    assert_consistent(url)

@@ -459,3 +459,64 @@ def test_record_creates_its_folder_only_once_the_database_is_open(tmp_path: Path
                      str(tmp_path / "new" / "rec"), server=server)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "new" / "rec" / "calls.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", [["sync"], ["check"], ["eval", "track", "96"]])
+def test_a_key_with_a_windows_line_end_is_named_and_never_printed(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A CRLF env file left a carriage return on the key: requests refused the header with an
+    error quoting it whole, signature included (sync: exit 1; check: a thread's traceback)."""
+    with fake_console(_small()) as server:
+        result = run("--database-url", "sqlite:///k.db", *command, server=server,
+                     QIANFAN_ACCESS_KEY=AK + "\r")
+    assert result.exit_code == 4, result.output
+    assert "QIANFAN_ACCESS_KEY (or its flag) ends with a line break" in result.output
+    assert "Traceback" not in result.output and "bce-auth-v1" not in result.output
+    assert AK not in result.output and SK not in result.output
+    assert not (tmp_path / "k.db").exists()
+
+
+def test_a_key_with_a_space_inside_is_refused_with_where() -> None:
+    from catalog.api.auth import key_problem
+
+    assert key_problem(AK, SK) is None
+    why = key_problem(AK, SK[:3] + " " + SK[3:])
+    assert why is not None and "QIANFAN_SECRET_KEY" in why and "position 4" in why
+    assert SK[:3] not in why
+    assert "white space" in (key_problem(" " + AK, SK) or "")
+    assert "non-ASCII" in (key_problem(AK + "é", SK) or "")
+
+
+def test_an_unexpected_error_never_prints_a_signature_or_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from catalog import sync as sync_module
+
+    header = f"bce-auth-v1/{AK}/2026-12-03T00:00:00Z/1800/host;x-bce-date/0123abcd"
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError(f"Invalid header value b'{header}' for secret {SK}")
+
+    monkeypatch.setattr(sync_module, "run_sync", broken)
+    with fake_console(_small()) as server:
+        for log_format in ("text", "json"):
+            result = run("--log-format", log_format, "--database-url", "sqlite:///u.db", "sync",
+                         server=server)
+            assert result.exit_code == 1, result.output
+            assert "unexpected ValueError: Invalid header value" in result.output
+            assert "0123abcd" not in result.output and SK not in result.output
+
+
+@pytest.mark.parametrize("command", [["sync"], ["runs"], ["check"], ["db", "current"]])
+def test_a_port_that_is_not_a_number_is_a_bad_url_with_its_password_masked(
+    command: list[str],
+) -> None:
+    """SQLAlchemy raises ValueError, not ArgumentError, for it: it was 'unexpected' (exit 1)."""
+    url = "postgresql+psycopg://u:s3cr3t-pw@127.0.0.1:notaport/db"
+    with fake_console(_small()) as server:
+        result = run("--database-url", url, *command, server=server)
+    assert result.exit_code == 4, result.output
+    assert "cannot parse database URL 'postgresql+psycopg://u:***@127.0.0.1:notaport/db'" in \
+        result.output
+    assert "s3cr3t" not in result.output and "unexpected" not in result.output

@@ -107,6 +107,27 @@ def authorization(
     return f"{prefix}/{';'.join(signed)}/{sig}"
 
 
+def key_problem(access_key: str, secret_key: str) -> str | None:
+    """Why this key pair cannot sign a request, or ``None``; never quotes a key.
+
+    Both travel in (or sign) an HTTP header, so each must be printable ASCII without spaces. A
+    trailing carriage return, what a systemd ``EnvironmentFile`` with Windows line ends gives,
+    made ``requests`` refuse the header with an error that quoted the whole signed header.
+    """
+    for name, value in (("QIANFAN_ACCESS_KEY", access_key), ("QIANFAN_SECRET_KEY", secret_key)):
+        bad = [i for i, c in enumerate(value) if not "!" <= c <= "~"]
+        if not bad:
+            continue
+        if value.endswith(("\r", "\n")):
+            what = "ends with a line break (a file with Windows line ends?)"
+        elif value != value.strip():
+            what = "starts or ends with white space"
+        else:
+            what = f"holds a space, control or non-ASCII character (at position {bad[0] + 1})"
+        return f"{name} (or its flag) {what}: give the key alone, as the console shows it"
+    return None
+
+
 @dataclass(frozen=True)
 class ParsedAuthorization:
     access_key: str

@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from catalog.logs import SIGNATURE
+
 CALLS_FILE = "calls.jsonl"
 #: Answer keys that identify one request, not the catalog; dropped from the top of each answer.
 DROPPED_KEYS = frozenset({"requestId", "log_id"})
@@ -33,7 +35,6 @@ DROPPED_KEYS = frozenset({"requestId", "log_id"})
 SIGNED_URL_KEYS = frozenset({"downloadUrl"})
 
 _URL_QUERY = re.compile(r"(?P<url>https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*", re.IGNORECASE)
-_SIGNATURE = re.compile(r"(authorization=|bce-auth-v1/)[^\s&\"'<>]*", re.IGNORECASE)
 
 
 def _looks_signed(text: str) -> bool:
@@ -54,7 +55,7 @@ def scrub_text(text: str, *, is_url: bool = False) -> str:
         text = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     else:
         text = _URL_QUERY.sub(lambda m: m.group("url"), text)
-    return _SIGNATURE.sub(lambda m: m.group(1) + "REDACTED", text)
+    return SIGNATURE.sub(lambda m: m.group(1) + "REDACTED", text)
 
 
 def scrub(value: Any, key: str | None = None) -> Any:
