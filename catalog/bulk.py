@@ -35,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import TableValuedAlias
 
+from catalog.normalize import unsigned
 from catalog.types import UTCDateTime
 
 
@@ -87,9 +88,7 @@ def answer_hash(obj: Mapping[str, Any]) -> str:
     its stored answer and hash follow it (no history, no change row). A ``downloadUrl``
     counts without its query string, which the service signs afresh on every call.
     """
-    url = obj.get("downloadUrl")
-    if isinstance(url, str) and "?" in url:
-        obj = {**obj, "downloadUrl": url.split("?", 1)[0]}
+    obj = unsigned(obj)
     value: Any = obj  # a dict from a JSON answer; anything else fails over to its JSON text
     try:
         text = marshal.dumps(value, 2)

@@ -68,6 +68,16 @@ def stable_url(value: Any) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def unsigned(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``obj`` with its ``downloadUrl`` cut at the query string: a pre-signed link's signature
+    authorises a download for as long as it lasts, so it is neither stored (``raw``) nor
+    hashed (the service signs afresh on every call). ``obj`` itself when it has none."""
+    url = obj.get("downloadUrl")
+    if isinstance(url, str) and "?" in url:
+        return {**obj, "downloadUrl": url.split("?", 1)[0]}
+    return obj
+
+
 def as_text(value: Any) -> str | None:
     if value is None or value == "":
         return None

@@ -141,3 +141,23 @@ def test_an_answer_with_its_keys_reordered_is_compared_once_and_changes_nothing(
         normalised.clear()
         sync(db_url, server)
     assert normalised["compression_task_row"] == 0  # its new hash was stored: skipped again
+
+
+def test_no_live_signature_is_stored_anywhere(db_url: str) -> None:
+    """A pre-signed download link authorises a download while it lasts: the typed column kept
+    it without its query already, but ``raw`` held it whole (``--record`` cut it, and so did
+    the hash)."""
+    from tests._proc import dump_db
+
+    catalog = FakeCatalog.generate(seed=51, model_sets=3, comp_tasks=4, eval_exports=2,
+                                   export_share=1.0)
+    with fake_console(catalog) as server:
+        served = [server.answer("/v2/model", "DescribeModelExportTask", {"modelId": m}, None)
+                  for m in catalog.keys("model_export")]
+        assert any("authorization=" in str(a.get("downloadUrl")) for a in served)
+        assert sync(db_url, server).status == "success"
+    dump = dump_db(db_url)
+    assert dump["model_exports"]
+    stored = repr(dump)
+    assert "authorization=" not in stored.lower() and "bce-auth-v1" not in stored.lower()
+    assert "downloadUrl" in stored  # the link is kept, without its query

@@ -24,7 +24,15 @@ from sqlalchemy import Column, ColumnElement, String, Text
 from catalog.documented import fields
 from catalog.events import Client
 from catalog.kinds.base import DeleteView, Kind, RefReader, read_tracked
-from catalog.normalize import NormalizeError, as_text, field_of, fits, require_id, stable_url
+from catalog.normalize import (
+    NormalizeError,
+    as_text,
+    field_of,
+    fits,
+    require_id,
+    stable_url,
+    unsigned,
+)
 from catalog.types import JsonValue
 
 ROUTE = "/v2/eval"
@@ -80,7 +88,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "storage_path": _storage_path(obj),
             "download_url": stable_url(obj.get("downloadUrl")),
             "export_content": field_of(obj, "exportContent", _content),
-            "raw": dict(obj),
+            "raw": dict(unsigned(obj)),  # no live signature stored
         },
     )
 

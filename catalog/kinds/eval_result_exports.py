@@ -23,6 +23,7 @@ from catalog.normalize import (
     field_of,
     fits,
     stable_url,
+    unsigned,
 )
 
 PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
@@ -63,7 +64,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "volume_id": field_of(obj, "volumeId", as_text),
             "export_path": field_of(obj, "exportPath", as_text),
             "download_url": stable_url(obj.get("downloadUrl")),
-            "raw": dict(obj),
+            "raw": dict(unsigned(obj)),  # no live signature stored
         },
     )
 

@@ -26,6 +26,7 @@ from catalog.normalize import (
     field_of,
     fits,
     stable_url,
+    unsigned,
 )
 
 EXPORT = "DescribeModelExportTask"
@@ -65,7 +66,7 @@ def row(model_id: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
             "md5": field_of(obj, "md5", as_text),
             "file_size": field_of(obj, "fileSize", as_int),
             "download_url": stable_url(obj.get("downloadUrl")),
-            "raw": dict(obj),
+            "raw": dict(unsigned(obj)),  # no live signature stored
         },
     )
 
