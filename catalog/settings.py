@@ -132,6 +132,9 @@ def bad_value(
 
 #: Keys of an ``[accounts.NAME]`` table that name no option: where the account's keys are.
 KEY_ENV_KEYS = {"access_key_env": "access_key", "secret_key_env": "secret_key"}
+#: The commands that act for one account, and so take its ``[accounts.NAME]`` table
+#: (``cli._writer_account``); ``config show`` shows the table's values for them.
+ACCOUNT_COMMANDS = frozenset({("sync",), ("check",), ("eval", "track")})
 
 
 def account_tables(root: click.Command, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -368,9 +371,15 @@ def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
     (resilient parsing, so nothing runs), which gives exactly the value and source that command
     would see if run now with this environment.
     """
+    from catalog.schema import DEFAULT_ACCOUNT
+
     out: list[Setting] = []
     resolved = root_ctx.obj or {}
     sources = resolved.get("sources", {})
+    account = resolved.get("account") or DEFAULT_ACCOUNT
+    table: dict[str, Any] = (root_ctx.meta.get("accounts") or {}).get(account, {})
+    from_table = f"file {file} [accounts.{account}]"
+    env_of = {target: table[key] for key, target in KEY_ENV_KEYS.items() if key in table}
     for name, value in root_ctx.params.items():
         if name in ("config",):
             continue
@@ -401,8 +410,12 @@ def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
                     param.type_cast_value(ctx, raw)
                 except click.BadParameter as exc:
                     shown = f"{mask(param.name, raw)} (refused: {exc.message})"
-            out.append(
-                Setting(" ".join(path), display_name(param), shown,
-                        source_label(ctx, param.name, file))
-            )
+            source = source_label(ctx, param.name, file)
+            if path in ACCOUNT_COMMANDS and param.name in env_of:
+                found = os.environ.get(env_of[param.name])
+                shown = mask(param.name, found) if found else "(not set)"
+                source = f"env {env_of[param.name]}, named by {from_table}"
+            elif path in ACCOUNT_COMMANDS and param.name in table:
+                shown, source = mask(param.name, table[param.name]), from_table
+            out.append(Setting(" ".join(path), display_name(param), shown, source))
     return out

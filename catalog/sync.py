@@ -244,8 +244,9 @@ def build_client(
 
 
 def open_recorder(options: SyncOptions, client: ConsoleClient) -> None:
-    """Start recording the client's exchanges into ``--record``'s folder, if one was given."""
-    if options.record_dir is not None:
+    """Start recording the client's exchanges into ``--record``'s folder, if one was given
+    (once: a first sync into a new SQLite file starts it before its first calls)."""
+    if options.record_dir is not None and client.recorder is None:
         try:
             client.recorder = Recorder(options.record_dir)
         except OSError as exc:
@@ -364,16 +365,18 @@ class _Run:
     """The state of one run while it lasts: the inbox, the worker pool and walker, counters (its
     writer, ``writer.Writer``, holds the batches)."""
 
+    #: The writer's connection: set once the database is open, which for a new SQLite file
+    #: comes after the first calls.
+    conn: Connection
+
     def __init__(
         self,
         options: SyncOptions,
-        conn: Connection,
         client: ConsoleClient,
         observer: Observer | None,
         stop: threading.Event,
     ) -> None:
         self.options = options
-        self.conn = conn
         self.client = client
         self.observer = observer
         self.stop = stop
@@ -494,6 +497,32 @@ class _Run:
             self.counts[kind].deleted += n
 
 
+#: What the first calls learnt: the ``--model-set`` refs resolved (``None``: whole kinds),
+#: and the answers of the ``--eval-export-id`` refs checked.
+_FirstCalls = tuple[list[ScopedSet] | None, dict[tuple[str, str], dict[str, Any]]]
+
+
+def _first_calls(run: _Run, new_refs: Sequence[str], known: Sequence[str]) -> _FirstCalls:
+    """Resolve ``--model-set``, ask the first listing's first page, check the eval refs not
+    tracked yet (``known`` are: a tracked one's failure is that entity's, not a reason to
+    refuse the run, and cron lines repeat ``--eval-export-id``). A signal during them ends
+    the sync (:func:`_stopping_first`)."""
+    options = run.options
+    with _stopping_first(run.stop):
+        scoped = run.walker.resolve_model_sets(options.model_sets) if options.model_sets else None
+        run.walker.open_first_listing(scoped=scoped is not None)
+        prefetched = run.walker.resolve_eval_exports(
+            [r for r in new_refs if r not in known], options.workers
+        )
+    return scoped, prefetched
+
+
+def _new_file(url: str) -> bool:
+    """An SQLite database file that does not exist yet (the sync would create it)."""
+    path = db.sqlite_file(url)
+    return path is not None and not path.exists()
+
+
 def _tracked_refs(conn: Connection, account: str) -> list[str]:
     t = tracked_eval_exports
     return list(conn.execute(select(t.c.export_ref).where(t.c.account == account)).scalars())
@@ -520,16 +549,30 @@ def run_sync(
     new_refs = validate(options)
     stop = stop or threading.Event()
     # The client first: a bad --base-url or --record is refused before the database is opened
-    # (opening a new SQLite file creates it); --record's folder is created once it is open.
+    # (opening a new SQLite file creates it); --record's folder is created once the database
+    # URL has passed its checks.
     client = build_client(options, observer, stop)
     planned = _plan_engine(options)
+    run = _Run(options, client, observer, stop)
+    # The first calls double as the check of credentials and reachability, made before anything
+    # is written (migrations included): a wrong key or a dead network leaves the database as it
+    # was. Into an SQLite file that does not exist yet, they come before the file is created
+    # (opening it would), so a refused first sync leaves no empty file behind.
+    first: _FirstCalls | None = None
     try:
-        engine = planned or db.writer_engine(options.database_url)
+        engine = planned or db.writer_engine(options.database_url)  # checked; nothing created
+        if planned is None and _new_file(options.database_url):
+            open_recorder(options, client)
+            with _stop_on_signals(stop):
+                first = _first_calls(run, new_refs, known=[])
         conn = db.connect(engine)
     except BaseException:
+        run.shutdown()
         client.close()
+        if client.recorder is not None:
+            client.recorder.close()
         raise
-    run: _Run | None = None
+    run.conn = conn
     store: Store | None = None
     reader: Engine | None = None
     try:
@@ -546,25 +589,11 @@ def run_sync(
                         "a dry run needs an up-to-date schema: run `qianfan-catalog db upgrade` "
                         "first"
                     )
-            run = _Run(options, conn, client, observer, stop)
-            # The first calls double as the check of credentials and reachability, made before
-            # anything is written (migrations included): a wrong key or a dead network leaves
-            # the database as it was.
-            with _stopping_first(stop):
-                scoped = (
-                    run.walker.resolve_model_sets(options.model_sets)
-                    if options.model_sets
-                    else None
-                )
-                run.walker.open_first_listing(scoped=scoped is not None)
-                # Only refs not tracked yet are checked: a tracked one's failure is that
-                # entity's, not a reason to refuse the whole run (cron lines repeat
-                # --eval-export-id).
-                revision = db.current_revision(conn)
-                known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
-                prefetched = run.walker.resolve_eval_exports(
-                    [r for r in new_refs if r not in known], options.workers
-                )
+            revision = db.current_revision(conn)
+            known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
+            if first is None:
+                first = _first_calls(run, new_refs, known)
+            scoped, prefetched = first
             if revision is None and options.migrate:
                 # An empty database tracks, binds and leaves to repair nothing, so the walk can
                 # start now: its calls go on while the schema is created (eight migrations, a
@@ -646,8 +675,7 @@ def run_sync(
             run.notify("summary", line=summary.line(), status=summary.status)
             return summary
     finally:
-        if run is not None:
-            run.shutdown()  # idempotent; stops a walk started before a failure in the prelude
+        run.shutdown()  # idempotent; stops a walk started before a failure in the prelude
         if store is not None:
             store.close()
         if reader is not None:

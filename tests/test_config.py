@@ -169,3 +169,20 @@ def test_a_bad_value_in_an_account_table_names_the_file(tmp_path: Path) -> None:
     assert result.exit_code == 4, result.output
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"Error: config file {cfg}: accounts.prod.workers = 'many': ")
+
+
+def test_config_show_applies_the_chosen_accounts_table(tmp_path: Path) -> None:
+    """`config show` showed the defaults where `--account prod` syncs with its table's values."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[accounts.prod]\nbase-url = "http://127.0.0.1:18765"\nworkers = 3\n'
+                   'access_key_env = "PROD_AK"\nsecret_key_env = "PROD_SK"\n')
+    table = f"file {cfg} [accounts.prod]"
+    got = shown(run("--config", str(cfg), "--account", "prod", "config", "show",
+                    PROD_AK="AKprod-visible", PROD_SK="sk-prod-never-shown"))
+    assert got["sync base_url"] == ("http://127.0.0.1:18765", table)
+    assert got["sync workers"] == ("3", table)
+    assert got["check base_url"] == ("http://127.0.0.1:18765", table)
+    assert got["sync secret_key"][1] == f"env PROD_SK, named by {table}"
+    assert "sk-prod-never-shown" not in got["sync secret_key"][0]
+    other = shown(run("--config", str(cfg), "config", "show"))  # the default account's
+    assert other["sync base_url"][1] == "default" and other["sync workers"][1] == "default"

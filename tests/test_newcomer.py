@@ -431,15 +431,38 @@ def test_a_refused_base_url_creates_no_database_and_an_empty_one_says_so(tmp_pat
                  "http://127.0.0.1:1/v2", QIANFAN_ACCESS_KEY=AK, QIANFAN_SECRET_KEY=SK)
     assert result.exit_code == 4 and "which each call adds" in result.stderr
     assert not (tmp_path / "new.db").exists()
-    # A first sync that failed after opening the file (the API unreachable) leaves it empty:
-    # read commands say that no sync created the catalog, not that a schema is out of date.
-    result = run("--database-url", "sqlite:///new.db", "sync", "--base-url",
-                 "http://127.0.0.1:1", "--max-attempts", "1",
-                 QIANFAN_ACCESS_KEY=AK, QIANFAN_SECRET_KEY=SK)
-    assert result.exit_code == 5
+    # An empty file (left by a first sync of an older version that failed): read commands say
+    # that no sync created the catalog, not that a schema is out of date.
+    (tmp_path / "new.db").touch()
     result = run("--database-url", "sqlite:///new.db", "runs")
     assert result.exit_code == 6
     assert "holds no catalog yet (no sync has created it)" in result.stderr
+
+
+@pytest.mark.parametrize("case", ["unreachable", "wrong-key", "unknown-set", "unknown-export"])
+def test_a_first_sync_refused_by_the_api_creates_no_database_file(
+    tmp_path: Path, case: str
+) -> None:
+    """Its first calls come before the new file is created: a refused first sync left an empty
+    catalog.db (and its .lock) that read commands then had to explain."""
+    with fake_console(_small()) as server:
+        args: list[str] = {
+            "unreachable": ["--base-url", "http://127.0.0.1:1", "--max-attempts", "1"],
+            "wrong-key": [],
+            "unknown-set": ["--model-set", "no-such-set"],
+            "unknown-export": ["--eval-export-id", "amemt-nosuchexport"],
+        }[case]
+        env = {"QIANFAN_SECRET_KEY": "wrong-secret"} if case == "wrong-key" else {}
+        result = run("--database-url", "sqlite:///new.db", "sync", *args, server=server, **env)
+        assert result.exit_code == (5 if case in ("unreachable", "wrong-key") else 4), \
+            result.output
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("new.db")) == []
+        result = run("--database-url", "sqlite:///new.db", "runs")
+        assert result.exit_code == 6 and "does not exist" in result.stderr
+        # The same first sync with nothing wrong creates the file and succeeds.
+        result = run("--database-url", "sqlite:///new.db", "sync", server=server)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new.db").stat().st_size > 0
 
 
 def test_record_creates_its_folder_only_once_the_database_is_open(tmp_path: Path) -> None:
