@@ -391,7 +391,7 @@ def _sync_options(f: Any) -> Any:
         ),
         _kinds_option(
             "The kinds to read; the others are neither read nor deleted "
-            "(e.g. without model_export for a read-only key)."
+            "(e.g. without model_export and service for a read-only key)."
         ),
         click.option(
             "--rebind-source",

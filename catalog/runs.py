@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, case, func, select, text, update
+from sqlalchemy import Connection, Engine, case, func, select, text, update
 
 from catalog.documented import DriftLog
 from catalog.errors import LockTimeout
@@ -218,7 +218,7 @@ def record_drift(conn: Connection, run_id: int, drift: DriftLog) -> list[tuple[s
 # -- the lock ------------------------------------------------------------------------------------
 
 
-def _sqlite_lock_path(conn: Connection, account: str) -> Path | None:
+def _sqlite_lock_path(conn: Connection | Engine, account: str) -> Path | None:
     """``catalog.db.lock`` for the default account (as before accounts existed), else
     ``catalog.db.ACCOUNT.lock``; beside the file itself, so that a symbolic link to it (or a
     path through one) locks the same file."""
@@ -244,17 +244,19 @@ def advisory_key(account: str) -> int:
 
 @contextmanager
 def writer_lock(
-    conn: Connection, timeout: float, account: str = DEFAULT_ACCOUNT, poll: float = 0.2
+    conn: Connection | Engine, timeout: float, account: str = DEFAULT_ACCOUNT, poll: float = 0.2
 ) -> Iterator[None]:
     """Hold the account's writer lock for the database behind ``conn``, waiting up to
     ``timeout`` s. Other accounts' syncs run beside it.
 
     PostgreSQL: a session advisory lock on this connection, keyed by the account. SQLite:
     ``flock`` on a file per account beside the database; the kernel drops it when the process
-    dies, so a crashed run never leaves it held.
+    dies, so a crashed run never leaves it held. It needs no connection: an SQLite engine will
+    do (a first sync takes it before it creates the database file).
     """
     deadline = time.monotonic() + max(timeout, 0.0)
     if conn.dialect.name == "postgresql":
+        assert isinstance(conn, Connection), "PostgreSQL's lock is its session's"
         keys = {"cls": ADVISORY_LOCK_CLASS, "key": advisory_key(account)}
         # Polled in autocommit: no transaction is held open between attempts, and the session's
         # last statement (pg_stat_activity) stays the lock attempt, not a ROLLBACK, so a waiting

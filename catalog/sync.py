@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -558,15 +558,21 @@ def run_sync(
     # is written (migrations included): a wrong key or a dead network leaves the database as it
     # was. Into an SQLite file that does not exist yet, they come before the file is created
     # (opening it would), so a refused first sync leaves no empty file behind.
+    # The account's lock still comes first: a second sync of the account waits for it, or
+    # exits 7, before it makes any call.
     first: _FirstCalls | None = None
+    fresh = planned is None and _new_file(options.database_url)
+    locked = ExitStack()
     try:
         engine = planned or db.writer_engine(options.database_url)  # checked; nothing created
-        if planned is None and _new_file(options.database_url):
+        if fresh:
+            locked.enter_context(runs.writer_lock(engine, options.lock_timeout, options.account))
             open_recorder(options, client)
             with _stop_on_signals(stop):
                 first = _first_calls(run, new_refs, known=[])
         conn = db.connect(engine)
     except BaseException:
+        locked.close()
         run.shutdown()
         client.close()
         if client.recorder is not None:
@@ -578,8 +584,9 @@ def run_sync(
     try:
         db.stop_waits(conn, stop)
         open_recorder(options, client)
-        lock = runs.writer_lock(conn, options.lock_timeout, options.account)
-        with lock, _stop_on_signals(stop), _steady_collector():
+        if not fresh:
+            locked.enter_context(runs.writer_lock(conn, options.lock_timeout, options.account))
+        with locked, _stop_on_signals(stop), _steady_collector():
             if options.dry_run:
                 state = db.schema_state(conn)
                 if state == "behind" and db.current_revision(conn) is None:
@@ -591,7 +598,7 @@ def run_sync(
                     )
             revision = db.current_revision(conn)
             known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
-            if first is None:
+            if first is None:  # an existing database: the calls come under its lock
                 first = _first_calls(run, new_refs, known)
             scoped, prefetched = first
             if revision is None and options.migrate:
@@ -675,7 +682,8 @@ def run_sync(
             run.notify("summary", line=summary.line(), status=summary.status)
             return summary
     finally:
-        run.shutdown()  # idempotent; stops a walk started before a failure in the prelude
+        locked.close()  # idempotent, as the rest
+        run.shutdown()  # stops a walk started before a failure in the prelude
         if store is not None:
             store.close()
         if reader is not None:

@@ -300,3 +300,21 @@ def test_a_signal_mid_run_while_another_process_writes_leaves_the_run_to_the_nex
     assert changed > 0
     assert sum(v for k, v in counted.items() if k.endswith(("_inserted", "_updated"))) == changed
     assert_consistent(url)
+
+
+def test_a_second_first_sync_of_an_account_on_a_new_file_calls_nothing(tmp_path: Path) -> None:
+    """A first sync into a new SQLite file makes its first calls before it creates the file,
+    but under the account's lock: a second one waits or exits 7 before any call."""
+    from catalog import runs
+
+    path = tmp_path / "new.db"
+    with fake_console(FakeCatalog.generate(seed=25, model_sets=1, comp_tasks=2)) as server:
+        engine = db.writer_engine(f"sqlite:///{path}")
+        try:
+            with runs.writer_lock(engine, timeout=0):  # what the first one holds
+                other = run_cli(sync_argv(f"sqlite:///{path}", server, "--lock-timeout", "0"))
+        finally:
+            engine.dispose()
+        assert other.returncode == ExitCode.LOCKED, other.stderr
+        assert server.call_count() == 0
+        assert not path.exists()
