@@ -219,7 +219,7 @@ def build_client(
     """The run's client; ``stop`` set (a signal), a failed call is not tried again.
 
     ``--record``'s folder is checked here, and created by :func:`open_recorder` once the
-    database is open.
+    database URL has passed its checks.
     """
     if options.record_dir is not None:
         why = unwritable(options.record_dir)
