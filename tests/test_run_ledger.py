@@ -75,3 +75,29 @@ def test_a_database_failure_mid_run_is_exit_6_in_one_line(
     assert result.exit_code == 6, result.output
     assert result.stderr.splitlines()[-1] == "Error: database error: database or disk is full"
     assert "sqlalche.me" not in result.output
+
+
+@pytest.mark.postgresql
+def test_a_run_that_doubles_a_kinds_rows_leaves_its_tables_analysed(pg_url: str) -> None:
+    """Without statistics PostgreSQL closed each batch's history rows by reading them all."""
+    from sqlalchemy import text
+
+    def analysed(db_url: str) -> dict[str, Any]:
+        engine = db.create_engine_for(db_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT relname, last_analyze FROM pg_stat_user_tables "
+                "WHERE relname IN ('compression_tasks', 'compression_tasks_history', "
+                "'model_sets')")).all()
+        engine.dispose()
+        return {str(name): when for name, when in rows}
+
+    catalog = FakeCatalog.generate(seed=43, model_sets=2, comp_tasks=1200)
+    with fake_console(catalog) as server:
+        assert sync(pg_url, server).status == "success"
+        first = analysed(pg_url)
+        assert first["compression_tasks"] is not None
+        assert first["compression_tasks_history"] is not None
+        assert first["model_sets"] is None  # 2 sets: too few to be worth it
+        assert sync(pg_url, server).status == "success"  # nothing new: not again
+    assert analysed(pg_url) == first
