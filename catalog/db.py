@@ -54,7 +54,7 @@ def parse_url(url: str) -> URL | None:
 def _shown(url: str) -> str:
     """A URL that could not be parsed, as it may be shown: whatever stands between ``user:``
     and ``@`` (a password) masked, since no parser found where the password ends."""
-    masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    masked = re.sub(r"(://[^:/@]*:)[^/?#]*@", r"\1***@", url)  # to the host's @, the last
     return repr(masked if len(masked) <= 80 else masked[:77] + "...")
 
 
@@ -126,7 +126,8 @@ def _when_free(
             statement()
             return
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() >= deadline:
+            # SQLITE_BUSY and its extended codes (_RECOVERY, _SNAPSHOT, _TIMEOUT)
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
         if stop is not None and stop.is_set():
             raise Interrupted(

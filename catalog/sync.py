@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -33,7 +33,14 @@ from catalog.api.record import Recorder, unwritable
 from catalog.api.retry import RetryPolicy
 from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
-from catalog.errors import ApiError, CatalogError, ConfigError, ExitCode, Interrupted
+from catalog.errors import (
+    ApiError,
+    CatalogError,
+    ConfigError,
+    DatabaseError,
+    ExitCode,
+    Interrupted,
+)
 from catalog.events import (
     Done,
     Failure,
@@ -388,6 +395,8 @@ class _Run:
         self.aborting = False
         self.walking = False
         self.counts = {kind: KindCounts() for kind in KINDS}
+        #: Whether ``counts``' seen figures are the store's (the walk ended).
+        self.seen_counted = False
         self.failures = 0
         self.whole_listings: set[tuple[str, str]] = set()
         self.drift = DriftLog()
@@ -565,11 +574,17 @@ def run_sync(
     locked = ExitStack()
     try:
         engine = planned or db.writer_engine(options.database_url)  # checked; nothing created
+        if fresh and not options.migrate:
+            raise DatabaseError(
+                f"no database at {db.sqlite_file(options.database_url)} and --no-migrate: run "
+                "`qianfan-catalog db upgrade` to create it, or drop --no-migrate"
+            )
         if fresh:
             locked.enter_context(runs.writer_lock(engine, options.lock_timeout, options.account))
-            open_recorder(options, client)
-            with _stop_on_signals(stop):
-                first = _first_calls(run, new_refs, known=[])
+            if _new_file(options.database_url):  # still, now that the lock is this run's
+                open_recorder(options, client)
+                with _stop_on_signals(stop):
+                    first = _first_calls(run, new_refs, known=[])
         conn = db.connect(engine)
     except BaseException:
         locked.close()
@@ -598,7 +613,11 @@ def run_sync(
                     )
             revision = db.current_revision(conn)
             known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
-            if first is None:  # an existing database: the calls come under its lock
+            if first is None:  # an existing database: the calls come under the account's lock
+                # ... but not inside a transaction: on SQLite the writer's holds the file's
+                # write lock, which other accounts' syncs would wait on for as long as the calls
+                # and their retries last.
+                conn.rollback()
                 first = _first_calls(run, new_refs, known)
             scoped, prefetched = first
             if revision is None and options.migrate:
@@ -692,7 +711,8 @@ def run_sync(
         client.close()
         if client.recorder is not None:
             client.recorder.close()
-        db.stop_waits(conn, None)  # the pooled connection outlives the run
+        with suppress(SQLAlchemyError):  # an invalidated connection would reconnect here
+            db.stop_waits(conn, None)  # the pooled connection outlives the run
         conn.close()
         engine.dispose()
 
@@ -750,7 +770,9 @@ def _analyse_grown(run: _Run) -> None:
 
 def _count_committed(run: _Run, run_id: int) -> None:
     """A failed run's counts: what its committed batches hold, not the batches rolled back
-    with the failure (a full disk's run claimed thousands of rows it never left)."""
+    with the failure (a full disk's run claimed thousands of rows it never left). Its seen
+    counts, when the walk ended before the failure (a delete guard's refusal), are the
+    store's: the committed rows alone miss the unchanged ones it saw."""
     if run.options.dry_run:
         return  # nothing is committed; its counts are what it would have done
     try:
@@ -760,13 +782,15 @@ def _count_committed(run: _Run, run_id: int) -> None:
         # run repairs it from what was committed
     for kind in KINDS:
         for what in RUN_COUNTS:
-            setattr(run.counts[kind], what, counts[f"{kind}_{what}"])
+            if what != "seen" or not run.seen_counted:
+                setattr(run.counts[kind], what, counts[f"{kind}_{what}"])
     run.failures = counts["errors"]
 
 
 def _count_seen(run: _Run, store: Store) -> None:
     for kind in KINDS:
         run.counts[kind].seen = store.seen_count(kind)
+    run.seen_counted = True
 
 
 def _finish(run: _Run, summary: RunSummary, error: str | None) -> None:

@@ -318,3 +318,27 @@ def test_a_second_first_sync_of_an_account_on_a_new_file_calls_nothing(tmp_path:
         assert other.returncode == ExitCode.LOCKED, other.stderr
         assert server.call_count() == 0
         assert not path.exists()
+
+
+def test_an_existing_files_write_lock_is_free_while_the_first_calls_wait(tmp_path: Path) -> None:
+    """The first calls (the credentials check) come under the account's lock but outside any
+    transaction: reading the tracked refs first had left SQLite's write lock held for as long
+    as the calls and their retries lasted, and every other writer of the file waited."""
+    import sqlite3
+
+    path = tmp_path / "c.db"
+    url = f"sqlite:///{path}"
+    with fake_console(FakeCatalog.generate(seed=26, model_sets=2, comp_tasks=4)) as server:
+        assert run_cli(sync_argv(url, server)).returncode == 0
+        gate = Gate(server, at=1)  # the next run's first call waits
+        proc = popen_cli(sync_argv(url, server, "--timeout", "60"))
+        try:
+            _wait(gate, proc)
+            other = sqlite3.connect(path, isolation_level=None, timeout=0)
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" before
+            other.execute("ROLLBACK")
+            other.close()
+        finally:
+            gate.open()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

@@ -161,3 +161,28 @@ def test_no_live_signature_is_stored_anywhere(db_url: str) -> None:
     stored = repr(dump)
     assert "authorization=" not in stored.lower() and "bce-auth-v1" not in stored.lower()
     assert "downloadUrl" in stored  # the link is kept, without its query
+
+
+def test_0010_cuts_the_signature_from_links_stored_before_it(db_url: str) -> None:
+    """Their hash never counted the query, so no run would have rewritten those answers."""
+    from sqlalchemy import JSON
+
+    from catalog.schema import model_exports
+
+    catalog = FakeCatalog.generate(seed=52, model_sets=2, comp_tasks=2, export_share=1.0)
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+    engine = db.create_engine_for(db_url)
+    t = model_exports
+    with engine.connect() as conn:
+        db.downgrade(conn, "0009")
+        some = conn.execute(select(t.c.model_id, t.c.raw)).first()
+        assert some is not None
+        signed = {**some.raw, "downloadUrl": "https://b.example/m.tar?authorization=bce-auth-v1/x"}
+        conn.execute(t.update().where(t.c.model_id == some.model_id).values(raw=signed))
+        conn.execute(t.update().where(t.c.model_id != some.model_id).values(raw=JSON.NULL))
+        conn.commit()
+        db.upgrade(conn)
+        raw = conn.execute(select(t.c.raw).where(t.c.model_id == some.model_id)).scalar_one()
+    engine.dispose()
+    assert raw == {**signed, "downloadUrl": "https://b.example/m.tar"}

@@ -546,3 +546,19 @@ def test_a_port_that_is_not_a_number_is_a_bad_url_with_its_password_masked(
     assert "cannot parse database URL 'postgresql+psycopg://u:***@127.0.0.1:notaport/db'" in \
         result.output
     assert "s3cr3t" not in result.output and "unexpected" not in result.output
+
+
+def test_no_migrate_on_a_new_file_is_refused_before_any_call(tmp_path: Path) -> None:
+    with fake_console(_small()) as server:
+        result = run("--database-url", "sqlite:///new.db", "sync", "--no-migrate", server=server)
+        assert server.call_count() == 0
+    assert result.exit_code == 6, result.output
+    assert "no database at" in result.stderr and "db upgrade" in result.stderr
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_an_unparseable_url_masks_a_password_holding_an_at_sign() -> None:
+    result = run("--database-url", "postgresql+psycopg://user:s3cr@t@host:5x32/db", "runs")
+    assert result.exit_code == 4, result.output
+    assert "'postgresql+psycopg://user:***@host:5x32/db'" in result.stderr
+    assert "s3cr" not in result.output

@@ -101,3 +101,22 @@ def test_a_run_that_doubles_a_kinds_rows_leaves_its_tables_analysed(pg_url: str)
         assert first["model_sets"] is None  # 2 sets: too few to be worth it
         assert sync(pg_url, server).status == "success"  # nothing new: not again
     assert analysed(pg_url) == first
+
+
+def test_a_refused_mass_delete_keeps_the_runs_seen_counts(db_url: str) -> None:
+    """The walk had ended: its seen counts are the store's, unchanged entities included (the
+    committed rows alone read 0 for a run that wrote nothing)."""
+    from catalog.deletes import MassDeleteRefused
+
+    catalog = FakeCatalog.generate(seed=44, model_sets=1, comp_tasks=20)
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        tasks = sorted(catalog.keys("compression_task"))
+        for key in tasks[:15]:
+            catalog.remove("compression_task", key)
+        with pytest.raises(MassDeleteRefused):
+            sync(db_url, server)
+    refused = max(table_rows(db_url, sync_runs), key=lambda r: r["run_id"])
+    assert refused["status"] == "failed"
+    assert refused["compression_task_seen"] == 5
+    assert refused["compression_task_deleted"] == 0

@@ -1,4 +1,5 @@
-"""No value in a JSON column is SQL NULL; task durations on SQLite to the millisecond.
+"""No value in a JSON column is SQL NULL; task durations on SQLite to the millisecond; no stored
+answer keeps a download link's signature.
 
 Revision ID: 0010
 Revises: 0009
@@ -16,13 +17,21 @@ Written by hand; no table or column changes.
    12844 s. SQLite's date functions keep milliseconds, so the difference is now rounded to
    them; PostgreSQL's exact interval is unchanged.
 
-Downgrading puts the view back as it was and leaves the NULLs: the code before this revision
-reads SQL NULL and JSON ``null`` alike (both are None), so nothing it does changes.
+3. A stored answer (``raw``) kept an export's pre-signed ``downloadUrl`` whole, a download
+   credential while it lasts; the code now stores it without its query string, as the typed
+   column always did. The stored answers of the three kinds that have one are cut here too
+   (their hash never counted the query, so no run would rewrite them).
+
+Downgrading puts the view back as it was and leaves the NULLs and the cut links: the code
+before this revision reads SQL NULL and JSON ``null`` alike (both are None), and never read a
+link's query.
 """
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = '0010'
 down_revision: str | None = '0009'
@@ -40,6 +49,29 @@ JSON_COLUMNS = {
 }
 
 VIEW = "report_compression_tasks_by_status"
+#: Tables whose stored answer may hold a pre-signed ``downloadUrl`` -> their API id column.
+SIGNED = {
+    "model_exports": "model_id",
+    "eval_result_exports": "export_id",
+    "eval_result_export_tasks": "task_id",
+}
+
+
+def _cut_signed_links() -> None:
+    """Each stored ``downloadUrl`` without its query string; in Python, as SQLite builds
+    without JSON functions exist (the exports are one per version: few rows)."""
+    conn = op.get_bind()
+    json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    for name, key in SIGNED.items():
+        t = sa.table(name, sa.column("account"), sa.column(key), sa.column("raw", json))
+        for account, ident, raw in conn.execute(sa.select(t.c.account, t.c[key], t.c.raw)):
+            url = raw.get("downloadUrl") if isinstance(raw, dict) else None
+            if isinstance(url, str) and "?" in url:
+                conn.execute(
+                    t.update()
+                    .where(t.c.account == account, t.c[key] == ident)
+                    .values(raw={**raw, "downloadUrl": url.split("?", 1)[0]})
+                )
 
 
 def _view(duration: str) -> str:
@@ -61,16 +93,20 @@ def _postgresql() -> bool:
 
 
 def upgrade() -> None:
-    json_null = "'null'::jsonb" if _postgresql() else "'null'"
+    json_type = sa.func.jsonb_typeof if _postgresql() else sa.func.json_type
     for table, columns in JSON_COLUMNS.items():
         for name in (table, f"{table}_history"):
             for column in columns:
-                op.execute(f"UPDATE {name} SET {column} = NULL WHERE {column} = {json_null}")
+                t = sa.table(name, sa.column(column))
+                op.execute(
+                    t.update().where(json_type(t.c[column]) == "null").values({column: sa.null()})
+                )
     if not _postgresql():
         op.execute(f"DROP VIEW {VIEW}")
         op.execute(
             _view("ROUND((julianday(finish_time) - julianday(create_time)) * 86400.0, 3)")
         )
+    _cut_signed_links()
 
 
 def downgrade() -> None:
