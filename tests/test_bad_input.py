@@ -21,10 +21,14 @@ from tests._proc import cli_env, dump_db, popen_cli, run_cli, sync_argv
 from tests.helpers import SK, fake_console, sync
 
 
-def _closed_port() -> int:
+@contextmanager
+def _closed_port() -> Iterator[int]:
+    """A port nothing answers on, for as long as the block lasts: bound and not listening, so
+    a connection is refused and no other test's server can take it meanwhile (a port freed at
+    once was once taken by a parallel test's fake console, which the sync then reached)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 @contextmanager
@@ -79,9 +83,9 @@ def test_bad_input_changes_nothing(db_url: str) -> None:
 
 
 def test_unreachable_api_changes_nothing(db_url: str) -> None:
-    with _synced(db_url):
+    with _synced(db_url), _closed_port() as port:
         before = dump_db(db_url)
-        url = f"http://127.0.0.1:{_closed_port()}"
+        url = f"http://127.0.0.1:{port}"
         result = run_cli(sync_argv(db_url, url, "--max-attempts", "2"))
         _assert_one_error(result, ExitCode.API_UNREACHABLE, "cannot reach", url)
     assert dump_db(db_url) == before
@@ -116,18 +120,19 @@ def test_malformed_database_url(url: str, code: ExitCode, word: str) -> None:
 
 
 def test_unreachable_postgresql() -> None:
-    url = f"postgresql+psycopg://user:hunter2-db-pass@127.0.0.1:{_closed_port()}/catalog"
-    result = run_cli(sync_argv(url, "http://127.0.0.1:9"))
+    with _closed_port() as port:
+        url = f"postgresql+psycopg://user:hunter2-db-pass@127.0.0.1:{port}/catalog"
+        result = run_cli(sync_argv(url, "http://127.0.0.1:9"))
     line = _assert_one_error(result, ExitCode.DATABASE, "cannot connect")
     assert "hunter2-db-pass" not in result.stderr and "***" in line
 
 
 def test_debug_shows_the_traceback_only_when_asked(sqlite_url: str) -> None:
-    argv = sync_argv(sqlite_url, f"http://127.0.0.1:{_closed_port()}", "--max-attempts", "1")
-    plain = run_cli(argv)
-    assert plain.returncode == ExitCode.API_UNREACHABLE and "Traceback" not in plain.stderr
-    debug_argv = sync_argv(sqlite_url, f"http://127.0.0.1:{_closed_port()}", "--max-attempts",
-                           "1", debug=True)
-    debug = run_cli(debug_argv)
+    with _closed_port() as port:
+        argv = sync_argv(sqlite_url, f"http://127.0.0.1:{port}", "--max-attempts", "1")
+        plain = run_cli(argv)
+        assert plain.returncode == ExitCode.API_UNREACHABLE and "Traceback" not in plain.stderr
+        debug = run_cli(sync_argv(sqlite_url, f"http://127.0.0.1:{port}", "--max-attempts", "1",
+                                  debug=True))
     assert debug.returncode == ExitCode.API_UNREACHABLE and "Traceback" in debug.stderr
     assert SK not in debug.stderr

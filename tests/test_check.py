@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,13 @@ def upgrade(db_url: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def closed_port() -> int:
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """Bound and not listening while the block lasts: refused, and no other test's server can
+    take the port meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends
+        yield int(s.getsockname()[1])
 
 
 def test_all_checks_pass(db_url: str) -> None:
@@ -72,7 +76,8 @@ def test_rejected_credentials_say_how_to_fix(db_url: str) -> None:
 
 def test_unreachable_api(db_url: str) -> None:
     upgrade(db_url)
-    result = run_check(db_url, f"http://127.0.0.1:{closed_port()}")
+    with closed_port() as port:
+        result = run_check(db_url, f"http://127.0.0.1:{port}")
     assert result.exit_code == 5
     got = lines(result)
     assert got["api"].startswith("FAIL") and "fix: check the network" in got["api"]
@@ -138,8 +143,8 @@ def test_an_unreadable_sqlite_file_gets_a_fix_about_files_not_servers(tmp_path: 
 
 
 def test_unreachable_postgresql_hides_the_password() -> None:
-    url = f"postgresql+psycopg://me:pw-secret-1@127.0.0.1:{closed_port()}/cat"
-    with fake_console() as server:
+    with closed_port() as port, fake_console() as server:
+        url = f"postgresql+psycopg://me:pw-secret-1@127.0.0.1:{port}/cat"
         result = run_check(url, server.url)
     assert result.exit_code == 6
     got = lines(result)
