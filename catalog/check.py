@@ -297,7 +297,6 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
                 )
             return results
     except (CatalogError, SQLAlchemyError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fix = (
             "check that this user may read and write the file and its folder (SQLite writes "
             "its -wal and -shm files beside it), and that the disk has room"
@@ -305,7 +304,7 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
             else "check that the server runs, the URL's host, port, user and password, "
             "and network access"
         )
-        return [CheckResult("database", False, reason, fix), schema_skipped]
+        return [CheckResult("database", False, db.reason(exc), fix), schema_skipped]
     finally:
         engine.dispose()
 

@@ -251,21 +251,25 @@ def reader_engine(url: str) -> Engine:
     return create_engine_for(url, cache_kb=512)
 
 
-def failure(exc: SQLAlchemyError) -> str:
-    """One line for a database error: the driver's first line, without SQLAlchemy's wrapping
-    (the statement, its parameters, a link to its docs)."""
+def reason(exc: BaseException) -> str:
+    """The first line of a database error's driver message, without SQLAlchemy's wrapping (the
+    statement, its parameters, a link to its docs)."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"database error: {lines[0] if lines else type(exc).__name__}"
+    return lines[0] if lines else type(exc).__name__
+
+
+def failure(exc: SQLAlchemyError) -> str:
+    """One line for a database error, as commands print it."""
+    return f"database error: {reason(exc)}"
 
 
 def connect(engine: Engine) -> Connection:
     try:
         return engine.connect()
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseError(
             f"cannot connect to {describe_url(engine.url.render_as_string(hide_password=False))}: "
-            f"{reason}"
+            f"{reason(exc)}"
         ) from None
 
 

@@ -71,8 +71,9 @@ def repair_aborted(conn: Connection, account: str = DEFAULT_ACCOUNT) -> int:
 
 
 def committed_counts(conn: Connection, run_id: int, account: str) -> dict[str, int]:
-    """``sync_runs``' counts of what a dead run committed: its change rows, the entities it
-    marked seen, its entity errors. (No later run has marked anything yet: this runs first.)"""
+    """``sync_runs``' counts of what a run that did not finish committed: its change rows, the
+    entities it wrote (``last_seen_run_id``; the unchanged ones it saw are in its own temporary
+    table), its entity errors. Asked before any later run of the account marks anything."""
     c = changes.c
     counts = {f"{kind}_{what}": 0 for kind in KINDS for what in RUN_COUNTS}
     operation = case(

@@ -77,7 +77,7 @@ def unwritable(directory: str | os.PathLike[str]) -> str | None:
     """Why ``directory`` cannot hold a recording, or ``None``; creates nothing.
 
     A sync checks this before it opens the database, and creates the folder only once the
-    database is open: a run refused for its database leaves no empty folder behind.
+    database URL has passed its checks: a run refused for its URL leaves no empty folder.
     """
     path = Path(directory)
     while not path.exists() and path != path.parent:
