@@ -7,9 +7,16 @@ Totals: no listing says how long it is, so a total is known only when the run sa
 ``("total", {"kind": ..., "total": n})`` event (e.g. the number of model sets once their
 listings ended). The versions' total is then the sum of the sets' ``modelIds``, but only once
 every counted set has been recorded or has failed (an ``error`` event with ``kind`` model_set):
-a sum over the sets seen so far is not a total, and an ETA from it read "0:00" with most of a
-run ahead. The ETA comes from the first kind with a
-total (versions, else sets) and only after ``MIN_ETA_SHARE`` of it is done.
+a sum over the sets seen so far is not a total.
+
+The ETA is the custom versions' calls still to make (one DescribeModel and one
+DescribeModelExportTask each, the README's largest term, less a kind the run leaves out) at the
+pace of the last ``RATE_WINDOW`` seconds. Calls, not records: the walk interleaves the
+compression-task listing and its detail calls with the versions' calls, and an ETA from the
+versions (or sets) recorded per second read several times the time left while the tasks took
+the pace, and 0:00 from the sets with most of the run ahead. What it leaves out (task pages and
+details, the fine-tuning, evaluation and service calls) runs beside it, so it is the least time
+left, and shown only once the versions' total is known.
 
 Calls per second: the calls made over the last ``RATE_WINDOW`` seconds, from the client's count
 sampled at each record, shown (else ``…``) once the samples span ``MIN_RATE_SPAN``. Calls since
@@ -22,9 +29,9 @@ made between them; the window makes it the pace now, not the average since a sta
 Too long for the terminal, the line drops whole fields, least useful first, rather than cutting
 its end (which lost the rate and the ETA first). Kept longest: the ETA (what a person watching
 asks), then the error count (a run going wrong; the error lines logged above may have scrolled
-away), the rate (alive, paced or held), the versions' then the sets' counts (what the ETA is
-of), the retries (a symptom the rate shows too), and last the other kinds' counts, later kinds
-first (the summary line gives them all).
+away), the rate (alive, paced or held), the versions' then the sets' counts (what the ETA
+counts, and where their total comes from), the retries (a symptom the rate shows too), and
+last the other kinds' counts, later kinds first (the summary line gives them all).
 
 Under cron or a pipe there is nothing of it (no carriage returns in mail or log files).
 ``--quiet`` turns it off on a terminal too. The one summary line goes to stdout either way.
@@ -43,12 +50,13 @@ from typing import IO, Any
 from catalog.kinds import KINDS, REGISTRY
 
 LABELS = {name: kind.short for name, kind in REGISTRY.items()}
-#: The kinds an ETA is computed from, most precise first (versions outnumber sets).
-ETA_KINDS = ("model_version", "model_set")
+#: The kinds always shown and kept longest: the versions (what the ETA counts), then the sets
+#: (where the versions' total comes from).
+LEADING_KINDS = ("model_version", "model_set")
+#: The kinds that each cost one call per custom version (README, "What a sync calls").
+PER_VERSION_KINDS = ("model_version", "model_export")
 #: Redraws per second at most: enough to look alive, few enough to cost nothing.
 MAX_REDRAWS_PER_SECOND = 10
-#: Share of a total done before an ETA is shown: a rate from the first few items is noise.
-MIN_ETA_SHARE = 0.05
 #: Seconds of calls the rate is over: long enough to smooth pacing and holds, short enough to
 #: follow a change of pace.
 RATE_WINDOW = 5.0
@@ -90,6 +98,7 @@ class Progress:
         self.totals: dict[str, int] = {}
         self.version_total = 0  # the sets' modelIds so far: a total once every set is counted
         self.sets_failed = 0
+        self.calls_per_version = len(PER_VERSION_KINDS)  # until the run says its kinds
         self.api_calls = 0
         self._samples: deque[tuple[float, int]] = deque()  # (when, calls made by then)
         self.retries = 0
@@ -125,6 +134,9 @@ class Progress:
                     self.sets_failed += 1  # counted, though it has no record
             elif name == "run_start":
                 self.started = self.clock()
+                kinds = data.get("kinds")
+                if isinstance(kinds, (list, tuple)):
+                    self.calls_per_version = sum(1 for k in PER_VERSION_KINDS if k in kinds)
             self._maybe_draw(force=name not in ("record", "total"))
 
     def total(self, kind: str) -> int | None:
@@ -137,15 +149,14 @@ class Progress:
         total = self.totals.get(kind)
         return None if total is None else max(total, self.done[kind])
 
-    def eta(self, elapsed: float) -> float | None:
-        """Seconds left, from the first kind with a known total, once enough of it is done."""
-        for kind in ETA_KINDS:
-            total, done = self.total(kind), self.done[kind]
-            if total is not None:
-                if done >= total or done < MIN_ETA_SHARE * total:
-                    return None
-                return elapsed * (total - done) / done
-        return None
+    def eta(self) -> float | None:
+        """Seconds left for the versions' calls at the current pace (the module docstring says
+        what it leaves out); ``None`` until the versions' total and the pace are known."""
+        total, rate = self.total("model_version"), self.rate()
+        if total is None or not rate or not self.calls_per_version:
+            return None
+        left = total - self.done["model_version"]
+        return left * self.calls_per_version / rate if left > 0 else None
 
     def _sample(self, calls: int) -> None:
         """Note the client's call count now; keep one sample at least ``RATE_WINDOW`` old."""
@@ -170,18 +181,17 @@ class Progress:
     def fields(self) -> list[tuple[int, bool, str]]:
         """The line's fields in order: (priority, in the tail, text); the lowest priority
         number is kept longest (see the module docstring)."""
-        elapsed = max(self.clock() - self.started, 1e-6)
         out: list[tuple[int, bool, str]] = []
-        for n, kind in enumerate(KINDS):  # the kinds under way, and sets, versions: the ETA's
+        for n, kind in enumerate(KINDS):  # the kinds under way, and the leading ones
             total = self.total(kind)
-            if not self.done[kind] and total is None and kind not in ETA_KINDS:
+            if not self.done[kind] and total is None and kind not in LEADING_KINDS:
                 continue
             shown = f"{self.done[kind]}" if total is None else f"{self.done[kind]}/{total}"
-            priority = 3 + ETA_KINDS.index(kind) if kind in ETA_KINDS else 6 + n
+            priority = 3 + LEADING_KINDS.index(kind) if kind in LEADING_KINDS else 6 + n
             out.append((priority, False, f"{LABELS[kind]} {shown}"))
         rate = self.rate()
         out.append((2, True, f"{'…' if rate is None else f'{rate:.1f}'} calls/s"))
-        eta = self.eta(elapsed)
+        eta = self.eta()
         if eta is not None:
             out.append((0, True, f"ETA {format_eta(eta)}"))
         if self.retries:

@@ -651,7 +651,7 @@ def run_sync(
             run_id, run_ts = runs.start_run(conn, scope, options.account)
             run.commit()
             run.notify("run_start", run_id=run_id, dry_run=options.dry_run,
-                       account=options.account)
+                       account=options.account, kinds=list(options.kinds))
             summary = RunSummary(
                 run_id,
                 "running",

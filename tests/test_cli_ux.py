@@ -64,7 +64,7 @@ def test_progress_line_counts_totals_rate_and_eta() -> None:
     assert "sets 1" in line
     assert "versions 1/4" in line  # total known from the set's modelIds
     assert "2.0 calls/s" in line  # 4 calls in the 2 s watched (2 were made before)
-    assert "ETA 0:06" in line  # 3 versions left at 0.5 versions/s
+    assert "ETA 0:03" in line  # 3 versions left, two calls each, at 2 calls/s
     display("retry", {"call": "DescribeModel", "attempt": 1, "delay": 0.1, "error": "x"})
     assert "1 retries" in stream.getvalue()
     assert stream.getvalue().startswith("\r")

@@ -19,7 +19,8 @@ from catalog import logs, progress, queries
 from catalog.cli import cli
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
-from tests.helpers import AK, SK, Clock, FakeTTY, fake_console, stored_rows
+from catalog.sync import run_sync
+from tests.helpers import AK, SK, Clock, FakeTTY, fake_console, options, stored_rows
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 GLOBAL_OPTIONS = ("--database-url", "--config", "--log-format", "--quiet", "--debug")
@@ -282,23 +283,60 @@ def test_progress_shows_no_eta_and_no_total_before_the_sets_are_counted() -> Non
 
 
 def test_progress_shows_done_of_total_and_an_eta_once_it_means_something() -> None:
+    """The sets' own progress gives no ETA (it read 0:00 with most of a run ahead): the ETA is
+    the versions' calls left at the current pace, once their total is known."""
     clock = Clock()
     display = progress.Progress(FakeTTY(), clock=clock, width=300)
-    display("run_start", {"run_id": 1})
+    display("run_start", {"run_id": 1, "kinds": list(progress.KINDS)})
     display("total", {"kind": "model_set", "total": 200})
-    display("record", {"kind": "model_set", "row": {"model_ids": ["a"]}})
-    clock.now += 1
-    assert "sets 1/200" in display.line() and "ETA" not in display.line()  # 0.5% done
-    for _ in range(24):
-        display("record", {"kind": "model_set", "row": {"model_ids": ["a"]}})
-    clock.now += 9  # 25 of 200 sets in 10 s: 175 left at 2.5/s
+    calls = 0
+    for _ in range(199):  # all but one set described, at 10 calls/s
+        calls += 1
+        clock.now += 0.1
+        display("record", {"kind": "model_set", "row": {"model_ids": ["a", "b"]},
+                           "api_calls": calls})
     line = display.line()
-    assert "sets 25/200" in line and "ETA 1:10" in line
-    for _ in range(175):
-        display("record", {"kind": "model_set", "row": {"model_ids": ["a", "b"]}})
-    for _ in range(100):
-        display("record", {"kind": "model_version", "row": {}})
-    assert "versions 100/375" in display.line()  # every set counted: the version total is known
+    assert "sets 199/200" in line and "ETA" not in line  # the versions' total is not known
+    calls += 1
+    clock.now += 0.1
+    display("record", {"kind": "model_set", "row": {"model_ids": ["a"]}, "api_calls": calls})
+    assert "versions 0/399" in display.line()  # every set counted: the version total is known
+    assert "ETA 1:20" in display.line()  # 399 versions, two calls each, at 10 calls/s
+    for _ in range(100):  # the task listing takes the pace; no version is recorded meanwhile
+        calls += 1
+        clock.now += 0.1
+        display("record", {"kind": "compression_task", "row": {}, "api_calls": calls})
+    assert "ETA 1:20" in display.line()  # not longer because the versions stalled
+    for _ in range(300):
+        calls += 2
+        clock.now += 0.2
+        display("record", {"kind": "model_version", "row": {}, "api_calls": calls})
+    assert "versions 300/399" in display.line() and "ETA 0:20" in display.line()
+
+
+def test_progress_eta_counts_one_call_a_version_when_the_run_leaves_out_export_states() -> None:
+    clock = Clock()
+    display = progress.Progress(FakeTTY(), clock=clock, width=300)
+    kinds = [k for k in progress.KINDS if k != "model_export"]
+    display("run_start", {"run_id": 1, "kinds": kinds})
+    display("total", {"kind": "model_set", "total": 1})
+    display("record", {"kind": "model_set", "row": {"model_ids": ["v"] * 50}, "api_calls": 1})
+    clock.now += 5.0
+    display("record", {"kind": "model_version", "row": {}, "api_calls": 51})
+    assert "versions 1/50" in display.line() and "ETA 0:05" in display.line()  # 49 at 10/s
+
+
+def test_a_sync_tells_the_display_its_kinds(tmp_path: Path) -> None:
+    """What the ETA's calls per version come from: the run's kinds, in its run_start event."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    kinds = ("model_set", "model_version")
+    with fake_console(_small()) as server:
+        run_sync(options(f"sqlite:///{tmp_path / 'k.db'}", server, kinds=kinds),
+                 observer=lambda name, data: seen.append((name, data)))
+    (start,) = [data for name, data in seen if name == "run_start"]
+    display = progress.Progress(FakeTTY(), width=300)
+    display("run_start", start)
+    assert display.calls_per_version == 1
 
 
 def test_readme_fake_server_example_lifts_the_rate_limit() -> None:

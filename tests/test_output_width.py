@@ -193,7 +193,7 @@ def _busy(width: int | None) -> progress.Progress:
     display = progress.Progress(FakeTTY(), clock=clock, width=width)
     display("run_start", {"run_id": 1})
     display("total", {"kind": "model_set", "total": 40})
-    kinds = [k for k in progress.KINDS if k not in progress.ETA_KINDS]
+    kinds = [k for k in progress.KINDS if k not in progress.LEADING_KINDS]
     for n in range(1, 301):
         clock.now += 0.05
         display("record", {"kind": "model_set" if n <= 40 else "model_version",
