@@ -101,6 +101,34 @@ class CatalogCommand(click.Command):
             raise
 
 
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Help shows the config file's values as the defaults, but not one its option refuses
+        (``[default: abc; 1<=x<=64]`` read as if it were in force): the option's own default
+        is shown, and the refusal, which a run would end on, is listed after the options."""
+        from catalog import settings
+
+        file, saved = ctx.find_root().meta.get("config_file"), ctx.default_map
+        values = saved or {}
+        refused: dict[str, str] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option) and param.name in values:
+                try:
+                    param.type_cast_value(ctx, values[param.name])
+                except click.BadParameter as exc:
+                    refused[param.name] = str(
+                        settings.bad_value(file, param.name, values[param.name], exc)
+                    )
+        ctx.default_map = {k: v for k, v in values.items() if k not in refused}
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            ctx.default_map = saved
+        if refused:
+            with formatter.section("Refused (a run stops on these)"):
+                for line in refused.values():
+                    formatter.write_text(line)
+
+
 class CatalogGroup(CatalogCommand, click.Group):
     """Turns the project's errors into one line on stderr and their exit code."""
 

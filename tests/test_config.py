@@ -144,6 +144,24 @@ def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
         result.stderr)
 
 
+def test_help_shows_no_refused_file_value_as_a_default(tmp_path: Path) -> None:
+    """A file value its option refuses is not shown as the default (the run would stop on it):
+    the option's own default is, and the refusal is listed after the options."""
+    cfg = Path("c.toml")  # in tmp_path: a short name the help's wrapping leaves whole
+    cfg.write_text('[sync]\nworkers = "abc"\nmax_attempts = 0\nqps = 500\n')
+    result = run("--config", str(cfg), "sync", "--help")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # the help's lines wrap anywhere
+    assert "[default: 8; 1<=x<=64]" in text and "abc;" not in text.split("Refused")[0]
+    assert "[default: 500;" in text  # a value the option takes is shown as before
+    refused = text.split("Refused (a run stops on these):", 1)[1]
+    assert f"config file {cfg}: workers = 'abc': 'abc' is not a valid integer range" in refused
+    assert f"config file {cfg}: max_attempts = 0: 0 is not in the range" in refused
+    cfg.write_text("[sync]\nworkers = 3\n")
+    result = run("--config", str(cfg), "sync", "--help")
+    assert "[default: 3;" in " ".join(result.stdout.split()) and "Refused" not in result.stdout
+
+
 def test_a_sync_configured_only_by_the_file(db_url: str, tmp_path: Path) -> None:
     with fake_console() as server:
         (tmp_path / "qianfan-catalog.toml").write_text(
