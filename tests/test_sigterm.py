@@ -55,6 +55,13 @@ WORKERS = 4  # sync_argv's --workers
 EARLY = 1  # the page a listing asks for before it hands on the one it just read
 #: How long the server lets the client take in the answers it already has before signalling.
 SETTLE = 0.5
+#: How long the calls held at the signal wait for their answers: the time the process has to
+#: run its handler (Python runs it in the main thread, once that holds the interpreter). With
+#: the held calls answered at once, a loaded machine (a helper's tests beside these) let the
+#: workers make a second call each before the handler had set the stop: 9 calls after the
+#: signal, not the code's bound. Every worker waits on its answer meanwhile, so the interpreter
+#: is free for the handler.
+HANDLER_TIME = 0.5
 
 
 class Signaller:
@@ -70,6 +77,7 @@ class Signaller:
         self.in_flight = 0  # arrived, answer not yet written
         self.gate_closed = False
         self.signalled = False
+        self.released = False  # the calls held at the signal are answered
         self.held = 0  # arrived while the gate was closed: in flight at the signal
         self.after = 0  # arrived after the signal
         self.before: list[tuple[str, Any, dict[str, Any]]] = []  # (action, body, result) sent
@@ -93,12 +101,15 @@ class Signaller:
         self._record(call)
         self._call.value = None
         with self.cond:
-            if self.signalled:
+            if self.released:
                 self.after += 1
                 return
             if self.gate_closed:
-                self.held += 1
-                self.cond.wait_for(lambda: self.signalled)
+                if self.signalled:
+                    self.after += 1
+                else:
+                    self.held += 1
+                self.cond.wait_for(lambda: self.released)
                 return
             self.count += call.action == self.action
             if self.pid is None or call.action != self.action or self.count != self.nth:
@@ -111,6 +122,9 @@ class Signaller:
         with self.cond:
             os.kill(self.pid, self.sig)
             self.signalled = True
+        time.sleep(HANDLER_TIME)
+        with self.cond:
+            self.released = True
             self.cond.notify_all()
 
     def sent(self, reply: Any) -> None:
