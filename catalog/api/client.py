@@ -326,8 +326,13 @@ class ConsoleClient:
         }
         self._verify: bool | str = True if self._session.verify is None else self._session.verify
         #: Requests written before their answer is wanted (``call_early``) go on requests' own
-        #: pooled connections, straight to the host: not through a proxy or another adapter.
-        self._early = isinstance(self._adapter, HTTPAdapter) and not self._session.proxies
+        #: pooled connections, straight to the host: not through a proxy or another adapter,
+        #: and only with an urllib3 that writes and reads in two steps (``early.SUPPORTED``).
+        self._early = (
+            early.SUPPORTED
+            and isinstance(self._adapter, HTTPAdapter)
+            and not self._session.proxies
+        )
         self._lock = threading.Lock()
         self._calls_made = 0
         self._retries = 0

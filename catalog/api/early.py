@@ -18,12 +18,14 @@ reports a read timeout, which its retry policy retries after its delay.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from http.client import HTTPException
 from typing import Any
 
 import requests
 import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 
 #: Status, headers and body of one answer, as ``parse_answer`` takes them.
@@ -32,6 +34,22 @@ Answer = tuple[int, Mapping[str, str], bytes]
 #: What a broken exchange raises: sockets, the HTTP layer under urllib3, urllib3 itself, and a
 #: URL or TLS setting the pool refuses (``requests`` then reports it properly).
 _BROKEN = (OSError, ValueError, HTTPException, urllib3.exceptions.HTTPError)
+
+
+def _supported() -> bool:
+    """Whether this urllib3's connections write a request and read its answer in two steps
+    (urllib3 2: ``request(..., preload_content=...)``, then ``getresponse``). ``requests``
+    accepts urllib3 1.26 too, whose connection is ``http.client``'s: every sync there failed on
+    the first early write ("unexpected keyword argument 'preload_content'")."""
+    try:
+        parameters = inspect.signature(urllib3.connection.HTTPConnection.request).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return "preload_content" in parameters
+
+
+#: False: nothing is written early; every call is made the ordinary way, through ``requests``.
+SUPPORTED = _supported()
 
 
 class ReadTimedOut(Exception):
@@ -88,6 +106,8 @@ def write(
     """``request`` (signed, with its body) written on one of ``adapter``'s pooled connections;
     None when it could not be written. Only for a request that goes straight to its host: the
     caller does not use this through a proxy."""
+    if not SUPPORTED:
+        return None
     connect, read = timeout
     try:
         # As ``HTTPAdapter.send`` does: the pool for the URL, its TLS settings set again.
