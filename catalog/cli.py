@@ -616,9 +616,10 @@ def upgrade(ctx: click.Context) -> None:
     engine = db.create_engine_for(ctx.obj["database_url"])
     with db.connect(engine) as conn:
         state = db.schema_state(conn)
-        if state == "ahead":
-            db.ensure_schema(conn, migrate=False)  # raises with the fix
-        db.upgrade(conn)
+        conn.rollback()
+        # Under the schema lock, as a sync migrates (a sync starting now waits for it), with its
+        # bounded waits on PostgreSQL; a newer schema raises with the fix.
+        db.ensure_schema(conn, migrate=True)
         click.echo(f"schema at revision {db.current_revision(conn)} ({state} before)")
     engine.dispose()
 

@@ -1,0 +1,153 @@
+"""PostgreSQL: a sync or `db upgrade` that must migrate, while a BI session holds a table open.
+
+A session left 'idle in transaction' after reading ``sync_runs`` holds a lock that migration
+0008's ALTER TABLE waits for. The wait used to have no bound: the sync printed nothing, a
+SIGTERM did not end it, and every later reader of the table queued behind the ALTER. Now each
+try gives way after ``db.SCHEMA_TRY_MS``, readers go on between tries, a stop ends the tries,
+and after ``db.SCHEMA_WAIT`` the command fails (exit 6) naming the session.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Connection, create_engine, text
+
+from catalog import db
+from catalog.cli import cli
+from catalog.errors import DatabaseError, ExitCode, Interrupted
+from tests._proc import cli_env, popen_cli, sync_argv
+from tests.helpers import AK, SK, fake_console
+
+pytestmark = pytest.mark.postgresql
+
+#: A revision whose next migration (0008) alters ``sync_runs``.
+BEFORE_ALTER = "0007"
+
+
+def _at_revision(url: str, revision: str) -> None:
+    engine = db.create_engine_for(url)
+    try:
+        with engine.connect() as conn:
+            db.upgrade(conn, revision)
+    finally:
+        engine.dispose()
+
+
+def _revision(url: str) -> str | None:
+    engine = db.create_engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return db.current_revision(conn)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def idle_bi_session(url: str) -> Iterator[Connection]:
+    """A BI tool's session: it read ``sync_runs`` and left its transaction open."""
+    engine = create_engine(url, connect_args={"application_name": "bi-dashboard"})
+    try:
+        with engine.connect() as bi:
+            bi.execute(text("SELECT count(*) FROM sync_runs")).scalar_one()
+            yield bi  # idle in transaction until the test rolls it back
+    finally:
+        engine.dispose()
+
+
+def test_a_migration_behind_an_idle_session_gives_way_and_readers_go_on(pg_url: str) -> None:
+    _at_revision(pg_url, BEFORE_ALTER)
+    engine = db.create_engine_for(pg_url)
+    outcome: list[BaseException] = []
+    with idle_bi_session(pg_url) as bi, engine.connect() as conn:
+        bi_pid = bi.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+        def migrate() -> None:
+            try:
+                db.ensure_schema(conn, migrate=True, wait=4.0)
+            except BaseException as exc:  # noqa: BLE001 - judged by the test
+                outcome.append(exc)
+
+        started = time.monotonic()
+        worker = threading.Thread(target=migrate)
+        worker.start()
+        time.sleep(1.5)  # the migration is trying
+        # Another dashboard's query of the same table: served between two tries, not queued
+        # behind the ALTER for as long as the idle session lasts.
+        reader = db.create_engine_for(pg_url)
+        try:
+            with reader.connect() as other:
+                other.execute(text("SET statement_timeout = 3000"))
+                assert other.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == 0
+        finally:
+            reader.dispose()
+        worker.join(timeout=30)
+        elapsed = time.monotonic() - started
+    engine.dispose()
+    assert not worker.is_alive()
+    (error,) = outcome
+    assert isinstance(error, DatabaseError), error
+    assert 4.0 <= elapsed < 8.0
+    message = str(error)
+    assert f"pid {bi_pid} (bi-dashboard, user " in message and "idle in transaction" in message
+    assert "nothing was changed" in message and "pg_terminate_backend" in message
+    assert _revision(pg_url) == BEFORE_ALTER  # rolled back whole
+
+
+def test_a_stop_ends_the_wait_for_the_schema(pg_url: str) -> None:
+    _at_revision(pg_url, BEFORE_ALTER)
+    engine = db.create_engine_for(pg_url)
+    stop = threading.Event()
+    with idle_bi_session(pg_url), engine.connect() as conn:
+        db.stop_waits(conn, stop)
+        threading.Timer(1.0, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            db.ensure_schema(conn, migrate=True, wait=60.0)
+        assert time.monotonic() - started < 3.0
+    engine.dispose()
+    assert _revision(pg_url) == BEFORE_ALTER
+
+
+def test_sync_and_db_upgrade_fail_in_one_line_then_migrate_once_the_session_ends(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _at_revision(pg_url, BEFORE_ALTER)
+    monkeypatch.setattr(db, "SCHEMA_WAIT", 2.0)
+    env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK}
+    with fake_console() as server:
+        sync = ["--database-url", pg_url, "sync", "--base-url", server.url, "--qps", "0"]
+        with idle_bi_session(pg_url) as bi:
+            for args in (sync, ["--database-url", pg_url, "db", "upgrade"]):
+                result = CliRunner().invoke(cli, args, env=env)
+                assert result.exit_code == ExitCode.DATABASE, result.output
+                (line,) = result.stderr.splitlines()[-1:]
+                assert line.startswith("Error: the database schema could not be checked")
+                assert "bi-dashboard" in line and "idle in transaction" in line
+            assert _revision(pg_url) == BEFORE_ALTER
+            bi.rollback()  # the dashboard's transaction ends
+        result = CliRunner().invoke(cli, sync, env=env)
+    assert result.exit_code == 0, result.output
+    assert _revision(pg_url) == db.SCHEMA_HEAD
+
+
+def test_sigterm_while_a_sync_waits_for_the_schema_is_exit_9_without_a_run(pg_url: str) -> None:
+    _at_revision(pg_url, BEFORE_ALTER)
+    with fake_console() as server, idle_bi_session(pg_url):
+        proc = popen_cli(sync_argv(pg_url, server), env=cli_env())
+        time.sleep(4.0)  # past its first calls, trying the migration
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _out, err = proc.communicate(timeout=30)
+        stopped_in = time.monotonic() - started
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert stopped_in < 3.0
+    assert "interrupted waiting for the schema's locks; nothing was written" in err
+    assert _revision(pg_url) == BEFORE_ALTER
