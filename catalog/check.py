@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from catalog import db
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, ConfigError, ExitCode, NotTheApi
 from catalog.logs import unexpected
-from catalog.schema import DEFAULT_ACCOUNT
+from catalog.schema import DEFAULT_ACCOUNT, metadata
 
 #: (connect, read) seconds for the API call; with one attempt the check stays well under 5 s.
 API_TIMEOUT = (2.0, 2.0)
@@ -236,6 +236,55 @@ def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
     return results
 
 
+#: What a sync does to every table of the catalog (rows are marked deleted, never removed).
+SYNC_PRIVILEGES = ("SELECT", "INSERT", "UPDATE")
+
+
+def _write_access(conn: Any) -> list[CheckResult]:
+    """PostgreSQL: whether this role may write what a sync writes. A BI tool's read-only role
+    passed every check before, and its sync then failed after the API's first calls ("permission
+    denied for table sync_runs"). SQLite's file access is the database line's."""
+    if conn.dialect.name != "postgresql":
+        return []
+    tables = sorted(metadata.tables)
+    missing = conn.execute(
+        text(
+            "SELECT t.name, p.priv FROM unnest(CAST(:tables AS text[])) AS t(name)"
+            " CROSS JOIN unnest(CAST(:privs AS text[])) AS p(priv)"
+            " WHERE to_regclass(t.name) IS NOT NULL"
+            " AND NOT has_table_privilege(to_regclass(t.name), p.priv)"
+            " ORDER BY t.name, p.priv"
+        ),
+        {"tables": tables, "privs": list(SYNC_PRIVILEGES)},
+    ).all()
+    temporary = conn.execute(
+        text("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
+    ).scalar_one()
+    role, schema = conn.execute(text("SELECT current_user, current_schema()")).one()
+    if not missing and temporary:
+        return [CheckResult("access", True, f"role {role} may write the catalog")]
+    lacks: dict[str, list[str]] = {}
+    for table, privilege in missing:
+        lacks.setdefault(privilege, []).append(table)
+    parts = [
+        f"{privilege} on {len(names)} of {len(tables)} tables ({', '.join(names[:3])}"
+        f"{', ...' if len(names) > 3 else ''})"
+        for privilege, names in sorted(lacks.items())
+    ]
+    if not temporary:
+        parts.append("TEMPORARY on the database (a sync keeps the keys it saw in a temp table)")
+    return [
+        CheckResult(
+            "access",
+            False,
+            f"role {role} lacks {'; '.join(parts)}: a sync would fail after its first calls",
+            f"GRANT {', '.join(SYNC_PRIVILEGES)} ON ALL TABLES IN SCHEMA {schema} TO {role} (and "
+            "TEMPORARY on the database), or sync as the role that owns the tables; a read-only "
+            "role is for BI tools and the read commands",
+        )
+    ]
+
+
 def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[CheckResult]:
     """Connectivity of the database, then whether its schema matches this code, then the drift
     ``account``'s last run met."""
@@ -276,6 +325,7 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
             head = db.head_revision()
             if state == "current":
                 results.append(CheckResult("schema", True, f"revision {current} (up to date)"))
+                results.extend(_write_access(conn))
                 results.extend(_open_drift(conn, account))
             elif state == "behind":
                 results.append(

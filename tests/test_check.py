@@ -52,14 +52,52 @@ def test_all_checks_pass(db_url: str) -> None:
         result = run_check(db_url, server.url)
     assert result.exit_code == 0, result.output
     got = lines(result)
+    access = {"access"} if db_url.startswith("postgresql") else set()  # a role's privileges
     assert set(got) == {"api", "credentials", "database", "schema", "model_set",
-                        "model_version", "compression_task", "model_export"}
+                        "model_version", "compression_task", "model_export", *access}
     assert all(line.startswith("ok ") for line in got.values())
     # The details start in one column, after the longest name ("compression_task").
     starts = {len(line) - len(line[5 + len(name):].lstrip(" ")) for name, line in got.items()}
     assert starts == {5 + len("compression_task") + 1}
     assert "fix:" not in result.stdout
     assert SK not in result.output
+
+
+@pytest.mark.postgresql
+def test_a_read_only_role_fails_the_access_check_with_the_grant_to_give(pg_url: str) -> None:
+    """A BI tool's role passed every check, and its sync then failed after the API's first
+    calls. The access line says what the role lacks; reads stay the role's to do."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    upgrade(pg_url)
+    role = f"bi_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    reader_url = pg_url.replace("://postgres@", f"://{role}@", 1)
+    assert reader_url != pg_url
+    try:
+        with fake_console() as server:
+            result = run_check(reader_url, server.url)
+            assert result.exit_code != 0, result.output
+            line = lines(result)["access"]
+            assert line.startswith("FAIL") and f"role {role} lacks INSERT on " in line
+            assert "UPDATE on " in line and "SELECT on" not in line
+            assert f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}" in line
+            assert lines(result)["schema"].startswith("ok")  # reading works
+            with admin.begin() as conn:
+                conn.execute(text(f"GRANT INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}"))
+            result = run_check(reader_url, server.url)
+        assert result.exit_code == 0, result.output
+        assert lines(result)["access"] == f"ok   access           role {role} may write the catalog"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
 
 
 def test_rejected_credentials_say_how_to_fix(db_url: str) -> None:
