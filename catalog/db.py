@@ -35,7 +35,7 @@ SUPPORTED = ("sqlite", "postgresql")
 #: and loading every migration script: with many accounts starting at once on a small host,
 #: that start-up was a visible share of the run (docs/benchmark-history.md, "Many accounts
 #: side by side").
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 
 
 def resolve_database_url(url: str | None) -> str:

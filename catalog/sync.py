@@ -622,7 +622,7 @@ def run_sync(
             scoped, prefetched = first
             if revision is None and options.migrate:
                 # An empty database tracks, binds and leaves to repair nothing, so the walk can
-                # start now: its calls go on while the schema is created (eight migrations, a
+                # start now: its calls go on while the schema is created (eleven migrations, a
                 # pause the length of many calls), and its events wait in the inbox. Anything
                 # that fails before the writer starts stops the walk (``finally`` below).
                 run.start_walk(scoped, list(dict.fromkeys(new_refs)), prefetched)

@@ -212,6 +212,33 @@ def test_the_view_reads_every_link_as_the_fake_answers_it(
     assert sum(1 for r in got.values() if r["latest_eval_task_id"]) >= 2
 
 
+def test_the_views_task_columns_read_the_tasks_once_with_the_old_views_answers(
+    synced: tuple[str, FakeCatalog, Links],
+) -> None:
+    """Migration 0011: the compression-task columns come from two aggregates of the tasks, not
+    from subqueries run per version (which read every task of the account per version where
+    no statistics were kept). Same rows as revision 0010's view, both ways."""
+    db_url, _catalog, links = synced
+    now = view_rows(db_url)
+    assert now[links.compressed]["compressed_by_task_id"] == links.compressor
+    assert any(row["compression_tasks_as_source"] for row in now.values())
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                plan = [row[-1] for row in conn.execute(
+                    text("EXPLAIN QUERY PLAN SELECT * FROM lineage_model_versions"))]
+                per_row = [step for step in plan if step.startswith("SEARCH c ")]
+                assert per_row == [], plan  # no lookup of the tasks per version
+            db.downgrade(conn, "0010")
+        assert view_rows(db_url) == now
+        with engine.connect() as conn:
+            db.upgrade(conn)
+    finally:
+        engine.dispose()
+    assert view_rows(db_url) == now
+
+
 def test_the_latest_evaluation_is_the_newest_task_not_another(
     synced: tuple[str, FakeCatalog, Links],
 ) -> None:
