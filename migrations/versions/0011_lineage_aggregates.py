@@ -5,14 +5,14 @@ Revises: 0010
 Create Date: 2026-12-03 07:20:00
 
 Written by hand; no table or column changes. The view's three compression-task columns were
-correlated subqueries run for every version. Without statistics (SQLite never has them unless
-someone runs ANALYZE) both databases took the subqueries' ``account = ?`` to the primary key and
-read every task of the account for every version: 12 s on SQLite for 600 versions and 10,000
-tasks, 9 s on PostgreSQL for 1,500 and 15,000, growing as versions times tasks (an index on
-``model_id`` did not help: SQLite's MIN() then walked the index of the column it takes the
-minimum of). They are now two aggregates of the tasks, each read once and joined by
-``(account, model_id)``: the same rows and values (tested against the old view), in
-milliseconds. Downgrading puts back the view of revision 0007, read from that file.
+correlated subqueries run for every version. Without statistics (SQLite has none unless someone
+runs ANALYZE) both databases took the subqueries' ``account = ?`` to the primary key and read
+every task of the account for every version: the time grew as versions times tasks (the
+README's benchmark section has the figures). An index on ``model_id`` did not help: SQLite's
+MIN() then walked the index of the column it takes the minimum of. They are now two aggregates
+of the tasks, each read once and joined by ``(account, model_id)``: the same rows and values
+(tested against the old view). Downgrading puts back the view of revision 0007, read from that
+file.
 """
 
 import importlib.util
