@@ -182,8 +182,10 @@ def create_engine_for(
 ) -> Engine:
     """An engine for a checked URL; a wrong URL is a ``ConfigError`` that says how to fix it.
 
-    ``foreign_keys=False`` and ``immediate=True`` are for the sync's writer only (see
-    :func:`writer_engine`), ``cache_kb`` for its reader (:func:`reader_engine`).
+    ``foreign_keys=False`` is for the sync's writer (see :func:`writer_engine`) and the
+    ``alembic`` command line (``migrations/env.py``: a batch rebuild drops tables others refer
+    to), ``immediate=True`` for the writer only, ``cache_kb`` for its reader
+    (:func:`reader_engine`).
     """
     parsed = parse_url(url)
     if parsed is None:
@@ -431,10 +433,27 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
 
 
 def downgrade(connection: Connection, revision: str) -> None:
+    """Undo migrations down to ``revision`` on the caller's connection; commits them.
+
+    SQLite: with its foreign keys off while it runs. A downgrade rebuilds tables in batch mode
+    (copy, drop, rename), and dropping ``sync_runs``, which every table refers to, failed with
+    them on (0007's downgrade); SQLite's DDL is not transactional, so the migrations already
+    undone stayed undone and the file was left with ``alembic_version`` at 0007 and no views.
+    """
     from alembic import command
 
-    command.downgrade(alembic_config(connection), revision)
-    connection.commit()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.commit()  # the pragma is a no-op inside a transaction
+        was = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        command.downgrade(alembic_config(connection), revision)
+        connection.commit()
+    finally:
+        if sqlite:
+            connection.rollback()
+            connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if was else 'OFF'}")
 
 
 #: PostgreSQL advisory lock keys (two int4) held while the schema is checked and migrated: syncs

@@ -36,7 +36,9 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine_for(resolve_database_url(None))
+    # SQLite's foreign keys off, as db.downgrade has them: a batch rebuild (copy, drop, rename)
+    # drops tables that others refer to.
+    engine = create_engine_for(resolve_database_url(None), foreign_keys=False)
     with engine.connect() as connection:
         _configure(connection)
     engine.dispose()

@@ -29,6 +29,36 @@ def test_upgrade_check_downgrade(db_url: str) -> None:
     engine.dispose()
 
 
+def test_a_catalog_with_data_goes_down_and_up_again(db_url: str) -> None:
+    """Down to before the accounts (0007 rebuilds every table) and back, with a synced catalog:
+    on SQLite the rebuild of ``sync_runs`` failed with its foreign keys on, part way, and left
+    the file at no usable revision."""
+    from sqlalchemy import func, select
+
+    from catalog.schema import SPECS
+    from tests.helpers import fake_console, sync
+
+    with fake_console() as server:
+        assert sync(db_url, server).status == "success"
+    versions = SPECS["model_version"].table
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(versions)).scalar_one()
+            db.downgrade(conn, "0006")
+            assert db.current_revision(conn) == "0006"
+            assert "lineage_model_versions" in inspect(conn).get_view_names()
+            db.upgrade(conn)
+            assert db.schema_state(conn) == "current"
+            command.check(db.alembic_config(conn))
+            assert conn.execute(select(func.count()).select_from(versions)).scalar_one() == stored
+            if conn.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on
+    finally:
+        engine.dispose()
+    assert stored > 0
+
+
 def test_the_known_head_is_alembics_head() -> None:
     """``db.SCHEMA_HEAD`` lets a current database skip Alembic; a new migration must move it."""
     assert db.head_revision() == db.SCHEMA_HEAD

@@ -10,6 +10,7 @@ and after ``db.SCHEMA_WAIT`` the command fails (exit 6) naming the session.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -134,6 +135,20 @@ def test_sync_and_db_upgrade_fail_in_one_line_then_migrate_once_the_session_ends
             bi.rollback()  # the dashboard's transaction ends
         result = CliRunner().invoke(cli, sync, env=env)
     assert result.exit_code == 0, result.output
+    assert _revision(pg_url) == db.SCHEMA_HEAD
+
+
+@pytest.mark.parametrize("start_at", [None, BEFORE_ALTER], ids=["empty", "at-0007"])
+def test_two_db_upgrades_at_once_take_turns(pg_url: str, start_at: str | None) -> None:
+    """`db upgrade` takes the schema lock as a sync does: run twice at once (or beside a sync
+    that migrates) the second waits and finds the schema current. Without it one of them
+    failed ("column ... already exists") every time."""
+    if start_at is not None:
+        _at_revision(pg_url, start_at)
+    argv = [sys.executable, "-m", "catalog", "--database-url", pg_url, "db", "upgrade"]
+    procs = [popen_cli(argv, env=cli_env()) for _ in range(2)]
+    outcomes = [(proc.wait(timeout=60), proc.communicate()) for proc in procs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
     assert _revision(pg_url) == db.SCHEMA_HEAD
 
 
