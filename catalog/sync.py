@@ -633,8 +633,6 @@ def run_sync(
                 # length of many calls of an unpaced re-sync).
                 run.start_walk(scoped, list(dict.fromkeys([*known, *new_refs])), prefetched)
             db.ensure_schema(conn, options.migrate)
-            if stop.is_set():  # a signal while the schema was checked or migrated
-                raise Interrupted("interrupted before the run started; no run was recorded")
             source.bind(
                 conn, options.base_url, options.access_key, rebind=options.rebind_source,
                 account=options.account,
