@@ -38,6 +38,10 @@ SUPPORTED = ("sqlite", "postgresql")
 SCHEMA_HEAD = "0011"
 
 
+#: PostgreSQL's ``application_name`` of the catalog's sessions.
+APPLICATION_NAME = "qianfan-catalog"
+
+
 def resolve_database_url(url: str | None) -> str:
     return url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
 
@@ -202,6 +206,10 @@ def create_engine_for(
     # Only psycopg 3 is installed; a plain postgresql:// URL would ask SQLAlchemy for psycopg2.
     if backend == "postgresql" and parsed.get_driver_name() != "psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend == "postgresql" and "application_name" not in parsed.query:
+        # Named in pg_stat_activity: a DBA (and a migration's lock message) tells the catalog's
+        # sessions from a BI tool's. A URL that names its own application keeps it.
+        parsed = parsed.update_query_dict({"application_name": APPLICATION_NAME})
     if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
         file = Path(parsed.database).expanduser().resolve()
         if not file.parent.is_dir():
@@ -528,18 +536,25 @@ def _ensure_once(connection: Connection, migrate: bool) -> None:
 
 
 def _schema_locked(connection: Connection, wait: float) -> str:
-    """Why the schema could not be checked or migrated: the sessions whose transaction has been
-    open longer than the wait (one of them holds the lock), or, if none, another sync's
-    migration. Their pids, programs, users and states; never their queries."""
+    """Why the schema could not be checked or migrated: the sessions that hold a table's lock in
+    this database (or the schema lock) and whose transaction began before the wait did, or
+    whose start this role may not see. Their pids, programs, users and states; never their
+    queries. (``pg_locks`` shows every session's locks to any role; ``pg_stat_activity`` hides
+    other users' states and times unless the role has ``pg_read_all_stats``.)"""
     rows = connection.execute(
         text(
-            "SELECT pid, application_name, usename, state,"
-            " EXTRACT(EPOCH FROM now() - xact_start) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND xact_start < now() - make_interval(secs => :wait)"
-            " ORDER BY xact_start LIMIT 5"
+            "SELECT a.pid, a.application_name, a.usename, a.state,"
+            " EXTRACT(EPOCH FROM now() - a.xact_start) FROM pg_stat_activity a"
+            " WHERE a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.granted"
+            "  AND l.pid <> pg_backend_pid() AND ("
+            "   (l.locktype = 'relation' AND l.database ="
+            "     (SELECT oid FROM pg_database WHERE datname = current_database()))"
+            "   OR (l.locktype = 'advisory' AND l.classid::bigint = :cls"
+            "     AND l.objid::bigint = :key AND l.objsubid = 2)))"
+            " AND (a.xact_start IS NULL OR a.xact_start < now() - make_interval(secs => :wait))"
+            " ORDER BY a.xact_start NULLS LAST, a.pid LIMIT 5"
         ),
-        {"wait": wait},
+        {"wait": wait, "cls": SCHEMA_LOCK[0], "key": SCHEMA_LOCK[1]},
     ).all()
     connection.rollback()
     head = (
@@ -549,12 +564,16 @@ def _schema_locked(connection: Connection, wait: float) -> str:
     if not rows:
         return f"{head}. Another sync may be migrating it: run this one again when it is done"
     held = ", ".join(
-        f"pid {pid} ({app or 'no application name'}, user {user}, {state or 'state unknown'}, "
-        f"in a transaction for {_duration(seconds)})"
+        f"pid {pid} ({app or 'no application name'}, user {user}, "
+        + (
+            f"{state}, in a transaction for {_duration(seconds)})"
+            if state is not None and seconds is not None
+            else "state not visible to this role)"
+        )
         for pid, app, user, state, seconds in rows
     )
     return (
-        f"{head}. Open transactions: {held}. A BI tool's session left 'idle in transaction' "
+        f"{head}. Holding locks: {held}. A BI tool's session left 'idle in transaction' "
         f"is the usual one: end it (or SELECT pg_terminate_backend(pid)) and run this again"
     )
 

@@ -166,3 +166,16 @@ def test_sigterm_while_a_sync_waits_for_the_schema_is_exit_9_without_a_run(pg_ur
     assert stopped_in < 3.0
     assert "interrupted waiting for the schema's locks; nothing was written" in err
     assert _revision(pg_url) == BEFORE_ALTER
+
+
+def test_the_catalogs_sessions_are_named_in_pg_stat_activity(pg_url: str) -> None:
+    """So that a DBA, and the lock message above, can tell a sync's sessions from a BI tool's;
+    a URL that names its own application keeps it."""
+    for url, name in ((pg_url, db.APPLICATION_NAME), (f"{pg_url}?application_name=etl", "etl")):
+        engine = db.create_engine_for(url)
+        try:
+            with engine.connect() as conn:
+                shown = conn.execute(text("SELECT current_setting('application_name')"))
+                assert shown.scalar_one() == name
+        finally:
+            engine.dispose()
