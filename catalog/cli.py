@@ -797,6 +797,7 @@ _KIND_CHOICE = click.Choice(list(SPEC_KINDS))
 def runs(ctx: click.Context, limit: int, fmt: str) -> None:
     """Recent sync runs, newest first, with status and counts (all columns in csv/json)."""
     from catalog import queries
+    from catalog import runs as runs_module
 
     def query(conn: Any) -> Any:
         result = queries.runs(conn, limit, _account(ctx))
@@ -808,6 +809,15 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
         return queries.select_columns(result, wanted)
 
     _show(ctx, query, fmt)
+    with db.reading(ctx.obj["database_url"]) as conn:
+        dead = runs_module.dead_runs(conn, _account(ctx))
+    for run_id, whose in dead:  # on stderr: csv and json stay as they are
+        click.echo(
+            f"note: run {run_id} of account {whose!r} is marked running, but no sync of that "
+            "account holds its lock: its process ended without finishing (killed, or the "
+            "machine restarted); the account's next sync marks it aborted",
+            err=True,
+        )
 
 
 @cli.command()

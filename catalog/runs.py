@@ -243,6 +243,57 @@ def advisory_key(account: str) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
+def lock_held(conn: Connection, account: str = DEFAULT_ACCOUNT) -> bool | None:
+    """Whether a sync of ``account`` holds its writer lock now, seen without taking it: a read
+    command that took it, even for an instant, could make a sync starting then exit 7.
+    PostgreSQL: ``pg_locks``. SQLite: the lock file's inode among the ``flock`` locks of
+    Linux's ``/proc/locks`` (by inode alone: a container's overlay may show another device for
+    the same file; a wrong match only says "held"). ``None``: cannot tell."""
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid::bigint = :cls AND objid::bigint = :key AND objsubid = 2"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+            ),
+            {"cls": ADVISORY_LOCK_CLASS, "key": advisory_key(account) & 0xFFFFFFFF},
+        ).scalar_one()
+        return bool(found)
+    path = _sqlite_lock_path(conn, account)
+    if path is None:
+        return None
+    try:
+        inode = path.stat().st_ino
+    except FileNotFoundError:
+        return False  # made by the first sync that locks: none ever did
+    except OSError:
+        return None
+    try:
+        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 12214 fe:00:2449500 0 EOF"; a waiter's: "1: -> FLOCK ..."
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            return True
+    return False
+
+
+def dead_runs(conn: Connection, account: str | None = None) -> list[tuple[int, str]]:
+    """``(run_id, account)`` of the runs marked ``running`` (of one account, or all) whose
+    account's writer lock nobody holds: their process ended without finishing (killed, the
+    machine restarted). The account's next sync marks them ``aborted``; until then they read
+    as running."""
+    r = sync_runs.c
+    stmt = select(r.run_id, r.account).where(r.status == "running").order_by(r.run_id)
+    if account is not None:
+        stmt = stmt.where(r.account == account)
+    running = [(int(run_id), str(whose)) for run_id, whose in conn.execute(stmt)]
+    free = {whose for whose in {w for _, w in running} if lock_held(conn, whose) is False}
+    return [(run_id, whose) for run_id, whose in running if whose in free]
+
+
 @contextmanager
 def writer_lock(
     conn: Connection | Engine, timeout: float, account: str = DEFAULT_ACCOUNT, poll: float = 0.2

@@ -335,3 +335,41 @@ def _mutate_a_little(catalog: FakeCatalog, rng: random.Random) -> None:
     tasks = catalog.keys("compression_task")
     if len(tasks) > 12:
         catalog.remove("compression_task", rng.choice(tasks))
+
+
+def test_runs_says_which_running_runs_lost_their_process(db_url: str) -> None:
+    """A killed run reads `running` until its account's next sync marks it aborted; `runs`
+    tells it from a live one by its account's lock (looked at, never taken), on stderr so
+    that csv and json stay as they are."""
+    from click.testing import CliRunner
+
+    from catalog import runs as runs_module
+    from catalog.cli import cli
+
+    with fake_console() as server:
+        assert sync(db_url, server).status == "success"
+    engine = db.create_engine_for(db_url)
+    with engine.begin() as conn:  # run 1 as a SIGKILL leaves it; account b's run likewise
+        conn.execute(update(sync_runs).values(status="running", finished_at=None))
+        conn.execute(sync_runs.insert().values(
+            account="b", started_at=datetime.now(UTC), status="running", scope={}))
+        b_run = conn.execute(
+            select(sync_runs.c.run_id).where(sync_runs.c.account == "b")).scalar_one()
+
+    def notes() -> list[str]:
+        result = CliRunner().invoke(cli, ["--database-url", db_url, "runs", "--format", "csv"],
+                                    env={"CATALOG_CONFIG": None})
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("run_id,")
+        return [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+
+    both = notes()
+    assert len(both) == 2 and "run 1 of account 'default' is marked running" in both[0]
+    assert f"run {b_run} of account 'b'" in both[1] and "next sync marks it aborted" in both[1]
+    with engine.connect() as holder, runs_module.writer_lock(holder, 0, "default"):
+        assert notes() == both[1:]  # a sync of default holds its lock: that one is live
+        with engine.connect() as conn:
+            assert runs_module.lock_held(conn, "default") is True
+            assert runs_module.lock_held(conn, "b") is False
+    assert notes() == both  # looking took nothing: still free, still reported
+    engine.dispose()
