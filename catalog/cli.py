@@ -100,7 +100,6 @@ class CatalogCommand(click.Command):
             _file_value(ctx, exc)
             raise
 
-
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Help shows the config file's values as the defaults, but not one its option refuses
         (``[default: abc; 1<=x<=64]`` read as if it were in force): the option's own default
