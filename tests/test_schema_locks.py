@@ -112,7 +112,7 @@ def test_a_stop_ends_the_wait_for_the_schema(pg_url: str) -> None:
         started = time.monotonic()
         with pytest.raises(Interrupted):
             db.ensure_schema(conn, migrate=True, wait=60.0)
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 5.0  # a try lasts a second at most
     engine.dispose()
     assert _revision(pg_url) == BEFORE_ALTER
 
