@@ -257,11 +257,25 @@ def _write_access(conn: Any) -> list[CheckResult]:
         ),
         {"tables": tables, "privs": list(SYNC_PRIVILEGES)},
     ).all()
+    # The tables' serial ids (run_id, history_id, change_id...) come from sequences, whose
+    # USAGE a GRANT on the tables does not give.
+    sequences = conn.execute(
+        text(
+            "SELECT s.relname FROM pg_class s"
+            " JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i')"
+            " JOIN pg_class t ON t.oid = d.refobjid"
+            " WHERE s.relkind = 'S' AND t.oid = ANY(SELECT to_regclass(name)"
+            "   FROM unnest(CAST(:tables AS text[])) AS name)"
+            " AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'USAGE')"
+            " ELSE false END ORDER BY s.relname"  # the CASE: asked of sequences only
+        ),
+        {"tables": tables},
+    ).scalars().all()
     temporary = conn.execute(
         text("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
     ).scalar_one()
     role, schema = conn.execute(text("SELECT current_user, current_schema()")).one()
-    if not missing and temporary:
+    if not missing and not sequences and temporary:
         return [CheckResult("access", True, f"role {role} may write the catalog")]
     lacks: dict[str, list[str]] = {}
     for table, privilege in missing:
@@ -271,6 +285,11 @@ def _write_access(conn: Any) -> list[CheckResult]:
         f"{', ...' if len(names) > 3 else ''})"
         for privilege, names in sorted(lacks.items())
     ]
+    if sequences:
+        parts.append(
+            f"USAGE on {len(sequences)} sequences of their ids ({', '.join(sequences[:2])}"
+            f"{', ...' if len(sequences) > 2 else ''})"
+        )
     if not temporary:
         parts.append("TEMPORARY on the database (a sync keeps the keys it saw in a temp table)")
     return [
@@ -278,9 +297,10 @@ def _write_access(conn: Any) -> list[CheckResult]:
             "access",
             False,
             f"role {role} lacks {'; '.join(parts)}: a sync would fail after its first calls",
-            f"GRANT {', '.join(SYNC_PRIVILEGES)} ON ALL TABLES IN SCHEMA {schema} TO {role} (and "
-            "TEMPORARY on the database), or sync as the role that owns the tables; a read-only "
-            "role is for BI tools and the read commands",
+            f"GRANT {', '.join(SYNC_PRIVILEGES)} ON ALL TABLES IN SCHEMA {schema} TO {role}; "
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role} (and TEMPORARY on the "
+            "database), or sync as the role that owns the tables; a read-only role is for BI "
+            "tools and the read commands",
         )
     ]
 

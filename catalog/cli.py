@@ -612,12 +612,13 @@ def db_group() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context) -> None:
     """Apply pending schema migrations."""
-    engine = db.create_engine_for(ctx.obj["database_url"])
+    # The sync writer's engine: on SQLite its transactions take the write lock at BEGIN, so an
+    # upgrade and a sync (or two upgrades) creating the schema take turns, as on PostgreSQL the
+    # schema lock makes them (with its bounded waits); a newer schema raises with the fix.
+    engine = db.writer_engine(ctx.obj["database_url"])
     with db.connect(engine) as conn:
         state = db.schema_state(conn)
         conn.rollback()
-        # Under the schema lock, as a sync migrates (a sync starting now waits for it), with its
-        # bounded waits on PostgreSQL; a newer schema raises with the fix.
         db.ensure_schema(conn, migrate=True)
         click.echo(f"schema at revision {db.current_revision(conn)} ({state} before)")
     engine.dispose()
@@ -810,11 +811,14 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
     _show(ctx, query, fmt)
     with db.reading(ctx.obj["database_url"]) as conn:
         dead = runs_module.dead_runs(conn, _account(ctx))
+        # SQLite's locks are seen only for processes of this machine's PID namespace.
+        seen = "" if conn.dialect.name == "postgresql" else " that this machine can see"
+        unless = "" if not seen else "unless a sync of it runs in another container or host, "
     for run_id, whose in dead:  # on stderr: csv and json stay as they are
         click.echo(
             f"note: run {run_id} of account {whose!r} is marked running, but no sync of that "
-            "account holds its lock: its process ended without finishing (killed, or the "
-            "machine restarted); the account's next sync marks it aborted",
+            f"account{seen} holds its lock: {unless}its process ended without finishing "
+            "(killed, or the machine restarted); the account's next sync marks it aborted",
             err=True,
         )
 

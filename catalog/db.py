@@ -418,8 +418,15 @@ def _newer(connection: Connection) -> str:
     )
 
 
-class _LockBusy(Exception):
-    """PostgreSQL gave up a lock wait at ``lock_timeout`` (SQLSTATE 55P03): try again later."""
+class _LockBusy(DatabaseError):
+    """PostgreSQL gave up a lock wait at ``lock_timeout`` (SQLSTATE 55P03): ``ensure_schema``
+    tries again; anywhere else (a role's own ``lock_timeout``) it is the migration's error."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "migration failed: another session held a lock it needed past lock_timeout; "
+            "nothing was changed: run it again"
+        )
 
 
 def _lock_busy(exc: SQLAlchemyError) -> bool:
@@ -550,7 +557,8 @@ def _schema_locked(connection: Connection, wait: float) -> str:
             "   (l.locktype = 'relation' AND l.database ="
             "     (SELECT oid FROM pg_database WHERE datname = current_database()))"
             "   OR (l.locktype = 'advisory' AND l.classid::bigint = :cls"
-            "     AND l.objid::bigint = :key AND l.objsubid = 2)))"
+            "     AND l.objid::bigint = :key AND l.objsubid = 2 AND l.database ="
+            "     (SELECT oid FROM pg_database WHERE datname = current_database()))))"
             " AND (a.xact_start IS NULL OR a.xact_start < now() - make_interval(secs => :wait))"
             " ORDER BY a.xact_start NULLS LAST, a.pid LIMIT 5"
         ),

@@ -246,9 +246,11 @@ def advisory_key(account: str) -> int:
 def lock_held(conn: Connection, account: str = DEFAULT_ACCOUNT) -> bool | None:
     """Whether a sync of ``account`` holds its writer lock now, seen without taking it: a read
     command that took it, even for an instant, could make a sync starting then exit 7.
-    PostgreSQL: ``pg_locks``. SQLite: the lock file's inode among the ``flock`` locks of
-    Linux's ``/proc/locks`` (by inode alone: a container's overlay may show another device for
-    the same file; a wrong match only says "held"). ``None``: cannot tell."""
+    PostgreSQL: ``pg_locks``, every session of the database. SQLite: the lock file's inode
+    among the ``flock`` locks of Linux's ``/proc/locks`` (by inode alone: a container's overlay
+    may show another device for the same file; a wrong match only says "held"), which lists
+    only the locks of processes in this PID namespace: a sync in another container, or on
+    another host sharing the file, is not seen (the caller says so). ``None``: cannot tell."""
     if conn.dialect.name == "postgresql":
         found = conn.execute(
             text(
@@ -291,7 +293,17 @@ def dead_runs(conn: Connection, account: str | None = None) -> list[tuple[int, s
         stmt = stmt.where(r.account == account)
     running = [(int(run_id), str(whose)) for run_id, whose in conn.execute(stmt)]
     free = {whose for whose in {w for _, w in running} if lock_held(conn, whose) is False}
-    return [(run_id, whose) for run_id, whose in running if whose in free]
+    dead = [(run_id, whose) for run_id, whose in running if whose in free]
+    if not dead:
+        return []
+    # A run that finished (and let its lock go) between the two looks is not dead: asked again.
+    conn.rollback()  # a fresh snapshot (PostgreSQL, SQLite's WAL readers)
+    still = set(
+        conn.execute(
+            select(r.run_id).where(r.status == "running", r.run_id.in_([d for d, _ in dead]))
+        ).scalars()
+    )
+    return [(run_id, whose) for run_id, whose in dead if run_id in still]
 
 
 @contextmanager

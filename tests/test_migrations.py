@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic import command
 from sqlalchemy import inspect
@@ -57,6 +59,27 @@ def test_a_catalog_with_data_goes_down_and_up_again(db_url: str) -> None:
     finally:
         engine.dispose()
     assert stored > 0
+
+
+def test_two_db_upgrades_of_a_new_sqlite_file_take_turns(tmp_path: Path) -> None:
+    """On SQLite `db upgrade` uses the writer's engine, whose transactions take the write lock
+    at BEGIN: a second upgrade (or a sync creating the schema) waits and finds it current.
+    With the ordinary engine one of two failed ("table ... already exists")."""
+    import subprocess
+    import sys
+
+    from tests._proc import ROOT, cli_env
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    argv = [sys.executable, "-m", "catalog", "--database-url", url, "db", "upgrade"]
+    procs = [subprocess.Popen(argv, env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [(proc.wait(timeout=120), proc.communicate()) for proc in procs]
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    engine = db.create_engine_for(url)
+    with engine.connect() as conn:
+        assert db.schema_state(conn) == "current"
+    engine.dispose()
 
 
 def test_the_known_head_is_alembics_head() -> None:

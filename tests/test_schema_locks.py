@@ -198,3 +198,25 @@ def test_the_catalogs_sessions_are_named_in_pg_stat_activity(pg_url: str) -> Non
                 assert shown.scalar_one() == name
         finally:
             engine.dispose()
+
+
+def test_the_lock_message_names_no_session_of_another_database(pg_url: str) -> None:
+    """Advisory locks conflict within one database: a sync migrating another catalog on the
+    same server holds the schema lock there, and must not be named (with the advice to end it)
+    for this one."""
+    other_url = pg_url.rsplit("/", 1)[0] + "/postgres"
+    other = create_engine(other_url, connect_args={"application_name": "other-catalog"})
+    try:
+        with other.connect() as elsewhere:
+            elsewhere.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                              {"a": db.SCHEMA_LOCK[0], "b": db.SCHEMA_LOCK[1]})
+            time.sleep(1.2)
+            engine = db.create_engine_for(pg_url)
+            try:
+                with engine.connect() as conn:
+                    message = db._schema_locked(conn, 1.0)
+            finally:
+                engine.dispose()
+    finally:
+        other.dispose()
+    assert "other-catalog" not in message and "Another sync may be migrating it" in message
