@@ -799,8 +799,20 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
     from catalog import queries
     from catalog import runs as runs_module
 
+    notes: list[str] = []
+
     def query(conn: Any) -> Any:
         result = queries.runs(conn, limit, _account(ctx))
+        # On the same connection, once the runs are read: those marked running that lost
+        # their process. SQLite's locks are seen only for this machine's PID namespace.
+        seen = "" if conn.dialect.name == "postgresql" else " that this machine can see"
+        unless = "" if not seen else "unless a sync of it runs in another container or host, "
+        for run_id, whose in runs_module.dead_runs(conn, _account(ctx)):
+            notes.append(
+                f"note: run {run_id} of account {whose!r} is marked running, but no sync of that "
+                f"account{seen} holds its lock: {unless}its process ended without finishing "
+                "(killed, or the machine restarted); the account's next sync marks it aborted"
+            )
         if fmt != "table":
             return result
         wanted = list(queries.RUNS_TABLE_COLUMNS)
@@ -809,18 +821,8 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
         return queries.select_columns(result, wanted)
 
     _show(ctx, query, fmt)
-    with db.reading(ctx.obj["database_url"]) as conn:
-        dead = runs_module.dead_runs(conn, _account(ctx))
-        # SQLite's locks are seen only for processes of this machine's PID namespace.
-        seen = "" if conn.dialect.name == "postgresql" else " that this machine can see"
-        unless = "" if not seen else "unless a sync of it runs in another container or host, "
-    for run_id, whose in dead:  # on stderr: csv and json stay as they are
-        click.echo(
-            f"note: run {run_id} of account {whose!r} is marked running, but no sync of that "
-            f"account{seen} holds its lock: {unless}its process ended without finishing "
-            "(killed, or the machine restarted); the account's next sync marks it aborted",
-            err=True,
-        )
+    for note in notes:  # on stderr: csv and json stay as they are
+        click.echo(note, err=True)
 
 
 @cli.command()
