@@ -401,6 +401,20 @@ def test_an_early_request_that_times_out_waits_for_the_retry_policy() -> None:
         assert (client.calls_made, client.retries, len(sleeps), len(stub.seen)) == (3, 1, 1, 3)
 
 
+def _two_pages_with_nothing_written_early() -> tuple[ConsoleClient, int]:
+    """A two-page listing walked by a client that writes nothing early: the second page's
+    request reaches the server only once the first page was handed on. The client (closed),
+    and the requests the server saw."""
+    stub = StubServer(_marker_pages)
+    with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
+        pages = iter_pages(client, ACTION, {})
+        assert next(pages) == [{"id": "a"}]
+        time.sleep(0.1)
+        assert len(stub.seen) == 1  # nothing written early
+        assert list(pages) == [[{"id": "b"}]]
+    return client, len(stub.seen)
+
+
 def test_a_pool_that_lends_no_connection_leaves_every_call_to_requests(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -422,14 +436,8 @@ def test_a_pool_that_lends_no_connection_leaves_every_call_to_requests(
     assert early.write(NoLending(), prepared, (1.0, 1.0), True) is None  # type: ignore[arg-type]
 
     monkeypatch.setattr(early, "write", lambda *args, **kwargs: None)
-    stub = StubServer(_marker_pages)
-    with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
-        pages = iter_pages(client, ACTION, {})
-        assert next(pages) == [{"id": "a"}]
-        time.sleep(0.1)
-        assert len(stub.seen) == 1  # nothing written early
-        assert list(pages) == [[{"id": "b"}]]
-        assert (client.retries, len(stub.seen)) == (0, 2)
+    client, requests_seen = _two_pages_with_nothing_written_early()
+    assert (client.retries, requests_seen) == (0, 2)
 
 
 def test_an_urllib3_without_the_two_step_request_makes_every_call_the_ordinary_way(
@@ -449,14 +457,8 @@ def test_an_urllib3_without_the_two_step_request_makes_every_call_the_ordinary_w
     monkeypatch.undo()
     assert early._supported() is early.SUPPORTED  # the installed urllib3, as found at import
     monkeypatch.setattr(early, "SUPPORTED", False)
-    stub = StubServer(_marker_pages)
-    with stub, ConsoleClient(stub.url, "AK-test", "SK-test") as client:
-        pages = iter_pages(client, ACTION, {})
-        assert next(pages) == [{"id": "a"}]
-        time.sleep(0.1)
-        assert len(stub.seen) == 1  # nothing written early
-        assert list(pages) == [[{"id": "b"}]]
-        assert (client.calls_made, client.retries, len(stub.seen)) == (2, 0, 2)
+    client, requests_seen = _two_pages_with_nothing_written_early()
+    assert (client.calls_made, client.retries, requests_seen) == (2, 0, 2)
 
 
 def test_through_a_proxy_nothing_is_written_before_the_answer_is_wanted(
