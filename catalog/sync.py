@@ -745,8 +745,9 @@ def _analyse_grown(run: _Run) -> None:
 
     Until autovacuum analyses a new table (it looks once a minute), the planner has no
     statistics on it, and closing a batch's history rows read the whole history table instead
-    of its index: a sync that changed most of 100,000 new tasks took 80 s instead of 19.5 s
-    (README, the database alone). A first sync, or one after large growth, leaves them
+    of its index: a sync that changed most of a new table's rows took four times as long (the
+    README's benchmark section, *The database alone*, has the figures). A first sync, or one
+    after large growth, leaves them
     analysed for the next run and for the BI tools reading them now. A failed ANALYZE is the
     next run's or autovacuum's to do, never the run's failure.
     """
