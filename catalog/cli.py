@@ -78,13 +78,11 @@ def _file_value(ctx: click.Context, exc: click.BadParameter) -> None:
     value = ctx.lookup_default(param.name, call=False)
     if value is None:
         return
-    try:
-        param.type_cast_value(ctx, value)
-    except click.BadParameter as own:
-        if own.message == exc.message:
-            from catalog import settings
+    from catalog import settings
 
-            _config_failure(ctx, str(settings.bad_value(file, param.name, value, exc)))
+    own = settings.refusal(ctx, param, value)
+    if own is not None and own.message == exc.message:
+        _config_failure(ctx, str(settings.bad_value(file, param.name, value, exc)))
 
 
 class CatalogCommand(click.Command):
@@ -111,11 +109,10 @@ class CatalogCommand(click.Command):
         refused: dict[str, str] = {}
         for param in self.get_params(ctx):
             if isinstance(param, click.Option) and param.name in values:
-                try:
-                    param.type_cast_value(ctx, values[param.name])
-                except click.BadParameter as exc:
+                why = settings.refusal(ctx, param, values[param.name])
+                if why is not None:
                     refused[param.name] = str(
-                        settings.bad_value(file, param.name, values[param.name], exc)
+                        settings.bad_value(file, param.name, values[param.name], why)
                     )
         ctx.default_map = {k: v for k, v in values.items() if k not in refused}
         try:

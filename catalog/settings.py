@@ -121,6 +121,17 @@ def _check_type(where: str, param: click.Option, value: Any) -> Any:
     return value
 
 
+def refusal(ctx: click.Context, param: click.Parameter, value: Any) -> click.BadParameter | None:
+    """Why ``param`` refuses ``value`` (a config file's), as it would refuse it on the command
+    line; ``None`` when it takes it. The one way a file's value is tried: by the run that ends
+    on it, by ``--help`` (which shows it as a default only if taken) and by ``config show``."""
+    try:
+        param.type_cast_value(ctx, value)
+    except click.BadParameter as exc:
+        return exc
+    return None
+
+
 def bad_value(
     file: Path | str | None, where: str, value: Any, exc: click.BadParameter
 ) -> ConfigError:
@@ -406,10 +417,9 @@ def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
             ):
                 # Resilient parsing keeps a refused value quiet ("not set"): shown with why
                 # (the command it belongs to fails on it when it runs; the others do not).
-                try:
-                    param.type_cast_value(ctx, raw)
-                except click.BadParameter as exc:
-                    shown = f"{mask(param.name, raw)} (refused: {exc.message})"
+                why = refusal(ctx, param, raw)
+                if why is not None:
+                    shown = f"{mask(param.name, raw)} (refused: {why.message})"
             source = source_label(ctx, param.name, file)
             if path in ACCOUNT_COMMANDS and param.name in env_of:
                 found = os.environ.get(env_of[param.name])
