@@ -277,8 +277,11 @@ def connect(engine: Engine) -> Connection:
     try:
         return engine.connect()
     except OperationalError as exc:
+        url = engine.url
+        if url.query.get("application_name") == APPLICATION_NAME:
+            url = url.difference_update_query(["application_name"])  # ours, not the user's
         raise DatabaseError(
-            f"cannot connect to {describe_url(engine.url.render_as_string(hide_password=False))}: "
+            f"cannot connect to {describe_url(url.render_as_string(hide_password=False))}: "
             f"{reason(exc)}"
         ) from None
 

@@ -202,7 +202,17 @@ def test_database_password_is_masked_in_logs() -> None:
     assert "hunter2-pw" not in result.stderr + result.stdout
     [fatal] = _json_lines(result.stderr)
     assert fatal["event"] == "fatal" and fatal["exit_code"] == ExitCode.DATABASE
-    assert fatal["message"].startswith("cannot connect to postgresql+psycopg://u:***@127.0.0.1:1/x")
+    assert fatal["message"].startswith("cannot connect to postgresql+psycopg://u:***@127.0.0.1:1/x:")
+
+
+def test_connect_error_shows_the_url_as_given_not_the_application_name_added() -> None:
+    own = "postgresql+psycopg://u@127.0.0.1:1/x?application_name=bi"
+    for url, shown in [("postgresql://u@127.0.0.1:1/x", "postgresql://u@127.0.0.1:1/x:"),
+                       (own, own + ":")]:
+        result = CliRunner().invoke(cli, ["--database-url", url, "runs"],
+                                    env={"CATALOG_CONFIG": None})
+        assert result.exit_code == ExitCode.DATABASE
+        assert f"cannot connect to {shown}" in result.stderr
 
 
 # -- dry run --------------------------------------------------------------------------------------
