@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog import __version__, db
+from catalog import __version__, db, redact
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, DatabaseError, ExitCode
 from catalog.kinds import REGISTRY
 from catalog.queries import REPORT_NAMES
@@ -99,9 +99,10 @@ class CatalogCommand(click.Command):
             raise
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """Help shows the config file's values as the defaults, but not one its option refuses
-        (``[default: abc; 1<=x<=64]`` read as if it were in force): the option's own default
-        is shown, and the refusal, which a run would end on, is listed after the options."""
+        """Help shows the config file's values as the defaults (keys and passwords masked as
+        ``config show`` masks them), but not one its option refuses (``[default: abc;
+        1<=x<=64]`` read as if it were in force): the option's own default is shown, and the
+        refusal, which a run would end on, is listed after the options."""
         from catalog import settings
 
         file, saved = ctx.find_root().meta.get("config_file"), ctx.default_map
@@ -114,7 +115,11 @@ class CatalogCommand(click.Command):
                     refused[param.name] = str(
                         settings.bad_value(file, param.name, values[param.name], why)
                     )
-        ctx.default_map = {k: v for k, v in values.items() if k not in refused}
+        ctx.default_map = {
+            k: settings.mask(k, v) if k in settings.SECRETS_SHOWN_MASKED else v
+            for k, v in values.items()
+            if k not in refused
+        }
         try:
             super().format_help(ctx, formatter)
         finally:
@@ -150,11 +155,12 @@ class CatalogGroup(CatalogCommand, click.Group):
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
+    # An upstream message (in the traceback too) may quote a secret or a signature.
     if (ctx.find_root().obj or {}).get("debug"):
-        traceback.print_exc()
+        click.echo(redact.scrub(traceback.format_exc()), err=True, nl=False)
     from catalog import logs
 
-    message = logs.scrub(message)  # an upstream message may quote a secret or a signature
+    message = redact.scrub(message)
     if not logs.report_fatal(message, int(code)):  # JSON logs: the error as one JSON line
         click.echo(f"Error: {message}", err=True)
     ctx.exit(int(code))
@@ -304,7 +310,7 @@ def _set_globals(ctx: click.Context, values: dict[str, tuple[Any, str]]) -> None
         obj[name] = value
         obj["sources"][name] = source
     logs.setup(obj["log_format"], obj["quiet"])
-    logs.add_secret(_url_password(obj["database_url"]))
+    redact.add(*db.url_secrets(obj["database_url"]))
 
 
 @click.group(cls=CatalogGroup, context_settings=CONTEXT)
@@ -333,11 +339,6 @@ def cli(
               "log_format": log_format}
     ctx.obj.update(values)
     _set_globals(ctx, {n: (v, settings.source_label(ctx, n, file)) for n, v in values.items()})
-
-
-def _url_password(url: str) -> str | None:
-    parsed = db.parse_url(url)
-    return None if parsed is None else parsed.password
 
 
 def _default(name: str) -> Any:
@@ -542,7 +543,7 @@ def sync(ctx: click.Context, /, **kw: Any) -> None:
     from catalog.sync import run_sync
 
     options = _sync_options_from(ctx, kw)
-    logs.add_secret(options.secret_key)
+    redact.add(options.access_key, options.secret_key)
     run_log = logs.RunLog()
     observer = progress.RunObserver(
         progress.Progress.for_stream(progress.stderr_stream(), ctx.obj.get("quiet", False)),
@@ -566,16 +567,15 @@ def sync(ctx: click.Context, /, **kw: Any) -> None:
 @click.pass_context
 def check(ctx: click.Context, /, **kw: Any) -> None:
     """Check credentials, connectivity, the database and its schema; exit 0 only if all pass."""
-    from catalog import logs
     from catalog.check import exit_code, run_checks
 
     account = _writer_account(ctx, kw)
-    logs.add_secret(kw["secret_key"])
+    redact.add(kw["access_key"], kw["secret_key"])
     results = run_checks(ctx.obj["database_url"], kw["access_key"], kw["secret_key"],
                          kw["base_url"], account)
     width = max(len(r.name) for r in results)
     for result in results:
-        click.echo(result.line(width))
+        click.echo(redact.scrub(result.line(width)))  # a line may quote the API's words
     ctx.exit(exit_code(results))
 
 
@@ -967,13 +967,13 @@ def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
     amemt- id: eval_result_export_task's too, when named): an id one of them does not answer is
     refused (exit 4).
     """
-    from catalog import logs, tracking
+    from catalog import tracking
     from catalog.sync import build_client, validate
     from catalog.walk import Walker
 
     account = _writer_account(ctx, kw)
     access_key, secret_key, base_url = kw["access_key"], kw["secret_key"], kw["base_url"]
-    logs.add_secret(secret_key)
+    redact.add(access_key, secret_key)
     ref = tracking.check_ref(export_id)
     options = SyncOptions(
         database_url=ctx.obj["database_url"], access_key=access_key, secret_key=secret_key,

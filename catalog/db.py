@@ -57,15 +57,41 @@ def parse_url(url: str) -> URL | None:
 
 def _shown(url: str) -> str:
     """A URL that could not be parsed, as it may be shown: whatever stands between ``user:``
-    and ``@`` (a password) masked, since no parser found where the password ends."""
-    masked = re.sub(r"(://[^:/@]*:)[^/?#]*@", r"\1***@", url)  # to the host's @, the last
+    and the last ``@`` (a password, which may hold ``/``, ``?`` or ``#``) masked, since no
+    parser found where the password ends; and any ``password=`` value after it."""
+    masked = re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
+    masked = re.sub(r"(password=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE)
     return repr(masked if len(masked) <= 80 else masked[:77] + "...")
 
 
-def describe_url(url: str) -> str:
-    """The URL as it may be shown: the password masked."""
+def _secret_query_keys(parsed: URL) -> list[str]:
+    """The URL's query parameters that hold a password (libpq's ``password``, ``sslpassword``):
+    psycopg takes the password from the query as well as from ``user:password@``."""
+    return [key for key in parsed.query if "password" in key.lower()]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords a database URL holds, wherever in it they are, for :mod:`catalog.redact`."""
     parsed = parse_url(url)
-    return "<unparseable URL>" if parsed is None else parsed.render_as_string(hide_password=True)
+    if parsed is None:
+        return []
+    found = [parsed.password] if parsed.password else []
+    for key in _secret_query_keys(parsed):
+        value = parsed.query[key]
+        found.extend([value] if isinstance(value, str) else value)
+    return [str(v) for v in found]
+
+
+def describe_url(url: str) -> str:
+    """The URL as it may be shown: its passwords masked."""
+    parsed = parse_url(url)
+    if parsed is None:
+        return "<unparseable URL>"
+    hidden = _secret_query_keys(parsed)
+    if hidden:  # a placeholder that the rendering's quoting leaves alone, then the mask
+        parsed = parsed.update_query_dict(dict.fromkeys(hidden, "MASKED"))
+    shown = parsed.render_as_string(hide_password=True)
+    return re.sub(r"(password=)MASKED", r"\1***", shown, flags=re.IGNORECASE) if hidden else shown
 
 
 #: How long a sync's writer waits for SQLite's one write lock, held by another account's sync

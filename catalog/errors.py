@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from catalog import redact
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -62,7 +64,8 @@ class ApiError(CatalogError):
 
     ``code`` is the service's error code as text (``"AccessDenied"``, ``"18"``), ``status`` the
     HTTP status (200 for the /wenxinworkshop shape, which reports errors inside a 200), ``call``
-    names the action or path so a message says which call failed. Never carries credentials.
+    names the action or path so a message says which call failed. Never carries credentials: its
+message is scrubbed (:mod:`catalog.redact`) as it is made.
     """
 
     exit_code = ExitCode.API_UNREACHABLE
@@ -78,7 +81,8 @@ class ApiError(CatalogError):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        self.message = message
+        # The service's words: an answer may echo the request's signature or the keys.
+        self.message = redact.scrub(message)
         self.call = call
         self.code = code
         self.status = status

@@ -5,9 +5,8 @@ with the run id and a UTC timestamp. Text mode logs the start, retries and error
 already goes to stdout. ``--quiet`` leaves only errors in text mode; JSON mode is for machines and
 keeps every event.
 
-Secrets: a filter on the handler replaces every registered secret (the secret key, a database
-password) wherever it appears in a record, message or fields. The code never logs them on
-purpose; the filter is there for the day an upstream error message quotes one.
+Secrets: a filter on the handler masks every registered secret and signature
+(:mod:`catalog.redact`) wherever it appears in a record, message or fields.
 """
 
 from __future__ import annotations
@@ -15,57 +14,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import sys
-import threading
-from collections.abc import Iterable
 from typing import IO, Any
 
+from catalog import redact
+
 LOGGER_NAME = "qianfan_catalog"
-MASK = "****"
 FORMATS = ("text", "json")
-#: Secrets shorter than this are not masked: replacing every "a" would wreck messages, and no
-#: real secret key is that short.
-MIN_SECRET_LENGTH = 4
-#: A bce-auth-v1 signature (an Authorization header, or a pre-signed link's query) and what
-#: follows it: a credential for as long as it lasts, cut from every message and recording.
-SIGNATURE = re.compile(r"(authorization=|bce-auth-v1/)[^\s&\"'<>]*", re.IGNORECASE)
 
 
 class SecretMask(logging.Filter):
-    """Replaces registered secret values in a record's message and structured fields."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-        for secret in secrets:
-            self.add(secret)
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= MIN_SECRET_LENGTH:
-            with self._lock:
-                self._secrets.add(secret)
-
-    def scrub(self, value: Any) -> Any:
-        if isinstance(value, str):
-            with self._lock:
-                secrets = sorted(self._secrets, key=len, reverse=True)
-            for secret in secrets:
-                value = value.replace(secret, MASK)
-            return SIGNATURE.sub(lambda m: m.group(1) + MASK, value)
-        if isinstance(value, dict):
-            return {k: self.scrub(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.scrub(v) for v in value]
-        return value
+    """Masks registered secrets and signatures (:func:`catalog.redact.scrub`) in a record's
+    message and structured fields."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.scrub(record.getMessage())
+        record.msg = redact.scrub(record.getMessage())
         record.args = None
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            record.fields = self.scrub(fields)
+            record.fields = redact.scrub_value(fields)
         return True
 
 
@@ -109,20 +76,10 @@ def logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
 
 
-def add_secret(secret: str | None) -> None:
-    """Register a value that must never appear in a log line."""
-    _mask.add(secret)
-
-
-def scrub(message: str) -> str:
-    """``message`` without any registered secret or signature: for what is printed, not logged."""
-    return str(_mask.scrub(message))
-
-
 def unexpected(exc: BaseException) -> str:
     """One line for an error no code path expected (a library's), scrubbed like a log line."""
     text = str(exc).strip().splitlines()
-    return scrub(f"unexpected {type(exc).__name__}: {text[0] if text else ''}".rstrip(": "))
+    return redact.scrub(f"unexpected {type(exc).__name__}: {text[0] if text else ''}".rstrip(": "))
 
 
 def setup(

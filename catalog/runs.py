@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, case, func, select, text, update
 
+from catalog import redact
 from catalog.documented import DriftLog
 from catalog.errors import LockTimeout
 from catalog.schema import (
@@ -155,7 +156,7 @@ def finish_run(
             api_calls=api_calls,
             api_retries=api_retries,
             errors=errors,
-            error=error[:2000] if error else None,
+            error=redact.scrub(error)[:2000] if error else None,  # what it quotes may hold one
             qps_settled=qps_settled,
             **dict(counts),
         )
@@ -177,7 +178,7 @@ def record_error(
             run_id=run_id,
             account=account,
             call=call[:128],
-            message=message[:4000],
+            message=redact.scrub(message)[:4000],
             kind=kind,
             entity_id=entity_id,
             code=(code or None) and code[:64],

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from click.core import ParameterSource
@@ -43,6 +44,10 @@ SECRET_PARAMS = frozenset({"secret_key"})
 #: Options shown with only their first characters: identifying, but not enough to use.
 PARTLY_SECRET_PARAMS = frozenset({"access_key"})
 URL_PARAMS = frozenset({"database_url"})
+#: Options holding an http(s) URL, shown without a password in it.
+HTTP_URL_PARAMS = frozenset({"base_url"})
+#: What is never printed as given: in a refusal, in ``--help``'s defaults, in ``config show``.
+SECRETS_SHOWN_MASKED = SECRET_PARAMS | PARTLY_SECRET_PARAMS | URL_PARAMS | HTTP_URL_PARAMS
 
 
 def _key(name: str) -> str:
@@ -138,7 +143,15 @@ def bad_value(
     """A value from the config ``file`` that its option refuses, as the file's error: click
     reports it as a flag's (``Invalid value for '--workers'``, exit 2), which the user never
     typed."""
-    return ConfigError(f"config file {file}: {where} = {value!r}: {exc.message}")
+    name = _key(where.rsplit(".", 1)[-1])
+    shown = mask(name, value) if name in SECRETS_SHOWN_MASKED else repr(value)
+    return ConfigError(f"config file {file}: {where} = {shown}: {exc.message}")
+
+
+def env_name(name: str) -> str | None:
+    """An ``access-key-env`` / ``secret-key-env`` value as it may be printed: ``None`` when it
+    has no ``_``, as a key pasted there instead of its variable's name would not."""
+    return name if "_" in name else None
 
 
 #: Keys of an ``[accounts.NAME]`` table that name no option: where the account's keys are.
@@ -197,9 +210,13 @@ def apply_account(
                 continue
             found = os.environ.get(value)
             if not found:
+                key = f"{name.replace('_', '-')} in the config file"
+                shown = env_name(value)
                 raise ConfigError(
-                    f"account {account!r}: environment variable {value} "
-                    f"({name.replace('_', '-')} in the config file) is not set"
+                    f"account {account!r}: environment variable {shown} ({key}) is not set"
+                    if shown
+                    else f"account {account!r}: the environment variable {key} names is not "
+                    "set (its name has no '_' and is not shown: is it the key itself?)"
                 )
             kw[target] = found
         elif name in params and name not in flagged:
@@ -338,6 +355,11 @@ def mask(name: str, value: Any) -> str:
         from catalog.db import describe_url
 
         return describe_url(str(value))
+    if name in HTTP_URL_PARAMS:
+        parts = urlsplit(str(value))
+        if parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[-1]
+            return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
     if isinstance(value, tuple | list):
         return ", ".join(str(v) for v in value)
     return str(value)
@@ -424,7 +446,8 @@ def effective(root_ctx: click.Context, file: Path | None) -> list[Setting]:
             if path in ACCOUNT_COMMANDS and param.name in env_of:
                 found = os.environ.get(env_of[param.name])
                 shown = mask(param.name, found) if found else "(not set)"
-                source = f"env {env_of[param.name]}, named by {from_table}"
+                named = env_name(env_of[param.name]) or "(name not shown)"
+                source = f"env {named}, named by {from_table}"
             elif path in ACCOUNT_COMMANDS and param.name in table:
                 shown, source = mask(param.name, table[param.name]), from_table
             out.append(Setting(" ".join(path), display_name(param), shown, source))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from catalog import logs, progress
+from catalog import logs, progress, redact
 from catalog.cli import cli
 from catalog.errors import ExitCode
 from catalog.fake.server import FakeServer
@@ -182,7 +182,7 @@ def test_json_mode_fatal_error_is_one_json_line(tmp_path: Any) -> None:
 def test_secret_mask_filter_scrubs_messages_and_fields() -> None:
     stream = io.StringIO()
     logs.setup("json", stream=stream)
-    logs.add_secret("s3cr3t-value-xyz")
+    redact.add("s3cr3t-value-xyz")
     logs.event(logging.ERROR, "error", "upstream said: bad key s3cr3t-value-xyz", 7,
                detail={"echo": ["s3cr3t-value-xyz"]})
     logs.logger().warning("plain %s", "s3cr3t-value-xyz")
@@ -249,7 +249,7 @@ def test_json_mode_other_libraries_warnings_are_json_lines_too() -> None:
         "import logging, warnings\n"
         "from catalog import logs\n"
         "logs.setup('json')\n"
-        "logs.add_secret('s3cr3t-value-xyz')\n"
+        "from catalog import redact; redact.add('s3cr3t-value-xyz')\n"
         "logging.getLogger('psycopg').warning('error ignored terminating %s', '<Pipeline>')\n"
         "logging.getLogger('some.lib').info('chatter that is not a warning')\n"
         "warnings.warn('deprecated s3cr3t-value-xyz', UserWarning, stacklevel=1)\n"

@@ -509,7 +509,7 @@ def test_client_defaults() -> None:
         assert client.retry.max_attempts == 6
         assert client.limiter is None
         assert (client.calls_made, client.retries) == (0, 0)
-        assert SK not in repr(client) and AK in repr(client)
+        assert SK not in repr(client) and AK not in repr(client)
     finally:
         client.close()
 

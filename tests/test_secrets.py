@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from catalog.cli import cli
 from catalog.errors import ApiError, ExitCode
 from catalog.fake.faults import FaultPlan
 from catalog.sync import run_sync
@@ -89,3 +93,149 @@ def test_tls_verification_is_on_by_default_and_reprs_hide_the_secret(
         assert SK not in repr(client) and SK not in repr(client._session.auth)  # noqa: SLF001
     finally:
         client.close()
+
+
+# -- answers and settings that quote a credential (the 2026-12-03 secrets audit) ----------------
+
+#: A signature as a request's Authorization header carries it, for answers that echo it.
+ECHOED = f"bce-auth-v1/{AK}/2026-12-03T08:24:34Z/1800/content-type;host;x-bce-date/0e5c09a7d56"
+
+
+def _echoing(monkeypatch: pytest.MonkeyPatch, actions: dict[str, int]) -> None:
+    """The fake answers each of ``actions`` with an error (of that HTTP status) whose message
+    quotes both keys and the request's signature, as a gateway echoing the request might."""
+    from catalog.fake.server import FakeServer, V2Error
+
+    answer = FakeServer.answer
+
+    def echo(self: FakeServer, route: str, action: str, body: Any, fault: Any) -> Any:
+        if action in actions:
+            raise V2Error(actions[action], "SignatureDoesNotMatch" if actions[action] == 403
+                          else "InvalidParameter",
+                          f"bad request, key {AK} header Authorization: {ECHOED} secret {SK}")
+        return answer(self, route, action, body, fault)
+
+    monkeypatch.setattr(FakeServer, "answer", echo)
+
+
+def _leaks(text: str) -> list[str]:
+    return [s for s in (AK, SK, "bce-auth-v1/" + AK, "0e5c09a7d56") if s in text]
+
+
+def test_api_errors_quoting_the_keys_are_stored_and_printed_masked(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error answer quoting the keys and the signature: the detail call's failure is stored
+    (``sync_errors``) and the listing's ends the run (``sync_runs.error``), both masked, and
+    ``runs``, ``check``, ``--debug``'s traceback and ``--record`` show no key either."""
+    _echoing(monkeypatch, {"DescribeModel": 400})
+    record = tmp_path / "rec"
+    with fake_console() as server:
+        partial = sync(db_url, server, max_attempts=1, record_dir=str(record))
+        assert partial.status == "partial"
+        _echoing(monkeypatch, {"DescribeModelCompTasks": 403})
+        runner = CliRunner()
+        env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK, "CATALOG_CONFIG": None}
+        failed = runner.invoke(cli, ["--database-url", db_url, "--debug", "sync", "--base-url",
+                                     server.url, "--qps", "0", "--max-attempts", "1"], env=env)
+        assert failed.exit_code == ExitCode.FAILED, failed.output  # a listing failed mid-run
+        _echoing(monkeypatch, {"DescribeCustomModelSets": 401})
+        checked = runner.invoke(cli, ["--database-url", db_url, "check", "--base-url", server.url],
+                                env=env)
+    assert "credentials" in checked.stdout and "SignatureDoesNotMatch" not in _leaks(checked.stdout)
+    assert checked.exit_code != 0
+    shown = runner.invoke(cli, ["--database-url", db_url, "runs", "--format", "json"],
+                          env={"CATALOG_CONFIG": None})
+    dump = repr(dump_db(db_url))
+    assert "Authorization: bce-auth-v1/****" in dump  # the message is kept, the secret is not
+    assert "Traceback" in failed.stderr  # --debug printed it, scrubbed
+    recorded = (record / "calls.jsonl").read_text(encoding="utf-8")
+    for where, text in [("database", dump), ("runs", shown.stdout), ("check", checked.stdout),
+                        ("--debug", failed.stdout + failed.stderr), ("--record", recorded)]:
+        assert _leaks(text) == [], (where, _leaks(text))
+
+
+def test_a_signed_link_anywhere_in_an_answer_is_never_stored(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pre-signed link in any field (here a version's ``sourceInfo``, a typed column) loses
+    its query before the answer is hashed or stored; signed afresh, it is no change."""
+    from catalog.fake.server import FakeServer
+
+    answer = FakeServer.answer
+    signature = {"n": 0}
+
+    def signed(self: FakeServer, route: str, action: str, body: Any, fault: Any) -> Any:
+        result = answer(self, route, action, body, fault)
+        if action == "DescribeModel":
+            signature["n"] += 1
+            result.setdefault("sourceInfo", {})["importModelVersionBosUrl"] = (
+                "https://bj.bcebos.com/b/m.tar?authorization=bce-auth-v1%2F"
+                f"{AK}%2F2026-12-03T00%3A00%3A00Z%2F3600%2Fhost%2F{signature['n']:032x}"
+            )
+        return result
+
+    monkeypatch.setattr(FakeServer, "answer", signed)
+    with fake_console() as server:
+        first = sync(db_url, server)
+        again = sync(db_url, server)
+    assert first.status == again.status == "success"
+    assert signature["n"] > 0 and first.kinds["model_version"].inserted > 0
+    assert sum(c.updated + c.inserted for c in again.kinds.values()) == 0  # signed afresh
+    dump = repr(dump_db(db_url))
+    assert "https://bj.bcebos.com/b/m.tar" in dump
+    assert "authorization" not in dump.lower() and "bce-auth-v1" not in dump
+
+
+def test_database_passwords_are_masked_wherever_the_url_holds_them(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"CATALOG_CONFIG": None}
+    in_query = "postgresql+psycopg://cat@127.0.0.1:1/catalog?password=pwLEAKCANARY"
+    for argv in (["runs"], ["config", "show"], ["db", "current"]):
+        result = runner.invoke(cli, ["--database-url", in_query, *argv], env=env)
+        assert "pwLEAKCANARY" not in result.output, argv
+    assert "password=***" in runner.invoke(cli, ["--database-url", in_query, "runs"],
+                                           env=env).stderr
+    # Unparseable (a port that is no number), with a '/' in the password.
+    broken = "postgresql+psycopg://cat:pw/LEAKCANARY@127.0.0.1:5432x/catalog"
+    result = runner.invoke(cli, ["--database-url", broken, "runs"], env=env)
+    assert result.exit_code == ExitCode.CONFIG and "LEAKCANARY" not in result.output
+    assert "postgresql+psycopg://cat:***@127.0.0.1:5432x/catalog" in result.stderr
+
+
+def test_help_and_config_errors_never_show_a_key_or_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'database-url = "postgresql+psycopg://cat:pwLEAKCANARY@127.0.0.1:1/catalog"\n'
+        'access-key = "AKLEAKCANARY1234"\nsecret-key = "SKLEAKCANARY5678"\n'
+        'base-url = "http://gw:pwLEAKCANARY@127.0.0.1:1"\n', encoding="utf-8")
+    runner = CliRunner()
+    env = {"CATALOG_CONFIG": str(config)}
+    for argv in (["--help"], ["sync", "--help"], ["fake-server", "--help"], ["check", "--help"],
+                 ["config", "show"]):
+        out = runner.invoke(cli, argv, env=env).output
+        assert "LEAKCANARY" not in out and "SKLEAK" not in out, (argv, out)
+    # The keys shown as config show shows them: the access key's first characters only.
+    assert "AKLE****" in runner.invoke(cli, ["fake-server", "--help"], env=env).output
+    # A user or password in --base-url is refused before anything is sent or stored.
+    db_file = tmp_path / "x.db"
+    result = runner.invoke(cli, ["--database-url", f"sqlite:///{db_file}", "sync"], env=env)
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert "user name or password" in result.stderr and "LEAKCANARY" not in result.output
+    assert not db_file.exists()
+    # A key pasted where its variable's name belongs is not echoed; a variable's name is.
+    for name, shown in (("SKLEAKCANARY5678", False), ("PROD_QIANFAN_SK", True)):
+        config.write_text(f'[accounts.prod]\nsecret-key-env = "{name}"\n', encoding="utf-8")
+        monkeypatch.delenv(name, raising=False)
+        result = runner.invoke(cli, ["--account", "prod", "sync"],
+                               env={**env, "QIANFAN_ACCESS_KEY": "ak-12345"})
+        assert result.exit_code == ExitCode.CONFIG and "is not set" in result.stderr
+        assert (name in result.output) is shown, result.output
+        listed = runner.invoke(cli, ["--account", "prod", "config", "show"], env=env).output
+        assert (name in listed) is shown, listed
+    # A refused value of a key option is not echoed either.
+    config.write_text("secret-key = 12345678\n", encoding="utf-8")
+    result = runner.invoke(cli, ["sync"], env=env)
+    assert result.exit_code == ExitCode.CONFIG and "12345678" not in result.output, result.output

@@ -23,6 +23,7 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from catalog import redact
 from catalog.api import early
 from catalog.api.auth import BceAuth
 from catalog.api.pacing import RateLimiter
@@ -294,6 +295,11 @@ class ConsoleClient:
         recorder: Recorder | None = None,
     ) -> None:
         parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                f"base URL {parts.scheme}://{parts.hostname}... holds a user name or password, "
+                "which the console API does not use (requests are signed with the keys): remove it"
+            )
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError(f"base URL must be http(s)://host[:port], got {base_url!r}")
         first = parts.path.strip("/").split("/")[0]
@@ -304,6 +310,9 @@ class ConsoleClient:
             )
         self.base_url = base_url.rstrip("/")
         self.access_key = access_key
+        # An answer that quotes either key (an error echoing the request) is masked wherever
+        # its words go; a database password is registered by the CLI.
+        redact.add(access_key, secret_key)
         #: Only scheme and host appear in messages: enough to say what could not be reached.
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.timeout = timeout
@@ -338,7 +347,7 @@ class ConsoleClient:
         self._retries = 0
 
     def __repr__(self) -> str:
-        return f"ConsoleClient(base_url={self.base_url!r}, access_key={self.access_key!r})"
+        return f"ConsoleClient(base_url={self.base_url!r})"
 
     def __enter__(self) -> ConsoleClient:
         return self
@@ -466,7 +475,7 @@ class ConsoleClient:
                 raise
             if limiter is not None:
                 limiter.feedback(sent_at, throttled=False)
-            return result
+            return redact.unsigned(result) if redact.content_looks_signed(content) else result
 
         def announce(number: int, delay: float, error: ApiError) -> None:
             if self.on_event is not None:

@@ -10,23 +10,22 @@ module's: ``DIR/calls.jsonl``, one JSON object per HTTP exchange::
 
 A recording may be shared (attached to an issue, committed as a fixture), so it holds nothing
 that identifies or authorises anyone: no headers at all (signatures, dates, the access key and
-request ids all travel there), no ``requestId`` / ``log_id`` in answers, and no query string on a
-pre-signed link (a ``downloadUrl``, or any string carrying ``authorization=``). Request bodies are
-kept as sent: they hold only ids, and replay matches on them.
+request ids all travel there), no ``requestId`` / ``log_id`` in answers, no query string on a
+pre-signed link (a ``downloadUrl``, or any string carrying ``authorization=``), and no registered
+secret (:mod:`catalog.redact`: an error answer may echo the keys). Request bodies are kept as
+sent: they hold only ids, and replay matches on them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from catalog.logs import SIGNATURE
+from catalog import redact
 
 CALLS_FILE = "calls.jsonl"
 #: Answer keys that identify one request, not the catalog; dropped from the top of each answer.
@@ -34,28 +33,10 @@ DROPPED_KEYS = frozenset({"requestId", "log_id"})
 #: Keys whose string value is a pre-signed link wherever they appear.
 SIGNED_URL_KEYS = frozenset({"downloadUrl"})
 
-_URL_QUERY = re.compile(r"(?P<url>https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*", re.IGNORECASE)
-
-
-def _looks_signed(text: str) -> bool:
-    lowered = text.lower()
-    return "authorization=" in lowered or "bce-auth-v1" in lowered
-
-
-def scrub_text(text: str, *, is_url: bool = False) -> str:
-    """``text`` without the query string of any pre-signed link in it.
-
-    A bare link loses its query and fragment; links inside longer text lose their query; a
-    signature left anywhere else (no link around it) is cut out as well.
-    """
-    if not (is_url or _looks_signed(text)):
-        return text
-    parts = urlsplit(text)
-    if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in text):
-        text = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    else:
-        text = _URL_QUERY.sub(lambda m: m.group("url"), text)
-    return SIGNATURE.sub(lambda m: m.group(1) + "REDACTED", text)
+def _clean(text: str, *, is_url: bool = False) -> str:
+    """A string of an answer fit to share: no pre-signed link's query, no signature, and no
+    registered secret (an error answer may echo the keys)."""
+    return redact.scrub(redact.unsign_text(text, is_url=is_url))
 
 
 def scrub(value: Any, key: str | None = None) -> Any:
@@ -69,7 +50,7 @@ def scrub(value: Any, key: str | None = None) -> Any:
     if isinstance(value, list):
         return [scrub(v, key or "") for v in value]
     if isinstance(value, str):
-        return scrub_text(value, is_url=key in SIGNED_URL_KEYS)
+        return _clean(value, is_url=key in SIGNED_URL_KEYS)
     return value
 
 
@@ -124,7 +105,7 @@ class Recorder:
             "answer": scrub(answer) if parsed else None,
         }
         if not parsed:
-            entry["text"] = scrub_text(content.decode("utf-8", "replace"))
+            entry["text"] = _clean(content.decode("utf-8", "replace"))
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
         data = memoryview(line.encode("utf-8"))
         with self._lock:
