@@ -65,7 +65,7 @@ class ApiError(CatalogError):
     ``code`` is the service's error code as text (``"AccessDenied"``, ``"18"``), ``status`` the
     HTTP status (200 for the /wenxinworkshop shape, which reports errors inside a 200), ``call``
     names the action or path so a message says which call failed. Never carries credentials: its
-message is scrubbed (:mod:`catalog.redact`) as it is made.
+    message is scrubbed (:mod:`catalog.redact`) as it is made.
     """
 
     exit_code = ExitCode.API_UNREACHABLE
