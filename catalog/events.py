@@ -51,6 +51,14 @@ class Record:
     #: For a detail call: what was stored for it before (the kind's ``detail_context``
     #: columns), None when it is new.
     previous: Mapping[str, Any] | None = None
+    #: Why the listing's answer stands in for its detail call's: the call ``FAILED``, or a stop
+    #: came first (``STOPPED``); None when it was answered (or refused for the run: the listing
+    #: is then all there is). An incomplete answer never changes a stored row: a row mixing
+    #: a new listing with the stored detail fields, or without them, would be a state the
+    #: entity never had, in history and ``changes`` (the next run asks again and writes the
+    #: whole answer). A new entity is stored as listed after a failure (it exists, and its
+    #: call may keep failing), and not at all after a stop (the next run stores it whole).
+    incomplete: str | None = None
 
     @classmethod
     def of(cls, kind: str, key: Any, obj: Mapping[str, Any], row: dict[str, Any],
@@ -75,14 +83,18 @@ class Page:
 #: The hash a record is stored with when its detail call failed: it equals no answer, so the
 #: next run finds the answer "changed" and asks for the detail again.
 UNANSWERED = ""
+#: ``Record.incomplete``: the detail call failed; a stop came before it.
+FAILED, STOPPED = "failed", "stopped"
 
 
-def back_from_detail(listed: Record, build: Callable[[], dict[str, Any]] | None) -> Record:
+def back_from_detail(
+    listed: Record, build: Callable[[], dict[str, Any]] | None, incomplete: str | None = None
+) -> Record:
     """``listed`` as it comes back from its detail call: with the row the call's answer built,
-    or (``build`` None: the call failed or never ran) as listed and without a hash, so that
-    the next run finds it changed and asks again."""
+    or (``build`` None: the call was refused, failed or never ran: ``incomplete`` says which)
+    as listed and without a hash, so that the next run finds it changed and asks again."""
     if build is None:
-        return replace(listed, raw_hash=UNANSWERED, detailed=True)
+        return replace(listed, raw_hash=UNANSWERED, detailed=True, incomplete=incomplete)
     return replace(listed, build=build, detailed=True)
 
 

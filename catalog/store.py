@@ -639,6 +639,18 @@ class Store:
     def _one_of(self, column: ColumnElement[Any], keys: Sequence[Any]) -> ColumnElement[bool]:
         return one_of(column, keys, self.dialect, self._json_each)
 
+    def stored_alive(self, kind: str, keys: list[str]) -> set[str]:
+        """Which of ``keys`` name a stored entity that is not deleted."""
+        spec = SPECS[kind]
+        found = self.conn.execute(
+            select(spec.table.c[spec.key]).where(
+                spec.of(self.account),
+                spec.table.c.deleted_at.is_(None),
+                self._one_of(spec.key_column, keys),
+            )
+        )
+        return {str(key) for (key,) in found}
+
     def _stored(self, spec: KindSpec, keys: list[Any]) -> dict[Any, Any]:
         """Stored rows by key, as (key, *tracked, deleted_at, raw_hash) tuples."""
         cols = [

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from catalog import db, killpoints, normalize, runs
 from catalog.errors import Interrupted, RunFailed
 from catalog.events import (
+    STOPPED,
     Done,
     Failure,
     Keep,
@@ -296,21 +297,29 @@ class Writer:
         run asks for it. Those found to need no detail call are marked seen."""
         self.route_waiting(self.awaiting)
         for record in self.detailing.values():
-            self.add(back_from_detail(record, None))
+            self.add(back_from_detail(record, None, STOPPED))
         self.detailing.clear()
 
     # -- writing ----------------------------------------------------------------------------
 
     def rows_of(self, kind: str, records: list[Record]) -> list[dict[str, Any]]:
-        """Rows for the records whose answers changed; the others are only marked seen."""
+        """Rows for the records whose answers changed; the others are only marked seen, as are
+        stored entities whose answer is incomplete (``Record.incomplete``)."""
         hashes = {str(r.key): r.raw_hash for r in records if not r.detailed}
         changed = self.store.mark_unchanged(kind, hashes)
         if len(hashes) == len(records) and not changed:
             return []  # a no-op batch: nothing to build
+        partial = [str(r.key) for r in records if r.incomplete]
+        stored = self.store.stored_alive(kind, partial) if partial else set()
         rows = []
         for record in records:
             if not record.detailed and str(record.key) not in changed:
                 continue
+            if record.incomplete and str(record.key) in stored:
+                self.keep_buf[kind].append(str(record.key))  # left as stored, seen
+                continue
+            if record.incomplete == STOPPED:
+                continue  # new, and stopped before its detail: the next run stores it whole
             try:
                 row = record.build()
             except normalize.NormalizeError as exc:

@@ -17,7 +17,7 @@ from catalog.api.retry import RetryPolicy
 from catalog.errors import ApiError, ExitCode, MalformedResponse
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan, chaos_plan
-from catalog.schema import sync_errors
+from catalog.schema import SPECS, changes, sync_errors
 from tests._proc import assert_consistent, dump_db
 from tests.helpers import (
     expected_rows,
@@ -320,3 +320,38 @@ def test_chaos_many_syncs_with_faults_and_mutations(db_url: str) -> None:
         assert final.status == "success", final.message
         _assert_equals_catalog(db_url, catalog)
     assert outcomes.get("partial", 0) >= 1, outcomes  # the faults did bite
+
+
+def test_a_failed_detail_call_leaves_a_stored_entity_as_it_was(db_url: str) -> None:
+    """Every failed task changed (status, reason) and its detail call fails: the listing alone
+    would pair the new status with the stored reason, a state the task never had, in history
+    and ``changes`` (the 2026-12-03 crash audit). The stored task is left as it was, the failure
+    recorded; a new failed task is stored as listed (it exists, and its call may keep failing);
+    the next run writes the whole answers, one change each."""
+    catalog = FakeCatalog.generate(seed=4, model_sets=3, comp_tasks=120)
+    rng = random.Random(9)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        before = stored_rows(db_url)["compression_task"]
+        failed = {k for k, row in before.items() if row["status"] == "failed"}
+        assert failed, "no failed task: the test shows nothing"
+        for key in failed:
+            catalog.change("compression_task", key, rng)
+        server.faults = FaultPlan().once("DescribeModelCompTask", "5xx", times=10_000)
+        partial = sync(db_url, server, max_attempts=1)
+        assert partial.status == "partial"
+        after = stored_rows(db_url)["compression_task"]
+        asked = {k for k in failed if catalog.get("compression_task", k)["status"] == "failed"}
+        assert asked, "no changed task stayed failed: the test shows nothing"
+        assert {k: after[k] for k in asked} == {k: before[k] for k in asked}
+        run_id = partial.run_id
+        touched = {str(c["entity_id"]) for c in table_rows(db_url, changes)
+                   if c["run_id"] == run_id}
+        assert not touched & asked
+        server.faults = None
+        done = sync(db_url, server)
+    assert done.status == "success"
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
+    history = [r for r in table_rows(db_url, SPECS["compression_task"].history)
+               if str(r["task_id"]) in asked]
+    assert len(history) == 2 * len(asked)  # the first run's version and the whole new one

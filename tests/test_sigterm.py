@@ -139,20 +139,28 @@ class Signaller:
             self.cond.notify_all()
 
 
+SET_LISTINGS = ("DescribeCustomModelSets", "DescribeSystemModelSets")
+
+
+def _set_ids(page: dict[str, Any]) -> set[str]:
+    """The set ids of a set listing's page (its one list, whatever the call names it)."""
+    items = next(v for k, v in page.items() if k != "pageInfo")
+    return {str(item["modelSetId"]) for item in items}
+
+
 def _fetched(
     before: list[tuple[str, Any, dict[str, Any]]], changed: dict[str, set[str]]
 ) -> dict[str, set[str]]:
     """The changed entities whose answers the client had before the signal, per kind.
 
     Sets come from their listings, versions from a describe call, tasks from their listing: a
-    failed task too, whether its detail call was answered, asked or not asked yet (a stop
-    writes it as listed, without a hash, so the next run asks for its detail).
+    failed task too, whether its detail call was answered, asked or not asked yet (see
+    :func:`_waiting` for those whose detail was not in hand).
     """
     out: dict[str, set[str]] = {kind: set() for kind in KINDS}
     for action, body, result in before:
-        if action in ("DescribeCustomModelSets", "DescribeSystemModelSets"):
-            items = next(v for k, v in result.items() if k != "pageInfo")
-            out["model_set"] |= {str(item["modelSetId"]) for item in items}
+        if action in SET_LISTINGS:
+            out["model_set"] |= _set_ids(result)
         elif action in ("DescribeModel", "DescribeSystemModel"):
             out["model_version"].add(str(result["modelId"]))
         elif action == "DescribeModelCompTasks":
@@ -164,8 +172,34 @@ def _fetched(
     return {kind: keys & changed[kind] for kind, keys in out.items()}
 
 
-def _written_and_deleted_by(db_url: str, run_id: int) -> tuple[dict[str, set[str]], int]:
-    """Per kind, the keys the run wrote (new or changed); and how many deletions it made."""
+def _waiting(before: list[tuple[str, Any, dict[str, Any]]]) -> dict[str, set[str]]:
+    """Per kind, the listed entities whose detail call had not answered before the signal: a
+    set's describe call, a failed task's. Their listing's answer is incomplete, so a stop
+    leaves a stored one as it was (``Record.incomplete``)."""
+    listed: dict[str, set[str]] = {"model_set": set(), "compression_task": set()}
+    answered: dict[str, set[str]] = {"model_set": set(), "compression_task": set()}
+    for action, body, result in before:
+        if action in SET_LISTINGS:
+            listed["model_set"] |= _set_ids(result)
+        elif action in ("DescribeModelSet", "DescribeSystemModelSet"):
+            answered["model_set"].add(str(body["modelSetId"]))
+        elif action == "DescribeModelCompTasks":
+            listed["compression_task"] |= {
+                str(t["id"]) for t in result["modelCompTaskList"] if t.get("status") == "failed"
+            }
+        elif action == "DescribeModelCompTask":
+            answered["compression_task"].add(str(body["modelCompTaskId"]))
+    out = {kind: set[str]() for kind in KINDS}
+    for kind, keys in listed.items():
+        out[kind] = keys - answered[kind]
+    return out
+
+
+def _written_and_deleted_by(
+    db_url: str, run_id: int
+) -> tuple[dict[str, set[str]], int, dict[str, set[str]]]:
+    """Per kind, the keys the run wrote (new or changed); how many deletions it made; and per
+    kind, the keys it recorded a change of."""
     engine = db.create_engine_for(db_url)
     try:
         with engine.connect() as conn:
@@ -188,7 +222,12 @@ def _written_and_deleted_by(db_url: str, run_id: int) -> tuple[dict[str, set[str
                 select(func.count()).select_from(changes)
                 .where(changes.c.run_id == run_id, changes.c.operation == "delete")
             ).scalar_one())
-            return written, deleted
+            touched: dict[str, set[str]] = {kind: set() for kind in SPECS}
+            for kind, key in conn.execute(
+                select(changes.c.kind, changes.c.entity_id).where(changes.c.run_id == run_id)
+            ):
+                touched[kind].add(str(key))
+            return written, deleted, touched
     finally:
         engine.dispose()
 
@@ -219,6 +258,8 @@ class Interrupted:
     after: int  # calls that arrived after the signal
     fetched: dict[str, set[str]]  # per kind, entities whose answers the client had before it
     written: dict[str, set[str]]  # per kind, entities the interrupted run committed
+    touched: dict[str, set[str]]  # per kind, entities it recorded a change of
+    waiting: dict[str, set[str]]  # per kind, listed ones whose detail it did not have
     deleted: int  # deletions by the interrupted run (marks and delete changes)
     unanswered: set[str]  # compression tasks it stored without a hash (detail not answered)
     doomed_alive: bool  # the entities removed from the catalog are still alive after it
@@ -250,7 +291,7 @@ def _interrupt(
         after = signaller.after  # the signalled process's calls only, not the next sync's
         run_id, status = run_statuses(db_url)[-1]
         problems = consistency_problems(db_url)
-        written, deleted = _written_and_deleted_by(db_url, run_id)
+        written, deleted, touched = _written_and_deleted_by(db_url, run_id)
         unanswered = _unanswered_tasks(db_url, run_id)
         doomed_alive = set(doomed) <= set(stored_rows(db_url)["compression_task"])
         (ledger,) = [r for r in table_rows(db_url, sync_runs) if r["run_id"] == run_id]
@@ -264,6 +305,8 @@ def _interrupt(
         after=after,
         fetched=_fetched(signaller.before, changed),
         written=written,
+        touched=touched,
+        waiting={k: v & changed[k] for k, v in _waiting(signaller.before).items()},
         deleted=deleted,
         unanswered=unanswered,
         doomed_alive=doomed_alive,
@@ -291,37 +334,68 @@ def test_a_signal_ends_the_run_interrupted_with_what_it_fetched_and_no_deletes(
     assert seen.status == "interrupted"
     assert seen.problems == []
     assert seen.held <= WORKERS - 1
-    # Everything the walk fetched before the signal was committed (the tracked evaluation
-    # exports, fetched before the run, have a test of their own below).
+    # Everything the walk fetched whole before the signal was committed (the tracked
+    # evaluation exports, fetched before the run, have a test of their own below); what it
+    # had only the listing of, its detail call not answered, was left as stored.
     assert seen.fetched["compression_task"] and seen.fetched["model_version"]
     for kind in WALK_KINDS:
         missing = seen.fetched[kind] - seen.written[kind]
-        assert not missing, (kind, missing)
+        assert missing <= seen.waiting[kind], (kind, missing - seen.waiting[kind])
+        assert not missing & seen.touched[kind], kind
         # Its sync_runs row counts them: seen and (every entity changed) changed.
-        assert seen.ledger[f"{kind}_seen"] == len(seen.written[kind]), kind
+        assert seen.ledger[f"{kind}_seen"] == len(seen.written[kind] | missing), kind
         assert seen.ledger[f"{kind}_updated"] == len(seen.written[kind]), kind
     assert seen.deleted == 0 and seen.doomed_alive
     assert seen.next_status == "success" and seen.converged and seen.next_problems == []
 
 
-def test_a_signal_between_listing_pages_writes_the_failed_tasks_waiting_for_details(
+def test_a_signal_between_listing_pages_leaves_the_failed_tasks_waiting_for_details(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At the second page of compression tasks, the first page's failed tasks are still
     waiting to learn whether they need a detail call (the writer asks a batch's worth, or at
-    the listing's end). The stop writes them as listed, with no hash: the next run asks for
-    their details and ends equal to the console."""
+    the listing's end). Their listing lacks the reason: written, a task would hold its new
+    status with the old reason, a state it never had, in history and ``changes`` (the
+    2026-12-03 crash audit). The stop leaves them as stored; the others are written; the
+    next run asks for their details and ends equal to the console."""
     seen = _interrupt(db_url, monkeypatch, signal.SIGTERM, "DescribeModelCompTasks", 2)
     assert seen.returncode == ExitCode.INTERRUPTED, (seen.returncode, seen.stderr)
     assert seen.problems == []
     tasks = seen.fetched["compression_task"]
     assert len(tasks) >= 90  # the first page's, all changed
-    assert not tasks - seen.written["compression_task"]
-    # Some of them were failed, waiting: stored without a hash. (A page answered after the
-    # signal may be written too, which is no harm.)
-    assert seen.unanswered & tasks, "no failed task was waiting: the test shows nothing"
+    missing = tasks - seen.written["compression_task"]
+    assert missing, "no failed task was waiting: the test shows nothing"
+    assert missing <= seen.waiting["compression_task"]
+    assert not missing & seen.touched["compression_task"]  # no change, no history version
+    assert not seen.unanswered & missing
+    assert tasks - seen.waiting["compression_task"] <= seen.written["compression_task"]
     assert seen.deleted == 0 and seen.doomed_alive
     assert seen.next_status == "success" and seen.converged and seen.next_problems == []
+
+
+def test_a_first_sync_stopped_before_details_leaves_history_as_a_clean_sync_would(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new entity whose detail call a stop came before is not stored: stored as listed, the
+    next run's whole answer recorded its detail fields as a change that never happened (a
+    failed task's reason "NULL -> ..."), and history held a version the console never had."""
+    catalog = FakeCatalog.generate(seed=12, model_sets=8, comp_tasks=250, eval_exports=2)
+    with fake_console(catalog) as server:
+        signaller = Signaller(server, monkeypatch)
+        proc = popen_cli(sync_argv(db_url, server))
+        signaller.arm(proc.pid, "DescribeModelCompTasks", 2, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == ExitCode.INTERRUPTED, err
+        waiting = _waiting(signaller.before)["compression_task"]
+        assert waiting, "no failed task was waiting for its detail: the test shows nothing"
+        done = sync(db_url, server)
+    assert done.status == "success"
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
+    history = SPECS["compression_task"].history
+    versions = [r["task_id"] for r in table_rows(db_url, history)]
+    assert sorted(versions) == sorted(set(versions))  # one version each, as a clean sync's
+    updates = [c for c in table_rows(db_url, changes) if c["operation"] == "update"]
+    assert updates == []
 
 
 def test_calls_after_a_signal_are_bounded_by_the_workers_in_flight(

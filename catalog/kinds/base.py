@@ -19,7 +19,7 @@ from sqlalchemy import Column, ColumnElement, Table, or_
 from catalog.bulk import answer_hash
 from catalog.documented import DriftLog, Fields
 from catalog.errors import ApiError
-from catalog.events import VERSION, Event, Page, Record, ScopeDone
+from catalog.events import FAILED, VERSION, Event, Page, Record, ScopeDone
 from catalog.normalize import NormalizeError
 
 if TYPE_CHECKING:
@@ -180,6 +180,15 @@ def ask_detail(
         walk.fail(kind, call, key, exc, detail=True)
         return None
     return lambda: built
+
+
+def incomplete_after(walk: Walk, listed: Record, call: str, built: object) -> str | None:
+    """``Record.incomplete`` for ``listed`` once its detail call gave ``built``: ``FAILED`` when
+    it gave nothing and was not refused for the run (a refusal leaves the listing as all
+    there is: it is written as it stands)."""
+    if built is not None or walk.denied(listed.kind) or walk.refused(call):
+        return None
+    return FAILED
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,15 @@ from sqlalchemy import Column, ColumnElement, Float, String, Text, true
 
 from catalog.documented import fields
 from catalog.events import LISTING, VERSION, Record
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail, list_records
+from catalog.kinds.base import (
+    DeleteView,
+    Kind,
+    Pages,
+    Walk,
+    ask_detail,
+    incomplete_after,
+    list_records,
+)
 from catalog.normalize import (
     NormalizeError,
     as_float,
@@ -147,11 +155,12 @@ def _detail(walk: Walk, listed: Record) -> None:
 def _describe(walk: Walk, listed: Record) -> None:
     """Fetch a failed task's reason (the listing lacks it), then record the task.
 
-    If the detail fails, the listing's answer is still recorded; its reason stays unknown
-    (NULL, ``unanswered``) and the next run asks again. The record keeps the listing item's
-    hash: the next run compares the listing's answer with it."""
+    If the detail fails, a new task is recorded as listed, its reason unknown (NULL), and a
+    stored one is left as it was (``Record.incomplete``); the next run asks again. The record
+    keeps the listing item's hash: the next run compares the listing's answer with it."""
     built = ask_detail(walk, listed, DETAIL, {"modelCompTaskId": listed.key}, row)
-    walk.emit(replace(listed, build=built or listed.build, detailed=True))
+    missing = incomplete_after(walk, listed, DETAIL, built)
+    walk.emit(replace(listed, build=built or listed.build, detailed=True, incomplete=missing))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

@@ -18,7 +18,7 @@ from sqlalchemy import Column, ColumnElement, String, Text
 from catalog.documented import fields
 from catalog.events import LISTING, UNANSWERED, VERSION, Record
 from catalog.kinds import eval_task_reports as reports
-from catalog.kinds.base import DeleteView, Kind, Walk, ask_detail, list_records
+from catalog.kinds.base import DeleteView, Kind, Walk, ask_detail, incomplete_after, list_records
 from catalog.normalize import (
     as_text,
     field_of,
@@ -107,7 +107,8 @@ def _describe(walk: Walk, listed: Record) -> None:
         answered = reports.fetch(walk, task_id) and answered
     # A detail or report that failed: stored without a hash, so the next run asks again.
     digest = listed.raw_hash if answered else UNANSWERED
-    walk.emit(replace(listed, build=build, raw_hash=digest, detailed=True))
+    missing = incomplete_after(walk, listed, DETAIL, built)
+    walk.emit(replace(listed, build=build, raw_hash=digest, detailed=True, incomplete=missing))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

@@ -20,6 +20,7 @@ from catalog.kinds.base import (
     Kind,
     Walk,
     ask_detail,
+    incomplete_after,
     list_records,
     within_parents,
 )
@@ -122,7 +123,7 @@ def _describe(walk: Walk, listed: Record) -> None:
     built = ask_detail(
         walk, listed, DETAIL, {"taskId": listed.key}, partial(row, detailed=True), ROUTE
     )
-    walk.emit(back_from_detail(listed, built))
+    walk.emit(back_from_detail(listed, built, incomplete_after(walk, listed, DETAIL, built)))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
