@@ -114,6 +114,13 @@ class ApiError(CatalogError):
         return self.code in PERMISSION_CODES
 
 
+class ApiDown(ApiError):
+    """The API stopped answering mid-run: for ``client.OUTAGE`` seconds no call got an answer
+    from it (no connection, timeouts, a gateway's 5xx), each call after its own retries. The
+    run ends then, failed and deleting nothing (exit 5), instead of failing each remaining
+    entity after its retries, which took an hour and thousands of error lines."""
+
+
 class MalformedResponse(ApiError):
     """The service answered, but not as its documents promise (not JSON, no ``result``...)."""
 

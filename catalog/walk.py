@@ -24,7 +24,7 @@ from typing import Any
 
 from catalog.api.paging import iter_pages
 from catalog.documented import DriftLog
-from catalog.errors import ApiError, ConfigError, NotTheApi
+from catalog.errors import ApiDown, ApiError, ConfigError, NotTheApi
 from catalog.events import (
     LISTING,
     SET,
@@ -167,9 +167,8 @@ class Walker:
                 if first:
                     self.emit(Failure(kind, call, None, _refusal(kind, call, detail), exc.code))
                 return
-            self.emit(
-                Failure(kind, call, entity, str(exc), exc.code or None, exc.is_auth, exc)
-            )
+            fatal = exc.is_auth or isinstance(exc, ApiDown)  # the run's, not the entity's
+            self.emit(Failure(kind, call, entity, str(exc), exc.code or None, fatal, exc))
         else:
             where = f"{call} {entity}: " if entity else f"{call}: "
             self.emit(Failure(kind, call, entity, f"{where}malformed answer: {exc}", "Malformed"))

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from catalog import db, killpoints, normalize, runs
-from catalog.errors import Interrupted, RunFailed
+from catalog.errors import ApiDown, Interrupted, RunFailed
 from catalog.events import (
     STOPPED,
     Done,
@@ -159,6 +159,8 @@ class Writer:
             self.failure(event)
             if event.fatal:
                 self.flush(KINDS)
+                if isinstance(event.error, ApiDown):
+                    raise event.error  # exit 5: the API could not be reached
                 raise RunFailed(event.message) from event.error
 
     # -- routing ----------------------------------------------------------------------------

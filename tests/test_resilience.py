@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from catalog.api.retry import RetryPolicy
-from catalog.errors import ApiError, ExitCode, MalformedResponse
+from catalog.errors import ApiDown, ApiError, ExitCode, MalformedResponse
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan, chaos_plan
-from catalog.schema import SPECS, changes, sync_errors
+from catalog.schema import SPECS, changes, sync_errors, sync_runs
 from tests._proc import assert_consistent, dump_db
 from tests.helpers import (
     expected_rows,
@@ -355,3 +355,51 @@ def test_a_failed_detail_call_leaves_a_stored_entity_as_it_was(db_url: str) -> N
     history = [r for r in table_rows(db_url, SPECS["compression_task"].history)
                if str(r["task_id"]) in asked]
     assert len(history) == 2 * len(asked)  # the first run's version and the whole new one
+
+
+def test_an_api_that_stops_answering_mid_run_ends_the_run_in_one_error(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mid-run (after 40 calls), every call gets no answer (the connection dropped). Each
+    entity failing after its retries took tens of minutes and thousands of error lines (the
+    2026-12-03 crash audit); once no call has had an answer for ``OUTAGE`` seconds, the run
+    ends: failed, exit 5, nothing deleted, the next run whole."""
+    monkeypatch.setattr("catalog.api.client.OUTAGE", 0.5)
+    catalog = FakeCatalog.generate(seed=6, model_sets=30, versions_per_set=3, comp_tasks=20)
+    with fake_console(catalog, latency=0.02) as server:  # the failing calls outlast OUTAGE
+        sync(db_url, server)
+        before = stored_rows(db_url)
+        record, calls = server.record, [0]
+
+        def outage_after_40(call: Any) -> None:
+            record(call)
+            calls[0] += 1
+            if calls[0] == 40:
+                server.faults = FaultPlan().once("*", "drop", times=10**6)
+
+        monkeypatch.setattr(server, "record", outage_after_40)
+        with pytest.raises(ApiDown) as info:
+            sync(db_url, server, max_attempts=2)
+        assert info.value.exit_code == ExitCode.API_UNREACHABLE
+        assert "has answered no call for" in str(info.value)
+        runs = table_rows(db_url, sync_runs)
+        assert runs[-1]["status"] == "failed" and "answered no call" in runs[-1]["error"]
+        errors = [e for e in table_rows(db_url, sync_errors) if e["run_id"] == runs[-1]["run_id"]]
+        assert len(errors) < len(before["model_version"])  # not one per version
+        assert stored_rows(db_url) == before  # nothing deleted, nothing half-written
+        monkeypatch.setattr(server, "record", record)
+        server.faults = None
+        assert sync(db_url, server).status == "success"
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
+
+
+def test_an_api_answering_other_calls_is_not_down(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that keeps failing while others are answered fails its entity only."""
+    monkeypatch.setattr("catalog.api.client.OUTAGE", 0.5)
+    catalog = FakeCatalog.generate(seed=6, model_sets=4, versions_per_set=2, comp_tasks=20)
+    with fake_console(catalog) as server:
+        server.faults = FaultPlan().once("DescribeModel", "5xx", times=1)
+        first = sync(db_url, server, max_attempts=1)
+    assert first.status == "partial" and first.errors == 1

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -34,7 +35,7 @@ from catalog.api.retry import (
     is_throttling,
     parse_retry_after,
 )
-from catalog.errors import ApiError, MalformedResponse, NotTheApi
+from catalog.errors import ApiDown, ApiError, MalformedResponse, NotTheApi
 
 EventHook = Callable[[str, dict[str, Any]], None]
 
@@ -277,6 +278,17 @@ def _transport_reason(exc: requests.RequestException) -> str:
     return _POOL_PREFIX.sub("", text)
 
 
+#: Seconds without any answer from the API (every call failing without one, after its
+#: retries) before a call's failure is the whole run's (``ApiDown``).
+OUTAGE = 120.0
+
+
+def _answered(error: ApiError) -> bool:
+    """Whether a failed call still heard from the API itself: its answer was not a gateway's
+    5xx, and there was one."""
+    return error.status is not None and error.status < 500
+
+
 class ConsoleClient:
     """Signed, rate-limited, retried calls to the console API; safe to share between threads."""
 
@@ -345,6 +357,8 @@ class ConsoleClient:
         self._lock = threading.Lock()
         self._calls_made = 0
         self._retries = 0
+        #: When the API last answered (``time.monotonic()``): a success, or an error of its own.
+        self._heard = time.monotonic()
 
     def __repr__(self) -> str:
         return f"ConsoleClient(base_url={self.base_url!r})"
@@ -466,6 +480,8 @@ class ConsoleClient:
             try:
                 result = parse_answer(name, status, headers, content, listed=listed)
             except ApiError as err:
+                if _answered(err):
+                    self._heard = time.monotonic()
                 if limiter is not None:
                     limiter.feedback(sent_at, is_throttling(status=err.status, code=err.code))
                     if err.retry_after is not None:
@@ -473,6 +489,7 @@ class ConsoleClient:
                         # call's own retry would (the policy's floor and cap), never longer.
                         limiter.hold(self.retry.delay(number, err.retry_after))
                 raise
+            self._heard = time.monotonic()
             if limiter is not None:
                 limiter.feedback(sent_at, throttled=False)
             return redact.unsigned(result) if redact.content_looks_signed(content) else result
@@ -483,7 +500,17 @@ class ConsoleClient:
                     "retry", {"call": name, "attempt": number, "delay": delay, "error": str(error)}
                 )
 
-        return self.retry.run(attempt, announce)
+        try:
+            return self.retry.run(attempt, announce)
+        except ApiError as err:
+            silent = time.monotonic() - self._heard
+            if err.retryable and not _answered(err) and silent >= OUTAGE:
+                raise ApiDown(
+                    f"the API has answered no call for {silent:.0f} s (the last: {err.message}); "
+                    "the run stops, deleting nothing",
+                    call=name, code=err.code, status=err.status, request_id=err.request_id,
+                ) from err
+            raise
 
     def _signed(self, url: str, data: bytes) -> requests.PreparedRequest:
         """A POST of ``data`` to ``url`` with the session's headers, signed by its auth."""
