@@ -64,7 +64,11 @@ def repair_aborted(conn: Connection, account: str = DEFAULT_ACCOUNT) -> int:
             .values(
                 status="aborted",
                 finished_at=None,
-                error="the process ended before the run finished (killed or crashed)",
+                error=(
+                    "the run ended before its end was recorded: its process was killed or "
+                    "crashed, or the database failed under it (a full disk, a restarted "
+                    "server: that sync's own error line says which)"
+                ),
                 **committed_counts(conn, run_id, account),
             )
         )
