@@ -29,8 +29,10 @@ SIGNATURE = re.compile(r"(authorization=|bce-auth-v1/)[^\s&\"'<>]*", re.IGNORECA
 #: A link with a query string, inside longer text.
 _URL_QUERY = re.compile(r"(?P<url>https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*", re.IGNORECASE)
 
-#: What :func:`content_looks_signed` looks for, without copying the bytes to lower them.
-_SIGNED_BYTES = (b"bce-auth-v1", b"BCE-AUTH-V1", b"uthorization=", b"UTHORIZATION=")
+#: What :func:`content_looks_signed` looks for, without copying the bytes to lower them: the
+#: service writes a signature in lower case, and a link's query parameter as ``authorization=``
+#: (``uthorization=`` takes ``Authorization=`` too).
+_SIGNED_BYTES = (b"bce-auth-v1", b"uthorization=")
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
