@@ -357,9 +357,9 @@ def mask(name: str, value: Any) -> str:
         return describe_url(str(value))
     if name in HTTP_URL_PARAMS:
         parts = urlsplit(str(value))
-        if parts.password is not None:
+        if "@" in parts.netloc:  # a user name may be a token too
             host = parts.netloc.rsplit("@", 1)[-1]
-            return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+            return urlunsplit(parts._replace(netloc=f"***@{host}"))
     if isinstance(value, tuple | list):
         return ", ".join(str(v) for v in value)
     return str(value)

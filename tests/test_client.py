@@ -18,7 +18,7 @@ from catalog.api.client import ConsoleClient, build_session, parse_answer
 from catalog.api.pacing import RateLimiter
 from catalog.api.paging import iter_pages
 from catalog.api.retry import MIN_RETRY_AFTER, RetryPolicy
-from catalog.errors import ApiError, MalformedResponse, NotTheApi
+from catalog.errors import ApiDown, ApiError, MalformedResponse, NotTheApi
 from tests._stub_http import Reply, Seen, StubServer, ok, refused_url
 
 AK = "AK-test-0001"
@@ -624,3 +624,36 @@ def test_retry_after_holds_the_shared_limiter() -> None:
     ) as client:
         client.call("DescribeModel", {})
     assert limiter.holds == [3.0]  # only the answer that said Retry-After holds everyone
+
+
+def test_api_down_needs_silence_since_the_first_call_and_several_failed_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ApiDown`` (the run's failure): ``OUTAGE`` seconds without an answer, counted from the
+    first call (a wait for the lock before it is no silence), and ``OUTAGE_CALLS`` calls in a
+    row failed without one (one call failing long is its entity's failure); an answer resets
+    both. A gateway's 503 is no answer from the API."""
+    import time
+
+    monkeypatch.setattr("catalog.api.client.OUTAGE", 0.2)
+    monkeypatch.setattr("catalog.api.client.OUTAGE_CALLS", 3)
+    answers = {"ok": False}
+
+    def script(seen: Seen) -> Reply:
+        return ok({"modelId": "amv-1"}) if answers["ok"] else Reply(503, "<html>down</html>")
+
+    def fails() -> type[ApiError]:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModel", {"modelId": "amv-1"})
+        return type(info.value)
+
+    with StubServer(script) as server, make_client(server.url, attempts=1) as client:
+        time.sleep(0.3)  # as a wait for the account's lock, before any call
+        assert fails() is ApiError
+        time.sleep(0.25)
+        assert fails() is ApiError  # silent long enough, but only two calls
+        assert fails() is ApiDown
+        answers["ok"] = True
+        client.call("DescribeModel", {"modelId": "amv-1"})
+        answers["ok"] = False
+        assert [fails() for _ in range(3)] == [ApiError] * 3  # no silence since the answer

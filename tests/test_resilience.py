@@ -393,13 +393,33 @@ def test_an_api_that_stops_answering_mid_run_ends_the_run_in_one_error(
     assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
 
 
-def test_an_api_answering_other_calls_is_not_down(
+def test_one_call_failing_longer_than_outage_fails_only_its_entity(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A call that keeps failing while others are answered fails its entity only."""
-    monkeypatch.setattr("catalog.api.client.OUTAGE", 0.5)
+    """With one worker, one version's call fails for longer than ``OUTAGE`` (its three
+    attempts, 0.15 s each) and nothing else is answered meanwhile: still that entity's failure,
+    not an outage (``OUTAGE_CALLS``); the run goes on, deletes included."""
+    monkeypatch.setattr("catalog.api.client.OUTAGE", 0.3)
     catalog = FakeCatalog.generate(seed=6, model_sets=4, versions_per_set=2, comp_tasks=20)
-    with fake_console(catalog) as server:
-        server.faults = FaultPlan().once("DescribeModel", "5xx", times=1)
-        first = sync(db_url, server, max_attempts=1)
+    with fake_console(catalog, latency=0.15) as server:
+        server.faults = FaultPlan().once("DescribeModel", "5xx", times=3)
+        first = sync(db_url, server, max_attempts=3, workers=1)
     assert first.status == "partial" and first.errors == 1
+
+
+def test_a_set_whose_describe_call_fails_is_still_written_from_its_listing(db_url: str) -> None:
+    """A set's listing is exact but for its creation time, which never changes, and its
+    ``modelIds`` decide which versions are deleted: a failed describe call must not freeze the
+    set's row while its versions change (``Kind.partial_listing``)."""
+    catalog = FakeCatalog.generate(seed=6, model_sets=2, versions_per_set=1, system_sets=2,
+                                   comp_tasks=2)
+    with fake_console(catalog) as server:
+        sync(db_url, server)
+        preset = next(k for k, r in stored_rows(db_url)["model_set"].items() if r["is_system"])
+        gone = catalog.get("model_set", preset)["modelIds"][-1]
+        catalog.remove("model_version", gone)
+        server.faults = FaultPlan().once("DescribeSystemModelSet", "5xx", times=100)
+        assert sync(db_url, server, max_attempts=1).status == "partial"
+        rows = stored_rows(db_url)
+    assert gone not in rows["model_version"]
+    assert rows["model_set"][preset]["model_ids"] == catalog.get("model_set", preset)["modelIds"]

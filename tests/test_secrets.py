@@ -236,6 +236,11 @@ def test_help_and_config_errors_never_show_a_key_or_password(
         listed = runner.invoke(cli, ["--account", "prod", "config", "show"], env=env).output
         assert (name in listed) is shown, listed
     # A refused value of a key option is not echoed either.
-    config.write_text("secret-key = 12345678\n", encoding="utf-8")
-    result = runner.invoke(cli, ["sync"], env=env)
-    assert result.exit_code == ExitCode.CONFIG and "12345678" not in result.output, result.output
+    config.write_text('access-key = ["AKLEAKCANARY1234"]\n', encoding="utf-8")
+    result = runner.invoke(cli, ["sync"], env={**env, "QIANFAN_SECRET_KEY": "sk-12345"})
+    assert result.exit_code == ExitCode.CONFIG and "access-key" in result.stderr, result.output
+    assert "LEAKCANARY" not in result.output
+    # A user name alone in --base-url may be a token: masked too.
+    config.write_text('base-url = "https://ghp_T0kenLEAKCANARY@api.example"\n', encoding="utf-8")
+    for argv in (["sync", "--help"], ["config", "show"]):
+        assert "LEAKCANARY" not in runner.invoke(cli, argv, env=env).output, argv

@@ -278,9 +278,13 @@ def _transport_reason(exc: requests.RequestException) -> str:
     return _POOL_PREFIX.sub("", text)
 
 
-#: Seconds without any answer from the API (every call failing without one, after its
-#: retries) before a call's failure is the whole run's (``ApiDown``).
+#: Seconds without any answer from the API, since the first call, before a call's failure
+#: (after its retries) is the whole run's (``ApiDown``) ...
 OUTAGE = 120.0
+#: ... once this many calls in a row failed without one: a single call that hangs or keeps
+#: failing (its retries last up to ``RetryPolicy.max_total``, as long as ``OUTAGE``) at the tail
+#: of a run, or with one worker, is its entity's failure, not an outage.
+OUTAGE_CALLS = 3
 
 
 def _answered(error: ApiError) -> bool:
@@ -313,7 +317,8 @@ class ConsoleClient:
                 "which the console API does not use (requests are signed with the keys): remove it"
             )
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError(f"base URL must be http(s)://host[:port], got {base_url!r}")
+            shown = f"{parts.scheme}://{parts.netloc}{parts.path}"  # not a query's token
+            raise ValueError(f"base URL must be http(s)://host[:port], got {shown!r}")
         first = parts.path.strip("/").split("/")[0]
         if first in _ROUTES:
             raise ValueError(
@@ -357,8 +362,11 @@ class ConsoleClient:
         self._lock = threading.Lock()
         self._calls_made = 0
         self._retries = 0
-        #: When the API last answered (``time.monotonic()``): a success, or an error of its own.
-        self._heard = time.monotonic()
+        #: When the API last answered (``time.monotonic()``): a success, or an error of its own;
+        #: None before the first call (a wait for the lock or a migration is no silence). And
+        #: how many calls failed since without an answer.
+        self._heard: float | None = None
+        self._unanswered_calls = 0
 
     def __repr__(self) -> str:
         return f"ConsoleClient(base_url={self.base_url!r})"
@@ -481,7 +489,7 @@ class ConsoleClient:
                 result = parse_answer(name, status, headers, content, listed=listed)
             except ApiError as err:
                 if _answered(err):
-                    self._heard = time.monotonic()
+                    self._heard, self._unanswered_calls = time.monotonic(), 0
                 if limiter is not None:
                     limiter.feedback(sent_at, is_throttling(status=err.status, code=err.code))
                     if err.retry_after is not None:
@@ -489,7 +497,7 @@ class ConsoleClient:
                         # call's own retry would (the policy's floor and cap), never longer.
                         limiter.hold(self.retry.delay(number, err.retry_after))
                 raise
-            self._heard = time.monotonic()
+            self._heard, self._unanswered_calls = time.monotonic(), 0
             if limiter is not None:
                 limiter.feedback(sent_at, throttled=False)
             return redact.unsigned(result) if redact.content_looks_signed(content) else result
@@ -500,15 +508,23 @@ class ConsoleClient:
                     "retry", {"call": name, "attempt": number, "delay": delay, "error": str(error)}
                 )
 
+        if self._heard is None:
+            self._heard = time.monotonic()  # silence counts from the first call
         try:
             return self.retry.run(attempt, announce)
         except ApiError as err:
-            silent = time.monotonic() - self._heard
-            if err.retryable and not _answered(err) and silent >= OUTAGE:
+            if not err.retryable or _answered(err):
+                raise
+            with self._lock:
+                self._unanswered_calls += 1
+                failed = self._unanswered_calls
+            silent = time.monotonic() - (self._heard or 0.0)
+            if failed >= OUTAGE_CALLS and silent >= OUTAGE:
                 raise ApiDown(
                     f"the API has answered no call for {silent:.0f} s (the last: {err.message}); "
                     "the run stops, deleting nothing",
                     call=name, code=err.code, status=err.status, request_id=err.request_id,
+                    retryable=True,  # the API's state, not the entity's: never "no such id"
                 ) from err
             raise
 

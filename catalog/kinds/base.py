@@ -256,6 +256,12 @@ class Kind:
     #: Tracked columns some of the kind's answers lack (a listing item, where a detail or
     #: describe call has them): kept as stored when an answer lacks them (``KindSpec.carried``).
     carried: tuple[str, ...] = ()
+    #: Whether its listing's answer, without the detail call's, may hold a state the entity
+    #: never had (a failed task's new status with its old reason): then such an answer never
+    #: changes a stored entity (``Record.incomplete``). False where the detail call adds only
+    #: what never changes (a set's creation time): the listing is written as it stands, as its
+    #: ``modelIds`` must be, since they decide which versions are deleted.
+    partial_listing: bool = True
     #: The kind whose listing names this one's entities (lineage, reports).
     parent: str | None = None
     #: The first page of this kind's root listing, fetched before anything is written.

@@ -29,7 +29,7 @@ from catalog.events import (
     ScopedSet,
     back_from_detail,
 )
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail, incomplete_after
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail
 from catalog.normalize import (
     NormalizeError,
     as_text,
@@ -245,17 +245,17 @@ def _describe(walk: Walk, listed: Record) -> None:
 
     The record keeps the listing item's hash, which the next run compares its listing's answer
     with: an answer the call gave without a time (or with the zero time) is not asked again
-    every run. If the call fails, a new set's listing answer is recorded without a hash (its
-    creation time NULL) and a stored set is left as it was (``Record.incomplete``); the next
-    run, finding the set changed, asks again."""
+    every run. If the call fails, the listing's answer is recorded without a hash: the creation
+    time stays as stored (NULL for a new set), and the next run, finding the set changed, asks
+    again. The listing is written as it stands (``Kind.partial_listing`` False): the creation
+    time is all the call adds, and it never changes."""
     if listed.call not in LIST_ACTIONS.values():  # a describe call's own answer (scoped)
         walk.emit(replace(listed, detailed=True))
         return
     system = listed.call == LIST_ACTIONS[True]
     call, build = SET_ACTIONS[system], partial(row, is_system=system)
     body = {"modelSetId": listed.key}
-    built = ask_detail(walk, listed, call, body, build)
-    walk.emit(back_from_detail(listed, built, incomplete_after(walk, listed, call, built)))
+    walk.emit(back_from_detail(listed, ask_detail(walk, listed, call, body, build)))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
@@ -277,6 +277,7 @@ KIND = Kind(
     policy="QianfanReadAccessPolicy or QianfanModelTuningReadAccessPolicy",
     calls=CALLS,
     carried=tuple(CARRIED),
+    partial_listing=False,
     open_listing=_open,
     start=_start,
     wants_detail=_wants_detail,
