@@ -312,18 +312,17 @@ class Writer:
         if len(hashes) == len(records) and not changed:
             return []  # a no-op batch: nothing to build
         partial = REGISTRY[kind].partial_listing
-        incomplete = [str(r.key) for r in records if r.incomplete and partial]
+        incomplete = [str(r.key) for r in records if r.incomplete]
         stored = self.store.stored_alive(kind, incomplete) if incomplete else set()
         rows = []
         for record in records:
             if not record.detailed and str(record.key) not in changed:
                 continue
-            if record.incomplete and partial:
-                if str(record.key) in stored:
-                    self.keep_buf[kind].append(str(record.key))  # left as stored, seen
-                    continue
-                if record.incomplete == STOPPED:
-                    continue  # new, stopped before its detail: the next run stores it whole
+            if record.incomplete and str(record.key) in stored and partial:
+                self.keep_buf[kind].append(str(record.key))  # left as stored, seen
+                continue
+            if record.incomplete == STOPPED and str(record.key) not in stored:
+                continue  # new, stopped before its detail: the next run stores it whole
             try:
                 row = record.build()
             except normalize.NormalizeError as exc:

@@ -259,8 +259,9 @@ class Kind:
     #: Whether its listing's answer, without the detail call's, may hold a state the entity
     #: never had (a failed task's new status with its old reason): then such an answer never
     #: changes a stored entity (``Record.incomplete``). False where the detail call adds only
-    #: what never changes (a set's creation time): the listing is written as it stands, as its
-    #: ``modelIds`` must be, since they decide which versions are deleted.
+    #: what never changes (a set's creation time): a stored entity's listing is written as it
+    #: stands, as its ``modelIds`` must be, since they decide which versions are deleted. (A
+    #: new entity a stop came before is not stored, whatever its kind: the next run's.)
     partial_listing: bool = True
     #: The kind whose listing names this one's entities (lineage, reports).
     parent: str | None = None
