@@ -84,9 +84,9 @@ class ApiError(CatalogError):
         # The service's words: an answer may echo the request's signature or the keys.
         self.message = redact.scrub(message)
         self.call = call
-        self.code = code
+        self.code = redact.scrub(code)
         self.status = status
-        self.request_id = request_id
+        self.request_id = redact.scrub(request_id)
         self.retryable = retryable
         self.retry_after = retry_after
         super().__init__(str(self))

@@ -167,7 +167,10 @@ class Walker:
                 if first:
                     self.emit(Failure(kind, call, None, _refusal(kind, call, detail), exc.code))
                 return
-            fatal = exc.is_auth or isinstance(exc, ApiDown)  # the run's, not the entity's
+            # The run's, not the entity's; an outage noticed after a stop leaves the stop's
+            # ending (interrupted, exit 9) to the stop.
+            down = isinstance(exc, ApiDown) and not self.stop.is_set()
+            fatal = exc.is_auth or down
             self.emit(Failure(kind, call, entity, str(exc), exc.code or None, fatal, exc))
         else:
             where = f"{call} {entity}: " if entity else f"{call}: "

@@ -423,3 +423,24 @@ def test_a_set_whose_describe_call_fails_is_still_written_from_its_listing(db_ur
         rows = stored_rows(db_url)
     assert gone not in rows["model_version"]
     assert rows["model_set"][preset]["model_ids"] == catalog.get("model_set", preset)["modelIds"]
+
+
+def test_an_outage_noticed_after_a_stop_leaves_the_ending_to_the_stop() -> None:
+    """``ApiDown`` ends the run (a fatal failure) unless a stop came first: then the run ends
+    as the stop says (interrupted, exit 9), the outage its entity's failure."""
+    import threading
+
+    from catalog.events import Failure
+    from catalog.walk import Walker
+
+    for stopped, fatal in ((False, True), (True, False)):
+        events: list[Any] = []
+        stop = threading.Event()
+        if stopped:
+            stop.set()
+        walker = Walker(object(), lambda task, depth: None, events.append,  # type: ignore[arg-type]
+                        stop=stop)
+        walker.fail("model_version", "DescribeModel", "amv-1",
+                    ApiDown("the API has answered no call", call="DescribeModel", retryable=True))
+        [failure] = events
+        assert isinstance(failure, Failure) and failure.fatal is fatal

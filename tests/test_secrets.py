@@ -244,3 +244,12 @@ def test_help_and_config_errors_never_show_a_key_or_password(
     config.write_text('base-url = "https://ghp_T0kenLEAKCANARY@api.example"\n', encoding="utf-8")
     for argv in (["sync", "--help"], ["config", "show"]):
         assert "LEAKCANARY" not in runner.invoke(cli, argv, env=env).output, argv
+
+
+def test_an_api_error_scrubs_every_field_it_prints() -> None:
+    from catalog import redact
+
+    redact.add(AK, SK)
+    err = ApiError(f"denied {SK}", call="DescribeModel", code=f"bce-auth-v1/{AK}/x",
+                   status=403, request_id=f"rid-{AK}")
+    assert _leaks(str(err)) == [] and _leaks(err.code + err.request_id) == []
