@@ -70,15 +70,15 @@ def looks_signed(text: str) -> bool:
 
 
 def content_looks_signed(content: bytes) -> bool:
-    """Whether an answer's bytes may hold a signature: one pass over the bytes, so the answers
+    """Whether an answer's bytes may hold a signature: two substring searches, so the answers
     without one (nearly all) are never walked."""
     return any(mark in content for mark in _SIGNED_BYTES)
 
 
-def unsign_text(text: str, *, is_url: bool = False, mark: str = MASK) -> str:
+def unsign_text(text: str, *, is_url: bool = False) -> str:
     """``text`` without the query string of a pre-signed link in it: a bare link (or any
     ``is_url`` value) loses its query and fragment, links inside longer text their query, and a
-    signature left with no link around it is replaced by ``mark``."""
+    signature left with no link around it is masked."""
     if not (is_url or looks_signed(text)):
         return text
     parts = urlsplit(text)
@@ -86,14 +86,14 @@ def unsign_text(text: str, *, is_url: bool = False, mark: str = MASK) -> str:
         text = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     else:
         text = _URL_QUERY.sub(lambda m: m.group("url"), text)
-    return SIGNATURE.sub(lambda m: m.group(1) + mark, text)
+    return SIGNATURE.sub(lambda m: m.group(1) + MASK, text)
 
 
 def unsigned(value: Any) -> Any:
     """A parsed answer with every signed string cleaned by :func:`unsign_text`; the parts
     without one are the same objects."""
     if isinstance(value, str):
-        return unsign_text(value) if looks_signed(value) else value
+        return unsign_text(value)
     if isinstance(value, dict):
         return {k: unsigned(v) for k, v in value.items()}
     if isinstance(value, list):

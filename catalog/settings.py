@@ -44,7 +44,8 @@ SECRET_PARAMS = frozenset({"secret_key"})
 #: Options shown with only their first characters: identifying, but not enough to use.
 PARTLY_SECRET_PARAMS = frozenset({"access_key"})
 URL_PARAMS = frozenset({"database_url"})
-#: Options holding an http(s) URL, shown without a password in it.
+#: Options holding an http(s) URL, shown without its user name or password (either may be a
+#: token).
 HTTP_URL_PARAMS = frozenset({"base_url"})
 #: What is never printed as given: in a refusal, in ``--help``'s defaults, in ``config show``.
 SECRETS_SHOWN_MASKED = SECRET_PARAMS | PARTLY_SECRET_PARAMS | URL_PARAMS | HTTP_URL_PARAMS

@@ -489,7 +489,7 @@ class ConsoleClient:
                 result = parse_answer(name, status, headers, content, listed=listed)
             except ApiError as err:
                 if _answered(err):
-                    self._heard, self._unanswered_calls = time.monotonic(), 0
+                    self._answer_heard()
                 if limiter is not None:
                     limiter.feedback(sent_at, is_throttling(status=err.status, code=err.code))
                     if err.retry_after is not None:
@@ -497,7 +497,7 @@ class ConsoleClient:
                         # call's own retry would (the policy's floor and cap), never longer.
                         limiter.hold(self.retry.delay(number, err.retry_after))
                 raise
-            self._heard, self._unanswered_calls = time.monotonic(), 0
+            self._answer_heard()
             if limiter is not None:
                 limiter.feedback(sent_at, throttled=False)
             return redact.unsigned(result) if redact.content_looks_signed(content) else result
@@ -527,6 +527,10 @@ class ConsoleClient:
                     retryable=True,  # the API's state, not the entity's: never "no such id"
                 ) from err
             raise
+
+    def _answer_heard(self) -> None:
+        """The API answered (a success, or an error of its own): no outage (``ApiDown``)."""
+        self._heard, self._unanswered_calls = time.monotonic(), 0
 
     def _signed(self, url: str, data: bytes) -> requests.PreparedRequest:
         """A POST of ``data`` to ``url`` with the session's headers, signed by its auth."""
