@@ -6,6 +6,7 @@ same pragmas everywhere and a bad URL gets the same one-line message.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -208,6 +209,7 @@ def create_engine_for(
     foreign_keys: bool = True,
     immediate: bool = False,
     cache_kb: int = SQLITE_CACHE_KB,
+    idle_seconds: float | None = None,
     **kwargs: Any,
 ) -> Engine:
     """An engine for a checked URL; a wrong URL is a ``ConfigError`` that says how to fix it.
@@ -215,7 +217,7 @@ def create_engine_for(
     ``foreign_keys=False`` is for the sync's writer (see :func:`writer_engine`) and the
     ``alembic`` command line (``migrations/env.py``: a batch rebuild drops tables others refer
     to), ``immediate=True`` for the writer only, ``cache_kb`` for its reader
-    (:func:`reader_engine`).
+    (:func:`reader_engine`), ``idle_seconds`` for both (:func:`_keep_idle_transactions`).
     """
     parsed = parse_url(url)
     if parsed is None:
@@ -262,10 +264,41 @@ def create_engine_for(
         )
         if immediate:
             engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign,assignment]
+    if backend == "postgresql" and idle_seconds is not None:
+        event.listen(
+            engine, "connect", partial(_keep_idle_transactions, ms=math.ceil(idle_seconds * 1000))
+        )
     return engine
 
 
-def writer_engine(url: str) -> Engine:
+#: What a sync's sessions add to ``--commit-interval`` for PostgreSQL's
+#: ``idle_in_transaction_session_timeout`` (:func:`_keep_idle_transactions`): the writer's poll
+#: of its inbox, a batch's Python work between two statements, a busy host's scheduling.
+IDLE_SLACK = 10.0
+
+
+def _keep_idle_transactions(dbapi_conn: Any, _record: Any, *, ms: int) -> None:
+    """Raise this session's ``idle_in_transaction_session_timeout`` to ``ms`` when the role's
+    or the server's is shorter (never lower it, never turn it on).
+
+    The writer keeps a transaction open between batches while it waits for the API, up to
+    ``--commit-interval``, so that only whole batches are committed and commits stay few. A
+    timeout shorter than that (some DBAs set one of a second or less against BI sessions that
+    leave transactions open) ended every sync, the first one in its migration: "terminating
+    connection due to idle-in-transaction timeout". The setting is the session's own (any role
+    may set it), and a hung sync's transaction is still ended, ``ms`` later.
+    """
+    with dbapi_conn.cursor() as cur:
+        cur.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, false) "
+            "FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout' "
+            "AND setting::bigint BETWEEN 1 AND %s",
+            (f"{ms}ms", ms - 1),
+        )
+    dbapi_conn.commit()  # a SET in a transaction rolled back would be undone with it
+
+
+def writer_engine(url: str, commit_interval: float = 1.0) -> Engine:
     """The sync writer's engine: on SQLite, without per-row foreign key checks.
 
     Every foreign key the writer stores is the id of the run it created before writing
@@ -277,14 +310,16 @@ def writer_engine(url: str) -> Engine:
     On SQLite its transactions also begin with the write lock held (:func:`_begin_immediate`),
     so syncs of several accounts into one file wait for each other instead of failing.
     """
-    return create_engine_for(url, foreign_keys=False, immediate=True)
+    return create_engine_for(
+        url, foreign_keys=False, immediate=True, idle_seconds=commit_interval + IDLE_SLACK
+    )
 
 
-def reader_engine(url: str) -> Engine:
+def reader_engine(url: str, commit_interval: float = 1.0) -> Engine:
     """The engine a sync reads its stored answer hashes with (``store._Loader``): one scan per
     kind, each page read once, so on SQLite a page cache of 512 KB instead of 8 MB (a cache
     the scan filled stayed in the process's memory until the run ended)."""
-    return create_engine_for(url, cache_kb=512)
+    return create_engine_for(url, cache_kb=512, idle_seconds=commit_interval + IDLE_SLACK)
 
 
 def reason(exc: BaseException) -> str:

@@ -573,7 +573,9 @@ def run_sync(
     fresh = planned is None and _new_file(options.database_url)
     locked = ExitStack()
     try:
-        engine = planned or db.writer_engine(options.database_url)  # checked; nothing created
+        engine = planned or db.writer_engine(  # checked; nothing created
+            options.database_url, options.commit_interval
+        )
         if fresh and not options.migrate:
             raise DatabaseError(
                 f"no database at {db.sqlite_file(options.database_url)} and --no-migrate: run "
@@ -661,7 +663,7 @@ def run_sync(
             )
             # A run of whole kinds reads the stored hashes ahead, on a connection of its own.
             if scoped is None and planned is None and not db.is_memory_url(options.database_url):
-                reader = db.reader_engine(options.database_url)
+                reader = db.reader_engine(options.database_url, options.commit_interval)
             try:
                 store = Store(conn, run_id, run_ts, options.account, preload=reader)
                 for ref in dict.fromkeys(new_refs):

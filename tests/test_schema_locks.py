@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, make_url, text
 
 from catalog import db
 from catalog.cli import cli
 from catalog.errors import DatabaseError, ExitCode, Interrupted
+from catalog.fake.catalog import FakeCatalog
 from tests._proc import cli_env, popen_cli, sync_argv
-from tests.helpers import AK, SK, fake_console
+from tests.helpers import AK, SK, fake_console, sync
 
 pytestmark = pytest.mark.postgresql
 
@@ -220,3 +221,55 @@ def test_the_lock_message_names_no_session_of_another_database(pg_url: str) -> N
     finally:
         other.dispose()
     assert "other-catalog" not in message and "Another sync may be migrating it" in message
+
+
+def _database_setting(url: str, name: str, value: str) -> None:
+    """``ALTER DATABASE ... SET``: what a DBA sets for every session of the catalog's database."""
+    database = make_url(url).database
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            quoted = conn.dialect.identifier_preparer.quote(database)
+            # a name from the fixture and a setting's name from this file: no user input
+            conn.execute(text(f"ALTER DATABASE {quoted} SET {name} = '{value}'"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("server", "session"), [("300ms", "11s"), ("1h", "1h"), ("0", "0")], ids=str
+)
+def test_a_syncs_sessions_outlast_their_idle_transactions(
+    pg_url: str, server: str, session: str
+) -> None:
+    """The writer waits for the API inside a transaction for up to ``--commit-interval``: its
+    sessions raise a shorter ``idle_in_transaction_session_timeout`` to that and
+    ``db.IDLE_SLACK``, and never lower a longer one or turn it on."""
+    _database_setting(pg_url, "idle_in_transaction_session_timeout", server)
+    for engine in (db.writer_engine(pg_url, 1.0), db.reader_engine(pg_url, 1.0)):
+        try:
+            with engine.connect() as conn:
+                shown = conn.execute(text("SHOW idle_in_transaction_session_timeout"))
+                assert shown.scalar_one() == session
+        finally:
+            engine.dispose()
+    other = db.create_engine_for(pg_url)  # a read command's: the database's own setting
+    try:
+        with other.connect() as conn:
+            shown = conn.execute(text("SHOW idle_in_transaction_session_timeout"))
+            assert shown.scalar_one() == {"0": "0", "1h": "1h"}.get(server, server)
+    finally:
+        other.dispose()
+
+
+def test_syncs_succeed_under_a_short_idle_in_transaction_timeout(pg_url: str) -> None:
+    """A DBA's timeout of 300 ms (against BI sessions left open) ended every sync: the first
+    in its migration, the next ones between two batches ("terminating connection due to
+    idle-in-transaction timeout")."""
+    _database_setting(pg_url, "idle_in_transaction_session_timeout", "300ms")
+    catalog = FakeCatalog.generate(seed=1, model_sets=30, comp_tasks=600)
+    with fake_console(catalog, latency=0.02) as server:
+        first = sync(pg_url, server, workers=2)
+        second = sync(pg_url, server, workers=2)
+    assert (first.status, second.status) == ("success", "success")
+    assert second.kinds["compression_task"].seen == 600
