@@ -175,7 +175,8 @@ def parse_answer(
     """Turn one HTTP answer into its ``result`` object, or raise the one ``ApiError`` it means.
 
     The service reports failure three ways: IAM in ``X-Bce-Error-*`` headers (body optional), /v2
-    routes as ``{requestId, code, message}`` with HTTP >= 400, and /wenxinworkshop routes as
+    routes as ``{requestId, code, message}`` with HTTP >= 400 (a ``code`` with HTTP 200 is one
+    too), and /wenxinworkshop routes as
     ``{error_code, error_msg, log_id}`` inside an HTTP 200. All become the same ``ApiError`` so
     callers decide on ``code``/``status``/``retryable`` without knowing which route they used.
     """
@@ -218,6 +219,13 @@ def parse_answer(
     error_code = body.get("error_code")
     if error_code not in (None, 0, "0", ""):
         raise fail(_text(body.get("error_msg")) or "error without a message", _text(error_code))
+
+    code = body.get("code")
+    if status < 300 and code not in (None, 0, "0", ""):
+        # The documents put code and message next to requestId on an error (REFERENCE §0),
+        # the preset set listing's page on any answer; an error sent with HTTP 200 and a
+        # result beside it (an empty page that says it is the last) would otherwise delete.
+        raise fail(_text(body.get("message")) or "error without a message", _text(code))
 
     if 300 <= status < 400:
         target = urlsplit(header.get("location", "")).netloc or "elsewhere"

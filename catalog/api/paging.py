@@ -141,6 +141,14 @@ def iter_pages(
                     f"({info.get('isTruncated')!r}): its end is unknown", call=action
                 )
             next_marker = str(info.get("nextMarker") or "")
+            if not truncated and next_marker:
+                # Documented: nextMarker comes only with isTruncated true. A page that says it is
+                # the last and still points on contradicts itself; trusting "last" would delete
+                # whatever the pages after it hold.
+                raise PaginationError(
+                    f"{where} has isTruncated false but nextMarker {next_marker!r}: its end is "
+                    "unknown", call=action
+                )
             if truncated and not items:
                 raise PaginationError(f"{where} is empty but claims more items", call=action)
             if truncated and not next_marker:

@@ -162,24 +162,44 @@ def ask_detail(
     body: dict[str, Any],
     build: Callable[[dict[str, Any]], dict[str, Any]],
     route: str = "/v2/model",
+    *,
+    id_field: str,
 ) -> Callable[[], dict[str, Any]] | None:
     """A kind's detail call for one listed answer: the row ``build`` makes of the listing item
     with the answer's fields over it (both answer for the same entity, the detail call more
     fully), ready for ``Record.build``. None when the kind was refused in this run, or when the
     call or its answer failed, which is reported as the entity's failure: the caller then
     records the listing's answer so that the next run asks again. A refused call is not asked
-    again in the run; the kind's listing still stands, deletes included."""
+    again in the run; the kind's listing still stands, deletes included.
+
+    The answer must name the entity asked for in its documented ``id_field``: one that names
+    another (or none: ``{}``) would otherwise be written over the asked entity's stored row,
+    its detail-only columns erased (:func:`answers_for`)."""
     kind, key = listed.kind, str(listed.key)
     if walk.denied(kind) or walk.refused(call):
         return None
     try:
         obj = walk.client.call(call, body, route)
+        answers_for(obj, id_field, key)
         walk.drift.check(kind, call, obj, key)
         built = build({**listed.obj, **obj})
     except (ApiError, NormalizeError) as exc:
         walk.fail(kind, call, key, exc, detail=True)
         return None
     return lambda: built
+
+
+def answers_for(obj: Mapping[str, Any], id_field: str, key: str) -> None:
+    """Raise ``NormalizeError`` unless a detail call's answer names ``key`` in ``id_field``.
+
+    Every detail call the catalog makes documents the entity's id in its answer (REFERENCE
+    sections 2-4, 7-9), so an answer without it, or for another entity, is not this entity's.
+    """
+    found = obj.get(id_field)
+    if found is None or str(found) != key:
+        raise NormalizeError(
+            f"the answer is not for {key}: its {id_field} is {found!r}"
+        )
 
 
 def incomplete_after(walk: Walk, listed: Record, call: str, built: object) -> str | None:

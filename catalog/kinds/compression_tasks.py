@@ -158,7 +158,9 @@ def _describe(walk: Walk, listed: Record) -> None:
     If the detail fails, a new task is recorded as listed, its reason unknown (NULL), and a
     stored one is left as it was (``Record.incomplete``); the next run asks again. The record
     keeps the listing item's hash: the next run compares the listing's answer with it."""
-    built = ask_detail(walk, listed, DETAIL, {"modelCompTaskId": listed.key}, row)
+    built = ask_detail(
+        walk, listed, DETAIL, {"modelCompTaskId": listed.key}, row, id_field="id"
+    )
     missing = incomplete_after(walk, listed, DETAIL, built)
     walk.emit(replace(listed, build=built or listed.build, detailed=True, incomplete=missing))
 

@@ -100,6 +100,13 @@ def fetch(walk: Walk, task_id: str) -> bool:
         keyed = [(unit_id(u), u) for u in units if isinstance(u, dict)]
         if len(keyed) != len(units):
             raise NormalizeError("result: a unit that is not an object")
+        if len({key for key, _ in keyed}) != len(keyed):
+            # The key is the catalog's own (no documented field tells units apart): two units
+            # it cannot tell apart would be stored as one, the other's metrics lost.
+            raise NormalizeError(
+                "two units evaluate the same model or dataset in the same mode; the report is "
+                "kept as stored"
+            )
     except (ApiError, NormalizeError) as exc:
         walk.fail("eval_task_report", REPORT, task_id, exc)
         return False

@@ -96,7 +96,7 @@ def _detail(walk: Walk, listed: Record) -> None:
 def _describe(walk: Walk, listed: Record) -> None:
     """The task's detail, then its report if it has ended."""
     task_id = str(listed.key)
-    built = ask_detail(walk, listed, DETAIL, {"taskId": task_id}, row, ROUTE)
+    built = ask_detail(walk, listed, DETAIL, {"taskId": task_id}, row, ROUTE, id_field="taskId")
     build = built or listed.build
     state = built()["state"] if built is not None else listed.obj.get("state")
     # Ended: its report is final. Was ended and no longer is (re-run): its report is asked

@@ -121,7 +121,8 @@ def _detail(walk: Walk, listed: Record) -> None:
 def _describe(walk: Walk, listed: Record) -> None:
     """The detail; if it fails, the listing's row with no hash, so the next run asks again."""
     built = ask_detail(
-        walk, listed, DETAIL, {"taskId": listed.key}, partial(row, detailed=True), ROUTE
+        walk, listed, DETAIL, {"taskId": listed.key}, partial(row, detailed=True), ROUTE,
+        id_field="taskId",
     )
     walk.emit(back_from_detail(listed, built, incomplete_after(walk, listed, DETAIL, built)))
 

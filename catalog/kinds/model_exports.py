@@ -50,8 +50,14 @@ CALLS = {
 
 
 def row(model_id: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``None`` when the version has no export (``hasRecord: false``)."""
+    """``None`` when the version has no export (``hasRecord: false``).
+
+    ``hasRecord`` decides between an export's state and none (which deletes the stored one), so
+    an answer without it, or with null, is malformed: read as "has one", ``{}`` stored an
+    export of NULLs over the real one's state."""
     has_record = field_of(obj, "hasRecord", as_bool)
+    if has_record is None:
+        raise NormalizeError("hasRecord: missing or null; the version's export is kept as stored")
     if has_record is False:
         return None
     return fits(

@@ -255,7 +255,8 @@ def _describe(walk: Walk, listed: Record) -> None:
     system = listed.call == LIST_ACTIONS[True]
     call, build = SET_ACTIONS[system], partial(row, is_system=system)
     body = {"modelSetId": listed.key}
-    walk.emit(back_from_detail(listed, ask_detail(walk, listed, call, body, build)))
+    built = ask_detail(walk, listed, call, body, build, id_field="modelSetId")
+    walk.emit(back_from_detail(listed, built))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

@@ -18,8 +18,9 @@ from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import VERSION, Keep, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Walk, within_parents
+from catalog.kinds.base import DeleteView, Kind, Walk, answers_for, within_parents
 from catalog.normalize import (
+    NormalizeError,
     as_bool,
     as_int,
     as_obj,
@@ -137,7 +138,8 @@ def _describe(walk: Walk, model_id: str, system: bool) -> None:
     call = ACTIONS[system]
     try:
         obj = walk.client.call(call, {"modelId": model_id})
-    except ApiError as exc:
+        answers_for(obj, "modelId", model_id)
+    except (ApiError, NormalizeError) as exc:
         walk.fail("model_version", call, model_id, exc)
         walk.emit(Keep("model_version", model_id))
         return

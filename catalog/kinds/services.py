@@ -20,7 +20,7 @@ from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import LISTING, VERSION, Keep, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answers_for
 from catalog.normalize import (
     NormalizeError,
     as_int,
@@ -144,9 +144,10 @@ def _describe(walk: Walk, item: dict[str, Any]) -> None:
     if not walk.denied("service"):
         try:
             answer = walk.client.call(DETAIL, {"serviceId": service_id}, ROUTE)
+            answers_for(answer, "serviceId", service_id)
             walk.drift.check("service", DETAIL, answer, service_id)
             obj, detailed = {**item, **answer}, True
-        except ApiError as exc:
+        except (ApiError, NormalizeError) as exc:
             walk.fail("service", DETAIL, service_id, exc)  # the listing's answer still counts
     try:
         built = row(obj, is_preset=False, detailed=detailed)
