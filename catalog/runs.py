@@ -327,27 +327,9 @@ def writer_lock(
     if conn.dialect.name == "postgresql":
         assert isinstance(conn, Connection), "PostgreSQL's lock is its session's"
         keys = {"cls": ADVISORY_LOCK_CLASS, "key": advisory_key(account)}
-        # Polled in autocommit: no transaction is held open between attempts, and the session's
-        # last statement (pg_stat_activity) stays the lock attempt, not a ROLLBACK, so a waiting
-        # sync can be told from outside.
-        conn.rollback()
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            while not conn.execute(
-                text("SELECT pg_try_advisory_lock(:cls, :key)"), keys
-            ).scalar():
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(_locked_message(timeout, account))
-                time.sleep(poll)
-        finally:
-            conn.rollback()
-            conn.execution_options(isolation_level=conn.default_isolation_level)
-        try:
+        with _advisory(conn, "(:cls, :key)", keys, deadline, _locked_message(timeout, account),
+                       poll):
             yield
-        finally:
-            conn.rollback()
-            conn.execute(text("SELECT pg_advisory_unlock(:cls, :key)"), keys)
-            conn.commit()
         return
     path = _sqlite_lock_path(conn, account)
     if path is None:
@@ -366,6 +348,57 @@ def writer_lock(
         yield
     finally:
         handle.close()
+
+
+#: The one advisory lock key syncs took before accounts (schema revisions before
+#: ``ACCOUNTS_REVISION``): a bigint for the whole database, in another key space than the
+#: (class, account) pairs, so neither lock excludes the other.
+LEGACY_LOCK_KEY = 0x7166636174
+#: The migration that brought accounts, and with them the per-account lock.
+ACCOUNTS_REVISION = "0007"
+
+
+@contextmanager
+def legacy_lock(conn: Connection, timeout: float, poll: float = 0.2) -> Iterator[None]:
+    """PostgreSQL: also hold the lock of the versions before accounts, for a database whose
+    schema is from before them. A sync of such a version may still be running when the
+    upgraded one starts (its cron line came first); under the account's lock alone the new
+    sync marked that live run ``aborted`` and migrated and wrote beside it."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    message = (
+        f"a sync of an earlier qianfan-catalog version is running on this database (waited "
+        f"{timeout:g}s): let it finish, or raise --lock-timeout"
+    )
+    with _advisory(conn, "(:key)", {"key": LEGACY_LOCK_KEY}, deadline, message, poll):
+        yield
+
+
+@contextmanager
+def _advisory(
+    conn: Connection, args: str, keys: dict[str, int], deadline: float, message: str,
+    poll: float,
+) -> Iterator[None]:
+    """A session advisory lock on ``conn`` (``args``: its key parameters), tried every ``poll``
+    seconds until ``deadline`` (then ``LockTimeout(message)``), held while the block runs."""
+    # Polled in autocommit: no transaction is held open between attempts, and the session's
+    # last statement (pg_stat_activity) stays the lock attempt, not a ROLLBACK, so a waiting
+    # sync can be told from outside.
+    conn.rollback()
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        while not conn.execute(text(f"SELECT pg_try_advisory_lock{args}"), keys).scalar():
+            if time.monotonic() >= deadline:
+                raise LockTimeout(message)
+            time.sleep(poll)
+    finally:
+        conn.rollback()
+        conn.execution_options(isolation_level=conn.default_isolation_level)
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.execute(text(f"SELECT pg_advisory_unlock{args}"), keys)
+        conn.commit()
 
 
 def _locked_message(timeout: float, account: str) -> str:

@@ -614,6 +614,11 @@ def run_sync(
                         "first"
                     )
             revision = db.current_revision(conn)
+            if revision is not None and revision < runs.ACCOUNTS_REVISION and (
+                conn.dialect.name == "postgresql"
+            ):
+                # SQLite's lock file is the same for both; PostgreSQL's keys are not.
+                locked.enter_context(runs.legacy_lock(conn, options.lock_timeout))
             known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
             if first is None:  # an existing database: the calls come under the account's lock
                 # ... but not inside a transaction: on SQLite the writer's holds the file's

@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Connection, create_engine, make_url, text
 
-from catalog import db
+from catalog import db, runs
 from catalog.cli import cli
-from catalog.errors import DatabaseError, ExitCode, Interrupted
+from catalog.errors import DatabaseError, ExitCode, Interrupted, LockTimeout
 from catalog.fake.catalog import FakeCatalog
 from tests._proc import cli_env, popen_cli, sync_argv
 from tests.helpers import AK, SK, fake_console, sync
@@ -273,3 +273,25 @@ def test_syncs_succeed_under_a_short_idle_in_transaction_timeout(pg_url: str) ->
         second = sync(pg_url, server, workers=2)
     assert (first.status, second.status) == ("success", "success")
     assert second.kinds["compression_task"].seen == 600
+
+
+def test_a_sync_of_a_version_before_accounts_still_running_is_waited_for(pg_url: str) -> None:
+    """Versions before accounts (schema before 0007) locked the database with one key, in
+    another key space than the account's: an upgraded sync started while such a sync ran
+    marked its live run ``aborted``, migrated and wrote beside it. It now waits for that lock
+    while the schema is from before accounts."""
+    _at_revision(pg_url, "0006")
+    old = create_engine(pg_url, connect_args={"application_name": "qianfan-catalog-0.x"})
+    try:
+        with old.connect() as holder, fake_console(FakeCatalog.generate(seed=1)) as server:
+            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": runs.LEGACY_LOCK_KEY})
+            holder.commit()
+            with pytest.raises(LockTimeout, match="an earlier qianfan-catalog version is running"):
+                sync(pg_url, server, lock_timeout=0.5)
+            assert _revision(pg_url) == "0006"  # nothing migrated under the old sync
+            holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": runs.LEGACY_LOCK_KEY})
+            holder.commit()
+            assert sync(pg_url, server, lock_timeout=0.5).status == "success"
+    finally:
+        old.dispose()
+    assert _revision(pg_url) == db.SCHEMA_HEAD
