@@ -169,11 +169,11 @@ def fits(table: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_id(value: object) -> bool:
-    """An id an answer can name an entity by: a non-empty string or an integer. An item of a
-    listing without one cannot be told from the entity it stands for, which the listing's end
-    would then delete."""
+    """An id an answer can name an entity by: a non-empty string without surrounding blanks,
+    or an integer. An item of a listing without one cannot be told from the entity it stands
+    for, which the listing's end would then delete (``"amv-1 "`` is not the stored ``amv-1``)."""
     if isinstance(value, str):
-        return bool(value.strip())
+        return bool(value) and value == value.strip()
     return isinstance(value, int) and not isinstance(value, bool)
 
 

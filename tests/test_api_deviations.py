@@ -193,3 +193,26 @@ def test_a_report_whose_units_the_catalog_cannot_tell_apart_is_kept(
     stored = stored_rows(db_url)["eval_task_report"]
     assert not [u for u in stored.values() if u["task_id"] in doubled]
     assert any("two units evaluate the same" in m for m in _errors(summary, db_url))
+
+
+def test_a_set_naming_a_padded_version_id_keeps_its_versions(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``modelIds`` decide which versions are deleted: a padded id (``"amv-1 "``) is not the
+    stored ``amv-1``, whose describe call was then never asked and which the set's complete
+    list no longer named. The set's answer is malformed instead: its versions stay."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10)
+    padded: list[str] = []
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        result = ANSWER(self, route, action, body, f)
+        if action == "DescribeCustomModelSets":
+            item = next(i for i in result["customModelSetList"] if i["modelIds"])
+            item["modelIds"] = [f"{item['modelIds'][0]} ", *item["modelIds"][1:]]
+            padded.append(item["modelSetId"])
+        return result
+
+    summary, before, recorded = _resync_with(db_url, monkeypatch, catalog, answer)
+    assert padded and summary.status == "partial"
+    assert not [c for c in recorded if c["operation"] == "delete"]
+    assert stored_rows(db_url)["model_version"] == before["model_version"]

@@ -35,6 +35,7 @@ from catalog.normalize import (
     as_text,
     field_of,
     fits,
+    is_id,
     parse_time,
     require_id,
 )
@@ -127,7 +128,7 @@ def _model_ids(obj: Mapping[str, Any]) -> list[Any]:
     (documented: the number of versions) says otherwise."""
     model_ids = obj.get("modelIds")
     if not isinstance(model_ids, list) or not all(
-        isinstance(m, str) and m.strip() for m in model_ids
+        isinstance(m, str) and is_id(m) for m in model_ids
     ):
         raise NormalizeError(
             "modelIds: missing or not a list of version ids; the set and its versions are "
