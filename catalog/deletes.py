@@ -1,19 +1,23 @@
 """The delete rules at the end of a walk: what each kind's completed listings did not name.
 
 Each kind declares its condition (``Kind.deletes``); this module gives the kinds what the run
-learnt (which whole listings and which scopes completed, which parents this run deletes), guards
-against deleting too much, and marks the rest deleted, children before parents.
+learnt (which whole listings and which scopes completed, which parents this run deletes), asks
+the API once more about each entity it would delete (``confirm``), guards against deleting too
+much, and marks the rest deleted, children before parents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import threading
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, select
 
 from catalog import killpoints
-from catalog.errors import CatalogError, ExitCode
+from catalog.errors import CatalogError, ExitCode, Interrupted
+from catalog.events import Client
 from catalog.kinds import REGISTRY
 from catalog.schema import SPECS
 from catalog.store import Store
@@ -75,6 +79,70 @@ def conditions(
         if condition is not None:
             out[kind.name] = condition
     return out
+
+
+#: The stored answer hash of an entity a complete listing did not name while its own detail call
+#: still answered for it (``confirm``): kept that run, and not asked again. Any answer of a
+#: later run replaces it; missed again by a complete listing, the entity is deleted.
+KEPT_ONCE = "kept-once"
+
+
+def confirm(
+    store: Store,
+    where: dict[str, ColumnElement[bool]],
+    client: Client,
+    *,
+    max_share: float,
+    allow_mass_delete: bool,
+    workers: int,
+    stop: threading.Event,
+    notify: Callable[..., None],
+) -> dict[str, int]:
+    """Keep, this once, what a complete listing did not name but its own detail call still
+    answers for (``Kind.confirm``); per kind, how many were kept (each counts as seen).
+
+    A listing read page by page is not read at one moment: the documents say neither how a
+    listing is ordered nor what its marker is, so an entity that moves to a page already read
+    (ordered by modification time, say) or that a deletion shifts past (a marker that is an
+    offset) is missing from a listing that completed. Deleted then, it came back next run, with a
+    delete and an insert in its history that never happened. The detail call tells the two
+    apart unless the service still describes what it deleted: hence once only (``KEPT_ONCE``),
+    so nothing deleted is kept for more than a run. An error answer keeps nothing: the delete
+    goes on as the listing decided. Nothing is asked for deletes the guard will refuse.
+    """
+    kept: dict[str, int] = {}
+    for kind in (name for name in REGISTRY if name in where):  # parents first
+        ask = REGISTRY[kind].confirm
+        if ask is None:
+            continue
+        doomed, alive = store.count_unseen(kind, where[kind])
+        if not doomed or (doomed > max_share * alive and not allow_mass_delete):
+            continue
+        spec = SPECS[kind]
+        rows = [
+            dict(r) for r in store.conn.execute(
+                select(spec.table).where(store.unseen(kind, where[kind]))
+            ).mappings()
+            if r["raw_hash"] != KEPT_ONCE
+        ]
+
+        def still_there(row: dict[str, Any], ask: Any = ask, key_name: str = spec.key) -> bool:
+            if stop.is_set():
+                return False
+            return bool(ask(client, str(row[key_name]), row))
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            answered = list(pool.map(still_there, rows))
+        if stop.is_set():
+            raise Interrupted("interrupted before the deletes; nothing was deleted")
+        keys = [str(row[spec.key]) for row, yes in zip(rows, answered, strict=True) if yes]
+        for key in keys:
+            notify("kept", kind=kind, key=key)
+        if keys:
+            store.keep(kind, keys)
+            store.set_hash(kind, keys, KEPT_ONCE)
+            kept[kind] = len(keys)
+    return kept
 
 
 def apply(

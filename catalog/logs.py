@@ -163,6 +163,13 @@ class RunLog:
             event(logging.WARNING, "retry", message, self.run_id, **data)
         elif name == "error":
             event(logging.ERROR, "error", str(data.get("message")), self.run_id, **data)
+        elif name == "kept":
+            message = (
+                f"{data.get('kind')} {data.get('key')} is missing from its complete listing, but "
+                "its own detail call still answers for it: kept this run (a listing read page by "
+                "page may miss what moves while it is read); missed again, it is deleted"
+            )
+            event(logging.WARNING, "kept", message, self.run_id, **data)
         elif name == "drift":
             what = (
                 "carry a field the documents do not list"

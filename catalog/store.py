@@ -600,6 +600,18 @@ class Store:
         self._inexact.add(kind)  # and one its ledger may count too
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
 
+    def set_hash(self, kind: str, keys: Sequence[str], digest: str, chunk: int = 500) -> None:
+        """Store ``digest`` as the answer hash of ``keys`` (no history: the hash is not tracked),
+        so that the next run takes whatever it is answered as changed."""
+        spec = SPECS[kind]
+        t = spec.table
+        for start in range(0, len(keys), chunk):
+            self.conn.execute(
+                update(t)
+                .where(t.c.account == self.account, t.c[spec.key].in_(keys[start : start + chunk]))
+                .values(raw_hash=digest)
+            )
+
     def _prepared(self, kind: str, what: str) -> Bulk:
         """The run's bulk statements per kind, compiled on first use (a no-op re-sync writes
         none: building every kind's upsert up front cost it a fifth of a second); run constants

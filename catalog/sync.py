@@ -496,6 +496,18 @@ class _Run:
         where = deletes.conditions(
             store, self.whole_listings, scoped=scoped, tracked=tracked, kinds=kinds
         )
+        kept = deletes.confirm(
+            store,
+            where,
+            self.client,
+            max_share=self.options.max_delete_share,
+            allow_mass_delete=self.options.allow_mass_delete,
+            workers=self.options.workers,
+            stop=self.stop,
+            notify=self.notify,
+        )
+        for kind, n in kept.items():
+            self.counts[kind].seen += n
         deleted = deletes.apply(
             store,
             where,

@@ -202,6 +202,30 @@ def answers_for(obj: Mapping[str, Any], id_field: str, key: str) -> None:
         )
 
 
+#: ``Kind.confirm``: given the client, the entity's key and its stored row.
+Confirm = Callable[["Client", str, Mapping[str, Any]], bool]
+
+
+def answered_by(
+    call: str | Callable[[Mapping[str, Any]], str],
+    body_key: str,
+    id_field: str,
+    route: str = "/v2/model",
+) -> Confirm:
+    """A ``Kind.confirm`` asking the kind's detail ``call`` (or the one its stored row picks)
+    for the entity: True when the answer names it, False on any error or other answer."""
+
+    def confirm(client: Client, key: str, stored: Mapping[str, Any]) -> bool:
+        action = call if isinstance(call, str) else call(stored)
+        try:
+            answers_for(client.call(action, {body_key: key}, route), id_field, key)
+        except (ApiError, NormalizeError):
+            return False
+        return True
+
+    return confirm
+
+
 def incomplete_after(walk: Walk, listed: Record, call: str, built: object) -> str | None:
     """``Record.incomplete`` for ``listed`` once its detail call gave ``built``: ``FAILED`` when
     it gave nothing and was not refused for the run (a refusal leaves the listing as all
@@ -303,6 +327,10 @@ class Kind:
     detail: Callable[[Walk, Record], None] | None = None
     #: The SQL condition inside which unseen entities are deleted; None: none this run.
     deletes: Callable[[DeleteView], ColumnElement[bool] | None] | None = None
+    #: Whether the API still answers for a stored entity (its row) that a complete listing did
+    #: not name: its own detail call, asked before the delete (``catalog.deletes.confirm``).
+    #: None: the listing alone decides (a call that lists, not describes, or none).
+    confirm: Confirm | None = None
     #: A kind read from the tracked evaluation export refs (see ``RefReader``).
     reads_refs: RefReader | None = None
     #: Why the kind is not read unless named in ``--kinds`` (None: read by default). For a

@@ -21,6 +21,7 @@ from catalog.kinds.base import (
     Kind,
     Pages,
     Walk,
+    answered_by,
     ask_detail,
     incomplete_after,
     list_records,
@@ -190,4 +191,5 @@ KIND = Kind(
     wants_detail=_wants_detail,
     detail=_detail,
     deletes=_deletes,
+    confirm=answered_by(DETAIL, "modelCompTaskId", "id"),
 )

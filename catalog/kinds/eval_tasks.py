@@ -18,7 +18,15 @@ from sqlalchemy import Column, ColumnElement, String, Text
 from catalog.documented import fields
 from catalog.events import LISTING, UNANSWERED, VERSION, Record
 from catalog.kinds import eval_task_reports as reports
-from catalog.kinds.base import DeleteView, Kind, Walk, ask_detail, incomplete_after, list_records
+from catalog.kinds.base import (
+    DeleteView,
+    Kind,
+    Walk,
+    answered_by,
+    ask_detail,
+    incomplete_after,
+    list_records,
+)
 from catalog.normalize import (
     as_text,
     field_of,
@@ -131,4 +139,5 @@ KIND = Kind(
     detail=_detail,
     detail_context=("state",),
     deletes=_deletes,
+    confirm=answered_by(DETAIL, "taskId", "taskId", ROUTE),
 )

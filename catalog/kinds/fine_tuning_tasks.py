@@ -19,6 +19,7 @@ from catalog.kinds.base import (
     DeleteView,
     Kind,
     Walk,
+    answered_by,
     ask_detail,
     incomplete_after,
     list_records,
@@ -148,4 +149,5 @@ KIND = Kind(
     always_detail=lambda obj: obj.get("runStatus") == RUNNING,
     detail=_detail,
     deletes=_deletes,
+    confirm=answered_by(DETAIL, "taskId", "taskId", ROUTE),
 )

@@ -29,7 +29,7 @@ from catalog.events import (
     ScopedSet,
     back_from_detail,
 )
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk, ask_detail
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answered_by, ask_detail
 from catalog.normalize import (
     NormalizeError,
     as_text,
@@ -285,4 +285,6 @@ KIND = Kind(
     wants_detail=_wants_detail,
     detail=_detail,
     deletes=_deletes,
+    confirm=answered_by(lambda stored: SET_ACTIONS[bool(stored["is_system"])], "modelSetId",
+                        "modelSetId"),
 )

@@ -19,8 +19,8 @@ from catalog.api.paging import is_truncated
 from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
-from catalog.events import LISTING, VERSION, Keep, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answers_for
+from catalog.events import LISTING, VERSION, Client, Keep, Record, ScopeDone
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answered_by, answers_for
 from catalog.normalize import (
     NormalizeError,
     as_int,
@@ -216,6 +216,15 @@ def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
     return d.table("service").c.is_preset.in_(listed) if listed else None
 
 
+_described = answered_by(DETAIL, "serviceId", "serviceId", ROUTE)
+
+
+def _confirm(client: Client, key: str, stored: Mapping[str, Any]) -> bool:
+    """A custom service by its detail call; a preset one not at all: its listing is one answer
+    (no pages to shift under it), and DescribeService documents custom ids (``svco-``)."""
+    return not stored["is_preset"] and _described(client, key, stored)
+
+
 KIND = Kind(
     name="service",
     table="services",
@@ -230,4 +239,5 @@ KIND = Kind(
     parent="model_version",
     start=_start,
     deletes=_deletes,
+    confirm=_confirm,
 )
