@@ -41,6 +41,7 @@ from catalog.kinds import DEFAULT_KINDS, REGISTRY, ref_reader
 from catalog.kinds import eval_result_exports as _evals
 from catalog.kinds import model_sets as _sets
 from catalog.kinds.base import Pages
+from catalog.normalize import NormalizeError
 
 #: The IAM policies the vendor's pages name for each kind's calls (said on a permission error).
 POLICIES = {name: kind.policy for name, kind in REGISTRY.items()}
@@ -208,6 +209,8 @@ class Walker:
                     f"unknown {what} {ref!r}: the API did not answer it "
                     f"({reader.call}: {exc.message} [{exc.code}])"
                 ) from None
+            except NormalizeError as exc:
+                raise ConfigError(f"unknown {what} {ref!r}: {reader.call}: {exc}") from None
 
         if not refs:
             return {}

@@ -8,13 +8,14 @@ deleted or their columns set to NULL.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from catalog.errors import Interrupted
+from catalog.errors import ConfigError, Interrupted
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer, _Reply
 from catalog.schema import SPECS, changes, sync_errors, sync_runs
@@ -365,3 +366,57 @@ def test_a_stop_while_deletes_are_confirmed_deletes_nothing(
     assert [r["status"] for r in runs_] == ["success", "interrupted"]
     rows = table_rows(db_url, SPECS["compression_task"].table)
     assert not [r for r in rows if r["raw_hash"] == "kept-once"]
+
+
+@pytest.mark.parametrize("call", ["/wenxinworkshop/modelrepo/eval/result/export/info",
+                                  "DescribeEvalResultExportTask"])
+def test_an_export_answer_for_another_export_changes_neither(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """A tracked export's answer naming another export is that ref's failure: before, it was
+    written as that other export's row (V1), and the asked one's left as it was."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10, eval_export_tasks=2)
+    v2 = call.startswith("Describe")
+    kind = "eval_result_export_task" if v2 else "eval_result_export"
+    refs = [str(k) for k in catalog.keys(kind)]
+    id_field = "taskId" if v2 else "exportID"
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        result = ANSWER(self, route, action, body, f)
+        if (action if v2 else route) == call:
+            asked = str(body["taskId" if v2 else "exportID"])
+            other = next(r for r in refs if r != asked)
+            return {**result, id_field: other if v2 else int(other)}
+        return result
+
+    kinds = ["eval_result_export_task"] if v2 else ["eval_result_export"]
+    with fake_console(catalog) as server:
+        assert sync(db_url, server, kinds=kinds, eval_export_ids=refs).status == "success"
+        before = stored_rows(db_url)[kind]
+        for key in refs:
+            catalog.change(kind, catalog.keys(kind)[refs.index(key)], random.Random(key))
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        summary = sync(db_url, server, kinds=kinds, eval_export_ids=refs)
+    assert summary.status == "partial"
+    assert stored_rows(db_url)[kind] == before
+    assert any("the answer is not for" in m for m in _errors(summary, db_url))
+
+
+def test_a_new_export_id_answered_for_another_is_refused_before_the_run(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new ``--eval-export-id`` is asked before it is tracked; an answer for another export
+    refuses it (exit 4) instead of tracking an id whose every run would fail."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10)
+    refs = [str(k) for k in catalog.keys("eval_result_export")]
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        result = ANSWER(self, route, action, body, f)
+        if "exportID" in body:
+            return {**result, "exportID": int(refs[0]), "exportIDStr": refs[0]}
+        return result
+
+    with fake_console(catalog) as server:
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        with pytest.raises(ConfigError, match=f"unknown --eval-export-id '{refs[1]}'.*not for"):
+            sync(db_url, server, eval_export_ids=[refs[1]])

@@ -23,7 +23,7 @@ from sqlalchemy import Column, ColumnElement, String, Text
 
 from catalog.documented import fields
 from catalog.events import Client
-from catalog.kinds.base import DeleteView, Kind, RefReader, read_tracked
+from catalog.kinds.base import DeleteView, Kind, RefReader, answers_for, read_tracked
 from catalog.normalize import (
     NormalizeError,
     as_text,
@@ -94,7 +94,9 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fetch(client: Client, ref: str) -> dict[str, Any]:
-    return client.call(CALL, {"taskId": ref}, ROUTE)
+    obj = client.call(CALL, {"taskId": ref}, ROUTE)
+    answers_for(obj, "taskId", ref)
+    return obj
 
 
 READER = RefReader(
