@@ -420,3 +420,26 @@ def test_a_new_export_id_answered_for_another_is_refused_before_the_run(
         monkeypatch.setattr(FakeServer, "answer", answer)
         with pytest.raises(ConfigError, match=f"unknown --eval-export-id '{refs[1]}'.*not for"):
             sync(db_url, server, eval_export_ids=[refs[1]])
+
+
+def test_a_preset_service_a_partial_preset_answer_left_out_is_kept_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DescribePresetServices documents no paging: an answer listing only some presets, with
+    nothing to say so, deleted the others. Asked for the missing one alone (``serviceIds``), it
+    answers it: kept that run."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10)
+    presets = [str(k) for k in catalog.keys("preset_service")]
+    assert len(presets) >= 2
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        result = ANSWER(self, route, action, body, f)
+        if action == "DescribePresetServices" and not body.get("serviceIds"):
+            result["serviceList"] = [s for s in result["serviceList"]
+                                     if s["serviceId"] != presets[0]]
+        return result
+
+    summary, before, recorded = _resync_with(db_url, monkeypatch, catalog, answer)
+    assert summary.status == "success" and summary.kinds["service"].deleted == 0
+    assert not [c for c in recorded if c["operation"] == "delete"]
+    assert set(stored_rows(db_url)["service"]) == set(before["service"])

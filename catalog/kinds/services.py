@@ -220,9 +220,18 @@ _described = answered_by(DETAIL, "serviceId", "serviceId", ROUTE)
 
 
 def _confirm(client: Client, key: str, stored: Mapping[str, Any]) -> bool:
-    """A custom service by its detail call; a preset one not at all: its listing is one answer
-    (no pages to shift under it), and DescribeService documents custom ids (``svco-``)."""
-    return not stored["is_preset"] and _described(client, key, stored)
+    """A custom service by its detail call; a preset one by the preset call asked for it alone
+    (its documented ``serviceIds``): an answer that lists some presets only, with nothing to
+    say so (no paging is documented), would otherwise delete the others."""
+    if not stored["is_preset"]:
+        return _described(client, key, stored)
+    try:
+        items = client.call(PRESETS, {"serviceIds": [key]}, ROUTE).get("serviceList")
+    except ApiError:
+        return False
+    return isinstance(items, list) and any(
+        isinstance(i, dict) and str(i.get("serviceId")) == key for i in items
+    )
 
 
 KIND = Kind(
