@@ -265,9 +265,9 @@ def create_engine_for(
         if immediate:
             engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign,assignment]
     if backend == "postgresql" and idle_seconds is not None:
-        event.listen(
-            engine, "connect", partial(_keep_idle_transactions, ms=math.ceil(idle_seconds * 1000))
-        )
+        limit = 2**31 - 1  # the setting's largest value (ms), for --commit-interval inf
+        ms = min(math.ceil(idle_seconds * 1000), limit) if math.isfinite(idle_seconds) else limit
+        event.listen(engine, "connect", partial(_keep_idle_transactions, ms=ms))
     return engine
 
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, select
+from sqlalchemy import ColumnElement, Table, or_, select
 
 from catalog import killpoints
 from catalog.errors import CatalogError, ExitCode, Interrupted
-from catalog.events import Client
+from catalog.events import KEPT_ONCE, Client
 from catalog.kinds import REGISTRY
 from catalog.schema import SPECS
 from catalog.store import Store
@@ -37,12 +37,14 @@ class _View:
         scoped: bool,
         tracked: Sequence[str],
         conditions: dict[str, ColumnElement[bool]],
+        parents: bool,
     ) -> None:
         self.store = store
         self.scoped = scoped
         self.tracked = tracked
         self._whole = whole
         self._conditions = conditions
+        self._parents = parents
 
     def table(self, kind: str) -> Table:
         return SPECS[kind].table
@@ -54,7 +56,7 @@ class _View:
         return self.store.scope_keys(kind)
 
     def gone(self, kind: str) -> Any | None:
-        condition = self._conditions.get(kind)
+        condition = self._conditions.get(kind) if self._parents else None
         if condition is None:
             return None
         return select(SPECS[kind].key_column).where(self.store.unseen(kind, condition))
@@ -67,11 +69,15 @@ def conditions(
     scoped: bool,
     tracked: Sequence[str],
     kinds: Collection[str],
+    parents: bool = True,
 ) -> dict[str, ColumnElement[bool]]:
     """Per kind read in full this run (chosen, allowed), its delete condition; parents first,
-    so a child's condition can name the parents this run deletes."""
+    so a child's condition can name the parents this run deletes. ``parents=False``: only
+    what the kind's own completed listings did not name, not the children of deleted parents
+    (what ``confirm`` asks about: a child goes with its parent, and no later listing of its
+    own would name it again)."""
     out: dict[str, ColumnElement[bool]] = {}
-    view = _View(store, whole, scoped, tracked, out)
+    view = _View(store, whole, scoped, tracked, out, parents)
     for kind in REGISTRY.values():
         if kind.deletes is None or kind.name not in kinds:
             continue
@@ -81,25 +87,36 @@ def conditions(
     return out
 
 
-#: The stored answer hash of an entity a complete listing did not name while its own detail call
-#: still answered for it (``confirm``): kept that run, and not asked again. Any answer of a
-#: later run replaces it; missed again by a complete listing, the entity is deleted.
-KEPT_ONCE = "kept-once"
+#: Per kind: (entities the run would delete, entities alive before it).
+Counts = dict[str, tuple[int, int]]
+
+
+def count(store: Store, where: dict[str, ColumnElement[bool]]) -> Counts:
+    """What each condition would delete, children first (as ``apply`` deletes). A child's
+    delete does not change what its parents' conditions hold, so the counts stand."""
+    return {kind: store.count_unseen(kind, where[kind]) for kind in reversed(REGISTRY)
+            if kind in where}
+
+
+def too_many(counts: Counts, max_share: float) -> list[str]:
+    """The kinds that would lose more than ``max_share`` of what was alive, described."""
+    return [f"{kind} {doomed} of the {alive} there were before this run"
+            for kind, (doomed, alive) in counts.items() if doomed and doomed > max_share * alive]
 
 
 def confirm(
     store: Store,
-    where: dict[str, ColumnElement[bool]],
+    listed: dict[str, ColumnElement[bool]],
     client: Client,
     *,
-    max_share: float,
-    allow_mass_delete: bool,
     workers: int,
     stop: threading.Event,
     notify: Callable[..., None],
+    commit: Callable[[], None],
 ) -> dict[str, int]:
-    """Keep, this once, what a complete listing did not name but its own detail call still
-    answers for (``Kind.confirm``); per kind, how many were kept (each counts as seen).
+    """Keep, this once, what a complete listing did not name (``listed``: the conditions without
+    the children of deleted parents) but its own detail call still answers for
+    (``Kind.confirm``); per kind, how many were kept (each counts as seen).
 
     A listing read page by page is not read at one moment: the documents say neither how a
     listing is ordered nor what its marker is, so an entity that moves to a page already read
@@ -108,41 +125,49 @@ def confirm(
     delete and an insert in its history that never happened. The detail call tells the two
     apart unless the service still describes what it deleted: hence once only (``KEPT_ONCE``),
     so nothing deleted is kept for more than a run. An error answer keeps nothing: the delete
-    goes on as the listing decided. Nothing is asked for deletes the guard will refuse.
+    goes on as the listing decided.
+
+    The calls are made with no transaction open (``commit`` ends the one the counts began): on
+    SQLite it would hold the file's write lock, and on PostgreSQL it would sit idle in a
+    transaction, for as long as the calls and their retries take.
     """
-    kept: dict[str, int] = {}
-    for kind in (name for name in REGISTRY if name in where):  # parents first
-        ask = REGISTRY[kind].confirm
-        if ask is None:
-            continue
-        doomed, alive = store.count_unseen(kind, where[kind])
-        if not doomed or (doomed > max_share * alive and not allow_mass_delete):
+    asking: list[tuple[str, dict[str, Any]]] = []
+    for kind in (name for name in REGISTRY if name in listed):
+        if REGISTRY[kind].confirm is None:
             continue
         spec = SPECS[kind]
-        rows = [
-            dict(r) for r in store.conn.execute(
-                select(spec.table).where(store.unseen(kind, where[kind]))
-            ).mappings()
-            if r["raw_hash"] != KEPT_ONCE
-        ]
+        t = spec.table
+        mark = t.c.raw_hash
+        rows = store.conn.execute(
+            select(*(c for c in t.c if c.name != "raw")).where(
+                store.unseen(kind, listed[kind]), or_(mark.is_(None), mark != KEPT_ONCE)
+            )
+        ).mappings()
+        asking.extend((kind, dict(row)) for row in rows)
+    if not asking:
+        return {}
+    commit()
 
-        def still_there(row: dict[str, Any], ask: Any = ask, key_name: str = spec.key) -> bool:
-            if stop.is_set():
-                return False
-            return bool(ask(client, str(row[key_name]), row))
+    def still_there(item: tuple[str, dict[str, Any]]) -> bool:
+        kind, row = item
+        ask = REGISTRY[kind].confirm
+        assert ask is not None
+        return not stop.is_set() and ask(client, str(row[SPECS[kind].key]), row)
 
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            answered = list(pool.map(still_there, rows))
-        if stop.is_set():
-            raise Interrupted("interrupted before the deletes; nothing was deleted")
-        keys = [str(row[spec.key]) for row, yes in zip(rows, answered, strict=True) if yes]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        answered = list(pool.map(still_there, asking))
+    if stop.is_set():
+        raise Interrupted("interrupted before the deletes; nothing was deleted")
+    kept: dict[str, list[str]] = {}
+    for (kind, row), yes in zip(asking, answered, strict=True):
+        if yes:
+            kept.setdefault(kind, []).append(str(row[SPECS[kind].key]))
+    for kind, keys in kept.items():
         for key in keys:
             notify("kept", kind=kind, key=key)
-        if keys:
-            store.keep(kind, keys)
-            store.set_hash(kind, keys, KEPT_ONCE)
-            kept[kind] = len(keys)
-    return kept
+        store.keep(kind, keys)
+        store.set_hash(kind, keys, KEPT_ONCE)
+    return {kind: len(keys) for kind, keys in kept.items()}
 
 
 def apply(
@@ -151,32 +176,27 @@ def apply(
     *,
     max_share: float,
     allow_mass_delete: bool,
+    counts: Counts | None = None,
 ) -> dict[str, int]:
     """Mark deleted what each condition holds and the run did not see; per kind, how many.
 
     Refuses (nothing deleted) when a kind would lose more than ``max_share`` of what was
     alive before the run. Children go first: a child's condition reads its parents as alive.
+    ``counts``: what ``count`` gave, when nothing was marked seen since.
     """
-    order = [name for name in reversed(REGISTRY) if name in where]
-    too_many = []
-    #: Per kind, how many it would delete. A child's delete does not change what its parents'
-    #: conditions hold, so the counts stand, and a kind with none is not scanned a second time
-    #: (on a no-op re-sync that second scan of the whole kind is all a delete would cost).
-    doomed_of: dict[str, int] = {}
-    for kind in order:
-        doomed, alive = store.count_unseen(kind, where[kind])
-        doomed_of[kind] = doomed
-        if doomed and doomed > max_share * alive:
-            too_many.append(f"{kind} {doomed} of the {alive} there were before this run")
-    if too_many and not allow_mass_delete:
+    #: A kind with none to delete is not scanned a second time (on a no-op re-sync that second
+    #: scan of the whole kind is all a delete would cost).
+    doomed_of = counts if counts is not None else count(store, where)
+    refused = too_many(doomed_of, max_share)
+    if refused and not allow_mass_delete:
         raise MassDeleteRefused(
             f"refusing to delete more than {max_share:.0%} of an entity kind "
-            f"({', '.join(too_many)}); "
+            f"({', '.join(refused)}); "
             "nothing was deleted. If this is intended, run again with --allow-mass-delete"
         )
     deleted = {}
-    for kind in order:
-        deleted[kind] = store.delete_unseen(kind, where[kind]) if doomed_of[kind] else 0
+    for kind in doomed_of:  # children first
+        deleted[kind] = store.delete_unseen(kind, where[kind]) if doomed_of[kind][0] else 0
         if deleted[kind]:
             killpoints.reached("mid_delete")
     return deleted

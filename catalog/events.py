@@ -83,6 +83,11 @@ class Page:
 #: The hash a record is stored with when its detail call failed: it equals no answer, so the
 #: next run finds the answer "changed" and asks for the detail again.
 UNANSWERED = ""
+#: The hash of an entity a complete listing did not name while its own detail call still
+#: answered for it (``catalog.deletes.confirm``): kept that run, and not asked again. Any
+#: answer of a later run replaces it (a listing that names it, even with its detail call
+#: failing: ``Store.keep``); missed again by a complete listing, the entity is deleted.
+KEPT_ONCE = "kept-once"
 #: ``Record.incomplete``: the detail call failed; a stop came before it.
 FAILED, STOPPED = "failed", "stopped"
 

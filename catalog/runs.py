@@ -12,6 +12,7 @@ import datetime as dt
 import fcntl
 import os
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, Engine, case, func, select, text, update
 
 from catalog import redact
 from catalog.documented import DriftLog
-from catalog.errors import LockTimeout
+from catalog.errors import Interrupted, LockTimeout
 from catalog.schema import (
     DEFAULT_ACCOUNT,
     KINDS,
@@ -359,27 +360,31 @@ ACCOUNTS_REVISION = "0007"
 
 
 @contextmanager
-def legacy_lock(conn: Connection, timeout: float, poll: float = 0.2) -> Iterator[None]:
+def legacy_lock(
+    conn: Connection, deadline: float, stop: threading.Event, poll: float = 0.2
+) -> Iterator[None]:
     """PostgreSQL: also hold the lock of the versions before accounts, for a database whose
-    schema is from before them. A sync of such a version may still be running when the
-    upgraded one starts (its cron line came first); under the account's lock alone the new
-    sync marked that live run ``aborted`` and migrated and wrote beside it."""
-    deadline = time.monotonic() + max(timeout, 0.0)
+    schema is from before them, waiting until ``deadline`` (``time.monotonic()``: what is left
+    of ``--lock-timeout`` after the account's lock) unless ``stop`` is set. A sync of such a
+    version may still be running when the upgraded one starts (its cron line came first);
+    under the account's lock alone the new sync marked that live run ``aborted`` and
+    migrated and wrote beside it."""
     message = (
-        f"a sync of an earlier qianfan-catalog version is running on this database (waited "
-        f"{timeout:g}s): let it finish, or raise --lock-timeout"
+        "a sync of an earlier qianfan-catalog version is running on this database: let it "
+        "finish, or raise --lock-timeout"
     )
-    with _advisory(conn, "(:key)", {"key": LEGACY_LOCK_KEY}, deadline, message, poll):
+    with _advisory(conn, "(:key)", {"key": LEGACY_LOCK_KEY}, deadline, message, poll, stop):
         yield
 
 
 @contextmanager
 def _advisory(
     conn: Connection, args: str, keys: dict[str, int], deadline: float, message: str,
-    poll: float,
+    poll: float, stop: threading.Event | None = None,
 ) -> Iterator[None]:
     """A session advisory lock on ``conn`` (``args``: its key parameters), tried every ``poll``
-    seconds until ``deadline`` (then ``LockTimeout(message)``), held while the block runs."""
+    seconds until ``deadline`` (then ``LockTimeout(message)``) or a ``stop`` (``Interrupted``),
+    held while the block runs."""
     # Polled in autocommit: no transaction is held open between attempts, and the session's
     # last statement (pg_stat_activity) stays the lock attempt, not a ROLLBACK, so a waiting
     # sync can be told from outside.
@@ -389,7 +394,10 @@ def _advisory(
         while not conn.execute(text(f"SELECT pg_try_advisory_lock{args}"), keys).scalar():
             if time.monotonic() >= deadline:
                 raise LockTimeout(message)
-            time.sleep(poll)
+            if stop is None:
+                time.sleep(poll)
+            elif stop.wait(poll):
+                raise Interrupted("interrupted waiting for another sync; nothing was written")
     finally:
         conn.rollback()
         conn.execution_options(isolation_level=conn.default_isolation_level)

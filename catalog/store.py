@@ -47,6 +47,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,6 +56,7 @@ from sqlalchemy.sql.elements import True_, UnaryExpression
 from sqlalchemy.sql.selectable import ScalarSelect, TableValuedAlias
 
 from catalog.bulk import Bulk, driver_rows, has_json_each, one_of, pairs, pairs_json, to_json
+from catalog.events import KEPT_ONCE, UNANSWERED
 from catalog.kinds import REGISTRY
 from catalog.ledger import ANSWERED, Ledger
 from catalog.schema import DEFAULT_ACCOUNT, SPECS, KindSpec, changes
@@ -593,22 +595,35 @@ class Store:
             self._marked_only.discard(kind)
 
     def keep(self, kind: str, keys: Sequence[str]) -> None:
-        """Count ``keys`` as seen: a complete listing named them though their answers failed."""
+        """Count ``keys`` as seen: a complete listing named them though their answers failed.
+
+        One kept once (``KEPT_ONCE``) by the last run is named again: the mark goes (the next
+        run asks its answer again), or a later miss would delete it without asking."""
         if not keys:
             return
         self._seen_changed(kind)  # a kept key may name a deleted row, or none
         self._inexact.add(kind)  # and one its ledger may count too
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
+        self.set_hash(kind, keys, UNANSWERED, only=KEPT_ONCE)
 
-    def set_hash(self, kind: str, keys: Sequence[str], digest: str, chunk: int = 500) -> None:
+    def set_hash(
+        self, kind: str, keys: Sequence[str], digest: str, *, only: str | None = None,
+        chunk: int = 500,
+    ) -> None:
         """Store ``digest`` as the answer hash of ``keys`` (no history: the hash is not tracked),
-        so that the next run takes whatever it is answered as changed."""
+        so that the next run takes whatever it is answered as changed; ``only``: of those whose
+        hash is that."""
         spec = SPECS[kind]
         t = spec.table
+        which = t.c.raw_hash == only if only is not None else true()
+        column = t.c[spec.key]
+        key: ColumnElement[Any] = column  # keys come as text: an export's number too
+        if not isinstance(column.type, String):
+            key = cast(column, String)
         for start in range(0, len(keys), chunk):
             self.conn.execute(
                 update(t)
-                .where(t.c.account == self.account, t.c[spec.key].in_(keys[start : start + chunk]))
+                .where(t.c.account == self.account, key.in_(keys[start : start + chunk]), which)
                 .values(raw_hash=digest)
             )
 

@@ -496,23 +496,29 @@ class _Run:
         where = deletes.conditions(
             store, self.whole_listings, scoped=scoped, tracked=tracked, kinds=kinds
         )
-        kept = deletes.confirm(
-            store,
-            where,
-            self.client,
-            max_share=self.options.max_delete_share,
-            allow_mass_delete=self.options.allow_mass_delete,
-            workers=self.options.workers,
-            stop=self.stop,
-            notify=self.notify,
-        )
-        for kind, n in kept.items():
-            self.counts[kind].seen += n
+        counts = deletes.count(store, where)
+        kept: dict[str, int] = {}
+        if any(doomed for doomed, _ in counts.values()) and (
+            self.options.allow_mass_delete
+            or not deletes.too_many(counts, self.options.max_delete_share)
+        ):  # a delete the guard refuses asks nothing
+            listed = deletes.conditions(
+                store, self.whole_listings, scoped=scoped, tracked=tracked, kinds=kinds,
+                parents=False,
+            )
+            kept = deletes.confirm(
+                store, listed, self.client, workers=self.options.workers, stop=self.stop,
+                notify=self.notify, commit=self.commit,
+            )
+            for kind, n in kept.items():
+                self.counts[kind].seen += n
         deleted = deletes.apply(
             store,
             where,
             max_share=self.options.max_delete_share,
             allow_mass_delete=self.options.allow_mass_delete,
+            # what was kept is no longer to delete, nor its children: counted again
+            counts=None if kept else counts,
         )
         for kind, n in deleted.items():
             self.counts[kind].deleted += n
@@ -613,6 +619,7 @@ def run_sync(
     try:
         db.stop_waits(conn, stop)
         open_recorder(options, client)
+        lock_deadline = time.monotonic() + options.lock_timeout
         if not fresh:
             locked.enter_context(runs.writer_lock(conn, options.lock_timeout, options.account))
         with locked, _stop_on_signals(stop), _steady_collector():
@@ -630,7 +637,7 @@ def run_sync(
                 conn.dialect.name == "postgresql"
             ):
                 # SQLite's lock file is the same for both; PostgreSQL's keys are not.
-                locked.enter_context(runs.legacy_lock(conn, options.lock_timeout))
+                locked.enter_context(runs.legacy_lock(conn, lock_deadline, stop))
             known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
             if first is None:  # an existing database: the calls come under the account's lock
                 # ... but not inside a transaction: on SQLite the writer's holds the file's

@@ -9,15 +9,19 @@ deleted or their columns set to NULL.
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from catalog.deletes import MassDeleteRefused
 from catalog.errors import ConfigError, Interrupted
+from catalog.events import KEPT_ONCE
 from catalog.fake.catalog import FakeCatalog
-from catalog.fake.server import FakeServer, _Reply
+from catalog.fake.server import FakeServer, V2Error, _Reply
 from catalog.schema import SPECS, changes, sync_errors, sync_runs
 from catalog.sync import RunSummary, run_sync
 from tests.helpers import fake_console, options, stored_rows, sync, table_rows
@@ -32,13 +36,17 @@ def _resync_with(
     catalog: FakeCatalog,
     answer: Answer | None = None,
     reply: Callable[..., _Reply] | None = None,
+    between: Callable[[], None] | None = None,
     **kw: Any,
 ) -> tuple[RunSummary, dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:
-    """A clean sync, then one with the fake answering through ``answer`` (or ``reply``): that
-    run's summary, the rows stored before it, and the change rows it recorded."""
+    """A clean sync, then (after ``between``) one with the fake answering through ``answer`` (or
+    ``reply``): that run's summary, the rows stored before it, and the change rows it
+    recorded."""
     with fake_console(catalog) as server:
         assert sync(db_url, server, max_attempts=1, **kw).status == "success"
         before = stored_rows(db_url)
+        if between is not None:
+            between()
         if answer is not None:
             monkeypatch.setattr(FakeServer, "answer", answer)
         if reply is not None:
@@ -175,8 +183,9 @@ def test_an_export_answer_without_has_record_keeps_the_stored_export(
 def test_a_report_whose_units_the_catalog_cannot_tell_apart_is_kept(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Units are keyed by task, model (or dataset) and mode, no documented field telling two
-    apart: a report with two alike was stored as one unit, the other's metrics lost."""
+    """Units are keyed by task, what they evaluated and mode, no documented field telling two
+    apart: a report with two alike was stored as one unit, the other's metrics lost. It fails
+    instead, and the units stored stay as they were."""
     catalog = FakeCatalog.generate(seed=1, comp_tasks=10)
     doubled: list[str] = []
 
@@ -188,14 +197,43 @@ def test_a_report_whose_units_the_catalog_cannot_tell_apart_is_kept(
             return [*result, twin]
         return result
 
-    with fake_console(catalog) as server:
-        monkeypatch.setattr(FakeServer, "answer", answer)
-        summary = sync(db_url, server, max_attempts=1)
-    assert doubled, "no evaluation task has a report"
+    def edit() -> None:  # each task changes, so that each ended one's report is asked again
+        for key in catalog.keys("eval_task"):
+            catalog.patch("eval_task", key, fields={"description": f"edited {key}"})
+
+    summary, before, recorded = _resync_with(db_url, monkeypatch, catalog, answer, between=edit)
+    assert doubled and before["eval_task_report"], "no evaluation task has a report"
     assert summary.status == "partial"
-    stored = stored_rows(db_url)["eval_task_report"]
-    assert not [u for u in stored.values() if u["task_id"] in doubled]
+    assert stored_rows(db_url)["eval_task_report"] == before["eval_task_report"]
+    assert not [c for c in recorded if c["kind"] == "eval_task_report"]
     assert any("two units evaluate the same" in m for m in _errors(summary, db_url))
+
+
+def test_units_of_two_object_types_naming_one_model_are_two_units(db_url: str) -> None:
+    """REFERENCE §7 lists ``modelId`` and ``inferDatasetId`` on every unit, and
+    ``evalObjectType`` says which was evaluated: an ``inferDataset`` unit naming the model that
+    produced the dataset is not that model's unit (both were keyed by the model)."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10)
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        result = ANSWER(self, route, action, body, f)
+        if action == "DescribeEvalTaskReport" and result:
+            model = {**result[0], "evalObjectType": "model", "modelId": "amv-x",
+                     "inferDatasetId": ""}
+            dataset = {**model, "evalObjectType": "inferDataset", "inferDatasetId": "ds-1",
+                       "effectMetric": {"accuracy": 0.5}}
+            return [model, dataset]
+        return result
+
+    with fake_console(catalog) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FakeServer, "answer", answer)
+        summary = sync(db_url, server, max_attempts=1)
+    assert summary.status == "success"
+    per_task: dict[str, list[str]] = {}
+    for unit in stored_rows(db_url)["eval_task_report"].values():
+        per_task.setdefault(unit["task_id"], []).append(unit["eval_object_type"])
+    assert per_task, "no evaluation task has a report"
+    assert all(sorted(types) == ["inferDataset", "model"] for types in per_task.values())
 
 
 def test_a_set_naming_a_padded_version_id_keeps_its_versions(
@@ -339,33 +377,186 @@ def test_an_entity_kept_once_is_logged_as_a_warning() -> None:
     assert "compression_task amva-1 is missing from its complete listing" in seen[0][2]
 
 
+def _hiding(kind: str, keys: set[str]) -> Answer:
+    """The fake's answers, less ``keys`` in the listing of ``kind`` (their detail calls still
+    answer them: the listing missed them while it was read)."""
+    call, list_key, id_field, _, _ = LISTS[kind]
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        result = ANSWER(self, route, action, body, f)
+        if action == call:
+            result[list_key] = [i for i in result[list_key] if str(i[id_field]) not in keys]
+        return result
+
+    return answer
+
+
 def test_a_stop_while_deletes_are_confirmed_deletes_nothing(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A signal while the detail calls before the deletes are asked ends the run there:
-    ``interrupted``, nothing deleted, nothing marked kept."""
+    ``interrupted``, nothing deleted, nothing marked kept (each would have been: their detail
+    calls answer)."""
     catalog = FakeCatalog.generate(seed=1, comp_tasks=30)
-    gone = [str(k) for k in catalog.keys("compression_task")[:3]]
+    missed = {str(k) for k in catalog.keys("compression_task")[:3]}
     stop = threading.Event()
+    hidden = _hiding("compression_task", missed)
 
     def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
-        if action == "DescribeModelCompTask" and body["modelCompTaskId"] in gone:
+        if action == "DescribeModelCompTask" and body["modelCompTaskId"] in missed:
             stop.set()  # the signal comes while the first of them is asked
-        return ANSWER(self, route, action, body, f)
+        return hidden(self, route, action, body, f)
 
     with fake_console(catalog) as server:
         assert sync(db_url, server).status == "success"
         before = stored_rows(db_url)
-        for key in gone:
-            catalog.remove("compression_task", key)
         monkeypatch.setattr(FakeServer, "answer", answer)
         with pytest.raises(Interrupted, match="before the deletes; nothing was deleted"):
-            run_sync(options(db_url, server), stop=stop)
+            run_sync(options(db_url, server, workers=1), stop=stop)
     assert stored_rows(db_url)["compression_task"] == before["compression_task"]
-    runs_ = table_rows(db_url, sync_runs)
-    assert [r["status"] for r in runs_] == ["success", "interrupted"]
+    assert [r["status"] for r in table_rows(db_url, sync_runs)] == ["success", "interrupted"]
     rows = table_rows(db_url, SPECS["compression_task"].table)
-    assert not [r for r in rows if r["raw_hash"] == "kept-once"]
+    assert not [r for r in rows if r["raw_hash"] == KEPT_ONCE]
+
+
+def test_the_tasks_of_a_deleted_job_go_with_it_unasked(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fine-tuning jobs have no detail call: one its listing no longer names is deleted, and its
+    tasks with it. Asked about and kept, they were in no delete scope afterwards (their job
+    neither alive nor listed): kept for ever."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10, tasks_per_job=2)
+    job = str(catalog.keys("fine_tuning_job")[0])
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        result = ANSWER(self, route, action, body, f)
+        if action == "DescribeFineTuningJobs":
+            result["jobList"] = [j for j in result["jobList"] if str(j["jobId"]) != job]
+        return result
+
+    tasks = {str(t["taskId"]) for t in catalog.items("fine_tuning_task")
+             if str(t["jobId"]) == job}
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        n = len(server.calls)
+        summary = sync(db_url, server)
+        asked = {c.body.get("taskId") for c in server.calls[n:]
+                 if c.action == "DescribeFineTuningTask"}
+    assert tasks and not asked & tasks
+    assert summary.kinds["fine_tuning_job"].deleted == 1
+    assert summary.kinds["fine_tuning_task"].deleted == len(tasks)
+    rows = table_rows(db_url, SPECS["fine_tuning_task"].table)
+    assert {str(r["task_id"]) for r in rows if r["deleted_at"] is not None} == tasks
+
+
+def test_the_confirm_calls_hold_no_transaction(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detail calls before the deletes are made with the writer's transaction ended: on
+    SQLite it held the file's write lock (another account's sync could not write), on
+    PostgreSQL it sat idle in a transaction as long as the calls took."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=30)
+    missed = {str(catalog.keys("compression_task")[2])}
+    hidden = _hiding("compression_task", missed)
+    looked: list[str] = []
+
+    def state() -> str:
+        if db_url.startswith("sqlite"):
+            other = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # fails at once if the sync holds the lock
+                other.rollback()
+                return "free"
+            except sqlite3.OperationalError as exc:
+                return str(exc)
+            finally:
+                other.close()
+        engine = create_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                # The writer's session; the hash reader's scans (a cursor of their own, read
+                # apart from the run's transactions) may still be going on in a run this short.
+                busy = conn.execute(text(
+                    "SELECT query FROM pg_stat_activity WHERE application_name = :app "
+                    "AND state = 'idle in transaction' AND query NOT LIKE :scan"),
+                    {"app": "qianfan-catalog", "scan": '%"catalog_scan"%'}).scalars()
+                return "free" if not (idle := list(busy)) else f"idle in transaction: {idle}"
+        finally:
+            engine.dispose()
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        if action == "DescribeModelCompTask" and body["modelCompTaskId"] in missed:
+            looked.append(state())
+        return hidden(self, route, action, body, f)
+
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        assert sync(db_url, server, workers=1).status == "success"
+    assert looked == ["free"]
+
+
+def test_a_kept_entity_named_again_without_its_detail_loses_the_mark(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept once, then named by a listing whose detail call fails (kept as stored): the mark
+    goes, so that a later miss asks again instead of deleting without asking."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10, eval_tasks=8)
+    missed = str(catalog.keys("eval_task")[2])
+    hidden = _hiding("eval_task", {missed})
+
+    def failing(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        if action == "DescribeEvalTask" and body["taskId"] == missed:
+            raise V2Error(500, "InternalError", "busy")
+        return ANSWER(self, route, action, body, f)
+
+    def mark() -> str:
+        rows = table_rows(db_url, SPECS["eval_task"].table)
+        return next(r["raw_hash"] for r in rows if str(r["task_id"]) == missed)
+
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        monkeypatch.setattr(FakeServer, "answer", hidden)
+        assert sync(db_url, server).status == "success" and mark() == KEPT_ONCE
+        catalog.patch("eval_task", missed, fields={"description": "edited"})
+        monkeypatch.setattr(FakeServer, "answer", failing)
+        assert sync(db_url, server, max_attempts=1).status == "partial"
+        assert mark() != KEPT_ONCE
+        monkeypatch.setattr(FakeServer, "answer", hidden)
+        n = len(server.calls)
+        last = sync(db_url, server)
+        asked = [c for c in server.calls[n:] if c.action == "DescribeEvalTask"
+                 and c.body["taskId"] == missed]
+    assert asked and last.kinds["eval_task"].deleted == 0
+
+
+def test_deletes_the_guard_refuses_ask_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one kind over ``--max-delete-share`` the run deletes nothing: no entity of any kind
+    is asked about, nor reported kept."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=30, eval_tasks=8)
+    tasks = {str(k) for k in catalog.keys("compression_task")[:20]}
+    missed = str(catalog.keys("eval_task")[2])
+    hide_tasks, hide_eval = _hiding("compression_task", tasks), _hiding("eval_task", {missed})
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        if action == "DescribeEvalTasks":
+            return hide_eval(self, route, action, body, f)
+        return hide_tasks(self, route, action, body, f)
+
+    kept: list[Any] = []
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        n = len(server.calls)
+        with pytest.raises(MassDeleteRefused):
+            run_sync(options(db_url, server),
+                     observer=lambda name, d: kept.append(d) if name == "kept" else None)
+        asked = [c for c in server.calls[n:] if c.action == "DescribeEvalTask"
+                 or c.body.get("modelCompTaskId") in tasks]
+    assert not asked and not kept
 
 
 @pytest.mark.parametrize("call", ["/wenxinworkshop/modelrepo/eval/result/export/info",
@@ -427,7 +618,7 @@ def test_a_preset_service_a_partial_preset_answer_left_out_is_kept_once(
 ) -> None:
     """DescribePresetServices documents no paging: an answer listing only some presets, with
     nothing to say so, deleted the others. Asked for the missing one alone (``serviceIds``), it
-    answers it: kept that run."""
+    answers it: kept that run; left out again next run, it is deleted without asking."""
     catalog = FakeCatalog.generate(seed=1, comp_tasks=10)
     presets = [str(k) for k in catalog.keys("preset_service")]
     assert len(presets) >= 2
@@ -439,7 +630,22 @@ def test_a_preset_service_a_partial_preset_answer_left_out_is_kept_once(
                                      if s["serviceId"] != presets[0]]
         return result
 
-    summary, before, recorded = _resync_with(db_url, monkeypatch, catalog, answer)
-    assert summary.status == "success" and summary.kinds["service"].deleted == 0
-    assert not [c for c in recorded if c["operation"] == "delete"]
-    assert set(stored_rows(db_url)["service"]) == set(before["service"])
+    def alone(server: FakeServer, since: int) -> list[Any]:
+        return [c.body.get("serviceIds") for c in server.calls[since:]
+                if c.action == "DescribePresetServices" and c.body.get("serviceIds")]
+
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        before = stored_rows(db_url)["service"]
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        n = len(server.calls)
+        second = sync(db_url, server)
+        assert alone(server, n) == [[presets[0]]]
+        assert second.status == "success" and second.kinds["service"].deleted == 0
+        assert set(stored_rows(db_url)["service"]) == set(before)
+        rows = table_rows(db_url, SPECS["service"].table)
+        assert {str(r["service_id"]) for r in rows if r["raw_hash"] == KEPT_ONCE} == {presets[0]}
+        n = len(server.calls)
+        third = sync(db_url, server)
+        assert not alone(server, n) and third.kinds["service"].deleted == 1
+

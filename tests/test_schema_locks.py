@@ -25,8 +25,9 @@ from catalog import db, runs
 from catalog.cli import cli
 from catalog.errors import DatabaseError, ExitCode, Interrupted, LockTimeout
 from catalog.fake.catalog import FakeCatalog
+from catalog.sync import run_sync
 from tests._proc import cli_env, popen_cli, sync_argv
-from tests.helpers import AK, SK, fake_console, sync
+from tests.helpers import AK, SK, fake_console, options, sync
 
 pytestmark = pytest.mark.postgresql
 
@@ -295,3 +296,39 @@ def test_a_sync_of_a_version_before_accounts_still_running_is_waited_for(pg_url:
     finally:
         old.dispose()
     assert _revision(pg_url) == db.SCHEMA_HEAD
+
+
+def test_a_stop_ends_the_wait_for_a_sync_of_a_version_before_accounts(pg_url: str) -> None:
+    """The wait for the older versions' lock ends at a signal (exit 9 at once, not at
+    ``--lock-timeout``), and it shares ``--lock-timeout`` with the account's lock."""
+    _at_revision(pg_url, "0006")
+    old = create_engine(pg_url)
+    stop = threading.Event()
+    try:
+        with old.connect() as holder, fake_console(FakeCatalog.generate(seed=1)) as server:
+            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": runs.LEGACY_LOCK_KEY})
+            holder.commit()
+            timer = threading.Timer(1.0, stop.set)
+            timer.start()
+            started = time.monotonic()
+            with pytest.raises(Interrupted, match="waiting for another sync; nothing was written"):
+                run_sync(options(pg_url, server, lock_timeout=60), stop=stop)
+            assert time.monotonic() - started < 10
+            timer.cancel()
+    finally:
+        old.dispose()
+    assert _revision(pg_url) == "0006"
+
+
+def test_an_endless_commit_interval_keeps_the_settings_largest_value(pg_url: str) -> None:
+    """``--commit-interval`` takes any float, ``inf`` too: the idle timeout is then
+    PostgreSQL's largest (an int of milliseconds), not an overflow."""
+    _database_setting(pg_url, "idle_in_transaction_session_timeout", "300ms")
+    engine = db.writer_engine(pg_url, float("inf"))
+    try:
+        with engine.connect() as conn:
+            shown = conn.execute(text("SELECT setting FROM pg_settings WHERE name = :n"),
+                                 {"n": "idle_in_transaction_session_timeout"}).scalar_one()
+    finally:
+        engine.dispose()
+    assert int(shown) == 2**31 - 1

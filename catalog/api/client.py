@@ -222,8 +222,8 @@ def parse_answer(
 
     code = body.get("code")
     if status < 300 and code not in (None, 0, "0", ""):
-        # The documents put code and message next to requestId on an error (REFERENCE §0),
-        # the preset set listing's page on any answer; an error sent with HTTP 200 and a
+        # The documents put code and message next to requestId on an error (REFERENCE §0, and
+        # the preset set listing's page: "for errors"); an error sent with HTTP 200 and a
         # result beside it (an empty page that says it is the last) would otherwise delete.
         raise fail(_text(body.get("message")) or "error without a message", _text(code))
 

@@ -60,8 +60,15 @@ CALLS = {
 
 
 def unit_id(obj: Mapping[str, Any]) -> str:
+    """The catalog's key of one unit (none is documented): its task, what it evaluated and its
+    mode. What it evaluated is the id its ``evalObjectType`` names (REFERENCE §7 lists both ids
+    on every unit: an ``inferDataset`` unit naming the model that produced the dataset was keyed
+    as that model's own unit), else whichever id it has."""
     task_id = require_id(obj, "taskId")
-    target = obj.get("modelId") or obj.get("inferDatasetId") or "-"
+    if obj.get("evalObjectType") == "inferDataset" and obj.get("inferDatasetId"):
+        target = obj["inferDatasetId"]
+    else:
+        target = obj.get("modelId") or obj.get("inferDatasetId") or "-"
     return f"{task_id}/{target}/{obj.get('evalMode') or '-'}"
 
 
