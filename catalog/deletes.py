@@ -107,6 +107,7 @@ def too_many(counts: Counts, max_share: float) -> list[str]:
 def confirm(
     store: Store,
     listed: dict[str, ColumnElement[bool]],
+    counts: Counts,
     client: Client,
     *,
     workers: int,
@@ -116,7 +117,8 @@ def confirm(
 ) -> dict[str, int]:
     """Keep, this once, what a complete listing did not name (``listed``: the conditions without
     the children of deleted parents) but its own detail call still answers for
-    (``Kind.confirm``); per kind, how many were kept (each counts as seen).
+    (``Kind.confirm``); per kind, how many were kept (each counts as seen). ``counts``: what
+    ``count`` gave for the whole conditions (a kind with none to delete is not read).
 
     A listing read page by page is not read at one moment: the documents say neither how a
     listing is ordered nor what its marker is, so an entity that moves to a page already read
@@ -129,11 +131,12 @@ def confirm(
 
     The calls are made with no transaction open (``commit`` ends the one the counts began): on
     SQLite it would hold the file's write lock, and on PostgreSQL it would sit idle in a
-    transaction, for as long as the calls and their retries take.
+    transaction, for as long as the calls and their retries take. (A dry run's stays open:
+    everything it wrote is rolled back at its end.)
     """
     asking: list[tuple[str, dict[str, Any]]] = []
     for kind in (name for name in REGISTRY if name in listed):
-        if REGISTRY[kind].confirm is None:
+        if REGISTRY[kind].confirm is None or not counts.get(kind, (0, 0))[0]:
             continue
         spec = SPECS[kind]
         t = spec.table

@@ -507,7 +507,7 @@ class _Run:
                 parents=False,
             )
             kept = deletes.confirm(
-                store, listed, self.client, workers=self.options.workers, stop=self.stop,
+                store, listed, counts, self.client, workers=self.options.workers, stop=self.stop,
                 notify=self.notify, commit=self.commit,
             )
             for kind, n in kept.items():
