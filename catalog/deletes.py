@@ -168,8 +168,7 @@ def confirm(
     for kind, keys in kept.items():
         for key in keys:
             notify("kept", kind=kind, key=key)
-        store.keep(kind, keys)
-        store.set_hash(kind, keys, KEPT_ONCE)
+        store.keep(kind, keys, once=True)
     return {kind: len(keys) for kind, keys in kept.items()}
 
 

@@ -594,19 +594,24 @@ class Store:
         if not marking:
             self._marked_only.discard(kind)
 
-    def keep(self, kind: str, keys: Sequence[str]) -> None:
-        """Count ``keys`` as seen: a complete listing named them though their answers failed.
+    def keep(self, kind: str, keys: Sequence[str], *, once: bool = False) -> None:
+        """Count ``keys`` as seen: a complete listing named them though their answers failed,
+        or (``once``) none did while their own detail calls answered for them, which marks them
+        ``KEPT_ONCE`` (``catalog.deletes.confirm``).
 
-        One kept once (``KEPT_ONCE``) by the last run is named again: the mark goes (the next
-        run asks its answer again), or a later miss would delete it without asking."""
+        One kept once by the last run that a listing names again loses the mark (the next run
+        asks its answer again), or a later miss would delete it without asking."""
         if not keys:
             return
         self._seen_changed(kind)  # a kept key may name a deleted row, or none
         self._inexact.add(kind)  # and one its ledger may count too
         self._prepared(kind, "seen").execute(self.conn, [{"entity_key": key} for key in keys])
-        self.set_hash(kind, keys, UNANSWERED, only=KEPT_ONCE)
+        if once:
+            self._set_hash(kind, keys, KEPT_ONCE)
+        else:
+            self._set_hash(kind, keys, UNANSWERED, only=KEPT_ONCE)
 
-    def set_hash(
+    def _set_hash(
         self, kind: str, keys: Sequence[str], digest: str, *, only: str | None = None,
         chunk: int = 500,
     ) -> None:

@@ -73,8 +73,9 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
 def _fetch(client: Client, ref: str) -> dict[str, Any]:
     """The export's state; an answer for another export (neither its ``exportID`` nor its
     ``exportIDStr`` the ref) is this ref's failure, not a row written over that export's."""
-    obj = client.call_v1(PATH, eval_ref_body(ref))
-    asked = str(eval_ref_body(ref)["exportID"])  # "096" asks for 96
+    body = eval_ref_body(ref)
+    obj = client.call_v1(PATH, body)
+    asked = str(body["exportID"])  # "096" asks for 96
     if asked not in (str(obj.get("exportID")), str(obj.get("exportIDStr"))):
         raise NormalizeError(
             f"the answer is not for {ref}: its exportID is {obj.get('exportID')!r}"
