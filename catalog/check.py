@@ -189,9 +189,9 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
 def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
     """Per kind, one cheap call: may this key read it? A read-only key, for one, may not read
     export states (the documents give DescribeModelExportTask to FullControl policies only)."""
+    from catalog.kinds import REGISTRY
     from catalog.kinds.model_exports import EXPORT
     from catalog.kinds.model_versions import ACTIONS as VERSION_ACTIONS
-    from catalog.walk import POLICIES
 
     results = [CheckResult("model_set", True, "readable (DescribeCustomModelSets)")]
     model_id = next(
@@ -221,7 +221,7 @@ def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
                         name,
                         False,
                         f"not allowed: {exc}",
-                        f"give the key {POLICIES[kind]}, or leave {kind} out with "
+                        f"give the key {REGISTRY[kind].policy}, or leave {kind} out with "
                         f"`sync --kinds` (a sync reads the other kinds and warns once)",
                     )
                 )

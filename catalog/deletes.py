@@ -16,15 +16,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, or_, select
 
 from catalog import killpoints
-from catalog.errors import CatalogError, ExitCode, Interrupted
+from catalog.errors import Interrupted, MassDeleteRefused
 from catalog.events import KEPT_ONCE, Client
 from catalog.kinds import REGISTRY
 from catalog.schema import SPECS
 from catalog.store import Store
-
-
-class MassDeleteRefused(CatalogError):
-    exit_code = ExitCode.MASS_DELETE
 
 
 class _View:

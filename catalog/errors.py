@@ -49,6 +49,12 @@ class LockTimeout(CatalogError):
     exit_code = ExitCode.LOCKED
 
 
+class MassDeleteRefused(CatalogError):
+    """The delete guard tripped: the run deleted nothing and says how to let it through."""
+
+    exit_code = ExitCode.MASS_DELETE
+
+
 class Interrupted(CatalogError):
     """A signal stopped the run; what was fetched before it is written, nothing is deleted."""
 

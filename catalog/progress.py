@@ -93,7 +93,6 @@ class Progress:
         self.stream = stream
         self.clock = clock
         self.width = width
-        self.started = clock()
         self.done: Counter[str] = Counter()
         self.totals: dict[str, int] = {}
         self.version_total = 0  # the sets' modelIds so far: a total once every set is counted
@@ -133,7 +132,6 @@ class Progress:
                 if data.get("kind") == "model_set" and data.get("entity_id"):
                     self.sets_failed += 1  # counted, though it has no record
             elif name == "run_start":
-                self.started = self.clock()
                 kinds = data.get("kinds")
                 if isinstance(kinds, (list, tuple)):
                     self.calls_per_version = sum(1 for k in PER_VERSION_KINDS if k in kinds)

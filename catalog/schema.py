@@ -279,12 +279,9 @@ for _kind in REGISTRY.values():
     _table, _history = _entity_tables(_kind.table, _kind.key, list(_kind.columns))
     SPECS[_kind.name] = _spec(_kind.name, _table, _history, _kind.carried)
 
-#: The tables SQL users and this code name most; every kind's are in SPECS.
-model_sets, model_sets_history = SPECS["model_set"].table, SPECS["model_set"].history
+#: The tables this code names most; every kind's are in SPECS.
+model_sets = SPECS["model_set"].table
 model_versions = SPECS["model_version"].table
-model_versions_history = SPECS["model_version"].history
 compression_tasks = SPECS["compression_task"].table
 compression_tasks_history = SPECS["compression_task"].history
-model_exports, model_exports_history = SPECS["model_export"].table, SPECS["model_export"].history
 eval_result_exports = SPECS["eval_result_export"].table
-eval_result_exports_history = SPECS["eval_result_export"].history

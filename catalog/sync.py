@@ -31,7 +31,6 @@ from catalog.api.client import ConsoleClient
 from catalog.api.pacing import RateLimiter
 from catalog.api.record import Recorder, unwritable
 from catalog.api.retry import RetryPolicy
-from catalog.deletes import MassDeleteRefused
 from catalog.documented import DriftLog
 from catalog.errors import (
     ApiError,
@@ -57,7 +56,7 @@ from catalog.writer import Writer
 
 DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
 
-__all__ = ["MassDeleteRefused", "RunSummary", "SyncOptions", "run_sync"]
+__all__ = ["RunSummary", "SyncOptions", "run_sync"]
 
 
 @dataclass

@@ -25,40 +25,12 @@ from typing import Any
 from catalog.api.paging import iter_pages
 from catalog.documented import DriftLog
 from catalog.errors import ApiDown, ApiError, ConfigError, NotTheApi
-from catalog.events import (
-    LISTING,
-    SET,
-    VERSION,
-    Client,
-    Event,
-    Failure,
-    Keep,
-    Record,
-    ScopeDone,
-    ScopedSet,
-)
+from catalog.events import Client, Event, Failure, Record, ScopedSet
 from catalog.kinds import DEFAULT_KINDS, REGISTRY, ref_reader
 from catalog.kinds import eval_result_exports as _evals
 from catalog.kinds import model_sets as _sets
 from catalog.kinds.base import Pages
 from catalog.normalize import NormalizeError
-
-#: The IAM policies the vendor's pages name for each kind's calls (said on a permission error).
-POLICIES = {name: kind.policy for name, kind in REGISTRY.items()}
-
-__all__ = [
-    "LISTING",
-    "SET",
-    "VERSION",
-    "Client",
-    "Event",
-    "Failure",
-    "Keep",
-    "Record",
-    "ScopeDone",
-    "ScopedSet",
-    "Walker",
-]
 
 
 class Walker:
@@ -256,7 +228,7 @@ class Walker:
 
 def _refusal(kind: str, call: str, detail: bool) -> str:
     """What a permission refusal of ``call`` means for ``kind``, and what to grant."""
-    grant = f"the documents name {POLICIES[kind]} for it"
+    grant = f"the documents name {REGISTRY[kind].policy} for it"
     if detail:
         return (
             f"the access key may not call {call}, so {REGISTRY[kind].label} that need it were "

@@ -21,8 +21,7 @@ from sqlalchemy import JSON, Boolean, DateTime, MetaData, Table, func, select, t
 
 from catalog import db, queries, runs
 from catalog.cli import cli
-from catalog.deletes import MassDeleteRefused
-from catalog.errors import ConfigError, ExitCode, LockTimeout
+from catalog.errors import ConfigError, ExitCode, LockTimeout, MassDeleteRefused
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
 from catalog.killpoints import ENV as KILL_AT

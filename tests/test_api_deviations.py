@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from catalog.deletes import MassDeleteRefused
-from catalog.errors import ConfigError, Interrupted
+from catalog.errors import ConfigError, Interrupted, MassDeleteRefused
 from catalog.events import KEPT_ONCE
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer, V2Error, _Reply

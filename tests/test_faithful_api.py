@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import select
 
 from catalog import db
-from catalog.errors import ConfigError, ExitCode
+from catalog.errors import ConfigError, ExitCode, MassDeleteRefused
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer, V1Error, V2Error
 from catalog.normalize import parse_time
 from catalog.schema import api_drift, catalog_source, sync_errors
-from catalog.sync import MassDeleteRefused, SyncOptions, run_sync
+from catalog.sync import SyncOptions, run_sync
 from tests.helpers import AK, SK, fake_console, options, stored_rows, sync, table_rows
 
 _rows = table_rows

@@ -15,12 +15,11 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog import db, queries
-from catalog.errors import ExitCode
+from catalog.errors import ExitCode, MassDeleteRefused
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
 from catalog.kinds import model_sets
 from catalog.schema import SPECS, changes, sync_errors, sync_runs
-from catalog.sync import MassDeleteRefused
 from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
 
 

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog import db
+from catalog.errors import MassDeleteRefused
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
 from catalog.fake.server import FakeServer
 from catalog.kinds import KINDS
 from catalog.schema import SPECS, changes, sync_runs
-from catalog.sync import MassDeleteRefused, run_sync
+from catalog.sync import run_sync
 from tests.helpers import (
     expected_rows,
     fake_console,

@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
+from catalog.events import Record, ScopeDone
 from catalog.fake.catalog import FakeCatalog
 from catalog.pool import DeepestFirstPool
 from catalog.sync import build_client
-from catalog.walk import Record, ScopeDone, Walker
+from catalog.walk import Walker
 from tests.helpers import fake_console, options, sync
 
 

@@ -106,7 +106,7 @@ def test_a_run_that_doubles_a_kinds_rows_leaves_its_tables_analysed(pg_url: str)
 def test_a_refused_mass_delete_keeps_the_runs_seen_counts(db_url: str) -> None:
     """The walk had ended: its seen counts are the store's, unchanged entities included (the
     committed rows alone read 0 for a run that wrote nothing)."""
-    from catalog.deletes import MassDeleteRefused
+    from catalog.errors import MassDeleteRefused
 
     catalog = FakeCatalog.generate(seed=44, model_sets=1, comp_tasks=20)
     with fake_console(catalog) as server:

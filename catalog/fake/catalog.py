@@ -78,7 +78,6 @@ COMP_TASK_FINISHED = ("succeeded", "failed", "stopped")
 EXPORT_STATES = ("Doing", "Done")  # "Fail" exists but the API does not return failed exports
 EVAL_EXPORT_STATES = ("Pending", "Uploading", "Fail", "Done")
 SOURCE_TYPES = ("Train", "Acceleration", "Import")
-APPLICATION_TYPES = ("chat", "completion", "reranker")
 QUANT_WEIGHTS = ("W8A8C4", "W8A8C8", "W8A8C16", "W8A16C16", "W4A16C16")
 QUANT_CONFS = ("wint8", "wint4", "W8A16C16", "W4A16C16")
 SAMPLING_STRATEGIES = ("multinomialSampling", "beamSearch", "greedySearch")
@@ -196,13 +195,10 @@ EVAL_TASK_STATES = (
     "Failed",
     "Stopped",
 )
-EVAL_OBJECT_TYPES = ("model", "inferDataset")
-EVAL_MODES = ("rule", "model", "manual", "rule,model")
 EVAL_EXPORT_TASK_STATES = ("Queued", "Running", "Failed", "Succeeded")
 EXPORT_CONTENTS = ("prompt", "prediction", "completion", "metrics", "system")
 STORAGE_TYPES = ("BOS", "sysStorage")
 # ---- services (REFERENCE §8)
-SERVICE_TYPES = ("chat", "completions", "text2image", "image2text")
 SERVICE_RUN_STATUSES = ("New", "Deploying", "Serving", "Failed", "Stopped")
 CHARGE_TYPES = ("ComputingUnit", "Tokens")
 PAY_TYPES = ("Prepay", "Postpay", "Prepay,Postpay")
@@ -406,8 +402,6 @@ _PRESET_SERVICES = (
     ("Qianfan-Chinese-Llama-2-7B", "qianfan_chinese_llama_2_7b", "completions"),
 )
 _LABELS = ("faq", "客服", "prod", "staging", "法律", "eval", "hf")
-
-TIME_STYLES = ("offset", "fraction", "utc", "cst")
 
 
 def format_time(moment: datetime, style: str) -> str:
