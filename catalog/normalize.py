@@ -130,6 +130,14 @@ def field_of(obj: Mapping[str, Any], name: str, conv: Callable[[Any], Any]) -> A
         raise NormalizeError(f"{name}: {exc}") from None
 
 
+def state_of(obj: Mapping[str, Any], first: str = "status") -> str | None:
+    """An object's ``status`` or ``state``, whichever it carries: the documents and their examples
+    spell the same field both ways. ``first`` is the spelling the call is known to answer with."""
+    second = "state" if first == "status" else "status"
+    value: str | None = field_of(obj, first, as_text) or field_of(obj, second, as_text)
+    return value
+
+
 def _limit(column: Any) -> int | None:
     """The largest length (text) or magnitude (integers) a column takes on PostgreSQL."""
     if isinstance(column.type, String) and column.type.length:

@@ -35,6 +35,7 @@ from catalog.normalize import (
     fits,
     parse_time,
     require_id,
+    state_of,
 )
 from catalog.types import JsonValue, UTCDateTime
 
@@ -90,7 +91,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "task_id": require_id(obj, "id"),
             "name": field_of(obj, "name", as_text),
             "description": field_of(obj, "description", as_text),
-            "status": _status(obj),
+            "status": state_of(obj),
             "source_model_id": field_of(obj, "sourceModelId", as_text),
             "model_id": field_of(obj, "modelId", as_text),
             "strategy": field_of(config, "strategy", as_text),
@@ -139,14 +140,8 @@ def _list(walk: Walk, source_model_id: str | None, pages: Pages | None) -> None:
                  whole=source_model_id is None, listing=source_model_id)
 
 
-def _status(obj: Mapping[str, Any]) -> str | None:
-    """``status``, or ``state``: the seeds' examples spell it both ways (seeds README)."""
-    status: str | None = field_of(obj, "status", as_text) or field_of(obj, "state", as_text)
-    return status
-
-
 def _wants_detail(obj: Mapping[str, Any]) -> bool:
-    return _status(obj) == "failed"
+    return state_of(obj) == "failed"
 
 
 def _detail(walk: Walk, listed: Record) -> None:

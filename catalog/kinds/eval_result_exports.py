@@ -23,6 +23,7 @@ from catalog.normalize import (
     field_of,
     fits,
     stable_url,
+    state_of,
     unsigned,
 )
 
@@ -59,7 +60,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "export_id_str": field_of(obj, "exportIDStr", as_text),
             "record_id": field_of(obj, "id", as_int),
             "record_id_str": field_of(obj, "idStr", as_text),
-            "state": field_of(obj, "state", as_text) or field_of(obj, "status", as_text),
+            "state": state_of(obj, first="state"),
             "export_type": field_of(obj, "exportType", as_text),
             "volume_id": field_of(obj, "volumeId", as_text),
             "export_path": field_of(obj, "exportPath", as_text),

@@ -26,6 +26,7 @@ from catalog.normalize import (
     field_of,
     fits,
     stable_url,
+    state_of,
     unsigned,
 )
 
@@ -66,7 +67,7 @@ def row(model_id: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
             "model_id": model_id,
             "export_id": field_of(obj, "exportId", as_text),
             # The documents say ``status``; their examples and the service say ``state``.
-            "state": field_of(obj, "state", as_text) or field_of(obj, "status", as_text),
+            "state": state_of(obj, first="state"),
             "file_name": field_of(obj, "fileName", as_text),
             "file_type": field_of(obj, "fileType", as_text),
             "md5": field_of(obj, "md5", as_text),

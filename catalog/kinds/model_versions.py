@@ -29,6 +29,7 @@ from catalog.normalize import (
     fits,
     parse_time,
     require_id,
+    state_of,
 )
 from catalog.types import JsonValue, UTCDateTime
 
@@ -95,7 +96,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "model_set_name": field_of(obj, "modelSetName", as_text),
             "model_name": field_of(obj, "modelName", as_text),
             "model": field_of(obj, "model", as_text),
-            "status": field_of(obj, "status", as_text) or field_of(obj, "state", as_text),
+            "status": state_of(obj),
             "description": field_of(obj, "description", as_text),
             "source_type": field_of(source, "sourceType", as_text),
             "train_task_id": field_of(source, "trainTaskId", as_text),
