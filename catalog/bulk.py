@@ -48,10 +48,11 @@ def _json_default(obj: Any) -> Any:
 def _encoder(py: json.JSONEncoder) -> Callable[[Any], str]:
     """``py.encode``, minus the C encoder ``json`` builds afresh on every call.
 
-    ``json.dumps`` and ``JSONEncoder.encode`` construct the C encoder per value; with three JSON
-    values per row that was a fifth of a database-bound write. The encoder is built here once,
-    from the same settings, so the text is the same (tested against ``json.dumps``). The marker
-    dict that guards against cycles is left out: these values are trees decoded from JSON.
+    ``json.dumps`` and ``JSONEncoder.encode`` construct the C encoder per value, and with
+    several JSON values per row that is a real share of a database-bound write. The encoder is
+    built here once, from the same settings, so the text is the same (tested against
+    ``json.dumps``). The marker dict that guards against cycles is left out: these values are
+    trees decoded from JSON.
     """
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # an interpreter without json's C accelerator
@@ -82,7 +83,7 @@ def answer_hash(obj: Mapping[str, Any]) -> str:
     The answer's ``marshal`` form (format 2, which writes every value out and never refers
     back to an object seen before, so it depends on the values alone) is hashed rather than
     its JSON text: on a long listing this digest is most of the per-item work of a no-op
-    re-sync, and JSON text cost two to three times as much (README, the no-op benchmark).
+    re-sync, and JSON text costs more to make (README, the no-op benchmark).
     Keys count in the order the service sent them. An answer whose keys come in a new order
     is therefore read as changed once: it is normalised and compared, found equal, and only
     its stored answer and hash follow it (no history, no change row). A ``downloadUrl``
@@ -140,8 +141,8 @@ class Bulk:
     """A statement compiled once, executed with rows turned into DBAPI parameters by hand.
 
     Core's ``executemany`` builds a parameter dict and runs generic bind processing for every row
-    and every execute; at tens of thousands of rows per second that overhead, not the database,
-    was the limit (cProfile of ``bench/run.py db``). Here the SQL text, the parameter order and
+    and every execute; on a database-bound write that overhead, not the database, is the
+    limit (cProfile of ``bench/run.py db``). Here the SQL text, the parameter order and
     each column's bind processor (the same ones Core would apply: UTC times, JSON, JSONB) are
     worked out once per statement, and rows are executed through ``exec_driver_sql``, which still
     runs in the connection's transaction and fires its events.

@@ -242,8 +242,8 @@ SYNC_PRIVILEGES = ("SELECT", "INSERT", "UPDATE")
 
 def _write_access(conn: Any) -> list[CheckResult]:
     """PostgreSQL: whether this role may write what a sync writes. A BI tool's read-only role
-    passed every check before, and its sync then failed after the API's first calls ("permission
-    denied for table sync_runs"). SQLite's file access is the database line's."""
+    passes every other check, and its sync would then fail after the API's first calls
+    ("permission denied for table sync_runs"). SQLite's file access is the database line's."""
     if conn.dialect.name != "postgresql":
         return []
     tables = sorted(metadata.tables)

@@ -303,7 +303,7 @@ def writer_engine(url: str, commit_interval: float = 1.0) -> Engine:
 
     Every foreign key the writer stores is the id of the run it created before writing
     anything, so SQLite's parent lookup on each inserted row (four or five per entity, with its
-    history and change rows) protects nothing and was a sixth of a database-bound sync. The
+    history and change rows) protects nothing and is a real share of a database-bound sync. The
     constraints stay declared (BI tools read them), every other connection enforces them,
     PostgreSQL always does, and the tests run ``PRAGMA foreign_key_check`` after their syncs.
 
@@ -318,7 +318,7 @@ def writer_engine(url: str, commit_interval: float = 1.0) -> Engine:
 def reader_engine(url: str, commit_interval: float = 1.0) -> Engine:
     """The engine a sync reads its stored answer hashes with (``store._Loader``): one scan per
     kind, each page read once, so on SQLite a page cache of 512 KB instead of 8 MB (a cache
-    the scan filled stayed in the process's memory until the run ended)."""
+    the scan fills stays in the process's memory until the run ends)."""
     return create_engine_for(url, cache_kb=512, idle_seconds=commit_interval + IDLE_SLACK)
 
 
@@ -544,8 +544,8 @@ SCHEMA_LOCK = (0x71666362, 0)
 #: which another sync holds while it migrates; the tables and views a migration alters). An
 #: ALTER waiting for its lock holds up every later reader of that table, so a try gives way
 #: after this: the readers queued behind it go on, and a stop is seen, between tries. Without
-#: it a BI session left idle in a transaction held a migrating sync (and each dashboard query
-#: of the table queued behind it) for as long as the session stayed open.
+#: it a BI session left idle in a transaction would hold a migrating sync (and each dashboard
+#: query of the table queued behind it) for as long as the session stays open.
 SCHEMA_TRY_MS = 1000
 #: PostgreSQL: seconds the tries go on before the sync gives up (exit 6, naming the sessions
 #: that had a transaction open that long). Another account's sync migrating a large database

@@ -124,8 +124,8 @@ class ApiDown(ApiError):
     """The API stopped answering mid-run: for ``client.OUTAGE`` seconds no call got an answer
     from it (no connection, timeouts, a gateway's 5xx), and ``client.OUTAGE_CALLS`` calls in a
     row failed, each after its own retries. The run ends then, failed and deleting nothing
-    (exit 5), instead of failing each remaining entity after its retries, which took tens of
-    minutes and thousands of error lines."""
+    (exit 5), instead of failing each remaining entity after its retries, which would take
+    long and log an error line per entity."""
 
 
 class MalformedResponse(ApiError):

@@ -2,13 +2,13 @@
 
 A no-op re-sync compares every listed answer with the stored one. In SQL that is a primary-key
 lookup per key, which on PostgreSQL is an index probe and a heap fetch in a server that shares
-the machine's cores with the walk and the console: it was what kept a no-op re-sync of a long
-listing well above the fetch-only walk. A ``Ledger`` is filled by one scan of the kind's alive
+the machine's cores with the walk and the console: it keeps a no-op re-sync of a long listing
+well above the fetch-only walk. A ``Ledger`` is filled by one scan of the kind's alive
 rows, made by the store's loader thread on a connection of its own while the run goes on
 (``store._Loader``): a 64-bit fingerprint of each (key, answer hash) pair in an open-addressing
 table, with a byte of state beside it. An answer whose fingerprint is there is
 unchanged and is marked seen in that byte, with no statement. Anything else (a miss, a row this
-run has since written or deleted) goes to SQL as before: a miss is never taken for a change
+run has since written or deleted) goes to the SQL lookup: a miss is never taken for a change
 without the database's word.
 
 The fingerprint is Python's ``hash`` of the (key, hash) pair, which is also the hash of the

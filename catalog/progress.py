@@ -20,9 +20,9 @@ left, and shown only once the versions' total is known.
 
 Calls per second: the calls made over the last ``RATE_WINDOW`` seconds, from the client's count
 sampled at each record, shown (else ``…``) once the samples span ``MIN_RATE_SPAN``. Calls since
-``run_start`` over the time since was wrong early: the walk starts before the run is recorded
+``run_start`` over the time since is wrong early: the walk starts before the run is recorded
 (its calls go on during the migrations), and those calls divided by the first second of the run
-read 302 calls/s at a 60 calls/s pace. A difference of two samples of the count counts only calls
+read several times the pace. A difference of two samples of the count counts only calls
 made between them; the window makes it the pace now, not the average since a start, and
 ``MIN_RATE_SPAN`` keeps one burst (the first records drained at once) from being the figure.
 

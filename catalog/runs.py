@@ -226,7 +226,8 @@ def record_drift(conn: Connection, run_id: int, drift: DriftLog) -> list[tuple[s
 
 
 def _sqlite_lock_path(conn: Connection | Engine, account: str) -> Path | None:
-    """``catalog.db.lock`` for the default account (as before accounts existed), else
+    """``catalog.db.lock`` for the default account (the file versions before accounts lock
+    too, so a sync of such a version and this one's exclude each other), else
     ``catalog.db.ACCOUNT.lock``; beside the file itself, so that a symbolic link to it (or a
     path through one) locks the same file."""
     database = conn.engine.url.database
@@ -367,8 +368,8 @@ def legacy_lock(
     schema is from before them, waiting until ``deadline`` (``time.monotonic()``: what is left
     of ``--lock-timeout`` after the account's lock) unless ``stop`` is set. A sync of such a
     version may still be running when the upgraded one starts (its cron line came first);
-    under the account's lock alone the new sync marked that live run ``aborted`` and
-    migrated and wrote beside it."""
+    under the account's lock alone the new sync would mark that live run ``aborted`` and
+    migrate and write beside it."""
     message = (
         "a sync of an earlier qianfan-catalog version is running on this database: let it "
         "finish, or raise --lock-timeout"

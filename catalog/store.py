@@ -86,8 +86,8 @@ scopes = Table(
 class _Marked:
     """Per kind, how many rows the marking statement put in the temporary table, and the keys
     that may have been put there twice: what the run's end needs to count each kind's distinct
-    seen keys without sorting the whole table (``count(DISTINCT)`` over 100,000 keys was most
-    of a no-op re-sync's closing time).
+    seen keys without sorting the whole table (``count(DISTINCT)`` sorts every key, and on a
+    long listing that sort dominates the end of a no-op re-sync).
 
     A listing may name a key twice (pages that shift under it), so rows can outnumber keys.
     Every key batched for marking sets one bit of a fixed-size bitmap, chosen by its string
@@ -246,10 +246,9 @@ class Store:
         close a run: five per kind).
 
         On SQLite the plain filter makes the planner walk the primary key's index and fetch each
-        row by its rowid, seven times the cost of reading the table in order (0.25 s against
-        0.035 s for 100,000 tasks); a unary ``+`` keeps the column from the index. That loses
-        only where the account holds under a seventh of the table's rows. PostgreSQL chooses by
-        its statistics, so it keeps the plain filter.
+        row by its rowid, which costs far more than reading the table in order; a unary ``+``
+        keeps the column from the index. That loses only where the account holds a small share
+        of the table's rows. PostgreSQL chooses by its statistics, so it keeps the plain filter.
         """
         if self.dialect != "sqlite":
             return spec.of(self.account)
@@ -546,8 +545,8 @@ class Store:
             # A scalar subquery on the key, not EXISTS or a join: both databases then look
             # each key of the batch up in the primary key. PostgreSQL turned EXISTS into a hash
             # join over the account's whole table whenever its statistics were stale (a table
-            # just filled by a first sync): a scan per batch, quadratic over a long listing
-            # (30,000 tasks: 1 s a batch). SQLite's planner scanned the table for a join too.
+            # just filled by a first sync): a scan per batch, quadratic over a long listing.
+            # SQLite's planner scanned the table for a join too.
             stmt = seen.insert().from_select(
                 ["kind", "entity_key"],
                 select(literal(spec.kind, String()), given.c.key).where(
@@ -634,8 +633,8 @@ class Store:
 
     def _prepared(self, kind: str, what: str) -> Bulk:
         """The run's bulk statements per kind, compiled on first use (a no-op re-sync writes
-        none: building every kind's upsert up front cost it a fifth of a second); run constants
-        are binds."""
+        none, so building every kind's upsert up front would be work for nothing); run
+        constants are binds."""
         bulk = self._bulk.get((kind, what))
         if bulk is not None:
             return bulk
@@ -803,9 +802,8 @@ class Store:
 
         When ``scope`` is the whole kind and ``seen_count`` has counted the alive entities
         this run saw, with nothing written since, the answer is the alive count less those:
-        a count of the table instead of a second pass asking of each row whether it was seen
-        (on a no-op re-sync of a long listing, that pass was half the run's closing time).
-        Each such pass also reads every key of the temporary table.
+        a count of the table instead of a second pass asking of each row whether it was seen,
+        a pass that also reads every key of the temporary table.
         """
         spec = SPECS[kind]
         seen_alive = self._seen_alive.get(kind)
@@ -860,8 +858,8 @@ class Store:
         so that ``count_unseen`` knows how many alive ones were seen without a pass of its own.
         When every seen key came from the marking statement (a kind unchanged since the last
         run), the keys are counted instead of the table (each is an alive row, but a listing
-        may name one twice): on a no-op re-sync of 100,000 tasks that pass was most of the
-        time after the last answer.
+        may name one twice): on a no-op re-sync of a long listing, a pass over the table is
+        what the run's end would wait on after the last answer.
         """
         spec = SPECS[kind]
         if kind in self._marked_only:
@@ -870,7 +868,7 @@ class Store:
             return self._seen_alive[kind]
         # A ledger's counted rows are alive and seen by no other way unless a key was kept
         # (``_inexact``): added to the table's count instead of written to the temporary
-        # table for it (0.6 s at the end of a re-sync of 100,000 tasks, 1% of them changed).
+        # table for it, which would cost a re-sync of a long listing a write per key at its end.
         held = self._ledgers.get(kind)
         counted = 0
         if held is not None and not held.listed and kind not in self._inexact:

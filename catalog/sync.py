@@ -4,7 +4,7 @@
 Fetching is concurrent because the API's latency and rate limit set the pace; writing is not,
 because SQLite has one writer and history is simplest when one thread decides what changed.
 The writer commits whole batches, at most once per ``commit_interval`` (a commit costs a WAL
-write and checkpoints; one per 500-row batch took a third of a database-bound run), so a run
+write and checkpoints, too much to pay for every batch of a database-bound run), so a run
 killed at any point leaves whole batches behind, and deletions happen only at the end, in one
 transaction, inside scopes whose walk completed.
 """
@@ -301,17 +301,17 @@ def _steady_collector() -> Iterator[None]:
     """While a run lasts, collect cyclic garbage seldom, and never walk what existed before.
 
     A run allocates and frees objects for every listed item, nearly all freed at once by
-    reference counting. With Python's defaults the cycle collector still ran hundreds of times
-    in a no-op re-sync of a long listing, and each full collection walked every object the
-    imports had made (SQLAlchemy's, mostly): a large share of that run's CPU
+    reference counting. With Python's defaults the cycle collector still runs again and again
+    in a no-op re-sync of a long listing, and each full collection walks every object the
+    imports made (SQLAlchemy's, mostly): a large share of that run's CPU
     (docs/benchmark-history.md, the no-op pair). What existed before the run is frozen
     (``gc.freeze``: never walked), and the youngest generation is collected every
     ``YOUNG_COLLECTION`` allocations. The settings are the process's, so they are put back when
     the run ends.
 
-    (Handing the interpreter over to a waiting thread sooner than Python's 5 ms was tried as
-    well: it sped up the unpaced no-op benchmark a little but cost a paced sync about as much
-    in CPU, and every real sync is paced.)
+    (Python's switch interval is kept: handing the interpreter to a waiting thread sooner
+    helps an unpaced sync a little but costs a paced one about as much in CPU, and every real
+    sync is paced.)
     """
     threshold = gc.get_threshold()
     gc.freeze()
@@ -647,7 +647,7 @@ def run_sync(
             scoped, prefetched = first
             if revision is None and options.migrate:
                 # An empty database tracks, binds and leaves to repair nothing, so the walk can
-                # start now: its calls go on while the schema is created (eleven migrations, a
+                # start now: its calls go on while the schema is created (all the migrations, a
                 # pause the length of many calls), and its events wait in the inbox. Anything
                 # that fails before the writer starts stops the walk (``finally`` below).
                 run.start_walk(scoped, list(dict.fromkeys(new_refs)), prefetched)
@@ -769,12 +769,11 @@ def _analyse_grown(run: _Run) -> None:
     """PostgreSQL: ``ANALYZE`` the tables of each kind whose rows this run (at least) doubled.
 
     Until autovacuum analyses a new table (it looks once a minute), the planner has no
-    statistics on it, and closing a batch's history rows read the whole history table instead
-    of its index: a sync that changed most of a new table's rows took four times as long (the
+    statistics on it, and closing a batch's history rows reads the whole history table instead
+    of its index: a sync that changes most of a new table's rows is then much slower (the
     README's benchmark section, *The database alone*, has the figures). A first sync, or one
-    after large growth, leaves them
-    analysed for the next run and for the BI tools reading them now. A failed ANALYZE is the
-    next run's or autovacuum's to do, never the run's failure.
+    after large growth, leaves them analysed for the next run and for the BI tools reading
+    them now. A failed ANALYZE is the next run's or autovacuum's to do, never the run's failure.
     """
     if run.conn.dialect.name != "postgresql" or run.options.dry_run:
         return
@@ -796,8 +795,8 @@ def _analyse_grown(run: _Run) -> None:
 
 def _count_committed(run: _Run, run_id: int) -> None:
     """A failed run's counts: what its committed batches hold, not the batches rolled back
-    with the failure (a full disk's run claimed thousands of rows it never left). Its seen
-    counts, when the walk ended before the failure (a delete guard's refusal), are the
+    with the failure (else a run failed by a full disk would count rows it never left). Its
+    seen counts, when the walk ended before the failure (a delete guard's refusal), are the
     store's: the committed rows alone miss the unchanged ones it saw."""
     if run.options.dry_run:
         return  # nothing is committed; its counts are what it would have done

@@ -158,8 +158,8 @@ class Walker:
         self, refs: Sequence[str], workers: int = 1, what: str = "--eval-export-id"
     ) -> dict[tuple[str, str], dict[str, Any]]:
         """Ask each new ``--eval-export-id`` before the run, by the kind that will read it
-        (by the V1 call when no enabled kind does, as before there were two), so a wrong one
-        is refused instead of failing every later run; the walk reuses the answers, by
+        (by the V1 call, which takes any id, when no enabled kind does), so a wrong one is
+        refused instead of failing every later run; the walk reuses the answers, by
         (kind, ref).
 
         Up to ``workers`` calls go side by side, as in the walk (the limiter still paces

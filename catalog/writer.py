@@ -185,8 +185,8 @@ class Writer:
 
     def route_page(self, records: list[Record]) -> None:
         """``route`` for a listing page's records (one kind, none detailed yet), a page at a
-        time: on a no-op re-sync of a long listing, routing item by item was a third of
-        the writer's time. A kind asked in detail every run, or a progress display that
+        time: on a no-op re-sync of a long listing, routing item by item is a large part of
+        the writer's work. A kind asked in detail every run, or a progress display that
         counts each record, takes them one by one."""
         if not records:
             return

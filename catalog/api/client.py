@@ -554,8 +554,8 @@ class ConsoleClient:
         """POST ``data`` through the session's adapter, signed by the session's auth.
 
         ``Session.post`` would merge cookies, hooks, environment and per-request settings into a
-        fresh request on every call, none of which the console API uses; that merging cost as
-        much CPU as the rest of the call (the accounts benchmark). The session still owns the
+        fresh request on every call, none of which the console API uses; that merging is a
+        large part of a call's CPU (the accounts benchmark). The session still owns the
         configuration (``build_session``); this only skips re-deriving it. A redirect is not
         followed: the console API does not redirect, and following one would re-send a signed
         request to wherever it points (``parse_answer`` reports it instead).

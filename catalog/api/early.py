@@ -3,8 +3,8 @@
 A marker listing is a chain: page n+1 can only be asked for with the marker page n ended on.
 Written as soon as that marker is known, before page n is handled, the request for page n+1 is
 being answered while the caller checks and hashes page n, in the caller's own thread.
-(A thread of its own that read ahead did the same, but its reading and the caller's hashing
-took turns at the interpreter lock, and on the no-op benchmark that cost more than it saved.)
+(Not a thread of its own reading ahead: its reading and the caller's hashing would take turns
+at the interpreter lock, which on the no-op benchmark costs more than it saves.)
 
 ``requests`` has no such call; urllib3, its transport, has: a connection's ``request`` writes,
 its ``getresponse`` reads. The connection comes from the pool the session's adapter would use

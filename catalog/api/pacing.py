@@ -386,8 +386,8 @@ class RateLimiter:
             # Rule 2: counted clearly below the pace. Soon after a refusal that made everyone
             # hold, the count is suspect (a fixed window out of phase): by 1 - beta, the
             # bisection after. Not when a pace held since: the second counted was sent at a
-            # steady pace (a bisection's raise refused), and beta then took a fixed window at 30
-            # down to 21.
+            # steady pace (a bisection's raise refused), and beta would take a fixed window at
+            # 30 down to 21.
             self._steps = int(repeated)
             factor = self.beta if repeated and not confirmed else 1 - self.margin
             self._plateau = max(refused * factor, self.min_rate)
@@ -398,7 +398,7 @@ class RateLimiter:
             # again soon after a hold, at a plateau no pace confirmed, the plateau itself was
             # too high (a fixed window out of phase), and the margin step only cost a refusal.
             # Once a pace held, though, the limit is near it: refused at about a pace set just
-            # under a raise that was refused, the margin step (1 - beta took 30 down to 21).
+            # under a raise that was refused, the margin step (1 - beta would take 30 down to 21).
             alone = self._steps == 0 and not repeated
             step = self.margin if alone or confirmed else 1 - self.beta
             self._steps += 1

@@ -15,7 +15,7 @@ Tests change the catalog between syncs through the mutation API (``add`` / ``cha
 Every method takes :attr:`FakeCatalog.lock`, the same lock the server reads under, so a sync never
 sees a half-applied mutation.
 
-Beside the model catalog it holds the life around it (REFERENCE §6-§9, issue 14), in
+Beside the model catalog it holds the life around it (REFERENCE §6-§9), in
 :data:`LIFECYCLE_KINDS`: fine-tuning jobs and their tasks, evaluation tasks with their reports and
 result-export tasks, custom and preset services. They are linked as the lineage questions need: a
 ``Train`` version's ``sourceInfo.trainTaskId`` names a real fine-tuning task, a report's units name
@@ -47,7 +47,7 @@ KINDS: tuple[str, ...] = (
     "model_export",
     "eval_result_export",
 )
-#: Fine-tuning, evaluation and services (issue 14). Keys: ``fine_tuning_job`` -> ``jobId``;
+#: Fine-tuning, evaluation and services. Keys: ``fine_tuning_job`` -> ``jobId``;
 #: ``fine_tuning_task`` -> ``taskId``; ``eval_task`` -> ``taskId``; ``eval_task_report`` -> the
 #: evaluation task's ``taskId`` (one stored report per task, its units a list);
 #: ``eval_result_export_task`` -> ``taskId`` (``amemt-``, the V2 call; the V1 ``eval_result_export``
@@ -449,8 +449,8 @@ class _Patch:
 
 def _copied(value: Any) -> Any:
     """A deep copy of JSON-shaped data (what every answer is made of), so a caller that changes
-    an answer cannot change the catalog. ``copy.deepcopy``'s generality (memo, any type) was a
-    fifth of the fake's CPU per call, and the benchmarks run it beside the syncs they measure."""
+    an answer cannot change the catalog. ``copy.deepcopy``'s generality (memo, any type) costs
+    much of the fake's CPU per call, and the benchmarks run it beside the syncs they measure."""
     if isinstance(value, dict):
         return {key: _copied(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -9,9 +9,9 @@ the fake offers three so that tests and the benchmark can show it does:
 ``fixed``    at most ``rate`` calls in each one-second window ``[n, n + 1)`` of the clock.
 ``sliding``  at most ``rate`` calls in the second before each call.
 
-The window shapes answer a refusal with ``Retry-After: 1``, as the sliding-window server of
-issue 12's experiment did. A refused call is not counted against the window: otherwise a client
-that keeps being refused would keep itself refused.
+The window shapes answer a refusal with ``Retry-After: 1``, as a sliding-window gateway may:
+the client must honour a hold as well as cope without one (``bucket``). A refused call is not
+counted against the window: otherwise a client that keeps being refused would keep itself refused.
 """
 
 from __future__ import annotations

@@ -614,7 +614,7 @@ class _HTTPServer(ThreadingHTTPServer):
 @functools.lru_cache(maxsize=256)
 def _issued(timestamp: str) -> int:
     """Seconds since the epoch of an auth string's timestamp. Cached: a second's calls share
-    one, and ``strptime`` was a tenth of the signature check."""
+    one, and ``strptime`` is slow next to the rest of the signature check."""
     return timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
 
 
@@ -832,9 +832,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """The standard parse for a plain ``METHOD /path HTTP/1.x`` request, with the headers
-        read line by line instead of through the ``email`` package's parser, which was a third
-        of the fake's CPU per call (the benchmarks run eight fakes beside the syncs they
-        measure). Any other request line goes to the standard parser, errors and all."""
+        read line by line instead of through the ``email`` package's parser, which costs much
+        of the fake's CPU per call (the benchmarks run fakes beside the syncs they measure).
+        Any other request line goes to the standard parser, errors and all."""
         raw: bytes = getattr(self, "raw_requestline", b"")  # set by handle_one_request
         self.requestline = str(raw, "iso-8859-1").rstrip("\r\n")
         words = self.requestline.split(" ")
