@@ -3,7 +3,9 @@
 Made to run first on a new machine or in a monitoring probe, so it is quick (short timeouts, one
 attempt per call, a few seconds at worst) and read-only: one signed call (the first page of
 ``DescribeCustomModelSets``) proves both that the API is reachable and that the credentials are
-accepted, and one cheap call per other kind whether the key's policy lets it read that kind.
+accepted, and one cheap call each for the model versions, compression tasks and model exports
+whether the key's policy lets it read them. The other kinds are not probed: a sync that may not
+read one says so and reads the rest.
 The database is only connected to and asked its schema revision and the last run's drift from
 the documents. A SQLite file that does not exist is reported, not created.
 """
@@ -187,8 +189,9 @@ def _check_api(access_key: str, secret_key: str, base_url: str) -> list[CheckRes
 
 
 def _check_kinds(client: Any, listed: dict[str, Any]) -> list[CheckResult]:
-    """Per kind, one cheap call: may this key read it? A read-only key, for one, may not read
-    export states (the documents give DescribeModelExportTask to FullControl policies only)."""
+    """For the model versions, compression tasks and model exports, one cheap call each: may
+    this key read them? A read-only key, for one, may not read export states (the documents
+    give DescribeModelExportTask to FullControl policies only)."""
     from catalog.kinds import REGISTRY
     from catalog.kinds.model_exports import EXPORT
     from catalog.kinds.model_versions import ACTIONS as VERSION_ACTIONS

@@ -35,7 +35,8 @@ CONTEXT = {
 }
 #: The demo's own database: a fake catalog must never land in the one a real sync uses.
 DEMO_DATABASE_URL = "sqlite:///qianfan-demo.db"
-#: What to check when the API refuses the credentials.
+
+
 def _auth_error(exc: BaseException) -> ApiError | None:
     """The refused-credentials ``ApiError`` behind ``exc`` (itself or what it was raised from)."""
     seen: BaseException | None = exc
@@ -963,9 +964,9 @@ def eval_group() -> None:
 def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
     """Follow the evaluation-result export ID (96 or amemt-...); every sync refreshes it.
 
-    The API is asked about it first, by the call of every kind in --kinds that reads it (an
-    amemt- id: eval_result_export_task's too, when named): an id one of them does not answer is
-    refused (exit 4).
+    The API is asked about it first, by the one call that will read it: the V1 export call,
+    or for an amemt- id eval_result_export_task's when --kinds names it. An id that call does
+    not answer is refused (exit 4).
     """
     from catalog import tracking
     from catalog.sync import build_client, validate

@@ -1,7 +1,7 @@
 """Test-only kill points: SIGKILL this process when a sync reaches a named phase.
 
 The crash tests need kills that land inside a run's last phases (the final commit, the deletes,
-the ledger's finish), which no API call marks. A test sets ``QIANFAN_CATALOG_KILL_AT`` to a
+the run row's finish), which no API call marks. A test sets ``QIANFAN_CATALOG_KILL_AT`` to a
 phase name in the sync's environment; nothing else reads it, and unset it costs one comparison.
 """
 
@@ -17,7 +17,7 @@ PHASES = (
     "batch_written",  # a batch is written and not yet committed
     "batch_committed",  # the first commit that made written batches durable
     "mid_delete",  # deletes of one kind done, the other kinds' not yet, nothing committed
-    "before_finish",  # all deletes done, the ledger's finish not yet written
+    "before_finish",  # all deletes done, the run row's finish not yet written
 )
 
 _AT = os.environ.get(ENV) or None

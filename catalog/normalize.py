@@ -1,7 +1,7 @@
-"""API objects to table rows.
+"""API objects to table rows: the converters each kind's ``row`` builds its rows with.
 
 The API spells the same thing several ways (three time formats, ``state`` vs ``status``, ids as
-numbers or strings); this module is the one place that knows, so the store only ever sees typed,
+numbers or strings); these converters accept every spelling, so the store only ever sees typed,
 snake_case rows whose values compare equal when the entity did not change.
 """
 

@@ -1,12 +1,14 @@
 """Worker threads for the walk that run the deepest task first.
 
-The walk fans out: a listing page submits a DescribeModelSet per set, each of those a
-DescribeModel and a DescribeModelExportTask per version. A first-in-first-out pool (such as
-``ThreadPoolExecutor``) runs every set's describe before any version's, so by then every
-version's tasks sit in its queue at once: memory grows with the number of model sets. Taking the
-deepest task first finishes what a set started before starting the next set, so the queue holds
-the sets not yet described plus a few sets' versions, and the rate limiter is never starved:
-there is always a task to run while any is queued.
+The walk fans out: a listing page submits a task per set, and each of those its versions'
+calls (a DescribeModel and a DescribeModelExportTask per version). A set whose listing item
+lacks its creation time (a preset one), when new or changed, also gets its describe call, at
+the set's depth. A first-in-first-out pool (such as ``ThreadPoolExecutor``) runs every set's
+task before any version's, so by then every version's tasks sit in its queue at once: memory
+grows with the number of model sets. Taking the deepest task first finishes what a set
+started before starting the next set, so the queue holds the sets not yet started plus a few
+sets' versions, and the rate limiter is never starved: there is always a task to run while any
+is queued.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The run ledger (``sync_runs``, ``sync_errors``) and the one-writer-per-account lock.
+"""The run rows (``sync_runs``, ``sync_errors``) and the one-writer-per-account lock.
 
 A run's row is written first and committed, so a run killed at any point leaves a ``running`` row
 behind; the account's next run, holding the account's lock, knows no other writer of that account

@@ -39,7 +39,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
-#: The kinds the sync reads today; tests' every-kind loops and the benchmark's mutations take these.
+#: The model catalog's kinds, generated first, from the seed's main random stream (the
+#: lifecycle kinds come after, from one of their own). Not every kind a sync reads: a loop over
+#: these covers the model catalog only; :data:`ALL_KINDS` is every kind.
 KINDS: tuple[str, ...] = (
     "model_set",
     "model_version",
@@ -61,7 +63,8 @@ LIFECYCLE_KINDS: tuple[str, ...] = (
     "service",
     "preset_service",
 )
-#: Every kind the catalog stores and the mutation API takes.
+#: Every kind the catalog stores and the mutation API takes, in the fake's names: preset
+#: services are a kind of their own here, rows of the sync's ``service`` kind there.
 ALL_KINDS: tuple[str, ...] = KINDS + LIFECYCLE_KINDS
 
 #: Go's zero ``time.Time``: the service's way of saying "no value".
