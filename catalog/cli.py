@@ -610,16 +610,8 @@ def db_group() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context) -> None:
     """Apply pending schema migrations."""
-    # The sync writer's engine: on SQLite its transactions take the write lock at BEGIN, so an
-    # upgrade and a sync (or two upgrades) creating the schema take turns, as on PostgreSQL the
-    # schema lock makes them (with its bounded waits); a newer schema raises with the fix.
-    engine = db.writer_engine(ctx.obj["database_url"])
-    with db.connect(engine) as conn:
-        state = db.schema_state(conn)
-        conn.rollback()
-        db.ensure_schema(conn, migrate=True)
-        click.echo(f"schema at revision {db.current_revision(conn)} ({state} before)")
-    engine.dispose()
+    revision, before = db.upgrade_database(ctx.obj["database_url"])
+    click.echo(f"schema at revision {revision} ({before} before)")
 
 
 @db_group.command()
@@ -800,17 +792,10 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
     notes: list[str] = []
 
     def query(conn: Any) -> Any:
-        result = queries.runs(conn, limit, _account(ctx))
+        result = queries.recent_runs(conn, limit, _account(ctx))
         # On the same connection, once the runs are read: those marked running that lost
-        # their process. SQLite's locks are seen only for this machine's PID namespace.
-        seen = "" if conn.dialect.name == "postgresql" else " that this machine can see"
-        unless = "" if not seen else "unless a sync of it runs in another container or host, "
-        for run_id, whose in runs_module.dead_runs(conn, _account(ctx)):
-            notes.append(
-                f"note: run {run_id} of account {whose!r} is marked running, but no sync of that "
-                f"account{seen} holds its lock: {unless}its process ended without finishing "
-                "(killed, or the machine restarted); the account's next sync marks it aborted"
-            )
+        # their process.
+        notes.extend(runs_module.dead_run_notes(conn, _account(ctx)))
         if fmt != "table":
             return result
         wanted = list(queries.RUNS_TABLE_COLUMNS)
@@ -958,7 +943,7 @@ def eval_group() -> None:
 @eval_group.command(name="track")
 @click.argument("export_id", metavar="ID")
 @_api_options
-@_kinds_option("The kinds a sync reads: each that reads ID is asked about it.")
+@_kinds_option("The kinds a sync reads: the one that reads ID is asked about it.")
 @global_options()
 @click.pass_context
 def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
@@ -969,32 +954,16 @@ def eval_track(ctx: click.Context, /, export_id: str, **kw: Any) -> None:
     not answer is refused (exit 4).
     """
     from catalog import tracking
-    from catalog.sync import build_client, validate
-    from catalog.walk import Walker
 
     account = _writer_account(ctx, kw)
-    access_key, secret_key, base_url = kw["access_key"], kw["secret_key"], kw["base_url"]
-    redact.add(access_key, secret_key)
+    redact.add(kw["access_key"], kw["secret_key"])
     ref = tracking.check_ref(export_id)
     options = SyncOptions(
-        database_url=ctx.obj["database_url"], access_key=access_key, secret_key=secret_key,
-        base_url=base_url, max_attempts=3, kinds=_kinds(kw["kinds"]),
+        database_url=ctx.obj["database_url"], access_key=kw["access_key"],
+        secret_key=kw["secret_key"], base_url=kw["base_url"], max_attempts=3,
+        kinds=_kinds(kw["kinds"]), account=account,
     )
-    validate(options)
-    client = build_client(options)
-    try:
-        Walker(
-            client, lambda task, depth: None, lambda event: None, kinds=options.kinds
-        ).resolve_eval_exports([ref], what="evaluation export")
-    finally:
-        client.close()
-    engine = db.create_engine_for(ctx.obj["database_url"])
-    try:
-        with db.connect(engine) as conn:
-            added = tracking.track(conn, ref, base_url, access_key, account)
-            conn.commit()
-    finally:
-        engine.dispose()
+    added = tracking.track_checked(options, ref)
     click.echo(f"tracking {ref}" if added else f"{ref} was already tracked")
 
 
@@ -1008,7 +977,7 @@ def eval_untrack(ctx: click.Context, export_id: str) -> None:
 
     ref = tracking.check_ref(export_id)
     _require_file(ctx)
-    with db.reading(ctx.obj["database_url"]) as conn:
+    with db.reading(ctx.obj["database_url"], write=True) as conn:
         tracking.untrack(conn, ref, _account(ctx) or DEFAULT_ACCOUNT)
         conn.commit()
     click.echo(f"untracked {ref}: the next sync marks it deleted")
@@ -1022,7 +991,7 @@ def eval_list(ctx: click.Context, fmt: str) -> None:
     """The tracked evaluation-result exports, with their last stored state."""
     from catalog import tracking
 
-    _show(ctx, lambda conn: tracking.listing(conn, _account(ctx)), fmt)
+    _show(ctx, lambda conn: tracking.tracked_table(conn, _account(ctx)), fmt)
 
 
 def main() -> None:

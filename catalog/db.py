@@ -372,10 +372,14 @@ def _read_only_engine(path: Path) -> Engine | None:
 
 
 @contextmanager
-def reading(database_url: str) -> Iterator[Connection]:
-    """A connection for commands that only read: the schema must be current, or we say how."""
+def reading(database_url: str, *, write: bool = False) -> Iterator[Connection]:
+    """A connection for commands that read (or, ``write``, change a row or two without a
+    migration): the schema must be current, or we say how. Only readers may open a SQLite file
+    this user may not write."""
     path = sqlite_file(database_url)
-    read_only = _read_only_engine(path) if path is not None and path.is_file() else None
+    read_only = None
+    if path is not None and path.is_file() and not write:
+        read_only = _read_only_engine(path)
     engine = read_only or create_engine_for(database_url)
     try:
         with connect(engine) as conn:
@@ -509,6 +513,25 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
         if _lock_busy(exc):
             raise _LockBusy from None
         raise DatabaseError(f"migration failed: {str(exc).splitlines()[0]}") from None
+
+
+def upgrade_database(database_url: str) -> tuple[str | None, str]:
+    """Bring the database at ``database_url`` to head: its revision after, and its schema state
+    before (``schema_state``). A newer schema raises with the fix.
+
+    Through the sync writer's engine: on SQLite its transactions take the write lock at BEGIN,
+    so an upgrade and a sync (or two upgrades) creating the schema take turns, as the schema
+    lock makes them on PostgreSQL (with its bounded waits).
+    """
+    engine = writer_engine(database_url)
+    try:
+        with connect(engine) as conn:
+            before = schema_state(conn)
+            conn.rollback()
+            ensure_schema(conn, migrate=True)
+            return current_revision(conn), before
+    finally:
+        engine.dispose()
 
 
 def downgrade(connection: Connection, revision: str) -> None:

@@ -211,7 +211,7 @@ RUNS_TABLE_COLUMNS = ("run_id", "started_at", "status", "seconds", "new", "chang
                       "errors")
 
 
-def runs(conn: Connection, limit: int = 20, account: str | None = None) -> Result:
+def recent_runs(conn: Connection, limit: int = 20, account: str | None = None) -> Result:
     """Recent runs (of one account, or all), newest first, with their totals over all entity
     kinds.
 

@@ -313,6 +313,19 @@ def dead_runs(conn: Connection, account: str | None = None) -> list[tuple[int, s
     return [(run_id, whose) for run_id, whose in dead if run_id in still]
 
 
+def dead_run_notes(conn: Connection, account: str | None = None) -> list[str]:
+    """A line per run ``dead_runs`` finds, saying why it still reads ``running`` and what ends
+    that. SQLite's locks are seen only in this machine's PID namespace, so there it says so."""
+    seen = "" if conn.dialect.name == "postgresql" else " that this machine can see"
+    unless = "" if not seen else "unless a sync of it runs in another container or host, "
+    return [
+        f"note: run {run_id} of account {whose!r} is marked running, but no sync of that "
+        f"account{seen} holds its lock: {unless}its process ended without finishing "
+        "(killed, or the machine restarted); the account's next sync marks it aborted"
+        for run_id, whose in dead_runs(conn, account)
+    ]
+
+
 @contextmanager
 def writer_lock(
     conn: Connection | Engine, timeout: float, account: str = DEFAULT_ACCOUNT, poll: float = 0.2

@@ -7,7 +7,7 @@ sync) only when it is untracked, never because its status call failed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, String, and_, cast, delete, or_, select
 
@@ -16,6 +16,9 @@ from catalog.errors import ConfigError
 from catalog.queries import whose
 from catalog.runs import utcnow
 from catalog.schema import DEFAULT_ACCOUNT, SPECS, eval_result_exports, tracked_eval_exports
+
+if TYPE_CHECKING:
+    from catalog.sync import SyncOptions
 
 
 def check_ref(ref: str) -> str:
@@ -46,6 +49,31 @@ def track(
     return True
 
 
+def track_checked(options: SyncOptions, ref: str) -> bool:
+    """Track ``ref`` for ``options.account`` once the API answers for it; False if it already
+    was. It is asked by the call a sync will read it with, so an id no sync could read is
+    refused (``ConfigError``) before it is stored."""
+    from catalog.sync import build_client, validate
+    from catalog.walk import Walker
+
+    validate(options)
+    client = build_client(options)
+    try:
+        Walker(
+            client, lambda task, depth: None, lambda event: None, kinds=options.kinds
+        ).resolve_eval_exports([ref], what="evaluation export")
+    finally:
+        client.close()
+    engine = db.create_engine_for(options.database_url)
+    try:
+        with db.connect(engine) as conn:
+            added = track(conn, ref, options.base_url, options.access_key, options.account)
+            conn.commit()
+    finally:
+        engine.dispose()
+    return added
+
+
 def untrack(conn: Connection, ref: str, account: str = DEFAULT_ACCOUNT) -> None:
     """Stop following ``ref``; the account's next sync marks its export deleted. The caller
     commits."""
@@ -58,7 +86,7 @@ def untrack(conn: Connection, ref: str, account: str = DEFAULT_ACCOUNT) -> None:
         )
 
 
-def listing(
+def tracked_table(
     conn: Connection, account: str | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The tracked refs (of one account, or all) with what the last sync stored for each

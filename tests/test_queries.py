@@ -162,7 +162,7 @@ def test_latest_changes_report_is_the_second_runs_changes(
 
 def test_runs_and_changes_filters(known: tuple[str, FakeCatalog, list[int]]) -> None:
     db_url, _, (first, second) = known
-    runs = _rows(db_url, queries.runs, limit=1)
+    runs = _rows(db_url, queries.recent_runs, limit=1)
     assert [r["run_id"] for r in runs] == [second]
     assert runs[0]["status"] == "success" and runs[0]["changed"] >= 2 and runs[0]["new"] >= 1
     assert runs[0]["seconds"] is not None and runs[0]["seconds"] >= 0
