@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import TableValuedAlias
 
-from catalog.normalize import unsigned
+from catalog.normalize import download_unsigned
 from catalog.types import UTCDateTime
 
 
@@ -89,7 +89,7 @@ def answer_hash(obj: Mapping[str, Any]) -> str:
     its stored answer and hash follow it (no history, no change row). A ``downloadUrl``
     counts without its query string, which the service signs afresh on every call.
     """
-    obj = unsigned(obj)
+    obj = download_unsigned(obj)
     value: Any = obj  # a dict from a JSON answer; anything else fails over to its JSON text
     try:
         text = marshal.dumps(value, 2)

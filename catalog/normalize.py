@@ -68,7 +68,7 @@ def stable_url(value: Any) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def unsigned(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def download_unsigned(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """``obj`` with its ``downloadUrl`` cut at the query string: a pre-signed link's signature
     authorises a download for as long as it lasts, so it is neither stored (``raw``) nor
     hashed (the service signs afresh on every call). ``obj`` itself when it has none."""

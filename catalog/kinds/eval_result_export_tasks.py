@@ -27,11 +27,11 @@ from catalog.kinds.base import DeleteView, Kind, RefReader, answers_for, read_tr
 from catalog.normalize import (
     NormalizeError,
     as_text,
+    download_unsigned,
     field_of,
     fits,
     require_id,
     stable_url,
-    unsigned,
 )
 from catalog.types import JsonValue
 
@@ -88,7 +88,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "storage_path": _storage_path(obj),
             "download_url": stable_url(obj.get("downloadUrl")),
             "export_content": field_of(obj, "exportContent", _content),
-            "raw": dict(unsigned(obj)),  # no live signature stored
+            "raw": dict(download_unsigned(obj)),  # no live signature stored
         },
     )
 

@@ -19,12 +19,12 @@ from catalog.normalize import (
     NormalizeError,
     as_int,
     as_text,
+    download_unsigned,
     eval_ref_body,
     field_of,
     fits,
     stable_url,
     state_of,
-    unsigned,
 )
 
 PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
@@ -65,7 +65,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
             "volume_id": field_of(obj, "volumeId", as_text),
             "export_path": field_of(obj, "exportPath", as_text),
             "download_url": stable_url(obj.get("downloadUrl")),
-            "raw": dict(unsigned(obj)),  # no live signature stored
+            "raw": dict(download_unsigned(obj)),  # no live signature stored
         },
     )
 

@@ -23,11 +23,11 @@ from catalog.normalize import (
     as_bool,
     as_int,
     as_text,
+    download_unsigned,
     field_of,
     fits,
     stable_url,
     state_of,
-    unsigned,
 )
 
 EXPORT = "DescribeModelExportTask"
@@ -73,7 +73,7 @@ def row(model_id: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
             "md5": field_of(obj, "md5", as_text),
             "file_size": field_of(obj, "fileSize", as_int),
             "download_url": stable_url(obj.get("downloadUrl")),
-            "raw": dict(unsigned(obj)),  # no live signature stored
+            "raw": dict(download_unsigned(obj)),  # no live signature stored
         },
     )
 
