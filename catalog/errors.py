@@ -119,6 +119,13 @@ class ApiError(CatalogError):
         """
         return self.code in PERMISSION_CODES
 
+    @property
+    def refuses_the_request(self) -> bool:
+        """The console answered this request's content: what it asked may not be read as it was
+        asked. Refused credentials, a transient failure and a stranger's answer say nothing of
+        what was asked, so a check of a user's ids must not call those ids unknown."""
+        return not (self.is_auth or self.retryable or isinstance(self, NotTheApi))
+
 
 class ApiDown(ApiError):
     """The API stopped answering mid-run: for ``client.OUTAGE`` seconds no call got an answer

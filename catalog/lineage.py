@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, or_, select
+from sqlalchemy import ColumnElement, Connection, select
 
-from catalog.queries import QueryError, Result, whose
+from catalog.queries import QueryError, Result, valid_at, whose
 from catalog.schema import SPECS
 
 COLUMNS = ["step", "kind", "id", "name", "state", "detail"]
@@ -35,7 +35,7 @@ def _linked(
         where: list[ColumnElement[bool]] = [t.c.deleted_at.is_(None)]
     else:
         t = spec.history
-        where = [t.c.valid_from <= moment, or_(t.c.valid_to.is_(None), t.c.valid_to > moment)]
+        where = valid_at(t, moment)
     where += whose(t, account)
     stmt = select(t).where(t.c[column] == value, *where).order_by(t.c.account, t.c[spec.key])
     return [dict(r) for r in conn.execute(stmt).mappings()]

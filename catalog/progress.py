@@ -48,6 +48,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from catalog.kinds import KINDS, REGISTRY
+from catalog.schema import RUN_COUNTS
 
 LABELS = {name: kind.short for name, kind in REGISTRY.items()}
 #: The kinds always shown and kept longest: the versions (what the ETA counts), then the sets
@@ -282,7 +283,7 @@ def plan_lines(summary: Any) -> list[str]:
     ]
     for kind in KINDS:
         seen, ins, upd, dele = (
-            counts.get(f"{kind}_{w}", 0) for w in ("seen", "inserted", "updated", "deleted")
+            counts.get(f"{kind}_{w}", 0) for w in RUN_COUNTS
         )
         lines.append(f"  {kind:<{width}}  {seen:>7}  {ins:>7}  {upd:>7}  {dele:>7}")
     return lines

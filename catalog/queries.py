@@ -159,6 +159,15 @@ def whose(table: Any, account: str | None) -> list[ColumnElement[bool]]:
     return [] if account is None else [table.c.account == account]
 
 
+def valid_at(history: Any, moment: dt.datetime) -> list[ColumnElement[bool]]:
+    """The filter on the versions of a history table valid at ``moment``: a version is valid on
+    ``[valid_from, valid_to)``, so a run's own timestamp shows the state that run left behind."""
+    return [
+        history.c.valid_from <= moment,
+        or_(history.c.valid_to.is_(None), history.c.valid_to > moment),
+    ]
+
+
 def _result(conn: Connection, stmt: Select[Any]) -> Result:
     res = conn.execute(stmt)
     columns = list(res.keys())
@@ -301,10 +310,7 @@ def as_of(
     h = spec.history
     stmt = (
         select(h.c.account, h.c[spec.key], *(h.c[name] for name in spec.tracked))
-        .where(
-            h.c.valid_from <= moment,
-            or_(h.c.valid_to.is_(None), h.c.valid_to > moment),
-        )
+        .where(*valid_at(h, moment))
         .order_by(h.c.account, h.c[spec.key])
     )
     stmt = stmt.where(*whose(h, account))

@@ -133,7 +133,7 @@ def start_run(
             api_calls=0,
             api_retries=0,
             errors=0,
-            **{f"{k}_{w}": 0 for k in KINDS for w in ("seen", "inserted", "updated", "deleted")},
+            **{f"{k}_{w}": 0 for k in KINDS for w in RUN_COUNTS},
         )
         .returning(sync_runs.c.run_id)
     ).scalar_one()

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog import db, deletes, killpoints, normalize, runs, source
+from catalog import db, deletes, killpoints, runs, source, tracking
 from catalog.api.auth import key_problem
 from catalog.api.client import ConsoleClient
 from catalog.api.pacing import RateLimiter
@@ -49,7 +49,7 @@ from catalog.events import (
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.logs import unexpected
 from catalog.pool import DeepestFirstPool
-from catalog.schema import DEFAULT_ACCOUNT, RUN_COUNTS, tracked_eval_exports
+from catalog.schema import DEFAULT_ACCOUNT, RUN_COUNTS
 from catalog.store import Store
 from catalog.walk import Walker
 from catalog.writer import Writer
@@ -213,10 +213,7 @@ def validate(options: SyncOptions) -> list[str]:
                 f"--kinds: {kind} needs {needed} (its entities are found through {needed}'s "
                 f"answers): add {needed}"
             )
-    try:
-        return [normalize.eval_export_ref(ref) for ref in options.eval_export_ids]
-    except normalize.NormalizeError as exc:
-        raise ConfigError(f"--eval-export-id: {exc}") from None
+    return [tracking.check_ref(ref, "--eval-export-id") for ref in options.eval_export_ids]
 
 
 def build_client(
@@ -549,11 +546,6 @@ def _new_file(url: str) -> bool:
     return path is not None and not path.exists()
 
 
-def _tracked_refs(conn: Connection, account: str) -> list[str]:
-    t = tracked_eval_exports
-    return list(conn.execute(select(t.c.export_ref).where(t.c.account == account)).scalars())
-
-
 def _plan_engine(options: SyncOptions) -> Engine | None:
     """For a dry run on a database that does not exist yet or has no schema: an empty catalog
     in memory to plan against (everything is an insert), so the plan creates no file."""
@@ -637,7 +629,8 @@ def run_sync(
             ):
                 # SQLite's lock file is the same for both; PostgreSQL's keys are not.
                 locked.enter_context(runs.legacy_lock(conn, lock_deadline, stop))
-            known = _tracked_refs(conn, options.account) if revision == db.SCHEMA_HEAD else []
+            current = revision == db.SCHEMA_HEAD
+            known = tracking.tracked_refs(conn, options.account) if current else []
             if first is None:  # an existing database: the calls come under the account's lock
                 # ... but not inside a transaction: on SQLite the writer's holds the file's
                 # write lock, which other accounts' syncs would wait on for as long as the calls
@@ -664,7 +657,7 @@ def run_sync(
             )
             if runs.repair_aborted(conn, options.account):
                 run.commit()
-            tracked = _tracked_refs(conn, options.account)
+            tracked = tracking.tracked_refs(conn, options.account)
             refs = list(dict.fromkeys([*tracked, *new_refs]))
             scope = {
                 "model_sets": list(options.model_sets),
@@ -691,11 +684,7 @@ def run_sync(
                 store = Store(conn, run_id, run_ts, options.account, preload=reader)
                 for ref in dict.fromkeys(new_refs):
                     if ref not in tracked:
-                        conn.execute(
-                            tracked_eval_exports.insert().values(
-                                account=options.account, export_ref=ref, added_at=run_ts
-                            )
-                        )
+                        tracking.add(conn, ref, options.account, run_ts)
                 run.drive(store, scoped, refs, prefetched)
                 run.shutdown()
                 _count_seen(run, store)

@@ -7,6 +7,7 @@ sync) only when it is untracked, never because its status call failed.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, String, and_, cast, delete, or_, select
@@ -21,11 +22,22 @@ if TYPE_CHECKING:
     from catalog.sync import SyncOptions
 
 
-def check_ref(ref: str) -> str:
+def check_ref(ref: str, option: str = "") -> str:
+    """``ref`` as stored, or a ``ConfigError`` naming the ``option`` it was given with."""
     try:
         return normalize.eval_export_ref(ref)
     except normalize.NormalizeError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"{option}: {exc}" if option else str(exc)) from None
+
+
+def tracked_refs(conn: Connection, account: str) -> list[str]:
+    t = tracked_eval_exports
+    return list(conn.execute(select(t.c.export_ref).where(t.c.account == account)).scalars())
+
+
+def add(conn: Connection, ref: str, account: str, at: dt.datetime) -> None:
+    """Follow ``ref`` from ``at`` on; the caller knows it is not followed yet, and commits."""
+    conn.execute(tracked_eval_exports.insert().values(account=account, export_ref=ref, added_at=at))
 
 
 def track(
@@ -39,13 +51,9 @@ def track(
     """
     db.ensure_schema(conn, migrate=True)
     source.bind(conn, base_url, access_key, account=account)
-    t = tracked_eval_exports
-    known = conn.execute(
-        select(t.c.export_ref).where(t.c.account == account, t.c.export_ref == ref)
-    ).first()
-    if known is not None:
+    if ref in tracked_refs(conn, account):
         return False
-    conn.execute(t.insert().values(account=account, export_ref=ref, added_at=utcnow()))
+    add(conn, ref, account, utcnow())
     return True
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from catalog.api.paging import iter_pages
 from catalog.documented import DriftLog
-from catalog.errors import ApiDown, ApiError, ConfigError, NotTheApi
+from catalog.errors import ApiDown, ApiError, ConfigError
 from catalog.events import Client, Event, Failure, Record, ScopedSet
 from catalog.kinds import DEFAULT_KINDS, REGISTRY, ref_reader
 from catalog.kinds import eval_result_exports as _evals
@@ -175,7 +175,7 @@ class Walker:
             try:
                 return (kind.name, ref), reader.fetch(self.client, ref)
             except ApiError as exc:
-                if exc.is_auth or exc.retryable or isinstance(exc, NotTheApi):
+                if not exc.refuses_the_request:
                     raise
                 raise ConfigError(
                     f"unknown {what} {ref!r}: the API did not answer it "

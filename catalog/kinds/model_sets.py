@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Boolean, Column, ColumnElement, String, Text
 
 from catalog.documented import fields
-from catalog.errors import ApiError, ConfigError, NotTheApi
+from catalog.errors import ApiError, ConfigError
 from catalog.events import (
     LISTING,
     SET,
@@ -158,7 +158,7 @@ def resolve(client: Client, refs: Sequence[str]) -> list[ScopedSet]:
             try:
                 obj = client.call(SET_ACTIONS[system], body)
             except ApiError as exc:
-                if exc.is_auth or exc.retryable or isinstance(exc, NotTheApi):
+                if not exc.refuses_the_request:
                     raise
                 answers.append(f"{SET_ACTIONS[system]}: {exc.message} [{exc.code}]")
                 continue
