@@ -527,7 +527,8 @@ def _sync_child() -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from catalog.sync import SyncOptions, end_of_process, run_sync
+    from catalog.collector import end_of_process
+    from catalog.sync import SyncOptions, run_sync
 
     writes: Counter[str] = Counter()
     statements: Counter[str] = Counter()
@@ -884,6 +885,7 @@ def db_pass(
 ) -> dict[str, Any]:
     from catalog import db, runs
     from catalog.store import Store
+    from catalog.writer import CommitPacer
 
     engine = db.writer_engine(url)  # the engine the sync writes with
     conn = db.connect(engine)
@@ -892,7 +894,7 @@ def db_pass(
         run_id, run_ts = runs.start_run(conn, {})
         conn.commit()
         store = Store(conn, run_id, run_ts)
-        pacer = db.CommitPacer(conn.commit, commit_interval)  # as the sync's writer commits
+        pacer = CommitPacer(conn.commit, commit_interval)  # as the sync's writer commits
         counts: Counter[str] = Counter()
         t0, c0 = time.perf_counter(), time.process_time()
         for start in range(0, len(rows), batch):

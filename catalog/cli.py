@@ -995,7 +995,7 @@ def eval_list(ctx: click.Context, fmt: str) -> None:
 
 
 def main() -> None:
-    from catalog.sync import end_of_process
+    from catalog.collector import end_of_process
 
     try:
         cli(prog_name="qianfan-catalog")

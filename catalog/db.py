@@ -402,38 +402,6 @@ def reading(database_url: str, *, write: bool = False) -> Iterator[Connection]:
         engine.dispose()
 
 
-class CommitPacer:
-    """Commits written work at most once per ``interval`` seconds, and on demand.
-
-    A commit costs a WAL write and now and then a checkpoint; a writer that commits every small
-    batch spends most of a database-bound run there. Pacing keeps crash safety (only whole
-    batches are ever committed) while bounding how much work a crash can lose to ``interval``.
-    """
-
-    def __init__(self, commit: Callable[[], None], interval: float) -> None:
-        self._commit = commit
-        self.interval = interval
-        self.last = time.monotonic()
-        self.pending = False
-
-    def wrote(self) -> None:
-        """Whole batches were written: commit them if the interval has passed."""
-        self.pending = True
-        self.idle()
-
-    def idle(self, open_transaction: bool = False) -> None:
-        """Nothing new arrived: commit what is pending once the interval has passed, or end an
-        ``open_transaction`` that wrote nothing (on SQLite it holds the one write lock that
-        other accounts' syncs wait for)."""
-        if (self.pending or open_transaction) and time.monotonic() - self.last >= self.interval:
-            self.now()
-
-    def now(self) -> None:
-        self._commit()
-        self.last = time.monotonic()
-        self.pending = False
-
-
 def alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 

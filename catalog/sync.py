@@ -11,7 +11,6 @@ transaction, inside scopes whose walk completed.
 
 from __future__ import annotations
 
-import gc
 import queue
 import signal
 import threading
@@ -25,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog import db, deletes, killpoints, runs, source, tracking
+from catalog import collector, db, deletes, killpoints, runs, source, tracking
 from catalog.api.auth import key_problem
 from catalog.api.client import ConsoleClient
 from catalog.api.pacing import RateLimiter
@@ -287,51 +286,6 @@ def _stopping_first(stop: threading.Event) -> Iterator[None]:
             raise
     if stop.is_set():
         raise Interrupted("interrupted before the run started; nothing was written") from None
-
-
-#: Allocations between two collections of the youngest generation during a run (default 700).
-YOUNG_COLLECTION = 10_000
-
-
-@contextmanager
-def _steady_collector() -> Iterator[None]:
-    """While a run lasts, collect cyclic garbage seldom, and never walk what existed before.
-
-    A run allocates and frees objects for every listed item, nearly all freed at once by
-    reference counting. With Python's defaults the cycle collector still runs again and again
-    in a no-op re-sync of a long listing, and each full collection walks every object the
-    imports made (SQLAlchemy's, mostly): a large share of that run's CPU
-    (docs/benchmark-history.md, the no-op pair). What existed before the run is frozen
-    (``gc.freeze``: never walked), and the youngest generation is collected every
-    ``YOUNG_COLLECTION`` allocations. The settings are the process's, so they are put back when
-    the run ends.
-
-    (Python's switch interval is kept: handing the interpreter to a waiting thread sooner
-    helps an unpaced sync a little but costs a paced one about as much in CPU, and every real
-    sync is paced.)
-    """
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(threshold[0], YOUNG_COLLECTION), *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
-def end_of_process() -> None:
-    """Called when the process has nothing left to do but exit: no cycle collection from here.
-
-    The interpreter's teardown clears every module, and with the collector on, each step runs
-    it over everything a sync left (SQLAlchemy's and the run's objects): CPU spent after the
-    summary line was written, which counts when several accounts' syncs end together on one
-    host (docs/benchmark-history.md, many accounts). Memory goes back to the operating system
-    whole; ``atexit`` handlers and the final flush of standard output and error still run, and
-    every connection and file the sync opened was closed before this.
-    """
-    gc.disable()
-    gc.freeze()
 
 
 def _weight(event: object) -> int:
@@ -613,7 +567,7 @@ def run_sync(
         lock_deadline = time.monotonic() + options.lock_timeout
         if not fresh:
             locked.enter_context(runs.writer_lock(conn, options.lock_timeout, options.account))
-        with locked, _stop_on_signals(stop), _steady_collector():
+        with locked, _stop_on_signals(stop), collector.steady_collector():
             if options.dry_run:
                 state = db.schema_state(conn)
                 if state == "behind" and db.current_revision(conn) is None:

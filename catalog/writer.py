@@ -6,7 +6,7 @@ batch's unchanged answers are only marked seen (``Store.mark_unchanged``); the o
 into rows and written (``Store.write_batch``). Completed listings, kept ids and failures are
 buffered and go to the database with the next batch. An answer that may need its kind's detail
 call waits until the store says whether it does, and the call is then a task of the writer's
-own on the walk's pool. Commits are paced (``db.CommitPacer``): whole batches, at most once per
+own on the walk's pool. Commits are paced (``CommitPacer``): whole batches, at most once per
 ``commit_interval``.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from catalog import db, killpoints, normalize, runs
+from catalog import killpoints, normalize, runs
 from catalog.errors import ApiDown, Interrupted, RunFailed
 from catalog.events import (
     STOPPED,
@@ -38,6 +38,38 @@ from catalog.store import Store
 if TYPE_CHECKING:
     from catalog.sync import _Run
 
+
+
+class CommitPacer:
+    """Commits written work at most once per ``interval`` seconds, and on demand.
+
+    A commit costs a WAL write and now and then a checkpoint; a writer that commits every small
+    batch spends most of a database-bound run there. Pacing keeps crash safety (only whole
+    batches are ever committed) while bounding how much work a crash can lose to ``interval``.
+    """
+
+    def __init__(self, commit: Callable[[], None], interval: float) -> None:
+        self._commit = commit
+        self.interval = interval
+        self.last = time.monotonic()
+        self.pending = False
+
+    def wrote(self) -> None:
+        """Whole batches were written: commit them if the interval has passed."""
+        self.pending = True
+        self.idle()
+
+    def idle(self, open_transaction: bool = False) -> None:
+        """Nothing new arrived: commit what is pending once the interval has passed, or end an
+        ``open_transaction`` that wrote nothing (on SQLite it holds the one write lock that
+        other accounts' syncs wait for)."""
+        if (self.pending or open_transaction) and time.monotonic() - self.last >= self.interval:
+            self.now()
+
+    def now(self) -> None:
+        self._commit()
+        self.last = time.monotonic()
+        self.pending = False
 
 class Writer:
     """One run's batches and buffers, and the rules that route each event into them.
@@ -72,7 +104,7 @@ class Writer:
         #: batch would be a single record.
         self.opened: dict[str, float] = {}
         self.interval = options.commit_interval or 1.0
-        self.pacer = db.CommitPacer(self._commit_batches, options.commit_interval)
+        self.pacer = CommitPacer(self._commit_batches, options.commit_interval)
         #: Per kind, its (always_detail, wants_detail) hooks: looked up once per record.
         self.hooks = {
             name: (kind.always_detail, kind.wants_detail) for name, kind in REGISTRY.items()

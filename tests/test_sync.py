@@ -19,6 +19,7 @@ from catalog.kinds import KINDS, eval_tasks
 from catalog.schema import SPECS, changes, sync_runs
 from catalog.sync import Interrupted, run_sync
 from catalog.walk import Walker
+from catalog.writer import CommitPacer
 from tests.helpers import (
     create_schema,
     expected_rows,
@@ -409,7 +410,7 @@ def test_the_command_line_exits_without_running_the_cycle_collector() -> None:
 
 def test_commit_pacer_commits_pending_work_once_the_interval_passed() -> None:
     commits: list[float] = []
-    pacer = db.CommitPacer(lambda: commits.append(time.monotonic()), interval=0.05)
+    pacer = CommitPacer(lambda: commits.append(time.monotonic()), interval=0.05)
     pacer.idle()
     assert commits == []  # nothing written, nothing to commit
     pacer.wrote()
@@ -424,7 +425,7 @@ def test_commit_pacer_commits_pending_work_once_the_interval_passed() -> None:
 
 def test_commit_interval_zero_commits_every_batch() -> None:
     commits: list[int] = []
-    pacer = db.CommitPacer(lambda: commits.append(1), interval=0.0)
+    pacer = CommitPacer(lambda: commits.append(1), interval=0.0)
     for _ in range(3):
         pacer.wrote()
     assert len(commits) == 3
@@ -439,6 +440,7 @@ def test_a_run_quiets_the_cycle_collector_and_restores_it(
     import gc
 
     from catalog import sync as sync_module
+    from catalog.collector import YOUNG_COLLECTION
 
     during: list[tuple[int, int]] = []
     real_drive = sync_module._Run.drive
@@ -449,12 +451,12 @@ def test_a_run_quiets_the_cycle_collector_and_restores_it(
 
     monkeypatch.setattr(sync_module._Run, "drive", drive)
     before = (gc.get_threshold(), gc.get_freeze_count())
-    assert before[0][0] < sync_module.YOUNG_COLLECTION and before[1] == 0
+    assert before[0][0] < YOUNG_COLLECTION and before[1] == 0
     catalog = FakeCatalog.generate(seed=61, model_sets=2, comp_tasks=5, eval_exports=0)
     with fake_console(catalog) as server:
         assert sync(sqlite_url, server).status == "success"
         (young, frozen), = during
-        assert young == sync_module.YOUNG_COLLECTION
+        assert young == YOUNG_COLLECTION
         assert frozen > 1000  # the modules, SQLAlchemy's tables and the like
         assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
