@@ -20,12 +20,11 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog import __version__, db, redact
+from catalog import __version__, db, logs, output, redact
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, DatabaseError, ExitCode
-from catalog.kinds import REGISTRY
+from catalog.kinds import KINDS, REGISTRY
 from catalog.queries import REPORT_NAMES
 from catalog.schema import DEFAULT_ACCOUNT
-from catalog.schema import KINDS as SPEC_KINDS
 from catalog.sync import SyncOptions
 
 CONTEXT = {
@@ -54,7 +53,6 @@ def _config_failure(ctx: click.Context, message: str, code: int = ExitCode.CONFI
     the format asked on the command line or in the environment is looked up here: a JSON log
     gets its ``fatal`` line, not a bare ``Error:``.
     """
-    from catalog import logs
 
     asked = os.environ.get("CATALOG_LOG_FORMAT") or "text"
     args: list[str] = ctx.find_root().meta.get("args", [])
@@ -150,7 +148,6 @@ class CatalogGroup(CatalogCommand, click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
             raise
         except Exception as exc:
-            from catalog import logs
 
             _fail(ctx, f"{logs.unexpected(exc)} (run with --debug for details)", ExitCode.FAILED)
 
@@ -159,7 +156,6 @@ def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
     # An upstream message (in the traceback too) may quote a secret or a signature.
     if (ctx.find_root().obj or {}).get("debug"):
         click.echo(redact.scrub(traceback.format_exc()), err=True, nl=False)
-    from catalog import logs
 
     message = redact.scrub(message)
     if not logs.report_fatal(message, int(code)):  # JSON logs: the error as one JSON line
@@ -198,7 +194,7 @@ _GLOBALS: dict[str, tuple[tuple[str, ...], dict[str, Any], str]] = {
         ("--log-format",),
         {
             "envvar": "CATALOG_LOG_FORMAT",
-            "type": click.Choice(["text", "json"]),
+            "type": click.Choice(logs.FORMATS),
             "default": "text",
         },
         "Logs on stderr: plain text, or one JSON object per line.",
@@ -304,7 +300,6 @@ def _command_path(ctx: click.Context) -> tuple[str, ...]:
 
 def _set_globals(ctx: click.Context, values: dict[str, tuple[Any, str]]) -> None:
     """Record global values and where each came from, then (re)configure logging from them."""
-    from catalog import logs
 
     obj = ctx.find_root().obj
     for name, (value, source) in values.items():
@@ -654,7 +649,7 @@ def current(ctx: click.Context) -> None:
 )
 @click.option(
     "--limit-shape",
-    type=click.Choice(["bucket", "fixed", "sliding"]),
+    type=click.Choice(["bucket", "fixed", "sliding"]),  # fake.limiters.SHAPES, not imported here
     default="bucket",
     help="How --rate-limit counts: token bucket (1 s burst), fixed or sliding 1 s windows.",
 )
@@ -734,7 +729,7 @@ def _format_option(f: Any) -> Any:
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(["table", "csv", "json"]),
+        type=click.Choice(output.FORMATS),
         default="table",
         help="Output format.",
     )(f)
@@ -776,7 +771,7 @@ def _show(ctx: click.Context, query: Any, fmt: str) -> None:
     click.echo(render(columns, rows, fmt))
 
 
-_KIND_CHOICE = click.Choice(list(SPEC_KINDS))
+_KIND_CHOICE = click.Choice(list(KINDS))
 
 
 @cli.command()

@@ -35,7 +35,8 @@ from sqlalchemy import (
     select,
 )
 
-from catalog.schema import KINDS, SPECS, changes, sync_runs
+from catalog.kinds import KINDS
+from catalog.schema import SPECS, changes, sync_runs
 from catalog.types import UTCDateTime
 
 Result = tuple[list[str], list[tuple[Any, ...]]]

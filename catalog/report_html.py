@@ -25,9 +25,9 @@ from sqlalchemy import Connection, func, select
 
 from catalog import db, queries
 from catalog.errors import ConfigError
-from catalog.kinds import REGISTRY
+from catalog.kinds import KINDS, REGISTRY
 from catalog.output import iso_time
-from catalog.schema import KINDS, SPECS, changes, eval_result_exports, model_sets, sync_runs
+from catalog.schema import SPECS, changes, eval_result_exports, model_sets, sync_runs
 
 RECENT_RUNS = 30
 TOP_SETS = 25

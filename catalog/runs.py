@@ -25,9 +25,9 @@ from sqlalchemy import Connection, Engine, case, func, select, text, update
 from catalog import redact
 from catalog.documented import DriftLog
 from catalog.errors import Interrupted, LockTimeout
+from catalog.kinds import KINDS
 from catalog.schema import (
     DEFAULT_ACCOUNT,
-    KINDS,
     RUN_COUNTS,
     SPECS,
     api_drift,

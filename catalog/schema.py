@@ -25,8 +25,7 @@ from sqlalchemy import (
     text,
 )
 
-from catalog.kinds import KINDS as KIND_NAMES
-from catalog.kinds import REGISTRY
+from catalog.kinds import KINDS, REGISTRY
 from catalog.types import BigId, JsonValue, UTCDateTime
 
 NAMING_CONVENTION = {
@@ -135,8 +134,6 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
     Index(f"ix_{name}_history_valid_from", history.c.valid_from)
     return table, history
 
-
-KINDS = KIND_NAMES
 
 #: What ``sync_runs`` counts per kind (``<kind>_<what>``): seen, new or back, changed, deleted.
 RUN_COUNTS = ("seen", "inserted", "updated", "deleted")

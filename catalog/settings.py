@@ -170,7 +170,7 @@ def account_tables(root: click.Command, data: dict[str, Any]) -> dict[str, dict[
         raise ConfigError("config file: 'accounts' must be a table of [accounts.NAME] tables")
     allowed: dict[str, str] = {}
     for path, _command, options in _walk(root):
-        if path in (("sync",), ("check",)):
+        if path in ACCOUNT_COMMANDS:
             for param in options:
                 assert param.name is not None
                 allowed.update(dict.fromkeys(_option_names(param), param.name))

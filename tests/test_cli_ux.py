@@ -16,7 +16,7 @@ from catalog import logs, progress, redact
 from catalog.cli import cli
 from catalog.errors import ExitCode
 from catalog.fake.server import FakeServer
-from catalog.schema import KINDS
+from catalog.kinds import KINDS
 from tests.helpers import AK, SK, Clock, FakeTTY, FaultPlan, fake_console, stored_rows
 
 

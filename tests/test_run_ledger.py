@@ -10,7 +10,8 @@ from sqlalchemy.exc import OperationalError
 
 from catalog import db, writer
 from catalog.fake.catalog import FakeCatalog
-from catalog.schema import KINDS, changes, sync_runs
+from catalog.kinds import KINDS
+from catalog.schema import changes, sync_runs
 from tests.helpers import fake_console, sync, table_rows
 
 
