@@ -102,14 +102,18 @@ def _pad(text: str, width: int) -> str:
     return cut + " " * (width - display_width(cut))
 
 
+def is_tty(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal; a closed stream or a stand-in without ``isatty`` is not."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def table_width(stream: Any = None) -> int:
     """The width a table is rendered to on ``stream`` (stdout): see the module docstring."""
     stream = sys.stdout if stream is None else stream
-    try:
-        tty = bool(stream.isatty())
-    except (AttributeError, ValueError):
-        tty = False
-    if tty:
+    if is_tty(stream):
         width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
     else:
         env = os.environ.get("COLUMNS", "")

@@ -48,6 +48,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from catalog.kinds import KINDS, REGISTRY
+from catalog.output import is_tty
 from catalog.schema import RUN_COUNTS
 
 LABELS = {name: kind.short for name, kind in REGISTRY.items()}
@@ -69,13 +70,6 @@ RATE_SAMPLE_STEP = 0.1
 #: guessing wider than the terminal wraps the line, and a wrapped line is not redrawn in place.
 FALLBACK_WIDTH = 80
 SEPARATOR = "  "
-
-
-def is_tty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def format_eta(seconds: float) -> str:
