@@ -407,6 +407,13 @@ _PRESET_SERVICES = (
 _LABELS = ("faq", "客服", "prod", "staging", "法律", "eval", "hf")
 
 
+def _with_url(item: dict[str, Any], changed: dict[str, Any], url: str) -> dict[str, Any]:
+    """``changed`` with ``downloadUrl`` too when the change moved the item's link."""
+    if url != item["downloadUrl"]:
+        item["downloadUrl"] = changed["downloadUrl"] = url
+    return changed
+
+
 def format_time(moment: datetime, style: str) -> str:
     """Render ``moment`` the way one of the service's back ends does.
 
@@ -1518,22 +1525,12 @@ class FakeCatalog:
         self, item: dict[str, Any], rng: random.Random, to: str | None = None
     ) -> dict[str, Any]:
         item["state"] = self._other(rng, EVAL_EXPORT_STATES, item["state"], to)
-        changed: dict[str, Any] = {"state": item["state"]}
-        url = self._eval_download(item)
-        if url != item["downloadUrl"]:
-            item["downloadUrl"] = url
-            changed["downloadUrl"] = url
-        return changed
+        return _with_url(item, {"state": item["state"]}, self._eval_download(item))
 
     def _change_eval_path(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         stem, _, suffix = item["exportPath"].rpartition(".")
         item["exportPath"] = f"{stem}_{rng.randint(1, 10**6)}.{suffix}"
-        changed: dict[str, Any] = {"exportPath": item["exportPath"]}
-        url = self._eval_download(item)
-        if url != item["downloadUrl"]:
-            item["downloadUrl"] = url
-            changed["downloadUrl"] = url
-        return changed
+        return _with_url(item, {"exportPath": item["exportPath"]}, self._eval_download(item))
 
     def _change_job_name(self, item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         item["name"] = f"{rng.choice(_JOB_NAMES)}-{rng.randint(2, 10**6)}"
@@ -1584,11 +1581,7 @@ class FakeCatalog:
         self, item: dict[str, Any], rng: random.Random, to: str | None = None
     ) -> dict[str, Any]:
         item["state"] = self._other(rng, EVAL_EXPORT_TASK_STATES, item["state"], to)
-        changed: dict[str, Any] = {"state": item["state"]}
-        url = self._export_task_download(item)
-        if url != item["downloadUrl"]:
-            item["downloadUrl"] = changed["downloadUrl"] = url
-        return changed
+        return _with_url(item, {"state": item["state"]}, self._export_task_download(item))
 
     def _change_service_status(
         self, item: dict[str, Any], rng: random.Random, to: str | None = None
