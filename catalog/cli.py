@@ -763,7 +763,7 @@ def _show(ctx: click.Context, query: Any, fmt: str) -> None:
     from catalog.queries import QueryError
 
     _require_file(ctx)
-    with db.reading(ctx.obj["database_url"]) as conn:
+    with db.open_catalog(ctx.obj["database_url"]) as conn:
         try:
             columns, rows = query(conn)
         except QueryError as exc:
@@ -972,7 +972,7 @@ def eval_untrack(ctx: click.Context, export_id: str) -> None:
 
     ref = tracking.check_ref(export_id)
     _require_file(ctx)
-    with db.reading(ctx.obj["database_url"], write=True) as conn:
+    with db.open_catalog(ctx.obj["database_url"], write=True) as conn:
         tracking.untrack(conn, ref, _account(ctx) or DEFAULT_ACCOUNT)
         conn.commit()
     click.echo(f"untracked {ref}: the next sync marks it deleted")

@@ -372,7 +372,7 @@ def _read_only_engine(path: Path) -> Engine | None:
 
 
 @contextmanager
-def reading(database_url: str, *, write: bool = False) -> Iterator[Connection]:
+def open_catalog(database_url: str, *, write: bool = False) -> Iterator[Connection]:
     """A connection for commands that read (or, ``write``, change a row or two without a
     migration): the schema must be current, or we say how. Only readers may open a SQLite file
     this user may not write."""

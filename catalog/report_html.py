@@ -560,7 +560,7 @@ def render(
 
 def write_report(database_url: str, path: str | Path, account: str | None = None) -> str:
     """Render from the database and write ``path``; returns the line the CLI prints."""
-    with db.reading(database_url) as conn:
+    with db.open_catalog(database_url) as conn:
         page = render(conn, db.describe_url(database_url), account=account)
     target = Path(path)
     try:
