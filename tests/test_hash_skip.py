@@ -167,7 +167,9 @@ def test_0010_cuts_the_signature_from_links_stored_before_it(db_url: str) -> Non
     """Their hash never counted the query, so no run would have rewritten those answers."""
     from sqlalchemy import JSON
 
-    from catalog.schema import model_exports
+    from catalog.schema import SPECS
+
+    model_exports = SPECS["model_export"].table
 
     catalog = FakeCatalog.generate(seed=52, model_sets=2, comp_tasks=2, export_share=1.0)
     with fake_console(catalog) as server:
