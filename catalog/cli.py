@@ -757,21 +757,30 @@ def _require_file(ctx: click.Context) -> None:
         )
 
 
-def _show(ctx: click.Context, query: Any, fmt: str) -> None:
-    """Run one read-only query on the configured database and print it in ``fmt``."""
-    from catalog.output import render
+def _show(ctx: click.Context, query: Any, fmt: str, stream: bool = False) -> None:
+    """Run one read-only query on the configured database and print it in ``fmt``.
+
+    ``stream``: for queries whose answer may be large (every change, a kind as of a date), CSV
+    and JSON are printed as the rows are read (a server-side cursor on PostgreSQL), so memory
+    does not grow with the answer.
+    """
     from catalog.queries import QueryError
 
     _require_file(ctx)
     with db.open_catalog(ctx.obj["database_url"]) as conn:
+        if stream and fmt != "table":
+            conn.execution_options(stream_results=True, yield_per=STREAM_ROWS)
         try:
             columns, rows = query(conn)
         except QueryError as exc:
             raise click.BadParameter(str(exc)) from None
-    click.echo(render(columns, rows, fmt))
+        for piece in output.iter_rendered(columns, rows, fmt):
+            click.echo(piece, nl=False)
 
 
 _KIND_CHOICE = click.Choice(list(KINDS))
+#: Rows fetched at a time when an answer streams.
+STREAM_ROWS = 1000
 
 
 @cli.command()
@@ -830,6 +839,7 @@ def changes(
             conn, run_id=run_id, since=since, until=until, kind=kind, account=_account(ctx)
         ),
         fmt,
+        stream=True,
     )
 
 
@@ -846,7 +856,7 @@ def as_of(ctx: click.Context, timestamp: Any, kind: str, fmt: str) -> None:
     """
     from catalog import queries
 
-    _show(ctx, lambda conn: queries.as_of(conn, kind, timestamp, _account(ctx)), fmt)
+    _show(ctx, lambda conn: queries.as_of(conn, kind, timestamp, _account(ctx)), fmt, stream=True)
 
 
 @cli.command()
@@ -927,7 +937,7 @@ def report(ctx: click.Context, name: str | None, fmt: str, html_file: str | None
         for report_name in REPORT_NAMES:
             click.echo(f"{report_name:<{width}}  {queries.REPORT_DESCRIPTIONS[report_name]}")
         return
-    _show(ctx, lambda conn: queries.report(conn, name, account=_account(ctx)), fmt)
+    _show(ctx, lambda conn: queries.report(conn, name, account=_account(ctx)), fmt, stream=True)
 
 
 @cli.group(name="eval")

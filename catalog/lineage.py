@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, select
 
-from catalog.queries import QueryError, Result, valid_at, whose
+from catalog.queries import QueryError, Result, keyed_whose, valid_at
 from catalog.schema import SPECS
 
 COLUMNS = ["step", "kind", "id", "name", "state", "detail"]
@@ -36,9 +36,11 @@ def _linked(
     else:
         t = spec.history
         where = valid_at(t, moment)
-    where += whose(t, account)
-    stmt = select(t).where(t.c[column] == value, *where).order_by(t.c.account, t.c[spec.key])
-    return [dict(r) for r in conn.execute(stmt).mappings()]
+    where += keyed_whose(t, account)
+    # Sorted here: an ORDER BY in the primary key's order led SQLite (no statistics) to walk
+    # the account's rows by that key instead of looking ``column`` up in its index.
+    rows = [dict(r) for r in conn.execute(select(t).where(t.c[column] == value, *where)).mappings()]
+    return sorted(rows, key=lambda row: (row["account"], row[spec.key]))
 
 
 def lineage(

@@ -30,7 +30,7 @@ import re
 import shutil
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -209,22 +209,42 @@ def _render_blocks(columns: Sequence[str], cells: list[list[str]], whole: list[b
     return "\n".join(blocks)
 
 
-def render_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def iter_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """CSV text a line at a time (each with its newline), reading ``rows`` only as it goes."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+
+    def line(values: Sequence[Any]) -> str:
+        writer.writerow(values)
+        text = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+        return text
+
+    yield line(columns)
     for row in rows:
-        writer.writerow(
-            [json_value(v) if not isinstance(v, dict | list | bool) else text_value(v)
-             for v in row]
-        )
-    return buf.getvalue().rstrip("\n")
+        yield line([json_value(v) if not isinstance(v, dict | list | bool) else text_value(v)
+                    for v in row])
 
 
-def render_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A JSON array of objects keyed by column name."""
-    data = [{c: json_value(v) for c, v in zip(columns, row, strict=True)} for row in rows]
-    return json.dumps(data, ensure_ascii=False, indent=2)
+def iter_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """A JSON array of objects keyed by column name, an object at a time (the same text as
+    ``json.dumps`` of the whole list with ``indent=2``), reading ``rows`` only as it goes."""
+    first = True
+    for row in rows:
+        item = {c: json_value(v) for c, v in zip(columns, row, strict=True)}
+        text = json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+        yield ("[\n  " if first else ",\n  ") + text
+        first = False
+    yield "[]\n" if first else "\n]\n"
+
+
+def render_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    return "".join(iter_csv(columns, rows)).rstrip("\n")
+
+
+def render_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    return "".join(iter_json(columns, rows)).rstrip("\n")
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
@@ -236,3 +256,14 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
     if fmt == "json":
         return render_json(columns, rows)
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+
+
+def iter_rendered(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:
+    """``render``'s text in pieces, reading ``rows`` only as CSV and JSON go; a table needs every
+    row first, to size its columns."""
+    if fmt == "csv":
+        yield from iter_csv(columns, rows)
+    elif fmt == "json":
+        yield from iter_json(columns, rows)
+    else:
+        yield render(columns, list(rows), fmt) + "\n"

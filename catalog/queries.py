@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -39,7 +39,9 @@ from catalog.kinds import KINDS
 from catalog.schema import SPECS, changes, sync_runs
 from catalog.types import UTCDateTime
 
-Result = tuple[list[str], list[tuple[Any, ...]]]
+#: Column names and rows: a list, or, on a connection that streams (``stream_results``), an
+#: iterator read as it is consumed, so that a large CSV or JSON export is never held whole.
+Result = tuple[list[str], Iterable[tuple[Any, ...]]]
 
 _views = MetaData()
 
@@ -160,6 +162,15 @@ def whose(table: Any, account: str | None) -> list[ColumnElement[bool]]:
     return [] if account is None else [table.c.account == account]
 
 
+def keyed_whose(table: Any, account: str | None) -> list[ColumnElement[bool]]:
+    """``whose`` for a lookup through an index that starts with ``account``: without an account,
+    each account that ever ran a sync (every row was written by one), so that the index still
+    serves it instead of a scan of every account's rows."""
+    if account is not None:
+        return [table.c.account == account]
+    return [table.c.account.in_(select(sync_runs.c.account).distinct())]
+
+
 def valid_at(history: Any, moment: dt.datetime) -> list[ColumnElement[bool]]:
     """The filter on the versions of a history table valid at ``moment``: a version is valid on
     ``[valid_from, valid_to)``, so a run's own timestamp shows the state that run left behind."""
@@ -172,6 +183,8 @@ def valid_at(history: Any, moment: dt.datetime) -> list[ColumnElement[bool]]:
 def _result(conn: Connection, stmt: Select[Any]) -> Result:
     res = conn.execute(stmt)
     columns = list(res.keys())
+    if conn.get_execution_options().get("stream_results"):
+        return columns, (tuple(row) for row in res)
     return columns, [tuple(row) for row in res]
 
 
@@ -283,7 +296,9 @@ def changes_query(
         c.run_id, c.account, c.changed_at, c.kind, c.entity_id, c.operation, c.field,
         c.old_value, c.new_value,
     ).order_by(c.change_id)
-    stmt = stmt.where(*whose(changes, account))
+    # By time or kind through the indexes that start with the account; by run through its own.
+    by_account = run_id is None and (since, until, kind) != (None, None, None)
+    stmt = stmt.where(*(keyed_whose if by_account else whose)(changes, account))
     if run_id is not None:
         stmt = stmt.where(c.run_id == run_id)
     if since is not None:
@@ -343,7 +358,7 @@ def history(
         .where(h.c[spec.key] == _key_value(kind, entity_id))
         .order_by(h.c.account, h.c.valid_from, h.c.history_id)
     )
-    stmt = stmt.where(*whose(h, account))
+    stmt = stmt.where(*keyed_whose(h, account))
     return _result(conn, stmt)
 
 
@@ -358,7 +373,7 @@ def entity_changes(
         .where(and_(c.kind == check_kind(kind), c.entity_id == str(_key_value(kind, entity_id))))
         .order_by(c.change_id)
     )
-    stmt = stmt.where(*whose(changes, account))
+    stmt = stmt.where(*keyed_whose(changes, account))
     return _result(conn, stmt)
 
 

@@ -82,8 +82,12 @@ class KindSpec:
         return self.table.c.account == account
 
 
-def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> tuple[Table, Table]:
-    """An entity table and its history table, sharing the tracked columns."""
+def _entity_tables(
+    name: str, key: Column[Any], columns: list[Column[Any]], lookups: tuple[str, ...] = ()
+) -> tuple[Table, Table]:
+    """An entity table and its history table, sharing the tracked columns; each of ``lookups``
+    indexed after the account on both (every read of one account's rows names it first, and a
+    read of all accounts names each: ``queries.keyed_whose``)."""
 
     def copies() -> list[Column[Any]]:
         return [Column(c.name, c.type, nullable=True, comment=c.comment) for c in columns]
@@ -132,6 +136,9 @@ def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> t
         history.c.valid_to,
     )
     Index(f"ix_{name}_history_valid_from", history.c.valid_from)
+    for column in lookups:
+        for t in (table, history):
+            Index(f"ix_{t.name}_account_{column}", t.c.account, t.c[column])
     return table, history
 
 
@@ -253,6 +260,8 @@ changes = Table(
     Column("new_value", Text, nullable=True, comment="JSON text"),
 )
 Index("ix_changes_kind_entity_id", changes.c.account, changes.c.kind, changes.c.entity_id)
+#: ``changes --since``/``--until`` and BI's "changes in the last week", per account.
+Index("ix_changes_account_changed_at", changes.c.account, changes.c.changed_at)
 
 
 def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()) -> KindSpec:
@@ -273,7 +282,9 @@ def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()
 #: Per kind, its table, history table and tracked columns, in the registry's order.
 SPECS: dict[str, KindSpec] = {}
 for _kind in REGISTRY.values():
-    _table, _history = _entity_tables(_kind.table, _kind.key, list(_kind.columns))
+    _table, _history = _entity_tables(
+        _kind.table, _kind.key, list(_kind.columns), _kind.lookups
+    )
     SPECS[_kind.name] = _spec(_kind.name, _table, _history, _kind.carried)
 
 #: The tables this code names most; every kind's are in SPECS.
