@@ -171,8 +171,8 @@ def test_lineage_finds_a_versions_compression_tasks_by_index(
     moment = None if now else dt.datetime.now(dt.UTC)
     plans = _plans(url, lambda conn: lineage.lineage(conn, version, moment, "a"))
     suffix = "" if now else "_history"
-    assert _uses(plans, f"ix_compression_tasks{suffix}_account_source_model_id"), plans
-    assert _uses(plans, f"ix_compression_tasks{suffix}_account_model_id"), plans
+    assert _uses(plans, f"ix_compression_tasks{suffix}_source_model_id"), plans
+    assert _uses(plans, f"ix_compression_tasks{suffix}_model_id"), plans
     assert not _scans(plans, f"compression_tasks{suffix}"), plans
 
 
