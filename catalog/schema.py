@@ -86,9 +86,11 @@ def _entity_tables(
     name: str, key: Column[Any], columns: list[Column[Any]], lookups: tuple[str, ...] = ()
 ) -> tuple[Table, Table]:
     """An entity table and its history table, sharing the tracked columns; each of ``lookups``
-    indexed alone on both. Not after the account: without statistics (a table a first sync has
-    just filled) PostgreSQL took such an index's account prefix for the writer's lookups by
-    key, one scan of the account per key; an id column alone is no use to those."""
+    indexed alone on the entity table. Not after the account: without statistics (a table a
+    first sync has just filled) PostgreSQL took such an index's account prefix for the writer's
+    lookups by key, one scan of the account per key; an id column alone is no use to those.
+    Not on history, which every change writes to for ever: a lookup there (``lineage
+    --as-of``) is one command's, not every run's."""
 
     def copies() -> list[Column[Any]]:
         return [Column(c.name, c.type, nullable=True, comment=c.comment) for c in columns]
@@ -138,8 +140,7 @@ def _entity_tables(
     )
     Index(f"ix_{name}_history_valid_from", history.c.valid_from)
     for column in lookups:
-        for t in (table, history):
-            Index(f"ix_{t.name}_{column}", t.c[column])
+        Index(f"ix_{name}_{column}", table.c[column])
     return table, history
 
 

@@ -12,11 +12,11 @@ rows, half a million compression-task history rows) made three reads scan whole 
    SQLite). It now joins the latest finished run of each account, found once, to ``changes``
    by ``run_id`` (its index): the same rows.
 2. ``changes --since/--until`` had no index on ``changed_at``: ``(account, changed_at)``.
-3. ``lineage`` looks compression tasks up by ``model_id`` (the task that made a version) and
-   ``source_model_id`` (the tasks made from it), now and in history (``--as-of``): only
-   ``source_model_id`` of the current table was indexed. Each is now, on both tables. Alone,
-   not after the account: without statistics PostgreSQL took an ``(account, ...)`` index's
-   prefix for the writer's lookups by key (a scan of the account per key).
+3. ``lineage`` looks compression tasks up by ``model_id`` (the task that made a version): not
+   indexed (``source_model_id``, the tasks made from it, was). Alone, not after the account:
+   without statistics PostgreSQL took an ``(account, ...)`` index's prefix for the writer's
+   lookups by key (a scan of the account per key). The history tables get none: every change
+   writes to them, and their lookups are ``lineage --as-of``'s alone.
 
 Downgrading puts back the view of revision 0011 and drops the indexes.
 """
@@ -31,12 +31,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 VIEW = "report_latest_changes"
-#: The indexes this revision adds (the current table's on source_model_id was there).
-INDEXES = (
-    ("compression_tasks", "model_id"),
-    ("compression_tasks_history", "model_id"),
-    ("compression_tasks_history", "source_model_id"),
-)
+#: The lookup indexes this revision adds (the one on source_model_id was there).
+INDEXES = (("compression_tasks", "model_id"),)
 
 
 def upgrade() -> None:
