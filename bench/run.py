@@ -41,6 +41,10 @@ Modes (``python3 bench/run.py MODE --help``):
          pages through the same client, answers parsed, nothing normalised or written), each in
          its own process; reports wall and CPU seconds of each and the re-sync's ratio to the
          mean of the two walks around it (the machine's speed drifts between runs).
+``reads`` the read side on a long history, no HTTP: ``--tasks`` compression tasks, then
+         ``--runs`` daily runs each changing ``--change-share`` of them, written as the sync's
+         writer writes; then the views and read commands a BI tool or a person runs, timed, and
+         three exports as commands of their own, for their wall time and peak memory.
 
 Every result is printed and written as JSON to ``bench/results/``.
 
@@ -980,6 +984,148 @@ def db_mode(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- reads mode
+
+
+def _median_ms(read: Callable[[], Any], repeat: int = 3) -> tuple[float, int]:
+    """The median wall time of ``read`` in ms, and the rows its answer held."""
+    times, rows = [], 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        answer = read()
+        times.append((time.perf_counter() - t0) * 1000)
+        rows = len(list(answer[1])) if isinstance(answer, tuple) else len(answer)
+    return round(sorted(times)[len(times) // 2], 1), rows
+
+
+def _cli_peak(url: str, argv: list[str]) -> dict[str, Any]:
+    """One read command in a process of its own, its output thrown away: wall s and peak RSS."""
+    code = (
+        "import contextlib, os, sys\n"
+        "from catalog.cli import cli\n"
+        "with open(os.devnull, 'w') as out, contextlib.redirect_stdout(out):\n"
+        "    try:\n"
+        "        cli(sys.argv[1:], prog_name='qianfan-catalog')\n"
+        "    except SystemExit as done:\n"
+        "        assert not done.code, done.code\n"
+        # VmHWM, not ru_maxrss: that one keeps the high-water mark of the process this one
+        # was forked from (the benchmark, holding every row) across exec.
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "print(hwm.split()[1], file=sys.stderr)\n"
+    )
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--database-url", url, *argv],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    return {
+        "command": " ".join(argv),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "peak_rss_mb": round(int(done.stderr.split()[-1]) / 1024),
+    }
+
+
+def _write_versions(url: str, ids: set[str]) -> None:
+    """Model versions for the tasks' ids, so that ``lineage`` finds the version it starts at."""
+    from catalog import db, runs
+    from catalog.bulk import answer_hash
+    from catalog.kinds import model_versions
+    from catalog.store import Store
+
+    engine = db.writer_engine(url)
+    with engine.connect() as conn:
+        run_id, run_ts = runs.start_run(conn, {})
+        store = Store(conn, run_id, run_ts)
+        objs = [{"modelId": i, "modelName": i, "modelSetId": "am-bench"} for i in sorted(ids)]
+        for start in range(0, len(objs), 500):
+            store.write_batch("model_version", [
+                {**model_versions.row(o), "raw_hash": answer_hash(o)}
+                for o in objs[start : start + 500]
+            ])
+        runs.finish_run(conn, run_id, "success", {}, 0, 0, 0, None)
+        conn.commit()
+    engine.dispose()
+
+
+def _reads(week: Any, last: int, task: str, version: str) -> dict[str, Callable[[Any], Any]]:
+    """The reads timed, by the name a user knows them by."""
+    import datetime as dt
+
+    from catalog import lineage, queries
+
+    return {
+        "report latest_changes": lambda c: queries.report(c, "latest_changes"),
+        "changes --since (a week)": lambda c: queries.changes_query(c, since=week),
+        "changes --run (the last)": lambda c: queries.changes_query(c, run_id=last),
+        "history (no --account)": lambda c: queries.history(c, "compression_task", task),
+        "lineage": lambda c: lineage.lineage(c, version, None, "default"),
+        "lineage --as-of": lambda c: lineage.lineage(
+            c, version, dt.datetime.now(dt.UTC), "default"
+        ),
+    }
+
+
+def reads_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """The read side on a long history: --runs daily runs after the first, each changing
+    --change-share of --tasks compression tasks (status and name: a history row and two change
+    rows each), written through the store as a sync writes them. Then the views and commands a
+    BI tool or a person runs, each timed (median of three), and two exports' peak memory."""
+    from sqlalchemy import func, select, text
+
+    from catalog import db as catalog_db
+    from catalog import queries
+    from catalog.schema import changes, compression_tasks_history, sync_runs
+
+    first = task_rows(args.tasks, args.seed)
+    share = max(1, int(len(first) * args.change_share))
+    results = []
+    with databases(args.db) as fresh:
+        for db, url in fresh():
+            rows, rng = list(first), random.Random(args.seed)  # the same history on each
+            t0 = time.perf_counter()
+            db_pass(url, rows, args.batch_size, "insert", 0)
+            _write_versions(url, {row["source_model_id"] for row in rows} | {
+                row["model_id"] for row in rows if row["model_id"]})
+            for _ in range(args.runs):
+                picked = rng.sample(range(len(rows)), share)
+                for i, row in zip(picked, changed_rows([rows[i] for i in picked]), strict=True):
+                    rows[i] = row
+                db_pass(url, [rows[i] for i in sorted(picked)], args.batch_size, "changes", 0)
+            settle(db, url)
+            engine = catalog_db.create_engine_for(url)
+            with engine.connect() as conn:
+                counts = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                          for t in (changes, compression_tasks_history, sync_runs)}
+                last = conn.execute(text("SELECT max(run_id) FROM sync_runs")).scalar_one()
+                week = conn.execute(
+                    text("SELECT started_at FROM sync_runs WHERE run_id = :r"),
+                    {"r": max(1, last - 6)},
+                ).scalar_one()
+            engine.dispose()
+            print(f"  {db:10} history built in {time.perf_counter() - t0:.0f}s: {counts}",
+                  flush=True)
+            if isinstance(week, str):
+                week = queries.parse_timestamp(week)
+            reads = _reads(week, last, rows[0]["task_id"], rows[0]["source_model_id"])
+            engine = catalog_db.create_engine_for(url)
+            with engine.connect() as conn:
+                for name, read in reads.items():
+                    ms, n = _median_ms(lambda read=read: read(conn))
+                    print(f"  {db:10} {name:28} {ms:9.1f} ms  {n} rows", flush=True)
+                    results.append({"db": db, "read": name, "ms": ms, "rows": n})
+                    conn.rollback()
+            engine.dispose()
+            for argv in (["runs", "--limit", "1", "--format", "csv"],
+                         ["changes", "--run", str(last), "--format", "csv"],
+                         ["changes", "--format", "csv"], ["changes", "--format", "json"]):
+                r = _cli_peak(url, argv)
+                print(f"  {db:10} {r['command']:28} {r['seconds']:7.2f} s  "
+                      f"peak {r['peak_rss_mb']} MB", flush=True)
+                results.append({"db": db, **r})
+    return {"mode": "reads", "tasks": args.tasks, "runs": args.runs,
+            "change_share": args.change_share, "results": results}
+
+
 # ----------------------------------------------------------------------------- noop mode
 
 
@@ -1335,6 +1481,12 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--tasks", type=int, default=100_000)
     d.add_argument("--profile", action="store_true", help="cProfile the passes")
 
+    e = sub.add_parser("reads", help="views and read commands on a long history; export memory")
+    common(e)
+    e.add_argument("--tasks", type=int, default=100_000)
+    e.add_argument("--runs", type=int, default=100, help="daily runs after the first")
+    e.add_argument("--change-share", type=float, default=0.01, help="tasks changed per run")
+
     args = p.parse_args(argv)
     if args.mode == "api" and args.qps is None:
         args.qps = args.rate_limit[0]
@@ -1344,7 +1496,7 @@ def main(argv: list[str] | None = None) -> None:
     compile_package()
     print(f"machine: {machine()}; load {os.getloadavg()}", flush=True)
     modes = {"api": api_mode, "rss": rss_mode, "db": db_mode, "noop": noop_mode,
-             "accounts": accounts_mode}
+             "accounts": accounts_mode, "reads": reads_mode}
     result = modes[args.mode](args)
     result["machine"] = machine()
     result["command"] = " ".join(["python3", "bench/run.py", *argv])
