@@ -82,15 +82,9 @@ class KindSpec:
         return self.table.c.account == account
 
 
-def _entity_tables(
-    name: str, key: Column[Any], columns: list[Column[Any]], lookups: tuple[str, ...] = ()
-) -> tuple[Table, Table]:
-    """An entity table and its history table, sharing the tracked columns; each of ``lookups``
-    indexed alone on the entity table. Not after the account: without statistics (a table a
-    first sync has just filled) PostgreSQL took such an index's account prefix for the writer's
-    lookups by key, one scan of the account per key; an id column alone is no use to those.
-    Not on history, which every change writes to for ever: a lookup there (``lineage
-    --as-of``) is one command's, not every run's."""
+def _entity_tables(name: str, key: Column[Any], columns: list[Column[Any]]) -> tuple[Table, Table]:
+    """An entity table and its history table, sharing the tracked columns (a column's index is
+    the entity table's only: every change writes to history)."""
 
     def copies() -> list[Column[Any]]:
         return [Column(c.name, c.type, nullable=True, comment=c.comment) for c in columns]
@@ -139,8 +133,6 @@ def _entity_tables(
         history.c.valid_to,
     )
     Index(f"ix_{name}_history_valid_from", history.c.valid_from)
-    for column in lookups:
-        Index(f"ix_{name}_{column}", table.c[column])
     return table, history
 
 
@@ -284,9 +276,7 @@ def _spec(kind: str, table: Table, history: Table, carried: tuple[str, ...] = ()
 #: Per kind, its table, history table and tracked columns, in the registry's order.
 SPECS: dict[str, KindSpec] = {}
 for _kind in REGISTRY.values():
-    _table, _history = _entity_tables(
-        _kind.table, _kind.key, list(_kind.columns), _kind.lookups
-    )
+    _table, _history = _entity_tables(_kind.table, _kind.key, list(_kind.columns))
     SPECS[_kind.name] = _spec(_kind.name, _table, _history, _kind.carried)
 
 #: The tables this code names most; every kind's are in SPECS.

@@ -309,9 +309,6 @@ class Kind:
     partial_listing: bool = True
     #: The kind whose listing names this one's entities (lineage, reports).
     parent: str | None = None
-    #: Columns other than the key that reads look entities up by (``lineage``: a version's
-    #: compression tasks by ``model_id``): indexed on the entity table.
-    lookups: tuple[str, ...] = ()
     #: The first page of this kind's root listing, fetched before anything is written.
     open_listing: Callable[[Walk], Pages] | None = None
     #: Submit the root tasks of a walk (``pages``: the listing opened before the run, if any).

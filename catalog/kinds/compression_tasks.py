@@ -50,8 +50,12 @@ COLUMNS = (
     Column("name", Text),
     Column("description", Text),
     Column("status", String(32), comment="creating running succeeded failed stopping stopped"),
-    Column("source_model_id", String(64)),
-    Column("model_id", String(64), comment="the compressed version; NULL when failed"),
+    # Indexed for lineage (the tasks made from a version, the task that made it). Alone, not
+    # after the account: without statistics (a table a first sync has just filled) PostgreSQL
+    # took such an index's account prefix for the writer's lookups by key, a scan of the account
+    # per key. History copies the column without the index: every change writes there.
+    Column("source_model_id", String(64), index=True),
+    Column("model_id", String(64), index=True, comment="the compressed version; NULL when failed"),
     Column("strategy", String(32), comment="config.strategy: Quantization or Sparsity"),
     Column("quant_conf", String(64)),
     Column("sparsity_ratio", Float),
@@ -180,7 +184,6 @@ KIND = Kind(
     carried=("failed_reason",),
     unanswered=("failed_reason",),
     parent="model_version",
-    lookups=("model_id", "source_model_id"),
     open_listing=lambda walk: _pages(walk, None),
     start=_start,
     on_parent={"model_set": _of_set},
