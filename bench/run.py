@@ -44,7 +44,8 @@ Modes (``python3 bench/run.py MODE --help``):
 ``reads`` the read side on a long history, no HTTP: ``--tasks`` compression tasks, then
          ``--runs`` daily runs each changing ``--change-share`` of them, written as the sync's
          writer writes; then the views and read commands a BI tool or a person runs, timed, and
-         three exports as commands of their own, for their wall time and peak memory.
+         the exports (CSV, JSON, tables) as commands of their own, for their wall time and
+         peak memory.
 
 Every result is printed and written as JSON to ``bench/results/``.
 
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import math
 import multiprocessing as mp
@@ -1049,8 +1051,6 @@ def _write_versions(url: str, ids: set[str]) -> None:
 
 def _reads(week: Any, last: int, task: str, version: str) -> dict[str, Callable[[Any], Any]]:
     """The reads timed, by the name a user knows them by."""
-    import datetime as dt
-
     from catalog import lineage, queries
 
     return {
@@ -1069,7 +1069,7 @@ def reads_mode(args: argparse.Namespace) -> dict[str, Any]:
     """The read side on a long history: --runs daily runs after the first, each changing
     --change-share of --tasks compression tasks (status and name: a history row and two change
     rows each), written through the store as a sync writes them. Then the views and commands a
-    BI tool or a person runs, each timed (median of three), and two exports' peak memory."""
+    BI tool or a person runs, each timed (median of three), and the exports' peak memory."""
     from sqlalchemy import func, select, text
 
     from catalog import db as catalog_db
@@ -1115,9 +1115,11 @@ def reads_mode(args: argparse.Namespace) -> dict[str, Any]:
                     results.append({"db": db, "read": name, "ms": ms, "rows": n})
                     conn.rollback()
             engine.dispose()
+            now = dt.datetime.now(dt.UTC).isoformat()
             for argv in (["runs", "--limit", "1", "--format", "csv"],
                          ["changes", "--run", str(last), "--format", "csv"],
-                         ["changes", "--format", "csv"], ["changes", "--format", "json"]):
+                         ["changes", "--format", "csv"], ["changes", "--format", "json"],
+                         ["changes", "--format", "table"], ["as-of", "compression_task", now]):
                 r = _cli_peak(url, argv)
                 print(f"  {db:10} {r['command']:28} {r['seconds']:7.2f} s  "
                       f"peak {r['peak_rss_mb']} MB", flush=True)

@@ -760,15 +760,16 @@ def _require_file(ctx: click.Context) -> None:
 def _show(ctx: click.Context, query: Any, fmt: str, stream: bool = False) -> None:
     """Run one read-only query on the configured database and print it in ``fmt``.
 
-    ``stream``: for queries whose answer may be large (every change, a kind as of a date), CSV
-    and JSON are printed as the rows are read (a server-side cursor on PostgreSQL), so memory
-    does not grow with the answer.
+    ``stream``: for queries whose answer may be large (every change, a kind as of a date), the
+    rows are read a batch at a time (a server-side cursor on PostgreSQL): CSV and JSON are
+    printed as they come, a table once its spool has them all. Memory does not grow with the
+    answer.
     """
     from catalog.queries import QueryError
 
     _require_file(ctx)
     with db.open_catalog(ctx.obj["database_url"]) as conn:
-        if stream and fmt != "table":
+        if stream:
             conn.execution_options(stream_results=True, yield_per=STREAM_ROWS)
         try:
             columns, rows = query(conn)

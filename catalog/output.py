@@ -29,10 +29,11 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
 FORMATS = ("table", "csv", "json")
 #: The width without a terminal to measure and without ``COLUMNS``.
@@ -45,6 +46,8 @@ ID_COLUMN = re.compile(r"^(id|.*_id|.*_ref)$")
 #: A cell in :func:`iso_time`'s form (a time already turned to text is still a time).
 ISO_CELL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 ELLIPSIS = "…"
+#: A table's cells are kept in memory up to this many bytes of text, in a temporary file past it.
+SPOOL_BYTES = 8 * 2**20
 SEPARATOR = "  "
 NARROW_SEPARATOR = " "
 
@@ -121,17 +124,6 @@ def table_width(stream: Any = None) -> int:
     return max(width, MIN_WIDTH)
 
 
-def _is_whole(column: str, values: Sequence[Any], cells: Sequence[str]) -> bool:
-    """Whether a column's values must never be cut: times, ids and numbers."""
-    if ID_COLUMN.match(column):
-        return True
-    shown = [(v, c) for v, c in zip(values, cells, strict=True) if c != ""]
-    return bool(shown) and all(
-        isinstance(v, dt.datetime | dt.date | int | float | Decimal) or ISO_CELL.match(c)
-        for v, c in shown
-    )
-
-
 def _shrink(out: list[int], floor: list[int], which: Sequence[int], excess: int) -> int:
     """Take up to ``excess`` columns from the ``which`` columns, widest first; what is left."""
     while excess > 0:
@@ -163,16 +155,54 @@ def _fit(natural: list[int], floor: list[int], whole: list[bool], total: int,
     return out
 
 
-def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                 width: int | None = None) -> str:
-    """``rows`` as a table ``width`` columns wide (by default :func:`table_width`)."""
-    if not rows:
-        return "(no rows)"
-    width = table_width() if width is None else width
-    cells = [[text_value(v) for v in row] for row in rows]
-    whole = [_is_whole(col, [row[i] for row in rows], [r[i] for r in cells])
-             for i, col in enumerate(columns)]
-    longest = [max(display_width(r[i]) for r in cells) for i in range(len(columns))]
+class _Measured:
+    """What a table's layout needs of every row's cells, measured as the rows go by into a
+    spool (:func:`iter_table`): a table must see every row before it can size its columns, and
+    a large answer held as rows (the database's values, then their text) took hundreds of
+    megabytes."""
+
+    def __init__(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], spool: IO[str]):
+        n = len(columns)
+        self.count = 0
+        self.longest = [0] * n
+        shown, exact = [False] * n, [True] * n  # exact: every shown value a time or a number
+        for row in rows:
+            cells = [text_value(v) for v in row]
+            for i, (value, cell) in enumerate(zip(row, cells, strict=True)):
+                if cell == "":
+                    continue
+                self.longest[i] = max(self.longest[i], display_width(cell))
+                shown[i] = True
+                if exact[i] and not (
+                    isinstance(value, dt.datetime | dt.date | int | float | Decimal)
+                    or ISO_CELL.match(cell)
+                ):
+                    exact[i] = False
+            spool.write(json.dumps(cells, ensure_ascii=False) + "\n")
+            self.count += 1
+        #: Columns never cut: ids, and times and numbers.
+        self.whole = [bool(ID_COLUMN.match(col)) or (s and e)
+                      for col, s, e in zip(columns, shown, exact, strict=True)]
+
+
+def iter_table(columns: Sequence[str], rows: Iterable[Sequence[Any]],
+               width: int | None = None) -> Iterator[str]:
+    """``rows`` as a table ``width`` columns wide (by default :func:`table_width`), a line at a
+    time (each without its newline). The rows are read once, before the first line, and kept
+    only as text: in memory up to ``SPOOL_BYTES``, in a temporary file past it."""
+    with tempfile.SpooledTemporaryFile(SPOOL_BYTES, mode="w+", encoding="utf-8") as spool:
+        measured = _Measured(columns, rows, spool)
+        if not measured.count:
+            yield "(no rows)"
+            return
+        spool.seek(0)
+        cells: Iterator[list[str]] = (json.loads(line) for line in spool)
+        yield from _layout(columns, measured, cells, table_width() if width is None else width)
+
+
+def _layout(columns: Sequence[str], measured: _Measured, cells: Iterator[list[str]],
+            width: int) -> Iterator[str]:
+    whole, longest = measured.whole, measured.longest
     natural = [max(display_width(col), n) for col, n in zip(columns, longest, strict=True)]
     floor = [max(n, min(w, MIN_COLUMN)) if keep else min(w, MIN_COLUMN)
              for n, w, keep in zip(longest, natural, whole, strict=True)]
@@ -186,27 +216,30 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
             layouts.append((cut, rank, sep, fitted))
     # Cutting most columns makes a table nobody can read: then one block per row instead.
     if not layouts or 2 * min(layouts)[0] >= len(columns):
-        return _render_blocks(columns, cells, whole, width)
+        yield from _iter_blocks(columns, cells, whole, width)
+        return
     _, _, sep, widths = min(layouts)
-    lines = [sep.join(_pad(c, w) for c, w in zip(columns, widths, strict=True))]
-    lines.append(sep.join("-" * w for w in widths))
+    yield sep.join(_pad(c, w) for c, w in zip(columns, widths, strict=True)).rstrip()
+    yield sep.join("-" * w for w in widths).rstrip()
     for r in cells:
-        lines.append(sep.join(_pad(c, w) for c, w in zip(r, widths, strict=True)))
-    return "\n".join(line.rstrip() for line in lines)
+        yield sep.join(_pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip()
 
 
-def _render_blocks(columns: Sequence[str], cells: list[list[str]], whole: list[bool],
-                   width: int) -> str:
+def render_table(columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                 width: int | None = None) -> str:
+    """``rows`` as a table ``width`` columns wide (by default :func:`table_width`)."""
+    return "\n".join(iter_table(columns, rows, width))
+
+
+def _iter_blocks(columns: Sequence[str], cells: Iterable[list[str]], whole: list[bool],
+                 width: int) -> Iterator[str]:
     """One ``column: value`` line per field, rows separated by a rule: for many columns."""
     label = min(max(display_width(c) for c in columns), width // 3)
     room = width - label - 2
-    blocks = []
     for n, r in enumerate(cells, 1):
-        lines = [f"-- row {n} " + "-" * max(0, width - 10 - len(str(n)))]
+        yield (f"-- row {n} " + "-" * max(0, width - 10 - len(str(n)))).rstrip()
         for col, value, keep in zip(columns, r, whole, strict=True):
-            lines.append(f"{_pad(col, label)}: {value if keep else _cut(value, room)}")
-        blocks.append("\n".join(line.rstrip() for line in lines))
-    return "\n".join(blocks)
+            yield f"{_pad(col, label)}: {value if keep else _cut(value, room)}".rstrip()
 
 
 def iter_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
@@ -247,7 +280,7 @@ def render_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "".join(iter_json(columns, rows)).rstrip("\n")
 
 
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
+def render(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str = "table",
            width: int | None = None) -> str:
     if fmt == "table":
         return render_table(columns, rows, width)
@@ -259,11 +292,15 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
 
 
 def iter_rendered(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:
-    """``render``'s text in pieces, reading ``rows`` only as CSV and JSON go; a table needs every
-    row first, to size its columns."""
+    """``render``'s text in pieces, reading ``rows`` only as CSV and JSON go; a table reads every
+    row before its first line, to size its columns, but holds them as text in a spool
+    (:class:`_Measured`), not in memory."""
     if fmt == "csv":
         yield from iter_csv(columns, rows)
     elif fmt == "json":
         yield from iter_json(columns, rows)
+    elif fmt == "table":
+        for line in iter_table(columns, rows):
+            yield line + "\n"
     else:
-        yield render(columns, list(rows), fmt) + "\n"
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")

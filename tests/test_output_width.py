@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import os
 import re
+from typing import Any
 
 import pytest
 
@@ -236,3 +237,55 @@ def test_the_line_is_as_wide_as_the_stream_or_columns(monkeypatch: pytest.Monkey
     assert display.columns() == 132 and len(display.line()) <= 131
     monkeypatch.setenv("COLUMNS", "100")
     assert display.columns() == 100
+
+
+# -- a table of a large answer -----------------------------------------------------------------
+
+
+class _Row(list):  # type: ignore[type-arg]
+    """A row a weak reference can follow, to see whether the renderer kept it."""
+
+
+def test_a_table_keeps_its_rows_as_text_not_as_rows() -> None:
+    """A table reads every row before its first line (to size its columns) but keeps only their
+    text, in a spool: the rows themselves (the database's values, raw JSON and all) go as they
+    are read, so an `as-of` of every task does not hold them all in memory."""
+    import weakref
+
+    refs: list[weakref.ref[_Row]] = []
+
+    def rows() -> object:
+        for n in range(2000):
+            row = _Row((n, f"set-{n}", MOMENT, {"raw": "x" * 100}))
+            refs.append(weakref.ref(row))
+            yield row
+
+    lines = output.iter_table(["id", "name", "at", "raw"], rows(), 200)  # type: ignore[arg-type]
+    assert next(lines).split() == ["id", "name", "at", "raw"]
+    assert len(refs) == 2000  # every row read before the first line
+    assert sum(ref() is not None for ref in refs) <= 1  # and none kept (the loop's last at most)
+    body = list(lines)[1:]
+    assert len(body) == 2000 and body[1999].split()[:2] == ["1999", "set-1999"]
+
+
+def test_a_table_past_the_spools_memory_is_the_same_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    columns, rows = _runs()
+    rows = rows * 300
+    in_memory = output.render_table(columns, rows, 120)
+    spools: list[Any] = []
+    real = output.tempfile.SpooledTemporaryFile
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        spools.append(real(*args, **kwargs))
+        return spools[-1]
+
+    monkeypatch.setattr(output, "SPOOL_BYTES", 1000)
+    monkeypatch.setattr(output.tempfile, "SpooledTemporaryFile", spy)
+    assert output.render_table(columns, rows, 120) == in_memory
+    assert spools and spools[0]._rolled  # it went to a file
+    # blocks (a table too narrow for the columns) read the spool the same way
+    monkeypatch.setattr(output, "SPOOL_BYTES", 8 * 2**20)
+    blocks = output.render_table(columns, rows[:50], 40)
+    monkeypatch.setattr(output, "SPOOL_BYTES", 100)
+    assert output.render_table(columns, rows[:50], 40) == blocks
+    assert blocks.startswith("-- row 1 ") and blocks.count("-- row ") == 50

@@ -203,7 +203,7 @@ def test_a_streaming_connection_reads_rows_as_they_are_written(
         engine.dispose()
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
 def test_streamed_exports_print_what_a_whole_answer_would(
     two_accounts: tuple[str, FakeCatalog], fmt: str
 ) -> None:
