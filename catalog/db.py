@@ -36,7 +36,7 @@ SUPPORTED = ("sqlite", "postgresql")
 #: and loading every migration script: with many accounts starting at once on a small host,
 #: that start-up was a visible share of the run (docs/benchmark-history.md, "Many accounts
 #: side by side").
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0013"
 
 
 #: PostgreSQL's ``application_name`` of the catalog's sessions.

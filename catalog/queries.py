@@ -147,7 +147,7 @@ REPORT_DESCRIPTIONS = {
     "versions_by_model_set": "model sets, their versions and export states",
     "compression_tasks_by_status": "compression tasks per status and strategy",
     "exports": "model exports: state, file, size, MD5",
-    "latest_changes": "the last finished run's changes only",
+    "latest_changes": "the last run's changes, and killed runs' before it",
     "lineage": "per version: where it came from, where it runs",
 }
 

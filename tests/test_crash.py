@@ -373,3 +373,62 @@ def test_runs_says_which_running_runs_lost_their_process(db_url: str) -> None:
             assert runs_module.lock_held(conn, "b") is False
     assert notes() == both  # looking took nothing: still free, still reported
     engine.dispose()
+
+
+def test_a_killed_runs_changes_are_reported_with_the_run_after_it(db_url: str) -> None:
+    """``report_latest_changes`` shows a killed run's committed changes once, beside the changes
+    of the account's next run: the next run marks it ``aborted`` and does not record them again,
+    so a report of the latest run alone never showed them."""
+    from catalog import queries, runs
+
+    catalog = _catalog()
+    rng = random.Random(7)
+
+    def latest() -> dict[int, list[tuple[str, str, str]]]:
+        engine = db.create_engine_for(db_url)
+        try:
+            with engine.connect() as conn:
+                columns, rows = queries.report(conn, "latest_changes")
+                out: dict[int, list[tuple[str, str, str]]] = {}
+                for row in rows:
+                    r = dict(zip(columns, row, strict=True))
+                    out.setdefault(r["run_id"], []).append(
+                        (r["run_status"], r["entity_id"], r["operation"])
+                    )
+                return out
+        finally:
+            engine.dispose()
+
+    def of_run(run_id: int) -> list[tuple[str, str]]:
+        return sorted((r["entity_id"], r["operation"]) for r in table_rows(db_url, changes)
+                      if r["run_id"] == run_id)
+
+    with fake_console(catalog) as server:
+        first = sync(db_url, server)
+        for kind in ("model_set", "compression_task"):  # sets: in the first batch committed
+            for key in catalog.keys(kind)[:50]:
+                catalog.change(kind, key, rng)
+        argv = sync_argv(db_url, server, *SETTINGS["small"])
+        killed = run_cli(argv, env=kill_env("batch_committed"))
+        assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+        dead_id = run_statuses(db_url)[-1][0]
+        dead = of_run(dead_id)
+        assert dead  # a committed batch's changes
+        assert set(latest()) == {first.run_id}  # the dead run still reads running
+        engine = db.create_engine_for(db_url)
+        with engine.begin() as conn:
+            assert runs.repair_aborted(conn) == 1  # what the next sync does first
+        engine.dispose()
+        shown = latest()
+        assert set(shown) == {dead_id}  # while the next run runs
+        assert sorted((e, o) for _, e, o in shown[dead_id]) == dead
+        assert {s for s, _, _ in shown[dead_id]} == {"aborted"}
+        catalog.change("compression_task", catalog.keys("compression_task")[-1], rng)
+        after = sync(db_url, server)
+        shown = latest()
+        assert set(shown) == {dead_id, after.run_id}
+        assert sorted((e, o) for _, e, o in shown[dead_id]) == dead
+        assert sorted((e, o) for _, e, o in shown[after.run_id]) == of_run(after.run_id)
+        assert of_run(after.run_id)  # the killed run's rest and the last change
+        assert sync(db_url, server).status == "success"  # nothing changed since
+    assert latest() == {}  # the killed run was reported once

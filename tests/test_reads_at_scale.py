@@ -61,7 +61,7 @@ def two_accounts(db_url: str) -> tuple[str, FakeCatalog]:
 
 def test_the_latest_changes_view_answers_as_before(two_accounts: tuple[str, FakeCatalog]) -> None:
     """The rewritten view (the latest finished run of each account, joined once) gives the rows
-    the correlated one gave, for each account."""
+    the correlated one gave, for each account, when no run was killed (test_crash has those)."""
     engine = db.create_engine_for(two_accounts[0])
     try:
         with engine.connect() as conn:
