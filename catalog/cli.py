@@ -24,7 +24,7 @@ from catalog import __version__, db, logs, output, redact
 from catalog.errors import AUTH_HINT, ApiError, CatalogError, DatabaseError, ExitCode
 from catalog.kinds import KINDS, REGISTRY
 from catalog.queries import REPORT_NAMES
-from catalog.schema import DEFAULT_ACCOUNT
+from catalog.schema import ACCOUNT_CHARS, DEFAULT_ACCOUNT
 from catalog.sync import SyncOptions
 
 CONTEXT = {
@@ -493,9 +493,10 @@ def _sync_options(f: Any) -> Any:
 def _account(ctx: click.Context) -> str | None:
     """The account chosen (flag, env, file), or None: reads then show every account."""
     account: str | None = ctx.find_root().obj.get("account")
-    if account is not None and not (0 < len(account) <= 64 and account.isprintable()):
+    if account is not None and not (0 < len(account) <= ACCOUNT_CHARS and account.isprintable()):
         raise click.BadParameter(
-            "an account name is 1 to 64 printable characters", param_hint="'--account'"
+            f"an account name is 1 to {ACCOUNT_CHARS} printable characters",
+            param_hint="'--account'",
         )
     return account
 
@@ -519,7 +520,9 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> SyncOptions:
         account=account,
         database_url=ctx.obj["database_url"],
         migrate=not kw["no_migrate"],
-        timeout=(min(5.0, kw["timeout"]), kw["timeout"]),
+        # --timeout is the read timeout; connecting gets the default's connect timeout, or less
+        # when the read timeout is shorter (a call never waits longer than --timeout to start).
+        timeout=(min(_default("timeout")[0], kw["timeout"]), kw["timeout"]),
         kinds=_kinds(kw["kinds"]),
     )
     return SyncOptions(**values)

@@ -41,6 +41,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 #: The account a row belongs to when a database holds one account's catalog (and the name every
 #: row written before accounts existed was given by migration 0007).
 DEFAULT_ACCOUNT = "default"
+#: The longest account name the ``account`` columns hold.
+ACCOUNT_CHARS = 64
 
 
 def account_column(*, primary_key: bool = False, index: bool = False) -> Column[str]:
@@ -51,7 +53,7 @@ def account_column(*, primary_key: bool = False, index: bool = False) -> Column[
     """
     return Column(
         "account",
-        String(64),
+        String(ACCOUNT_CHARS),
         primary_key=primary_key,
         nullable=False,
         index=index,
@@ -225,7 +227,7 @@ catalog_source = Table(
     metadata,
     Column(
         "account",
-        String(64),
+        String(ACCOUNT_CHARS),
         primary_key=True,
         comment="the catalog's name; 'default' until several accounts share a database",
     ),
