@@ -1119,7 +1119,7 @@ def reads_mode(args: argparse.Namespace) -> dict[str, Any]:
             for argv in (["runs", "--limit", "1", "--format", "csv"],
                          ["changes", "--run", str(last), "--format", "csv"],
                          ["changes", "--format", "csv"], ["changes", "--format", "json"],
-                         ["changes", "--format", "table"], ["as-of", "compression_task", now]):
+                         ["changes", "--format", "table"], ["as-of", now, "compression_task"]):
                 r = _cli_peak(url, argv)
                 print(f"  {db:10} {r['command']:28} {r['seconds']:7.2f} s  "
                       f"peak {r['peak_rss_mb']} MB", flush=True)

@@ -83,6 +83,8 @@ def json_value(value: Any) -> Any:
 
 def display_width(text: str) -> int:
     """Terminal columns ``text`` takes: wide East Asian characters (CJK names) take two."""
+    if text.isascii():  # most cells: ids, times, numbers (a character each, looked up fast)
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
