@@ -778,8 +778,8 @@ def _show(ctx: click.Context, query: Any, fmt: str, stream: bool = False) -> Non
             columns, rows = query(conn)
         except QueryError as exc:
             raise click.BadParameter(str(exc)) from None
-        for piece in output.iter_rendered(columns, rows, fmt):
-            click.echo(piece, nl=False)
+        for chunk in output.in_chunks(output.iter_rendered(columns, rows, fmt)):
+            click.echo(chunk, nl=False)
 
 
 _KIND_CHOICE = click.Choice(list(KINDS))

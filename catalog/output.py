@@ -293,6 +293,21 @@ def render(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str = "ta
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
 
 
+def in_chunks(pieces: Iterable[str], size: int = 1 << 16) -> Iterator[str]:
+    """``pieces`` joined into strings of about ``size`` characters: a write (and click's flush)
+    per line of a large answer cost more than rendering it."""
+    buf: list[str] = []
+    held = 0
+    for piece in pieces:
+        buf.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield "".join(buf)
+            buf, held = [], 0
+    if buf:
+        yield "".join(buf)
+
+
 def iter_rendered(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:
     """``render``'s text in pieces, reading ``rows`` only as CSV and JSON go; a table reads every
     row before its first line, to size its columns, but holds them as text in a spool

@@ -289,3 +289,12 @@ def test_a_table_past_the_spools_memory_is_the_same_table(monkeypatch: pytest.Mo
     monkeypatch.setattr(output, "SPOOL_BYTES", 100)
     assert output.render_table(columns, rows[:50], 40) == blocks
     assert blocks.startswith("-- row 1 ") and blocks.count("-- row ") == 50
+
+
+def test_a_large_answer_is_written_in_chunks_not_a_line_at_a_time() -> None:
+    lines = [f"line {n}\n" for n in range(20000)]
+    chunks = list(output.in_chunks(iter(lines), size=1000))
+    assert "".join(chunks) == "".join(lines)
+    assert len(chunks) <= len("".join(lines)) // 1000 + 1
+    assert all(len(c) >= 1000 for c in chunks[:-1])
+    assert list(output.in_chunks(iter([]))) == []
