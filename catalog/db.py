@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
+from catalog import locks
 from catalog.errors import ConfigError, DatabaseError, Interrupted
 
 if TYPE_CHECKING:
@@ -454,21 +455,6 @@ def _newer(connection: Connection) -> str:
     )
 
 
-class _LockBusy(DatabaseError):
-    """PostgreSQL gave up a lock wait at ``lock_timeout`` (SQLSTATE 55P03): ``ensure_schema``
-    tries again; anywhere else (a role's own ``lock_timeout``) it is the migration's error."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "migration failed: another session held a lock it needed past lock_timeout; "
-            "nothing was changed: run it again"
-        )
-
-
-def _lock_busy(exc: SQLAlchemyError) -> bool:
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
-
-
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Apply migrations on the caller's connection; commits them."""
     from alembic import command
@@ -478,8 +464,8 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
         connection.commit()
     except SQLAlchemyError as exc:
         connection.rollback()
-        if _lock_busy(exc):
-            raise _LockBusy from None
+        if locks.lock_busy(exc):
+            raise locks.LockBusy from None
         raise DatabaseError(f"migration failed: {str(exc).splitlines()[0]}") from None
 
 
@@ -526,65 +512,20 @@ def downgrade(connection: Connection, revision: str) -> None:
             connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if was else 'OFF'}")
 
 
-#: PostgreSQL advisory lock keys (two int4) held while the schema is checked and migrated: syncs
-#: of several accounts may start at once on a new database, and only one may create it.
-SCHEMA_LOCK = (0x71666362, 0)
-
-
-#: PostgreSQL: how long one try at the schema's locks may wait, in milliseconds (the schema lock,
-#: which another sync holds while it migrates; the tables and views a migration alters). An
-#: ALTER waiting for its lock holds up every later reader of that table, so a try gives way
-#: after this: the readers queued behind it go on, and a stop is seen, between tries. Without
-#: it a BI session left idle in a transaction would hold a migrating sync (and each dashboard
-#: query of the table queued behind it) for as long as the session stays open.
-SCHEMA_TRY_MS = 1000
-#: PostgreSQL: seconds the tries go on before the sync gives up (exit 6, naming the sessions
-#: that had a transaction open that long). Another account's sync migrating a large database
-#: can take that long; a BI transaction left open rarely ends by itself.
-SCHEMA_WAIT = 60.0
-#: Seconds between two tries: the sessions queued behind the last one are served first.
-_SCHEMA_PAUSE = 0.25
-
-
 def ensure_schema(connection: Connection, migrate: bool, wait: float | None = None) -> None:
     """Bring the schema to head, or refuse clearly when told not to migrate or it is newer.
 
-    Holds the schema lock until the caller's transaction ends (SQLite: the writer's
-    transactions hold the write lock already), so a second sync waits and then finds the
-    schema current. On PostgreSQL the waits for locks are tries of ``SCHEMA_TRY_MS`` each, for
-    up to ``wait`` seconds (default ``SCHEMA_WAIT``), each a transaction rolled back when it
-    gives way (so the caller's transaction must hold nothing yet), and a stop set on the
-    connection (:func:`stop_waits`) ends them.
+    Under the schema lock until the caller's transaction ends, so a second sync waits and then
+    finds the schema current. On PostgreSQL the wait is tries for up to ``wait`` seconds
+    (:func:`catalog.locks.under_schema_lock`: the caller's transaction must hold nothing yet),
+    and a stop set on the connection (:func:`stop_waits`) ends them.
     """
-    if connection.dialect.name != "postgresql":
-        _ensure_once(connection, migrate)
-        return
-    wait = SCHEMA_WAIT if wait is None else wait
-    deadline = time.monotonic() + wait
-    stop: threading.Event = connection.info.get(STOP_KEY) or threading.Event()
-    while True:
-        try:
-            connection.execute(text(f"SET LOCAL lock_timeout = {SCHEMA_TRY_MS}"))
-            _ensure_once(connection, migrate)
-            if connection.in_transaction():  # nothing migrated (no commit): back to the default
-                connection.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
-            return
-        except (_LockBusy, OperationalError) as exc:
-            if isinstance(exc, OperationalError) and not _lock_busy(exc):
-                raise
-            connection.rollback()
-        if time.monotonic() >= deadline:
-            raise DatabaseError(_schema_locked(connection, wait))
-        if stop.wait(_SCHEMA_PAUSE):
-            raise Interrupted("interrupted waiting for the schema's locks; nothing was written")
+    locks.under_schema_lock(
+        connection, partial(_ensure_once, connection, migrate), wait, connection.info.get(STOP_KEY)
+    )
 
 
 def _ensure_once(connection: Connection, migrate: bool) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(:cls, :key)"),
-            {"cls": SCHEMA_LOCK[0], "key": SCHEMA_LOCK[1]},
-        )
     state = schema_state(connection)
     if state == "ahead":
         raise DatabaseError(_newer(connection))
@@ -595,53 +536,6 @@ def _ensure_once(connection: Connection, migrate: bool) -> None:
                 "or drop --no-migrate"
             )
         upgrade(connection)
-
-
-def _schema_locked(connection: Connection, wait: float) -> str:
-    """Why the schema could not be checked or migrated: the sessions that hold a table's lock in
-    this database (or the schema lock) and whose transaction began before the wait did, or
-    whose start this role may not see. Their pids, programs, users and states; never their
-    queries. (``pg_locks`` shows every session's locks to any role; ``pg_stat_activity`` hides
-    other users' states and times unless the role has ``pg_read_all_stats``.)"""
-    rows = connection.execute(
-        text(
-            "SELECT a.pid, a.application_name, a.usename, a.state,"
-            " EXTRACT(EPOCH FROM now() - a.xact_start) FROM pg_stat_activity a"
-            " WHERE a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.granted"
-            "  AND l.pid <> pg_backend_pid()"
-            "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            "  AND (l.locktype = 'relation' OR (l.locktype = 'advisory'"
-            "   AND l.classid::bigint = :cls AND l.objid::bigint = :key AND l.objsubid = 2)))"
-            " AND (a.xact_start IS NULL OR a.xact_start < now() - make_interval(secs => :wait))"
-            " ORDER BY a.xact_start NULLS LAST, a.pid LIMIT 5"
-        ),
-        {"wait": wait, "cls": SCHEMA_LOCK[0], "key": SCHEMA_LOCK[1]},
-    ).all()
-    connection.rollback()
-    head = (
-        f"the database schema could not be checked or migrated: other sessions held its locks "
-        f"for {wait:g}s; nothing was changed"
-    )
-    if not rows:
-        return f"{head}. Another sync may be migrating it: run this one again when it is done"
-    held = ", ".join(
-        f"pid {pid} ({app or 'no application name'}, user {user}, "
-        + (
-            f"{state}, in a transaction for {_duration(seconds)})"
-            if state is not None and seconds is not None
-            else "state not visible to this role)"
-        )
-        for pid, app, user, state, seconds in rows
-    )
-    return (
-        f"{head}. Holding locks: {held}. A BI tool's session left 'idle in transaction' "
-        f"is the usual one: end it (or SELECT pg_terminate_backend(pid)) and run this again"
-    )
-
-
-def _duration(seconds: Any) -> str:
-    seconds = int(float(seconds or 0))
-    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 def is_memory_url(url: str) -> bool:

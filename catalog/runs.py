@@ -1,31 +1,25 @@
-"""The run rows (``sync_runs``, ``sync_errors``) and the one-writer-per-account lock.
+"""The run rows (``sync_runs``, ``sync_errors``, ``api_drift``) and the repair of dead runs.
 
 A run's row is written first and committed, so a run killed at any point leaves a ``running`` row
-behind; the account's next run, holding the account's lock, knows no other writer of that account
-exists and marks it ``aborted``. Runs of other accounts may be running meanwhile: their rows are
-not touched.
+behind; the account's next run, holding the account's lock (:mod:`catalog.locks`), knows no other
+writer of that account exists and marks it ``aborted``. Runs of other accounts may be running
+meanwhile: their rows are not touched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import os
 import socket
-import threading
-import time
-import zlib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, select, text, update
+from sqlalchemy import Connection, case, func, select, update
 
 from catalog import redact
 from catalog.documented import DriftLog
-from catalog.errors import Interrupted, LockTimeout
 from catalog.kinds import KINDS
+from catalog.locks import lock_held
 from catalog.schema import (
     DEFAULT_ACCOUNT,
     RUN_COUNTS,
@@ -36,8 +30,6 @@ from catalog.schema import (
     sync_runs,
 )
 
-#: PostgreSQL advisory locks take two int4 keys: this project's ("qfca" in ASCII) and the account's.
-ADVISORY_LOCK_CLASS = 0x71666361
 FINAL_STATUSES = ("success", "partial", "failed", "aborted", "interrupted")
 
 
@@ -222,73 +214,6 @@ def record_drift(conn: Connection, run_id: int, drift: DriftLog) -> list[tuple[s
     return [key for key in sorted(drift.found) if key not in earlier]
 
 
-# -- the lock ------------------------------------------------------------------------------------
-
-
-def _sqlite_lock_path(conn: Connection | Engine, account: str) -> Path | None:
-    """``catalog.db.lock`` for the default account (the file versions before accounts lock
-    too, so a sync of such a version and this one's exclude each other), else
-    ``catalog.db.ACCOUNT.lock``; beside the file itself, so that a symbolic link to it (or a
-    path through one) locks the same file."""
-    database = conn.engine.url.database
-    if not database or database == ":memory:":
-        return None
-    real = Path(database).expanduser().resolve()
-    suffix = ".lock" if account == DEFAULT_ACCOUNT else f".{_file_safe(account)}.lock"
-    return real.with_name(real.name + suffix)
-
-
-def _file_safe(account: str) -> str:
-    """The account as part of a file name: other characters as their code point."""
-    return "".join(ch if ch.isalnum() or ch in "-_" else f"%{ord(ch):x}" for ch in account)
-
-
-def advisory_key(account: str) -> int:
-    """The account's int4 advisory lock key (two accounts may share one: they then only wait
-    for each other, never run together)."""
-    value = zlib.crc32(account.encode())
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def lock_held(conn: Connection, account: str = DEFAULT_ACCOUNT) -> bool | None:
-    """Whether a sync of ``account`` holds its writer lock now, seen without taking it: a read
-    command that took it, even for an instant, could make a sync starting then exit 7.
-    PostgreSQL: ``pg_locks``, every session of the database. SQLite: the lock file's inode
-    among the ``flock`` locks of Linux's ``/proc/locks`` (by inode alone: a container's overlay
-    may show another device for the same file; a wrong match only says "held"), which lists
-    only the locks of processes in this PID namespace: a sync in another container, or on
-    another host sharing the file, is not seen (the caller says so). ``None``: cannot tell."""
-    if conn.dialect.name == "postgresql":
-        found = conn.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid::bigint = :cls AND objid::bigint = :key AND objsubid = 2"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
-            ),
-            {"cls": ADVISORY_LOCK_CLASS, "key": advisory_key(account) & 0xFFFFFFFF},
-        ).scalar_one()
-        return bool(found)
-    path = _sqlite_lock_path(conn, account)
-    if path is None:
-        return None
-    try:
-        inode = path.stat().st_ino
-    except FileNotFoundError:
-        return False  # made by the first sync that locks: none ever did
-    except OSError:
-        return None
-    try:
-        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    for line in table.splitlines():
-        # "1: FLOCK  ADVISORY  WRITE 12214 fe:00:2449500 0 EOF"; a waiter's: "1: -> FLOCK ..."
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
-            return True
-    return False
-
-
 def dead_runs(conn: Connection, account: str | None = None) -> list[tuple[int, str]]:
     """``(run_id, account)`` of the runs marked ``running`` (of one account, or all) whose
     account's writer lock nobody holds: their process ended without finishing (killed, the
@@ -324,107 +249,3 @@ def dead_run_notes(conn: Connection, account: str | None = None) -> list[str]:
         "(killed, or the machine restarted); the account's next sync marks it aborted"
         for run_id, whose in dead_runs(conn, account)
     ]
-
-
-@contextmanager
-def writer_lock(
-    conn: Connection | Engine, timeout: float, account: str = DEFAULT_ACCOUNT, poll: float = 0.2
-) -> Iterator[None]:
-    """Hold the account's writer lock for the database behind ``conn``, waiting up to
-    ``timeout`` s. Other accounts' syncs run beside it.
-
-    PostgreSQL: a session advisory lock on this connection, keyed by the account. SQLite:
-    ``flock`` on a file per account beside the database; the kernel drops it when the process
-    dies, so a crashed run never leaves it held. It needs no connection: an SQLite engine will
-    do (a first sync takes it before it creates the database file).
-    """
-    deadline = time.monotonic() + max(timeout, 0.0)
-    if conn.dialect.name == "postgresql":
-        assert isinstance(conn, Connection), "PostgreSQL's lock is its session's"
-        keys = {"cls": ADVISORY_LOCK_CLASS, "key": advisory_key(account)}
-        with _advisory(conn, "(:cls, :key)", keys, deadline, _locked_message(timeout, account),
-                       poll):
-            yield
-        return
-    path = _sqlite_lock_path(conn, account)
-    if path is None:
-        yield
-        return
-    handle: IO[str] = open(path, "a")  # noqa: SIM115 - held for the whole run
-    try:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(_locked_message(timeout, account)) from None
-                time.sleep(poll)
-        yield
-    finally:
-        handle.close()
-
-
-#: The one advisory lock key syncs took before accounts (schema revisions before
-#: ``ACCOUNTS_REVISION``): a bigint for the whole database, in another key space than the
-#: (class, account) pairs, so neither lock excludes the other.
-LEGACY_LOCK_KEY = 0x7166636174
-#: The migration that brought accounts, and with them the per-account lock.
-ACCOUNTS_REVISION = "0007"
-
-
-@contextmanager
-def legacy_lock(
-    conn: Connection, deadline: float, stop: threading.Event, poll: float = 0.2
-) -> Iterator[None]:
-    """PostgreSQL: also hold the lock of the versions before accounts, for a database whose
-    schema is from before them, waiting until ``deadline`` (``time.monotonic()``: what is left
-    of ``--lock-timeout`` after the account's lock) unless ``stop`` is set. A sync of such a
-    version may still be running when the upgraded one starts (its cron line came first);
-    under the account's lock alone the new sync would mark that live run ``aborted`` and
-    migrate and write beside it."""
-    message = (
-        "a sync of an earlier qianfan-catalog version is running on this database: let it "
-        "finish, or raise --lock-timeout"
-    )
-    with _advisory(conn, "(:key)", {"key": LEGACY_LOCK_KEY}, deadline, message, poll, stop):
-        yield
-
-
-@contextmanager
-def _advisory(
-    conn: Connection, args: str, keys: dict[str, int], deadline: float, message: str,
-    poll: float, stop: threading.Event | None = None,
-) -> Iterator[None]:
-    """A session advisory lock on ``conn`` (``args``: its key parameters), tried every ``poll``
-    seconds until ``deadline`` (then ``LockTimeout(message)``) or a ``stop`` (``Interrupted``),
-    held while the block runs."""
-    # Polled in autocommit: no transaction is held open between attempts, and the session's
-    # last statement (pg_stat_activity) stays the lock attempt, not a ROLLBACK, so a waiting
-    # sync can be told from outside.
-    conn.rollback()
-    conn.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        while not conn.execute(text(f"SELECT pg_try_advisory_lock{args}"), keys).scalar():
-            if time.monotonic() >= deadline:
-                raise LockTimeout(message)
-            if stop is None:
-                time.sleep(poll)
-            elif stop.wait(poll):
-                raise Interrupted("interrupted waiting for another sync; nothing was written")
-    finally:
-        conn.rollback()
-        conn.execution_options(isolation_level=conn.default_isolation_level)
-    try:
-        yield
-    finally:
-        conn.rollback()
-        conn.execute(text(f"SELECT pg_advisory_unlock{args}"), keys)
-        conn.commit()
-
-
-def _locked_message(timeout: float, account: str) -> str:
-    return (
-        f"another sync of account {account!r} is running on this database (waited "
-        f"{timeout:g}s): let it finish, or raise --lock-timeout"
-    )

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog import collector, db, deletes, killpoints, runs, source, tracking
+from catalog import collector, db, deletes, killpoints, locks, runs, source, tracking
 from catalog.api.auth import key_problem
 from catalog.api.client import ConsoleClient
 from catalog.api.pacing import RateLimiter
@@ -545,7 +545,7 @@ def run_sync(
                 "`qianfan-catalog db upgrade` to create it, or drop --no-migrate"
             )
         if fresh:
-            locked.enter_context(runs.writer_lock(engine, options.lock_timeout, options.account))
+            locked.enter_context(locks.writer_lock(engine, options.lock_timeout, options.account))
             if _new_file(options.database_url):  # still, now that the lock is this run's
                 open_recorder(options, client)
                 with _stop_on_signals(stop):
@@ -566,7 +566,7 @@ def run_sync(
         open_recorder(options, client)
         lock_deadline = time.monotonic() + options.lock_timeout
         if not fresh:
-            locked.enter_context(runs.writer_lock(conn, options.lock_timeout, options.account))
+            locked.enter_context(locks.writer_lock(conn, options.lock_timeout, options.account))
         with locked, _stop_on_signals(stop), collector.steady_collector():
             if options.dry_run:
                 state = db.schema_state(conn)
@@ -578,11 +578,11 @@ def run_sync(
                         "first"
                     )
             revision = db.current_revision(conn)
-            if revision is not None and revision < runs.ACCOUNTS_REVISION and (
+            if revision is not None and revision < locks.ACCOUNTS_REVISION and (
                 conn.dialect.name == "postgresql"
             ):
                 # SQLite's lock file is the same for both; PostgreSQL's keys are not.
-                locked.enter_context(runs.legacy_lock(conn, lock_deadline, stop))
+                locked.enter_context(locks.legacy_lock(conn, lock_deadline, stop))
             current = revision == db.SCHEMA_HEAD
             known = tracking.tracked_refs(conn, options.account) if current else []
             if first is None:  # an existing database: the calls come under the account's lock

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import JSON, Boolean, DateTime, MetaData, Table, func, select, text
 
-from catalog import db, queries, runs
+from catalog import db, locks, queries
 from catalog.cli import cli
 from catalog.errors import ConfigError, ExitCode, LockTimeout, MassDeleteRefused
 from catalog.fake.catalog import FakeCatalog
@@ -160,7 +160,7 @@ def test_the_lock_is_per_account(db_url: str) -> None:
         sync(db_url, server, account="a")  # creates the schema
         engine = db.create_engine_for(db_url)
         try:
-            with engine.connect() as conn, runs.writer_lock(conn, 0, "a"):
+            with engine.connect() as conn, locks.writer_lock(conn, 0, "a"):
                 with pytest.raises(LockTimeout) as info:
                     sync(db_url, server, account="a")
                 assert "account 'a'" in str(info.value)

@@ -84,7 +84,7 @@ def _sessions(db_url: str) -> set[int]:
 
 
 def _waiting_on_the_lock(db_url: str, proc: subprocess.Popen[str], others: set[int]) -> bool:
-    """Whether ``proc`` is inside the writer lock's wait (catalog/runs.py), seen from outside.
+    """Whether ``proc`` is inside the writer lock's wait (catalog/locks.py), seen from outside.
 
     SQLite: it holds the lock file open (it opens it, then polls ``flock``). PostgreSQL: a new
     session of the test database whose last statement is the advisory lock attempt it polls.
@@ -201,7 +201,7 @@ def test_a_new_sqlite_file_whose_write_lock_is_held_is_waited_for_not_failed(
 
 def test_a_symbolic_link_to_the_database_takes_the_same_lock(tmp_path: Path) -> None:
     """The lock file was named after the path given: a link beside the file locked another."""
-    from catalog import runs
+    from catalog import locks
 
     real = tmp_path / "data" / "catalog.db"
     real.parent.mkdir()
@@ -211,7 +211,7 @@ def test_a_symbolic_link_to_the_database_takes_the_same_lock(tmp_path: Path) -> 
     with fake_console(FakeCatalog.generate(seed=22, model_sets=1, comp_tasks=2)) as server:
         engine = db.create_engine_for(f"sqlite:///{real}")
         try:
-            with engine.connect() as conn, runs.writer_lock(conn, timeout=0):
+            with engine.connect() as conn, locks.writer_lock(conn, timeout=0):
                 for path in (tmp_path / "link.db", tmp_path / "dirlink" / "catalog.db"):
                     other = run_cli(sync_argv(f"sqlite:///{path}", server, "--lock-timeout", "0"))
                     assert other.returncode == ExitCode.LOCKED, (path, other.stderr)
@@ -305,13 +305,13 @@ def test_a_signal_mid_run_while_another_process_writes_leaves_the_run_to_the_nex
 def test_a_second_first_sync_of_an_account_on_a_new_file_calls_nothing(tmp_path: Path) -> None:
     """A first sync into a new SQLite file makes its first calls before it creates the file,
     but under the account's lock: a second one waits or exits 7 before any call."""
-    from catalog import runs
+    from catalog import locks
 
     path = tmp_path / "new.db"
     with fake_console(FakeCatalog.generate(seed=25, model_sets=1, comp_tasks=2)) as server:
         engine = db.writer_engine(f"sqlite:///{path}")
         try:
-            with runs.writer_lock(engine, timeout=0):  # what the first one holds
+            with locks.writer_lock(engine, timeout=0):  # what the first one holds
                 other = run_cli(sync_argv(f"sqlite:///{path}", server, "--lock-timeout", "0"))
         finally:
             engine.dispose()

@@ -343,7 +343,7 @@ def test_runs_says_which_running_runs_lost_their_process(db_url: str) -> None:
     that csv and json stay as they are."""
     from click.testing import CliRunner
 
-    from catalog import runs as runs_module
+    from catalog import locks
     from catalog.cli import cli
 
     with fake_console() as server:
@@ -366,11 +366,11 @@ def test_runs_says_which_running_runs_lost_their_process(db_url: str) -> None:
     both = notes()
     assert len(both) == 2 and "run 1 of account 'default' is marked running" in both[0]
     assert f"run {b_run} of account 'b'" in both[1] and "next sync marks it aborted" in both[1]
-    with engine.connect() as holder, runs_module.writer_lock(holder, 0, "default"):
+    with engine.connect() as holder, locks.writer_lock(holder, 0, "default"):
         assert notes() == both[1:]  # a sync of default holds its lock: that one is live
         with engine.connect() as conn:
-            assert runs_module.lock_held(conn, "default") is True
-            assert runs_module.lock_held(conn, "b") is False
+            assert locks.lock_held(conn, "default") is True
+            assert locks.lock_held(conn, "b") is False
     assert notes() == both  # looking took nothing: still free, still reported
     engine.dispose()
 

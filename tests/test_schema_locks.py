@@ -3,8 +3,8 @@
 A session left 'idle in transaction' after reading ``sync_runs`` holds a lock that migration
 0008's ALTER TABLE waits for. The wait used to have no bound: the sync printed nothing, a
 SIGTERM did not end it, and every later reader of the table queued behind the ALTER. Now each
-try gives way after ``db.SCHEMA_TRY_MS``, readers go on between tries, a stop ends the tries,
-and after ``db.SCHEMA_WAIT`` the command fails (exit 6) naming the session.
+try gives way after ``locks.SCHEMA_TRY_MS``, readers go on between tries, a stop ends the tries,
+and after ``locks.SCHEMA_WAIT`` the command fails (exit 6) naming the session.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Connection, create_engine, make_url, text
 
-from catalog import db, runs
+from catalog import db, locks
 from catalog.cli import cli
 from catalog.errors import DatabaseError, ExitCode, Interrupted, LockTimeout
 from catalog.fake.catalog import FakeCatalog
@@ -123,7 +123,7 @@ def test_sync_and_db_upgrade_fail_in_one_line_then_migrate_once_the_session_ends
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _at_revision(pg_url, BEFORE_ALTER)
-    monkeypatch.setattr(db, "SCHEMA_WAIT", 2.0)
+    monkeypatch.setattr(locks, "SCHEMA_WAIT", 2.0)
     env = {"QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK}
     with fake_console() as server:
         sync = ["--database-url", pg_url, "sync", "--base-url", server.url, "--qps", "0"]
@@ -211,12 +211,12 @@ def test_the_lock_message_names_no_session_of_another_database(pg_url: str) -> N
     try:
         with other.connect() as elsewhere:
             elsewhere.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"),
-                              {"a": db.SCHEMA_LOCK[0], "b": db.SCHEMA_LOCK[1]})
+                              {"a": locks.SCHEMA_LOCK[0], "b": locks.SCHEMA_LOCK[1]})
             time.sleep(1.2)
             engine = db.create_engine_for(pg_url)
             try:
                 with engine.connect() as conn:
-                    message = db._schema_locked(conn, 1.0)
+                    message = locks._schema_locked(conn, 1.0)
             finally:
                 engine.dispose()
     finally:
@@ -285,12 +285,12 @@ def test_a_sync_of_a_version_before_accounts_still_running_is_waited_for(pg_url:
     old = create_engine(pg_url, connect_args={"application_name": "qianfan-catalog-0.x"})
     try:
         with old.connect() as holder, fake_console(FakeCatalog.generate(seed=1)) as server:
-            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": runs.LEGACY_LOCK_KEY})
+            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": locks.LEGACY_LOCK_KEY})
             holder.commit()
             with pytest.raises(LockTimeout, match="an earlier qianfan-catalog version is running"):
                 sync(pg_url, server, lock_timeout=0.5)
             assert _revision(pg_url) == "0006"  # nothing migrated under the old sync
-            holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": runs.LEGACY_LOCK_KEY})
+            holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": locks.LEGACY_LOCK_KEY})
             holder.commit()
             assert sync(pg_url, server, lock_timeout=0.5).status == "success"
     finally:
@@ -306,7 +306,7 @@ def test_a_stop_ends_the_wait_for_a_sync_of_a_version_before_accounts(pg_url: st
     stop = threading.Event()
     try:
         with old.connect() as holder, fake_console(FakeCatalog.generate(seed=1)) as server:
-            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": runs.LEGACY_LOCK_KEY})
+            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": locks.LEGACY_LOCK_KEY})
             holder.commit()
             timer = threading.Timer(1.0, stop.set)
             timer.start()

@@ -455,12 +455,12 @@ def test_a_signal_while_the_command_starts_is_exit_9_in_one_line(
     one JSON line every other fatal error is."""
     import json
 
-    from catalog import runs
+    from catalog import locks
     from tests._proc import cli_env
 
     # The lock held by another "run" keeps this one waiting, with the script's own handler on.
     engine = db.create_engine_for(sqlite_url)
-    with engine.connect() as conn, runs.writer_lock(conn, 0, "default"):
+    with engine.connect() as conn, locks.writer_lock(conn, 0, "default"):
         proc = subprocess.Popen(
             [sys.executable, "-c", "from catalog.entry import main; main()",
              "--database-url", sqlite_url, "--log-format", log_format, "sync",
