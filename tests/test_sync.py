@@ -538,7 +538,7 @@ def test_a_finished_listing_asks_its_details_while_the_walk_goes_on(
     while versions are still being described, not once the whole walk has run dry (which left
     the workers idle while the writer wrote its last batches: a fifth of a second in a paced
     run)."""
-    catalog = FakeCatalog.generate(seed=8, model_sets=30, versions_per_set=2, comp_tasks=150)
+    catalog = FakeCatalog.generate(seed=8, model_sets=30, versions_per_set=3, comp_tasks=150)
     described_then: list[int] = []
     real_detail = Walker.detail
 
@@ -553,7 +553,9 @@ def test_a_finished_listing_asks_its_details_while_the_walk_goes_on(
         summary = sync(db_url, server)
     assert summary.status == "success"
     assert len(described_then) == _failed_tasks(catalog) > 0
-    assert described_then[0] < len(catalog.keys("model_version")) / 2, described_then
+    # Before every version was described (a walk run dry would have described them all). Not
+    # "before half of them": on a loaded machine the listing's two pages may take that long.
+    assert described_then[0] < len(catalog.keys("model_version")), described_then
 
 
 @pytest.mark.empty_database
