@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text, update
 
+from catalog import db
 from catalog.errors import ConfigError, Interrupted, MassDeleteRefused
 from catalog.events import KEPT_ONCE
 from catalog.fake.catalog import FakeCatalog
@@ -355,6 +356,40 @@ def test_an_entity_a_listing_missed_while_its_detail_answers_is_kept_once(
     assert not [c for c in mine if c["run_id"] > fourth.run_id]  # kept, listed, kept: no change
 
 
+def test_a_missed_entity_without_an_answer_hash_is_asked_before_its_delete(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows stored before answer hashes were (migration 0004) have ``raw_hash`` NULL: in an
+    upgraded database, such a row a complete listing missed is asked about like any other (only
+    the ``KEPT_ONCE`` mark spares the question). Read as "not unmarked", every such row was
+    deleted unasked, whatever its detail call would have said."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=30)
+    missed = str(catalog.keys("compression_task")[3])
+    t = SPECS["compression_task"].table
+
+    def row() -> dict[str, Any]:
+        return next(r for r in table_rows(db_url, t) if str(r["task_id"]) == missed)
+
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        engine = db.create_engine_for(db_url)
+        with engine.begin() as conn:  # as a row from before migration 0004
+            conn.execute(update(t).where(t.c.task_id == missed).values(raw_hash=None))
+        engine.dispose()
+        assert row()["raw_hash"] is None
+        monkeypatch.setattr(FakeServer, "answer", _hiding("compression_task", {missed}))
+        kept: list[dict[str, Any]] = []
+        n = len(server.calls)
+        summary = run_sync(options(db_url, server),
+                           observer=lambda name, d: kept.append(d) if name == "kept" else None)
+        asked = [c for c in server.calls[n:] if c.action == "DescribeModelCompTask"
+                 and c.body["modelCompTaskId"] == missed]
+    assert summary.status == "success" and asked
+    assert kept == [{"kind": "compression_task", "key": missed}]
+    assert summary.kinds["compression_task"].deleted == 0
+    assert row()["deleted_at"] is None and row()["raw_hash"] == KEPT_ONCE
+
+
 def test_an_entity_kept_once_is_logged_as_a_warning() -> None:
     import logging
 
@@ -416,6 +451,34 @@ def test_a_stop_while_deletes_are_confirmed_deletes_nothing(
     assert [r["status"] for r in table_rows(db_url, sync_runs)] == ["success", "interrupted"]
     rows = table_rows(db_url, SPECS["compression_task"].table)
     assert not [r for r in rows if r["raw_hash"] == KEPT_ONCE]
+
+
+def test_a_stop_while_deletes_are_confirmed_asks_nothing_more(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a signal, no confirm call starts: only those already under way (at most one per
+    worker) are made. Asking the rest first (each with its retries) kept the run from ending
+    for as long as they all took, to delete nothing anyway."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=30)
+    missed = {str(k) for k in catalog.keys("compression_task")[:12]}
+    stop = threading.Event()
+    hidden = _hiding("compression_task", missed)
+    asked: list[str] = []
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        if action == "DescribeModelCompTask" and body["modelCompTaskId"] in missed:
+            asked.append(body["modelCompTaskId"])
+            stop.set()  # the signal comes while the first of them is asked
+        return hidden(self, route, action, body, f)
+
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        before = stored_rows(db_url)
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        with pytest.raises(Interrupted, match="before the deletes; nothing was deleted"):
+            run_sync(options(db_url, server, workers=2), stop=stop)
+    assert 1 <= len(asked) <= 2
+    assert stored_rows(db_url)["compression_task"] == before["compression_task"]
 
 
 def test_the_tasks_of_a_deleted_job_go_with_it_unasked(
@@ -648,3 +711,35 @@ def test_a_preset_service_a_partial_preset_answer_left_out_is_kept_once(
         third = sync(db_url, server)
         assert not alone(server, n) and third.kinds["service"].deleted == 1
 
+
+def test_a_removed_preset_service_is_deleted_though_the_call_for_it_answers_others(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preset asked for alone (``serviceIds``) is kept only if the answer names it: a
+    service that ignores the filter answers every other preset, which says nothing of the one
+    removed. Read as "it answered", a really removed preset was kept a run more."""
+    catalog = FakeCatalog.generate(seed=1, comp_tasks=10)
+    presets = [str(k) for k in catalog.keys("preset_service")]
+    assert len(presets) >= 2
+    gone = presets[0]
+
+    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
+        if action == "DescribePresetServices":  # the filter ignored: every preset answered
+            body = {k: v for k, v in body.items() if k != "serviceIds"}
+        return ANSWER(self, route, action, body, f)
+
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        catalog.remove("preset_service", gone)
+        monkeypatch.setattr(FakeServer, "answer", answer)
+        kept: list[dict[str, Any]] = []
+        n = len(server.calls)
+        second = run_sync(options(db_url, server),
+                          observer=lambda name, d: kept.append(d) if name == "kept" else None)
+        alone = [c.body.get("serviceIds") for c in server.calls[n:]
+                 if c.action == "DescribePresetServices" and c.body.get("serviceIds")]
+    assert alone == [[gone]]  # asked, and answered with the other presets
+    assert second.status == "success" and not kept
+    assert second.kinds["service"].deleted == 1
+    rows = table_rows(db_url, SPECS["service"].table)
+    assert {str(r["service_id"]) for r in rows if r["deleted_at"] is not None} == {gone}

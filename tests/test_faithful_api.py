@@ -89,6 +89,26 @@ def test_untracking_an_eval_export_is_what_deletes_it(db_url: str) -> None:
     assert set(stored_rows(db_url)["eval_result_export"]) == {second}
 
 
+def test_an_export_tracked_by_its_export_id_str_stays_while_its_call_fails(db_url: str) -> None:
+    """A ref may be the export's ``exportIDStr`` (``amemt-...``), not its number: only
+    untracking deletes the export, so one tracked that way whose call fails stays as stored.
+    Read as tracked only when its ``exportID`` is a ref, it was deleted while still tracked."""
+    catalog = FakeCatalog.generate(seed=32, model_sets=1, comp_tasks=2, eval_exports=2)
+    by_str = {str(k): catalog.get("eval_result_export", k)["exportIDStr"]
+              for k in catalog.keys("eval_result_export")}
+    failing = next(iter(by_str))
+    with fake_console(catalog) as server:
+        assert sync(db_url, server, eval_export_ids=list(by_str.values())).status == "success"
+        before = stored_rows(db_url)["eval_result_export"]
+        assert set(before) == set(by_str)
+        _failing(server, lambda r, a, b: "eval" in r and b.get("exportID") == by_str[failing],
+                 V1Error((500002, "export task not exist")))
+        summary = sync(db_url, server, eval_export_ids=[])  # tracked since the first run
+    assert summary.status == "partial"
+    assert summary.counts["eval_result_export_deleted"] == 0
+    assert stored_rows(db_url)["eval_result_export"] == before
+
+
 def test_presets_go_through_the_preset_calls_only(db_url: str) -> None:
     catalog = FakeCatalog.generate(seed=33, model_sets=2, system_sets=2, comp_tasks=4,
                                    eval_exports=0)
@@ -202,6 +222,27 @@ def test_a_refused_detail_call_keeps_the_kind_and_its_deletes(db_url: str) -> No
     stored = stored_rows(db_url)["compression_task"]
     assert all(stored[k]["failed_reason"] == catalog.get("compression_task", k)["failedReason"]
                for k in failed)
+
+
+def test_a_task_that_failed_while_its_detail_call_is_refused_is_written_as_listed(
+    db_url: str,
+) -> None:
+    """A refused detail call leaves the listing as all there is: a stored task the listing now
+    says failed is written so, its reason unknown (NULL). Taken for a failed call instead, the
+    task kept its old status every run for as long as the key lacks the permission."""
+    catalog = FakeCatalog.generate(seed=35, model_sets=3, comp_tasks=12, eval_exports=0)
+    turned = next(t["id"] for t in catalog.items("compression_task") if t["status"] != "failed")
+    denied = ["DescribeModelCompTask"]
+    with fake_console(catalog, denied_actions=denied) as server:
+        sync(db_url, server)
+    assert stored_rows(db_url)["compression_task"][turned]["status"] != "failed"
+    catalog.change("compression_task", turned, random.Random(1), status="failed")
+    with fake_console(catalog, denied_actions=denied) as server:
+        summary = sync(db_url, server)
+        asked = server.call_count("DescribeModelCompTask")
+    assert summary.status == "partial" and asked >= 1
+    stored = stored_rows(db_url)["compression_task"][turned]
+    assert stored["status"] == "failed" and stored["failed_reason"] is None
 
 
 def test_kinds_left_out_are_not_read_deleted_or_partial(db_url: str) -> None:

@@ -316,3 +316,37 @@ def test_a_reused_connection_does_not_carry_seen_keys_into_the_next_run(db_url: 
             == (1, 1)
         conn.rollback()
     engine.dispose()
+
+
+def test_a_reused_connection_does_not_carry_completed_scopes_into_the_next_run(
+    db_url: str,
+) -> None:
+    """The scopes whose walk completed (and the keys kept) are connection-local temporary rows
+    too: carried into the next run on the same pooled connection, a scope that run never
+    completed would delete whatever it did not see there."""
+    from catalog import runs
+    from catalog.store import Store
+
+    catalog = FakeCatalog.generate(seed=28, model_sets=1, system_sets=0, comp_tasks=1)
+    obj = catalog.get("model_set", catalog.keys("model_set")[0])
+    row = {**model_sets.row(obj, is_system=False), "raw": obj}
+    key = str(row["model_set_id"])
+    t = SPECS["model_set"].table
+    engine = db.create_engine_for(db_url)
+    with engine.connect() as conn:
+        db.upgrade(conn)
+        run_a, ts_a = runs.start_run(conn, {})
+        first = Store(conn, run_a, ts_a)
+        first.write_batch("model_set", [row])
+        first.add_scopes("model_set", [key])
+        first.keep("model_set", [key])
+        assert conn.execute(first.scope_keys("model_set")).scalars().all() == [key]
+        conn.commit()
+        run_b, ts_b = runs.start_run(conn, {})
+        store = Store(conn, run_b, ts_b)  # completed no scope, saw nothing
+        assert conn.execute(store.scope_keys("model_set")).scalars().all() == []
+        in_scope = t.c.model_set_id.in_(store.scope_keys("model_set"))
+        assert store.count_unseen("model_set", in_scope) == (0, 1)
+        assert store.seen_count("model_set") == 0
+        conn.rollback()
+    engine.dispose()
