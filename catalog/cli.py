@@ -604,11 +604,18 @@ def db_group() -> None:
 
 
 @db_group.command()
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0),
+    default=_default("lock_timeout"),
+    help="Seconds to wait for a sync of a version before accounts (schema before 0007) still "
+    "running on a PostgreSQL database.",
+)
 @global_options()
 @click.pass_context
-def upgrade(ctx: click.Context) -> None:
+def upgrade(ctx: click.Context, lock_timeout: float) -> None:
     """Apply pending schema migrations."""
-    revision, before = db.upgrade_database(ctx.obj["database_url"])
+    revision, before = db.upgrade_database(ctx.obj["database_url"], lock_timeout)
     click.echo(f"schema at revision {revision} ({before} before)")
 
 

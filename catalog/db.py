@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -469,18 +469,28 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
         raise DatabaseError(f"migration failed: {str(exc).splitlines()[0]}") from None
 
 
-def upgrade_database(database_url: str) -> tuple[str | None, str]:
+def upgrade_database(database_url: str, lock_timeout: float = 0.0) -> tuple[str | None, str]:
     """Bring the database at ``database_url`` to head: its revision after, and its schema state
     before (``schema_state``). A newer schema raises with the fix.
 
     Through the sync writer's engine: on SQLite its transactions take the write lock at BEGIN,
     so an upgrade and a sync (or two upgrades) creating the schema take turns, as the schema
-    lock makes them on PostgreSQL (with its bounded waits).
+    lock makes them on PostgreSQL (with its bounded waits). A PostgreSQL schema from before
+    accounts may have a sync of such a version running, under a lock of its own: the upgrade
+    waits up to ``lock_timeout`` seconds for it (as a sync does), and otherwise raises
+    ``LockTimeout`` with nothing migrated: migrated under it, that run would go on writing
+    rows of the old form into the new schema, and end as the old version records runs.
     """
     engine = writer_engine(database_url)
     try:
-        with connect(engine) as conn:
+        with connect(engine) as conn, ExitStack() as locked:
             before = schema_state(conn)
+            revision = current_revision(conn)
+            if revision is not None and revision < locks.ACCOUNTS_REVISION and (
+                conn.dialect.name == "postgresql"
+            ):
+                deadline = time.monotonic() + lock_timeout
+                locked.enter_context(locks.legacy_lock(conn, deadline, threading.Event()))
             conn.rollback()
             ensure_schema(conn, migrate=True)
             return current_revision(conn), before

@@ -298,6 +298,40 @@ def test_a_sync_of_a_version_before_accounts_still_running_is_waited_for(pg_url:
     assert _revision(pg_url) == db.SCHEMA_HEAD
 
 
+def test_db_upgrade_waits_for_a_sync_of_a_version_before_accounts(pg_url: str) -> None:
+    """`db upgrade` alone takes the older versions' lock as a sync does: migrated under such a
+    sync, that run would go on writing rows of the old form into the new schema. It fails at
+    once (exit 7, nothing migrated) by default, and waits up to ``--lock-timeout``."""
+    _at_revision(pg_url, "0006")
+    old = create_engine(pg_url, connect_args={"application_name": "qianfan-catalog-0.x"})
+    runner = CliRunner()
+    argv = ["--database-url", pg_url, "db", "upgrade"]
+    try:
+        with old.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": locks.LEGACY_LOCK_KEY})
+            holder.commit()
+            refused = runner.invoke(cli, argv)
+            assert refused.exit_code == ExitCode.LOCKED, refused.output
+            assert "an earlier qianfan-catalog version is running" in refused.output
+            assert "Traceback" not in refused.output
+            assert _revision(pg_url) == "0006"  # nothing migrated under the old sync
+
+            def finish() -> None:  # the old sync ends a second later
+                holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": locks.LEGACY_LOCK_KEY})
+                holder.commit()
+
+            timer = threading.Timer(1.0, finish)
+            timer.start()
+            started = time.monotonic()
+            waited = runner.invoke(cli, [*argv, "--lock-timeout", "30"])
+            timer.join()
+            assert waited.exit_code == 0, waited.output
+            assert time.monotonic() - started >= 0.9  # it waited for the old sync's end
+    finally:
+        old.dispose()
+    assert _revision(pg_url) == db.SCHEMA_HEAD
+
+
 def test_a_stop_ends_the_wait_for_a_sync_of_a_version_before_accounts(pg_url: str) -> None:
     """The wait for the older versions' lock ends at a signal (exit 9 at once, not at
     ``--lock-timeout``), and it shares ``--lock-timeout`` with the account's lock."""
