@@ -17,7 +17,7 @@ from catalog import db
 from catalog.errors import MassDeleteRefused
 from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
-from catalog.fake.server import FakeServer
+from catalog.fake.server import FakeServer, V2Error
 from catalog.kinds import KINDS
 from catalog.schema import SPECS, changes, sync_runs
 from catalog.sync import run_sync
@@ -205,8 +205,8 @@ def test_removing_a_job_deletes_it_and_its_tasks(db_url: str) -> None:
 
 @pytest.mark.parametrize(
     ("failing", "kind"),
-    [("DescribeServices", "service"), ("DescribeFineTuningTasks", "fine_tuning_task"),
-     ("DescribeEvalTasks", "eval_task")],
+    [("DescribeServices", "service"), ("DescribeFineTuningJobs", "fine_tuning_job"),
+     ("DescribeFineTuningTasks", "fine_tuning_task"), ("DescribeEvalTasks", "eval_task")],
 )
 def test_a_listing_that_fails_deletes_nothing_it_would_have_named(
     db_url: str, failing: str, kind: str
@@ -231,6 +231,47 @@ def test_a_listing_that_fails_deletes_nothing_it_would_have_named(
     assert preset not in after_broken["service"]  # the complete preset listing deletes
     assert mended.status == "success" and mended.counts[f"{kind}_deleted"] == 1
     assert gone not in stored_rows(db_url)[kind]
+
+
+def test_a_job_listing_that_fails_past_its_first_page_deletes_no_job(db_url: str) -> None:
+    """Jobs are deleted only by a listing read to its last page. One whose later page failed
+    named only the first page's jobs: read as complete, it would delete the others (and their
+    tasks), here no more than the delete guard lets through, so nothing else stops it."""
+    catalog = FakeCatalog.generate(seed=60, model_sets=1, system_sets=0, comp_tasks=1,
+                                   eval_exports=0, fine_tuning_jobs=6, tasks_per_job=2,
+                                   eval_tasks=0, services=0, preset_services=0)
+    jobs = catalog.keys("fine_tuning_job")  # listed in this order, 3 a page below
+    gone = jobs[-1]
+    with fake_console(catalog) as server:
+        assert sync(db_url, server, page_size=3).status == "success"
+        before = stored_rows(db_url)
+        assert set(before["fine_tuning_job"]) == set(jobs)
+        catalog.remove("fine_tuning_job", gone)
+        answer = server.answer
+
+        def later_pages_fail(route: str, act: str, body: dict[str, Any], fault: Any) -> Any:
+            if act == "DescribeFineTuningJobs" and body.get("marker"):
+                raise V2Error(503, "ServiceUnavailable", "a later page failed")
+            return answer(route, act, body, fault)
+
+        server.answer = later_pages_fail
+        n = len(server.calls)
+        broken = sync(db_url, server, page_size=3)
+        first_pages = [c.body for c in server.calls[n:]
+                       if c.action == "DescribeFineTuningJobs" and not c.body.get("marker")]
+        server.answer = answer
+        after_broken = stored_rows(db_url)
+        mended = sync(db_url, server, page_size=3)
+    assert len(first_pages) == 1  # the first page answered: its jobs were seen
+    assert broken.status == "partial" and broken.errors >= 1
+    assert broken.counts["fine_tuning_job_deleted"] == 0
+    assert broken.counts["fine_tuning_task_deleted"] == 0
+    for kind in ("fine_tuning_job", "fine_tuning_task"):
+        assert after_broken[kind] == before[kind], kind
+    assert mended.status == "success"
+    assert mended.counts["fine_tuning_job_deleted"] == 1
+    assert mended.counts["fine_tuning_task_deleted"] == 2
+    assert stored_rows(db_url) == tracked_only(expected_rows(catalog))
 
 
 def test_a_key_denied_describe_services_warns_once_and_keeps_services(db_url: str) -> None:

@@ -413,3 +413,77 @@ def test_without_sqlite_json_functions_keys_go_in_an_in_list(sqlite_url: str) ->
     finally:
         conn.close()
         engine.dispose()
+
+
+def _sampled(kind: str, key: str) -> dict[str, Any]:
+    """A row of ``kind`` keyed ``key``, every tracked column set."""
+    spec = SPECS[kind]
+    row = {c: _sample(spec.table.c[c], 1) for c in spec.tracked}
+    row.update({spec.key: key, "raw": {"kind": kind}, "raw_hash": f"hash-{kind}"})
+    return row
+
+
+def _finish(conn: Any, run_id: int) -> None:
+    runs.finish_run(conn, run_id, "success", {}, 0, 0, 0, None)
+    conn.commit()
+
+
+def test_an_unchanged_version_does_not_make_its_export_seen(db_url: str) -> None:
+    """A model export is keyed by its version's model id, so both kinds put the same key in
+    the temporary table; only its kind column tells them apart. Read without it, an unchanged
+    version counted its export as seen, and a complete listing that no longer named the export
+    never deleted it."""
+    engine, conn = _open(db_url)
+    try:
+        key = "amv-shared"
+        run1, ts1 = runs.start_run(conn, {})
+        store = Store(conn, run1, ts1)
+        for kind in ("model_version", "model_export"):
+            assert store.write_batch(kind, [_sampled(kind, key)]).inserted == [key]
+        _finish(conn, run1)
+
+        run2, ts2 = runs.start_run(conn, {})
+        store2 = Store(conn, run2, ts2)
+        assert store2.write_batch("model_version", [_sampled("model_version", key)]).unchanged == 1
+        kinds = conn.execute(select(seen.c.kind, seen.c.entity_key)).all()
+        assert [tuple(k) for k in kinds] == [("model_version", key)]  # seen by its key alone
+        assert store2.count_unseen("model_version", true()) == (0, 1)
+        assert store2.count_unseen("model_export", true()) == (1, 1)
+        assert store2.delete_unseen("model_export", true()) == 1
+        assert store2.delete_unseen("model_version", true()) == 0
+        _finish(conn, run2)
+        t = SPECS["model_export"].table
+        assert conn.execute(select(t.c.deleted_run_id)).scalar_one() == run2
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def test_a_later_run_on_the_same_connection_does_not_inherit_its_seen_keys(
+    db_url: str,
+) -> None:
+    """The temporary table lives as long as the connection, and a pooled writer connection
+    serves run after run: each run's store empties it first. Left over, the keys an earlier
+    run found unchanged counted as seen by the next one, whose complete listing then deleted
+    none of the entities it no longer named."""
+    engine, conn = _open(db_url)
+    try:
+        _run(conn, [_task(i) for i in range(10)])
+        _, again = _run(conn, [_task(i) for i in range(10)])  # all unchanged: temporary rows
+        assert again.unchanged == 10 and _temp_seen_rows(conn) == 10
+
+        run3, ts3 = runs.start_run(conn, {})
+        store3 = Store(conn, run3, ts3)
+        assert _temp_seen_rows(conn) == 0
+        assert store3.write_batch("compression_task", [_task(i) for i in range(3)]).unchanged == 3
+        assert store3.seen_count("compression_task") == 3
+        assert store3.count_unseen("compression_task", true()) == (7, 10)
+        assert store3.delete_unseen("compression_task", true()) == 7
+        _finish(conn, run3)
+        alive = conn.execute(
+            select(compression_tasks.c.task_id).where(compression_tasks.c.deleted_at.is_(None))
+        ).scalars()
+        assert sorted(alive) == [_task(i)["task_id"] for i in range(3)]
+    finally:
+        conn.close()
+        engine.dispose()

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from catalog import db
 from catalog.fake.catalog import FakeCatalog
 from catalog.schema import SPECS, sync_errors
-from tests.helpers import fake_console, stored_rows, sync, table_rows
+from catalog.sync import run_sync
+from tests.helpers import fake_console, options, stored_rows, sync, table_rows
 
 Rewrite = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
@@ -74,6 +75,40 @@ def test_a_listed_job_whose_item_cannot_be_read_is_kept_with_its_tasks(db_url: s
     assert any(e["entity_id"] == job and "createDate" in e["message"] for e in _errors(db_url))
 
 
+def test_a_listed_service_whose_detail_cannot_be_read_is_kept_run_after_run(
+    db_url: str,
+) -> None:
+    """The custom listing completed and named the service; only its detail could not be read.
+    Listed, it counts as seen: not deleted, not even kept once by its detail call (which still
+    answers), for kept once it would be deleted by the next run that cannot read it either."""
+    catalog = FakeCatalog.generate(seed=46, model_sets=1, comp_tasks=1, eval_exports=0,
+                                   services=3, preset_services=1)
+    service = catalog.keys("service")[0]
+
+    def bad_date(result: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("serviceId") == service:
+            result["createTime"] = "2024/01/01 10:00"  # no format the parser knows
+        return result
+
+    kept: list[dict[str, Any]] = []
+    with fake_console(catalog) as server:
+        assert sync(db_url, server).status == "success"
+        before = stored_rows(db_url)["service"]
+        _rewriting(server, "DescribeService", bad_date)
+        summaries = [
+            run_sync(options(db_url, server),
+                     observer=lambda name, d: kept.append(d) if name == "kept" else None)
+            for _ in range(2)
+        ]
+    assert [s.status for s in summaries] == ["partial", "partial"]
+    assert [s.counts["service_deleted"] for s in summaries] == [0, 0]
+    assert stored_rows(db_url)["service"] == before
+    assert not _deleted(db_url, "service")
+    assert kept == []
+    assert any(e["entity_id"] == service and "createTime" in e["message"]
+               for e in _errors(db_url))
+
+
 def _set_item_rewrite(set_id: str, change: Callable[[dict[str, Any]], None]) -> Rewrite:
     def rewrite(result: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         for item in result["customModelSetList"]:
@@ -127,22 +162,30 @@ def test_presets_are_deleted_only_by_an_answer_that_holds_them_all(db_url: str) 
         ways: list[Rewrite] = [
             lambda r, b: {**r, "serviceList": r["serviceList"][:1],
                           "pageInfo": {"isTruncated": True, "nextMarker": "svcp-x"}},
+            # truncated, with no marker to go on: still not the whole answer
+            lambda r, b: {**r, "serviceList": r["serviceList"][:2],
+                          "pageInfo": {"isTruncated": True}},
             lambda r, b: {**r, "serviceList": r["serviceList"][:1], "totalCount": 3},
+            lambda r, b: {**r, "serviceList": r["serviceList"][:2], "totalCount": 3},  # one short
             lambda r, b: {**r, "serviceList": [{"name": "no id"}, *r["serviceList"][:1]]},
         ]
         for way in ways:
             _rewriting(server, "DescribePresetServices", way)
-            summary = sync(db_url, server)
+            # Twice: a preset a wrongly trusted answer misses is kept once by its own call
+            # (which the rewrite leaves whole), and deleted by the run after.
+            summaries = [sync(db_url, server) for _ in range(2)]
             server.answer = type(server).answer.__get__(server)  # the fake's own answers again
-            assert summary.status == "partial"
             assert not _deleted(db_url, "service")
+            assert [s.status for s in summaries] == ["partial", "partial"]
             stored = stored_rows(db_url)["service"]
             assert presets <= set(stored) and "None" not in stored
         # The fake's whole answer again: nothing was lost, nothing to delete.
         assert sync(db_url, server).status == "success"
     messages = [e["message"] for e in _errors(db_url) if e["call"] == "DescribePresetServices"]
-    assert any("pageInfo" in m for m in messages)
-    assert any("totalCount is 3" in m for m in messages)
+    assert any("pageInfo" in m and "nextMarker" not in m for m in messages)
+    assert any("pageInfo" in m and "nextMarker" in m for m in messages)
+    assert any("totalCount is 3 but the answer lists 1" in m for m in messages)
+    assert any("totalCount is 3 but the answer lists 2" in m for m in messages)
     assert any("without a usable serviceId" in m for m in messages)
 
 
