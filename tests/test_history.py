@@ -350,3 +350,25 @@ def test_a_reused_connection_does_not_carry_completed_scopes_into_the_next_run(
         assert store.seen_count("model_set") == 0
         conn.rollback()
     engine.dispose()
+
+
+def test_each_model_set_listing_deletes_only_its_own_sets(db_url: str) -> None:
+    """The custom and the preset listing each decide the deletes of their own sets: a complete
+    custom listing deletes the custom set it no longer names, while a preset listing that
+    failed deletes no preset (they were not seen, not found gone)."""
+    catalog = FakeCatalog.generate(seed=31, model_sets=3, system_sets=2, comp_tasks=2,
+                                   eval_exports=0)
+    sets = catalog.keys("model_set")
+    custom = [k for k in sets if not catalog.is_preset_set(k)]
+    presets = [k for k in sets if catalog.is_preset_set(k)]
+    assert len(custom) == 3 and len(presets) == 2
+    with fake_console(catalog) as server:
+        assert sync(db_url, server, include_system=True).status == "success"
+        catalog.remove("model_set", custom[0])
+        server.faults = FaultPlan().rate("5xx", 1.0, actions=["DescribeSystemModelSets"])
+        broken = sync(db_url, server, include_system=True, allow_mass_delete=True)
+    assert broken.status == "partial"
+    alive = stored_rows(db_url)["model_set"]
+    assert custom[0] not in alive
+    assert set(custom[1:]) | set(presets) == set(alive)
+    assert broken.counts["model_set_deleted"] == 1
