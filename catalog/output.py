@@ -238,10 +238,11 @@ def _iter_blocks(columns: Sequence[str], cells: Iterable[list[str]], whole: list
     """One ``column: value`` line per field, rows separated by a rule: for many columns."""
     label = min(max(display_width(c) for c in columns), width // 3)
     room = width - label - 2
+    labels = [_pad(col, label) + ": " for col in columns]
     for n, r in enumerate(cells, 1):
         yield (f"-- row {n} " + "-" * max(0, width - 10 - len(str(n)))).rstrip()
-        for col, value, keep in zip(columns, r, whole, strict=True):
-            yield f"{_pad(col, label)}: {value if keep else _cut(value, room)}".rstrip()
+        for name, value, keep in zip(labels, r, whole, strict=True):
+            yield (name + (value if keep else _cut(value, room))).rstrip()
 
 
 def iter_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
