@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import IO, Any
 
+from catalog.errors import CatalogError
+
 FORMATS = ("table", "csv", "json")
 #: The width without a terminal to measure and without ``COLUMNS``.
 DEFAULT_WIDTH = 80
@@ -193,7 +195,14 @@ def iter_table(columns: Sequence[str], rows: Iterable[Sequence[Any]],
     time (each without its newline). The rows are read once, before the first line, and kept
     only as text: in memory up to ``SPOOL_BYTES``, in a temporary file past it."""
     with tempfile.SpooledTemporaryFile(SPOOL_BYTES, mode="w+", encoding="utf-8") as spool:
-        measured = _Measured(columns, rows, spool)
+        try:
+            measured = _Measured(columns, rows, spool)
+        except OSError as exc:  # the spool's file: TMPDIR missing, read-only or full
+            raise CatalogError(
+                f"cannot keep the table's rows in a temporary file in {tempfile.gettempdir()} "
+                f"({exc.strerror or exc}): set TMPDIR to a writable directory, or use "
+                "--format csv or json, which need none"
+            ) from None
         if not measured.count:
             yield "(no rows)"
             return

@@ -224,3 +224,23 @@ def test_streamed_exports_print_what_a_whole_answer_would(
         assert result.stdout == expected[name] + "\n"
         if fmt == "json":
             assert json.loads(result.stdout)  # one document, not empty
+
+
+def test_a_table_whose_spool_cannot_be_written_says_what_to_do(
+    two_accounts: tuple[str, FakeCatalog], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A large table spools its rows to a file in TMPDIR: one that cannot be written there is
+    one line naming the directory and the ways out, not an unexpected error."""
+    import tempfile
+
+    monkeypatch.setattr(output, "SPOOL_BYTES", 100)  # every answer goes to the file
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    result = CliRunner().invoke(cli, ["--database-url", two_accounts[0], "changes"])
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: cannot keep the table's rows in a temporary file in ")
+    assert str(tmp_path / "gone") in line and "set TMPDIR" in line, line
+    csv = CliRunner().invoke(
+        cli, ["--database-url", two_accounts[0], "changes", "--format", "csv"]
+    )
+    assert csv.exit_code == 0 and csv.stdout.startswith("run_id,account,")  # needs no spool
