@@ -20,7 +20,14 @@ from catalog.fake.catalog import FakeCatalog
 from catalog.fake.faults import FaultPlan
 from catalog.kinds import model_sets
 from catalog.schema import SPECS, changes, sync_errors, sync_runs
-from tests.helpers import expected_rows, fake_console, stored_rows, sync, tracked_only
+from tests.helpers import (
+    expected_rows,
+    fake_console,
+    stored_rows,
+    sync,
+    table_rows,
+    tracked_only,
+)
 
 
 def _counts(db_url: str) -> dict[str, int]:
@@ -218,6 +225,9 @@ def test_removed_then_back_is_deleted_then_restored_in_history(db_url: str) -> N
         catalog.change("compression_task", task, rng)
         r4 = sync(db_url, server, workers=2)
     assert None not in (r1.run_id, r2.run_id, r3.run_id, r4.run_id)
+    # the run that brought it back counts it as new (a restore is an insert to the summary)
+    assert r3.counts["compression_task_inserted"] == 1
+    assert r3.counts["compression_task_updated"] == 0
     ts = {r.run_id: _run(db_url, int(r.run_id))["started_at"] for r in (r1, r2, r3, r4)}
     ops = [(r["run_id"], r["operation"])
            for r in _query(db_url, queries.entity_changes, "compression_task", task)]
@@ -240,6 +250,9 @@ def test_removed_then_back_is_deleted_then_restored_in_history(db_url: str) -> N
     assert present(ts[r3.run_id])
     assert not present(ts[r1.run_id] - dt.timedelta(seconds=1))
     assert stored_rows(db_url)["compression_task"][task]["name"] == changed["name"]
+    (current,) = [r for r in table_rows(db_url, SPECS["compression_task"].table)
+                  if r["task_id"] == task]
+    assert current["deleted_at"] is None and current["deleted_run_id"] is None  # not stale
 
 
 def test_scoped_sync_deletes_only_inside_its_scope(db_url: str) -> None:

@@ -487,3 +487,70 @@ def test_a_later_run_on_the_same_connection_does_not_inherit_its_seen_keys(
     finally:
         conn.close()
         engine.dispose()
+
+
+def test_a_row_without_its_carried_column_keeps_the_stored_value(db_url: str) -> None:
+    """A failed task's reason comes from its detail call; a row built from the listing alone
+    (the task left ``failed``, or the detail call refused) has no ``failed_reason`` key. The
+    stored reason is carried, not set to NULL: no history version and no change row for it."""
+    engine, conn = _open(db_url)
+    try:
+        _run(conn, [_task(1, status="failed", failed_reason="OOM")])
+        listed = _task(1, status="done")
+        assert "failed_reason" not in listed
+        run2, result = _run(conn, [listed])
+        assert result.updated == ["amva-000001"]
+        t = compression_tasks
+        assert conn.execute(select(t.c.status, t.c.failed_reason)).one() == ("done", "OOM")
+        fields = conn.execute(
+            select(changes.c.field).where(changes.c.run_id == run2)
+        ).scalars().all()
+        assert fields == ["status"]
+        h = compression_tasks_history
+        current = conn.execute(select(h.c.failed_reason).where(h.c.valid_to.is_(None)))
+        assert current.scalar_one() == "OOM"
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def test_the_last_of_two_answers_for_one_key_in_a_batch_is_stored(db_url: str) -> None:
+    """A listing read page by page may name a task twice (pages shifting under it), with the
+    task changed between: the later answer is the newer one, and is what the run stores, in
+    its history and in its change row."""
+    engine, conn = _open(db_url)
+    try:
+        run1, result = _run(conn, [_task(1, status="running"), _task(1, status="done")])
+        assert result.inserted == ["amva-000001"]
+        assert conn.execute(select(compression_tasks.c.status)).scalar_one() == "done"
+        h = compression_tasks_history
+        assert conn.execute(select(h.c.status)).scalars().all() == ["done"]
+        (new_value,) = conn.execute(
+            select(changes.c.new_value).where(changes.c.run_id == run1)
+        ).scalars().all()
+        assert json.loads(new_value)["status"] == "done"
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def test_one_entitys_changes_are_its_kinds_only(db_url: str) -> None:
+    """A model export is keyed by its version's id: `history`'s changes of one entity are read
+    by kind and key, or the version's changes showed the export's too."""
+    from catalog import queries
+
+    engine, conn = _open(db_url)
+    try:
+        key = "amv-shared"
+        run1, ts1 = runs.start_run(conn, {})
+        store = Store(conn, run1, ts1)
+        for kind in ("model_version", "model_export"):
+            store.write_batch(kind, [_sampled(kind, key)])
+        _finish(conn, run1)
+        for kind in ("model_version", "model_export"):
+            columns, rows = queries.entity_changes(conn, kind, key)
+            found = [dict(zip(columns, r, strict=True)) for r in rows]
+            assert [r["operation"] for r in found] == ["insert"], (kind, found)  # its own
+    finally:
+        conn.close()
+        engine.dispose()
