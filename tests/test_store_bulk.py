@@ -428,6 +428,17 @@ def _finish(conn: Any, run_id: int) -> None:
     conn.commit()
 
 
+def _a_version_and_its_export(conn: Any) -> str:
+    """One run inserting a version and its export, which share the version's id: that id."""
+    key = "amv-shared"
+    run, ts = runs.start_run(conn, {})
+    store = Store(conn, run, ts)
+    for kind in ("model_version", "model_export"):
+        assert store.write_batch(kind, [_sampled(kind, key)]).inserted == [key]
+    _finish(conn, run)
+    return key
+
+
 def test_an_unchanged_version_does_not_make_its_export_seen(db_url: str) -> None:
     """A model export is keyed by its version's model id, so both kinds put the same key in
     the temporary table; only its kind column tells them apart. Read without it, an unchanged
@@ -435,12 +446,7 @@ def test_an_unchanged_version_does_not_make_its_export_seen(db_url: str) -> None
     never deleted it."""
     engine, conn = _open(db_url)
     try:
-        key = "amv-shared"
-        run1, ts1 = runs.start_run(conn, {})
-        store = Store(conn, run1, ts1)
-        for kind in ("model_version", "model_export"):
-            assert store.write_batch(kind, [_sampled(kind, key)]).inserted == [key]
-        _finish(conn, run1)
+        key = _a_version_and_its_export(conn)
 
         run2, ts2 = runs.start_run(conn, {})
         store2 = Store(conn, run2, ts2)
@@ -541,12 +547,7 @@ def test_one_entitys_changes_are_its_kinds_only(db_url: str) -> None:
 
     engine, conn = _open(db_url)
     try:
-        key = "amv-shared"
-        run1, ts1 = runs.start_run(conn, {})
-        store = Store(conn, run1, ts1)
-        for kind in ("model_version", "model_export"):
-            store.write_batch(kind, [_sampled(kind, key)])
-        _finish(conn, run1)
+        key = _a_version_and_its_export(conn)
         for kind in ("model_version", "model_export"):
             columns, rows = queries.entity_changes(conn, kind, key)
             found = [dict(zip(columns, r, strict=True)) for r in rows]
