@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -483,17 +483,13 @@ def upgrade_database(database_url: str, lock_timeout: float = 0.0) -> tuple[str 
     """
     engine = writer_engine(database_url)
     try:
-        with connect(engine) as conn, ExitStack() as locked:
+        with connect(engine) as conn:
             before = schema_state(conn)
-            revision = current_revision(conn)
-            if revision is not None and revision < locks.ACCOUNTS_REVISION and (
-                conn.dialect.name == "postgresql"
-            ):
-                deadline = time.monotonic() + lock_timeout
-                locked.enter_context(locks.legacy_lock(conn, deadline, threading.Event()))
-            conn.rollback()
-            ensure_schema(conn, migrate=True)
-            return current_revision(conn), before
+            deadline = time.monotonic() + lock_timeout
+            with locks.legacy_lock(conn, current_revision(conn), deadline, threading.Event()):
+                conn.rollback()
+                ensure_schema(conn, migrate=True)
+                return current_revision(conn), before
     finally:
         engine.dispose()
 

@@ -173,14 +173,18 @@ def writer_lock(
 
 @contextmanager
 def legacy_lock(
-    conn: Connection, deadline: float, stop: threading.Event, poll: float = 0.2
+    conn: Connection, revision: str | None, deadline: float, stop: threading.Event,
+    poll: float = 0.2,
 ) -> Iterator[None]:
-    """PostgreSQL: also hold the lock of the versions before accounts, for a database whose
-    schema is from before them, waiting until ``deadline`` (``time.monotonic()``: what is left
-    of ``--lock-timeout`` after the account's lock) unless ``stop`` is set. A sync of such a
-    version may still be running when the upgraded one starts (its cron line came first);
-    under the account's lock alone the new sync would mark that live run ``aborted`` and
-    migrate and write beside it."""
+    """PostgreSQL, a schema at ``revision`` from before accounts: also hold the lock of the
+    versions before them, waiting until ``deadline`` (``time.monotonic()``) unless ``stop`` is
+    set; otherwise nothing (SQLite's lock file is the same for every version). A sync of such a
+    version may still be running when the upgraded one starts (its cron line came first): under
+    the account's lock alone the new sync would mark that live run ``aborted`` and migrate and
+    write beside it, and ``db upgrade`` would migrate under it."""
+    if revision is None or revision >= ACCOUNTS_REVISION or conn.dialect.name != "postgresql":
+        yield
+        return
     message = (
         "a sync of an earlier qianfan-catalog version is running on this database: let it "
         "finish, or raise --lock-timeout"

@@ -578,11 +578,8 @@ def run_sync(
                         "first"
                     )
             revision = db.current_revision(conn)
-            if revision is not None and revision < locks.ACCOUNTS_REVISION and (
-                conn.dialect.name == "postgresql"
-            ):
-                # SQLite's lock file is the same for both; PostgreSQL's keys are not.
-                locked.enter_context(locks.legacy_lock(conn, lock_deadline, stop))
+            # What is left of --lock-timeout after the account's lock.
+            locked.enter_context(locks.legacy_lock(conn, revision, lock_deadline, stop))
             current = revision == db.SCHEMA_HEAD
             known = tracking.tracked_refs(conn, options.account) if current else []
             if first is None:  # an existing database: the calls come under the account's lock
