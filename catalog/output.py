@@ -284,23 +284,12 @@ def iter_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator
     yield "[]\n" if first else "\n]\n"
 
 
-def render_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    return "".join(iter_csv(columns, rows)).rstrip("\n")
-
-
-def render_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    return "".join(iter_json(columns, rows)).rstrip("\n")
-
-
 def render(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str = "table",
            width: int | None = None) -> str:
+    """The whole answer as one text, without its last newline."""
     if fmt == "table":
         return render_table(columns, rows, width)
-    if fmt == "csv":
-        return render_csv(columns, rows)
-    if fmt == "json":
-        return render_json(columns, rows)
-    raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    return "".join(iter_rendered(columns, rows, fmt)).rstrip("\n")
 
 
 def in_chunks(pieces: Iterable[str], size: int = 1 << 16) -> Iterator[str]:
