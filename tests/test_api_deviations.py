@@ -425,40 +425,14 @@ def _hiding(kind: str, keys: set[str]) -> Answer:
     return answer
 
 
-def test_a_stop_while_deletes_are_confirmed_deletes_nothing(
+def test_a_stop_while_deletes_are_confirmed_deletes_nothing_and_asks_nothing_more(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A signal while the detail calls before the deletes are asked ends the run there:
     ``interrupted``, nothing deleted, nothing marked kept (each would have been: their detail
-    calls answer)."""
-    catalog = FakeCatalog.generate(seed=1, comp_tasks=30)
-    missed = {str(k) for k in catalog.keys("compression_task")[:3]}
-    stop = threading.Event()
-    hidden = _hiding("compression_task", missed)
-
-    def answer(self: FakeServer, route: str, action: str, body: dict[str, Any], f: Any) -> Any:
-        if action == "DescribeModelCompTask" and body["modelCompTaskId"] in missed:
-            stop.set()  # the signal comes while the first of them is asked
-        return hidden(self, route, action, body, f)
-
-    with fake_console(catalog) as server:
-        assert sync(db_url, server).status == "success"
-        before = stored_rows(db_url)
-        monkeypatch.setattr(FakeServer, "answer", answer)
-        with pytest.raises(Interrupted, match="before the deletes; nothing was deleted"):
-            run_sync(options(db_url, server, workers=1), stop=stop)
-    assert stored_rows(db_url)["compression_task"] == before["compression_task"]
-    assert [r["status"] for r in table_rows(db_url, sync_runs)] == ["success", "interrupted"]
-    rows = table_rows(db_url, SPECS["compression_task"].table)
-    assert not [r for r in rows if r["raw_hash"] == KEPT_ONCE]
-
-
-def test_a_stop_while_deletes_are_confirmed_asks_nothing_more(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After a signal, no confirm call starts: only those already under way (at most one per
-    worker) are made. Asking the rest first (each with its retries) kept the run from ending
-    for as long as they all took, to delete nothing anyway."""
+    calls answer). No confirm call starts after it: only those already under way (at most one
+    per worker) are made. Asking the rest first (each with its retries) kept the run from
+    ending for as long as they all took, to delete nothing anyway."""
     catalog = FakeCatalog.generate(seed=1, comp_tasks=30)
     missed = {str(k) for k in catalog.keys("compression_task")[:12]}
     stop = threading.Event()
@@ -479,6 +453,9 @@ def test_a_stop_while_deletes_are_confirmed_asks_nothing_more(
             run_sync(options(db_url, server, workers=2), stop=stop)
     assert 1 <= len(asked) <= 2
     assert stored_rows(db_url)["compression_task"] == before["compression_task"]
+    assert [r["status"] for r in table_rows(db_url, sync_runs)] == ["success", "interrupted"]
+    rows = table_rows(db_url, SPECS["compression_task"].table)
+    assert not [r for r in rows if r["raw_hash"] == KEPT_ONCE]
 
 
 def test_the_tasks_of_a_deleted_job_go_with_it_unasked(
