@@ -141,9 +141,13 @@ def _open(url: str) -> tuple[Any, Any]:
 def _run(conn: Any, rows: list[dict[str, Any]]) -> tuple[int, Any]:
     run_id, run_ts = runs.start_run(conn, {})
     result = Store(conn, run_id, run_ts).write_batch("compression_task", rows)
+    _finish(conn, run_id)
+    return run_id, result
+
+
+def _finish(conn: Any, run_id: int) -> None:
     runs.finish_run(conn, run_id, "success", {}, 0, 0, 0, None)
     conn.commit()
-    return run_id, result
 
 
 def test_bulk_round_trip_history_and_changes(db_url: str) -> None:
@@ -421,11 +425,6 @@ def _sampled(kind: str, key: str) -> dict[str, Any]:
     row = {c: _sample(spec.table.c[c], 1) for c in spec.tracked}
     row.update({spec.key: key, "raw": {"kind": kind}, "raw_hash": f"hash-{kind}"})
     return row
-
-
-def _finish(conn: Any, run_id: int) -> None:
-    runs.finish_run(conn, run_id, "success", {}, 0, 0, 0, None)
-    conn.commit()
 
 
 def _a_version_and_its_export(conn: Any) -> str:
