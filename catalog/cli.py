@@ -659,7 +659,7 @@ def current(ctx: click.Context) -> None:
 )
 @click.option(
     "--limit-shape",
-    type=click.Choice(["bucket", "fixed", "sliding"]),  # fake.limiters.SHAPES, not imported here
+    type=click.Choice(["bucket", "fixed", "sliding"]),  # fake.limiters.SHAPES (a test checks)
     default="bucket",
     help="How --rate-limit counts: token bucket (1 s burst), fixed or sliding 1 s windows.",
 )

@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import click
 import pytest
 import requests
 
@@ -481,6 +482,18 @@ def test_rate_limited_body_shape(catalog: FakeCatalog) -> None:
     assert response.status_code == 429
     assert set(response.json()) == {"requestId", "code", "message"}
     assert response.json()["code"] == "RequestLimitExceeded"
+
+
+def test_the_command_offers_every_limiter_shape_and_no_other() -> None:
+    """``fake-server --limit-shape`` lists the shapes by name, so that every command does not
+    import the fake to build its options: a shape added to the fake must be added there too."""
+    from catalog.cli import cli
+    from catalog.fake.limiters import SHAPES
+
+    command = cli.commands["fake-server"]
+    option = next(p for p in command.params if p.name == "limit_shape")
+    assert isinstance(option.type, click.Choice)
+    assert sorted(option.type.choices) == sorted(SHAPES)
 
 
 def _faulty(catalog: FakeCatalog, plan: FaultPlan) -> FakeServer:
