@@ -8,6 +8,7 @@ long: this module decides when any call may go at all. The client reports every 
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
@@ -25,6 +26,13 @@ _WINDOW_KEPT = 0.9
 #: Fewer accepted calls than this in the measuring window say nothing about a server's limit
 #: (the first calls of a run, a lull): the cut is then the plain multiplicative one.
 _MIN_MEASURED = 3
+
+#: Window phases tried by the estimate (``RateLimiter._window_bounds``): 5 ms apart at 1 s.
+_PHASES = 200
+#: Answers whose latencies tell how far a call's time at the server may be from its send time.
+_LATENCIES = 64
+#: Refusals the estimate keeps (the latest; none older than the accepted calls it counts).
+_REFUSALS_KEPT = 8
 
 
 class RateLimiter:
@@ -66,10 +74,22 @@ class RateLimiter:
       hold since the last refusal, what was accepted since then is the count), and a fixed
       window out of phase with the holds shows about as many accepted calls as were sent,
       whatever its limit. Hence ``beta`` soon after a hold, and the bisection after it.
-    * Once a pace holds, the pace moves half way up to the lowest refused one while that is
-      more than twice the margin away (bisection, ``_confirmed``). A quiet spell (``quiet``
-      seconds without a throttle) forgets what was refused and what held: the limit may have
-      moved.
+    * Where rules 2 and 3 would cut by ``beta`` or ``1 - beta`` for want of a count to trust,
+      a window estimate may bracket the limit instead (``_window_bounds``, ``_bracket``):
+      fixed windows refuse the call after their limit's worth, so the phase the server's
+      windows would have is the one at which every refusal of the search (two at least) had
+      the same count of accepted calls before it in its window, and no window more; the
+      counts at the phases that fit bound the limit. The pace goes to the middle of that
+      bracket, its floor counts as a pace that held and its top as a refused one, and the
+      bisection goes on from there; any later refusal moves the floor up to the estimate's.
+      It assumes no shape: a server that counts otherwise (a sliding window, a bucket) fits
+      no phase, or a wrong one that the next refusal ends as it ends any bracket, and the
+      estimate never cuts deeper than the rule it stands in for. A call's time at the server
+      is taken as known to within half the spread of the latest answers' latencies.
+    * Once a pace holds, the pace moves half way up to the lowest refused one (or the window
+      estimate's top, if lower) while that is more than twice the margin away (bisection,
+      ``_confirmed``). A quiet spell (``quiet`` seconds without a throttle) forgets what was
+      refused and what held: the limit may have moved.
 
     ``hold(seconds)`` (a ``Retry-After``) stops every caller until then, including those already
     asleep on a reserved slot; the first call after it goes exactly at its end and the rest keep
@@ -141,6 +161,11 @@ class RateLimiter:
         self.throttles = 0
         self.cuts = 0
         self._steps = 0  # steps down at a plateau in a row, each soon after the last
+        # What the window estimate reads: when the refusals that cut were sent (this search),
+        # the latest answers' latencies, and the highest limit it found possible.
+        self._refusals: list[float] = []
+        self._latencies: deque[float] = deque(maxlen=_LATENCIES)
+        self._window_hi: float | None = None
 
     def __repr__(self) -> str:
         return f"RateLimiter(qps={self.qps:g}, rate={self.rate:.4g})"
@@ -262,6 +287,7 @@ class RateLimiter:
                     self._cut(now, sent_at)
                 return
             self._accepted.append(sent_at)
+            self._latencies.append(now - sent_at)
             horizon = now - self.window - 30.0  # answers may come back that much later
             while self._accepted and self._accepted[0] < horizon:
                 self._accepted.popleft()
@@ -301,6 +327,8 @@ class RateLimiter:
         """Bisection's next pace: half way between the pace that held and the lowest refused
         one, while those are more than twice the margin apart (else None: the limit is found)."""
         good, bad = self._good, self._bad
+        if bad is not None and self._window_hi is not None:
+            bad = min(bad, self._window_hi)  # no window phase explains a higher limit
         if good is None or bad is None or good >= bad * (1 - 2 * self.margin):
             return None
         return (good + bad) / 2
@@ -349,6 +377,63 @@ class RateLimiter:
         # short of the pace is noise, not a lower limit.
         return self._rate
 
+    def _window_bounds(self) -> tuple[float, float] | None:
+        """The lowest and highest limit with which fixed windows of some phase explain every
+        refusal of this search, or None (fewer than two refusals, or no phase does).
+
+        A fixed window refuses the call after its ``limit``-th accepted one and never holds
+        more, so for the right phase every refused call's window holds the same count of
+        accepted calls before it, and no window more. Phases 5 ms apart are tried over the
+        send times; a call's time at the server is taken as known to within half the spread
+        of the latest latencies, so a count is a range (the calls that may lie on either side
+        of an edge). Only an estimate: the server may count otherwise (``_bracket`` never cuts
+        deeper than the rules, and a refusal ends a wrong bracket as it ends any other).
+        """
+        refusals = self._refusals
+        if len(refusals) < 2:
+            return None
+        sent = sorted(self._accepted)
+        lats = self._latencies
+        eps = (max(lats) - min(lats)) / 2 + 1e-9 if lats else 1e-9
+        w = self.window
+
+        def count(start: float, end: float) -> int:
+            return bisect.bisect_left(sent, end) - bisect.bisect_left(sent, start)
+
+        lowest = highest = None
+        for k in range(_PHASES):
+            phase = k * w / _PHASES
+            low, high = 0, math.inf
+            for t in refusals:  # the refused call's window: exactly the limit before it
+                edge = math.floor((t - phase) / w) * w + phase
+                high = min(high, count(edge - eps, t + eps))
+                low = max(low, count(edge + eps, t - eps))
+            edge = math.floor((refusals[0] - 2 * w - phase) / w) * w + phase
+            while edge <= refusals[-1] and low <= high:  # no window holds more than the limit
+                low = max(low, count(edge + eps, edge + w - eps))
+                edge += w
+            if low <= high:
+                lowest = low if lowest is None else min(lowest, low)
+                highest = high if highest is None else max(highest, high)
+        if lowest is None or highest is None:
+            return None
+        return lowest / w, highest / w
+
+    def _bracket(self, refused: float, low: float, high: float) -> None:
+        """Instead of the cut to ``beta`` times the refused rate that rules 2 and 3 make when
+        the count is suspect: bisection between the window estimate's bounds
+        (``_window_bounds``), from their midpoint, and never below that cut."""
+        assert self._bad is not None
+        self._bad = min(self._bad, high, refused)
+        good = low * (1 - self.margin)
+        if good >= self._bad * (1 - 2 * self.margin):
+            plateau = good  # the bounds are tight: the limit is found
+        else:
+            self._good = good
+            plateau = (good + self._bad) / 2
+            self._raised = True
+        self._plateau = max(plateau, refused * self.beta, self.min_rate)
+
     def _cut(self, now: float, sent_at: float) -> None:
         """A throttling answer to a call sent at ``sent_at``: the new plateau, and the pace
         from which the curve climbs to it (the class docstring tells the rules)."""
@@ -363,7 +448,12 @@ class RateLimiter:
         self._raised = False
         if self._bad is None or now - self._cut_at > self.quiet:
             self._bad = self._good = None  # a quiet spell: the limit may have moved
+            self._refusals = []
         self._bad = refused if self._bad is None else min(self._bad, refused)
+        self._refusals = [t for t in self._refusals if t >= now - 30.0][1 - _REFUSALS_KEPT :]
+        self._refusals.append(sent_at)
+        bounds = self._window_bounds()
+        self._window_hi = bounds[1] if bounds is not None else None
         confirmed = self._good is not None  # a pace held since the last quiet spell
         if self._good is not None and self._good >= self._bad:
             self._good = None  # refused at the pace that held: it no longer does
@@ -373,6 +463,9 @@ class RateLimiter:
             self._plateau = max(refused * (1 - self.margin), self.min_rate)
         elif self._good is not None:  # rule 1: a pace held
             self._steps = 0
+            if bounds is not None:  # the estimate's floor, if above what held
+                floor = min(bounds[0] * (1 - self.margin), self._bad * (1 - 2 * self.margin))
+                self._good = max(self._good, floor)
             midpoint = self._midpoint() if raised else None
             if midpoint is not None:
                 # A bisection's raise refused: the next midpoint below it at once. The pace
@@ -391,6 +484,8 @@ class RateLimiter:
             self._steps = int(repeated)
             factor = self.beta if repeated and not confirmed else 1 - self.margin
             self._plateau = max(refused * factor, self.min_rate)
+            if factor == self.beta and bounds is not None:
+                self._bracket(refused, *bounds)
         else:
             if now - self._cut_at > self.quiet:
                 self._steps = 0
@@ -403,6 +498,8 @@ class RateLimiter:
             step = self.margin if alone or confirmed else 1 - self.beta
             self._steps += 1
             self._plateau = max(refused * (1 - step), self.min_rate)
+            if step == 1 - self.beta and bounds is not None:
+                self._bracket(refused, *bounds)
         self._refused = refused
         self._start = self._plateau if settled else max(refused * self.beta, self.min_rate)
         self._rate = min(self._start, self.max_rate)
