@@ -83,9 +83,11 @@ class RateLimiter:
       bracket, its floor counts as a pace that held and its top as a refused one, and the
       bisection goes on from there; any later refusal moves the floor up to the estimate's.
       It assumes no shape: a server that counts otherwise (a sliding window, a bucket) fits
-      no phase, or a wrong one that the next refusal ends as it ends any bracket, and the
-      estimate never cuts deeper than the rule it stands in for. A call's time at the server
-      is taken as known to within half the spread of the latest answers' latencies.
+      no phase, and the estimate never cuts deeper than the rule it stands in for. A wrong
+      fit is not free: a top above the limit is ended by the next refusal, as any bracket
+      is, but a top below it fences the bisection there until the slow probe climbs past
+      it (``probe`` seconds to gain the margin). A call's time at the server is taken as
+      known to within half the spread of the latest answers' latencies.
     * Once a pace holds, the pace moves half way up to the lowest refused one (or the window
       estimate's top, if lower) while that is more than twice the margin away (bisection,
       ``_confirmed``). A quiet spell (``quiet`` seconds without a throttle) forgets what was
@@ -387,7 +389,7 @@ class RateLimiter:
         send times; a call's time at the server is taken as known to within half the spread
         of the latest latencies, so a count is a range (the calls that may lie on either side
         of an edge). Only an estimate: the server may count otherwise (``_bracket`` never cuts
-        deeper than the rules, and a refusal ends a wrong bracket as it ends any other).
+        deeper than the rules; the class docstring says what a wrong fit costs).
         """
         refusals = self._refusals
         if len(refusals) < 2:
