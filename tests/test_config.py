@@ -56,6 +56,17 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
                   "show", CATALOG_DATABASE_URL="sqlite:///from-env.db"))
     assert s["database_url"] == ("sqlite:///from-flag.db", "flag")
 
+    # A file given after the command replaces the one before it, but still below the env.
+    for args in (("config", "show", "--config", str(cfg)),
+                 ("--config", str(cfg), "config", "show")):
+        s = shown(run(*args, CATALOG_DATABASE_URL="sqlite:///from-env.db"))
+        assert s["database_url"] == ("sqlite:///from-env.db", "env CATALOG_DATABASE_URL"), args
+
+    # A global option typed after the command is the one used, and shown.
+    s = shown(run("--config", str(cfg), "--database-url", "sqlite:///before.db", "config",
+                  "show", "--database-url", "sqlite:///after.db"))
+    assert s["database_url"] == ("sqlite:///after.db", "flag")
+
 
 def test_default_file_in_the_working_directory_is_used(tmp_path: Path) -> None:
     result = run("config", "show")
@@ -64,6 +75,12 @@ def test_default_file_in_the_working_directory_is_used(tmp_path: Path) -> None:
     result = run("config", "show")
     assert result.exit_code == 0, result.output
     assert shown(result)["sync batch_size"] == ("42", "file qianfan-catalog.toml")
+    # A file named with --config or CATALOG_CONFIG is read instead of it, not beside it.
+    (tmp_path / "other.toml").write_text("[sync]\nbatch-size = 7\n")
+    for result in (run("--config", "other.toml", "config", "show"),
+                   run("config", "show", CATALOG_CONFIG="other.toml")):
+        assert result.stdout.startswith("config file: other.toml "), result.output
+        assert shown(result)["sync batch_size"] == ("7", "file other.toml")
 
 
 def test_secrets_are_masked_in_config_show(tmp_path: Path) -> None:
@@ -77,6 +94,10 @@ def test_secrets_are_masked_in_config_show(tmp_path: Path) -> None:
     assert s["sync secret_key"][0] == "****"
     assert s["sync access_key"][0] == AK[:4] + "****"
     assert s["database_url"][0] == "postgresql+psycopg://me:***@db:5432/cat"
+    # Four characters of a key of eight or fewer would be half of it: none are shown.
+    s = shown(run("config", "show", QIANFAN_ACCESS_KEY="AKshort8"))
+    assert s["sync access_key"] == ("****", "env QIANFAN_ACCESS_KEY")
+    assert s["sync secret_key"] == ("(not set)", "default")  # missing, and said so
 
 
 @pytest.mark.parametrize(
@@ -85,6 +106,8 @@ def test_secrets_are_masked_in_config_show(tmp_path: Path) -> None:
         ("wrokers = 3\n", "'wrokers'"),
         ("[sync]\nbogus = 1\n", "'sync.bogus'"),
         ("[nosuchcommand]\nworkers = 1\n", "'nosuchcommand'"),
+        ("[sync.extra]\nworkers = 1\n", "'sync.extra'"),  # one level of tables only
+        ('[accounts.prod]\naccess_key_env = ""\n', "accounts.prod.access_key_env"),
     ],
 )
 def test_unknown_keys_are_one_line_errors_naming_the_key(tmp_path: Path, text: str,
@@ -103,6 +126,11 @@ def test_bad_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
     assert result.exit_code == 4 and "not valid TOML" in result.stderr
     result = run("--config", str(tmp_path / "nope.toml"), "config", "show")
     assert result.exit_code == 4 and "does not exist" in result.stderr
+    # Any other reason it cannot be read (a cron user without permission to it; here a name
+    # too long for the file system): one line, exit 4, not a traceback.
+    result = run("--config", "x" * 300 + ".toml", "config", "show")
+    assert result.exit_code == 4 and result.stderr.startswith("Error: cannot read config file ")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
@@ -130,6 +158,12 @@ def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
         result = run(*args)
         assert result.exit_code == 4 and f"config file {cfg}: log_format = 'xml'" in (
             result.stderr), (args, result.output)
+    # A flag's bad value is the flag's (click's exit 2), though the file refuses its own too.
+    cfg.write_text('[sync]\nworkers = "abc"\n')
+    result = run("--config", str(cfg), "sync", "--workers", "0")
+    assert result.exit_code == 2 and "Invalid value for '--workers': 0 is not in the range" in (
+        result.stderr), result.output
+    assert str(cfg) not in result.stderr
     cfg.write_text('[sync]\nworkers = "abc"\n')  # config show parses resiliently: shown
     result = run("--config", str(cfg), "config", "show")
     assert result.exit_code == 0
@@ -204,3 +238,19 @@ def test_config_show_applies_the_chosen_accounts_table(tmp_path: Path) -> None:
     assert "sk-prod-never-shown" not in got["sync secret_key"][0]
     other = shown(run("--config", str(cfg), "config", "show"))  # the default account's
     assert other["sync base_url"][1] == "default" and other["sync workers"][1] == "default"
+
+
+def test_flags_win_over_the_accounts_table(tmp_path: Path) -> None:
+    """Precedence with --account: flag > the account's table > env > file. The table names a
+    base URL nothing answers and a secret-key variable holding a wrong key; the flags given
+    for both are the ones used."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[accounts.prod]\nbase-url = "http://127.0.0.1:9"\n'
+                   'access_key_env = "PROD_AK"\nsecret_key_env = "PROD_SK"\n')
+    database = f"sqlite:///{tmp_path}/c.db"
+    with fake_console() as server:
+        result = run("--config", str(cfg), "--database-url", database, "--account", "prod",
+                     "sync", "--base-url", server.url, "--secret-key", SK, "--qps", "0",
+                     "--max-attempts", "1", PROD_AK=AK, PROD_SK="wrong-secret-from-the-table")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("run 1 success (account prod): ")
