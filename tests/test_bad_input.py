@@ -10,15 +10,18 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import text
 
 from catalog import db
+from catalog.cli import cli
 from catalog.errors import ExitCode
 from catalog.fake.server import FakeServer
 from tests._proc import cli_env, dump_db, popen_cli, run_cli, sync_argv
-from tests.helpers import SK, fake_console, sync
+from tests.helpers import AK, SK, fake_console, sync
 
 
 @contextmanager
@@ -136,3 +139,31 @@ def test_debug_shows_the_traceback_only_when_asked(sqlite_url: str) -> None:
                                   debug=True))
     assert debug.returncode == ExitCode.API_UNREACHABLE and "Traceback" in debug.stderr
     assert SK not in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--qps", "-1"),  # no ceiling at all, where 0 is the documented "no ceiling"
+        ("--max-delete-share", "1.5"),
+        ("--timeout", "0"),
+        ("--batch-size", "0"),
+        ("--lock-timeout", "-5"),
+        ("--commit-interval", "-1"),
+        ("--max-attempts", "0"),
+        ("--workers", "65"),
+    ],
+)
+def test_a_value_out_of_range_is_a_usage_error(tmp_path: Path, flag: str, value: str) -> None:
+    """README, exit 2: a malformed value is refused as click refuses it, naming the flag,
+    before anything is opened: no database file, no call."""
+    database = tmp_path / "c.db"
+    argv = ["--database-url", f"sqlite:///{database}", "sync", "--base-url",
+            "http://127.0.0.1:9", "--max-attempts", "1", flag, value]  # the last one wins
+    result = CliRunner().invoke(cli, argv, env={"CATALOG_CONFIG": None,
+                                                "QIANFAN_ACCESS_KEY": AK,
+                                                "QIANFAN_SECRET_KEY": SK})
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"Error: Invalid value for '{flag}': " in result.stderr
+    assert "is not in the range" in result.stderr
+    assert not database.exists() and not list(tmp_path.iterdir())
