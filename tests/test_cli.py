@@ -73,8 +73,12 @@ def test_no_migrate_refuses_on_an_empty_database(db_url: str) -> None:
 
 def test_demo(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
-    result = CliRunner().invoke(cli, ["demo", "--model-sets", "3"])
+    # The demo's database is its own: not the one CATALOG_DATABASE_URL names for real syncs.
+    real = f"sqlite:///{tmp_path}/real.db"
+    result = CliRunner().invoke(cli, ["demo", "--model-sets", "3"],
+                                env={"CATALOG_DATABASE_URL": real, "CATALOG_CONFIG": None})
     assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["qianfan-demo.db"]
     assert "run 1 success" in result.output
     assert "model_sets" in result.output
 

@@ -156,6 +156,43 @@ def test_json_logs_parse_line_by_line_with_run_id_and_timestamps(db_url: str) ->
     assert len(result.stdout.splitlines()) == 1
 
 
+#: A log line's ts: UTC, to the millisecond (README: log lines alone carry milliseconds).
+TS_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_json_summary_is_the_summary_line_with_its_figures_even_when_quiet(db_url: str) -> None:
+    """--quiet quiets text mode only: a JSON log keeps every event. The summary record's
+    message is the line printed on stdout, and its fields are that line's figures."""
+    plan = FaultPlan().once("DescribeModel", "429", times=1, retry_after=0)
+    with fake_console(faults=plan) as server:
+        result = _sync(server, db_url, group=("--quiet", "--log-format", "json"))
+    assert result.exit_code == 0, result.output
+    records = _json_lines(result.stderr)
+    events = [r["event"] for r in records]
+    assert "run_start" in events and "retry" in events and events[-1] == "summary"
+    assert all(TS_MS.match(r["ts"]) for r in records), [r["ts"] for r in records]
+    summary = records[-1]
+    assert summary["message"] == result.stdout.strip()
+    assert (summary["account"], summary["status"], summary["dry_run"], summary["errors"]) == (
+        "default", "success", False, 0)
+    assert summary["api_retries"] >= 1
+    assert f"; {summary['api_calls']} API calls ({summary['api_retries']} retries" in (
+        result.stdout)
+
+
+def test_quiet_text_mode_keeps_each_entity_error(db_url: str) -> None:
+    """--quiet leaves errors: a failed entity is one line on stderr, and the summary line
+    counts it."""
+    plan = FaultPlan().once("DescribeModel", "malformed", times=3)  # all three attempts
+    with fake_console(faults=plan) as server:
+        result = _sync(server, db_url, "--workers", "1", group=("--quiet",))
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    (line,) = result.stderr.splitlines()
+    assert re.match(r"\S+Z error run 1: DescribeModel: ", line), line
+    (summary,) = result.stdout.splitlines()
+    assert summary.startswith("run 1 partial:") and summary.endswith("; 1 errors")
+
+
 def test_text_logs_show_retries_not_the_summary_twice(db_url: str) -> None:
     plan = FaultPlan().once("DescribeModel", "429", times=1, retry_after=0)
     with fake_console(faults=plan) as server:
@@ -303,3 +340,29 @@ def test_json_mode_config_file_errors_are_a_fatal_json_line(
     assert record["event"] == "fatal" and record["exit_code"] == 4
     assert "bad.toml" in record["message"]
     assert not any(line.startswith("Error:") for line in result.stderr.splitlines())
+
+
+def test_an_unexpected_error_is_one_masked_line_and_debug_adds_the_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error no code path expected (a library's): exit 1, the first line of its message
+    with the database password masked, and how to see more; --debug shows the traceback,
+    masked too."""
+    from catalog import settings
+
+    password = "pw-unexpected-6f1c"  # registered by the run itself, from --database-url
+
+    def broken(*_args: Any) -> None:
+        raise ValueError(f"login with {password} refused\nsecond line of the driver's text")
+
+    monkeypatch.setattr(settings, "effective", broken)
+    argv = ["--database-url", f"postgresql+psycopg://u:{password}@127.0.0.1:1/x", "config",
+            "show"]
+    result = CliRunner().invoke(cli, argv, env={"CATALOG_CONFIG": None})
+    assert result.exit_code == ExitCode.FAILED, result.output
+    assert result.stderr.splitlines() == [
+        "Error: unexpected ValueError: login with **** refused (run with --debug for details)"]
+    debug = CliRunner().invoke(cli, ["--debug", *argv], env={"CATALOG_CONFIG": None})
+    assert debug.exit_code == ExitCode.FAILED
+    assert "Traceback" in debug.stderr and "ValueError: login with **** refused" in debug.stderr
+    assert password not in debug.output
