@@ -197,4 +197,6 @@ class RunLog:
             "seconds": round(summary.seconds, 3),
             "counts": dict(summary.counts),
         }
-        event(logging.INFO, "summary", summary.line(), summary.run_id, **fields)
+        # A dry run's id was rolled back with its row (as in run_start): not named here either.
+        run_id = None if summary.dry_run else summary.run_id
+        event(logging.INFO, "summary", summary.line(), run_id, **fields)

@@ -193,6 +193,18 @@ def test_quiet_text_mode_keeps_each_entity_error(db_url: str) -> None:
     assert summary.startswith("run 1 partial:") and summary.endswith("; 1 errors")
 
 
+def test_a_dry_runs_json_lines_name_no_run(db_url: str) -> None:
+    """A dry run's run row is rolled back (on SQLite the next run takes its id): no line of
+    its log may name that id, or two runs' summaries would carry the same run_id."""
+    with fake_console() as server:
+        dry = _sync(server, db_url, "--dry-run", group=("--log-format", "json"))
+    assert dry.exit_code == 0, dry.output
+    records = _json_lines(dry.stderr)
+    assert [records[0]["event"], records[-1]["event"]] == ["run_start", "summary"]
+    assert records[-1]["dry_run"] is True
+    assert [r for r in records if r["run_id"] is not None] == []
+
+
 def test_text_logs_show_retries_not_the_summary_twice(db_url: str) -> None:
     plan = FaultPlan().once("DescribeModel", "429", times=1, retry_after=0)
     with fake_console(faults=plan) as server:
