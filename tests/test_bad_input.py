@@ -167,3 +167,20 @@ def test_a_value_out_of_range_is_a_usage_error(tmp_path: Path, flag: str, value:
     assert f"Error: Invalid value for '{flag}': " in result.stderr
     assert "is not in the range" in result.stderr
     assert not database.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_gateways_bare_401_or_403_names_what_to_check(tmp_path: Path, status: int) -> None:
+    """A 401/403 with no service error code (a gateway in front of the console) refuses the
+    credentials as a BCE code would: exit 5, and the line names what to check."""
+    from tests._stub_http import Reply, StubServer
+
+    database = tmp_path / "c.db"
+    with StubServer([Reply(status, None)]) as server:
+        result = CliRunner().invoke(
+            cli, ["--database-url", f"sqlite:///{database}", "sync", "--base-url", server.url],
+            env={"CATALOG_CONFIG": None, "QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK})
+    assert result.exit_code == ExitCode.API_UNREACHABLE, result.output
+    (line,) = result.stderr.splitlines()
+    assert f"(HTTP {status})" in line and "check QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY" in line
+    assert SK not in result.output and not database.exists()
