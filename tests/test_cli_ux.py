@@ -378,3 +378,32 @@ def test_an_unexpected_error_is_one_masked_line_and_debug_adds_the_traceback(
     assert debug.exit_code == ExitCode.FAILED
     assert "Traceback" in debug.stderr and "ValueError: login with **** refused" in debug.stderr
     assert password not in debug.output
+
+
+@pytest.mark.parametrize("raised", ["DatabaseError", "OperationalError"])
+def test_a_database_error_is_exit_6_and_masks_the_password_it_quotes(
+    monkeypatch: pytest.MonkeyPatch, raised: str
+) -> None:
+    """The project's DatabaseError and a driver's error escaping as SQLAlchemy's: exit 6 (not
+    1), one line, and the database password masked though the message quotes it."""
+    from sqlalchemy.exc import OperationalError
+
+    from catalog import settings
+    from catalog.errors import DatabaseError
+
+    password = "pw-driver-quote-52ad"
+    said = f"password {password} rejected"
+    error: Exception = (DatabaseError(said) if raised == "DatabaseError"
+                        else OperationalError("SELECT 1", {}, Exception(said)))
+
+    def broken(*_args: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(settings, "effective", broken)
+    argv = ["--database-url", f"postgresql+psycopg://u:{password}@127.0.0.1:1/x", "config",
+            "show"]
+    result = CliRunner().invoke(cli, argv, env={"CATALOG_CONFIG": None})
+    assert result.exit_code == ExitCode.DATABASE, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: ") and line.endswith("password **** rejected")
+    assert password not in result.output
