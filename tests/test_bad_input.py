@@ -184,3 +184,18 @@ def test_a_gateways_bare_401_or_403_names_what_to_check(tmp_path: Path, status: 
     (line,) = result.stderr.splitlines()
     assert f"(HTTP {status})" in line and "check QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY" in line
     assert SK not in result.output and not database.exists()
+
+
+@pytest.mark.parametrize("account", ["", "x" * 65, "prod\tdev"], ids=["empty", "long", "tab"])
+def test_a_bad_account_name_is_a_usage_error(tmp_path: Path, account: str) -> None:
+    """An empty, over-long or unprintable --account is refused before anything is opened (an
+    empty one is not the default account)."""
+    database = tmp_path / "c.db"
+    result = CliRunner().invoke(
+        cli, ["--database-url", f"sqlite:///{database}", "--account", account, "sync",
+              "--base-url", "http://127.0.0.1:9"],
+        env={"CATALOG_CONFIG": None, "QIANFAN_ACCESS_KEY": AK, "QIANFAN_SECRET_KEY": SK})
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "Invalid value for '--account': an account name is 1 to 64 printable" in (
+        result.stderr)
+    assert not list(tmp_path.iterdir())
