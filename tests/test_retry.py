@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from catalog.api import retry
 from catalog.api.retry import (
     MIN_RETRY_AFTER,
     RetryPolicy,
@@ -67,6 +68,8 @@ class MaxRandom(random.Random):
         (400, "TooManyRequests", True),
         (400, "QpsLimitReached", True),
         (400, "InternalError", True),
+        (400, "ServiceUnavailable", True),
+        (400, "Throttling", True),
         # /wenxinworkshop codes arrive inside HTTP 200
         (200, "4", True),
         (200, "18", True),
@@ -74,6 +77,7 @@ class MaxRandom(random.Random):
         (200, "500000", True),
         (200, "1", True),
         (200, "2", True),
+        (200, "336000", True),  # internal error
         (200, "17", False),  # daily quota: does not recover within a retry budget
         (200, "19", False),  # total quota
         (200, "110", False),
@@ -83,6 +87,7 @@ class MaxRandom(random.Random):
         # not how the server is doing, but what it is: another server at the base URL
         (501, "", False),
         (505, "", False),
+        (600, "", False),  # not an HTTP status at all: nothing says it passes
     ],
 )
 def test_classify_answers(status: int | None, code: str, expected: bool) -> None:
@@ -142,6 +147,30 @@ def test_retry_after_wins_floored_and_capped() -> None:
 )
 def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_date_without_a_zone_is_gmt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP dates are GMT (RFC 9110); one without a zone is read as GMT too, not as the host's
+    local time (a host in UTC+8 would otherwise wait 8 hours less, or not at all)."""
+    import time
+
+    now = email.utils.parsedate_to_datetime("Sun, 06 Nov 1994 08:49:07 GMT").timestamp()
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        assert parse_retry_after("Sun, 06 Nov 1994 08:49:37", now=now) == pytest.approx(30.0)
+        assert parse_retry_after("Sun, 06 Nov 1994 08:49:37 -0000", now=now) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_retry_after_of_forever_waits_the_cap() -> None:
+    """A server asking for longer than ``max_delay`` (even "inf") waits the cap, not our own
+    shorter backoff: it said it is busy for a while."""
+    policy = RetryPolicy(max_delay=30.0, rng=MaxRandom())
+    assert policy.delay(1, parse_retry_after("inf")) == 30.0
+    assert policy.delay(1, parse_retry_after("86400")) == 30.0
 
 
 def test_parse_retry_after_http_date() -> None:
@@ -215,6 +244,19 @@ def test_run_respects_the_total_time_budget() -> None:
     assert "budget" in str(info.value)
 
 
+def test_a_wait_that_ends_exactly_at_the_budget_is_taken() -> None:
+    """The budget bounds the call: a wait that ends at ``max_total`` does not pass it."""
+    fake = FakeTime()
+    policy = RetryPolicy(max_attempts=50, base_delay=2.0, max_delay=100.0, max_total=6.0,
+                         sleep=fake.sleep, clock=fake.clock, rng=MaxRandom())
+    calls: list[int] = []
+    with pytest.raises(ApiError) as info:
+        policy.run(_failing([transient() for _ in range(50)], calls))
+    assert fake.sleeps == [2.0, 4.0]  # 2 + 4 = 6: within; the next 8 s would not be
+    assert calls == [1, 2, 3]
+    assert "the next wait would pass the 6s budget" in str(info.value)
+
+
 def test_retry_after_zero_never_busy_loops() -> None:
     fake = FakeTime()
     policy = RetryPolicy(max_attempts=6, sleep=fake.sleep, clock=fake.clock)
@@ -241,8 +283,9 @@ def test_on_retry_is_told_before_each_sleep() -> None:
 def test_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
-    with pytest.raises(ValueError):
-        RetryPolicy(base_delay=-1)
+    for negative in ({"base_delay": -1.0}, {"max_delay": -1.0}, {"max_total": -1.0}):
+        with pytest.raises(ValueError):
+            RetryPolicy(**negative)  # type: ignore[arg-type]
 
 
 def test_a_stop_ends_the_retries_at_once() -> None:
@@ -277,3 +320,52 @@ def test_a_stop_ends_the_retries_at_once() -> None:
     with pytest.raises(ApiError):  # stopped already: one attempt, no wait
         policy.run(failing)
     assert again == [1]
+
+
+class SignalledEvent:
+    """Stands in for ``retry.STOPPING``: records each wait, and a signal arrives during the
+    first one (it is set, and the wait ends)."""
+
+    def __init__(self, already: bool = False) -> None:
+        self.waits: list[float] = []
+        self._set = already
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self._set = True
+        return True
+
+
+def test_a_process_stop_is_seen_by_every_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STOPPING`` (a signal outside a sync's run, ``catalog/entry.py``) holds for policies
+    with no ``stop`` of their own: a failed call is not tried again, nor waited for, and no
+    retry is announced."""
+    monkeypatch.setattr(retry, "STOPPING", SignalledEvent(already=True))
+    fake = FakeTime()
+    announced: list[int] = []
+    policy = RetryPolicy(sleep=fake.sleep, clock=fake.clock, rng=MaxRandom())
+    calls: list[int] = []
+    with pytest.raises(ApiError) as info:
+        policy.run(_failing([transient() for _ in range(6)], calls),
+                   lambda n, delay, err: announced.append(n))
+    assert calls == [1] and fake.sleeps == [] and announced == []
+    assert "not tried again: the run is stopping" in str(info.value)
+
+
+def test_a_real_wait_ends_when_the_process_is_asked_to_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default sleep is a wait on ``STOPPING``, so a signal ends it (a plain
+    ``time.sleep`` would hold the stop up for as long as the backoff)."""
+    stopping = SignalledEvent()
+    monkeypatch.setattr(retry, "STOPPING", stopping)
+    policy = RetryPolicy(base_delay=0.001, max_delay=0.001, rng=MaxRandom())
+    calls: list[int] = []
+    with pytest.raises(ApiError) as info:
+        policy.run(_failing([transient() for _ in range(6)], calls))
+    assert stopping.waits == [0.001]
+    assert calls == [1]
+    assert "not tried again: the run is stopping" in str(info.value)
