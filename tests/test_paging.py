@@ -3,6 +3,7 @@ and over HTTP against the fake console, where an unreadable page is retried."""
 
 from __future__ import annotations
 
+import http.client
 import random
 import shutil
 import subprocess
@@ -110,7 +111,8 @@ def test_repeated_marker_is_an_error() -> None:
     with pytest.raises(PaginationError) as info:
         next(pages)
     assert info.value.call == ACTION
-    assert ACTION in str(info.value) and "'m1'" in str(info.value)
+    assert ACTION in str(info.value) and "repeats marker 'm1'" in str(info.value)
+    assert "page 3 (marker 'm2')" in str(info.value)  # the page that repeated it, as asked for
     assert len(client.bodies) == 3
 
 
@@ -166,6 +168,18 @@ def test_only_the_page_before_is_remembered() -> None:
     assert [[it["id"] for it in p] for p in pages] == [["a", "b"], ["c"], ["a", "d"]]
 
 
+def test_a_repeat_seen_on_the_page_before_is_remembered_for_the_next() -> None:
+    """The page before is the whole of it, repeats included: an item that page repeated from
+    the one before it is still one the next page may repeat."""
+    client = ScriptedClient([
+        page(["a"], truncated=True, next_marker="m1"),
+        page(["a", "b"], truncated=True, next_marker="m2"),
+        page(["a", "c"], truncated=False),
+    ])
+    pages = list(iter_pages(client, ACTION, {}))
+    assert [[it["id"] for it in p] for p in pages] == [["a"], ["b"], ["c"]]
+
+
 def test_duplicates_by_a_custom_item_key() -> None:
     result = {"systemModelSetList": [{"modelSetId": "s1"}, {"modelSetId": "s1"},
                                      {"modelSetId": "s2"}],
@@ -217,6 +231,16 @@ def test_the_items_are_under_the_documented_key_or_the_one_named_like_one() -> N
     assert "'modelCompTaskList' is missing" in str(info.value)
 
 
+@pytest.mark.parametrize("items", [{}, "", {"id": "a"}, 0, None])
+def test_items_that_are_not_a_list_fail_the_listing(items: Any) -> None:
+    """An empty object or string where the items' list belongs iterates as nothing: taken as
+    the items, it made an empty listing, which deletes everything it covers."""
+    client = ScriptedClient([{"modelCompTaskList": items, "pageInfo": {"isTruncated": False}}])
+    with pytest.raises(MalformedResponse) as info:
+        list(iter_pages(client, ACTION, {}, list_key="modelCompTaskList"))
+    assert "'modelCompTaskList' is missing or not a list" in str(info.value)
+
+
 @pytest.mark.parametrize("info", [{}, {"isTruncated": None}, {"isTruncated": "yes"},
                                   {"isTruncated": 0}, {"nextMarker": "amva-2"}])
 def test_a_page_that_does_not_say_whether_it_is_the_last_fails_the_listing(
@@ -237,6 +261,12 @@ def test_string_is_truncated_is_understood() -> None:
         {"modelCompTaskList": [{"id": "b"}], "pageInfo": {"isTruncated": "false"}},
     ])
     assert sum(len(p) for p in iter_pages(client, ACTION, {})) == 2
+    padded = ScriptedClient([
+        {"modelCompTaskList": [{"id": "a"}],
+         "pageInfo": {"isTruncated": " true ", "nextMarker": "m"}},
+        {"modelCompTaskList": [{"id": "b"}], "pageInfo": {"isTruncated": "False\n"}},
+    ])
+    assert sum(len(p) for p in iter_pages(padded, ACTION, {})) == 2
 
 
 @pytest.mark.parametrize("bad", [0, 101, -5])
@@ -413,6 +443,60 @@ def _two_pages_with_nothing_written_early() -> tuple[ConsoleClient, int]:
         assert len(stub.seen) == 1  # nothing written early
         assert list(pages) == [[{"id": "b"}]]
     return client, len(stub.seen)
+
+
+class FakeConnection:
+    """A pooled connection whose answer is scripted: what ``getresponse`` raises, or an
+    answer; records the timeout it was read with and whether it was closed."""
+
+    def __init__(self, raises: BaseException | None = None) -> None:
+        self.timeout: float | None = 2.0  # as the early write left it: the connect timeout
+        self.read_with: float | None = None
+        self.raises = raises
+        self.closed = False
+
+    def getresponse(self) -> Any:
+        self.read_with = self.timeout
+        if self.raises is not None:
+            raise self.raises
+
+        class Answer:
+            status, headers, data = 200, {"X": "y"}, b"{}"
+
+        return Answer()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.returned: list[FakeConnection] = []
+
+    def _put_conn(self, conn: FakeConnection) -> None:
+        self.returned.append(conn)
+
+
+def test_an_early_answer_is_read_with_the_read_timeout() -> None:
+    """The request was written under the connect timeout; its answer gets the read timeout
+    (a slow answer within it is no failure)."""
+    pool, conn = FakePool(), FakeConnection()
+    assert early.Written(pool, conn, read_timeout=30.0).receive() == (200, {"X": "y"}, b"{}")
+    assert conn.read_with == 30.0
+    assert pool.returned == [conn] and not conn.closed  # whole: kept alive for the next call
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [ConnectionResetError(), http.client.RemoteDisconnected("closed"),
+     http.client.BadStatusLine("junk")],
+)
+def test_an_early_exchange_that_broke_closes_its_connection(broken: BaseException) -> None:
+    """A connection whose exchange broke goes back to the pool closed: reused as it was, what
+    is left on it would be read as the next request's answer."""
+    pool, conn = FakePool(), FakeConnection(raises=broken)
+    assert early.Written(pool, conn, read_timeout=30.0).receive() is None
+    assert conn.closed and pool.returned == [conn]
 
 
 def test_a_pool_that_lends_no_connection_leaves_every_call_to_requests(
