@@ -4,6 +4,7 @@ transport failures, counters, and that the secret key never leaks into anything 
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
 import traceback
@@ -97,6 +98,17 @@ def test_a_redirect_is_reported_not_followed() -> None:
     assert "--base-url" in str(caught.value)
 
 
+@pytest.mark.parametrize("status", [300, 301, 307, 308, 399])
+def test_every_3xx_is_a_redirect_not_an_answer(status: int) -> None:
+    """Whatever the 3xx, with or without a body, it is not the API's answer and is not tried
+    again (it would answer the same)."""
+    for content in (b"", b'{"requestId": "r", "result": {}}'):
+        with pytest.raises(ApiError) as info:
+            parse_answer("DescribeModel", status, {"Location": "https://other.example/"}, content)
+        assert not info.value.retryable and info.value.status == status
+        assert "redirect to other.example" in str(info.value)
+
+
 def test_the_proxy_from_the_environment_carries_every_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -172,6 +184,15 @@ def test_error_code_zero_is_success() -> None:
         assert client.call_v1(EVAL, {}) == {"a": 1}
 
 
+@pytest.mark.parametrize("no_error", [0, "0", "", None])
+def test_error_code_zero_in_any_spelling_is_success(no_error: object) -> None:
+    """``error_code`` 0 as a number, as text or left empty says "no error": the result is
+    the answer (read as an error, every export's status would fail)."""
+    body = {"log_id": 1, "error_code": no_error, "result": {"a": 1}}
+    content = json.dumps(body).encode()
+    assert parse_answer(EVAL, 200, {}, content) == {"a": 1}
+
+
 # --- the three error shapes --------------------------------------------------------------------
 
 
@@ -199,6 +220,19 @@ def test_v1_error_inside_http_200() -> None:
     assert (err.call, err.code, err.status, err.request_id) == (EVAL, "500002", 200, "987654")
     assert err.message == "export task not exist"
     assert not err.retryable
+
+
+def test_v2_error_body_with_http_400() -> None:
+    """400 is an error like any other 4xx: the SDK's own example of a console error is a 400
+    ``InappropriateJSON``. Its code and message are the error, not "no 'result'"."""
+    body = {"requestId": "rid-400", "code": "InappropriateJSON",
+            "message": "The json is inappropriate: param[splitRatio] invalid."}
+    with pytest.raises(ApiError) as info:
+        parse_answer("DescribeModel", 400, {}, json.dumps(body).encode())
+    err = info.value
+    assert type(err) is ApiError and not err.retryable
+    assert (err.code, err.status, err.request_id) == ("InappropriateJSON", 400, "rid-400")
+    assert err.message == "The json is inappropriate: param[splitRatio] invalid."
 
 
 @pytest.mark.parametrize("body", [None, {"requestId": "rid-body", "code": "AccessDenied",
@@ -446,6 +480,24 @@ def test_secret_never_appears_in_errors_repr_or_events() -> None:
     assert [type(e) for e in errors].count(MalformedResponse) == 1
 
 
+def test_an_answer_that_quotes_the_secret_key_is_masked() -> None:
+    """The client registers its own keys for masking: an error that echoes the request (a
+    gateway quoting the credentials it rejected) reaches no message with the secret in it,
+    whoever made the client (not only the CLI, which registers them too)."""
+    secret = f"SK-echoed-{random.Random().getrandbits(64):016x}"
+    echo = Reply(400, {"requestId": "r", "code": "InvalidHTTPAuthHeader",
+                       "message": f"bad credentials AK-echo-1/{secret}"})
+    with StubServer([echo]) as stub:
+        policy = RetryPolicy(max_attempts=1, sleep=lambda _s: None)
+        with (
+            ConsoleClient(stub.url, "AK-echo-1", secret, retry=policy) as client,
+            pytest.raises(ApiError) as info,
+        ):
+            client.call("DescribeModel", {})
+    assert "bad credentials" in info.value.message
+    assert secret not in str(info.value) and secret not in info.value.message
+
+
 def test_counters_are_thread_safe() -> None:
     with StubServer(lambda seen: ok({"n": 1})) as stub:
         client = ConsoleClient(stub.url, AK, SK, pool_size=8)
@@ -613,6 +665,22 @@ def test_throttling_slows_the_real_limiter_down() -> None:
     assert limiter.rate < 100.0
 
 
+@pytest.mark.parametrize(("header", "held"), [("3600", 30.0), ("0", MIN_RETRY_AFTER)])
+def test_the_shared_hold_is_floored_and_capped_as_the_retry_is(header: str, held: float) -> None:
+    """A Retry-After holds every worker only as long as this call's own retry would wait: an
+    hour asked for holds them ``max_delay`` (30 s), not an hour, and 0 holds them the floor."""
+    limiter = HoldingLimiter()
+    throttled = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow"},
+                      {"Retry-After": header})
+    stub = StubServer([throttled])
+    with stub, make_client(stub.url, attempts=1, limiter=limiter) as client, pytest.raises(
+        ApiError
+    ):
+        client.call("DescribeModel", {})
+    assert client.retry.max_delay == 30.0
+    assert limiter.holds == [held]
+
+
 def test_retry_after_holds_the_shared_limiter() -> None:
     limiter = HoldingLimiter()
     throttled = Reply(429, {"requestId": "r", "code": "TooManyRequests", "message": "slow"},
@@ -657,3 +725,66 @@ def test_api_down_needs_silence_since_the_first_call_and_several_failed_calls(
         client.call("DescribeModel", {"modelId": "amv-1"})
         answers["ok"] = False
         assert [fails() for _ in range(3)] == [ApiError] * 3  # no silence since the answer
+
+
+def test_a_fatal_failure_without_an_answer_is_no_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TLS failure (a certificate the client will never trust) is not retried, and is no
+    sign the API went away: it stays the fatal error it is, never the run's retryable
+    ``ApiDown``, however long the silence."""
+    monkeypatch.setattr("catalog.api.client.OUTAGE", 0.0)
+    monkeypatch.setattr("catalog.api.client.OUTAGE_CALLS", 2)
+    with make_client("https://console.example", attempts=3) as client:
+
+        def untrusted(url: str, data: bytes) -> requests.Response:
+            raise requests.exceptions.SSLError("certificate verify failed")
+
+        monkeypatch.setattr(client, "_send", untrusted)
+        for _ in range(3):
+            with pytest.raises(ApiError) as info:
+                client.call("DescribeModel", {"modelId": "amv-1"})
+            assert type(info.value) is ApiError and not info.value.retryable
+            assert "TLS failure: certificate verify failed" in str(info.value)
+        assert client.calls_made == 3  # once each: not retried
+
+
+def test_an_error_answer_from_the_api_ends_a_silence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error the API answered itself (a 404 with its JSON) is an answer: the calls that
+    failed without one before it do not add up with those after it to an outage."""
+    monkeypatch.setattr("catalog.api.client.OUTAGE", 0.0)
+    monkeypatch.setattr("catalog.api.client.OUTAGE_CALLS", 2)
+    gone = Reply(404, {"requestId": "r", "code": "ResourceNotFound", "message": "gone"})
+    script = [Reply(drop=True), gone, Reply(drop=True), Reply(drop=True)]
+    with StubServer(script) as stub, make_client(stub.url, attempts=1) as client:
+        kinds = []
+        for _ in script:
+            with pytest.raises(ApiError) as info:
+                client.call("DescribeModel", {"modelId": "amv-1"})
+            kinds.append(type(info.value))
+    assert kinds == [ApiError, ApiError, ApiError, ApiDown]
+
+
+class FakeClock:
+    """Stands in for the client module's ``time``: its ``monotonic`` moves only when told."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_silence_counts_from_the_first_call_not_from_the_clocks_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before its first call a client has heard nothing, and that is no silence: the first
+    failed call of a run (which started long after the clock did) is no outage."""
+    clock = FakeClock(now=10_000.0)
+    monkeypatch.setattr("catalog.api.client.time", clock)
+    monkeypatch.setattr("catalog.api.client.OUTAGE_CALLS", 1)
+    with make_client(refused_url(), attempts=1) as client:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModel", {"modelId": "amv-1"})
+        assert type(info.value) is ApiError  # silent 0 s of the 120 s
+        clock.now += 120.0
+        with pytest.raises(ApiDown):
+            client.call("DescribeModel", {"modelId": "amv-1"})
