@@ -443,6 +443,39 @@ def test_read_timeout_is_retried_then_fails() -> None:
     assert_no_secret(err, *[e[1] for e in rec.events])
 
 
+#: An answer whose connection closes halfway through its body (a gateway reset, an idle cut):
+#: the headers came, the body did not.
+CUT_SHORT = Reply(200, '5\r\n{"req\r\n', {"Transfer-Encoding": "chunked", "Connection": "close"})
+
+
+def test_a_body_cut_short_by_the_connection_is_retried() -> None:
+    """The body is read after the headers: a connection lost between the two is a transport
+    failure like any other (``ChunkedEncodingError``), retried, not an exception from
+    ``requests`` that escapes the client and ends the run as an internal error."""
+    rec = Recorder()
+    with StubServer([CUT_SHORT, ok({"x": 1})]) as stub, make_client(stub.url, rec) as client:
+        assert client.call("DescribeModel", {}) == {"x": 1}
+        assert (client.calls_made, client.retries) == (2, 1)
+    assert len(rec.sleeps) == 1
+    with StubServer([CUT_SHORT]) as stub, make_client(stub.url, attempts=2) as client:
+        with pytest.raises(ApiError) as info:
+            client.call("DescribeModel", {})
+        assert (client.calls_made, client.retries) == (2, 1)
+    err = info.value
+    assert err.retryable and err.status is None
+    assert f"cannot reach {stub.url}" in str(err) and "gave up after 2 attempts" in str(err)
+
+
+def test_a_listing_page_cut_short_is_retried() -> None:
+    """The same through ``iter_pages``, whose next page is asked early: the broken early
+    exchange is made again the ordinary way, and that attempt's failure is retried too."""
+    page = ok({"modelCompTaskList": [{"id": "cmp-1"}], "pageInfo": {"isTruncated": False}})
+    with StubServer([CUT_SHORT, CUT_SHORT, page]) as stub, make_client(stub.url) as client:
+        pages = list(iter_pages(client, "DescribeModelCompTasks", {}))
+        assert client.retries == 1
+    assert pages == [[{"id": "cmp-1"}]]
+
+
 def test_connection_refused_is_retried_then_fails() -> None:
     url = refused_url()
     rec = Recorder()

@@ -474,9 +474,13 @@ class ConsoleClient:
         def exchange() -> early.Answer:
             try:
                 response = self._send(url, data)
+                # The adapter returns once the headers are in; the body is read here, so a
+                # connection lost halfway through it (ChunkedEncodingError, a read timeout)
+                # is a transport failure too, retried, not an exception that escapes.
+                content = response.content
             except requests.RequestException as exc:
                 raise self._transport_error(name, exc) from exc  # no answer: nothing to learn
-            return response.status_code, response.headers, response.content
+            return response.status_code, response.headers, content
 
         def attempt(number: int) -> Any:
             answer: early.Answer | None = None
