@@ -188,7 +188,8 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
 
         The server's ``Retry-After`` wins over our own guess, but is floored (no busy loop on 0)
-        and capped by ``max_delay`` (a server asking for an hour should fail the call, not hang it).
+        and capped by ``max_delay``: a server asking for an hour is asked again after that cap,
+        and the call fails when its attempts run out instead of hanging the run for the hour.
         """
         if retry_after is not None:
             return min(max(retry_after, MIN_RETRY_AFTER), self.max_delay)
