@@ -56,8 +56,15 @@ def parse_time(value: Any, field: str = "time") -> dt.datetime | None:
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
         tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-    naive = dt.datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}")
-    return naive.replace(tzinfo=tz).astimezone(dt.UTC)
+    # The pattern takes any digits: "2024-13-01", "2024-02-30", "25:00:00" match it, and a
+    # time near year 9999 overflows in UTC. Raised as it was (ValueError, OverflowError), one
+    # answer's bad time escaped the writer's and the detail call's NormalizeError handlers and
+    # ended the whole run, every run while the answer stayed; it is that entity's failure.
+    try:
+        naive = dt.datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}")
+        return naive.replace(tzinfo=tz).astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:
+        raise NormalizeError(f"{field}: impossible time {text[:40]!r} ({exc})") from None
 
 
 def stable_url(value: Any) -> str | None:

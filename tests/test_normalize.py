@@ -45,6 +45,25 @@ def test_bad_times_name_the_field(text: object) -> None:
         normalize.parse_time(text, "createTime")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-13-01T00:00:00Z",  # month 13
+        "2024-02-30 10:00:00",  # no such day
+        "2024-03-22T25:00:00+08:00",  # hour 25
+        "0000-00-00T00:00:00Z",  # the SDK mock's "no time", outside the one kind that expects it
+        "9999-12-31T23:59:59-05:00",  # past the last representable UTC time
+    ],
+)
+def test_impossible_times_are_a_normalize_error(text: str) -> None:
+    """Shaped like a time but not one: a ``NormalizeError`` naming the field (the entity's
+    failure), not the ``ValueError``/``OverflowError`` that escaped the writer and ended the run."""
+    with pytest.raises(normalize.NormalizeError, match="createTime"):
+        normalize.parse_time(text, "createTime")
+    with pytest.raises(normalize.NormalizeError, match="createTime"):
+        model_versions.row({"modelId": "amv-1", "createTime": text})
+
+
 def test_export_state_and_status_are_the_same_field() -> None:
     a = model_exports.row("amv-1", {"hasRecord": True, "state": "Done"})
     b = model_exports.row("amv-1", {"hasRecord": True, "status": "Done"})
