@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -94,10 +95,15 @@ def as_text(value: Any) -> str | None:
 
 
 def as_int(value: Any) -> int | None:
+    """An integer, or its decimal string; a float only when whole (``4096.0``): ``int`` would
+    cut ``1.5`` to 1, a wrong value stored as if answered, and raise ``OverflowError`` for the
+    ``Infinity`` the JSON parser accepts."""
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise NormalizeError(f"expected an integer, got {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise NormalizeError(f"expected an integer, got {value!r}")
     try:
         return int(value)
     except ValueError as exc:
@@ -105,11 +111,20 @@ def as_int(value: Any) -> int | None:
 
 
 def as_float(value: Any) -> float | None:
+    """A finite number: ``float("abc")``'s ``ValueError`` is no ``NormalizeError`` (it ended
+    the run), and a NaN (JSON ``NaN``, ``"nan"``) is stored as NULL by SQLite and as NaN by
+    PostgreSQL, an infinity as no documented value."""
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise NormalizeError(f"expected a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise NormalizeError(f"expected a number, got {value!r}") from exc
+    if not math.isfinite(number):
+        raise NormalizeError(f"expected a finite number, got {value!r}")
+    return number
 
 
 def as_bool(value: Any) -> bool | None:

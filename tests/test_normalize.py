@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -120,6 +122,35 @@ def test_version_row_flattens_nested_objects() -> None:
 def test_malformed_model_sets_are_refused(obj: dict[str, object]) -> None:
     with pytest.raises(normalize.NormalizeError):
         model_sets.row(obj, is_system=False)
+
+
+@pytest.mark.parametrize(
+    ("conv", "value"),
+    [
+        (normalize.as_int, 1.5),  # int() cut it to 1: a wrong value stored as answered
+        (normalize.as_int, float("inf")),  # JSON Infinity: int() raised OverflowError
+        (normalize.as_int, float("nan")),
+        (normalize.as_float, "abc"),  # float() raised a ValueError that ended the run
+        (normalize.as_float, float("nan")),  # SQLite stores NULL, PostgreSQL NaN
+        (normalize.as_float, "inf"),
+    ],
+)
+def test_numbers_that_are_not_the_documented_type_are_refused(
+    conv: Callable[[Any], Any], value: object
+) -> None:
+    with pytest.raises(normalize.NormalizeError, match="expected"):
+        conv(value)
+
+
+def test_whole_floats_and_numeric_strings_are_numbers() -> None:
+    assert normalize.as_int(4096.0) == 4096 and normalize.as_int("7") == 7
+    assert normalize.as_float("0.5") == 0.5 and normalize.as_float(2) == 2.0
+    with pytest.raises(normalize.NormalizeError, match="inputTokens"):
+        model_versions.row(
+            {"modelId": "amv-1", "tokenLimitations": {"trivial": {"inputTokens": 4096.5}}}
+        )
+    with pytest.raises(normalize.NormalizeError, match="sparsityRatio"):
+        compression_tasks.row({"id": "amva-1", "config": {"sparsityRatio": "half"}})
 
 
 @pytest.mark.parametrize("ref", ["96", "amemt-hkkf5y9e64j8", " 7 "])
