@@ -28,6 +28,9 @@ UTC = dt.UTC
         ("2023-06-24 22:19:40 +0800 CST", dt.datetime(2023, 6, 24, 14, 19, 40, tzinfo=UTC)),
         ("2023-09-07 11:11:11", dt.datetime(2023, 9, 7, 3, 11, 11, tzinfo=UTC)),
         ("2024-01-01T00:30:00-05:00", dt.datetime(2024, 1, 1, 5, 30, tzinfo=UTC)),
+        # zones with minutes (India, Nepal): the minutes count too
+        ("2024-03-22T17:13:33+05:30", dt.datetime(2024, 3, 22, 11, 43, 33, tzinfo=UTC)),
+        ("2024-03-22 17:13:33 +0545 NPT", dt.datetime(2024, 3, 22, 11, 28, 33, tzinfo=UTC)),
     ],
 )
 def test_documented_time_formats(text: str, expected: dt.datetime) -> None:
@@ -41,7 +44,19 @@ def test_no_value_forms(text: str | None) -> None:
     assert normalize.parse_time(text) is None
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2024-13-01", "2024-03-22T17:13", 1700000000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yesterday",
+        "2024-13-01",
+        "2024-03-22T17:13",
+        1700000000,
+        # a time followed by anything else is not a time (nor what its first part says)
+        "2024-03-22T17:13:33Z and later",
+        "2024-03-22T17:13:33+08:00:00",
+        "2024-03-22 17:13:33 +0800 CST 2024",
+    ],
+)
 def test_bad_times_name_the_field(text: object) -> None:
     with pytest.raises(normalize.NormalizeError, match="createTime"):
         normalize.parse_time(text, "createTime")
