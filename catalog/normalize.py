@@ -19,9 +19,11 @@ from sqlalchemy import BigInteger, Integer, String
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
+#: A zone's name (``CST``) only after its offset, as Go writes it (``+0800 CST``): alone it was
+#: ignored, and ``10:00:00 UTC`` read as China time, 8 hours off.
 _TIME_RE = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,9}))?"
-    r"\s*(?P<zone>Z|[+-]\d{2}:?\d{2})?(?:\s+[A-Z]{2,5})?$"
+    r"(?:\s*(?P<zone>Z|[+-]\d{2}:?\d{2})(?:\s+[A-Z]{2,5})?)?$"
 )
 
 

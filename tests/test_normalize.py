@@ -55,6 +55,9 @@ def test_no_value_forms(text: str | None) -> None:
         "2024-03-22T17:13:33Z and later",
         "2024-03-22T17:13:33+08:00:00",
         "2024-03-22 17:13:33 +0800 CST 2024",
+        # a zone's name without its offset: read as China time, 8 hours off for UTC
+        "2024-03-22 10:00:00 UTC",
+        "2024-03-22T10:00:00 PST",
     ],
 )
 def test_bad_times_name_the_field(text: object) -> None:
