@@ -171,12 +171,85 @@ def test_whole_floats_and_numeric_strings_are_numbers() -> None:
         compression_tasks.row({"id": "amva-1", "config": {"sparsityRatio": "half"}})
 
 
+@pytest.mark.parametrize(
+    ("conv", "value"),
+    [
+        (normalize.as_text, {"zh": "名"}),  # str() of it was stored as the name
+        (normalize.as_text, ["a"]),
+        (normalize.as_int, True),  # a bool is no count: True was stored as 1
+        (normalize.as_int, "abc"),  # a ValueError, which no handler takes, before
+        (normalize.as_int, [1]),
+        (normalize.as_float, False),
+        (normalize.as_bool, 1),  # 1 and 0 are not the documented true and false
+        (normalize.as_bool, 0),
+        (normalize.as_bool, "yes"),
+        (normalize.as_obj, "x"),  # not an empty object: the answer is malformed
+        (normalize.as_obj, ["a"]),
+    ],
+)
+def test_each_converter_refuses_the_wrong_type(conv: Callable[[Any], Any], value: object) -> None:
+    with pytest.raises(normalize.NormalizeError):
+        conv(value)
+
+
+def test_no_value_is_none_for_every_converter() -> None:
+    """'' and null are no value (NULL), never an empty text stored as if answered."""
+    for conv in (normalize.as_text, normalize.as_int, normalize.as_float, normalize.stable_url):
+        assert conv("") is None and conv(None) is None
+    assert normalize.as_bool(None) is None and normalize.as_obj(None) == {}
+
+
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("False", False), ("TRUE", True)])
+def test_booleans_as_text_in_any_case(text: str, value: bool) -> None:
+    assert normalize.as_bool(text) is value
+
+
+def test_a_malformed_field_is_named_in_the_error() -> None:
+    with pytest.raises(normalize.NormalizeError, match="^fileSize: expected an integer"):
+        model_exports.row("amv-1", {"hasRecord": True, "fileSize": "big"})
+    with pytest.raises(normalize.NormalizeError, match="^modelName: expected text"):
+        model_versions.row({"modelId": "amv-1", "modelName": {"a": 1}})
+    with pytest.raises(normalize.NormalizeError, match="expected an object"):
+        model_versions.row({"modelId": "amv-1", "tokenLimitations": "4096"})
+
+
+def test_state_of_prefers_the_spelling_the_call_answers_with() -> None:
+    both = {"status": "Ready", "state": "Done"}
+    assert normalize.state_of(both) == "Ready"
+    assert normalize.state_of(both, first="state") == "Done"
+    assert normalize.state_of({"state": "Done"}) == "Done"  # the other spelling, alone
+    assert normalize.state_of({"status": "Done"}, first="state") == "Done"
+    assert normalize.state_of({"status": "", "state": "Done"}) == "Done"
+    assert normalize.state_of({}) is None
+
+
+def test_column_limits_are_exact() -> None:
+    """At the limit is stored; one past it (PostgreSQL's error, for the whole batch) is not."""
+    assert compression_tasks.row({"id": "amva-1", "status": "x" * 32})["status"] == "x" * 32
+    with pytest.raises(normalize.NormalizeError, match="status: 33 characters"):
+        compression_tasks.row({"id": "amva-1", "status": "x" * 33})
+    big = 2**63 - 1  # BIGINT: a file of 5 GB is no INTEGER, and fits
+    for size in (big, -big, 5 * 2**30):
+        assert model_exports.row("amv-1", {"hasRecord": True, "fileSize": size}) is not None
+    for size in (big + 1, -big - 2):
+        with pytest.raises(normalize.NormalizeError, match="file_size: .* out of range"):
+            model_exports.row("amv-1", {"hasRecord": True, "fileSize": size})
+    for beams in (2**31 - 1, -(2**31 - 1)):
+        settings = {"numBeams": beams}
+        assert model_versions.row({"modelId": "amv-1", "advancedSettings": settings})
+    for beams in (2**31, -(2**31) - 1):
+        with pytest.raises(normalize.NormalizeError, match="num_beams"):
+            model_versions.row({"modelId": "amv-1", "advancedSettings": {"numBeams": beams}})
+
+
 @pytest.mark.parametrize("ref", ["96", "amemt-hkkf5y9e64j8", " 7 "])
 def test_eval_refs(ref: str) -> None:
     assert normalize.eval_export_ref(ref) == ref.strip()
 
 
-@pytest.mark.parametrize("ref", ["", "abc", "amemt-", "96; drop table", "-1"])
+@pytest.mark.parametrize(
+    "ref", ["", "abc", "amemt-", "96; drop table", "-1", "9" * 19, "amemt-" + "a" * 33]
+)
 def test_bad_eval_refs(ref: str) -> None:
     with pytest.raises(normalize.NormalizeError, match="evaluation export id"):
         normalize.eval_export_ref(ref)
