@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 
 from catalog import normalize
-from catalog.kinds import compression_tasks, model_exports, model_sets, model_versions
+from catalog.kinds import (
+    compression_tasks,
+    eval_result_exports,
+    eval_tasks,
+    fine_tuning_jobs,
+    fine_tuning_tasks,
+    model_exports,
+    model_sets,
+    model_versions,
+    services,
+)
 
 UTC = dt.UTC
 
@@ -127,6 +137,76 @@ def test_version_row_flattens_nested_objects() -> None:
     assert row["num_beams"] == 4
     assert row["is_support_deploy"] is True and row["is_support_model_comp"] is False
     assert row["modify_time"] is None
+
+
+def _at(hour: int) -> dt.datetime:
+    return dt.datetime(2024, 3, 22, hour, tzinfo=UTC)
+
+
+def test_each_field_lands_in_its_column() -> None:
+    """Every answer field a row builder converts, each with a value of its own, so a field read
+    into another's column (or a time from the wrong field) shows."""
+    version = model_versions.row({
+        "modelId": "amv-1",
+        "tokenLimitations": {
+            "trivial": {"inputTokens": 1, "outputTokens": 2, "characterLimit": 3},
+            "reranker": {"queryTokens": 4, "queryCharacterLimit": 5, "documentTokens": 6,
+                         "documentCharacterLimit": 7},
+        },
+        "isSupportDeploy": True, "isSupportModelComp": False, "isSupportEvaluation": None,
+        "endpointType": "chat",  # the older name of modelApplicationType
+        "createTime": "2024-03-22T01:00:00Z", "modifyTime": "2024-03-22T02:00:00Z",
+    })
+    assert [version[c] for c in (
+        "input_tokens", "output_tokens", "character_limit", "query_tokens",
+        "query_character_limit", "document_tokens", "document_character_limit",
+    )] == [1, 2, 3, 4, 5, 6, 7]
+    assert (version["is_support_deploy"], version["is_support_model_comp"],
+            version["is_support_evaluation"]) == (True, False, None)
+    assert version["model_application_type"] == "chat"
+    assert (version["create_time"], version["modify_time"]) == (_at(1), _at(2))
+
+    sets = [model_sets.row({"modelSetId": "am-1", "modelIds": [], "createTime": created, **mod},
+                           is_system=True)
+            for created, mod in (("2024-03-22T01:00:00Z", {"modifyTime": "2024-03-22T02:00:00Z"}),
+                                 (None, {"time": "2024-03-22T02:00:00Z"}))]  # the preset page's
+    assert [(s.get("create_time"), s["modify_time"]) for s in sets] == [
+        (_at(1), _at(2)), (None, _at(2))
+    ]
+
+    task = compression_tasks.row({
+        "id": "amva-1", "config": {"strategy": "Quant", "quantConf": "w8a8", "sparsityRatio": 0.5},
+        "createTime": "2024-03-22T01:00:00Z", "finishTime": "2024-03-22T02:00:00Z",
+    })
+    assert (task["strategy"], task["quant_conf"], task["sparsity_ratio"]) == ("Quant", "w8a8", 0.5)
+    assert (task["create_time"], task["finish_time"]) == (_at(1), _at(2))
+
+    job = fine_tuning_jobs.row({"jobId": "job-1", "createTime": "2024-03-22T01:00:00Z"})
+    assert job["create_time"] == _at(1)  # QA's truncated "creat..." name; the SDK says createDate
+    ft = fine_tuning_tasks.row({"taskId": "task-1", "createDate": "2024-03-22T01:00:00Z",
+                                "finishDate": "0000-00-00T00:00:00Z"})
+    assert (ft["create_time"], ft["finish_time"]) == (_at(1), None)  # the SDK mock's "not yet"
+
+    export = model_exports.row("amv-1", {"hasRecord": True, "fileSize": "1024"})
+    assert export is not None and export["file_size"] == 1024
+
+    service = services.row({"serviceId": "svco-1", "resourceConfig": {
+        "type": "GPU-I-2", "replicasCount": 2, "qps": 5}}, is_preset=False, detailed=True)
+    assert (service["resource_type"], service["replicas"], service["replica_qps"]) == (
+        "GPU-I-2", 2, 5
+    )
+
+    ref = eval_result_exports.row(
+        {"exportID": 96, "exportIDStr": "amemt-x", "id": 7, "idStr": "r7"}
+    )
+    assert (ref["export_id"], ref["export_id_str"], ref["record_id"], ref["record_id_str"]) == (
+        96, "amemt-x", 7, "r7"
+    )
+
+    # The answer's evalType over the listing's filter it was asked with.
+    answered = eval_tasks.row({"taskId": "ame-1", "evalType": "manual"}, "auto")
+    assert answered["eval_type"] == "manual"
+    assert eval_tasks.row({"taskId": "ame-1"}, "auto")["eval_type"] == "auto"
 
 
 @pytest.mark.parametrize(
