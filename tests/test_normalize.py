@@ -373,3 +373,32 @@ def test_anything_else_is_no_id(value: object) -> None:
     assert not is_id(value)
     with pytest.raises(NormalizeError, match="missing or not an id"):
         require_id({"id": value}, "id")
+
+
+def test_drift_names_unknown_and_missing_fields_apart() -> None:
+    """Against DescribeModelCompTask's documents (id name status required; failedReason and
+    the rest optional): an optional field absent or present is no drift, a required one absent
+    is *missing*, a field no document names *unknown*; each counted, with its first example."""
+    from catalog.documented import MISSING, UNKNOWN, DriftLog, DriftSeen
+
+    call = "DescribeModelCompTask"
+    log = DriftLog()
+    log.check("compression_task", call, {"id": "a", "name": "n", "status": "s"}, "a")
+    log.check("compression_task", call, {"id": "a", "name": "n", "status": "s",
+                                         "failedReason": "", "config": {}}, "a")
+    assert log.found == {}
+    log.check("compression_task", call, {"id": "b", "status": "s", "quotaTier": 1}, "b")
+    log.check("compression_task", call, {"id": "c", "status": "s"}, "c")
+    assert log.found == {
+        ("compression_task", call, "name", MISSING): DriftSeen(2, "b"),
+        ("compression_task", call, "quotaTier", UNKNOWN): DriftSeen(1, "b"),
+    }
+    # A listing page names its example by the page's own key (a set's is modelSetId).
+    page = [{"modelSetId": "am-1", "modelSetName": "n", "modelType": "t", "modelIds": []},
+            {"modelSetId": "am-2", "modelSetName": "n", "modelIds": [], "id": "other"}]
+    log = DriftLog()
+    log.check_page("model_set", "DescribeCustomModelSets", page, "modelSetId")
+    assert log.found == {
+        ("model_set", "DescribeCustomModelSets", "modelType", MISSING): DriftSeen(1, "am-2"),
+        ("model_set", "DescribeCustomModelSets", "id", UNKNOWN): DriftSeen(1, "am-2"),
+    }
