@@ -253,3 +253,96 @@ def test_an_api_error_scrubs_every_field_it_prints() -> None:
     err = ApiError(f"denied {SK}", call="DescribeModel", code=f"bce-auth-v1/{AK}/x",
                    status=403, request_id=f"rid-{AK}")
     assert _leaks(str(err)) == [] and _leaks(err.code + err.request_id) == []
+
+
+# -- redact's rules one by one (the 2026-12-03 mutation audit: each was changed unseen) ---------
+
+
+def test_a_secret_holding_another_is_masked_whole() -> None:
+    """Longest first: masking the shorter secret first left the longer one's tail shown."""
+    from catalog import redact
+
+    short, long = "pwPREFIXcanary", "pwPREFIXcanary-AND-ITS-TAIL"
+    redact.add(short, long)
+    assert redact.scrub(f"a {long} b {short}") == f"a {redact.MASK} b {redact.MASK}"
+
+
+def test_secrets_of_the_minimum_length_are_masked() -> None:
+    from catalog import redact
+
+    four = "Q7#z"
+    assert len(four) == redact.MIN_SECRET_LENGTH
+    redact.add(four, "xyz")  # "xyz" is shorter: kept, or every "xyz" in a message would go
+    assert redact.scrub("p=Q7#z xyz") == f"p={redact.MASK} xyz"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # a link's signature query parameter, in any case, without "bce-auth-v1" in clear
+        ("GET https://b.example/x?authorization=abc123sig&e=1 failed",
+         "GET https://b.example/x?authorization=****&e=1 failed"),
+        ("see https://b.example/x?Authorization=abc123sig", "see https://b.example/x?Authorization=****"),
+        ("header BCE-AUTH-V1/ak/2026/1800/host/abc123sig end", "header BCE-AUTH-V1/**** end"),
+    ],
+)
+def test_scrub_masks_every_spelling_of_a_signature(text: str, shown: str) -> None:
+    from catalog import redact
+
+    assert redact.scrub(text) == shown
+
+
+def test_log_fields_in_tuples_are_scrubbed() -> None:
+    from catalog import redact
+
+    redact.add(SK)
+    assert redact.scrub_value({"args": (f"k={SK}", 1), "l": [SK]}) == {
+        "args": [f"k={redact.MASK}", 1], "l": [redact.MASK]
+    }
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://b.example/m.tar?authorization=abc123sig&expires=1",  # no "bce-auth-v1" in it
+        "https://b.example/m.tar?Authorization=abc123sig",
+    ],
+)
+def test_signed_links_are_unsigned_in_lists_and_however_spelled(link: str) -> None:
+    """A signed link in a list (``exportContent``-like fields, ``labels``) or spelled with a
+    capital ``Authorization=`` loses its query like any other."""
+    from catalog import redact
+
+    answer = {"files": [link, {"u": link}], "u": link}
+    assert redact.content_looks_signed(repr(answer).encode())
+    assert redact.unsigned(answer) == {
+        "files": ["https://b.example/m.tar", {"u": "https://b.example/m.tar"}],
+        "u": "https://b.example/m.tar",
+    }
+
+
+def test_links_inside_text_lose_their_query() -> None:
+    """The whole query goes, not only the signature: its ``expires`` changes on every call,
+    which would record a change each run."""
+    from catalog import redact
+
+    text = "ready: https://b.example/m.tar?authorization=abc123sig&expires=1700000000 (1 GB)"
+    assert redact.unsign_text(text) == "ready: https://b.example/m.tar (1 GB)"
+    # text that starts with the link: the words after it are kept
+    text = "https://b.example/m.tar?authorization=abc123sig&expires=1 is ready"
+    assert redact.unsign_text(text) == "https://b.example/m.tar is ready"
+    assert redact.unsign_text("https://b.example/m.tar?token=x", is_url=True) == (
+        "https://b.example/m.tar"
+    )
+    assert redact.unsign_text("https://b.example/m.tar?token=x") == (
+        "https://b.example/m.tar?token=x"  # not a signed link, not a download link: as it is
+    )
+
+
+def test_a_signature_outside_any_link_is_masked_in_answers() -> None:
+    """An answer field quoting a signature with no link around it (an echoed header) keeps its
+    words and loses the signature, as a message does."""
+    from catalog import redact
+
+    answer = {"note": "sent Authorization: bce-auth-v1/ak-9/2026-12-03T00:00:00Z/1800/host/0e5c"}
+    assert redact.unsigned(answer) == {"note": "sent Authorization: bce-auth-v1/****"}
