@@ -24,8 +24,11 @@ MASK = "****"
 #: real key or password worth the name is that short.
 MIN_SECRET_LENGTH = 4
 #: A bce-auth-v1 signature (an Authorization header, or a pre-signed link's query) and what
-#: follows it: a credential for as long as it lasts.
-SIGNATURE = re.compile(r"(authorization=|bce-auth-v1/)[^\s&\"'<>]*", re.IGNORECASE)
+#: follows it: a credential for as long as it lasts. Percent-encoded too (``%3D``, ``%2F``): a
+#: link quoted inside another link's query, or its query alone, spells it so.
+SIGNATURE = re.compile(
+    r"(authorization(?:=|%3D)|bce-auth-v1(?:/|%2F))[^\s&\"'<>]*", re.IGNORECASE
+)
 #: A link with a query string, inside longer text.
 _URL_QUERY = re.compile(r"(?P<url>https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*", re.IGNORECASE)
 

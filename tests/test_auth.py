@@ -232,3 +232,37 @@ def test_parse_authorization_round_trip() -> None:
 )
 def test_parse_authorization_rejects_malformed(header: str) -> None:
     assert auth.parse_authorization(header) is None
+
+
+def test_bce_auth_signs_with_its_expiry() -> None:
+    """``BceAuth(expiry=...)`` is what the header says and what is signed (the default is not)."""
+    prepared = requests.Request(
+        "POST", "https://qianfan.baidubce.com/v2/model", params={"Action": "X"},
+        headers={"Content-Type": "application/json"}, auth=auth.BceAuth(AK, SK, expiry=300),
+    ).prepare()
+    headers = prepared.headers
+    parsed = auth.parse_authorization(headers["Authorization"])
+    assert parsed is not None and parsed.expiry == 300
+    expected = vendor_authorization(
+        "POST", "/v2/model", {"Action": "X"},
+        {"Host": headers["Host"], "Content-Type": headers["Content-Type"],
+         "x-bce-date": headers["x-bce-date"]},
+        _epoch(parsed.timestamp), list(parsed.signed_headers), expiry=300,
+    )
+    assert headers["Authorization"] == expected
+
+
+def test_the_timestamp_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service refuses a request whose ``x-bce-date`` is off by the host's UTC offset: the
+    test machines run in UTC, so only a zone set here tells local time from UTC."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        assert time.localtime(0).tm_hour == 8  # the zone took
+        assert auth.bce_timestamp(0) == "1970-01-01T00:00:00Z"
+        assert auth.bce_timestamp(1711098813) == "2024-03-22T09:13:33Z"
+        now = auth.bce_timestamp()
+        assert abs(_epoch(now) - time.time()) < 5
+    finally:
+        monkeypatch.undo()
+        time.tzset()

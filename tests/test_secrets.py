@@ -346,3 +346,22 @@ def test_a_signature_outside_any_link_is_masked_in_answers() -> None:
 
     answer = {"note": "sent Authorization: bce-auth-v1/ak-9/2026-12-03T00:00:00Z/1800/host/0e5c"}
     assert redact.unsigned(answer) == {"note": "sent Authorization: bce-auth-v1/****"}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # a signed link's query alone, or a link quoted inside another's: percent-encoded
+        ("token=bce-auth-v1%2Fak-9%2F2026-12-03T00%3A00%3A00Z%2F3600%2Fhost%2F0e5c09a7d56",
+         "token=bce-auth-v1%2F****"),
+        ("NoSuchKey: /b/m.tar%3Fauthorization%3Dbce-auth-v1%252Fak%252F0e5c09a7d56 end",
+         "NoSuchKey: /b/m.tar%3Fauthorization%3D**** end"),
+    ],
+)
+def test_a_percent_encoded_signature_is_masked(text: str, shown: str) -> None:
+    """``bce-auth-v1%2F...`` and ``authorization%3D...`` were left as they were: in a message
+    (``scrub``) and in an answer stored as it came (``unsigned``)."""
+    from catalog import redact
+
+    assert redact.scrub(text) == shown
+    assert redact.unsigned({"f": [text]}) == {"f": [shown]}
