@@ -266,3 +266,10 @@ def test_the_timestamp_is_utc_whatever_the_local_zone(monkeypatch: pytest.Monkey
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_signed_header_names_are_listed_lower_case_whatever_given() -> None:
+    args = (AK, SK, "POST", "/v2/model", [("Action", "X")], BASE_HEADERS, "2024-03-22T09:13:33Z")
+    mixed = auth.authorization(*args, 300, ["X-Bce-Date", "Host"])
+    assert mixed == auth.authorization(*args, 300, ["host", "x-bce-date"])
+    assert mixed.split("/")[4] == "host;x-bce-date"
