@@ -231,30 +231,28 @@ def test_run_does_not_retry_permanent_errors() -> None:
     assert fake.sleeps == []
 
 
-def test_run_respects_the_total_time_budget() -> None:
+@pytest.mark.parametrize(
+    ("base_delay", "max_total", "sleeps", "words"),
+    [
+        # 4 s after the first failure fits; 8 s more would end at 12 s > 10 s: it stops there
+        (4.0, 10.0, [4.0], "budget"),
+        # 2 + 4 = 6 s ends exactly at the budget, which bounds the call: within it
+        (2.0, 6.0, [2.0, 4.0], "the next wait would pass the 6s budget"),
+    ],
+)
+def test_run_respects_the_total_time_budget(
+    base_delay: float, max_total: float, sleeps: list[float], words: str
+) -> None:
     fake = FakeTime()
-    policy = RetryPolicy(max_attempts=50, base_delay=4.0, max_delay=100.0, max_total=10.0,
-                         sleep=fake.sleep, clock=fake.clock, rng=MaxRandom())
+    policy = RetryPolicy(max_attempts=50, base_delay=base_delay, max_delay=100.0,
+                         max_total=max_total, sleep=fake.sleep, clock=fake.clock,
+                         rng=MaxRandom())
     calls: list[int] = []
     with pytest.raises(ApiError) as info:
         policy.run(_failing([transient() for _ in range(50)], calls))
-    # 4s after the first failure fits; 8s more would end at 12s > 10s, so it stops there
-    assert fake.sleeps == [4.0]
-    assert calls == [1, 2]
-    assert "budget" in str(info.value)
-
-
-def test_a_wait_that_ends_exactly_at_the_budget_is_taken() -> None:
-    """The budget bounds the call: a wait that ends at ``max_total`` does not pass it."""
-    fake = FakeTime()
-    policy = RetryPolicy(max_attempts=50, base_delay=2.0, max_delay=100.0, max_total=6.0,
-                         sleep=fake.sleep, clock=fake.clock, rng=MaxRandom())
-    calls: list[int] = []
-    with pytest.raises(ApiError) as info:
-        policy.run(_failing([transient() for _ in range(50)], calls))
-    assert fake.sleeps == [2.0, 4.0]  # 2 + 4 = 6: within; the next 8 s would not be
-    assert calls == [1, 2, 3]
-    assert "the next wait would pass the 6s budget" in str(info.value)
+    assert fake.sleeps == sleeps
+    assert calls == list(range(1, len(sleeps) + 2))
+    assert words in str(info.value)
 
 
 def test_retry_after_zero_never_busy_loops() -> None:
