@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,6 +37,22 @@ def fake_console(catalog: FakeCatalog | None = None, **kw: Any) -> Iterator[Fake
     catalog = catalog or FakeCatalog.generate(seed=1)
     with FakeServer(catalog, AK, SK, **kw) as server:
         yield server
+
+
+def failing(
+    server: FakeServer, when: Callable[[str, str, dict[str, Any]], bool], error: Exception
+) -> Callable[..., Any]:
+    """Make the fake answer ``error`` to the calls ``when`` picks (route, action, body); returns
+    the answer it replaced, for the caller to put back."""
+    answer = server.answer
+
+    def patched(route: str, action: str, body: dict[str, Any], fault: Any) -> Any:
+        if when(route, action, body):
+            raise error
+        return answer(route, action, body, fault)
+
+    server.answer = patched  # type: ignore[method-assign]
+    return answer
 
 
 def create_schema(db_url: str) -> None:

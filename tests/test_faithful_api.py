@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,23 +21,9 @@ from catalog.fake.server import FakeServer, V1Error, V2Error
 from catalog.normalize import parse_time
 from catalog.schema import api_drift, catalog_source, sync_errors
 from catalog.sync import SyncOptions, run_sync
-from tests.helpers import AK, SK, fake_console, options, stored_rows, sync, table_rows
+from tests.helpers import AK, SK, failing, fake_console, options, stored_rows, sync, table_rows
 
 _rows = table_rows
-
-
-def _failing(
-    server: Any, when: Callable[[str, str, dict[str, Any]], bool], error: Exception
-) -> None:
-    """Make the fake answer ``error`` to the calls ``when`` picks (route, action, body)."""
-    answer = server.answer
-
-    def patched(route: str, action: str, body: dict[str, Any], fault: Any) -> Any:
-        if when(route, action, body):
-            raise error
-        return answer(route, action, body, fault)
-
-    server.answer = patched
 
 
 def test_error_answers_delete_nothing_and_listings_do(db_url: str) -> None:
@@ -51,10 +36,10 @@ def test_error_answers_delete_nothing_and_listings_do(db_url: str) -> None:
         before = stored_rows(db_url)
         assert version in before["model_version"] and str(export) in before["eval_result_export"]
         # What the old sync read as "gone": a not-found code on /v2, 500002 on the eval route.
-        _failing(server, lambda r, a, b: a == "DescribeModel" and b.get("modelId") == version,
-                 V2Error(404, "ResourceNotFound", "model version not found"))
-        _failing(server, lambda r, a, b: "eval" in r and str(b.get("exportID")) == str(export),
-                 V1Error((500002, "export task not exist")))
+        failing(server, lambda r, a, b: a == "DescribeModel" and b.get("modelId") == version,
+                V2Error(404, "ResourceNotFound", "model version not found"))
+        failing(server, lambda r, a, b: "eval" in r and str(b.get("exportID")) == str(export),
+                V1Error((500002, "export task not exist")))
         summary = sync(db_url, server)
         assert summary.status == "partial"
         assert summary.exit_code == ExitCode.PARTIAL
@@ -96,13 +81,13 @@ def test_an_export_tracked_by_its_export_id_str_stays_while_its_call_fails(db_ur
     catalog = FakeCatalog.generate(seed=32, model_sets=1, comp_tasks=2, eval_exports=2)
     by_str = {str(k): catalog.get("eval_result_export", k)["exportIDStr"]
               for k in catalog.keys("eval_result_export")}
-    failing = next(iter(by_str))
+    broken = next(iter(by_str))
     with fake_console(catalog) as server:
         assert sync(db_url, server, eval_export_ids=list(by_str.values())).status == "success"
         before = stored_rows(db_url)["eval_result_export"]
         assert set(before) == set(by_str)
-        _failing(server, lambda r, a, b: "eval" in r and b.get("exportID") == by_str[failing],
-                 V1Error((500002, "export task not exist")))
+        failing(server, lambda r, a, b: "eval" in r and b.get("exportID") == by_str[broken],
+                V1Error((500002, "export task not exist")))
         summary = sync(db_url, server, eval_export_ids=[])  # tracked since the first run
     assert summary.status == "partial"
     assert summary.counts["eval_result_export_deleted"] == 0
@@ -445,9 +430,9 @@ def test_a_preset_sets_creation_time_is_asked_once_and_again_only_when_changed_o
 
     with fake_console(catalog) as server:
         answer = server.answer
-        _failing(server, lambda r, a, b: a == "DescribeSystemModelSet"
-                 and b.get("modelSetId") == broken,
-                 V2Error(500, "InternalError", "internal error"))
+        failing(server, lambda r, a, b: a == "DescribeSystemModelSet"
+                and b.get("modelSetId") == broken,
+                V2Error(500, "InternalError", "internal error"))
         first = sync(db_url, server, include_system=True)
         assert first.status == "partial"
         assert described(server, 0).count(broken) == 3  # retried within --max-attempts

@@ -23,6 +23,7 @@ from catalog.schema import SPECS, changes, sync_runs
 from catalog.sync import run_sync
 from tests.helpers import (
     expected_rows,
+    failing,
     fake_console,
     options,
     stored_rows,
@@ -247,14 +248,12 @@ def test_a_job_listing_that_fails_past_its_first_page_deletes_no_job(db_url: str
         before = stored_rows(db_url)
         assert set(before["fine_tuning_job"]) == set(jobs)
         catalog.remove("fine_tuning_job", gone)
-        answer = server.answer
-
-        def later_pages_fail(route: str, act: str, body: dict[str, Any], fault: Any) -> Any:
-            if act == "DescribeFineTuningJobs" and body.get("marker"):
-                raise V2Error(503, "ServiceUnavailable", "a later page failed")
-            return answer(route, act, body, fault)
-
-        server.answer = later_pages_fail
+        answer = failing(
+            server,
+            lambda route, action, body: action == "DescribeFineTuningJobs"
+            and bool(body.get("marker")),
+            V2Error(503, "ServiceUnavailable", "a later page failed"),
+        )
         n = len(server.calls)
         broken = sync(db_url, server, page_size=3)
         first_pages = [c.body for c in server.calls[n:]

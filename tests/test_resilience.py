@@ -21,6 +21,7 @@ from catalog.schema import SPECS, changes, sync_errors, sync_runs
 from tests._proc import assert_consistent, dump_db
 from tests.helpers import (
     expected_rows,
+    failing,
     fake_console,
     stored_rows,
     sync,
@@ -118,14 +119,12 @@ def test_a_set_listing_that_fails_midway_deletes_no_set(db_url: str) -> None:
         catalog = server.catalog
         gone = catalog.keys("model_set")[-1]
         catalog.remove("model_set", gone)
-        answer = server.answer
-
-        def second_page_fails(route: str, action: str, body: dict[str, Any], fault: Any) -> Any:
-            if action == "DescribeCustomModelSets" and body.get("marker"):
-                raise V2Error(500, "InternalError", "injected")
-            return answer(route, action, body, fault)
-
-        server.answer = second_page_fails  # type: ignore[method-assign]
+        answer = failing(
+            server,
+            lambda route, action, body: action == "DescribeCustomModelSets"
+            and bool(body.get("marker")),
+            V2Error(500, "InternalError", "injected"),
+        )
         summary = sync(db_url, server, max_attempts=1, page_size=2)
         assert summary.status == "partial"
         assert _deleted_keys(db_url)["model_set"] == set()
