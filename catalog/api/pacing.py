@@ -31,8 +31,11 @@ _MIN_MEASURED = 3
 _PHASES = 200
 #: Answers whose latencies tell how far a call's time at the server may be from its send time.
 _LATENCIES = 64
-#: Refusals the estimate keeps (the latest; none older than the accepted calls it counts).
+#: Refusals the estimate keeps (the latest; none older than ``_HORIZON``).
 _REFUSALS_KEPT = 8
+#: Seconds of send times kept: an answer may come back that much after its call was sent, and
+#: the estimate counts accepted calls around refusals this recent.
+_HORIZON = 30.0
 
 
 class RateLimiter:
@@ -290,7 +293,7 @@ class RateLimiter:
                 return
             self._accepted.append(sent_at)
             self._latencies.append(now - sent_at)
-            horizon = now - self.window - 30.0  # answers may come back that much later
+            horizon = now - self.window - _HORIZON
             while self._accepted and self._accepted[0] < horizon:
                 self._accepted.popleft()
             if self._plateau is not None:
@@ -452,7 +455,7 @@ class RateLimiter:
             self._bad = self._good = None  # a quiet spell: the limit may have moved
             self._refusals = []
         self._bad = refused if self._bad is None else min(self._bad, refused)
-        self._refusals = [t for t in self._refusals if t >= now - 30.0][1 - _REFUSALS_KEPT :]
+        self._refusals = [t for t in self._refusals if t >= now - _HORIZON][1 - _REFUSALS_KEPT :]
         self._refusals.append(sent_at)
         bounds = self._window_bounds()
         self._window_hi = bounds[1] if bounds is not None else None
@@ -484,9 +487,10 @@ class RateLimiter:
             # steady pace (a bisection's raise refused), and beta would take a fixed window at
             # 30 down to 21.
             self._steps = int(repeated)
-            factor = self.beta if repeated and not confirmed else 1 - self.margin
+            suspect = repeated and not confirmed
+            factor = self.beta if suspect else 1 - self.margin
             self._plateau = max(refused * factor, self.min_rate)
-            if factor == self.beta and bounds is not None:
+            if suspect and bounds is not None:
                 self._bracket(refused, *bounds)
         else:
             if now - self._cut_at > self.quiet:
@@ -497,10 +501,11 @@ class RateLimiter:
             # Once a pace held, though, the limit is near it: refused at about a pace set just
             # under a raise that was refused, the margin step (1 - beta would take 30 down to 21).
             alone = self._steps == 0 and not repeated
-            step = self.margin if alone or confirmed else 1 - self.beta
+            too_high = not (alone or confirmed)
+            step = 1 - self.beta if too_high else self.margin
             self._steps += 1
             self._plateau = max(refused * (1 - step), self.min_rate)
-            if step == 1 - self.beta and bounds is not None:
+            if too_high and bounds is not None:
                 self._bracket(refused, *bounds)
         self._refused = refused
         self._start = self._plateau if settled else max(refused * self.beta, self.min_rate)
