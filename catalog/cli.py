@@ -182,7 +182,7 @@ _GLOBALS: dict[str, tuple[tuple[str, ...], dict[str, Any], str]] = {
     "debug": (("--debug",), {"envvar": "CATALOG_DEBUG", "is_flag": True}, "Show tracebacks."),
     "config": (
         ("--config",),
-        {"envvar": "CATALOG_CONFIG", "type": click.Path(dir_okay=False), "default": None},
+        {"envvar": "CATALOG_CONFIG", "type": click.Path(), "default": None},
         "TOML file giving options values [default: ./qianfan-catalog.toml if present]",
     ),
     "quiet": (

@@ -270,6 +270,10 @@ def read_file(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist: fix --config or create it") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config file {path} is a directory: give --config the path of a TOML file"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -133,6 +133,19 @@ def test_bad_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_directory_given_as_config_is_the_files_error(tmp_path: Path, where: str) -> None:
+    """A directory is a bad config file like any other (exit 4, one line saying what to give),
+    before the command or after it, not click's usage error (exit 2)."""
+    args = ["config", "show"]
+    argv = ["--config", str(tmp_path), *args] if where == "before" else [*args, "--config",
+                                                                           str(tmp_path)]
+    result = run(*argv)
+    assert result.exit_code == 4, result.output
+    assert result.stderr == f"Error: config file {tmp_path} is a directory: give --config the " \
+        "path of a TOML file\n"
+
+
 def test_a_bad_value_in_the_file_is_the_files_error(tmp_path: Path) -> None:
     """Checked as click checks a flag, but reported as the file's (exit 4, the file and the key
     named), not as a flag the user never typed (click's exit 2)."""
