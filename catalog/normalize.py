@@ -147,6 +147,20 @@ def as_obj(value: Any) -> dict[str, Any]:
     return value
 
 
+def obj_at(obj: Mapping[str, Any], *path: str) -> dict[str, Any]:
+    """The object at ``path`` inside ``obj`` ({} where a step is absent or null); an error names
+    the whole path (``tokenLimitations.trivial``), as ``field_of`` names its field."""
+    found: dict[str, Any] = {}
+    node = obj
+    for depth, name in enumerate(path, 1):
+        try:
+            found = as_obj(node.get(name))
+        except NormalizeError as exc:
+            raise NormalizeError(f"{'.'.join(path[:depth])}: {exc}") from None
+        node = found
+    return found
+
+
 def field_of(obj: Mapping[str, Any], name: str, conv: Callable[[Any], Any]) -> Any:
     try:
         return conv(obj.get(name))

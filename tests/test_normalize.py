@@ -12,6 +12,7 @@ from catalog import normalize
 from catalog.kinds import (
     compression_tasks,
     eval_result_exports,
+    eval_task_reports,
     eval_tasks,
     fine_tuning_jobs,
     fine_tuning_tasks,
@@ -289,8 +290,29 @@ def test_a_malformed_field_is_named_in_the_error() -> None:
         model_exports.row("amv-1", {"hasRecord": True, "fileSize": "big"})
     with pytest.raises(normalize.NormalizeError, match="^modelName: expected text"):
         model_versions.row({"modelId": "amv-1", "modelName": {"a": 1}})
-    with pytest.raises(normalize.NormalizeError, match="expected an object"):
+    with pytest.raises(normalize.NormalizeError, match="^tokenLimitations: expected an object"):
         model_versions.row({"modelId": "amv-1", "tokenLimitations": "4096"})
+
+
+@pytest.mark.parametrize(
+    ("build", "obj", "named"),
+    [
+        (model_versions.row, {"tokenLimitations": {"trivial": [4096]}}, "tokenLimitations.trivial"),
+        (model_versions.row, {"tokenLimitations": {"reranker": 1}}, "tokenLimitations.reranker"),
+        (model_versions.row, {"sourceInfo": "Train"}, "sourceInfo"),
+        (model_versions.row, {"advancedSettings": []}, "advancedSettings"),
+        (compression_tasks.row, {"config": "Sparsity"}, "config"),
+        (eval_task_reports.row, {"effectMetric": [0.5]}, "effectMetric"),
+    ],
+)
+def test_a_nested_object_of_the_wrong_type_is_named_by_its_path(
+    build: Callable[[dict[str, Any]], Any], obj: dict[str, Any], named: str
+) -> None:
+    """An object field that is not an object fails the entity with its path named, as a plain
+    field is named: the line in sync_errors says which part of the answer to look at."""
+    ids = {"modelId": "amv-1", "id": "cmp-1", "taskId": "et-1", "modelSetId": "am-1"}
+    with pytest.raises(normalize.NormalizeError, match=f"^{named}: expected an object"):
+        build({**ids, **obj})
 
 
 def test_state_of_prefers_the_spelling_the_call_answers_with() -> None:

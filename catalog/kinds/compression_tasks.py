@@ -29,10 +29,10 @@ from catalog.kinds.base import (
 from catalog.normalize import (
     NormalizeError,
     as_float,
-    as_obj,
     as_text,
     field_of,
     fits,
+    obj_at,
     parse_time,
     require_id,
     state_of,
@@ -88,7 +88,7 @@ def row(obj: Mapping[str, Any]) -> dict[str, Any]:
     has no ``failed_reason`` key at all, so the store keeps the reason it has (``None`` would
     erase it). An empty reason is kept as ``''``: NULL means "not asked yet", or not failed.
     """
-    config = as_obj(obj.get("config"))
+    config = obj_at(obj, "config")
     out = fits(
         "compression_tasks",
         {

@@ -22,10 +22,10 @@ from catalog.events import Record, ScopeDone
 from catalog.kinds.base import DeleteView, Kind, Walk, within_parents
 from catalog.normalize import (
     NormalizeError,
-    as_obj,
     as_text,
     field_of,
     fits,
+    obj_at,
     require_id,
 )
 from catalog.types import JsonValue
@@ -73,7 +73,7 @@ def unit_id(obj: Mapping[str, Any]) -> str:
 
 
 def row(obj: Mapping[str, Any]) -> dict[str, Any]:
-    metrics = as_obj(obj.get("effectMetric"))
+    metrics = obj_at(obj, "effectMetric")
     numeric = sorted(
         (name, float(v)) for name, v in metrics.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)

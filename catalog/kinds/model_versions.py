@@ -23,10 +23,10 @@ from catalog.normalize import (
     NormalizeError,
     as_bool,
     as_int,
-    as_obj,
     as_text,
     field_of,
     fits,
+    obj_at,
     parse_time,
     require_id,
     state_of,
@@ -83,11 +83,10 @@ CALLS = {
 
 
 def row(obj: Mapping[str, Any]) -> dict[str, Any]:
-    source = as_obj(obj.get("sourceInfo"))
-    limits = as_obj(obj.get("tokenLimitations"))
-    trivial = as_obj(limits.get("trivial"))
-    reranker = as_obj(limits.get("reranker"))
-    advanced = as_obj(obj.get("advancedSettings"))
+    source = obj_at(obj, "sourceInfo")
+    trivial = obj_at(obj, "tokenLimitations", "trivial")
+    reranker = obj_at(obj, "tokenLimitations", "reranker")
+    advanced = obj_at(obj, "advancedSettings")
     return fits(
         "model_versions",
         {

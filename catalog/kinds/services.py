@@ -24,10 +24,10 @@ from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answered_by, answe
 from catalog.normalize import (
     NormalizeError,
     as_int,
-    as_obj,
     as_text,
     field_of,
     fits,
+    obj_at,
     parse_time,
     require_id,
 )
@@ -100,7 +100,7 @@ def row(obj: Mapping[str, Any], is_preset: bool, detailed: bool) -> dict[str, An
         "raw": dict(obj),
     }
     if detailed or is_preset:
-        resource = as_obj(obj.get("resourceConfig"))
+        resource = obj_at(obj, "resourceConfig")
         out.update(
             description=field_of(obj, "description", as_text),
             base_model=field_of(obj, "baseModel", as_text),
