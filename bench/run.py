@@ -66,6 +66,7 @@ import platform
 import random
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1175,9 +1176,11 @@ def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
                 # The fetch-only walk runs just before and just after the re-sync, and the ratio
                 # is against their mean: this machine's speed drifts by a third within minutes,
                 # and a single fetch-only run on either side moved the ratio with it.
+                stolen_at = _stolen()
                 before, _calls = fetch_only()
                 noop = one_step("resync-nochange", db, url, pipe, info, spec, args, fresh_db=False)
                 after, fetch_calls = fetch_only()
+                stolen = [b - a for a, b in zip(stolen_at, _stolen(), strict=True)]
                 fetch = {k: (before[k] + after[k]) / 2 for k in ("wall", "cpu")}
                 fetch["items"] = after["items"]
                 pair = {
@@ -1195,16 +1198,24 @@ def noop_mode(args: argparse.Namespace) -> dict[str, Any]:
                     "wall_ratio": round(noop["wall_s"] / fetch["wall"], 3),
                     "cpu_ratio": round(noop["cpu_s"] / fetch["cpu"], 3),
                     "load_before": noop["load_before"],
+                    # A pair on a virtual machine whose host took a share of its cores
+                    # measures the host as much as the sync: 0.0 on a machine of its own.
+                    "steal_share": round(stolen[0] / stolen[1], 3) if stolen[1] else 0.0,
                 }
                 print(
                     f"  {db:10} no-op re-sync {noop['wall_s']}s (cpu {noop['cpu_s']}s, "
                     f"{noop['server_calls']} calls) vs fetch-only {pair['fetch_wall_s']}s "
                     f"(mean of {pair['fetch_walls_s']}) "
                     f"(cpu {pair['fetch_cpu_s']}s, {fetch_calls} calls): "
-                    f"{pair['wall_ratio']}x wall, {pair['cpu_ratio']}x cpu",
+                    f"{pair['wall_ratio']}x wall, {pair['cpu_ratio']}x cpu; "
+                    f"{pair['steal_share']:.0%} of the machine's CPU time stolen by its host",
                     flush=True,
                 )
                 results += [noop, pair]
+            ratios = [r["wall_ratio"] for r in results if r.get("db") == db and "wall_ratio" in r]
+            if len(ratios) > 1:
+                print(f"  {db:10} median {statistics.median(ratios)}x wall over {len(ratios)} "
+                      f"pairs ({min(ratios)}-{max(ratios)}x)", flush=True)
     return {"mode": "noop", "spec": spec, "results": results}
 
 
@@ -1234,6 +1245,15 @@ def _cpu_busy() -> tuple[float, float]:
     idle = fields[3] + fields[4]  # idle + iowait
     ticks = os.sysconf("SC_CLK_TCK")
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def _stolen() -> tuple[float, float]:
+    """(steal, total) CPU seconds of the whole machine so far, from /proc/stat: on a virtual
+    machine, the time its host ran something else while a core of this one wanted to run."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    steal = fields[7] if len(fields) > 7 else 0.0
+    return steal / ticks, sum(fields) / ticks
 
 
 def _process_cpu(pid: int, children: bool = False) -> float:
