@@ -246,6 +246,9 @@ class RunObserver:
     ) -> None:
         self.progress = progress
         self.log = log
+        #: Only a display counts each answer recorded: without one (cron, --quiet) the run
+        #: does not route its pages record by record to tell the logs of answers they ignore.
+        self.counts_records = progress is not None
 
     def __call__(self, name: str, data: dict[str, Any]) -> None:
         if self.progress is not None:

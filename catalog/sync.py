@@ -171,6 +171,8 @@ class RunSummary:
         )
 
 
+#: Told of the run's events by name. One whose ``counts_records`` attribute is False (the command
+#: line's without a progress display) is not told of each answer recorded ("record").
 Observer = Callable[[str, dict[str, Any]], None]
 
 
@@ -336,6 +338,9 @@ class _Run:
         self.options = options
         self.client = client
         self.observer = observer
+        #: Whether the observer counts each answer recorded (a progress display): the writer
+        #: then routes a page's records one by one and tells it of each.
+        self.counts_records = observer is not None and getattr(observer, "counts_records", True)
         self.stop = stop
         self.events = _Inbox(maxsize=max(options.batch_size * 4, 1000))
         self.pool = DeepestFirstPool(options.workers)

@@ -224,7 +224,7 @@ class Writer:
             return
         kind = records[0].kind
         always, wants = self.hooks[kind]
-        if always is not None or self.run.observer is not None:
+        if always is not None or self.run.counts_records:
             for record in records:
                 self.route(record)
             return
@@ -263,7 +263,7 @@ class Writer:
     def counted(self, record: Record) -> None:
         """Tell the progress display (if any) of one more answer recorded."""
         run = self.run
-        if run.observer is not None:
+        if run.counts_records:
             run.notify(
                 "record",
                 kind=record.kind,

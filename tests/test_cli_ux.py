@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from catalog import logs, progress, redact
 from catalog.cli import cli
 from catalog.errors import ExitCode
+from catalog.fake.catalog import FakeCatalog
 from catalog.fake.server import FakeServer
 from catalog.kinds import KINDS
 from tests.helpers import AK, SK, Clock, FakeTTY, FaultPlan, fake_console, stored_rows
@@ -110,6 +111,47 @@ def test_sync_on_a_tty_draws_progress_and_clears_it(
     assert "calls/s" in drawn and "versions" in drawn
     assert drawn.endswith("\r\x1b[K")  # the summary starts on a clean line
     assert len(result.stdout.splitlines()) == 1  # summary on stdout either way
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["cron", "terminal"])
+def test_only_a_progress_display_is_told_of_each_answer(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, tty: bool
+) -> None:
+    """A run without a display (cron, a pipe, --quiet) hands its pages to the writer whole,
+    without an event per answer that only a display counts: the command line's observer
+    logs, and its logs ignored them, while the writer routed every answer one by one for it.
+    A display still counts every answer the run recorded."""
+    from catalog.writer import Writer
+
+    told: list[str] = []
+    call = progress.RunObserver.__call__
+
+    def watched(self: progress.RunObserver, name: str, data: dict[str, Any]) -> None:
+        told.append(name)
+        call(self, name, data)
+
+    one_by_one: list[str] = []
+    route = Writer.route
+
+    def routed(self: Writer, record: Any) -> None:
+        one_by_one.append(record.kind)
+        route(self, record)
+
+    monkeypatch.setattr(progress.RunObserver, "__call__", watched)
+    monkeypatch.setattr(Writer, "route", routed)
+    if tty:
+        monkeypatch.setattr(progress, "stderr_stream", lambda: FakeTTY())
+    catalog = FakeCatalog.generate(seed=5, model_sets=2, comp_tasks=40, eval_exports=0)
+    with fake_console(catalog) as server:
+        result = _sync(server, db_url)
+    assert result.exit_code == 0, result.output
+    listed = len(catalog.keys("compression_task"))
+    if tty:
+        assert told.count("record") >= listed
+        assert one_by_one.count("compression_task") >= listed  # a failed one twice: its detail
+    else:
+        assert "record" not in told and "run_start" in told
+        assert one_by_one.count("compression_task") < listed  # only those a detail may need
 
 
 def test_sync_quiet_on_a_tty_draws_nothing(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
