@@ -534,6 +534,7 @@ def _sync_child() -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
+    from catalog import logs, progress
     from catalog.collector import end_of_process
     from catalog.sync import SyncOptions, run_sync
 
@@ -555,7 +556,10 @@ def _sync_child() -> None:
     opts["timeout"] = tuple(opts.get("timeout", (5.0, 30.0)))
     pace = _Pace()
     t0, c0 = time.monotonic(), time.process_time()
-    summary = run_sync(SyncOptions(**opts))
+    # The command line's observer without a display, as a cron job runs: its logs are told of
+    # the run's events (not of each answer: only a display counts those).
+    observer = progress.RunObserver(None, logs.RunLog())
+    summary = run_sync(SyncOptions(**opts), observer=observer)
     wall, cpu = time.monotonic() - t0, time.process_time() - c0
     paced = pace.report(target)
     # The summary's own figure once the sync reports it; the limiter's until then.
