@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +185,141 @@ def test_a_long_listing_waits_for_room_before_each_page(
     assert summary.status == "success"
     assert summary.counts["compression_task_inserted"] == 3000
     assert len(limits) >= 3000 // 100 and set(limits) == {2 * 10}
+
+
+def test_max_queued_is_the_longest_the_queue_grew_not_its_last_length() -> None:
+    pool, gate = _blocked_pool()
+    drained = threading.Event()
+    for _ in range(4):
+        pool.submit(lambda: None)
+    pool.submit(drained.set, -1)  # runs after the four
+    gate.set()
+    assert drained.wait(5)
+    last = threading.Event()
+    pool.submit(last.set)  # a short queue after a long one
+    assert last.wait(5)
+    assert pool.max_queued == 5
+    pool.shutdown()
+
+
+def test_a_pool_asked_for_no_worker_still_has_one() -> None:
+    pool = DeepestFirstPool(0)
+    ran = threading.Event()
+    pool.submit(ran.set)
+    assert ran.wait(5)
+    pool.shutdown()
+
+
+
+def _hold_one_worker(pool: DeepestFirstPool) -> threading.Event:
+    """Occupy one worker of ``pool`` (ahead of anything queued) until the returned gate opens."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait(5)
+
+    pool.submit(hold, 9)
+    assert busy.wait(5)
+    return gate
+
+
+def _listing_waiting(
+    pool: DeepestFirstPool,
+    queued: int,
+    limit: int,
+    gate: threading.Event,
+    waiting: threading.Event | None = None,
+) -> tuple[threading.Event, list[bool]]:
+    """Submit a task that queues ``queued`` no-ops, then waits for room for ``limit``; the
+    returned list gets whether ``gate`` (the only way the no-ops can drain) was open when the
+    wait ended. ``waiting`` is set when the task is about to wait."""
+    opened: list[bool] = []
+    done = threading.Event()
+    waiting = waiting or threading.Event()
+
+    def listing() -> None:
+        for _ in range(queued):
+            pool.submit(lambda: None, -1)
+        waiting.set()
+        pool.wait_for_room(limit)
+        opened.append(gate.is_set())
+        done.set()
+
+    pool.submit(listing)
+    return done, opened
+
+
+def _drain(pool: DeepestFirstPool) -> None:
+    flushed = threading.Event()
+    pool.submit(flushed.set, -9)  # after everything queued
+    assert flushed.wait(5)
+
+
+def test_wait_for_room_holds_exactly_while_more_than_the_limit_are_queued() -> None:
+    """The bound is "more than ``limit`` queued": at the limit a listing goes on at once, one
+    over it waits until the other worker takes a task; on every wait, not only the first."""
+    pool = DeepestFirstPool(2)
+    for _ in range(2):  # a wait that ended leaves the pool as it found it
+        gate = _hold_one_worker(pool)
+        done, opened = _listing_waiting(pool, 3, 3, gate)
+        assert done.wait(5)
+        gate.set()
+        assert opened == [False]  # not held while the other worker could not drain
+        _drain(pool)
+        gate = _hold_one_worker(pool)
+        done, opened = _listing_waiting(pool, 4, 3, gate)
+        done.wait(0.2)  # room for a wrong early return to show
+        gate.set()
+        assert done.wait(5)
+        assert opened == [True]  # held until the queue could drain
+        _drain(pool)
+    pool.shutdown()
+
+
+def test_when_two_workers_both_wait_for_room_the_last_goes_on() -> None:
+    """Every worker waiting would leave none to drain the queue: the walk would stop."""
+    pool = DeepestFirstPool(2)
+    both = threading.Barrier(2)
+    finished = [threading.Event(), threading.Event()]
+
+    def listing(done: threading.Event) -> None:
+        both.wait(5)  # each worker runs one listing: no worker is free
+        for _ in range(3):
+            pool.submit(lambda: None, -1)
+        pool.wait_for_room(0)
+        done.set()
+
+    for done in finished:
+        pool.submit(lambda done=done: listing(done))
+    assert all(done.wait(5) for done in finished)
+    pool.shutdown()
+
+
+def test_shutdown_ends_a_wait_for_room() -> None:
+    pool = DeepestFirstPool(2)
+    gate = _hold_one_worker(pool)
+    waiting = threading.Event()
+    done, opened = _listing_waiting(pool, 5, 0, gate, waiting)
+    assert waiting.wait(5)
+    pool.shutdown()
+    assert done.wait(5)  # the waiting worker goes on though nothing drained
+    assert opened == [False]
+    gate.set()
+
+
+def test_a_task_that_never_ends_does_not_keep_the_process_alive() -> None:
+    """The workers are daemon threads: a run ending (a signal, a fatal error) while a worker
+    is stuck in a call does not wait for that call; the process exits."""
+    code = (
+        "import threading\n"
+        "from catalog.pool import DeepestFirstPool\n"
+        "pool = DeepestFirstPool(2)\n"
+        "started = threading.Event()\n"
+        "pool.submit(lambda: (started.set(), threading.Event().wait()))\n"
+        "assert started.wait(5)\n"
+        "pool.shutdown()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
