@@ -9,6 +9,7 @@ from typing import Any
 from catalog.errors import ApiDown, ApiError
 from catalog.events import Event, Failure
 from catalog.fake.catalog import FakeCatalog
+from catalog.kinds import eval_tasks
 from catalog.normalize import NormalizeError
 from catalog.schema import sync_errors
 from catalog.walk import Walker
@@ -58,22 +59,6 @@ def test_a_stop_during_a_listing_hands_on_the_page_fetched_and_asks_no_further_p
     walker, _ = _walker(client, stop=stop)
     assert _listed(walker) == [["t0a", "t0b"]]
     assert len(client.asked) == 1
-
-
-def test_a_listing_not_stopped_asks_every_page_at_the_run_s_page_size() -> None:
-    client = PagedClient(3)
-    walker, _ = _walker(client, page_size=7)
-    assert _listed(walker) == [["t0a", "t0b"], ["t1a", "t1b"], ["t2a", "t2b"]]
-    assert [body["maxKeys"] for body in client.asked] == [7, 7, 7]
-
-
-def test_room_is_asked_before_each_page_is_handed_on() -> None:
-    order: list[str] = []
-    client = PagedClient(2, on_call=lambda n: order.append(f"call{n}"))
-    walker, _ = _walker(client, room=lambda: order.append("room"))
-    for _page in walker.pages(ACTION, {}, list_key="taskList", item_key="id"):
-        order.append("page")
-    assert order == ["call1", "room", "page", "call2", "room", "page"]
 
 
 def test_a_refusal_is_one_error_row_of_the_call_naming_no_entity(sqlite_url: str) -> None:
@@ -143,3 +128,17 @@ def test_refused_credentials_and_an_outage_end_the_run_unless_a_stop_came_first(
     assert [(f.entity_id, f.fatal) for f in failures] == [
         ("am-1", True), ("am-2", True), ("am-3", False)]
     assert [f.error for f in failures] == [auth, down, down]
+
+
+def test_a_run_without_eval_task_report_asks_no_report(sqlite_url: str) -> None:
+    """A kind left out (``--kinds``) is not read, even where the kind it hangs off is: an ended
+    evaluation task's report is not asked."""
+    catalog = FakeCatalog.generate(seed=87, model_sets=1, system_sets=0, comp_tasks=0,
+                                   eval_exports=0, fine_tuning_jobs=0, eval_tasks=6, services=0)
+    ended = [t for t in catalog.items("eval_task") if t["state"] in eval_tasks.FINAL]
+    assert ended  # tasks whose report a run with the kind asks
+    with fake_console(catalog) as server:
+        summary = sync(sqlite_url, server, kinds=("eval_task",), eval_export_ids=[])
+        asked = server.call_count("DescribeEvalTaskReport")
+    assert summary.status == "success" and summary.counts["eval_task_inserted"] == 6
+    assert asked == 0
