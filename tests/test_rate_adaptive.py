@@ -126,7 +126,19 @@ def test_loses_no_reservation_across_threads() -> None:
 
 
 @pytest.mark.parametrize(
-    "kw", [{"margin": 1.0}, {"beta": 1.0}, {"beta": 0.0}, {"recovery": 0.0}, {"min_rate": 0.0}]
+    "kw",
+    [
+        {"margin": 1.0},
+        {"margin": -0.01},
+        {"beta": 1.0},
+        {"beta": 0.0},
+        {"recovery": 0.0},
+        {"probe": 0.0},
+        {"quiet": 0.0},
+        {"confirm": 0.0},
+        {"window": 0.0},
+        {"min_rate": 0.0},
+    ],
 )
 def test_rejects_nonsense(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError):

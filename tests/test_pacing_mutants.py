@@ -1,0 +1,305 @@
+"""The limiter's contract where the mutation audit of ``catalog/api/pacing.py`` found it unpinned
+(docs in /work/notes/s24_mut_pacing.md): what ``acquire`` returns, holds that end before a slot,
+several workers on one schedule, the per-window bound, and how a refusal's rate is counted.
+
+All on fake clocks; several workers run as real threads on one virtual clock, one at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from catalog.api.pacing import RateLimiter
+from tests.test_rate_adaptive import limiter_on, refused_after, succeed
+from tests.test_retry import FakeTime
+
+# --- small contract points ---------------------------------------------------------------------
+
+
+def test_repr_names_the_ceiling_and_the_pace() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, 10.0, margin=0.0)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    assert repr(limiter) == "RateLimiter(qps=10, rate=7)"
+
+
+def test_now_is_the_limiters_own_clock() -> None:
+    """The client reports send times read from ``now``: they must be on the clock the limiter
+    counts with, or no answer would fall in the second before a refusal."""
+    fake = FakeTime(5.0)
+    assert limiter_on(fake, 10.0).now() == 5.0
+
+
+def test_acquire_returns_every_second_slept_across_a_hold() -> None:
+    """A caller asleep on its slot when a hold comes sleeps again until the hold's end; what it
+    reports is the whole wait, not the last sleep."""
+    fake = FakeTime()
+    limiter: RateLimiter
+
+    def sleep(seconds: float) -> None:
+        if not fake.sleeps:
+            limiter.hold(3.0)
+        fake.sleep(seconds)
+
+    limiter = RateLimiter(10.0, margin=0.0, clock=fake.clock, sleep=sleep)
+    limiter.acquire()
+    assert limiter.acquire() == pytest.approx(3.0)
+    assert sum(fake.sleeps) == pytest.approx(3.0)
+
+
+def test_a_hold_that_ended_before_a_callers_slot_does_not_delay_it() -> None:
+    """Holds stop callers until their end, not beyond: one asleep on a slot past a short hold
+    goes at its slot."""
+    fake = FakeTime()
+    limiter: RateLimiter
+
+    def sleep(seconds: float) -> None:
+        if not fake.sleeps:
+            limiter.hold(0.2)  # ends long before the slot at +1.0
+        fake.sleep(seconds)
+
+    limiter = RateLimiter(1.0, margin=0.0, clock=fake.clock, sleep=sleep)
+    start = fake.now
+    limiter.acquire()
+    assert limiter.acquire() == pytest.approx(1.0)
+    assert fake.now - start == pytest.approx(1.0)
+
+
+def test_a_zero_hold_does_not_count_as_a_hold_for_the_next_cut() -> None:
+    """Refused again at a plateau after a ``Retry-After: 0``: no hold was made, so this is the
+    lone refusal at a window's edge (the margin step), not one soon after a hold (1 - beta)."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 49)
+    limiter.hold(0)
+    succeed(limiter, fake, fake.now + 2.5)
+    pace = limiter.rate
+    refused_after(limiter, fake, 0)
+    assert limiter.rate == pytest.approx(pace * 0.98, rel=0.01)
+
+
+# --- the per-window bound ----------------------------------------------------------------------
+
+
+def test_a_late_call_after_a_refusal_keeps_the_refused_rate_in_any_window() -> None:
+    """After the server refused 30/s the window bound is 30 calls, not the ceiling's 50: a
+    caller that woke 50 ms late must not let the 30th call after it go within a second."""
+    fake = FakeTime()
+    late: set[int] = set()
+
+    def sleep(seconds: float) -> None:
+        fake.sleep(seconds + (0.05 if len(fake.sleeps) in late else 0.0))
+
+    limiter = RateLimiter(50.0, clock=fake.clock, sleep=sleep)
+    refused_after(limiter, fake, 30)
+    succeed(limiter, fake, fake.now + 3.0)  # at the plateau, 29.4/s
+    assert limiter.rate == pytest.approx(29.4)
+    late.add(len(fake.sleeps) + 5)
+    went = []
+    for _ in range(80):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+        went.append(fake.now)
+    assert min(went[i + 30] - went[i] for i in range(len(went) - 30)) >= 1.0
+
+
+def test_a_probe_up_to_a_ceiling_whose_pace_rounds_below_it_keeps_every_call() -> None:
+    """At --qps 7 the pace is 6.86/s and a window may hold 7 calls: once the probe is back at
+    the ceiling after a refusal, float rounding of 7 * 0.98 / 0.98 must not make the bound 6
+    (6 calls in every 1.018 s)."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 7.0)
+    refused_after(limiter, fake, 3)  # the server took 3 a second
+    assert limiter.refused_rate == pytest.approx(3.0)
+    cut_at = fake.now
+    sends = []
+    while fake.now < cut_at + 300:
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+        sends.append(fake.now)
+    assert limiter.rate == pytest.approx(7 * 0.98)
+    assert sum(1 for t in sends if t > cut_at + 290) == pytest.approx(68.6, abs=1)
+
+
+def test_lateness_within_the_tenth_of_the_margin_moves_no_call() -> None:
+    """The window bound keeps 0.9 of the margin; the other tenth absorbs lateness: a call 1 ms
+    late at 10/s (2 ms of margin) moves no later call off its slot."""
+    fake = FakeTime()
+    late = {3}
+
+    def sleep(seconds: float) -> None:
+        fake.sleep(seconds + (0.001 if len(fake.sleeps) in late else 0.0))
+
+    limiter = RateLimiter(10.0, margin=0.02, clock=fake.clock, sleep=sleep)
+    went = []
+    for _ in range(30):
+        limiter.acquire()
+        went.append(fake.now)
+    step = 1 / 9.8
+    assert [round(t - went[0] - i * step, 9) for i, t in enumerate(went)] == [
+        0.001 if i == 4 else 0.0 for i in range(30)
+    ]
+
+
+# --- several workers on one schedule ------------------------------------------------------------
+
+
+class Workers:
+    """Workers as real threads on one virtual clock, run one at a time: the clock moves to the
+    earliest wake-up only once every worker sleeps or is done, so a run is exact and the same
+    every time. ``late(n)`` is how late the ``n``-th sleep (from 0) wakes."""
+
+    def __init__(self, start: float = 1000.0, late: Callable[[int], float] = lambda n: 0.0):
+        self.now = start
+        self.late = late
+        self.sleeps = 0
+        self._cv = threading.Condition()
+        self._queue: list[tuple[float, int, int]] = []  # (wake-up, order, worker)
+        self._turn = -1
+        self._ids = threading.local()
+        self.errors: list[BaseException] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        me = self._ids.n
+        with self._cv:
+            wake = self.now + seconds + self.late(self.sleeps)
+            self.sleeps += 1
+            heapq.heappush(self._queue, (wake, self.sleeps, me))
+            self._next()
+            self._cv.wait_for(lambda: self._turn == me)
+
+    def _next(self) -> None:
+        if self._queue:
+            wake, _, who = heapq.heappop(self._queue)
+            self.now = max(self.now, wake)
+            self._turn = who
+        else:
+            self._turn = -1
+        self._cv.notify_all()
+
+    def run(self, *jobs: Callable[[], None]) -> None:
+        def body(n: int, job: Callable[[], None]) -> None:
+            self._ids.n = n
+            with self._cv:
+                self._cv.wait_for(lambda: self._turn == n)
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                self.errors.append(exc)
+            with self._cv:
+                self._next()
+
+        threads = [threading.Thread(target=body, args=(n, job)) for n, job in enumerate(jobs)]
+        for t in threads:
+            t.start()
+        with self._cv:
+            for n in range(len(jobs)):
+                heapq.heappush(self._queue, (self.now, -len(jobs) + n, n))
+            self._next()
+        for t in threads:
+            t.join(timeout=10)
+        assert not any(t.is_alive() for t in threads)
+        if self.errors:
+            raise self.errors[0]
+
+
+def test_several_workers_keep_the_window_bound_after_a_late_call() -> None:
+    """Three workers share the pace, so two slots are always taken by callers still asleep when
+    the next one reserves: the call a window's worth after one that went 50 ms late is still
+    kept a window (and 0.9 of the margin) after it."""
+    workers = Workers(late=lambda n: 0.05 if n == 6 else 0.0)
+    limiter = RateLimiter(10.0, margin=0.02, clock=workers.clock, sleep=workers.sleep)
+    went: list[float] = []
+
+    def job() -> None:
+        for _ in range(12):
+            limiter.acquire()
+            went.append(workers.now)
+
+    workers.run(job, job, job)
+    went.sort()
+    assert len(went) == 36
+    assert min(went[i + 10] - went[i] for i in range(len(went) - 10)) >= 1.018 - 1e-9
+    # and the window bound costs no more than the late call's own shift
+    assert went[-1] - went[0] == pytest.approx(35 / 9.8 + 0.05, abs=0.06)
+
+
+def test_after_a_cut_the_schedule_never_moves_back() -> None:
+    """Worker 0's call (slot +0.1) wakes late, after worker 1's (slot +0.2) went, and is refused:
+    the new pace, 7/s, starts from the latest slot that went (+0.2), not from the late caller's
+    earlier one."""
+    workers = Workers(late=lambda n: 0.15 if n == 0 else 0.0)
+    limiter = RateLimiter(10.0, margin=0.0, clock=workers.clock, sleep=workers.sleep)
+    start = workers.now
+    sent: dict[int, list[float]] = {0: [], 1: []}
+
+    def worker0() -> None:
+        limiter.acquire()  # +0.0
+        limiter.feedback(workers.now, throttled=False)
+        limiter.acquire()  # slot +0.1, wakes at +0.25
+        sent[0].append(workers.now - start)
+        limiter.feedback(workers.now, throttled=True)
+
+    def worker1() -> None:
+        for _ in range(2):
+            limiter.acquire()
+            sent[1].append(workers.now - start)
+            limiter.feedback(workers.now, throttled=False)
+
+    workers.run(worker0, worker1)
+    assert sent[0] == pytest.approx([0.25])
+    assert limiter.cuts == 1
+    assert sent[1] == pytest.approx([0.2, 0.2 + 1 / 7])
+
+
+# --- how a refusal's rate is counted ------------------------------------------------------------
+
+
+def accepted_at(limiter: RateLimiter, fake: FakeTime, times: list[float]) -> None:
+    for t in times:
+        fake.now = t
+        limiter.feedback(t, throttled=False)
+
+
+def test_a_call_exactly_a_window_before_the_refused_one_is_not_in_its_window() -> None:
+    """The second before a refused call is (t - 1, t], as a sliding window counts it: a call
+    exactly a second older has left it."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 0)
+    accepted_at(limiter, fake, [1000.0, 1000.25, 1000.5, 1000.75])
+    fake.now = 1001.0
+    limiter.feedback(1001.0, throttled=True)
+    assert limiter.refused_rate == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(("accepted", "refused"), [(2, 49.0), (3, 3.0)])
+def test_three_accepted_calls_are_the_least_that_measure_a_limit(
+    accepted: int, refused: float
+) -> None:
+    """Fewer than three accepted calls in the second before a refusal say nothing of the
+    server's limit (the start of a run, a lull): the pace itself was refused."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    accepted_at(limiter, fake, [1000.0 + 0.1 * k for k in range(accepted)])
+    fake.now += 0.1
+    limiter.feedback(fake.now, throttled=True)
+    assert limiter.refused_rate == pytest.approx(refused)
+
+
+def test_without_a_ceiling_a_throttle_at_the_first_call_paces_at_beta() -> None:
+    """Nothing accepted yet, no ceiling: the refused rate is taken as one call a second, not 0
+    (which would put the pace on its floor)."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 0)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    assert limiter.refused_rate == pytest.approx(1.0)
+    assert limiter.rate == pytest.approx(0.7)
