@@ -303,3 +303,78 @@ def test_without_a_ceiling_a_throttle_at_the_first_call_paces_at_beta() -> None:
     limiter.feedback(fake.now, throttled=True)
     assert limiter.refused_rate == pytest.approx(1.0)
     assert limiter.rate == pytest.approx(0.7)
+
+
+def at_a_plateau_after_a_margin_step() -> tuple[FakeTime, RateLimiter]:
+    """Refused at 30/s (plateau 29.4), climbed back, refused again at the plateau with no hold:
+    a margin step (the lone refusal at a window's edge), to 28.81, with no dip."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 30)
+    succeed(limiter, fake, fake.now + 3.0)
+    refused_after(limiter, fake, 0)
+    assert limiter.settled_rate() == pytest.approx(29.4 * 0.98)
+    return fake, limiter
+
+
+def refused_after_a_lull(limiter: RateLimiter, fake: FakeTime, lull: float, busy: float) -> int:
+    """Nothing sent for ``lull`` seconds, then ``busy`` seconds of calls at the pace, then one
+    refused; returns how many were accepted."""
+    fake.now += lull
+    before = fake.now
+    sent = 0
+    while fake.now < before + busy:
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+        sent += 1
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    return sent
+
+
+def test_refused_again_at_a_plateau_without_a_hold_counts_what_was_accepted_since() -> None:
+    """A bucket refills in a lull and its saved tokens inflate the second before the next
+    refusal; with no hold since the last refusal, what it accepted since then is its rate."""
+    fake, limiter = at_a_plateau_after_a_margin_step()
+    last = fake.now
+    sent = refused_after_a_lull(limiter, fake, 1.5, 1.0)
+    since = sent / (fake.now - last)
+    assert since < 0.5 * 28.81
+    assert limiter.refused_rate == pytest.approx(since)
+    assert limiter.settled_rate() == pytest.approx(since * 0.98)
+
+
+def test_with_a_hold_since_the_last_refusal_the_count_is_the_second_before() -> None:
+    """A hold wasted time a window server cannot give back: the count since the last refusal
+    says nothing then, and a refusal at about the pace is the pace refused."""
+    fake, limiter = at_a_plateau_after_a_margin_step()
+    limiter.hold(0.5)
+    refused_after_a_lull(limiter, fake, 1.5, 1.0)
+    assert limiter.refused_rate == pytest.approx(29.4 * 0.98, rel=1e-3)
+
+
+def test_after_a_dip_the_count_since_the_cut_is_not_a_rate() -> None:
+    """After a first cut the pace dips and climbs: what was accepted since then is the climb,
+    not a bucket's rate; the refusal is counted over its own second (the pace refused)."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 30)
+    refused_after_a_lull(limiter, fake, 1.5, 1.0)
+    assert limiter.refused_rate == pytest.approx(limiter.settled_rate() / 0.98)  # type: ignore[operator]
+    assert limiter.refused_rate > 28.0  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("lull", "busy"), [(0.3, 0.3), (12.0, 1.0)])
+def test_the_count_since_the_last_refusal_needs_a_window_and_no_quiet_spell(
+    lull: float, busy: float
+) -> None:
+    """Less than a window since the last refusal, or more than a quiet spell, the count since it
+    is not used: the second before the refusal is (here the pace itself, or about it)."""
+    fake, limiter = at_a_plateau_after_a_margin_step()
+    refused_after_a_lull(limiter, fake, lull, busy)
+    refused = limiter.refused_rate
+    assert refused is not None
+    if lull > 10.0:
+        assert refused == pytest.approx(29.4 * 0.98, rel=1e-3)
+    else:  # the second before: the calls after the lull and the last ones before it
+        assert refused == pytest.approx(20.0)
