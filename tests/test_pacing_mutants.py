@@ -378,3 +378,19 @@ def test_the_count_since_the_last_refusal_needs_a_window_and_no_quiet_spell(
         assert refused == pytest.approx(29.4 * 0.98, rel=1e-3)
     else:  # the second before: the calls after the lull and the last ones before it
         assert refused == pytest.approx(20.0)
+
+
+def test_a_ceiling_below_the_floor_is_still_the_ceiling() -> None:
+    """``--qps 0.05`` (one call in 20 s) is below the default floor of the adaptive pace (0.1/s):
+    the ceiling wins, with its margin, before and after a throttle."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 0.05)
+    assert limiter.rate == pytest.approx(0.049)
+    assert [limiter.acquire() for _ in range(3)] == pytest.approx([0.0, 1 / 0.049, 1 / 0.049])
+    limiter.feedback(fake.now, throttled=True)
+    for _ in range(20):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+        assert limiter.rate <= 0.049
+    settled = limiter.settled_rate()
+    assert settled is not None and settled <= 0.049

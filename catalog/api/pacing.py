@@ -132,12 +132,14 @@ class RateLimiter:
         self.quiet = quiet
         self.confirm = confirm
         self.window = window
-        self.min_rate = min_rate
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         #: The fastest pace allowed: the ceiling less the margin (infinite without a ceiling).
-        self.max_rate = max(qps * (1 - margin), min_rate) if qps > 0 else math.inf
+        self.max_rate = qps * (1 - margin) if qps > 0 else math.inf
+        #: The slowest pace the adaptive rate goes down to: ``min_rate``, or the ceiling's pace
+        #: when that is slower (``--qps 0.05`` is one call in 20 s, not one in 10).
+        self.min_rate = min(min_rate, self.max_rate)
         self._rate = self.max_rate
         self._next = -math.inf  # the earliest time the next slot may be handed out
         self._last = -math.inf  # the slot of the latest caller that went
