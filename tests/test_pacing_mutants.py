@@ -14,7 +14,13 @@ from collections.abc import Callable
 import pytest
 
 from catalog.api.pacing import RateLimiter
-from tests.test_rate_adaptive import limiter_on, refused_after, succeed
+from tests.test_rate_adaptive import (
+    InFlight,
+    at_a_bisection_raise,
+    limiter_on,
+    refused_after,
+    succeed,
+)
 from tests.test_retry import FakeTime
 
 # --- small contract points ---------------------------------------------------------------------
@@ -394,3 +400,114 @@ def test_a_ceiling_below_the_floor_is_still_the_ceiling() -> None:
         assert limiter.rate <= 0.049
     settled = limiter.settled_rate()
     assert settled is not None and settled <= 0.049
+
+
+# --- the cut rules -------------------------------------------------------------------------------
+
+
+def test_a_cut_paces_from_the_last_call_that_went_not_from_the_answer() -> None:
+    """A refusal answered 50 ms after its call went: the new pace (7/s) counts from that call,
+    so the caller asleep on the next slot goes 1/7 s after it, not 1/7 s after the answer."""
+    fake = InFlight(1000.0)
+    limiter = RateLimiter(10.0, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    limiter.acquire()
+    sent = fake.now
+    fake.at(sent + 0.05, lambda: limiter.feedback(sent, throttled=True))
+    limiter.acquire()
+    assert limiter.cuts == 1
+    assert fake.now - sent == pytest.approx(1 / 7)
+
+
+def test_after_a_quiet_spell_a_refusal_steps_down_from_where_it_was_refused() -> None:
+    """The limit rose: the slow probe went past the old refused rate (30) without a throttle for
+    two minutes. A refusal now starts a new search from its own pace (the margin step), not
+    back to the pace that held under the old limit."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 30)
+    succeed(limiter, fake, fake.now + 130.0)
+    pace = limiter.rate
+    assert pace > 34.0
+    refused_after(limiter, fake, 0)
+    assert limiter.rate == pytest.approx(pace * 0.98, rel=1e-3)
+
+
+def test_bisection_stops_within_twice_the_margin_of_the_lowest_refused_pace() -> None:
+    """From 33.6 held and 48.02 refused, at 40.8: 44.4, then 46.2 (within 4% of 48.02): the limit is
+    found, and the pace stays there instead of raising again into a likely refusal."""
+    fake, limiter = at_a_bisection_raise()
+    rates = []
+    for _ in range(5):
+        succeed(limiter, fake, fake.now + 2.5)
+        rates.append(limiter.rate)
+    assert rates[:2] == pytest.approx([44.42, 46.22], rel=1e-3)
+    assert rates[-1] == pytest.approx(rates[1], rel=1e-4)
+    assert rates[1] >= 48.02 * 0.96
+
+
+def test_a_plateau_climbed_to_holds_only_confirm_seconds_after_the_climb_and_the_hold() -> None:
+    """After a dip the pace climbs for ``recovery`` (2 s) and must then be kept ``confirm`` (2 s)
+    of sending, the hold's seconds not counted: refused 3.5 s after the cut (0.5 s held), it
+    has not held, and a refusal soon after a hold at a plateau no pace confirmed cuts by
+    1 - beta."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 30)
+    limiter.hold(0.5)
+    succeed(limiter, fake, fake.now + 3.5)
+    assert limiter.rate == pytest.approx(29.4, rel=1e-4)
+    refused_after(limiter, fake, 0)
+    assert limiter.rate == pytest.approx(29.4 * 0.7, rel=1e-3)
+
+
+def test_refused_at_about_the_pace_once_a_pace_held_is_a_margin_step_even_after_a_hold() -> None:
+    """29.4 held, then refused (back under it, to 28.81); refused again at 28.81 soon after a
+    hold: a pace held since the last quiet spell, so the limit is near: the margin step, not
+    1 - beta."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 30)
+    limiter.hold(1.0)
+    succeed(limiter, fake, fake.now + 6.0)
+    refused_after(limiter, fake, 0)
+    assert limiter.rate == pytest.approx(29.4 * 0.98, rel=1e-3)
+    limiter.hold(1.0)
+    succeed(limiter, fake, fake.now + 2.6)
+    refused_after(limiter, fake, 0)
+    assert limiter.rate == pytest.approx(29.4 * 0.98 * 0.98, rel=1e-3)
+
+
+def test_refusals_that_go_on_after_a_margin_step_cut_by_one_minus_beta() -> None:
+    """The margin step is for a lone refusal at a window's edge. Refused again at the pace half
+    a second after it, with no hold and no pace held: the plateau itself is too high."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 200.0)
+    refused_after(limiter, fake, 150)
+    succeed(limiter, fake, fake.now + 3.0)
+    refused_after(limiter, fake, 0)  # alone: the margin step
+    pace = limiter.rate
+    assert pace == pytest.approx(147.0 * 0.98, rel=1e-3)
+    succeed(limiter, fake, fake.now + 0.5)
+    refused_after(limiter, fake, 0)
+    assert limiter.refused_rate == pytest.approx(pace)
+    assert limiter.rate == pytest.approx(pace * 0.7, rel=1e-3)
+
+
+def test_refusals_that_go_on_after_a_cut_on_a_suspect_count_cut_by_one_minus_beta() -> None:
+    """Soon after a hold the server's count was suspect (beta); refused again at that pace a
+    second later with no hold: the refusals go on, by 1 - beta, not the margin step."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 49)
+    limiter.hold(1.0)
+    succeed(limiter, fake, fake.now + 2.5)
+    start = fake.now
+    accepted_at(limiter, fake, [start + 0.5 + k / 60 for k in range(30)])
+    fake.now += 0.01
+    limiter.feedback(fake.now, throttled=True)  # 30 after a pause, and the last one before it
+    assert limiter.refused_rate == pytest.approx(31.0)
+    succeed(limiter, fake, fake.now + 1.2)
+    refused_after(limiter, fake, 0)
+    refused = limiter.refused_rate
+    assert refused is not None
+    assert limiter.rate == pytest.approx(refused * 0.7, rel=1e-3)
