@@ -17,6 +17,7 @@ from catalog.api.pacing import RateLimiter
 from tests.test_rate_adaptive import (
     InFlight,
     at_a_bisection_raise,
+    drive,
     limiter_on,
     refused_after,
     succeed,
@@ -511,3 +512,16 @@ def test_refusals_that_go_on_after_a_cut_on_a_suspect_count_cut_by_one_minus_bet
     refused = limiter.refused_rate
     assert refused is not None
     assert limiter.rate == pytest.approx(refused * 0.7, rel=1e-3)
+
+
+def test_a_fixed_windows_estimate_sets_the_bracket_it_bisects() -> None:
+    """Fixed windows at 30, a run started half way into a window: refused at the pace (49), then
+    again soon after the hold, where the count says nothing. The window estimate fits phases
+    where 28 to 47 calls make a window: the pace goes to the middle of that bracket, its
+    floor (28, less the margin) counting as held and its top as refused, and the next refusal
+    bisects between that floor and the next top (33) instead of starting over."""
+    _, sends = drive("fixed", 30.0, 50.0, 6.0, phase=0.5)
+    after_refusals = [rate for _, accepted, rate in sends if not accepted]
+    assert after_refusals[:3] == pytest.approx(
+        [49 * 0.7, (28 * 0.98 + 47) / 2, (28 * 0.98 + 33) / 2], rel=1e-3
+    )
