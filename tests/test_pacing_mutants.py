@@ -525,3 +525,21 @@ def test_a_fixed_windows_estimate_sets_the_bracket_it_bisects() -> None:
     assert after_refusals[:3] == pytest.approx(
         [49 * 0.7, (28 * 0.98 + 47) / 2, (28 * 0.98 + 33) / 2], rel=1e-3
     )
+
+
+def test_the_count_since_the_last_refusal_runs_from_when_that_call_was_sent() -> None:
+    """The last refusal's answer came back eight calls after the refused call went: the bucket
+    took those eight calls after it was empty, so they count towards its rate."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 30)
+    succeed(limiter, fake, fake.now + 3.0)
+    limiter.acquire()
+    refused_sent = fake.now
+    for _ in range(8):
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+    limiter.feedback(refused_sent, throttled=True)  # answered late: the margin step
+    assert limiter.rate == pytest.approx(29.4 * 0.98, rel=1e-3)
+    sent = 8 + refused_after_a_lull(limiter, fake, 1.5, 1.0)
+    assert limiter.refused_rate == pytest.approx(sent / (fake.now - refused_sent))
