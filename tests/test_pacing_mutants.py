@@ -543,3 +543,23 @@ def test_the_count_since_the_last_refusal_runs_from_when_that_call_was_sent() ->
     assert limiter.rate == pytest.approx(29.4 * 0.98, rel=1e-3)
     sent = 8 + refused_after_a_lull(limiter, fake, 1.5, 1.0)
     assert limiter.refused_rate == pytest.approx(sent / (fake.now - refused_sent))
+
+
+def test_a_refusal_right_at_a_bisection_raise_moves_the_plateau_without_a_dip() -> None:
+    """A plateau set at once (a bisection's raise, 33.6 to 40.8) is a plateau from that moment:
+    a refusal answered before any call went at the raise moves it, with no dip to beta."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 50.0)
+    refused_after(limiter, fake, 49)
+    limiter.hold(1.0)
+    succeed(limiter, fake, fake.now + 2.5)
+    refused_after(limiter, fake, 0)
+    limiter.hold(1.0)
+    held = limiter.rate
+    while (limiter.settled_rate() or 0.0) < held * 1.1:  # until the raise
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=False)
+    assert limiter.settled_rate() == pytest.approx((33.6 + 48.02) / 2, rel=1e-3)
+    refused_after(limiter, fake, 0)  # sent at the pace that held, answered right away
+    assert limiter.rate == pytest.approx(held * 0.98, rel=1e-3)
+    assert limiter.settled_rate() == pytest.approx(limiter.rate)
