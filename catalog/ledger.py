@@ -22,6 +22,10 @@ A stored row whose detail was answered (every ``unanswered`` column set) is held
 ``ANSWERED`` appended to its hash: hex digests never contain it, so the pair cannot be taken for
 another, and a detail check asks for that form only.
 
+A ledger is shared by two threads: the writer, and the walk's thread that settles a listing's
+pages before handing them on (``Store.settle_unchanged``). Every method that reads or changes the
+states takes ``lock``.
+
 Memory is at most 13.5 bytes per alive row (an 8-byte slot and a state byte, the table kept at
 most two thirds full), with no keys held: when the run's end needs the seen keys in the
 database (anything but a no-op), ``take`` tells a second scan which to write.
@@ -29,6 +33,7 @@ database (anything but a no-op), ``take`` tells a second scan which to write.
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections.abc import Iterable, Mapping
 
@@ -58,6 +63,7 @@ class Ledger:
         self.counted = 0
         #: The counted keys went to the temporary table (``take``); later hits go there too.
         self.listed = False
+        self.lock = threading.Lock()
 
     def fill(self, fingerprints: Iterable[int]) -> bool:
         """Hold the stored rows' fingerprints; False when there are more than the ledger was
@@ -108,6 +114,24 @@ class Ledger:
         """Mark seen each key whose (key, hash) is held (with its detail answered, if
         ``answered``); returns the others. Once the counted keys were listed, newly seen keys
         are appended to ``listed`` for the caller to write."""
+        with self.lock:
+            return self._settle(hashes, answered, listed)
+
+    def settle_counted(self, hashes: Mapping[str, str]) -> dict[str, str] | None:
+        """``settle`` for a caller that cannot write keys to the temporary table (the walk's
+        thread): None, with nothing marked, once the counted keys were listed."""
+        with self.lock:
+            return None if self.listed else self._settle(hashes, False, [])
+
+    def list_counted(self) -> None:
+        """From now on, seen keys are for the temporary table (``settle``'s ``listed``), and
+        ``take`` gives the counted ones."""
+        with self.lock:
+            self.listed = True
+
+    def _settle(
+        self, hashes: Mapping[str, str], answered: bool, listed: list[str]
+    ) -> dict[str, str]:
         slots, state, size = self._slots, self._state, self._size
         new = LISTED if self.listed else COUNTED
         rest: dict[str, str] = {}
@@ -145,26 +169,29 @@ class Ledger:
         """SQL marked these rows seen, their keys in the table, before the ledger was taken
         up: a listing that names one again must not count it a second time."""
         state = self._state
-        for fp in fingerprints:
-            i = self._find(fp)
-            if i >= 0 and state[i] == UNSEEN:
-                state[i] = LISTED
+        with self.lock:
+            for fp in fingerprints:
+                i = self._find(fp)
+                if i >= 0 and state[i] == UNSEEN:
+                    state[i] = LISTED
 
     def forget(self, fingerprints: Iterable[int]) -> None:
         """The run wrote or deleted these rows: their stored hashes are about to change."""
         state = self._state
-        for fp in fingerprints:
-            i = self._find(fp)
-            if i >= 0:
-                if state[i] == COUNTED:
-                    self.counted -= 1
-                state[i] = GONE
+        with self.lock:
+            for fp in fingerprints:
+                i = self._find(fp)
+                if i >= 0:
+                    if state[i] == COUNTED:
+                        self.counted -= 1
+                    state[i] = GONE
 
     def take(self, fingerprint: int) -> bool:
         """True (once) if this stored row was seen and its key is not yet in the table."""
-        i = self._find(fingerprint)
-        if i < 0 or self._state[i] != COUNTED:
-            return False
-        self._state[i] = LISTED
-        self.counted -= 1
-        return True
+        with self.lock:
+            i = self._find(fingerprint)
+            if i < 0 or self._state[i] != COUNTED:
+                return False
+            self._state[i] = LISTED
+            self.counted -= 1
+            return True

@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import threading
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -56,7 +56,7 @@ from sqlalchemy.sql.elements import True_, UnaryExpression
 from sqlalchemy.sql.selectable import ScalarSelect, TableValuedAlias
 
 from catalog.bulk import Bulk, driver_rows, has_json_each, one_of, pairs, pairs_json, to_json
-from catalog.events import KEPT_ONCE, UNANSWERED
+from catalog.events import KEPT_ONCE, UNANSWERED, Record
 from catalog.kinds import REGISTRY
 from catalog.ledger import ANSWERED, Ledger
 from catalog.schema import DEFAULT_ACCOUNT, SPECS, KindSpec, changes
@@ -340,6 +340,37 @@ class Store:
         statement per batch and nothing comes back to Python."""
         return set(self._settle(SPECS[kind], hashes))
 
+    def settle_unchanged(
+        self,
+        kind: str,
+        records: list[Record],
+        wants: Callable[[Mapping[str, Any]], bool] | None,
+    ) -> list[Record]:
+        """``records`` (one listing page of ``kind``) less those its ledger holds unchanged,
+        which it marks seen; ``wants``: the kind's hook picking answers to hand on whatever
+        their hash (a detail call may be due). Called by the walk's thread, before the page
+        goes to the writer.
+
+        On a no-op re-sync of a long listing, handing every record to the writer's thread cost
+        more than comparing it: each record made on one core was read on the other. Only a
+        ledger the writer has taken up (``_ledger``: what SQL marked before it was ready is
+        applied) settles here, and only until its counted keys are listed (``_list_counted``);
+        anything else goes to the writer as before, which compares it as it always did.
+        """
+        ledger = self._ledgers.get(kind)
+        if ledger is None:
+            return records
+        hashes = {
+            str(r.key): r.raw_hash
+            for r in records
+            if not r.detailed and (wants is None or not wants(r.obj))
+        }
+        missed = ledger.settle_counted(hashes) if hashes else None
+        if missed is None or len(missed) == len(hashes):
+            return records
+        self._seen_changed(kind, marking=True)
+        return [r for r in records if str(r.key) not in hashes or str(r.key) in missed]
+
     def needs_detail(
         self,
         kind: str,
@@ -446,6 +477,17 @@ class Store:
         self._ledgers[kind] = held
         return held
 
+    def take_up_ready(self) -> None:
+        """Take up every ledger the loader has ready (``_ledger``): the walk's thread settles a
+        kind's pages itself only once the writer has (``settle_unchanged``), and a kind whose
+        pages all came in unchanged would not be compared here again until the run's end."""
+        loader = self._loader
+        if loader is None or len(self._ledgers) == len(SPECS):
+            return
+        for kind in list(loader.ready):
+            if kind not in self._ledgers:
+                self._ledger(kind)
+
     def _waiting(
         self, kind: str, kept: array[int], pairs: Iterable[tuple[str, str | None]]
     ) -> None:
@@ -489,7 +531,7 @@ class Store:
         held = self._ledgers.get(kind)
         if held is None or held.listed:
             return
-        held.listed = True
+        held.list_counted()
         self._seen_changed(kind)
         if not held.counted:
             return

@@ -43,6 +43,7 @@ from catalog.events import (
     Done,
     Failure,
     Page,
+    Record,
     ScopedSet,
 )
 from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
@@ -355,6 +356,8 @@ class _Run:
         self.failures = 0
         self.whole_listings: set[tuple[str, str]] = set()
         self.drift = DriftLog()
+        #: Set by the writer: a listing page, less what the walk's thread settled itself.
+        self.settle_page: Callable[[list[Record]], list[Record]] | None = None
         self.walker = Walker(
             client,
             self.submit,
@@ -393,6 +396,13 @@ class _Run:
             self.emit(Done(epoch))
 
     def emit(self, event: object) -> None:
+        settle = self.settle_page
+        if settle is not None and isinstance(event, Page) and event.records:
+            records = settle(event.records)
+            if not records:
+                return  # every answer unchanged and marked seen: nothing for the writer
+            if len(records) < len(event.records):
+                event = Page(records)
         while not self.aborting:
             try:
                 self.events.put(event, timeout=0.2)

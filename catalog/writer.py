@@ -111,6 +111,17 @@ class Writer:
         }
         if scoped is not None:
             run.notify("total", kind="model_set", total=len(scoped))
+        if run.observer is None:  # a progress display counts each record here
+            run.settle_page = self.unsettled
+
+    def unsettled(self, records: list[Record]) -> list[Record]:
+        """In the walk's thread, before a listing page is handed here: the page less the
+        answers stored unchanged (``Store.settle_unchanged``). A kind asked in detail every run
+        hands on every answer, as ``route_page`` takes them one by one."""
+        always, wants = self.hooks[records[0].kind]
+        if always is not None:
+            return records
+        return self.store.settle_unchanged(records[0].kind, records, wants)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -147,6 +158,7 @@ class Writer:
                 )
             # written batches wait at most commit_interval, even between batches; so do
             # batches not yet written
+            self.store.take_up_ready()
             if self.opened:
                 now = time.monotonic()
                 aged = [k for k, since in self.opened.items() if now - since >= self.interval]

@@ -4,6 +4,8 @@ what is counted once, and what goes back to SQL."""
 from __future__ import annotations
 
 import random
+import sys
+import threading
 
 from catalog.ledger import ANSWERED, Ledger
 
@@ -59,7 +61,7 @@ def test_take_gives_each_counted_row_once_and_later_hits_are_listed() -> None:
     taken = [ledger.take(hash((k, "h"))) for k in ("a", "b", "c", "a")]
     assert taken == [True, True, False, False]
     assert ledger.counted == 0
-    ledger.listed = True
+    ledger.list_counted()
     listed: list[str] = []
     assert ledger.settle({"a": "h", "c": "h"}, False, listed) == {}
     assert listed == ["c"]  # a was seen (and listed) already
@@ -93,3 +95,49 @@ def test_rows_sql_marked_before_the_ledger_was_taken_up_are_not_counted_again() 
     assert ledger.settle({"a": "h", "b": "h", "c": "h"}, False, []) == {}
     assert ledger.counted == 1  # c only: a and b are in the temporary table already
     assert not ledger.take(hash(("a", "h")))
+
+
+def test_the_walks_settle_marks_nothing_once_the_counted_keys_are_listed() -> None:
+    """The walk's thread cannot write a key to the temporary table: once the counted keys are
+    listed, ``settle_counted`` leaves the whole page to the writer (None), marking nothing."""
+    ledger = _filled([("a", "h"), ("b", "h")])
+    assert ledger.settle_counted({"a": "h", "x": "h"}) == {"x": "h"}
+    assert ledger.counted == 1
+    ledger.list_counted()
+    assert ledger.settle_counted({"b": "h"}) is None
+    listed: list[str] = []
+    assert ledger.settle({"b": "h"}, False, listed) == {}  # the writer's, which lists it
+    assert listed == ["b"] and ledger.counted == 1
+
+
+def test_two_threads_settling_the_same_keys_count_each_once() -> None:
+    """The walk's thread and the writer's settle with one ledger (a listing may name a key on
+    two pages, one settled by each): however their steps interleave, each key counts once."""
+    rows = [(f"k{n}", "h") for n in range(64)]
+    page = dict(rows)
+    rounds, wrong = 300, []
+    barrier = threading.Barrier(2)
+    ledgers: list[Ledger] = []
+
+    def settle(by_walk: bool) -> None:
+        for n in range(rounds):
+            barrier.wait()  # both threads on the same fresh ledger at once
+            ledger = ledgers[n]
+            if by_walk:
+                ledger.settle_counted(page)
+            else:
+                ledger.settle(page, False, [])
+
+    ledgers.extend(_filled(rows) for _ in range(rounds))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=settle, args=(walk,)) for walk in (True, False)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    wrong = [ledger.counted for ledger in ledgers if ledger.counted != len(rows)]
+    assert wrong == []

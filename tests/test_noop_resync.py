@@ -23,6 +23,7 @@ from catalog import db, runs
 from catalog.bulk import pairs_json
 from catalog.events import Page, Record
 from catalog.fake.catalog import FakeCatalog
+from catalog.kinds import REGISTRY
 from catalog.schema import SPECS, compression_tasks
 from catalog.store import Store, _Loader, _Marked
 from catalog.store import seen as seen_table
@@ -674,3 +675,90 @@ def test_a_ledger_that_cannot_be_read_leaves_the_run_comparing_in_sql(
         "stored hashes not read ahead (OperationalError): comparing in SQL"
     )
     broken.dispose()
+
+
+def test_the_walk_settles_a_page_with_a_ledger_only_while_the_writer_holds_it(conn: Any) -> None:
+    """``Store.settle_unchanged``, what the walk's thread asks of a listing page: the answers
+    its kind's ledger holds unchanged are marked seen there and not handed on; a changed, new
+    or detail-wanting answer is. Before the writer took the ledger up (what SQL marked is not
+    in it yet), and once its counted keys are listed (a hit must then go to the table), the
+    whole page goes to the writer, with nothing marked."""
+    _stored(conn, 6, other=[], deleted=[])
+    store = _store(conn, "a", preload=True)
+
+    def record(n: int, digest: str, status: str = "running") -> Record:
+        return Record(TASK, f"amva-{n:04d}", {"status": status}, digest, dict, "List")
+
+    page = [record(0, "h0"), record(1, "h1"), record(2, "changed"), record(3, "h3", "failed"),
+            record(4, "h4"), record(99, "h99")]
+    wants = REGISTRY[TASK].wants_detail
+    assert store.settle_unchanged(TASK, page, wants) == page  # not taken up yet
+    assert store._ledgers.get(TASK) is None
+    store.take_up_ready()
+    handed = store.settle_unchanged(TASK, page, wants)
+    assert [r.key for r in handed] == ["amva-0002", "amva-0003", "amva-0099"]
+    assert store.seen_count(TASK) == 3 == _table_pass(conn, store)  # 0000, 0001 and 0004
+    store._list_counted(TASK)
+    assert store.settle_unchanged(TASK, [record(5, "h5")], wants) == [record(5, "h5")]
+    assert store.seen_count(TASK) == 3 == _table_pass(conn, store)  # 0005 left to the writer
+
+
+def test_a_no_op_re_sync_hands_the_writer_only_the_answers_it_must_compare(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the writer holds a kind's ledger, the walk's thread settles each page with it, so
+    the writer's thread never sees the unchanged answers of a long listing: on a no-op
+    re-sync that hand-off between threads was most of what the writer did. The failed tasks
+    still go to the detail check, a changed answer is still written, and everything is
+    counted seen once (nothing deleted)."""
+    from catalog.writer import Writer
+
+    handed: list[str] = []  # what reached the writer's thread
+    settled: list[tuple[bool, list[str]]] = []  # per page: ledger held, what it handed on
+    route_page, settle_unchanged = Writer.route_page, Store.settle_unchanged
+
+    def routed(self: Writer, records: list[Record]) -> None:
+        handed.extend(str(r.key) for r in records if r.kind == TASK)
+        route_page(self, records)
+
+    def settling(self: Store, kind: str, records: list[Record], wants: Any) -> list[Record]:
+        held = self._ledgers.get(kind) is not None
+        out = settle_unchanged(self, kind, records, wants)
+        if kind == TASK:
+            settled.append((held, [str(r.key) for r in out]))
+        return out
+
+    monkeypatch.setattr(Writer, "route_page", routed)
+    monkeypatch.setattr(Store, "settle_unchanged", settling)
+    monkeypatch.setattr(_Loader, "start", _Loader.run)  # the ledgers ready at once
+    catalog = FakeCatalog.generate(seed=63, model_sets=1, comp_tasks=300, eval_exports=0)
+    tasks = catalog.keys(TASK)
+    failed = {k for k in tasks if catalog.get(TASK, k).get("status") == "failed"}
+    assert failed and len(failed) < len(tasks)
+    with fake_console(catalog) as server:
+        sync(db_url, server, batch_size=50, page_size=10)
+        before = stored_rows(db_url)[TASK]
+        # Each call takes a while, as a real console's: the writer is up and has taken the
+        # ledger up before the listing's last pages come in.
+        server.latency = 0.02
+        handed.clear()
+        settled.clear()
+        again = sync(db_url, server, batch_size=50, page_size=10)
+        assert again.status == "success"
+        assert again.counts[f"{TASK}_seen"] == len(tasks)
+        assert again.counts[f"{TASK}_updated"] == again.counts[f"{TASK}_deleted"] == 0
+        assert stored_rows(db_url)[TASK] == before
+        assert failed <= set(handed)  # each to its detail check
+        after_take_up = [keys for held, keys in settled if held]
+        assert after_take_up  # most pages, in fact: the first come before the writer is up
+        assert set().union(*after_take_up) <= failed  # no unchanged answer among them
+        assert len(handed) < len(tasks)
+
+        changed = sorted(set(tasks) - failed)[-1]
+        catalog.patch(TASK, changed, fields={"quotaTier": "gold"})
+        handed.clear()
+        third = sync(db_url, server, batch_size=50, page_size=10)
+    assert changed in handed
+    assert third.counts[f"{TASK}_seen"] == len(tasks)
+    assert third.counts[f"{TASK}_deleted"] == 0
+    assert _raws(db_url)[changed]["quotaTier"] == "gold"  # no typed column: not "updated"
