@@ -111,7 +111,7 @@ class Writer:
         }
         if scoped is not None:
             run.notify("total", kind="model_set", total=len(scoped))
-        if run.observer is None:  # a progress display counts each record here
+        if not run.counts_records:  # a progress display counts each record here
             run.settle_page = self.unsettled
 
     def unsettled(self, records: list[Record]) -> list[Record]:
