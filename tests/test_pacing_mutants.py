@@ -20,7 +20,9 @@ from tests.test_rate_adaptive import (
     drive,
     limiter_on,
     refused_after,
+    refused_again_after_a_hold,
     succeed,
+    went_with_a_late_wake,
 )
 from tests.test_retry import FakeTime
 
@@ -136,17 +138,7 @@ def test_a_probe_up_to_a_ceiling_whose_pace_rounds_below_it_keeps_every_call() -
 def test_lateness_within_the_tenth_of_the_margin_moves_no_call() -> None:
     """The window bound keeps 0.9 of the margin; the other tenth absorbs lateness: a call 1 ms
     late at 10/s (2 ms of margin) moves no later call off its slot."""
-    fake = FakeTime()
-    late = {3}
-
-    def sleep(seconds: float) -> None:
-        fake.sleep(seconds + (0.001 if len(fake.sleeps) in late else 0.0))
-
-    limiter = RateLimiter(10.0, margin=0.02, clock=fake.clock, sleep=sleep)
-    went = []
-    for _ in range(30):
-        limiter.acquire()
-        went.append(fake.now)
+    went = went_with_a_late_wake(0.001)
     step = 1 / 9.8
     assert [round(t - went[0] - i * step, 9) for i, t in enumerate(went)] == [
         0.001 if i == 4 else 0.0 for i in range(30)
@@ -548,13 +540,7 @@ def test_the_count_since_the_last_refusal_runs_from_when_that_call_was_sent() ->
 def test_a_refusal_right_at_a_bisection_raise_moves_the_plateau_without_a_dip() -> None:
     """A plateau set at once (a bisection's raise, 33.6 to 40.8) is a plateau from that moment:
     a refusal answered before any call went at the raise moves it, with no dip to beta."""
-    fake = FakeTime()
-    limiter = limiter_on(fake, 50.0)
-    refused_after(limiter, fake, 49)
-    limiter.hold(1.0)
-    succeed(limiter, fake, fake.now + 2.5)
-    refused_after(limiter, fake, 0)
-    limiter.hold(1.0)
+    fake, limiter = refused_again_after_a_hold()
     held = limiter.rate
     while (limiter.settled_rate() or 0.0) < held * 1.1:  # until the raise
         limiter.acquire()

@@ -560,10 +560,9 @@ def test_refused_again_right_after_a_hold_at_a_pace_never_held_cuts_by_one_minus
     assert limiter.rate == pytest.approx(pace * 0.7, rel=0.01)
 
 
-def at_a_bisection_raise() -> tuple[FakeTime, RateLimiter]:
-    """A limiter (ceiling 50) at its first bisection raise: refused at the pace (plateau
-    48.02), refused again soon after the hold (by 1 - beta, to 33.6), 33.6 held, and raised
-    half way up to 48.02."""
+def refused_again_after_a_hold() -> tuple[FakeTime, RateLimiter]:
+    """A limiter (ceiling 50) refused at the pace (plateau 48.02), held, then refused again
+    soon after the hold (by 1 - beta, to 33.6) and held again."""
     fake = FakeTime()
     limiter = limiter_on(fake, 50.0)
     refused_after(limiter, fake, 49)
@@ -571,6 +570,12 @@ def at_a_bisection_raise() -> tuple[FakeTime, RateLimiter]:
     succeed(limiter, fake, fake.now + 2.5)
     refused_after(limiter, fake, 0)
     limiter.hold(1.0)
+    return fake, limiter
+
+
+def at_a_bisection_raise() -> tuple[FakeTime, RateLimiter]:
+    """``refused_again_after_a_hold``, then 33.6 held and raised half way up to 48.02."""
+    fake, limiter = refused_again_after_a_hold()
     succeed(limiter, fake, fake.now + 3.5)
     return fake, limiter
 
@@ -620,20 +625,25 @@ def test_a_quiet_spell_forgets_what_was_refused() -> None:
     assert limiter.settled_rate() == pytest.approx(limiter.rate)
 
 
-def test_a_call_that_went_late_pushes_the_call_a_window_later() -> None:
-    """The even pace keeps qps calls in any second only if every call goes on time; a caller
-    that woke 50 ms late must not leave the margin of the call qps places later eaten up."""
+def went_with_a_late_wake(lateness: float) -> list[float]:
+    """When 30 calls at 10/s (margin 0.02) went, the fourth caller waking ``lateness`` s late."""
     fake = FakeTime()
-    late = {3}  # the fourth call's wake-up is 50 ms late
 
     def sleep(seconds: float) -> None:
-        fake.sleep(seconds + (0.05 if len(fake.sleeps) in late else 0.0))
+        fake.sleep(seconds + (lateness if len(fake.sleeps) == 3 else 0.0))
 
     limiter = RateLimiter(10.0, margin=0.02, clock=fake.clock, sleep=sleep)
     went = []
     for _ in range(30):
         limiter.acquire()
         went.append(fake.now)
+    return went
+
+
+def test_a_call_that_went_late_pushes_the_call_a_window_later() -> None:
+    """The even pace keeps qps calls in any second only if every call goes on time; a caller
+    that woke 50 ms late must not leave the margin of the call qps places later eaten up."""
+    went = went_with_a_late_wake(0.05)
     for i in range(len(went) - 10):  # ten calls a second at most, with 18 ms to spare
         assert went[i + 10] - went[i] >= 1.018 - 1e-9
     # and the pace itself is kept: nothing else was delayed beyond the late call's own shift
