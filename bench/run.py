@@ -1243,21 +1243,25 @@ def _start_child(kind: str, opts: dict[str, Any]) -> subprocess.Popen[str]:
     return proc
 
 
-def _cpu_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (all cores)."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
+def _machine_cpu() -> list[float]:
+    """The whole machine's CPU seconds so far by state (user, nice, system, idle, iowait, irq,
+    softirq, steal, ...), all cores, from /proc/stat's first line."""
     ticks = os.sysconf("SC_CLK_TCK")
-    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+    return [float(x) / ticks for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def _cpu_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (all cores)."""
+    fields = _machine_cpu()
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def _stolen() -> tuple[float, float]:
-    """(steal, total) CPU seconds of the whole machine so far, from /proc/stat: on a virtual
-    machine, the time its host ran something else while a core of this one wanted to run."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    steal = fields[7] if len(fields) > 7 else 0.0
-    return steal / ticks, sum(fields) / ticks
+    """(steal, total) CPU seconds of the whole machine so far: on a virtual machine, the time
+    its host ran something else while a core of this one wanted to run."""
+    fields = _machine_cpu()
+    return (fields[7] if len(fields) > 7 else 0.0), sum(fields)
 
 
 def _process_cpu(pid: int, children: bool = False) -> float:

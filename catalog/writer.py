@@ -156,9 +156,9 @@ class Writer:
                 raise Interrupted(
                     "interrupted: stopped after the current batch; nothing was deleted"
                 )
+            self.store.take_up_ready()  # then the walk's thread settles the kind's pages
             # written batches wait at most commit_interval, even between batches; so do
             # batches not yet written
-            self.store.take_up_ready()
             if self.opened:
                 now = time.monotonic()
                 aged = [k for k, since in self.opened.items() if now - since >= self.interval]
