@@ -317,7 +317,7 @@ def writer_engine(url: str, commit_interval: float = 1.0) -> Engine:
 
 
 def reader_engine(url: str, commit_interval: float = 1.0) -> Engine:
-    """The engine a sync reads its stored answer hashes with (``store._Loader``): one scan per
+    """The engine a sync reads its stored answer hashes with (``store.LedgerLoader``): one scan per
     kind, each page read once, so on SQLite a page cache of 512 KB instead of 8 MB (a cache
     the scan fills stays in the process's memory until the run ends)."""
     return create_engine_for(url, cache_kb=512, idle_seconds=commit_interval + IDLE_SLACK)

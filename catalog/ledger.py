@@ -5,7 +5,7 @@ lookup per key, which on PostgreSQL is an index probe and a heap fetch in a serv
 the machine's cores with the walk and the console: it keeps a no-op re-sync of a long listing
 well above the fetch-only walk. A ``Ledger`` is filled by one scan of the kind's alive
 rows, made by the store's loader thread on a connection of its own while the run goes on
-(``store._Loader``): a 64-bit fingerprint of each (key, answer hash) pair in an open-addressing
+(``store.LedgerLoader``): a 64-bit fingerprint of each (key, answer hash) pair in an open-addressing
 table, with a byte of state beside it. An answer whose fingerprint is there is
 unchanged and is marked seen in that byte, with no statement. Anything else (a miss, a row this
 run has since written or deleted) goes to the SQL lookup: a miss is never taken for a change
@@ -117,11 +117,20 @@ class Ledger:
         with self.lock:
             return self._settle(hashes, answered, listed)
 
-    def settle_counted(self, hashes: Mapping[str, str]) -> dict[str, str] | None:
+    def settle_counted(
+        self, hashes: Mapping[str, str], answered: Mapping[str, str]
+    ) -> dict[str, str] | None:
         """``settle`` for a caller that cannot write keys to the temporary table (the walk's
-        thread): None, with nothing marked, once the counted keys were listed."""
+        thread), of ``hashes`` as they are and ``answered`` with their detail answered: the
+        keys of both not marked seen, or None, with nothing marked, once the counted keys were
+        listed."""
         with self.lock:
-            return None if self.listed else self._settle(hashes, False, [])
+            if self.listed:
+                return None
+            rest = self._settle(hashes, False, []) if hashes else {}
+            if answered:
+                rest.update(self._settle(answered, True, []))
+            return rest
 
     def list_counted(self) -> None:
         """From now on, seen keys are for the temporary table (``settle``'s ``listed``), and

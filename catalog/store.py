@@ -174,11 +174,11 @@ class Store:
         run_ts: dt.datetime,
         account: str = DEFAULT_ACCOUNT,
         *,
-        preload: Engine | None = None,
+        preload: Engine | LedgerLoader | None = None,
     ) -> None:
-        """``preload``: an engine to read each kind's stored hashes with, into a ``Ledger``
-        per kind (``_Loader``), so that answers are compared in memory. Right for a run that
-        lists whole kinds; a scoped run compares a handful of answers, for which a scan of
+        """``preload``: the ``LedgerLoader`` reading each kind's stored hashes into a ``Ledger``
+        (or an engine to start one on), so that answers are compared in memory. Right for a run
+        that lists whole kinds; a scoped run compares a handful of answers, for which a scan of
         every kind would cost more. Until a kind's ledger is ready, it compares in SQL."""
         self.conn = conn
         self.run_id = run_id
@@ -215,17 +215,16 @@ class Store:
         self._inexact: set[str] = set()
         #: Per kind, the columns whose NULL means its detail must be asked again.
         self._answered = {kind: REGISTRY[kind].unanswered for kind in SPECS}
-        self._loader: _Loader | None = None
+        #: Notified as each kind's entry in ``_ledgers`` is set (``wait_for_ledger``).
+        self._taken = threading.Condition()
+        self._loader: LedgerLoader | None = None
         if preload is not None:
-            wanted = [
-                (kind, n, bool(self._answered[kind]), self._hashes(SPECS[kind]))
-                for kind, n in sorted(self.alive_before.items(), key=lambda kv: -kv[1])
-                if n
-            ]
-            self._loader = _Loader(preload, wanted)
-            self._loader.start()
+            if isinstance(preload, Engine):
+                preload = LedgerLoader(preload, account)
+                preload.start()
+            self._loader = preload
             # A kind with no alive row has no ledger to wait for (a first sync: none has).
-            self._ledgers.update((kind, None) for kind, n in self.alive_before.items() if not n)
+            self._taken_up((kind, None) for kind, n in self.alive_before.items() if not n)
         #: Per kind, the positions of carried fields in a stored tuple (key, *tracked, deleted_at).
         self._carried = {
             kind: [(name, 1 + spec.tracked.index(name)) for name in spec.carried]
@@ -242,19 +241,7 @@ class Store:
         return int(self.conn.execute(stmt).scalar_one())
 
     def _whole(self, spec: KindSpec) -> ColumnElement[bool]:
-        """The account filter of a scan of a whole kind (the counts and deletes that open and
-        close a run: five per kind).
-
-        On SQLite the plain filter makes the planner walk the primary key's index and fetch each
-        row by its rowid, which costs far more than reading the table in order; a unary ``+``
-        keeps the column from the index. That loses only where the account holds a small share
-        of the table's rows. PostgreSQL chooses by its statistics, so it keeps the plain filter.
-        """
-        if self.dialect != "sqlite":
-            return spec.of(self.account)
-        account = spec.table.c.account
-        plus = UnaryExpression(account, operator=operators.custom_op("+"), type_=account.type)
-        return plus == self.account
+        return whole(spec, self.dialect, self.account)
 
     # -- batches ------------------------------------------------------------
 
@@ -360,16 +347,55 @@ class Store:
         ledger = self._ledgers.get(kind)
         if ledger is None:
             return records
-        hashes = {
-            str(r.key): r.raw_hash
-            for r in records
-            if not r.detailed and (wants is None or not wants(r.obj))
-        }
-        missed = ledger.settle_counted(hashes) if hashes else None
-        if missed is None or len(missed) == len(hashes):
+        # An answer the kind may want detailed is settled as the writer's ``needs_detail``
+        # settles it: unchanged only where the stored row's detail was answered too.
+        plain: dict[str, str] = {}
+        answered: dict[str, str] = {}
+        # (A kind with no ``unanswered`` column settles them by their hash alone there.)
+        detail = wants if self._answered[kind] else None
+        for r in records:
+            if not r.detailed:
+                key = str(r.key)
+                # A key named twice on a page: its last answer counts, as in a batch.
+                if detail is not None and detail(r.obj):
+                    answered[key] = r.raw_hash
+                    plain.pop(key, None)
+                else:
+                    plain[key] = r.raw_hash
+                    answered.pop(key, None)
+        missed = ledger.settle_counted(plain, answered)
+        if missed is None or len(missed) == len(plain) + len(answered):
             return records
         self._seen_changed(kind, marking=True)
-        return [r for r in records if str(r.key) not in hashes or str(r.key) in missed]
+        return [
+            r for r in records
+            if (key := str(r.key)) in missed or (key not in plain and key not in answered)
+        ]
+
+    def wait_for_ledger(self, kind: str, give_up: Callable[[], bool]) -> None:
+        """Hold the walk's thread until the writer has taken up the kind's ledger, or found
+        it has none, or ``give_up()``.
+
+        A page handed on before then is compared by the writer in SQL, which on a no-op
+        re-sync of a long listing cost more than the wait: the writer's statements and the
+        loader's scan then shared the GIL with the walk, and the scan took several times its
+        own length. Only a run with a loader waits; the loader always ends (its ``finally``).
+        """
+        if self._loader is None:
+            return
+        with self._taken:
+            while kind not in self._ledgers and not give_up():
+                self._taken.wait(0.05)
+
+    def ledgers_due(self) -> bool:
+        """Whether the loader may still hand the writer a ledger to take up."""
+        return self._loader is not None and len(self._ledgers) < len(SPECS)
+
+    def _taken_up(self, entries: Iterable[tuple[str, Ledger | None]]) -> None:
+        """Record each kind's ledger (None: it compares in SQL) and wake the walk's waits."""
+        with self._taken:
+            self._ledgers.update(entries)
+            self._taken.notify_all()
 
     def needs_detail(
         self,
@@ -474,7 +500,7 @@ class Store:
             held.mark_listed(self._early[kind])
             held.forget(self._stale[kind])  # after the marks: a row written since is GONE
         self._early[kind], self._stale[kind] = array("q"), array("q")
-        self._ledgers[kind] = held
+        self._taken_up([(kind, held)])
         return held
 
     def take_up_ready(self) -> None:
@@ -499,31 +525,16 @@ class Store:
             if digest is not None:
                 kept.extend(Ledger.fingerprints(key, digest))
         if len(kept) > self.EARLY_CAP:
-            self._ledgers[kind] = None
+            self._taken_up([(kind, None)])
             self._early[kind], self._stale[kind] = array("q"), array("q")
 
     def close(self) -> None:
         """Stop and wait for the loader of ledgers, if any (it closes its own connection)."""
         if self._loader is not None:
-            self._loader.stop.set()
-            if self._loader.is_alive():
-                self._loader.join()
+            self._loader.close()
 
     def _hashes(self, spec: KindSpec) -> Select[Any]:
-        """The kind's alive stored rows as (key as text, hash), streamed, the hash marked
-        ``ANSWERED`` where every ``unanswered`` column is set: a ``Ledger``'s pairs."""
-        t = spec.table
-        key = spec.key_column
-        text_key = key if isinstance(key.type, String) else cast(key, String)
-        digest: ColumnElement[Any] = t.c.raw_hash
-        needed = [t.c[c].is_not(None) for c in self._answered[spec.kind]]
-        if needed:
-            digest = digest + case((and_(*needed), ANSWERED), else_="")
-        return (
-            select(text_key, digest)
-            .where(self._whole(spec), t.c.deleted_at.is_(None), t.c.raw_hash.is_not(None))
-            .execution_options(yield_per=_Loader.PART)
-        )
+        return stored_hashes(spec, self.dialect, self.account)
 
     def _list_counted(self, kind: str) -> None:
         """Put the keys the kind's ledger counted into the temporary "seen" table: a statement
@@ -961,19 +972,63 @@ class Store:
         return 0 if ledger is None else ledger.counted
 
 
-class _Loader(threading.Thread):
+def whole(spec: KindSpec, dialect: str, account: str) -> ColumnElement[bool]:
+    """The account filter of a scan of a whole kind (the counts and deletes that open and
+    close a run: five per kind, and the loader's scan).
+
+    On SQLite the plain filter makes the planner walk the primary key's index and fetch each
+    row by its rowid, which costs far more than reading the table in order; a unary ``+``
+    keeps the column from the index. That loses only where the account holds a small share
+    of the table's rows. PostgreSQL chooses by its statistics, so it keeps the plain filter.
+    """
+    if dialect != "sqlite":
+        return spec.of(account)
+    column = spec.table.c.account
+    plus = UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+    return plus == account
+
+
+def _held(spec: KindSpec, dialect: str, account: str) -> ColumnElement[bool]:
+    """The rows a ledger holds: the account's alive rows with a hash."""
+    t = spec.table
+    return and_(whole(spec, dialect, account), t.c.deleted_at.is_(None), t.c.raw_hash.is_not(None))
+
+
+def stored_hashes(spec: KindSpec, dialect: str, account: str) -> Select[Any]:
+    """The kind's alive stored rows as (key as text, hash), streamed, the hash marked
+    ``ANSWERED`` where every ``unanswered`` column is set: a ``Ledger``'s pairs."""
+    t = spec.table
+    key = spec.key_column
+    text_key = key if isinstance(key.type, String) else cast(key, String)
+    digest: ColumnElement[Any] = t.c.raw_hash
+    needed = [t.c[c].is_not(None) for c in REGISTRY[spec.kind].unanswered]
+    if needed:
+        digest = digest + case((and_(*needed), ANSWERED), else_="")
+    return (
+        select(text_key, digest)
+        .where(_held(spec, dialect, account))
+        .execution_options(yield_per=LedgerLoader.PART)
+    )
+
+
+class LedgerLoader(threading.Thread):
     """Fills a ledger per kind (``Store``'s ``preload``) on a connection of its own, while the
     run goes on: scanning a long listing's rows in the writer held up the walk, whose pages
     then waited in the writer's bounded inbox. A ledger is only a shortcut: if a scan fails,
-    its kind and those after it compare in SQL."""
+    its kind and those after it compare in SQL.
+
+    It needs no run, only the account's lock: a sync starts it as soon as the schema is
+    known to be current, so that the walk's first pages find their ledger ready
+    (``Store.wait_for_ledger``) while the run is still being opened.
+    """
 
     #: Rows of a kind's stored hashes read at a time (also by ``_list_counted``).
     PART = 2_000
 
-    def __init__(self, engine: Engine, kinds: list[tuple[str, int, bool, Select[Any]]]) -> None:
+    def __init__(self, engine: Engine, account: str) -> None:
         super().__init__(name="catalog-ledgers", daemon=True)
         self.engine = engine
-        self.kinds = kinds
+        self.account = account
         #: Per kind: its ledger, or None (none to be had); absent while loading.
         self.ready: dict[str, Ledger | None] = {}
         self.stop = threading.Event()
@@ -981,20 +1036,40 @@ class _Loader(threading.Thread):
     def run(self) -> None:
         try:
             with self.engine.connect() as conn:
-                for kind, expected, answered, stmt in self.kinds:
-                    ledger = Ledger(expected, answered)
+                dialect = conn.dialect.name
+                sizes = {
+                    kind: int(conn.execute(
+                        select(func.count()).select_from(spec.table)
+                        .where(_held(spec, dialect, self.account))
+                    ).scalar_one())
+                    for kind, spec in SPECS.items()
+                    if not self.stop.is_set()
+                }
+                # The largest first: its listing has the most pages to wait for it.
+                for kind, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
+                    if not size:
+                        self.ready[kind] = None
+                        continue
+                    ledger = Ledger(size, bool(REGISTRY[kind].unanswered))
                     fits = True
-                    for part in driver_rows(conn, stmt, self.PART):
+                    for part in driver_rows(conn, stored_hashes(SPECS[kind], dialect,
+                                                                self.account), self.PART):
                         if self.stop.is_set():
                             return
                         # A row hashes as the tuple of its values: a fingerprint per row
                         # without a Python step per row.
                         fits = ledger.fill(map(hash, part))
                         if not fits:
-                            break  # more rows than at the run's start
+                            break  # more rows than counted
                     self.ready[kind] = ledger if fits else None
         except Exception as exc:  # noqa: BLE001 - a shortcut lost, never the run
             _log.warning("stored hashes not read ahead (%s): comparing in SQL", type(exc).__name__)
         finally:
-            for kind, *_ in self.kinds:
+            for kind in SPECS:
                 self.ready.setdefault(kind, None)
+
+    def close(self) -> None:
+        """Stop reading, and wait for the thread (it closes its own connection)."""
+        self.stop.set()
+        if self.is_alive():
+            self.join()

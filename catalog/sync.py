@@ -50,7 +50,7 @@ from catalog.kinds import DEFAULT_KINDS, KINDS, REGISTRY
 from catalog.logs import unexpected
 from catalog.pool import DeepestFirstPool
 from catalog.schema import DEFAULT_ACCOUNT, RUN_COUNTS
-from catalog.store import Store
+from catalog.store import LedgerLoader, Store
 from catalog.walk import Walker
 from catalog.writer import Writer
 
@@ -576,6 +576,7 @@ def run_sync(
     run.conn = conn
     store: Store | None = None
     reader: Engine | None = None
+    loader: LedgerLoader | None = None
     try:
         db.stop_waits(conn, stop)
         open_recorder(options, client)
@@ -617,6 +618,13 @@ def run_sync(
                 # length of many calls of an unpaced re-sync).
                 run.start_walk(scoped, list(dict.fromkeys([*known, *new_refs])), prefetched)
             db.ensure_schema(conn, options.migrate)
+            # A run of whole kinds reads the stored hashes ahead, on a connection of its own,
+            # from now (the schema current, the account's rows this run's alone), so that they
+            # are ready for the walk's first pages, which wait for them.
+            if scoped is None and planned is None and not db.is_memory_url(options.database_url):
+                reader = db.reader_engine(options.database_url, options.commit_interval)
+                loader = LedgerLoader(reader, options.account)
+                loader.start()
             source.bind(
                 conn, options.base_url, options.access_key, rebind=options.rebind_source,
                 account=options.account,
@@ -643,11 +651,8 @@ def run_sync(
                 account=options.account,
                 skipped=tuple(k for k in KINDS if k not in options.kinds),
             )
-            # A run of whole kinds reads the stored hashes ahead, on a connection of its own.
-            if scoped is None and planned is None and not db.is_memory_url(options.database_url):
-                reader = db.reader_engine(options.database_url, options.commit_interval)
             try:
-                store = Store(conn, run_id, run_ts, options.account, preload=reader)
+                store = Store(conn, run_id, run_ts, options.account, preload=loader)
                 for ref in dict.fromkeys(new_refs):
                     if ref not in tracked:
                         tracking.add(conn, ref, options.account, run_ts)
@@ -686,6 +691,8 @@ def run_sync(
         run.shutdown()  # stops a walk started before a failure in the prelude
         if store is not None:
             store.close()
+        if loader is not None:
+            loader.close()
         if reader is not None:
             reader.dispose()
         client.close()

@@ -118,10 +118,13 @@ class Writer:
         """In the walk's thread, before a listing page is handed here: the page less the
         answers stored unchanged (``Store.settle_unchanged``). A kind asked in detail every run
         hands on every answer, as ``route_page`` takes them one by one."""
-        always, wants = self.hooks[records[0].kind]
+        kind = records[0].kind
+        always, wants = self.hooks[kind]
         if always is not None:
             return records
-        return self.store.settle_unchanged(records[0].kind, records, wants)
+        run = self.run
+        self.store.wait_for_ledger(kind, lambda: run.aborting or run.stop.is_set())
+        return self.store.settle_unchanged(kind, records, wants)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -137,7 +140,8 @@ class Writer:
         run.start_walk(scoped, eval_refs, prefetched)
         while True:
             try:
-                event = run.events.get(timeout=0.2)
+                # While ledgers are being read, the walk may wait for the next one taken up.
+                event = run.events.get(timeout=0.01 if self.store.ledgers_due() else 0.2)
             except queue.Empty:
                 event = None
             if run.stop.is_set():

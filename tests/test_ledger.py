@@ -101,10 +101,10 @@ def test_the_walks_settle_marks_nothing_once_the_counted_keys_are_listed() -> No
     """The walk's thread cannot write a key to the temporary table: once the counted keys are
     listed, ``settle_counted`` leaves the whole page to the writer (None), marking nothing."""
     ledger = _filled([("a", "h"), ("b", "h")])
-    assert ledger.settle_counted({"a": "h", "x": "h"}) == {"x": "h"}
+    assert ledger.settle_counted({"a": "h", "x": "h"}, {}) == {"x": "h"}
     assert ledger.counted == 1
     ledger.list_counted()
-    assert ledger.settle_counted({"b": "h"}) is None
+    assert ledger.settle_counted({"b": "h"}, {}) is None
     listed: list[str] = []
     assert ledger.settle({"b": "h"}, False, listed) == {}  # the writer's, which lists it
     assert listed == ["b"] and ledger.counted == 1
@@ -124,7 +124,7 @@ def test_two_threads_settling_the_same_keys_count_each_once() -> None:
             barrier.wait()  # both threads on the same fresh ledger at once
             ledger = ledgers[n]
             if by_walk:
-                ledger.settle_counted(page)
+                ledger.settle_counted(page, {})
             else:
                 ledger.settle(page, False, [])
 

@@ -25,7 +25,7 @@ from catalog.events import Page, Record
 from catalog.fake.catalog import FakeCatalog
 from catalog.kinds import REGISTRY
 from catalog.schema import SPECS, compression_tasks
-from catalog.store import Store, _Loader, _Marked
+from catalog.store import LedgerLoader, Store, _Marked
 from catalog.store import seen as seen_table
 from catalog.sync import _Inbox
 from tests.helpers import fake_console, stored_rows, sync
@@ -78,15 +78,18 @@ def _store(
         store = Store(conn, run_id, run_ts, account, preload=_readers[-1])
         assert store._loader is not None
         store._loader.join()  # every kind read: the ledgers are taken up at their first use
-        assert None not in store._loader.ready.values()  # each read, none fell back to SQL
+        # each kind with rows read, none fell back to SQL
+        assert {k for k, held in store._loader.ready.items() if held is not None} == {
+            k for k, n in store.alive_before.items() if n
+        }
         return store
-    run = _Loader.run
+    run = LedgerLoader.run
 
-    def gated(loader: _Loader) -> None:
+    def gated(loader: LedgerLoader) -> None:
         gate.wait()
         run(loader)
 
-    with patch.object(_Loader, "run", gated):
+    with patch.object(LedgerLoader, "run", gated):
         return Store(conn, run_id, run_ts, account, preload=_readers[-1])
 
 
@@ -560,7 +563,7 @@ def test_a_full_run_compares_in_memory_and_a_scoped_run_does_not(
 
     monkeypatch.setattr(Store, "__init__", watched)
     # The ledgers ready before the first batch (the loader's thread races the walk else).
-    monkeypatch.setattr(_Loader, "start", _Loader.run)
+    monkeypatch.setattr(LedgerLoader, "start", LedgerLoader.run)
     with fake_console(catalog) as server:
         sync(db_url, server, batch_size=7, page_size=10)
         event.listen(Engine, "before_cursor_execute", watch)
@@ -708,9 +711,10 @@ def test_a_no_op_re_sync_hands_the_writer_only_the_answers_it_must_compare(
 ) -> None:
     """Once the writer holds a kind's ledger, the walk's thread settles each page with it, so
     the writer's thread never sees the unchanged answers of a long listing: on a no-op
-    re-sync that hand-off between threads was most of what the writer did. The failed tasks
-    still go to the detail check, a changed answer is still written, and everything is
-    counted seen once (nothing deleted)."""
+    re-sync that hand-off between threads was most of what the writer did. A failed task
+    whose reason was stored is settled there too; one whose reason is unknown (its detail
+    call failed last time) still goes to the detail check, a changed answer is still
+    written, and everything is counted seen once (nothing deleted)."""
     from catalog.writer import Writer
 
     handed: list[str] = []  # what reached the writer's thread
@@ -730,7 +734,7 @@ def test_a_no_op_re_sync_hands_the_writer_only_the_answers_it_must_compare(
 
     monkeypatch.setattr(Writer, "route_page", routed)
     monkeypatch.setattr(Store, "settle_unchanged", settling)
-    monkeypatch.setattr(_Loader, "start", _Loader.run)  # the ledgers ready at once
+    monkeypatch.setattr(LedgerLoader, "start", LedgerLoader.run)  # the ledgers ready at once
     catalog = FakeCatalog.generate(seed=63, model_sets=1, comp_tasks=300, eval_exports=0)
     tasks = catalog.keys(TASK)
     failed = {k for k in tasks if catalog.get(TASK, k).get("status") == "failed"}
@@ -738,20 +742,31 @@ def test_a_no_op_re_sync_hands_the_writer_only_the_answers_it_must_compare(
     with fake_console(catalog) as server:
         sync(db_url, server, batch_size=50, page_size=10)
         before = stored_rows(db_url)[TASK]
+        unknown = sorted(failed)[0]
+        engine = db.create_engine_for(db_url)
+        with engine.begin() as conn:
+            conn.execute(
+                update(compression_tasks)
+                .where(compression_tasks.c.task_id == unknown)
+                .values(failed_reason=None)
+            )
+        engine.dispose()
         # Each call takes a while, as a real console's: the writer is up and has taken the
         # ledger up before the listing's last pages come in.
         server.latency = 0.02
         handed.clear()
         settled.clear()
+        server.calls.clear()
         again = sync(db_url, server, batch_size=50, page_size=10)
         assert again.status == "success"
         assert again.counts[f"{TASK}_seen"] == len(tasks)
-        assert again.counts[f"{TASK}_updated"] == again.counts[f"{TASK}_deleted"] == 0
-        assert stored_rows(db_url)[TASK] == before
-        assert failed <= set(handed)  # each to its detail check
+        assert again.counts[f"{TASK}_deleted"] == 0
+        assert stored_rows(db_url)[TASK] == before  # the unknown reason asked for again
+        assert server.call_count("DescribeModelCompTask") == 1
+        assert unknown in handed
         after_take_up = [keys for held, keys in settled if held]
         assert after_take_up  # most pages, in fact: the first come before the writer is up
-        assert set().union(*after_take_up) <= failed  # no unchanged answer among them
+        assert set().union(*after_take_up) <= {unknown}  # no unchanged answer among them
         assert len(handed) < len(tasks)
 
         changed = sorted(set(tasks) - failed)[-1]
@@ -762,3 +777,47 @@ def test_a_no_op_re_sync_hands_the_writer_only_the_answers_it_must_compare(
     assert third.counts[f"{TASK}_seen"] == len(tasks)
     assert third.counts[f"{TASK}_deleted"] == 0
     assert _raws(db_url)[changed]["quotaTier"] == "gold"  # no typed column: not "updated"
+
+
+def test_the_walk_waits_for_its_kinds_ledger_until_the_writer_takes_it_up(conn: Any) -> None:
+    """A listing page that comes in while its kind's ledger is being read waits for it
+    (``Store.wait_for_ledger``) instead of going to the writer to be compared in SQL: until
+    the loader has read it and the writer has taken it up, or the run gives up (a stop)."""
+    _stored(conn, 6, other=[0, 1], deleted=[])
+    gate = threading.Event()
+    store = _store(conn, "a", preload=True, gate=gate)
+    assert store.ledgers_due()
+    found: list[Any] = []
+    walk = threading.Thread(
+        target=lambda: (store.wait_for_ledger(TASK, lambda: False),
+                        found.append(store._ledgers.get(TASK)))
+    )
+    walk.start()
+    walk.join(0.2)
+    assert walk.is_alive()  # the scan has not begun
+    gate.set()
+    assert store._loader is not None
+    store._loader.join()
+    walk.join(0.2)
+    assert walk.is_alive()  # read, not yet taken up: what SQL marked is not in it yet
+    store.take_up_ready()
+    walk.join(5)
+    assert not walk.is_alive()
+    assert found and found[0] is not None
+    assert not store.ledgers_due()
+
+    stopping = threading.Event()
+    held_back = threading.Event()
+    other = _store(conn, "b", preload=True, gate=held_back)  # not read before the stop
+    gave_up = threading.Thread(target=other.wait_for_ledger, args=(TASK, stopping.is_set))
+    gave_up.start()
+    gave_up.join(0.2)
+    assert gave_up.is_alive()
+    stopping.set()
+    gave_up.join(5)
+    assert not gave_up.is_alive()  # a stop ends the wait
+    held_back.set()
+    other.close()
+    store.close()
+    # No loader (a scoped run): nothing to wait for.
+    _store(conn, "a").wait_for_ledger(TASK, lambda: False)
