@@ -28,7 +28,8 @@ states takes ``lock``.
 
 Memory is at most 13.5 bytes per alive row (an 8-byte slot and a state byte, the table kept at
 most two thirds full), with no keys held: when the run's end needs the seen keys in the
-database (anything but a no-op), ``take`` tells a second scan which to write.
+database (anything but a no-op), ``take`` tells a second scan which to write. While a kind is
+read, its fingerprints are gathered first (8 bytes a row) and the table is sized for them.
 """
 
 from __future__ import annotations

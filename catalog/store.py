@@ -1037,31 +1037,23 @@ class LedgerLoader(threading.Thread):
         try:
             with self.engine.connect() as conn:
                 dialect = conn.dialect.name
-                sizes = {
-                    kind: int(conn.execute(
-                        select(func.count()).select_from(spec.table)
-                        .where(_held(spec, dialect, self.account))
-                    ).scalar_one())
-                    for kind, spec in SPECS.items()
-                    if not self.stop.is_set()
-                }
-                # The largest first: its listing has the most pages to wait for it.
-                for kind, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
-                    if not size:
-                        self.ready[kind] = None
-                        continue
-                    ledger = Ledger(size, bool(REGISTRY[kind].unanswered))
-                    fits = True
-                    for part in driver_rows(conn, stored_hashes(SPECS[kind], dialect,
-                                                                self.account), self.PART):
+                # In the walk's order, so the first listings wait the least. One scan per kind,
+                # no count first (on PostgreSQL a count is a second scan): the fingerprints
+                # are gathered, then the ledger is sized for them.
+                for kind, spec in SPECS.items():
+                    gathered = array("q")
+                    for part in driver_rows(conn, stored_hashes(spec, dialect, self.account),
+                                            self.PART):
                         if self.stop.is_set():
                             return
                         # A row hashes as the tuple of its values: a fingerprint per row
                         # without a Python step per row.
-                        fits = ledger.fill(map(hash, part))
-                        if not fits:
-                            break  # more rows than counted
-                    self.ready[kind] = ledger if fits else None
+                        gathered.extend(map(hash, part))
+                    ledger = None
+                    if gathered:
+                        ledger = Ledger(len(gathered), bool(REGISTRY[kind].unanswered))
+                        ledger.fill(gathered)
+                    self.ready[kind] = ledger
         except Exception as exc:  # noqa: BLE001 - a shortcut lost, never the run
             _log.warning("stored hashes not read ahead (%s): comparing in SQL", type(exc).__name__)
         finally:
