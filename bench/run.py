@@ -7,7 +7,8 @@ Modes (``python3 bench/run.py MODE --help``):
          :class:`FakeServer` over a generated catalog, with per-call latency and a server-side
          rate limit), then for each server rate (``--rate-limit 50,30``) and limiter shape
          (``--limit-shape bucket,fixed,sliding``: token bucket with a one-second burst, fixed or
-         sliding one-second windows; see ``catalog/fake/limiters.py``), on each database (SQLite
+         sliding one-second windows; ``fixed-bare``, fixed windows refusing with no
+         ``Retry-After``; see ``catalog/fake/limiters.py``), on each database (SQLite
          file, throwaway PostgreSQL server) runs, each sync in a subprocess of its own and into a
          fresh database: 1. a full sync, 2. a re-sync with no change, 3. a re-sync after 1% of the
          entities of every kind the sync reads changed (``--steps`` picks some). The catalog holds
@@ -1464,10 +1465,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     a.add_argument(
         "--limit-shape",
-        type=names(("bucket", "fixed", "sliding")),
+        type=names(("bucket", "fixed", "fixed-bare", "sliding")),
         default=["bucket"],
         help="the server's limiter, comma list: bucket (one-second burst), fixed or sliding "
-        "one-second windows",
+        "one-second windows, fixed-bare (fixed windows refusing with no Retry-After)",
     )
     a.add_argument(
         "--qps", type=float, default=None, help="the sync's --qps (default: the first rate limit)"

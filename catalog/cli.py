@@ -659,9 +659,10 @@ def current(ctx: click.Context) -> None:
 )
 @click.option(
     "--limit-shape",
-    type=click.Choice(["bucket", "fixed", "sliding"]),  # fake.limiters.SHAPES (a test checks)
+    type=click.Choice(["bucket", "fixed", "fixed-bare", "sliding"]),  # limiters.SHAPES (tested)
     default="bucket",
-    help="How --rate-limit counts: token bucket (1 s burst), fixed or sliding 1 s windows.",
+    help="How --rate-limit counts: token bucket (1 s burst), fixed or sliding 1 s windows; "
+    "fixed-bare: fixed windows refusing with no Retry-After.",
 )
 @click.option(
     "--fault-rate",

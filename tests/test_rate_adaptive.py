@@ -267,9 +267,37 @@ def test_answers_to_calls_sent_before_a_cut_do_not_cut_again() -> None:
     assert (limiter.throttles, limiter.cuts) == (5, 1)
     assert limiter.rate == pytest.approx(14.0)
     limiter.acquire()
-    limiter.feedback(fake.now, throttled=True)  # sent after the cut: a new signal
+    limiter.feedback(fake.now, throttled=False)  # sent after the cut, and accepted
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)  # then refused: a new signal
     assert limiter.cuts == 2
-    assert limiter.rate == pytest.approx(14.0 * 0.7)
+    refused = limiter.refused_rate  # the pace, a little up the curve from 14 by then
+    assert refused is not None and 14.0 < refused < 15.0
+    assert limiter.rate == pytest.approx(refused * 0.7)
+
+
+def test_refusals_right_after_a_cut_without_a_hold_are_the_same_overload() -> None:
+    """With no ``Retry-After`` (a body-coded error_code 18) nobody holds after a cut, and the
+    calls sent next go into the server's window that the calls before the cut filled: their
+    refusals say nothing of the new pace. A refusal after an accepted call, a hold, or a
+    window after the cut does."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 20.0, margin=0.0)
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    for _ in range(5):  # a run of refusals, each sent after the cut
+        limiter.acquire()
+        limiter.feedback(fake.now, throttled=True)
+    assert (limiter.throttles, limiter.cuts) == (6, 1)
+    assert limiter.rate == pytest.approx(14.0)
+    fake.now += 1.0  # a window after the refusal that cut: a window of calls at the new pace
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    assert limiter.cuts == 2
+    limiter.hold(0.2)  # the server asked: the calls after the hold are a new signal at once
+    limiter.acquire()
+    limiter.feedback(fake.now, throttled=True)
+    assert limiter.cuts == 3
 
 
 def test_recovers_while_calls_succeed_and_only_then() -> None:
@@ -344,14 +372,18 @@ def test_without_a_ceiling_a_throttle_starts_the_pacing() -> None:
 
 
 def drive(
-    shape: str, server_rate: float, qps: float, seconds: float, phase: float = 0.0
+    shape: str, server_rate: float, qps: float, seconds: float, phase: float = 0.0,
+    retry_after: bool = True,
 ) -> tuple[RateLimiter, list[tuple[float, bool, float]]]:
     """One caller at the limiter's pace against a server limiter on the same fake clock; a
     refusal is retried (the next send) and its Retry-After holds. Returns the limiter and the
     sends as (seconds since start, accepted, the limiter's rate after the answer). ``phase``:
-    where in a fixed window's second the run starts."""
+    where in a fixed window's second the run starts; ``retry_after=False``: the server's
+    refusals name no wait (a body-coded error_code 18)."""
     fake = FakeTime(1000.0 + phase)
     server = make_limiter(shape, server_rate, clock=fake.clock)
+    if not retry_after:
+        server.retry_after = None
     limiter = limiter_on(fake, qps)
     start = fake.now
     sends = []
@@ -471,7 +503,8 @@ class InFlight(FakeTime):
 
 
 def drive_in_flight(
-    shape: str, server_rate: float, seconds: float, phase: float, seed: int
+    shape: str, server_rate: float, seconds: float, phase: float, seed: int,
+    retry_after: bool = True,
 ) -> list[tuple[float, bool, float]]:
     """``drive`` with answers 30-40 ms in flight (the benchmark's latency): calls go on at the
     pace while earlier ones are unanswered, so a refusal is learnt after more calls went, and
@@ -479,6 +512,8 @@ def drive_in_flight(
     rng = random.Random(seed)
     fake = InFlight(1000.0 + phase)
     server = make_limiter(shape, server_rate, clock=fake.clock)
+    if not retry_after:
+        server.retry_after = None
     limiter = limiter_on(fake, 50.0)
     start = fake.now
     sends: list[tuple[float, bool, float]] = []
@@ -529,6 +564,28 @@ def test_fixed_windows_at_other_limits_are_found_within_ten_seconds(
             sends = drive("fixed", server_rate, 50.0, 60.0, phase=n / 40)[1]
         assert within_5pct_from(sends, server_rate) <= 10.0, n
         assert sum(1 for _, accepted, _ in sends if not accepted) <= 0.02 * len(sends)
+
+
+@pytest.mark.parametrize("server_rate", [10.0, 20.0, 30.0, 40.0])
+@pytest.mark.parametrize("in_flight", [False, True])
+def test_fixed_windows_without_retry_after_are_not_undercut(
+    server_rate: float, in_flight: bool
+) -> None:
+    """Fixed windows that refuse with no ``Retry-After``: the calls after a cut are refused
+    until the window ends, whatever the new pace. When each of those refusals cut again, the
+    pace fell 49 -> 34 -> 24 -> 17 within half a second and stayed 11-26% under the limit at
+    some start phases; now what the server accepts from 10 s on is within 7% of its limit at
+    every one of 40 phases, on both clocks, with at most 2% of calls refused."""
+    for n in range(40):
+        if in_flight:
+            sends = drive_in_flight(
+                "fixed", server_rate, 60.0, phase=n / 40, seed=n, retry_after=False
+            )
+        else:
+            sends = drive("fixed", server_rate, 50.0, 60.0, phase=n / 40, retry_after=False)[1]
+        late = sum(1 for t, accepted, _ in sends if accepted and t >= 10.0)
+        assert late >= 0.93 * server_rate * 50.0, n
+        assert sum(1 for _, accepted, _ in sends if not accepted) <= 0.02 * len(sends), n
 
 
 @pytest.mark.parametrize("in_flight", [False, True])

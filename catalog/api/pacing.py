@@ -54,8 +54,10 @@ class RateLimiter:
       the second before the refused one was sent. Clearly fewer than the pace: that count is the
       server's limit. Otherwise the pace itself was refused. The first cut is multiplicative, to
       ``beta`` (0.7, the AWS SDKs' value) times the refused rate; answers to calls sent before a
-      cut are the same overload seen again and do not cut twice (TCP's rule), and slots already
-      handed out at the old pace are taken back.
+      cut are the same overload seen again and do not cut twice (TCP's rule), nor do refusals
+      that came with no hold, of calls sent within a ``window`` after the refused one before
+      any call since was accepted (``_same_overload``); slots already handed out at the old
+      pace are taken back.
     * While calls succeed it climbs back, CUBIC-style: a concave approach that flattens out over
       ``recovery`` seconds at a plateau ``margin`` below the refused rate, then a convex probe so
       slow (``probe`` seconds to reach the refused rate again) that a server whose limit was
@@ -290,7 +292,7 @@ class RateLimiter:
             now = self._clock()
             if throttled:
                 self.throttles += 1
-                if sent_at > self._cut_at:
+                if sent_at > self._cut_at and not self._same_overload(sent_at):
                     self._cut(now, sent_at)
                 return
             self._accepted.append(sent_at)
@@ -308,6 +310,20 @@ class RateLimiter:
                 climb = self.recovery if self._start < self._plateau else 0.0
                 if now - max(self._moved_at, self._hold_until) >= climb + self.confirm:
                     self._confirmed(now)
+
+    def _same_overload(self, sent_at: float) -> bool:
+        """A refusal of a call sent less than a ``window`` after the one that cut, with no hold
+        since: the server's window may still count the calls sent before the cut, so it says
+        nothing of the new pace.
+
+        A server that throttles without ``Retry-After`` (a body-coded ``error_code`` 18, a bare
+        429) leaves the callers sending into a window already full: each refusal cut again, and
+        fixed windows at 30 took the pace from 49 to 17 within half a second, to settle near 24.
+        With a hold, the calls after it go in a window of their own, and the rules apply.
+        """
+        if self._hold_since_cut or sent_at - self._cut_sent >= self.window:
+            return False
+        return not any(self._cut_sent < t < sent_at for t in self._accepted)
 
     def _confirmed(self, now: float) -> None:
         """The plateau held ``confirm`` seconds: a good pace. Half way up to the lowest bad

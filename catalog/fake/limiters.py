@@ -9,9 +9,13 @@ the fake offers three so that tests and the benchmark can show it does:
 ``fixed``    at most ``rate`` calls in each one-second window ``[n, n + 1)`` of the clock.
 ``sliding``  at most ``rate`` calls in the second before each call.
 
+``fixed-bare`` ``fixed``, its refusals with no ``Retry-After``: a refusal the client cannot
+             tell when it ends, as a body-coded ``error_code`` 18 (HTTP 200) would be.
+
 The window shapes answer a refusal with ``Retry-After: 1``, as a sliding-window gateway may:
-the client must honour a hold as well as cope without one (``bucket``). A refused call is not
-counted against the window: otherwise a client that keeps being refused would keep itself refused.
+the client must honour a hold as well as cope without one (``bucket``, ``fixed-bare``). A
+refused call is not counted against the window: otherwise a client that keeps being refused
+would keep itself refused.
 """
 
 from __future__ import annotations
@@ -109,6 +113,13 @@ class FixedWindow(_Base):
         return False
 
 
+class BareFixedWindow(FixedWindow):
+    """``FixedWindow`` without ``Retry-After``: the client learns neither when the window ends
+    nor that the calls it sends meanwhile are refused for the calls before them."""
+
+    retry_after: float | None = None
+
+
 class SlidingWindow(_Base):
     """At most ``rate`` calls admitted in ``(now - 1, now]``: no window edge to exploit."""
 
@@ -131,6 +142,7 @@ class SlidingWindow(_Base):
 SHAPES: dict[str, Callable[[float, Clock], ServerLimiter]] = {
     "bucket": TokenBucket,
     "fixed": FixedWindow,
+    "fixed-bare": BareFixedWindow,
     "sliding": SlidingWindow,
 }
 
