@@ -14,11 +14,14 @@ is queued.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 from collections.abc import Callable
 
 Task = Callable[[], None]
+
+_log = logging.getLogger(__name__)
 
 #: Queued ahead of every task by ``shutdown``, so workers stop before running anything else.
 _STOP = -(2**31)
@@ -29,6 +32,7 @@ class DeepestFirstPool:
 
     def __init__(self, workers: int, name: str = "walk") -> None:
         self._queue: queue.PriorityQueue[tuple[int, int, Task | None]] = queue.PriorityQueue()
+        self._name = name
         self._order = itertools.count()  # first in, first out among tasks of one depth
         self.max_queued = 0  # the longest the queue grew; the memory test reads it
         self._threads = [
@@ -53,7 +57,13 @@ class DeepestFirstPool:
             _, _, task = self._queue.get()
             if task is None:
                 return
-            task()
+            try:
+                task()
+            except Exception:
+                # The sync reports its tasks' failures itself (``_Run._run_task``); one that
+                # escapes is a bug, logged here. It must not take its worker along: a pool
+                # short of workers starves the limiter, and wait_for_room counts on them.
+                _log.exception("a task of the %s pool raised; its worker goes on", self._name)
 
     def wait_for_room(self, limit: int, poll: float = 0.01) -> None:
         """Hold the calling worker while more than ``limit`` tasks are queued.

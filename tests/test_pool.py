@@ -59,6 +59,27 @@ def test_shutdown_drops_what_is_still_queued() -> None:
     assert ran == []
 
 
+def test_a_task_that_raises_is_logged_and_its_worker_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = DeepestFirstPool(1, name="walk")
+    ran = threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("a bug in a task")
+
+    with caplog.at_level("ERROR", logger="catalog.pool"):
+        pool.submit(broken)
+        pool.submit(ran.set)
+        assert ran.wait(5)  # the one worker survived the first task
+    pool.shutdown()
+    for thread in pool._threads:  # gone before the next test counts threads
+        thread.join(5)
+    (entry,) = [r for r in caplog.records if r.name == "catalog.pool"]
+    assert "walk pool raised" in entry.getMessage()
+    assert entry.exc_info is not None and "a bug in a task" in str(entry.exc_info[1])
+
+
 def test_an_unused_pool_starts_no_thread() -> None:
     before = threading.active_count()
     pool = DeepestFirstPool(8)
