@@ -93,14 +93,30 @@ FAILED, STOPPED = "failed", "stopped"
 
 
 def back_from_detail(
-    listed: Record, build: Callable[[], dict[str, Any]] | None, incomplete: str | None = None
+    listed: Record,
+    build: Callable[[], dict[str, Any]] | None,
+    incomplete: str | None = None,
+    *,
+    keep_hash: bool | None = None,
 ) -> Record:
     """``listed`` as it comes back from its detail call: with the row the call's answer built,
     or (``build`` None: the call was refused, failed or never ran: ``incomplete`` says which)
-    as listed and without a hash, so that the next run finds it changed and asks again."""
-    if build is None:
-        return replace(listed, raw_hash=UNANSWERED, detailed=True, incomplete=incomplete)
-    return replace(listed, build=build, detailed=True)
+    as listed.
+
+    It keeps the listing's hash when the call answered, else it goes without one
+    (``UNANSWERED``), so that the next run finds it changed and asks again. ``keep_hash`` says
+    otherwise where something else decides that: False when a further call for the entity
+    failed (an evaluation task's report), True when a NULL ``Kind.unanswered`` column already
+    makes the next run ask (a compression task's reason)."""
+    if keep_hash is None:
+        keep_hash = build is not None
+    return replace(
+        listed,
+        build=build or listed.build,
+        raw_hash=listed.raw_hash if keep_hash else UNANSWERED,
+        detailed=True,
+        incomplete=incomplete,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ hash). The reason is a carried column: a row from the listing alone keeps the st
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Float, String, Text, true
 
 from catalog.documented import fields
-from catalog.events import LISTING, VERSION, Record
+from catalog.events import LISTING, VERSION, Record, back_from_detail
 from catalog.kinds.base import (
     DeleteView,
     Kind,
@@ -157,12 +156,13 @@ def _describe(walk: Walk, listed: Record) -> None:
 
     If the detail fails, a new task is recorded as listed, its reason unknown (NULL), and a
     stored one is left as it was (``Record.incomplete``); the next run asks again. The record
-    keeps the listing item's hash: the next run compares the listing's answer with it."""
+    keeps the listing item's hash, answered or not: the next run compares the listing's answer
+    with it, and a reason still NULL (``Kind.unanswered``) is asked again whatever the hash."""
     built = ask_detail(
         walk, listed, DETAIL, {"modelCompTaskId": listed.key}, row, id_field="id"
     )
     missing = incomplete_after(walk, listed, DETAIL, built)
-    walk.emit(replace(listed, build=built or listed.build, detailed=True, incomplete=missing))
+    walk.emit(back_from_detail(listed, built, missing, keep_hash=True))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

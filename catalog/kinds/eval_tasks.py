@@ -9,14 +9,13 @@ per evaluated unit. ``state`` keeps the vendor's spelling (``Successed``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, String, Text
 
 from catalog.documented import fields
-from catalog.events import LISTING, UNANSWERED, VERSION, Record
+from catalog.events import LISTING, VERSION, Record, back_from_detail
 from catalog.kinds import eval_task_reports as reports
 from catalog.kinds.base import (
     DeleteView,
@@ -105,18 +104,16 @@ def _describe(walk: Walk, listed: Record) -> None:
     """The task's detail, then its report if it has ended."""
     task_id = str(listed.key)
     built = ask_detail(walk, listed, DETAIL, {"taskId": task_id}, row, ROUTE, id_field="taskId")
-    build = built or listed.build
     state = built()["state"] if built is not None else listed.obj.get("state")
     # Ended: its report is final. Was ended and no longer is (re-run): its report is asked
     # again too, and that answer (maybe empty) is the complete list of its units now.
     was = (listed.previous or {}).get("state")
-    answered = built is not None
+    reported = True
     if (state in FINAL or was in FINAL) and walk.enabled("eval_task_report"):
-        answered = reports.fetch(walk, task_id) and answered
+        reported = reports.fetch(walk, task_id)
     # A detail or report that failed: stored without a hash, so the next run asks again.
-    digest = listed.raw_hash if answered else UNANSWERED
     missing = incomplete_after(walk, listed, DETAIL, built)
-    walk.emit(replace(listed, build=build, raw_hash=digest, detailed=True, incomplete=missing))
+    walk.emit(back_from_detail(listed, built, missing, keep_hash=built is not None and reported))
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:
