@@ -2,9 +2,13 @@
 
 DescribeServices' list key and item fields are not visible in the documents, so every listed
 custom service is described (DescribeService, which the documents detail): a service's resource
-and charging state change without its listing item changing. DescribePresetServices has no
-documented paging and answers all presets at once. Both listings need a FullControl or Data
-policy (REFERENCE.md section 0): a read-only key gets one warning and no service is deleted.
+and charging state change without its listing item changing. That call is asked by hand, not
+through ``base.ask_detail``, because it fails differently: a refusal turns the whole kind off,
+not only the call; a failed call still records the listing's answer (``detailed``, never
+``incomplete``); an answer that cannot be built is kept as stored (``Keep``) instead of falling
+back to the listing's row. DescribePresetServices has no documented paging and answers all
+presets at once. Both listings need a FullControl or Data policy (REFERENCE.md section 0): a
+read-only key gets one warning and no service is deleted.
 """
 
 from __future__ import annotations
