@@ -1,7 +1,8 @@
-"""``kinds.base.list_records``: how a listing reaches the writer, page by page.
+"""``kinds.base.list_records``: how a listing reaches the writer, page by page; and
+``list_items``, a whole listing read item by item (sets, fine-tuning jobs, custom services).
 
-It decides what may be deleted afterwards (its ``ScopeDone``), so each way a page can go wrong
-is checked here against a stand-in walk that only collects what the listing emitted.
+They decide what may be deleted afterwards (their ``ScopeDone``), so each way a page can go
+wrong is checked here against a stand-in walk that only collects what the listing emitted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from catalog.bulk import answer_hash
 from catalog.documented import DriftLog
 from catalog.errors import ApiError
 from catalog.events import Page, ScopeDone
-from catalog.kinds.base import list_records
+from catalog.kinds.base import list_items, list_records
 
 CALL = "DescribeModelCompTasks"
 
@@ -54,13 +55,15 @@ def test_each_page_is_one_hand_off_and_the_scope_closes_with_the_count() -> None
     assert walk.failures == []
 
 
-def test_a_failed_page_fails_the_listing_and_closes_no_scope() -> None:
-    def pages() -> Iterator[list[dict[str, Any]]]:
-        yield [{"id": "t1"}]
-        raise ApiError("answer is not JSON", call=CALL)
+def _failing_after(first: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """A listing whose first page names ``first`` and whose second page fails."""
+    yield [first]
+    raise ApiError("answer is not JSON", call=CALL)
 
+
+def test_a_failed_page_fails_the_listing_and_closes_no_scope() -> None:
     walk = _Walk()
-    _list(walk, pages(), listing="amv-1")
+    _list(walk, _failing_after({"id": "t1"}), listing="amv-1")
     assert not any(isinstance(e, ScopeDone) for e in walk.events)
     assert [(f[0], f[1], f[2]) for f in walk.failures] == [("compression_task", CALL, "amv-1")]
     # What the first page named is still recorded (seen, never deleted for this run).
@@ -71,6 +74,28 @@ def test_a_parents_scope_closes_without_a_count() -> None:
     walk = _Walk()
     _list(walk, iter([[{"id": "t1"}]]), whole=False, listing="job-1")
     assert walk.events[-1] == ScopeDone("compression_task", "*", None)
+
+
+def _items(walk: _Walk, pages: Iterator[list[dict[str, Any]]]) -> list[str]:
+    """The ids ``list_items`` handed to ``each``, in order."""
+    seen: list[str] = []
+    list_items(walk, "fine_tuning_job", CALL, pages, lambda item: seen.append(item["id"]), "*")  # type: ignore[arg-type]
+    return seen
+
+
+def test_list_items_hands_each_item_in_order_then_closes_the_scope_with_the_count() -> None:
+    walk = _Walk()
+    assert _items(walk, iter([[{"id": "j1"}, {"id": "j2"}], [{"id": "j3"}]])) == ["j1", "j2", "j3"]
+    assert walk.events == [ScopeDone("fine_tuning_job", "*", 3)]
+    assert walk.failures == []
+
+
+def test_list_items_a_failed_page_fails_the_listing_and_closes_no_scope() -> None:
+    walk = _Walk()
+    # What the first page named is still handed on (recorded: seen, never deleted).
+    assert _items(walk, _failing_after({"id": "j1"})) == ["j1"]
+    assert walk.events == []
+    assert [(f[0], f[1], f[2]) for f in walk.failures] == [("fine_tuning_job", CALL, None)]
 
 
 def test_drift_is_found_page_by_page_as_item_by_item() -> None:

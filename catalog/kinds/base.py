@@ -155,6 +155,31 @@ def list_records(
     walk.emit(ScopeDone(kind, scope, count if whole else None))
 
 
+def list_items(
+    walk: Walk,
+    kind: str,
+    call: str,
+    pages: Pages,
+    each: Callable[[dict[str, Any]], None],
+    scope: str,
+) -> None:
+    """Read one whole listing of ``kind`` item by item, where the walk needs each item as it
+    comes rather than the writer a page at a time (``list_records``): ``each(item)`` records a
+    set or a job at once, since its children's calls need its row, or submits a service's
+    detail call. Then the ``ScopeDone`` of ``scope``, with the count. A failed page is the
+    listing's, which then sends no ``ScopeDone``, so nothing of ``scope`` is deleted."""
+    count = 0
+    try:
+        for page in pages:
+            count += len(page)
+            for item in page:
+                each(item)
+    except ApiError as exc:
+        walk.fail(kind, call, None, exc)
+        return
+    walk.emit(ScopeDone(kind, scope, count))
+
+
 def ask_detail(
     walk: Walk,
     listed: Record,

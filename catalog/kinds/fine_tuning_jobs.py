@@ -13,9 +13,8 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, String, Text, true
 
 from catalog.documented import fields
-from catalog.errors import ApiError
-from catalog.events import LISTING, Keep, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk
+from catalog.events import LISTING, Keep, Record
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, list_items
 from catalog.normalize import (
     NormalizeError,
     as_text,
@@ -66,26 +65,23 @@ def _start(walk: Walk, pages: Pages | None) -> None:
 
 
 def _list(walk: Walk) -> None:
-    count = 0
+    pages = walk.pages(LIST, {}, list_key=LIST_KEY, item_key="jobId", route=ROUTE)
+    list_items(walk, "fine_tuning_job", LIST, pages, partial(_record, walk), ALL)
+
+
+def _record(walk: Walk, item: dict[str, Any]) -> None:
+    """Record a listed job at once, then let its tasks submit their listing."""
+    job_id = str(item.get("jobId"))
+    walk.drift.check("fine_tuning_job", LIST, item, job_id)
     try:
-        for page in walk.pages(LIST, {}, list_key=LIST_KEY, item_key="jobId", route=ROUTE):
-            count += len(page)
-            for item in page:
-                job_id = str(item.get("jobId"))
-                walk.drift.check("fine_tuning_job", LIST, item, job_id)
-                try:
-                    built = row(item)
-                except NormalizeError as exc:
-                    # Listed, so not deleted; its tasks are neither walked nor deleted.
-                    walk.fail("fine_tuning_job", LIST, job_id, exc)
-                    walk.emit(Keep("fine_tuning_job", job_id))
-                    continue
-                walk.emit(Record.of("fine_tuning_job", built["job_id"], item, built, LIST))
-                walk.children("fine_tuning_job", built, False)
-    except ApiError as exc:
-        walk.fail("fine_tuning_job", LIST, None, exc)
+        built = row(item)
+    except NormalizeError as exc:
+        # Listed, so not deleted; its tasks are neither walked nor deleted.
+        walk.fail("fine_tuning_job", LIST, job_id, exc)
+        walk.emit(Keep("fine_tuning_job", job_id))
         return
-    walk.emit(ScopeDone("fine_tuning_job", ALL, count))
+    walk.emit(Record.of("fine_tuning_job", built["job_id"], item, built, LIST))
+    walk.children("fine_tuning_job", built, False)
 
 
 def _deletes(d: DeleteView) -> ColumnElement[bool] | None:

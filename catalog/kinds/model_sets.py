@@ -25,11 +25,10 @@ from catalog.events import (
     Client,
     Keep,
     Record,
-    ScopeDone,
     ScopedSet,
     back_from_detail,
 )
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answered_by, ask_detail
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answered_by, ask_detail, list_items
 from catalog.normalize import (
     NormalizeError,
     as_text,
@@ -172,10 +171,8 @@ def resolve(client: Client, refs: Sequence[str]) -> list[ScopedSet]:
     return found
 
 
-def _open(walk: Walk) -> Pages:
-    return walk.pages(
-        LIST_ACTIONS[False], {}, list_key=LIST_KEYS[False], item_key="modelSetId"
-    )
+def _pages(walk: Walk, system: bool) -> Pages:
+    return walk.pages(LIST_ACTIONS[system], {}, list_key=LIST_KEYS[system], item_key="modelSetId")
 
 
 def _start(walk: Walk, pages: Pages | None) -> None:
@@ -190,32 +187,19 @@ def _start(walk: Walk, pages: Pages | None) -> None:
 
 
 def _list(walk: Walk, system: bool, pages: Pages | None) -> None:
-    action = LIST_ACTIONS[system]
-    count = 0
-    try:
-        listing = pages if pages is not None else walk.pages(
-            action, {}, list_key=LIST_KEYS[system], item_key="modelSetId"
-        )
-        for page in listing:
-            count += len(page)
-            for item in page:
-                # Recorded at once (a signal must not lose what was fetched); its versions'
-                # calls go through a task per set, so the pool, which runs versions first,
-                # holds sets waiting, not every version of the page.
-                built = _record(walk, item, action, system, children=False)
-                if built is not None:
-                    walk.submit(partial(walk.children, "model_set", built, system), SET)
-    except (ApiError, NormalizeError) as exc:
-        walk.fail("model_set", action, None, exc)
-        return
-    walk.emit(ScopeDone("model_set", SYSTEM_SETS if system else CUSTOM_SETS, count))
+    if pages is None:
+        pages = _pages(walk, system)
+    action, scope = LIST_ACTIONS[system], SYSTEM_SETS if system else CUSTOM_SETS
+    each = partial(_record, walk, call=action, system=system, from_listing=True)
+    list_items(walk, "model_set", action, pages, each, scope)
 
 
 def _record(
-    walk: Walk, obj: dict[str, Any], call: str, system: bool, children: bool = True
-) -> dict[str, Any] | None:
-    """Record one set, then (``children``) let its versions, exports... submit their calls;
-    returns its row, None when its answer could not be used."""
+    walk: Walk, obj: dict[str, Any], call: str, system: bool, from_listing: bool = False
+) -> None:
+    """Record one set at once (a signal must not lose what was fetched), then let its versions,
+    exports... submit their calls; for a set ``from_listing``, through a task per set, so that
+    the pool, which runs versions first, holds sets waiting, not every version of the page."""
     set_id = str(obj.get("modelSetId"))
     walk.drift.check("model_set", call, obj, set_id)
     try:
@@ -224,11 +208,12 @@ def _record(
         walk.fail("model_set", call, set_id, exc)
         if obj.get("modelSetId"):
             walk.emit(Keep("model_set", set_id))
-        return None  # its versions are neither walked nor deleted: their scope stays open
+        return  # its versions are neither walked nor deleted: their scope stays open
     walk.emit(Record.of("model_set", built["model_set_id"], obj, built, call))
-    if children:
+    if from_listing:
+        walk.submit(partial(walk.children, "model_set", built, system), SET)
+    else:
         walk.children("model_set", built, system)
-    return built
 
 
 def _wants_detail(obj: Mapping[str, Any]) -> bool:
@@ -280,7 +265,7 @@ KIND = Kind(
     calls=CALLS,
     carried=tuple(CARRIED),
     partial_listing=False,
-    open_listing=_open,
+    open_listing=lambda walk: _pages(walk, False),
     start=_start,
     wants_detail=_wants_detail,
     detail=_detail,

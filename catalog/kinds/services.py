@@ -24,7 +24,7 @@ from catalog.bulk import answer_hash
 from catalog.documented import fields
 from catalog.errors import ApiError
 from catalog.events import LISTING, VERSION, Client, Keep, Record, ScopeDone
-from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answered_by, answers_for
+from catalog.kinds.base import DeleteView, Kind, Pages, Walk, answered_by, answers_for, list_items
 from catalog.normalize import (
     NormalizeError,
     as_int,
@@ -128,18 +128,14 @@ def _start(walk: Walk, pages: Pages | None) -> None:
 
 
 def _list(walk: Walk) -> None:
-    count = 0
-    try:
-        # The items' key is not documented (REFERENCE §8): the one ``...List`` there is.
-        for page in walk.pages(LIST, {}, list_key=None, item_key="serviceId", route=ROUTE):
-            count += len(page)
-            for item in page:
-                walk.drift.check("service", LIST, item, str(item.get("serviceId")))
-                walk.submit(partial(_describe, walk, item), VERSION)
-    except ApiError as exc:
-        walk.fail("service", LIST, None, exc)
-        return
-    walk.emit(ScopeDone("service", CUSTOM, count))
+    # The items' key is not documented (REFERENCE §8): the one ``...List`` there is.
+    pages = walk.pages(LIST, {}, list_key=None, item_key="serviceId", route=ROUTE)
+    list_items(walk, "service", LIST, pages, partial(_listed, walk), CUSTOM)
+
+
+def _listed(walk: Walk, item: dict[str, Any]) -> None:
+    walk.drift.check("service", LIST, item, str(item.get("serviceId")))
+    walk.submit(partial(_describe, walk, item), VERSION)
 
 
 def _describe(walk: Walk, item: dict[str, Any]) -> None:
