@@ -308,24 +308,19 @@ def _write_access(conn: Any) -> list[CheckResult]:
     ]
 
 
-def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[CheckResult]:
+def check_database(
+    database_url: str, account: str = DEFAULT_ACCOUNT, where: str = db.URL_SETTING
+) -> list[CheckResult]:
     """Connectivity of the database, then whether its schema matches this code, then the drift
-    ``account``'s last run met."""
+    ``account``'s last run met. ``where``: the setting that named the database, as the fix for
+    a missing file names it."""
     shown = db.describe_url(database_url)
     schema_skipped = CheckResult("schema", False, "not checked without a database", skipped=True)
     url = db.parse_url(database_url)
     path = db.sqlite_file(database_url)
     if path is not None and not path.is_file():
-        return [
-            CheckResult(
-                "database",
-                False,
-                f"{shown}: the file does not exist",
-                "run `qianfan-catalog db upgrade` (or a first sync) to create it, "
-                "or fix --database-url / CATALOG_DATABASE_URL",
-            ),
-            schema_skipped,
-        ]
+        missing = db.missing_file(path, where=where)
+        return [CheckResult("database", False, missing.what, missing.fix), schema_skipped]
     kwargs: dict[str, Any] = {}
     if url is not None and url.get_backend_name() == "postgresql":
         kwargs = {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
@@ -334,7 +329,7 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
     except CatalogError as exc:
         return [
             CheckResult(
-                "database", False, str(exc), "fix --database-url / CATALOG_DATABASE_URL",
+                "database", False, str(exc), f"fix {where}",
                 config=isinstance(exc, ConfigError),
             ),
             schema_skipped,
@@ -344,30 +339,14 @@ def check_database(database_url: str, account: str = DEFAULT_ACCOUNT) -> list[Ch
             conn.execute(text("SELECT 1"))
             results = [CheckResult("database", True, f"{shown} reachable")]
             state = db.schema_state(conn)
-            current = db.current_revision(conn) or "none"
-            head = db.head_revision()
+            current = db.current_revision(conn)
             if state == "current":
                 results.append(CheckResult("schema", True, f"revision {current} (up to date)"))
                 results.extend(_write_access(conn))
                 results.extend(_open_drift(conn, account))
-            elif state == "behind":
-                results.append(
-                    CheckResult(
-                        "schema",
-                        False,
-                        f"revision {current}, this version needs {head}",
-                        "run `qianfan-catalog db upgrade` (or a sync, unless --no-migrate)",
-                    )
-                )
             else:
-                results.append(
-                    CheckResult(
-                        "schema",
-                        False,
-                        f"revision {current} is newer than this version knows ({head})",
-                        "upgrade qianfan-catalog to the version that wrote this database",
-                    )
-                )
+                problem = db.schema_problem(state, current)
+                results.append(CheckResult("schema", False, problem.what, problem.fix))
             return results
     except (CatalogError, SQLAlchemyError) as exc:
         fix = (
@@ -425,10 +404,11 @@ def run_checks(
     secret_key: str,
     base_url: str,
     account: str = DEFAULT_ACCOUNT,
+    where: str = db.URL_SETTING,
 ) -> list[CheckResult]:
     return [
         *check_api(access_key, secret_key, base_url),
-        *check_database(database_url, account),
+        *check_database(database_url, account, where),
     ]
 
 

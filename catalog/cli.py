@@ -519,6 +519,7 @@ def _sync_options_from(ctx: click.Context, kw: dict[str, Any]) -> SyncOptions:
     values.update(
         account=account,
         database_url=ctx.obj["database_url"],
+        url_setting=_url_setting(ctx),
         migrate=not kw["no_migrate"],
         # --timeout is the read timeout; connecting gets the default's connect timeout, or less
         # when the read timeout is shorter (a call never waits longer than --timeout to start).
@@ -571,7 +572,7 @@ def check(ctx: click.Context, /, **kw: Any) -> None:
     account = _writer_account(ctx, kw)
     redact.add(kw["access_key"], kw["secret_key"])
     results = run_checks(ctx.obj["database_url"], kw["access_key"], kw["secret_key"],
-                         kw["base_url"], account)
+                         kw["base_url"], account, _url_setting(ctx))
     width = max(len(r.name) for r in results)
     for result in results:
         click.echo(redact.scrub(result.line(width)))  # a line may quote the API's words
@@ -746,26 +747,27 @@ def _format_option(f: Any) -> Any:
     )(f)
 
 
+def _url_setting(ctx: click.Context) -> str:
+    """The setting that named the database, for a fix to name: a user whose URL comes from the
+    config file would look for a flag or variable in vain."""
+    root = ctx.find_root()
+    if root.obj["sources"].get("database_url", "").startswith("file"):
+        return f"database_url in the config file {root.meta.get('config_file')}"
+    return db.URL_SETTING
+
+
 def _require_file(ctx: click.Context) -> None:
     """Commands that only read must not create an empty SQLite file where none was."""
     database_url = ctx.obj["database_url"]
     path = db.sqlite_file(database_url)
     if path is not None and not path.is_file():
-        root = ctx.find_root()
-        where = (
-            f"database_url in the config file {root.meta.get('config_file')}"
-            if root.obj["sources"].get("database_url", "").startswith("file")
-            else f"--database-url / {db.DATABASE_URL_ENV}"
-        )
+        where = _url_setting(ctx)
         if path.is_dir():
             raise DatabaseError(
                 f"{db.describe_url(database_url)}: {path} is a folder, not a database file "
                 f"(fix {where})"
             )
-        raise DatabaseError(
-            f"{db.describe_url(database_url)}: the file does not exist (fix {where}, or run "
-            "`qianfan-catalog sync` to create it)"
-        )
+        raise DatabaseError(str(db.missing_file(path, where=where)))
 
 
 def _show(ctx: click.Context, query: Any, fmt: str, stream: bool = False) -> None:

@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
@@ -384,20 +385,9 @@ def open_catalog(database_url: str, *, write: bool = False) -> Iterator[Connecti
     engine = read_only or create_engine_for(database_url)
     try:
         with connect(engine) as conn:
-            state = schema_state(conn)
-            if state == "ahead":
-                raise DatabaseError(_newer(conn))
-            if state != "current" and current_revision(conn) is None:
-                # An empty file (a first sync that failed before creating the schema)
-                raise DatabaseError(
-                    "the database holds no catalog yet (no sync has created it): run "
-                    "`qianfan-catalog sync`"
-                )
-            if state != "current":
-                raise DatabaseError(
-                    "the database's catalog schema is older than this version: run "
-                    "`qianfan-catalog db upgrade` (or a sync)"
-                )
+            problem = schema_problem_of(conn)
+            if problem is not None:
+                raise DatabaseError(str(problem))
             yield conn
     finally:
         engine.dispose()
@@ -448,11 +438,77 @@ def schema_state(connection: Connection) -> str:
     return "behind"
 
 
-def _newer(connection: Connection) -> str:
-    return (
-        f"database schema revision {current_revision(connection)} is newer than this "
-        f"qianfan-catalog ({SCHEMA_HEAD}) knows: upgrade qianfan-catalog"
+#: Where a database URL is set, as a fix names it when the command cannot tell which one was.
+URL_SETTING = f"--database-url / {DATABASE_URL_ENV}"
+
+#: A flag that keeps a command from bringing the schema to this version itself, so the fix
+#: must name another way.
+HeldBy = Literal["--no-migrate", "--dry-run"]
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """Why a database will not do for this code, and the fix: worded here alone, so a user
+    meets the same words for the same state whichever command met it (``check`` prints the
+    two in its columns, the other commands as one line)."""
+
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.fix}"
+
+
+def missing_file(
+    path: Path, held_by: HeldBy | None = None, where: str = URL_SETTING
+) -> SchemaProblem:
+    """An SQLite file that does not exist: ``where`` names the setting that chose it, since a
+    mistyped path is as likely as a database not made yet."""
+    return SchemaProblem(
+        f"the database file {path} does not exist", f"{_fix(True, held_by)}, or fix {where}"
     )
+
+
+def schema_problem(state: str, current: str | None, held_by: HeldBy | None = None) -> SchemaProblem:
+    """A ``schema_state`` other than ``current``, of a database at revision ``current``, as a
+    problem. An empty database is not called behind: no catalog was ever there, and the fix is
+    a first sync, not a migration."""
+    if state == "ahead":
+        return SchemaProblem(
+            f"the database's schema is at revision {current}, newer than this qianfan-catalog "
+            f"knows (its newest is {SCHEMA_HEAD})",
+            "upgrade qianfan-catalog to a version that knows it",
+        )
+    if current is None:
+        return SchemaProblem(
+            "the database holds no catalog yet (no sync has created it)", _fix(True, held_by)
+        )
+    return SchemaProblem(
+        f"the database's schema is at revision {current}, older than this qianfan-catalog's "
+        f"{SCHEMA_HEAD}",
+        _fix(False, held_by),
+    )
+
+
+def schema_problem_of(
+    connection: Connection, held_by: HeldBy | None = None
+) -> SchemaProblem | None:
+    """:func:`schema_problem` for the database on ``connection``, None when it is current (no
+    second query then: a current schema is every sync's and every read's case)."""
+    state = schema_state(connection)
+    if state == "current":
+        return None
+    return schema_problem(state, current_revision(connection), held_by)
+
+
+def _fix(create: bool, held_by: HeldBy | None) -> str:
+    if held_by == "--no-migrate":
+        return "run `qianfan-catalog db upgrade` first, or drop --no-migrate"
+    if held_by == "--dry-run":
+        return "run `qianfan-catalog db upgrade` first (a dry run migrates nothing)"
+    if create:
+        return "run `qianfan-catalog sync` (or `qianfan-catalog db upgrade`) to create it"
+    return "run `qianfan-catalog db upgrade` (or `qianfan-catalog sync`) to migrate it"
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
@@ -533,15 +589,14 @@ def ensure_schema(connection: Connection, migrate: bool, wait: float | None = No
 
 def _ensure_once(connection: Connection, migrate: bool) -> None:
     state = schema_state(connection)
-    if state == "ahead":
-        raise DatabaseError(_newer(connection))
-    if state == "behind":
-        if not migrate:
-            raise DatabaseError(
-                "database schema is behind this version: run `qianfan-catalog db upgrade` "
-                "or drop --no-migrate"
-            )
+    if state == "current":
+        return
+    if state == "behind" and migrate:
         upgrade(connection)
+        return
+    held_by: HeldBy | None = None if migrate else "--no-migrate"
+    problem = schema_problem(state, current_revision(connection), held_by)
+    raise DatabaseError(str(problem))
 
 
 def is_memory_url(url: str) -> bool:

@@ -91,6 +91,8 @@ class SyncOptions:
     #: Write every request and answer (credentials, signatures, dates, request ids removed)
     #: to ``record_dir/calls.jsonl``, for ``fake-server --replay``.
     record_dir: str | None = None
+    #: The setting that named the database, for a fix to name (the config file's, or a flag).
+    url_setting: str = db.URL_SETTING
 
 
 @dataclass
@@ -555,10 +557,9 @@ def run_sync(
             options.database_url, options.commit_interval
         )
         if fresh and not options.migrate:
-            raise DatabaseError(
-                f"no database at {db.sqlite_file(options.database_url)} and --no-migrate: run "
-                "`qianfan-catalog db upgrade` to create it, or drop --no-migrate"
-            )
+            path = db.sqlite_file(options.database_url)
+            assert path is not None  # a new file is an SQLite one
+            raise DatabaseError(str(db.missing_file(path, "--no-migrate", options.url_setting)))
         if fresh:
             locked.enter_context(locks.writer_lock(engine, options.lock_timeout, options.account))
             if _new_file(options.database_url):  # still, now that the lock is this run's
@@ -589,10 +590,8 @@ def run_sync(
                 if state == "behind" and db.current_revision(conn) is None:
                     db.upgrade(conn)  # an empty database: plan against an empty catalog
                 elif state != "current":
-                    raise CatalogError(
-                        "a dry run needs an up-to-date schema: run `qianfan-catalog db upgrade` "
-                        "first"
-                    )
+                    problem = db.schema_problem(state, db.current_revision(conn), "--dry-run")
+                    raise CatalogError(str(problem))
             revision = db.current_revision(conn)
             # What is left of --lock-timeout after the account's lock.
             locked.enter_context(locks.legacy_lock(conn, revision, lock_deadline, stop))

@@ -438,7 +438,7 @@ def test_a_schema_newer_than_the_code_asks_for_a_newer_qianfan_catalog(tmp_path:
         result = run("--database-url", url, *command)
         assert result.exit_code == 6
         (line,) = result.stderr.splitlines()
-        assert "revision 9999 is newer than this qianfan-catalog" in line
+        assert "schema is at revision 9999, newer than this qianfan-catalog knows" in line
         assert "upgrade qianfan-catalog" in line and "db upgrade" not in line
     result = run("--database-url", url, "db", "current")
     assert result.exit_code == 6, result.output
@@ -591,7 +591,8 @@ def test_no_migrate_on_a_new_file_is_refused_before_any_call(tmp_path: Path) -> 
         result = run("--database-url", "sqlite:///new.db", "sync", "--no-migrate", server=server)
         assert server.call_count() == 0
     assert result.exit_code == 6, result.output
-    assert "no database at" in result.stderr and "db upgrade" in result.stderr
+    assert "new.db does not exist" in result.stderr and "drop --no-migrate" in result.stderr
+    assert "db upgrade` first" in result.stderr
     assert not (tmp_path / "new.db").exists()
 
 

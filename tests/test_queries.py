@@ -250,8 +250,8 @@ def test_cli_on_a_database_without_catalog_says_so(tmp_path: Path) -> None:
     result = _cli(f"sqlite:///{path}", "runs")
     assert result.exit_code == ExitCode.DATABASE, result.output
     assert result.output.splitlines() == [
-        f"Error: sqlite:///{path}: the file does not exist (fix --database-url / "
-        "CATALOG_DATABASE_URL, or run `qianfan-catalog sync` to create it)"]
+        f"Error: the database file {path} does not exist: run `qianfan-catalog sync` (or "
+        "`qianfan-catalog db upgrade`) to create it, or fix --database-url / CATALOG_DATABASE_URL"]
     assert not path.exists()
 
 
