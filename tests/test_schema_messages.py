@@ -142,3 +142,10 @@ def test_a_missing_file_named_by_the_config_file_is_fixed_there(
     line = error_line(run(server, None, "sync", "--no-migrate"), 6)
     assert line.endswith("or fix database_url in the config file qianfan-catalog.toml"), line
 
+
+
+def test_the_readme_quotes_the_fixes_as_they_are() -> None:
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    for held_by in (None, "--no-migrate"):
+        fix = db.schema_problem("behind", "0010", held_by).fix
+        assert fix in readme, fix
