@@ -422,6 +422,29 @@ def current_revision(connection: Connection) -> str | None:
     return found[0] if found else None
 
 
+def holds_no_catalog(database_url: str) -> bool:
+    """Whether the existing database at ``database_url`` has no catalog schema yet, found out
+    without writing to it (a dry run asks: it plans such a database in memory). An SQLite
+    file is read ``mode=ro``, as opening it for writing switches it to WAL."""
+    path = sqlite_file(database_url)
+    if path is not None:
+        if not path.is_file():
+            return False  # a folder, say: the sync's own checks say what is wrong with it
+        if path.stat().st_size == 0:
+            return True
+        import sqlite3
+
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+    else:
+        engine = create_engine_for(database_url)
+    try:
+        with connect(engine) as conn:
+            return current_revision(conn) is None
+    finally:
+        engine.dispose()
+
+
 def schema_state(connection: Connection) -> str:
     """``current``, ``behind`` (migrations pending, incl. an empty database) or ``ahead``."""
     current = current_revision(connection)

@@ -519,13 +519,16 @@ def _new_file(url: str) -> bool:
 
 def _plan_engine(options: SyncOptions) -> Engine | None:
     """For a dry run on a database that does not exist yet or has no schema: an empty catalog
-    in memory to plan against (everything is an insert), so the plan creates no file."""
+    in memory to plan against (everything is an insert), so the plan creates no file and no
+    table (migrating the empty database would write the schema a dry run promises not to)."""
     if not options.dry_run:
         return None
     if db.is_memory_url(options.database_url):
         return db.create_engine_for("sqlite://")
     path = db.sqlite_file(options.database_url)
     if path is not None and not path.exists():
+        return db.create_engine_for("sqlite://")
+    if db.holds_no_catalog(options.database_url):
         return db.create_engine_for("sqlite://")
     return None
 

@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from catalog import db
 from catalog.errors import ConfigError, ExitCode, MassDeleteRefused
@@ -327,6 +327,27 @@ def test_dry_run_on_a_new_database_plans_inserts_and_creates_no_file(tmp_path: A
     assert summary.counts["model_set_inserted"] == len(catalog.keys("model_set"))
     assert summary.counts["compression_task_inserted"] == 5
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.empty_database
+def test_dry_run_on_an_empty_database_plans_inserts_and_creates_no_table(db_url: str) -> None:
+    """An empty database (a file made by hand, a PostgreSQL database just created) is planned
+    in memory as a missing file is: migrating it would write the schema."""
+    path = db.sqlite_file(db_url)
+    if path is not None:
+        path.touch()
+    catalog = FakeCatalog.generate(seed=41, model_sets=2, comp_tasks=5, eval_exports=0)
+    with fake_console(catalog) as server:
+        summary = sync(db_url, server, dry_run=True)
+    assert summary.dry_run and summary.status == "success"
+    assert summary.counts["compression_task_inserted"] == 5
+    if path is not None:
+        assert path.stat().st_size == 0
+    engine = db.create_engine_for(db_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
 
 
 def test_in_memory_sqlite_is_refused_for_a_sync() -> None:
