@@ -594,7 +594,7 @@ def run_sync(
                     db.upgrade(conn)  # an empty database: plan against an empty catalog
                 elif state != "current":
                     problem = db.schema_problem(state, db.current_revision(conn), "--dry-run")
-                    raise CatalogError(str(problem))
+                    raise DatabaseError(str(problem))
             revision = db.current_revision(conn)
             # What is left of --lock-timeout after the account's lock.
             locked.enter_context(locks.legacy_lock(conn, revision, lock_deadline, stop))
