@@ -549,3 +549,96 @@ def test_a_refusal_right_at_a_bisection_raise_moves_the_plateau_without_a_dip() 
     refused_after(limiter, fake, 0)  # sent at the pace that held, answered right away
     assert limiter.rate == pytest.approx(held * 0.98, rel=1e-3)
     assert limiter.settled_rate() == pytest.approx(limiter.rate)
+
+
+# --- refusals of the overload already cut for (``RateLimiter._same_overload``) -------------------
+
+
+def answered(
+    *answers: tuple[float, float, bool],
+    limiter: RateLimiter | None = None,
+    fake: FakeTime | None = None,
+) -> tuple[FakeTime, RateLimiter]:
+    """Answers given in order, each (when it came, when its call was sent, throttled), to
+    ``limiter`` on ``fake`` (by default a new one: ceiling 20, no margin), with no hold."""
+    fake = fake or FakeTime()
+    limiter = limiter or limiter_on(fake, 20.0, margin=0.0)
+    for at, sent, throttled in answers:
+        fake.now = at
+        limiter.feedback(sent, throttled=throttled)
+    return fake, limiter
+
+
+def test_the_same_overload_spans_less_than_a_window_from_the_refused_call() -> None:
+    """With no hold and nothing accepted since the cut, a refusal of a call sent less than a
+    window after the refused one is the overload already cut for; one sent a whole window
+    after it went in a window of its own."""
+    fake, limiter = answered((1000.0, 1000.0, True), (1000.999, 1000.999, True))
+    assert (limiter.throttles, limiter.cuts) == (2, 1)
+    answered((1001.0, 1001.0, True), limiter=limiter, fake=fake)
+    assert (limiter.throttles, limiter.cuts) == (3, 2)
+
+
+def test_the_same_overloads_window_runs_from_when_the_refused_call_was_sent() -> None:
+    """The refusal that cut came back half a second after its call went: the server's window
+    is counted from the send, so a call sent 1.25 s after that one is a new signal, although
+    it went only 0.75 s after the answer."""
+    _, limiter = answered((1000.5, 1000.0, True), (1001.25, 1001.25, True))
+    assert limiter.cuts == 2
+
+
+def test_a_call_accepted_while_the_refusal_that_cut_was_in_flight_ends_the_overload() -> None:
+    """A call sent after the refused one, before its answer came, and accepted: the server's
+    window had room again, so a later refusal is about the new pace."""
+    _, limiter = answered(
+        (1000.05, 1000.0, True), (1000.08, 1000.03, False), (1000.3, 1000.3, True)
+    )
+    assert limiter.cuts == 2
+
+
+def test_a_call_accepted_after_the_refused_one_was_sent_does_not_make_it_new() -> None:
+    """Answers may come back out of order: a call sent after the refused one and accepted
+    first shows the server's window had room only after that refusal was sent."""
+    fake, limiter = answered(
+        (1000.0, 1000.0, True),
+        (1000.25, 1000.22, False),
+        (1000.3, 1000.2, True),  # sent before the accepted one: the same overload
+    )
+    assert (limiter.throttles, limiter.cuts) == (2, 1)
+    answered((1000.3, 1000.3, True), limiter=limiter, fake=fake)  # sent after it: a new one
+    assert (limiter.throttles, limiter.cuts) == (3, 2)
+
+
+def test_an_accepted_call_on_the_same_clock_reading_as_a_refused_one_proves_nothing() -> None:
+    """On a coarse clock (15.6 ms on Windows) two workers' calls share a reading, and which one
+    the server counted first is unknown. A call accepted on the refused call's reading, or on
+    the later refusal's, is not taken as a window that had room since: a missed cut costs a
+    refusal more, a wrong one 30% of the pace."""
+    _, limiter = answered(
+        (1000.0, 1000.0, True),
+        (1000.0, 1000.0, False),
+        (1000.3, 1000.3, False),
+        (1000.3, 1000.3, True),
+    )
+    assert (limiter.throttles, limiter.cuts) == (2, 1)
+
+
+def test_a_call_sent_on_the_clock_reading_of_the_cut_was_sent_before_it() -> None:
+    """Held after a cut, the overload rule does not apply, but TCP's does: a refusal of a call
+    sent on the very reading at which the cut was made was sent at the old pace."""
+    fake, limiter = answered((1000.0, 1000.0, True))
+    limiter.hold(1.0)
+    answered((1000.0, 1000.0, True), limiter=limiter, fake=fake)
+    assert (limiter.throttles, limiter.cuts) == (2, 1)
+
+
+def test_a_cut_ends_what_the_hold_before_it_said() -> None:
+    """Refused, held, refused again after the hold (a new signal), and this time no hold (the
+    server mixes a Retry-After 429 with body-coded error_code 18): a refusal right after the
+    second cut is the overload already cut for, whatever the first hold was."""
+    fake, limiter = answered((1000.0, 1000.0, True))
+    limiter.hold(1.0)
+    answered((1001.0, 1001.0, True), limiter=limiter, fake=fake)
+    assert limiter.cuts == 2
+    answered((1001.2, 1001.2, True), limiter=limiter, fake=fake)
+    assert (limiter.throttles, limiter.cuts) == (3, 2)
