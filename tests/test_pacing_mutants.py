@@ -551,6 +551,27 @@ def test_a_refusal_right_at_a_bisection_raise_moves_the_plateau_without_a_dip() 
     assert limiter.settled_rate() == pytest.approx(limiter.rate)
 
 
+def test_going_back_to_a_pace_that_held_never_goes_below_the_floor() -> None:
+    """Rule 1 goes back to the pace that held, or to the margin below the refused rate if that
+    is lower: with the pace held at the floor (``min_rate``) and the slow probe just above it
+    refused, the margin below the refused rate is under the floor, and the floor wins, as in
+    every other rule."""
+    fake = FakeTime()
+    limiter = limiter_on(fake, 10.0, min_rate=9.7)
+    refused_after(limiter, fake, 0)  # the pace, 9.8, refused: the plateau is the floor
+    assert limiter.rate == pytest.approx(9.7)
+    limiter.hold(1.0)
+    succeed(limiter, fake, fake.now + 7.0)  # 9.7 held, and the probe has crept above it
+    probe = limiter.rate
+    assert 9.7 < probe < 9.7 / 0.98
+    fake.now += 1.0  # a lull: the count says nothing, the probe's pace itself is refused
+    refused_after(limiter, fake, 0)
+    assert limiter.refused_rate == pytest.approx(probe)
+    assert limiter.rate == pytest.approx(9.7)
+    assert limiter.settled_rate() == pytest.approx(9.7)
+    assert limiter.acquire() == pytest.approx(1 / 9.7)
+
+
 # --- refusals of the overload already cut for (``RateLimiter._same_overload``) -------------------
 
 

@@ -497,7 +497,7 @@ class RateLimiter:
                 self._plateau = midpoint
                 self._raised = True
             else:
-                self._plateau = min(self._good, self._bad * (1 - self.margin))
+                self._plateau = max(min(self._good, self._bad * (1 - self.margin)), self.min_rate)
         elif refused < self._rate * (1 - 2 * self.margin):
             # Rule 2: counted clearly below the pace. Soon after a refusal that made everyone
             # hold, the count is suspect (a fixed window out of phase): by 1 - beta, the
