@@ -18,11 +18,13 @@ from tests.test_rate_adaptive import (
     InFlight,
     at_a_bisection_raise,
     drive,
+    drive_in_flight,
     limiter_on,
     refused_after,
     refused_again_after_a_hold,
     succeed,
     went_with_a_late_wake,
+    within_5pct_from,
 )
 from tests.test_retry import FakeTime
 
@@ -663,3 +665,41 @@ def test_a_cut_ends_what_the_hold_before_it_said() -> None:
     assert limiter.cuts == 2
     answered((1001.2, 1001.2, True), limiter=limiter, fake=fake)
     assert (limiter.throttles, limiter.cuts) == (3, 2)
+
+
+# --- the window estimate ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("phase", "seed", "within"), [(0.3, 12, 5.0), (0.75, 30, 7.0)])
+def test_the_window_estimate_allows_for_the_spread_of_latencies(
+    phase: float, seed: int, within: float
+) -> None:
+    """Answers 30-40 ms in flight, fixed windows at 40: a call's time at the server is known to
+    within half the latencies' spread, so a call that near a window's edge may lie on either
+    side of it. At these phases the pace is within 5% of the limit from 3.6 s and 6.2 s;
+    taking the send times as exact (no spread kept) took until 7.6 s and 8.2 s, and so did
+    counting a refused call's window, or the windows around it, to their very edges (8.2 s
+    at the second phase), or from a spread before the edge (7.6 s and 8.2 s)."""
+    sends = drive_in_flight("fixed", 40.0, 30.0, phase=phase, seed=seed)
+    assert within_5pct_from(sends, 40.0) <= within
+
+
+def test_tight_window_bounds_set_the_pace_the_margin_below_the_limit() -> None:
+    """Fixed windows at 10, refused soon after a hold: the window estimate finds exactly 10
+    calls a window, so the limit is found: the pace goes to it less the margin (9.8), not to
+    the middle of the bracket or its top."""
+    limiter, sends = drive("fixed", 10.0, 50.0, 6.0, phase=0.8)
+    assert [rate for _, accepted, rate in sends if not accepted] == pytest.approx(
+        [14.0, 9.8], rel=1e-3
+    )
+    assert limiter.rate == pytest.approx(9.8, rel=1e-3)
+
+
+def test_a_count_at_a_steady_pace_without_holds_is_not_bracketed() -> None:
+    """Fixed windows at 10 refusing with no Retry-After, answers in flight: no hold, so the
+    count before the refusal was sent at a steady pace and is the limit (rule 2, less the
+    margin: 9.8). The window estimate is for counts a hold made suspect; bracketing this one
+    took the pace to 9.41, and 4 s instead of 1.9 to come within 5%."""
+    sends = drive_in_flight("fixed", 10.0, 10.0, phase=0.925, seed=37, retry_after=False)
+    assert [rate for _, accepted, rate in sends if not accepted][-1] == pytest.approx(9.8, rel=1e-3)
+    assert within_5pct_from(sends, 10.0) <= 3.0
