@@ -632,6 +632,19 @@ def test_a_call_accepted_after_the_refused_one_was_sent_does_not_make_it_new() -
     assert (limiter.throttles, limiter.cuts) == (3, 2)
 
 
+def test_any_call_accepted_between_ends_the_overload_whatever_was_answered_last() -> None:
+    """Answers come back out of order: a call sent after the refused one that cut, and
+    accepted, ends the overload for a refusal sent after it, even when the last answer that
+    came was to a call sent later still."""
+    _, limiter = answered(
+        (1000.0, 1000.0, True),
+        (1000.15, 1000.1, False),
+        (1000.45, 1000.4, False),
+        (1000.5, 1000.3, True),
+    )
+    assert limiter.cuts == 2
+
+
 def test_an_accepted_call_on_the_same_clock_reading_as_a_refused_one_proves_nothing() -> None:
     """On a coarse clock (15.6 ms on Windows) two workers' calls share a reading, and which one
     the server counted first is unknown. A call accepted on the refused call's reading, or on
