@@ -680,6 +680,22 @@ def test_a_cut_ends_what_the_hold_before_it_said() -> None:
     assert (limiter.throttles, limiter.cuts) == (3, 2)
 
 
+def test_a_retry_after_inside_a_longer_hold_still_counts_as_the_wait_kept() -> None:
+    """A 503's long Retry-After holds everyone; a throttle answered meanwhile cuts and asks a
+    shorter wait, which the longer hold already keeps. The calls after it go in a window of
+    their own, so a refusal of one of them is news: it cuts (it is not the same overload)."""
+    fake, limiter = answered()
+    limiter.hold(0.5)  # the 503's, until 1000.5
+    answered((1000.1, 999.98, True), limiter=limiter, fake=fake)  # sent before the hold
+    limiter.hold(0.3)  # the throttle's own, until 1000.4: inside the longer hold
+    assert limiter.cuts == 1
+    fake.now = 1000.5
+    limiter.acquire()  # the first call after the hold, within a window of the refused one
+    assert fake.now == pytest.approx(1000.5)
+    answered((1000.55, 1000.5, True), limiter=limiter, fake=fake)
+    assert (limiter.throttles, limiter.cuts) == (2, 2)
+
+
 # --- the window estimate ------------------------------------------------------------------------
 
 

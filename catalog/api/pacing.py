@@ -268,17 +268,19 @@ class RateLimiter:
         """Stop every caller for ``seconds`` from now (the server's ``Retry-After``).
 
         Holds overlap rather than add up: a hold never ends later than the latest one asked for.
+        One that ends inside a longer one still counts as the server's wait being kept since
+        the last cut (``_same_overload``, rule 3's ``repeated``).
         """
         if seconds <= 0:
             return
         with self._lock:
+            self._hold_since_cut = True
             now = self._clock()
             until = now + seconds
             if until <= self._hold_until:
                 return
             self._hold_until = until
             self._hold_epoch += 1
-            self._hold_since_cut = True
 
     # -- feedback -------------------------------------------------------------------------
 
@@ -313,13 +315,15 @@ class RateLimiter:
 
     def _same_overload(self, sent_at: float) -> bool:
         """A refusal of a call sent less than a ``window`` after the one that cut, with no hold
-        since: the server's window may still count the calls sent before the cut, so it says
-        nothing of the new pace.
+        since and no call sent in between accepted: the server's window may still count the
+        calls sent before the cut, so it says nothing of the new pace.
 
         A server that throttles without ``Retry-After`` (a body-coded ``error_code`` 18, a bare
-        429) leaves the callers sending into a window already full: each refusal cut again, and
-        fixed windows at 30 took the pace from 49 to 17 within half a second, to settle near 24.
-        With a hold, the calls after it go in a window of their own, and the rules apply.
+        429) leaves the callers sending into a window already full, and when each such refusal
+        cut again, fixed windows took the pace far under their limit within a fraction of a
+        second (README, *Fixed windows with no Retry-After*). With a hold, the calls after it go
+        in a window of their own; an accepted call says the window has room again (a bucket's
+        refusals come between acceptances, and each is news): the rules apply then.
         """
         if self._hold_since_cut or sent_at - self._cut_sent >= self.window:
             return False
