@@ -128,3 +128,17 @@ def test_drift_is_found_page_by_page_as_item_by_item() -> None:
     clean = DriftLog()
     clean.check_page("compression_task", CALL, [dict.fromkeys(required, "x")], "id")
     assert clean.found == {}
+
+
+def test_a_set_whose_answer_cannot_be_built_is_kept_whatever_id_the_listing_accepted() -> None:
+    """The listing accepts an integer id, 0 included (``normalize.is_id``); a set whose row
+    cannot be built is then kept as stored (``Keep``), or the listing's end would delete it."""
+    from catalog.events import Keep
+    from catalog.kinds import model_sets
+
+    for set_id in (0, "am-1"):
+        walk = _Walk()
+        broken = {"modelSetId": set_id, "modelSetName": "x"}  # no modelIds: cannot be built
+        model_sets._record(walk, broken, "DescribeModelSets", system=False, from_listing=True)  # type: ignore[arg-type]
+        assert walk.events == [Keep("model_set", str(set_id))]
+        assert [f[2] for f in walk.failures] == [str(set_id)]

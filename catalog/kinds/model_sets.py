@@ -206,7 +206,7 @@ def _record(
         built = row(obj, is_system=system)
     except NormalizeError as exc:
         walk.fail("model_set", call, set_id, exc)
-        if obj.get("modelSetId"):
+        if is_id(obj.get("modelSetId")):  # as the listing checks it: 0 is an id too
             walk.emit(Keep("model_set", set_id))
         return  # its versions are neither walked nor deleted: their scope stays open
     walk.emit(Record.of("model_set", built["model_set_id"], obj, built, call))
