@@ -617,7 +617,12 @@ def db_group() -> None:
 def upgrade(ctx: click.Context, lock_timeout: float) -> None:
     """Apply pending schema migrations."""
     revision, before = db.upgrade_database(ctx.obj["database_url"], lock_timeout)
-    click.echo(f"schema at revision {revision} ({before} before)")
+    if before == revision:
+        click.echo(f"schema at revision {revision} (already current: nothing to migrate)")
+    elif before is None:
+        click.echo(f"schema at revision {revision} (created: the database held no catalog)")
+    else:
+        click.echo(f"schema at revision {revision} (migrated from {before})")
 
 
 @db_group.command()

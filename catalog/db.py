@@ -548,9 +548,11 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
         raise DatabaseError(f"migration failed: {str(exc).splitlines()[0]}") from None
 
 
-def upgrade_database(database_url: str, lock_timeout: float = 0.0) -> tuple[str | None, str]:
-    """Bring the database at ``database_url`` to head: its revision after, and its schema state
-    before (``schema_state``). A newer schema raises with the fix.
+def upgrade_database(
+    database_url: str, lock_timeout: float = 0.0
+) -> tuple[str | None, str | None]:
+    """Bring the database at ``database_url`` to head: its revision after, and before (None: no
+    catalog yet). A newer schema raises with the fix.
 
     Through the sync writer's engine: on SQLite its transactions take the write lock at BEGIN,
     so an upgrade and a sync (or two upgrades) creating the schema take turns, as the schema
@@ -563,12 +565,19 @@ def upgrade_database(database_url: str, lock_timeout: float = 0.0) -> tuple[str 
     engine = writer_engine(database_url)
     try:
         with connect(engine) as conn:
-            before = schema_state(conn)
+            met = [current_revision(conn)]
             deadline = time.monotonic() + lock_timeout
-            with locks.legacy_lock(conn, current_revision(conn), deadline, threading.Event()):
+
+            def migrate() -> None:
+                # Read again under the schema lock: an upgrade that waited for another finds
+                # the schema that one left, and says so.
+                met[0] = current_revision(conn)
+                _ensure_once(conn, migrate=True)
+
+            with locks.legacy_lock(conn, met[0], deadline, threading.Event()):
                 conn.rollback()
-                ensure_schema(conn, migrate=True)
-                return current_revision(conn), before
+                locks.under_schema_lock(conn, migrate, None, conn.info.get(STOP_KEY))
+                return current_revision(conn), met[0]
     finally:
         engine.dispose()
 

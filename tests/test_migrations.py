@@ -76,6 +76,11 @@ def test_two_db_upgrades_of_a_new_sqlite_file_take_turns(tmp_path: Path) -> None
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outcomes = [(proc.wait(timeout=120), proc.communicate()) for proc in procs]
     assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    # One created the schema; each of the others says it found it current, having waited.
+    said = sorted(out.strip().split(" (", 1)[1] for _, (out, _) in outcomes)
+    assert said == ["already current: nothing to migrate)"] * 2 + [
+        "created: the database held no catalog)"
+    ], said
     engine = db.create_engine_for(url)
     with engine.connect() as conn:
         assert db.schema_state(conn) == "current"

@@ -149,3 +149,23 @@ def test_the_readme_quotes_the_fixes_as_they_are() -> None:
     for held_by in (None, "--no-migrate"):
         fix = db.schema_problem("behind", "0010", held_by).fix
         assert fix in readme, fix
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ("empty", "(created: the database held no catalog)"),
+        ("behind", "(migrated from 0010)"),
+    ],
+)
+def test_db_upgrade_says_what_it_did(
+    tmp_path: Path, server: FakeServer, state: str, said: str
+) -> None:
+    url, _ = database(tmp_path, state)
+    first = run(server, url, "db", "upgrade")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip() == f"schema at revision {db.SCHEMA_HEAD} {said}"
+    again = run(server, url, "db", "upgrade")
+    assert again.stdout.strip() == (
+        f"schema at revision {db.SCHEMA_HEAD} (already current: nothing to migrate)"
+    )
