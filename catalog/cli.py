@@ -637,10 +637,12 @@ def current(ctx: click.Context) -> None:
     _require_file(ctx)
     engine = db.create_engine_for(ctx.obj["database_url"])
     with db.connect(engine) as conn:
-        state = db.schema_state(conn)
-        click.echo(
-            f"revision {db.current_revision(conn) or 'none'} (head {db.head_revision()}): {state}"
-        )
+        state, revision = db.schema_state(conn), db.current_revision(conn)
+        said = state
+        if state == "behind":  # not an error: the next sync migrates (unless --no-migrate)
+            pending = "no catalog yet" if revision is None else "migrations pending"
+            said = f"behind, {pending} (the next sync or `qianfan-catalog db upgrade` applies them)"
+        click.echo(f"revision {revision or 'none'} (head {db.head_revision()}): {said}")
         if state == "ahead":
             db.ensure_schema(conn, migrate=False)  # raises the newer schema's error
     engine.dispose()

@@ -169,3 +169,21 @@ def test_db_upgrade_says_what_it_did(
     assert again.stdout.strip() == (
         f"schema at revision {db.SCHEMA_HEAD} (already current: nothing to migrate)"
     )
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ("empty", "revision none (head {head}): behind, no catalog yet"),
+        ("behind", "revision 0010 (head {head}): behind, migrations pending"),
+    ],
+)
+def test_db_current_says_what_pending_means(
+    tmp_path: Path, server: FakeServer, state: str, said: str
+) -> None:
+    url, _ = database(tmp_path, state)
+    result = run(server, url, "db", "current")
+    assert result.exit_code == 0, result.output  # pending migrations are the next sync's
+    assert result.stdout.strip() == said.format(head=db.SCHEMA_HEAD) + (
+        " (the next sync or `qianfan-catalog db upgrade` applies them)"
+    )
