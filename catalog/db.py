@@ -364,12 +364,19 @@ def _read_only_engine(path: Path) -> Engine | None:
     target = path.resolve()
     if os.access(target, os.W_OK) and os.access(target.parent, os.W_OK):
         return None
-    import sqlite3
-
     frozen = bool(os.statvfs(target.parent).f_flag & os.ST_RDONLY) or (
         not os.access(target.parent, os.W_OK) and not Path(f"{target}-shm").exists()
     )
-    uri = f"file:{quote(str(target))}?mode=ro" + ("&immutable=1" if frozen else "")
+    return _sqlite_reader(target, frozen)
+
+
+def _sqlite_reader(path: Path, immutable: bool = False) -> Engine:
+    """An engine on the SQLite file at ``path`` opened ``mode=ro``: it writes nothing, not even
+    the switch to WAL that opening it for writing makes (``immutable``: it also takes no locks
+    and reads no ``-shm`` index; see :func:`_read_only_engine`)."""
+    import sqlite3
+
+    uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
     return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
 
 
@@ -432,10 +439,7 @@ def holds_no_catalog(database_url: str) -> bool:
             return False  # a folder, say: the sync's own checks say what is wrong with it
         if path.stat().st_size == 0:
             return True
-        import sqlite3
-
-        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+        engine = _sqlite_reader(path.resolve())
     else:
         engine = create_engine_for(database_url)
     try:

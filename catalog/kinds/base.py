@@ -136,23 +136,17 @@ def list_records(
     otherwise ``scope`` is a parent's. ``listing``: how ``sync_errors`` names the listing when
     it fails (None: the account's whole listing).
     """
-    count = 0
-    try:
-        for page in pages:
-            count += len(page)
-            walk.drift.check_page(kind, call, page, key)
-            records = []
-            for item in page:
-                entity = str(item[key])
-                records.append(
-                    Record(kind, entity, item, answer_hash(item), partial(build, item), call)
-                )
-            if records:
-                walk.emit(Page(records))  # one hand-off per page, not per item
-    except ApiError as exc:
-        walk.fail(kind, call, listing, exc)
-        return
-    walk.emit(ScopeDone(kind, scope, count if whole else None))
+
+    def hand_on(page: list[dict[str, Any]]) -> None:
+        walk.drift.check_page(kind, call, page, key)
+        records = [
+            Record(kind, str(item[key]), item, answer_hash(item), partial(build, item), call)
+            for item in page
+        ]
+        if records:
+            walk.emit(Page(records))  # one hand-off per page, not per item
+
+    _read_listing(walk, kind, call, pages, hand_on, scope, whole=whole, listing=listing)
 
 
 def list_items(
@@ -168,16 +162,37 @@ def list_items(
     set or a job at once, since its children's calls need its row, or submits a service's
     detail call. Then the ``ScopeDone`` of ``scope``, with the count. A failed page is the
     listing's, which then sends no ``ScopeDone``, so nothing of ``scope`` is deleted."""
+
+    def hand_on(page: list[dict[str, Any]]) -> None:
+        for item in page:
+            each(item)
+
+    _read_listing(walk, kind, call, pages, hand_on, scope, whole=True, listing=None)
+
+
+def _read_listing(
+    walk: Walk,
+    kind: str,
+    call: str,
+    pages: Pages,
+    hand_on: Callable[[list[dict[str, Any]]], None],
+    scope: str,
+    *,
+    whole: bool,
+    listing: str | None,
+) -> None:
+    """What every listing does with its pages, in one place because deletes hang on it: each
+    page to ``hand_on``, then the ``ScopeDone`` of ``scope`` (the count when ``whole``), and
+    after a failed page the failure instead, with no ``ScopeDone``."""
     count = 0
     try:
         for page in pages:
             count += len(page)
-            for item in page:
-                each(item)
+            hand_on(page)
     except ApiError as exc:
-        walk.fail(kind, call, None, exc)
+        walk.fail(kind, call, listing, exc)
         return
-    walk.emit(ScopeDone(kind, scope, count))
+    walk.emit(ScopeDone(kind, scope, count if whole else None))
 
 
 def ask_detail(
